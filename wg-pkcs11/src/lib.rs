@@ -1,0 +1,33 @@
+//! wg-pkcs11: a WireGuard daemon whose static key may live in a PKCS#11 token.
+//!
+//! One concept per file, as in the kernel's drivers/net/wireguard:
+//!
+//! ```text
+//! config      wg-quick style configuration files
+//! uri         RFC 7512 pkcs11: URIs
+//! key         StaticKey: a software key or a token key (C_DeriveKey)
+//! noise       the Noise_IKpsk2 handshake
+//! cookie      mac1/mac2 and cookie replies
+//! keypair     transport keys, counters, AEAD
+//! replay      the replay window
+//! allowedips  longest-prefix routing table
+//! timers      WireGuard's timer state machine
+//! peer        per-peer state
+//! device      the data path: TUN, UDP, workers
+//! uapi        the cross-platform userspace API (wg show / wg set)
+//! netconfig   addresses, routes, MTU and hooks on the interface
+//! ```
+
+pub mod config;
+pub mod uri;
+pub mod key;
+pub mod noise;
+pub mod cookie;
+pub mod keypair;
+pub mod replay;
+pub mod allowedips;
+pub mod timers;
+pub mod peer;
+pub mod device;
+pub mod uapi;
+pub mod netconfig;
