@@ -7,7 +7,7 @@
 //! - an R-block from the SE that does not acknowledge a chained block asks for our
 //!   last frame again;
 //! - no reply within the waiting time: solicit with an R-block (or repeat the
-//!   S-request), once; a second silence is `NotResponding`;
+//!   S-request); after `MAX_SILENCES` silences the chip is `NotResponding`;
 //! - WTX requests are answered and extend the wait, up to an overall limit;
 //! - every frame's CRC is checked, and after `max_retries` retransmissions the link
 //!   gives up with an error (and resynchronises so the next exchange starts clean).
@@ -23,6 +23,10 @@ use super::{ApduTransport, LinkError};
 
 /// The SE050's 7-bit I2C address.
 pub const DEFAULT_ADDRESS: u8 = 0x48;
+
+/// Replies that may go missing in one exchange before the chip is declared
+/// unresponsive (each costs one reply window, about 1.5 BWT).
+const MAX_SILENCES: u32 = 3;
 
 /// Tunables of the host side. The defaults suit a real SE050.
 #[derive(Debug, Clone)]
@@ -75,6 +79,8 @@ pub struct T1Link<I2C, D> {
     /// N(S) we expect on the next I-block from the SE.
     recv_seq: u8,
     atr: Option<Atr>,
+    /// A failed exchange could not be followed by a RESYNCH: do it before the next.
+    needs_resync: bool,
 }
 
 impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
@@ -91,6 +97,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
             send_seq: 0,
             recv_seq: 0,
             atr: None,
+            needs_resync: false,
         }
     }
 
@@ -118,9 +125,11 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
 
     /// T=1 RESYNCH: both sides restart at N(S) = 0 (the applet stays selected).
     pub fn resync(&mut self) -> Result<(), LinkError> {
+        self.needs_resync = true;
         self.s_exchange(SKind::Resynch, &[])?;
         self.send_seq = 0;
         self.recv_seq = 0;
+        self.needs_resync = false;
         Ok(())
     }
 
@@ -344,7 +353,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                 ),
                 Err(ReadFailure::Silent(waited)) => {
                     silences += 1;
-                    if silences > 1 {
+                    if silences > MAX_SILENCES {
                         return Err(LinkError::NotResponding {
                             address: self.options.address,
                             waited,
@@ -462,6 +471,9 @@ where
     D: DelayNs + Send,
 {
     fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+        if self.needs_resync {
+            T1Link::resync(self)?;
+        }
         let result = self.transceive_inner(command);
         if let Err(e) = &result {
             // Leave the link in a known state for the next exchange (NXP does a soft
