@@ -6,10 +6,16 @@
 //! mod.rs     VirtualSe050 (the I2C device), VirtualOptions, ApduHandler, Processed
 //! link.rs    device-side T=1: NACK while busy, partial reads, chaining, R/S-blocks, WTX, ATR
 //! faults.rs  fault injection (corrupt byte, NACK storm, drop frame, reset mid-APDU)
+//! applet.rs  the IoT applet interpreter: ApduHandler for the link
+//! store.rs   persistent state: one file, atomic write, reload on change
+//! counters.rs operation counters (ECDHs, key generations, ...)
 //! ```
 
+pub mod applet;
+pub mod counters;
 pub mod faults;
 mod link;
+pub mod store;
 
 use std::fmt;
 use std::time::Duration;
