@@ -510,3 +510,70 @@ fn keygen_and_ecdh_report_the_configured_latency() {
 fn applet_of(chip: &mut Chip) -> &mut VirtualApplet {
     applet(chip)
 }
+
+/// The whole stack as a host sees a real chip: Se050 over T=1 over I2C bytes into the virtual
+/// chip's device side, which hands the APDUs to the virtual applet.
+mod over_t1 {
+    use super::*;
+    use crate::t1::{T1Link, T1Options};
+    use crate::virtual_se050::{VirtualOptions, VirtualSe050};
+
+    struct Sleep;
+    impl embedded_hal::delay::DelayNs for Sleep {
+        fn delay_ns(&mut self, ns: u32) {
+            std::thread::sleep(Duration::from_nanos(ns.into()));
+        }
+    }
+
+    fn chip_over_t1(latency: Duration, bwt: Duration) -> Se050<T1Link<VirtualSe050, Sleep>> {
+        let mut applet = VirtualApplet::in_memory();
+        applet.set_latency(latency);
+        let options = VirtualOptions {
+            bwt,
+            ..VirtualOptions::default()
+        };
+        let bus = VirtualSe050::new(Box::new(applet), options);
+        let link = T1Link::open(bus, Sleep, T1Options::default()).expect("T=1 session");
+        Se050::select(link).expect("select over T=1")
+    }
+
+    #[test]
+    fn keys_files_and_byte_order_over_t1() {
+        let mut chip = chip_over_t1(Duration::ZERO, Duration::from_millis(1000));
+        assert!(chip.version().has_x25519());
+        assert_eq!(chip.unique_id().unwrap().len(), 18);
+        chip.generate_x25519(id(0x10)).unwrap();
+        let public = chip.read_x25519_public(id(0x10)).unwrap();
+        let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+        let expected = peer.diffie_hellman(&PublicKey::from(public));
+        let secret = chip
+            .ecdh_x25519(id(0x10), PublicKey::from(&peer).as_bytes())
+            .unwrap();
+        assert_eq!(*secret, *expected.as_bytes());
+        // Files larger than IFSC: chaining in both directions.
+        let large: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        chip.write_binary(id(0x11), &large).unwrap();
+        assert_eq!(chip.read_binary(id(0x11)).unwrap(), large);
+        assert_eq!(chip.get_random(800).unwrap().len(), 800);
+        assert!(chip.list_ids().unwrap().contains(&id(0x11)));
+        let err = chip.read_object(id(PROVISIONED_SECRET)).unwrap_err();
+        assert_eq!(err.refusal(), Some(Refusal::ConditionsNotSatisfied));
+    }
+
+    #[test]
+    fn a_slow_ecdh_is_waited_for_with_wtx() {
+        let mut chip = chip_over_t1(Duration::from_millis(60), Duration::from_millis(20));
+        chip.generate_x25519(id(0x10)).unwrap();
+        let public = chip.read_x25519_public(id(0x10)).unwrap();
+        let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+        let started = std::time::Instant::now();
+        let secret = chip
+            .ecdh_x25519(id(0x10), PublicKey::from(&peer).as_bytes())
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(60));
+        assert_eq!(
+            *secret,
+            *peer.diffie_hellman(&PublicKey::from(public)).as_bytes()
+        );
+    }
+}
