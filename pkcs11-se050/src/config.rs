@@ -122,8 +122,16 @@ impl Config {
             problem,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            // toml's message names the unknown or mistyped key; keep it whole.
-            error(None, e.message().to_string())
+            // Name the key on the line the parser points at (a mistyped value's message does not).
+            let start = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+            let line_no = text[..start].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("");
+            let key = line
+                .split('=')
+                .next()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && line.contains('='));
+            error(key, format!("line {line_no}: {}", e.message().trim()))
         })?;
 
         let transport_name = raw.transport.as_deref().unwrap_or("virtual");
@@ -131,7 +139,11 @@ impl Config {
             "virtual" => {
                 if raw.i2c_device.is_some() || raw.i2c_address.is_some() {
                     return Err(error(
-                        Some(if raw.i2c_device.is_some() { "i2c_device" } else { "i2c_address" }),
+                        Some(if raw.i2c_device.is_some() {
+                            "i2c_device"
+                        } else {
+                            "i2c_address"
+                        }),
                         "only meaningful with transport = \"i2c\"".into(),
                     ));
                 }
@@ -155,7 +167,10 @@ impl Config {
                         format!("{latency_ms} ms is more than a minute per operation"),
                     ));
                 }
-                TransportConfig::Virtual { state, latency: Duration::from_millis(latency_ms) }
+                TransportConfig::Virtual {
+                    state,
+                    latency: Duration::from_millis(latency_ms),
+                }
             }
             "i2c" => {
                 if raw.virtual_state.is_some() || raw.virtual_latency_ms.is_some() {
@@ -168,7 +183,9 @@ impl Config {
                         "only meaningful with transport = \"virtual\"".into(),
                     ));
                 }
-                let device = raw.i2c_device.unwrap_or_else(|| PathBuf::from(DEFAULT_I2C_DEVICE));
+                let device = raw
+                    .i2c_device
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_I2C_DEVICE));
                 let address = match raw.i2c_address {
                     None => DEFAULT_I2C_ADDRESS,
                     Some(a) if (0x08..=0x77).contains(&a) => a as u8,
@@ -189,7 +206,9 @@ impl Config {
             }
         };
 
-        let token_label = raw.token_label.unwrap_or_else(|| DEFAULT_TOKEN_LABEL.to_string());
+        let token_label = raw
+            .token_label
+            .unwrap_or_else(|| DEFAULT_TOKEN_LABEL.to_string());
         if token_label.is_empty() || token_label.len() > 32 {
             return Err(error(
                 Some("token_label"),
@@ -206,7 +225,12 @@ impl Config {
                 ))
             }
         };
-        Ok(Config { transport, token_label, ec_point, source: file.map(Path::to_path_buf) })
+        Ok(Config {
+            transport,
+            token_label,
+            ec_point,
+            source: file.map(Path::to_path_buf),
+        })
     }
 
     /// The configuration without any file: the virtual chip in a per-user state directory.
@@ -232,7 +256,9 @@ impl Config {
 fn default_state_dir() -> Result<PathBuf, String> {
     // /proc/self belongs to the effective user: no unsafe call needed outside the ABI layer.
     use std::os::unix::fs::MetadataExt;
-    let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
     if is_root {
         return Ok(PathBuf::from("/var/lib/pkcs11-se050"));
     }
@@ -255,8 +281,10 @@ mod tests {
 
     #[test]
     fn virtual_with_relative_state_is_anchored_at_the_file() {
-        let c = parse("transport = \"virtual\"\nvirtual_state = \"chip.state\"\nvirtual_latency_ms = 50\n")
-            .unwrap();
+        let c = parse(
+            "transport = \"virtual\"\nvirtual_state = \"chip.state\"\nvirtual_latency_ms = 50\n",
+        )
+        .unwrap();
         assert_eq!(
             c.transport,
             TransportConfig::Virtual {
@@ -270,11 +298,16 @@ mod tests {
 
     #[test]
     fn i2c_defaults_and_values() {
-        let c = parse("transport = \"i2c\"\ni2c_address = 0x49\ntoken_label = \"wg\"\nec_point = \"raw\"")
-            .unwrap();
+        let c = parse(
+            "transport = \"i2c\"\ni2c_address = 0x49\ntoken_label = \"wg\"\nec_point = \"raw\"",
+        )
+        .unwrap();
         assert_eq!(
             c.transport,
-            TransportConfig::I2c { device: PathBuf::from("/dev/i2c-1"), address: 0x49 }
+            TransportConfig::I2c {
+                device: PathBuf::from("/dev/i2c-1"),
+                address: 0x49
+            }
         );
         assert_eq!(c.token_label, "wg");
         assert_eq!(c.ec_point, EcPointFormat::Raw);
@@ -283,18 +316,27 @@ mod tests {
     #[test]
     fn errors_name_file_and_key() {
         let e = parse("transport = \"usb\"").unwrap_err().to_string();
-        assert!(e.contains("/etc/x/p.toml") && e.contains("transport") && e.contains("usb"), "{e}");
+        assert!(
+            e.contains("/etc/x/p.toml") && e.contains("transport") && e.contains("usb"),
+            "{e}"
+        );
         let e = parse("i2c_adress = 3").unwrap_err().to_string();
         assert!(e.contains("i2c_adress"), "{e}");
-        let e = parse("transport = \"i2c\"\ni2c_address = 300").unwrap_err().to_string();
+        let e = parse("transport = \"i2c\"\ni2c_address = 300")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("i2c_address"), "{e}");
         let e = parse("ec_point = \"pem\"").unwrap_err().to_string();
         assert!(e.contains("ec_point"), "{e}");
-        let e = parse("virtual_latency_ms = \"fast\"").unwrap_err().to_string();
+        let e = parse("virtual_latency_ms = \"fast\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("virtual_latency_ms"), "{e}");
         let e = parse("token_label = \"\"").unwrap_err().to_string();
         assert!(e.contains("token_label"), "{e}");
-        let e = parse("transport = \"i2c\"\nvirtual_state = \"/x\"").unwrap_err().to_string();
+        let e = parse("transport = \"i2c\"\nvirtual_state = \"/x\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("virtual_state"), "{e}");
     }
 }

@@ -36,7 +36,11 @@ impl Template {
     }
 
     pub fn get(&self, t: CK_ATTRIBUTE_TYPE) -> Option<&[u8]> {
-        self.entries.iter().rev().find(|(ty, _)| *ty == t).map(|(_, v)| v.as_slice())
+        self.entries
+            .iter()
+            .rev()
+            .find(|(ty, _)| *ty == t)
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn types(&self) -> impl Iterator<Item = CK_ATTRIBUTE_TYPE> + '_ {
@@ -50,7 +54,11 @@ impl Template {
             Some([b]) => Ok(Some(*b != 0)),
             Some(v) => Err(refuse(
                 CKR_ATTRIBUTE_VALUE_INVALID,
-                format_args!("{} must be one CK_BBOOL byte, got {} bytes", attr_name(t), v.len()),
+                format_args!(
+                    "{} must be one CK_BBOOL byte, got {} bytes",
+                    attr_name(t),
+                    v.len()
+                ),
             )),
         }
     }
@@ -59,9 +67,9 @@ impl Template {
     pub fn get_ulong(&self, t: CK_ATTRIBUTE_TYPE) -> Result<Option<CK_ULONG>> {
         match self.get(t) {
             None => Ok(None),
-            Some(v) if v.len() == std::mem::size_of::<CK_ULONG>() => {
-                Ok(Some(CK_ULONG::from_ne_bytes(v.try_into().expect("length checked"))))
-            }
+            Some(v) if v.len() == std::mem::size_of::<CK_ULONG>() => Ok(Some(
+                CK_ULONG::from_ne_bytes(v.try_into().expect("length checked")),
+            )),
             Some(v) => Err(refuse(
                 CKR_ATTRIBUTE_VALUE_INVALID,
                 format_args!(
@@ -79,7 +87,10 @@ impl Template {
         match self.get_ulong(t)? {
             Some(v) if v != want => Err(refuse(
                 CKR_TEMPLATE_INCONSISTENT,
-                format_args!("{} = {v:#x} in the {what} template; only {want:#x} fits", attr_name(t)),
+                format_args!(
+                    "{} = {v:#x} in the {what} template; only {want:#x} fits",
+                    attr_name(t)
+                ),
             )),
             _ => Ok(()),
         }
@@ -176,17 +187,30 @@ mod tests {
         ]);
         assert_eq!(t.get_bool(CKA_TOKEN).unwrap(), Some(true));
         assert_eq!(t.get_ulong(CKA_VALUE_LEN).unwrap(), Some(16));
-        assert_eq!(t.get_bool(CKA_DERIVE).unwrap_err().rv(), CKR_ATTRIBUTE_VALUE_INVALID);
-        assert_eq!(t.get_ulong(CKA_TOKEN).unwrap_err().rv(), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_eq!(
+            t.get_bool(CKA_DERIVE).unwrap_err().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        assert_eq!(
+            t.get_ulong(CKA_TOKEN).unwrap_err().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
         assert_eq!(t.get_bool(CKA_SIGN).unwrap(), None);
-        assert_eq!(t.only(&[CKA_TOKEN], "x").unwrap_err().rv(), CKR_ATTRIBUTE_TYPE_INVALID);
+        assert_eq!(
+            t.only(&[CKA_TOKEN], "x").unwrap_err().rv(),
+            CKR_ATTRIBUTE_TYPE_INVALID
+        );
     }
 
     #[test]
     fn matching_needs_every_entry_equal() {
         let t = Template::new(vec![(CKA_CLASS, ulong_value(CKO_PRIVATE_KEY))]);
-        assert!(matches(&t, |_| AttrValue::Value(ulong_value(CKO_PRIVATE_KEY))));
-        assert!(!matches(&t, |_| AttrValue::Value(ulong_value(CKO_PUBLIC_KEY))));
+        assert!(matches(&t, |_| AttrValue::Value(ulong_value(
+            CKO_PRIVATE_KEY
+        ))));
+        assert!(!matches(&t, |_| AttrValue::Value(ulong_value(
+            CKO_PUBLIC_KEY
+        ))));
         assert!(!matches(&t, |_| AttrValue::Sensitive));
         assert!(matches(&Template::default(), |_| AttrValue::Invalid));
     }

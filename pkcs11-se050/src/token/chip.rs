@@ -55,7 +55,10 @@ impl fmt::Display for ChipError {
 
 impl ChipError {
     pub fn new(kind: ChipErrorKind, message: impl Into<String>) -> ChipError {
-        ChipError { kind, message: message.into() }
+        ChipError {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// The PKCS#11 answer for a chip failure during `what`, logged.

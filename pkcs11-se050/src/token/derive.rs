@@ -63,16 +63,25 @@ impl Token {
             ));
         }
         let params = params.ok_or_else(|| {
-            refuse(CKR_MECHANISM_PARAM_INVALID, "CKM_ECDH1_DERIVE needs CK_ECDH1_DERIVE_PARAMS")
+            refuse(
+                CKR_MECHANISM_PARAM_INVALID,
+                "CKM_ECDH1_DERIVE needs CK_ECDH1_DERIVE_PARAMS",
+            )
         })?;
         if params.kdf != CKD_NULL {
             return Err(refuse(
                 CKR_MECHANISM_PARAM_INVALID,
-                format_args!("KDF {:#x}; only CKD_NULL (the raw X25519 result) is supported", params.kdf),
+                format_args!(
+                    "KDF {:#x}; only CKD_NULL (the raw X25519 result) is supported",
+                    params.kdf
+                ),
             ));
         }
         if !params.shared_data.is_empty() {
-            return Err(refuse(CKR_MECHANISM_PARAM_INVALID, "shared data is not allowed with CKD_NULL"));
+            return Err(refuse(
+                CKR_MECHANISM_PARAM_INVALID,
+                "shared data is not allowed with CKD_NULL",
+            ));
         }
         let peer = decode_point(&params.public_data).ok_or_else(|| {
             refuse(
@@ -85,26 +94,38 @@ impl Token {
         })?;
         let secret = SecretTemplate::parse(template)?;
 
-        let key_id = match split_handle(base) {
-            Some((key_id, Half::Private)) => key_id,
-            Some((_, Half::Public)) => {
-                return Err(refuse(
+        let key_id =
+            match split_handle(base) {
+                Some((key_id, Half::Private)) => key_id,
+                Some((_, Half::Public)) => return Err(refuse(
                     CKR_KEY_TYPE_INCONSISTENT,
                     "the base key of CKM_ECDH1_DERIVE must be the private key, not the public one",
-                ))
-            }
-            None if self.secrets.lock().objects.contains_key(&base) => {
-                return Err(refuse(CKR_KEY_TYPE_INCONSISTENT, "the base key is a secret, not an X25519 private key"))
-            }
-            None => return Err(answer(CKR_KEY_HANDLE_INVALID, format_args!("no key {base:#x}"))),
-        };
+                )),
+                None if self.secrets.lock().objects.contains_key(&base) => {
+                    return Err(refuse(
+                        CKR_KEY_TYPE_INCONSISTENT,
+                        "the base key is a secret, not an X25519 private key",
+                    ))
+                }
+                None => {
+                    return Err(answer(
+                        CKR_KEY_HANDLE_INVALID,
+                        format_args!("no key {base:#x}"),
+                    ))
+                }
+            };
         if !self.loaded_cache()?.pairs.contains_key(&key_id) {
-            return Err(answer(CKR_KEY_HANDLE_INVALID, format_args!("no key {base:#x}")));
+            return Err(answer(
+                CKR_KEY_HANDLE_INVALID,
+                format_args!("no key {base:#x}"),
+            ));
         }
 
         let shared = {
             let mut link = self.link.lock();
-            let chip = link.chip(&self.config).map_err(|e| e.to_ckr("opening the chip"))?;
+            let chip = link
+                .chip(&self.config)
+                .map_err(|e| e.to_ckr("opening the chip"))?;
             chip.ecdh_x25519(key_id, &peer)
         };
         let shared = match shared {
@@ -112,14 +133,20 @@ impl Token {
             Err(e) if e.kind == ChipErrorKind::NotFound => {
                 // Deleted by another process since we listed it.
                 self.cache.lock().remove_pair(key_id);
-                return Err(refuse(CKR_KEY_HANDLE_INVALID, format_args!("key {key_id:#010x} is gone from the chip")));
+                return Err(refuse(
+                    CKR_KEY_HANDLE_INVALID,
+                    format_args!("key {key_id:#010x} is gone from the chip"),
+                ));
             }
             Err(e) => return Err(e.to_ckr(&format!("ECDH with key {key_id:#010x}"))),
         };
         if shared.iter().all(|&b| b == 0) {
             return Err(refuse(
                 CKR_FUNCTION_FAILED,
-                format_args!("X25519 with peer key {} gave all zeros (a low-order point): refused", hex(&peer)),
+                format_args!(
+                    "X25519 with peer key {} gave all zeros (a low-order point): refused",
+                    hex(&peer)
+                ),
             ));
         }
         let value: Zeroizing<Vec<u8>> = Zeroizing::new(shared[..secret.len].to_vec());
@@ -151,7 +178,11 @@ impl SecretTemplate {
         t.only(SECRET_TEMPLATE, "derived key")?;
         t.expect_ulong(CKA_CLASS, CKO_SECRET_KEY, "derived key")?;
         t.expect_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET, "derived key")?;
-        t.expect_bool(CKA_TOKEN, false, "derived secrets are session objects; the chip keeps only key pairs")?;
+        t.expect_bool(
+            CKA_TOKEN,
+            false,
+            "derived secrets are session objects; the chip keeps only key pairs",
+        )?;
         t.expect_bool(CKA_COPYABLE, false, "derived secrets cannot be copied")?;
         let len = match t.get_ulong(CKA_VALUE_LEN)? {
             None => 32,
@@ -159,7 +190,10 @@ impl SecretTemplate {
             Some(n) => {
                 return Err(refuse(
                     CKR_TEMPLATE_INCONSISTENT,
-                    format_args!("{} = {n}: an X25519 result has 32 bytes", attr_name(CKA_VALUE_LEN)),
+                    format_args!(
+                        "{} = {n}: an X25519 result has 32 bytes",
+                        attr_name(CKA_VALUE_LEN)
+                    ),
                 ))
             }
         };
@@ -196,11 +230,26 @@ mod tests {
         .unwrap();
         assert_eq!((ok.len, ok.sensitive, ok.extractable), (16, true, true));
         let too_long = Template::new(vec![(CKA_VALUE_LEN, ulong_value(33))]);
-        assert_eq!(SecretTemplate::parse(&too_long).err().unwrap().rv(), CKR_TEMPLATE_INCONSISTENT);
+        assert_eq!(
+            SecretTemplate::parse(&too_long).err().unwrap().rv(),
+            CKR_TEMPLATE_INCONSISTENT
+        );
         let token = Template::new(vec![(CKA_TOKEN, vec![1])]);
-        assert_eq!(SecretTemplate::parse(&token).err().unwrap().rv(), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_eq!(
+            SecretTemplate::parse(&token).err().unwrap().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
         let aes = Template::new(vec![(CKA_KEY_TYPE, ulong_value(CKK_AES))]);
-        assert_eq!(SecretTemplate::parse(&aes).err().unwrap().rv(), CKR_TEMPLATE_INCONSISTENT);
-        assert_eq!(SecretTemplate::parse(&Template::default()).ok().unwrap().len, 32);
+        assert_eq!(
+            SecretTemplate::parse(&aes).err().unwrap().rv(),
+            CKR_TEMPLATE_INCONSISTENT
+        );
+        assert_eq!(
+            SecretTemplate::parse(&Template::default())
+                .ok()
+                .unwrap()
+                .len,
+            32
+        );
     }
 }

@@ -9,8 +9,9 @@ use pkcs11_sys::*;
 /// RFC 8410 id-X25519 (1.3.101.110) as a DER OBJECT IDENTIFIER.
 pub const OID_X25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x6E];
 /// The old GnuPG OID for Curve25519 (1.3.6.1.4.1.3029.1.5.1).
-pub const OID_GNUPG_CURVE25519: &[u8] =
-    &[0x06, 0x0A, 0x2B, 0x06, 0x01, 0x04, 0x01, 0x97, 0x55, 0x01, 0x05, 0x01];
+pub const OID_GNUPG_CURVE25519: &[u8] = &[
+    0x06, 0x0A, 0x2B, 0x06, 0x01, 0x04, 0x01, 0x97, 0x55, 0x01, 0x05, 0x01,
+];
 /// What this module reports: the PKCS#11 3.0 form, a PrintableString curve name.
 pub const EC_PARAMS_CURVE25519: &[u8] = b"\x13\x0acurve25519";
 
@@ -89,7 +90,11 @@ pub fn decode_point(bytes: &[u8]) -> Option<[u8; 32]> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -111,10 +116,22 @@ mod tests {
         let ed = check_ec_params(&[0x06, 0x03, 0x2B, 0x65, 0x70]).unwrap_err();
         assert_eq!(ed.rv(), CKR_CURVE_NOT_SUPPORTED);
         let p256 = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
-        assert_eq!(check_ec_params(&p256).unwrap_err().rv(), CKR_CURVE_NOT_SUPPORTED);
-        assert_eq!(check_ec_params(b"\x13\x05edwar").unwrap_err().rv(), CKR_CURVE_NOT_SUPPORTED);
-        assert_eq!(check_ec_params(b"\x13\x0bcurve2551").unwrap_err().rv(), CKR_DOMAIN_PARAMS_INVALID);
-        assert_eq!(check_ec_params(b"").unwrap_err().rv(), CKR_DOMAIN_PARAMS_INVALID);
+        assert_eq!(
+            check_ec_params(&p256).unwrap_err().rv(),
+            CKR_CURVE_NOT_SUPPORTED
+        );
+        assert_eq!(
+            check_ec_params(b"\x13\x05edwar").unwrap_err().rv(),
+            CKR_CURVE_NOT_SUPPORTED
+        );
+        assert_eq!(
+            check_ec_params(b"\x13\x0bcurve2551").unwrap_err().rv(),
+            CKR_DOMAIN_PARAMS_INVALID
+        );
+        assert_eq!(
+            check_ec_params(b"").unwrap_err().rv(),
+            CKR_DOMAIN_PARAMS_INVALID
+        );
     }
 
     #[test]
@@ -123,7 +140,10 @@ mod tests {
         let der = encode_point(&key, EcPointFormat::Der);
         assert_eq!(&der[..2], &[0x04, 0x20]);
         assert_eq!(decode_point(&der), Some(key));
-        assert_eq!(decode_point(&encode_point(&key, EcPointFormat::Raw)), Some(key));
+        assert_eq!(
+            decode_point(&encode_point(&key, EcPointFormat::Raw)),
+            Some(key)
+        );
         assert_eq!(decode_point(&[0x04, 0x20, 1]), None);
         assert_eq!(decode_point(&[0u8; 33]), None);
         let mut bad = der.clone();

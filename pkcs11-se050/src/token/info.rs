@@ -51,18 +51,30 @@ pub struct MechanismInfo {
 pub const MECHANISMS: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
     (
         CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
-        MechanismInfo { min_key_size: 255, max_key_size: 255, flags: CKF_GENERATE_KEY_PAIR | CKF_HW },
+        MechanismInfo {
+            min_key_size: 255,
+            max_key_size: 255,
+            flags: CKF_GENERATE_KEY_PAIR | CKF_HW,
+        },
     ),
-    (CKM_ECDH1_DERIVE, MechanismInfo { min_key_size: 255, max_key_size: 255, flags: CKF_DERIVE | CKF_HW }),
+    (
+        CKM_ECDH1_DERIVE,
+        MechanismInfo {
+            min_key_size: 255,
+            max_key_size: 255,
+            flags: CKF_DERIVE | CKF_HW,
+        },
+    ),
 ];
 
 impl Token {
     pub fn slot_info(&self, slot: CK_SLOT_ID) -> Result<SlotInfo> {
         self.check_slot(slot)?;
         let (description, hw) = match &self.config.transport {
-            TransportConfig::I2c { device, address } => {
-                (format!("NXP SE050 at {} {address:#04x}", device.display()), CKF_HW_SLOT)
-            }
+            TransportConfig::I2c { device, address } => (
+                format!("NXP SE050 at {} {address:#04x}", device.display()),
+                CKF_HW_SLOT,
+            ),
             TransportConfig::Virtual { .. } => ("Virtual NXP SE050".to_string(), 0),
         };
         let (major, minor, _) = self.identity.applet_version;
@@ -93,13 +105,22 @@ impl Token {
         })
     }
 
-    pub fn mechanism_info(&self, slot: CK_SLOT_ID, mechanism: CK_MECHANISM_TYPE) -> Result<MechanismInfo> {
+    pub fn mechanism_info(
+        &self,
+        slot: CK_SLOT_ID,
+        mechanism: CK_MECHANISM_TYPE,
+    ) -> Result<MechanismInfo> {
         self.check_slot(slot)?;
         MECHANISMS
             .iter()
             .find(|(m, _)| *m == mechanism)
             .map(|(_, info)| *info)
-            .ok_or_else(|| answer(CKR_MECHANISM_INVALID, format_args!("mechanism {mechanism:#x}")))
+            .ok_or_else(|| {
+                answer(
+                    CKR_MECHANISM_INVALID,
+                    format_args!("mechanism {mechanism:#x}"),
+                )
+            })
     }
 }
 

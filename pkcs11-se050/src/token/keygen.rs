@@ -38,8 +38,13 @@ const COMMON: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_SUBJECT,
     CKA_ALLOWED_MECHANISMS,
 ];
-const PUBLIC_ONLY: &[CK_ATTRIBUTE_TYPE] =
-    &[CKA_VERIFY, CKA_VERIFY_RECOVER, CKA_ENCRYPT, CKA_WRAP, CKA_TRUSTED];
+const PUBLIC_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_VERIFY,
+    CKA_VERIFY_RECOVER,
+    CKA_ENCRYPT,
+    CKA_WRAP,
+    CKA_TRUSTED,
+];
 const PRIVATE_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_SIGN,
     CKA_SIGN_RECOVER,
@@ -80,14 +85,24 @@ impl Token {
                 if kt != CKK_EC_MONTGOMERY {
                     return Err(refuse(
                         CKR_TEMPLATE_INCONSISTENT,
-                        format_args!("CKA_KEY_TYPE {kt:#x}; this mechanism makes CKK_EC_MONTGOMERY keys"),
+                        format_args!(
+                            "CKA_KEY_TYPE {kt:#x}; this mechanism makes CKK_EC_MONTGOMERY keys"
+                        ),
                     ));
                 }
             }
-            t.expect_bool(CKA_TOKEN, true, "every key lives on the chip (CKA_TOKEN must be true)")?;
+            t.expect_bool(
+                CKA_TOKEN,
+                true,
+                "every key lives on the chip (CKA_TOKEN must be true)",
+            )?;
             t.expect_bool(CKA_COPYABLE, false, "chip keys cannot be copied")?;
             t.expect_bool(CKA_DESTROYABLE, true, "chip keys can always be destroyed")?;
-            t.expect_bool(CKA_MODIFIABLE, true, "label and id of chip keys stay modifiable")?;
+            t.expect_bool(
+                CKA_MODIFIABLE,
+                true,
+                "label and id of chip keys stay modifiable",
+            )?;
         }
         for (t, which) in [(public, PUBLIC_ONLY), (private, PRIVATE_ONLY)] {
             for &usage in which {
@@ -102,9 +117,17 @@ impl Token {
                 }
             }
         }
-        private.expect_bool(CKA_DERIVE, true, "the private key of an X25519 pair always derives")?;
+        private.expect_bool(
+            CKA_DERIVE,
+            true,
+            "the private key of an X25519 pair always derives",
+        )?;
         private.expect_bool(CKA_SENSITIVE, true, "the private key never leaves the chip")?;
-        private.expect_bool(CKA_EXTRACTABLE, false, "the private key never leaves the chip")?;
+        private.expect_bool(
+            CKA_EXTRACTABLE,
+            false,
+            "the private key never leaves the chip",
+        )?;
 
         match (public.get(CKA_EC_PARAMS), private.get(CKA_EC_PARAMS)) {
             (None, None) => {
@@ -122,7 +145,12 @@ impl Token {
         let label = shared(public, private, CKA_LABEL)?;
         let id = shared(public, private, CKA_ID)?;
         // Check lengths before touching the chip.
-        KeyMetadata::new(0, true, label.clone().unwrap_or_default(), id.clone().unwrap_or_default())?;
+        KeyMetadata::new(
+            0,
+            true,
+            label.clone().unwrap_or_default(),
+            id.clone().unwrap_or_default(),
+        )?;
 
         let mut cache = self.cache.lock();
         self.refresh(&mut cache)?;
@@ -136,20 +164,32 @@ impl Token {
                 }
                 wanted
             }
-            None => (KEY_BASE..CUSTOMER_LAST).find(|i| !cache.is_used(*i)).ok_or_else(|| {
-                refuse(CKR_DEVICE_MEMORY, "no free object id left in the customer range")
-            })?,
+            None => (KEY_BASE..CUSTOMER_LAST)
+                .find(|i| !cache.is_used(*i))
+                .ok_or_else(|| {
+                    refuse(
+                        CKR_DEVICE_MEMORY,
+                        "no free object id left in the customer range",
+                    )
+                })?,
         };
         let meta_file = (KeyMetadata::preferred_file_id(key_id)..=META_END)
             .chain(META_BASE..KeyMetadata::preferred_file_id(key_id))
             .find(|f| !cache.is_used(*f))
-            .ok_or_else(|| refuse(CKR_DEVICE_MEMORY, "no free object id for the key's metadata"))?;
+            .ok_or_else(|| {
+                refuse(
+                    CKR_DEVICE_MEMORY,
+                    "no free object id for the key's metadata",
+                )
+            })?;
         let label = label.unwrap_or_else(|| default_label(key_id));
         let id = id.unwrap_or_else(|| default_id(key_id));
         let record = KeyMetadata::new(key_id, true, label.clone(), id.clone())?;
 
         let mut link = self.link.lock();
-        let chip = link.chip(&self.config).map_err(|e| e.to_ckr("opening the chip"))?;
+        let chip = link
+            .chip(&self.config)
+            .map_err(|e| e.to_ckr("opening the chip"))?;
         chip.generate_x25519(key_id)
             .map_err(|e| e.to_ckr(&format!("generating an X25519 key pair at {key_id:#010x}")))?;
         let finish = (|| -> super::chip::ChipResult<[u8; 32]> {
@@ -171,7 +211,10 @@ impl Token {
             }
         };
         drop(link);
-        log::info!("generated X25519 key pair {key_id:#010x} ({})", String::from_utf8_lossy(&label));
+        log::info!(
+            "generated X25519 key pair {key_id:#010x} ({})",
+            String::from_utf8_lossy(&label)
+        );
         cache.insert_pair(KeyPair {
             key_id,
             public: public_key,
@@ -180,7 +223,10 @@ impl Token {
             generated: true,
             meta_file: Some(meta_file),
         });
-        Ok((handle_of(key_id, Half::Public), handle_of(key_id, Half::Private)))
+        Ok((
+            handle_of(key_id, Half::Public),
+            handle_of(key_id, Half::Private),
+        ))
     }
 }
 
@@ -189,7 +235,10 @@ fn shared(public: &Template, private: &Template, t: CK_ATTRIBUTE_TYPE) -> Result
     match (public.get(t), private.get(t)) {
         (Some(a), Some(b)) if a != b => Err(refuse(
             CKR_TEMPLATE_INCONSISTENT,
-            format_args!("{} differs between the public and private templates; a pair shares one", attr_name(t)),
+            format_args!(
+                "{} differs between the public and private templates; a pair shares one",
+                attr_name(t)
+            ),
         )),
         (a, b) => Ok(a.or(b).map(<[u8]>::to_vec)),
     }
@@ -210,7 +259,11 @@ mod tests {
         assert_eq!(requested_object_id(&[0x10, 0, 0, 1]), Some(0x1000_0001));
         assert_eq!(requested_object_id(&[0, 0, 0, 0]), None);
         assert_eq!(requested_object_id(&[0x7F, 0xFF, 0, 1]), None);
-        assert_eq!(requested_object_id(&[0x7B, 0, 0, 1]), None, "metadata range");
+        assert_eq!(
+            requested_object_id(&[0x7B, 0, 0, 1]),
+            None,
+            "metadata range"
+        );
         assert_eq!(requested_object_id(&[1, 2, 3]), None);
         assert_eq!(requested_object_id(b"wg0-key"), None);
     }
@@ -222,7 +275,10 @@ mod tests {
         let none = Template::default();
         assert_eq!(shared(&a, &none, CKA_LABEL).unwrap(), Some(b"x".to_vec()));
         assert_eq!(shared(&none, &b, CKA_LABEL).unwrap(), Some(b"y".to_vec()));
-        assert_eq!(shared(&a, &b, CKA_LABEL).unwrap_err().rv(), CKR_TEMPLATE_INCONSISTENT);
+        assert_eq!(
+            shared(&a, &b, CKA_LABEL).unwrap_err().rv(),
+            CKR_TEMPLATE_INCONSISTENT
+        );
         assert_eq!(shared(&none, &none, CKA_ID).unwrap(), None);
     }
 }

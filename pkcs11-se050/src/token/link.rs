@@ -18,7 +18,11 @@ pub struct ChipLink {
 impl ChipLink {
     pub fn open(config: &Config, opener: Opener) -> ChipResult<ChipLink> {
         let chip = opener(config)?;
-        Ok(ChipLink { chip: Some(chip), pid: std::process::id(), opener })
+        Ok(ChipLink {
+            chip: Some(chip),
+            pid: std::process::id(),
+            opener,
+        })
     }
 
     /// The chip, reopened first if this is a forked child of the process that opened it.
@@ -26,7 +30,10 @@ impl ChipLink {
         let pid = std::process::id();
         if self.pid != pid || self.chip.is_none() {
             if self.pid != pid {
-                log::info!("process {pid} is a fork of {}: opening its own link to the SE050", self.pid);
+                log::info!(
+                    "process {pid} is a fork of {}: opening its own link to the SE050",
+                    self.pid
+                );
                 // The parent's link is the parent's: dropping our copy only closes our descriptors.
                 self.chip = None;
             }

@@ -15,7 +15,10 @@ impl Token {
     pub fn find_init(&self, session: CK_SESSION_HANDLE, template: &Template) -> Result<()> {
         let mut sessions = self.sessions.lock();
         if sessions.get(session)?.search.is_some() {
-            return Err(answer(CKR_OPERATION_ACTIVE, "a search is already active in this session"));
+            return Err(answer(
+                CKR_OPERATION_ACTIVE,
+                "a search is already active in this session",
+            ));
         }
         let mut handles = Vec::new();
         {
@@ -45,13 +48,18 @@ impl Token {
         Ok(())
     }
 
-    pub fn find_next(&self, session: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
+    pub fn find_next(
+        &self,
+        session: CK_SESSION_HANDLE,
+        max: usize,
+    ) -> Result<Vec<CK_OBJECT_HANDLE>> {
         let mut sessions = self.sessions.lock();
-        let search = sessions
-            .get_mut(session)?
-            .search
-            .as_mut()
-            .ok_or_else(|| answer(CKR_OPERATION_NOT_INITIALIZED, "C_FindObjects without C_FindObjectsInit"))?;
+        let search = sessions.get_mut(session)?.search.as_mut().ok_or_else(|| {
+            answer(
+                CKR_OPERATION_NOT_INITIALIZED,
+                "C_FindObjects without C_FindObjectsInit",
+            )
+        })?;
         let end = (search.next + max).min(search.handles.len());
         let found = search.handles[search.next..end].to_vec();
         search.next = end;
@@ -62,7 +70,10 @@ impl Token {
         let mut sessions = self.sessions.lock();
         match sessions.get_mut(session)?.search.take() {
             Some(_) => Ok(()),
-            None => Err(answer(CKR_OPERATION_NOT_INITIALIZED, "C_FindObjectsFinal without a search")),
+            None => Err(answer(
+                CKR_OPERATION_NOT_INITIALIZED,
+                "C_FindObjectsFinal without a search",
+            )),
         }
     }
 
@@ -78,10 +89,16 @@ impl Token {
             let cache = self.loaded_cache()?;
             let pair = cache.pairs.get(&key_id).ok_or_else(|| no_object(object))?;
             let format = self.config.ec_point;
-            return Ok(types.iter().map(|&t| pair.attribute(half, t, format)).collect());
+            return Ok(types
+                .iter()
+                .map(|&t| pair.attribute(half, t, format))
+                .collect());
         }
         let secrets = self.secrets.lock();
-        let key = secrets.objects.get(&object).ok_or_else(|| no_object(object))?;
+        let key = secrets
+            .objects
+            .get(&object)
+            .ok_or_else(|| no_object(object))?;
         Ok(types.iter().map(|&t| key.attribute(t)).collect())
     }
 
@@ -96,13 +113,20 @@ impl Token {
         let Some((key_id, _)) = split_handle(object) else {
             self.check_session(session, false)?;
             return match self.secrets.lock().objects.contains_key(&object) {
-                true => Err(refuse(CKR_ACTION_PROHIBITED, "derived secrets are not modifiable")),
+                true => Err(refuse(
+                    CKR_ACTION_PROHIBITED,
+                    "derived secrets are not modifiable",
+                )),
                 false => Err(no_object(object)),
             };
         };
         self.check_session(session, true)?;
         let mut cache = self.loaded_cache()?;
-        let pair = cache.pairs.get(&key_id).ok_or_else(|| no_object(object))?.clone();
+        let pair = cache
+            .pairs
+            .get(&key_id)
+            .ok_or_else(|| no_object(object))?
+            .clone();
         let mut label = pair.label.clone();
         let mut id = pair.id.clone();
         for (t, value) in &template.entries {
@@ -112,7 +136,10 @@ impl Token {
                 other => {
                     return Err(refuse(
                         CKR_ATTRIBUTE_READ_ONLY,
-                        format_args!("{} of a chip key cannot be changed; only CKA_LABEL and CKA_ID", attr_name(other)),
+                        format_args!(
+                            "{} of a chip key cannot be changed; only CKA_LABEL and CKA_ID",
+                            attr_name(other)
+                        ),
                     ))
                 }
             }
@@ -126,9 +153,17 @@ impl Token {
             None => (KeyMetadata::preferred_file_id(key_id)..=META_END)
                 .chain(META_BASE..KeyMetadata::preferred_file_id(key_id))
                 .find(|f| !cache.is_used(*f))
-                .ok_or_else(|| refuse(CKR_DEVICE_MEMORY, "no free object id for the key's metadata"))?,
+                .ok_or_else(|| {
+                    refuse(
+                        CKR_DEVICE_MEMORY,
+                        "no free object id for the key's metadata",
+                    )
+                })?,
         };
-        self.with_chip(|chip| chip.write_binary(file, &record.encode()), "writing a key's label and id")?;
+        self.with_chip(
+            |chip| chip.write_binary(file, &record.encode()),
+            "writing a key's label and id",
+        )?;
         let mut updated = pair;
         updated.label = label;
         updated.id = id;
@@ -149,9 +184,15 @@ impl Token {
         };
         self.check_session(session, true)?;
         let mut cache = self.loaded_cache()?;
-        let pair = cache.pairs.get(&key_id).ok_or_else(|| no_object(object))?.clone();
+        let pair = cache
+            .pairs
+            .get(&key_id)
+            .ok_or_else(|| no_object(object))?
+            .clone();
         let mut link = self.link.lock();
-        let chip = link.chip(&self.config).map_err(|e| e.to_ckr("opening the chip"))?;
+        let chip = link
+            .chip(&self.config)
+            .map_err(|e| e.to_ckr("opening the chip"))?;
         match chip.delete(key_id) {
             Ok(()) => {}
             Err(e) if e.kind == ChipErrorKind::NotFound => {}
@@ -175,5 +216,8 @@ impl Token {
 }
 
 fn no_object(object: CK_OBJECT_HANDLE) -> super::error::Error {
-    answer(CKR_OBJECT_HANDLE_INVALID, format_args!("no object {object:#x}"))
+    answer(
+        CKR_OBJECT_HANDLE_INVALID,
+        format_args!("no object {object:#x}"),
+    )
 }

@@ -50,16 +50,27 @@ impl KeyMetadata {
         if label.len() > MAX_LABEL {
             return Err(refuse(
                 CKR_ATTRIBUTE_VALUE_INVALID,
-                format_args!("CKA_LABEL is {} bytes; at most {MAX_LABEL} fit on the chip", label.len()),
+                format_args!(
+                    "CKA_LABEL is {} bytes; at most {MAX_LABEL} fit on the chip",
+                    label.len()
+                ),
             ));
         }
         if id.len() > MAX_ID {
             return Err(refuse(
                 CKR_ATTRIBUTE_VALUE_INVALID,
-                format_args!("CKA_ID is {} bytes; at most {MAX_ID} fit on the chip", id.len()),
+                format_args!(
+                    "CKA_ID is {} bytes; at most {MAX_ID} fit on the chip",
+                    id.len()
+                ),
             ));
         }
-        Ok(KeyMetadata { key_id, generated, label, id })
+        Ok(KeyMetadata {
+            key_id,
+            generated,
+            label,
+            id,
+        })
     }
 
     pub fn encode(&self) -> [u8; RECORD_LEN] {
@@ -103,7 +114,12 @@ impl KeyMetadata {
         if bytes[at + 1 + id_len..].iter().any(|&b| b != 0) {
             return None;
         }
-        Some(KeyMetadata { key_id, generated, label, id })
+        Some(KeyMetadata {
+            key_id,
+            generated,
+            label,
+            id,
+        })
     }
 
     /// The file id tried first for a key's record: unique for keys made by this module.
@@ -141,10 +157,14 @@ mod tests {
     fn foreign_files_are_not_records() {
         assert_eq!(KeyMetadata::decode(b"hello"), None);
         assert_eq!(KeyMetadata::decode(&[0u8; RECORD_LEN]), None);
-        let mut r = KeyMetadata::new(1, false, b"a".to_vec(), vec![]).unwrap().encode();
+        let mut r = KeyMetadata::new(1, false, b"a".to_vec(), vec![])
+            .unwrap()
+            .encode();
         r[RECORD_LEN - 1] = 1;
         assert_eq!(KeyMetadata::decode(&r), None);
-        let mut r = KeyMetadata::new(1, false, b"a".to_vec(), vec![]).unwrap().encode();
+        let mut r = KeyMetadata::new(1, false, b"a".to_vec(), vec![])
+            .unwrap()
+            .encode();
         r[10] = 200;
         assert_eq!(KeyMetadata::decode(&r), None);
     }

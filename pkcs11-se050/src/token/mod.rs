@@ -13,7 +13,7 @@ pub mod chip;
 mod derive;
 pub mod ec;
 pub mod error;
-mod info;
+pub mod info;
 mod keygen;
 pub mod link;
 mod manage;
@@ -26,7 +26,10 @@ pub mod session;
 mod se050 {
     use super::chip::{Chip, ChipError, ChipErrorKind, ChipResult};
     pub fn open_chip(_: &crate::config::Config) -> ChipResult<Box<dyn Chip>> {
-        Err(ChipError::new(ChipErrorKind::Link, "SE050 driver layers not merged yet"))
+        Err(ChipError::new(
+            ChipErrorKind::Link,
+            "SE050 driver layers not merged yet",
+        ))
     }
 }
 
@@ -63,7 +66,10 @@ pub fn initialize() -> Result<()> {
     let mut slot = TOKEN.write();
     if let Some(token) = slot.as_ref() {
         if token.pid == std::process::id() {
-            return Err(answer(CKR_CRYPTOKI_ALREADY_INITIALIZED, "C_Initialize called twice"));
+            return Err(answer(
+                CKR_CRYPTOKI_ALREADY_INITIALIZED,
+                "C_Initialize called twice",
+            ));
         }
         // A forked child inherits the parent's state; it may (and should) initialise anew.
         log::info!("forked child initialising its own copy of the module");
@@ -78,7 +84,10 @@ pub fn initialize() -> Result<()> {
 pub fn finalize() -> Result<()> {
     match TOKEN.write().take() {
         Some(_) => Ok(()),
-        None => Err(answer(CKR_CRYPTOKI_NOT_INITIALIZED, "C_Finalize without C_Initialize")),
+        None => Err(answer(
+            CKR_CRYPTOKI_NOT_INITIALIZED,
+            "C_Finalize without C_Initialize",
+        )),
     }
 }
 
@@ -121,7 +130,10 @@ impl Token {
 
     pub fn check_slot(&self, slot: CK_SLOT_ID) -> Result<()> {
         if slot != SLOT_ID {
-            return Err(answer(CKR_SLOT_ID_INVALID, format_args!("no slot {slot}; the only slot is {SLOT_ID}")));
+            return Err(answer(
+                CKR_SLOT_ID_INVALID,
+                format_args!("no slot {slot}; the only slot is {SLOT_ID}"),
+            ));
         }
         Ok(())
     }
@@ -133,7 +145,9 @@ impl Token {
         what: &str,
     ) -> Result<T> {
         let mut link = self.link.lock();
-        let chip = link.chip(&self.config).map_err(|e| e.to_ckr("opening the chip"))?;
+        let chip = link
+            .chip(&self.config)
+            .map_err(|e| e.to_ckr("opening the chip"))?;
         f(chip).map_err(|e| e.to_ckr(what))
     }
 
@@ -148,7 +162,9 @@ impl Token {
 
     fn refresh(&self, cache: &mut ObjectCache) -> Result<()> {
         let mut link = self.link.lock();
-        let chip = link.chip(&self.config).map_err(|e| e.to_ckr("opening the chip"))?;
+        let chip = link
+            .chip(&self.config)
+            .map_err(|e| e.to_ckr("opening the chip"))?;
         cache.refresh(chip)
     }
 
@@ -195,7 +211,11 @@ impl Token {
     pub fn session_info(&self, session: CK_SESSION_HANDLE) -> Result<(CK_STATE, CK_FLAGS)> {
         let sessions = self.sessions.lock();
         let state = sessions.state(session)?;
-        let rw = if sessions.get(session)?.read_write { CKF_RW_SESSION } else { 0 };
+        let rw = if sessions.get(session)?.read_write {
+            CKF_RW_SESSION
+        } else {
+            0
+        };
         Ok((state, CKF_SERIAL_SESSION | rw))
     }
 
@@ -205,16 +225,25 @@ impl Token {
         let mut sessions = self.sessions.lock();
         sessions.get(session)?;
         if user != CKU_USER && user != CKU_SO && user != CKU_CONTEXT_SPECIFIC {
-            return Err(answer(CKR_USER_TYPE_INVALID, format_args!("user type {user}")));
+            return Err(answer(
+                CKR_USER_TYPE_INVALID,
+                format_args!("user type {user}"),
+            ));
         }
         if user == CKU_CONTEXT_SPECIFIC {
-            return Err(answer(CKR_OPERATION_NOT_INITIALIZED, "no operation needs context-specific login"));
+            return Err(answer(
+                CKR_OPERATION_NOT_INITIALIZED,
+                "no operation needs context-specific login",
+            ));
         }
         if sessions.user.is_some() {
             return Err(answer(CKR_USER_ALREADY_LOGGED_IN, "already logged in"));
         }
         if user == CKU_SO && sessions.has_read_only() {
-            return Err(answer(CKR_SESSION_READ_ONLY_EXISTS, "SO login with read-only sessions open"));
+            return Err(answer(
+                CKR_SESSION_READ_ONLY_EXISTS,
+                "SO login with read-only sessions open",
+            ));
         }
         sessions.user = Some(user);
         Ok(())
@@ -235,11 +264,16 @@ impl Token {
         self.check_session(session, false)?;
         // GetRandom answers at most a few hundred bytes per APDU.
         for chunk in out.chunks_mut(200) {
-            let bytes = self.with_chip(|chip| chip.get_random(chunk.len()), "getting random bytes")?;
+            let bytes =
+                self.with_chip(|chip| chip.get_random(chunk.len()), "getting random bytes")?;
             if bytes.len() != chunk.len() {
                 return Err(refuse(
                     CKR_DEVICE_ERROR,
-                    format_args!("chip returned {} random bytes for {}", bytes.len(), chunk.len()),
+                    format_args!(
+                        "chip returned {} random bytes for {}",
+                        bytes.len(),
+                        chunk.len()
+                    ),
                 ));
             }
             chunk.copy_from_slice(&bytes);

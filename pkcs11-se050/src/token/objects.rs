@@ -58,11 +58,20 @@ pub struct KeyPair {
 
 impl KeyPair {
     /// The value of one attribute of either half.
-    pub fn attribute(&self, half: Half, t: CK_ATTRIBUTE_TYPE, ec_point: EcPointFormat) -> AttrValue {
+    pub fn attribute(
+        &self,
+        half: Half,
+        t: CK_ATTRIBUTE_TYPE,
+        ec_point: EcPointFormat,
+    ) -> AttrValue {
         use AttrValue::*;
         let private = half == Half::Private;
         let v = match t {
-            CKA_CLASS => ulong_value(if private { CKO_PRIVATE_KEY } else { CKO_PUBLIC_KEY }),
+            CKA_CLASS => ulong_value(if private {
+                CKO_PRIVATE_KEY
+            } else {
+                CKO_PUBLIC_KEY
+            }),
             CKA_KEY_TYPE => ulong_value(CKK_EC_MONTGOMERY),
             CKA_TOKEN => bool_value(true),
             CKA_PRIVATE => bool_value(private),
@@ -86,7 +95,11 @@ impl KeyPair {
             CKA_EC_PARAMS => ec::EC_PARAMS_CURVE25519.to_vec(),
             CKA_PUBLIC_KEY_INFO => spki(&self.public),
             // Private-key attributes.
-            CKA_SIGN | CKA_SIGN_RECOVER | CKA_DECRYPT | CKA_UNWRAP | CKA_ALWAYS_AUTHENTICATE
+            CKA_SIGN
+            | CKA_SIGN_RECOVER
+            | CKA_DECRYPT
+            | CKA_UNWRAP
+            | CKA_ALWAYS_AUTHENTICATE
             | CKA_WRAP_WITH_TRUSTED
                 if private =>
             {
@@ -110,7 +123,9 @@ impl KeyPair {
 
 /// DER SubjectPublicKeyInfo of an X25519 public key (RFC 8410).
 fn spki(public: &[u8; 32]) -> Vec<u8> {
-    let mut v = vec![0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x6E, 0x03, 0x21, 0x00];
+    let mut v = vec![
+        0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x6E, 0x03, 0x21, 0x00,
+    ];
     v.extend_from_slice(public);
     v
 }
@@ -287,7 +302,10 @@ mod tests {
     fn handles_round_trip_and_reject_others() {
         let h = handle_of(0x7000_0001, Half::Private);
         assert_eq!(split_handle(h), Some((0x7000_0001, Half::Private)));
-        assert_eq!(split_handle(handle_of(5, Half::Public)), Some((5, Half::Public)));
+        assert_eq!(
+            split_handle(handle_of(5, Half::Public)),
+            Some((5, Half::Public))
+        );
         assert_eq!(split_handle(0), None);
         assert_eq!(split_handle(SESSION_HANDLE_BASE + 1), None);
         assert_ne!(handle_of(5, Half::Public), handle_of(5, Half::Private));
@@ -296,8 +314,14 @@ mod tests {
     #[test]
     fn private_value_is_sensitive_and_public_has_its_point() {
         let p = pair();
-        assert_eq!(p.attribute(Half::Private, CKA_VALUE, EcPointFormat::Der), AttrValue::Sensitive);
-        assert_eq!(p.attribute(Half::Private, CKA_EC_POINT, EcPointFormat::Der), AttrValue::Invalid);
+        assert_eq!(
+            p.attribute(Half::Private, CKA_VALUE, EcPointFormat::Der),
+            AttrValue::Sensitive
+        );
+        assert_eq!(
+            p.attribute(Half::Private, CKA_EC_POINT, EcPointFormat::Der),
+            AttrValue::Invalid
+        );
         let AttrValue::Value(point) = p.attribute(Half::Public, CKA_EC_POINT, EcPointFormat::Der)
         else {
             panic!("no point")
@@ -311,7 +335,13 @@ mod tests {
             p.attribute(Half::Private, CKA_SENSITIVE, EcPointFormat::Der),
             AttrValue::Value(vec![1])
         );
-        assert_eq!(p.attribute(Half::Public, CKA_SENSITIVE, EcPointFormat::Der), AttrValue::Invalid);
-        assert_eq!(p.attribute(Half::Public, 0x8000_1234, EcPointFormat::Der), AttrValue::Invalid);
+        assert_eq!(
+            p.attribute(Half::Public, CKA_SENSITIVE, EcPointFormat::Der),
+            AttrValue::Invalid
+        );
+        assert_eq!(
+            p.attribute(Half::Public, 0x8000_1234, EcPointFormat::Der),
+            AttrValue::Invalid
+        );
     }
 }

@@ -20,8 +20,15 @@ pub struct SecretKey {
     pub usage: Vec<(CK_ATTRIBUTE_TYPE, bool)>,
 }
 
-pub const SECRET_USAGE_ATTRIBUTES: &[CK_ATTRIBUTE_TYPE] =
-    &[CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY, CKA_WRAP, CKA_UNWRAP, CKA_DERIVE];
+pub const SECRET_USAGE_ATTRIBUTES: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_ENCRYPT,
+    CKA_DECRYPT,
+    CKA_SIGN,
+    CKA_VERIFY,
+    CKA_WRAP,
+    CKA_UNWRAP,
+    CKA_DERIVE,
+];
 
 impl SecretKey {
     pub fn attribute(&self, t: CK_ATTRIBUTE_TYPE) -> AttrValue {
@@ -29,7 +36,9 @@ impl SecretKey {
         let v = match t {
             CKA_CLASS => ulong_value(CKO_SECRET_KEY),
             CKA_KEY_TYPE => ulong_value(CKK_GENERIC_SECRET),
-            CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE | CKA_COPYABLE | CKA_LOCAL => bool_value(false),
+            CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE | CKA_COPYABLE | CKA_LOCAL => {
+                bool_value(false)
+            }
             CKA_DESTROYABLE => bool_value(true),
             CKA_LABEL => self.label.clone(),
             CKA_ID => self.id.clone(),
@@ -48,7 +57,11 @@ impl SecretKey {
                 self.value.to_vec()
             }
             t if SECRET_USAGE_ATTRIBUTES.contains(&t) => bool_value(
-                self.usage.iter().find(|(u, _)| *u == t).map(|(_, v)| *v).unwrap_or(false),
+                self.usage
+                    .iter()
+                    .find(|(u, _)| *u == t)
+                    .map(|(_, v)| *v)
+                    .unwrap_or(false),
             ),
             _ => return Invalid,
         };
@@ -65,7 +78,10 @@ pub struct SecretStore {
 
 impl Default for SecretStore {
     fn default() -> Self {
-        SecretStore { objects: HashMap::new(), next: super::objects::SESSION_HANDLE_BASE }
+        SecretStore {
+            objects: HashMap::new(),
+            next: super::objects::SESSION_HANDLE_BASE,
+        }
     }
 }
 
@@ -99,11 +115,20 @@ mod tests {
 
     #[test]
     fn value_only_when_neither_sensitive_nor_unextractable() {
-        assert_eq!(key(false, true).attribute(CKA_VALUE), AttrValue::Value(vec![5; 32]));
+        assert_eq!(
+            key(false, true).attribute(CKA_VALUE),
+            AttrValue::Value(vec![5; 32])
+        );
         assert_eq!(key(true, true).attribute(CKA_VALUE), AttrValue::Sensitive);
         assert_eq!(key(false, false).attribute(CKA_VALUE), AttrValue::Sensitive);
-        assert_eq!(key(false, true).attribute(CKA_DERIVE), AttrValue::Value(vec![1]));
-        assert_eq!(key(false, true).attribute(CKA_ENCRYPT), AttrValue::Value(vec![0]));
+        assert_eq!(
+            key(false, true).attribute(CKA_DERIVE),
+            AttrValue::Value(vec![1])
+        );
+        assert_eq!(
+            key(false, true).attribute(CKA_ENCRYPT),
+            AttrValue::Value(vec![0])
+        );
         assert_eq!(key(false, true).attribute(CKA_EC_POINT), AttrValue::Invalid);
     }
 

@@ -27,23 +27,39 @@ pub struct Sessions {
 
 impl Default for Sessions {
     fn default() -> Self {
-        Sessions { open: HashMap::new(), next_handle: 1, user: None }
+        Sessions {
+            open: HashMap::new(),
+            next_handle: 1,
+            user: None,
+        }
     }
 }
 
 impl Sessions {
     pub fn open(&mut self, read_write: bool) -> Result<CK_SESSION_HANDLE> {
         if !read_write && self.user == Some(CKU_SO) {
-            return Err(answer(CKR_SESSION_READ_WRITE_SO_EXISTS, "SO is logged in: RO session refused"));
+            return Err(answer(
+                CKR_SESSION_READ_WRITE_SO_EXISTS,
+                "SO is logged in: RO session refused",
+            ));
         }
         let handle = self.next_handle;
         self.next_handle += 1;
-        self.open.insert(handle, Session { read_write, search: None });
+        self.open.insert(
+            handle,
+            Session {
+                read_write,
+                search: None,
+            },
+        );
         Ok(handle)
     }
 
     pub fn close(&mut self, handle: CK_SESSION_HANDLE) -> Result<()> {
-        self.open.remove(&handle).map(|_| ()).ok_or_else(|| invalid(handle))?;
+        self.open
+            .remove(&handle)
+            .map(|_| ())
+            .ok_or_else(|| invalid(handle))?;
         if self.open.is_empty() {
             // Closing the last session logs the user out (PKCS#11 5.6).
             self.user = None;
@@ -87,7 +103,10 @@ impl Sessions {
 }
 
 fn invalid(handle: CK_SESSION_HANDLE) -> super::error::Error {
-    answer(CKR_SESSION_HANDLE_INVALID, format_args!("no session {handle}"))
+    answer(
+        CKR_SESSION_HANDLE_INVALID,
+        format_args!("no session {handle}"),
+    )
 }
 
 #[cfg(test)]
