@@ -13,7 +13,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use harness::{isolated, module_path, run_child, TestChip};
 use pkcs11_se050::virtual_se050::counters::read_counters;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 const OID_X25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x6E];
@@ -479,32 +479,24 @@ fn derive_costs_close_to_a_bare_chip_ecdh() {
         let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
         let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer.as_bytes()));
         let template = [Attribute::ValueLen(32.into())];
-        const N: u32 = 200;
-        let time_module = || {
-            let start = Instant::now();
-            for _ in 0..N {
-                let k = session.derive_key(&mechanism, private, &template).unwrap();
-                session.destroy_object(k).unwrap();
-            }
-            start.elapsed() / N
-        };
         let config = pkcs11_se050::config::Config::from_file(conf).unwrap();
         let mut bare = pkcs11_se050::token::open_chip(&config).unwrap();
-        let time_bare = |bare: &mut Box<dyn pkcs11_se050::token::chip::Chip>| {
+        // Interleaved call by call, so that both see the same load on a busy machine; medians.
+        let (mut module, mut chip) = (Vec::new(), Vec::new());
+        for _ in 0..400 {
             let start = Instant::now();
-            for _ in 0..N {
-                bare.ecdh_x25519(key_id, peer.as_bytes()).unwrap();
-            }
-            start.elapsed() / N
-        };
-        // Interleave to share whatever the machine is doing.
-        let (mut module, mut chip) = (Duration::MAX, Duration::MAX);
-        for _ in 0..3 {
-            module = module.min(time_module());
-            chip = chip.min(time_bare(&mut bare));
+            let k = session.derive_key(&mechanism, private, &template).unwrap();
+            module.push(start.elapsed());
+            session.destroy_object(k).unwrap();
+            let start = Instant::now();
+            bare.ecdh_x25519(key_id, peer.as_bytes()).unwrap();
+            chip.push(start.elapsed());
         }
+        module.sort();
+        chip.sort();
+        let (module, chip) = (module[module.len() / 2], chip[chip.len() / 2]);
         let ratio = module.as_secs_f64() / chip.as_secs_f64();
-        println!("C_DeriveKey {module:?} per call, bare chip ECDH {chip:?}: ratio {ratio:.2}");
-        assert!(ratio < 1.5, "C_DeriveKey costs {ratio:.2}x a bare chip ECDH");
+        println!("C_DeriveKey median {module:?}, bare chip ECDH median {chip:?}: ratio {ratio:.2}");
+        assert!(ratio < 1.25, "C_DeriveKey costs {ratio:.2}x a bare chip ECDH (target: within 1.25x)");
     });
 }

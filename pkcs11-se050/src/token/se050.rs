@@ -4,6 +4,7 @@ use super::chip::{Chip, ChipError, ChipErrorKind, ChipIdentity, ChipResult, Obje
 use crate::apdu::Refusal;
 use crate::applet::{ObjectId, ObjectType, Se050, Se050Error};
 use crate::config::{Config, TransportConfig};
+use crate::device::{self, Transport};
 use crate::t1::ApduTransport;
 use zeroize::Zeroizing;
 
@@ -19,34 +20,12 @@ pub fn open_chip(config: &Config) -> ChipResult<Box<dyn Chip>> {
             })?;
         }
     }
-    let se050 = bridge::open(&config.transport).map_err(|e| ChipError::new(ChipErrorKind::Link, e))?;
+    let transport = match &config.transport {
+        TransportConfig::I2c { device, address } => Transport::I2c { device: device.clone(), address: *address },
+        TransportConfig::Virtual { state, latency } => Transport::Virtual { state: state.clone(), latency: *latency },
+    };
+    let se050 = device::open(&transport).map_err(|e| ChipError::new(ChipErrorKind::Link, e.to_string()))?;
     Ok(Box::new(AppletChip { se050 }))
-}
-
-/// TEMPORARY until `device::open` lands: the virtual chip without the inter-process lock.
-mod bridge {
-    use crate::applet::Se050;
-    use crate::config::TransportConfig;
-    use crate::t1::{ApduTransport, T1Link, T1Options};
-    use crate::virtual_se050::{applet::VirtualApplet, VirtualOptions, VirtualSe050};
-
-    struct Sleep;
-    impl embedded_hal::delay::DelayNs for Sleep {
-        fn delay_ns(&mut self, ns: u32) {
-            std::thread::sleep(std::time::Duration::from_nanos(ns as u64));
-        }
-    }
-
-    pub fn open(t: &TransportConfig) -> Result<Se050<Box<dyn ApduTransport>>, String> {
-        let TransportConfig::Virtual { state, latency } = t else {
-            return Err("I2C transport not merged yet".into());
-        };
-        let applet = VirtualApplet::open(state, *latency).map_err(|e| e.to_string())?;
-        let chip = VirtualSe050::new(Box::new(applet), VirtualOptions::default());
-        let link = T1Link::open(chip, Sleep, T1Options::default()).map_err(|e| e.to_string())?;
-        let boxed: Box<dyn ApduTransport> = Box::new(link);
-        Se050::select(boxed).map_err(|e| e.to_string())
-    }
 }
 
 struct AppletChip {
