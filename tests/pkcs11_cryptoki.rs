@@ -13,7 +13,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use harness::{isolated, module_path, run_child, TestChip};
 use pkcs11_se050::virtual_se050::counters::read_counters;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 const OID_X25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x6E];
@@ -498,5 +498,40 @@ fn derive_costs_close_to_a_bare_chip_ecdh() {
         let ratio = module.as_secs_f64() / chip.as_secs_f64();
         println!("C_DeriveKey median {module:?}, bare chip ECDH median {chip:?}: ratio {ratio:.2}");
         assert!(ratio < 1.25, "C_DeriveKey costs {ratio:.2}x a bare chip ECDH (target: within 1.25x)");
+    });
+}
+
+/// Pairs made by other tools (here: straight through the applet layer) appear with a label and
+/// id derived from their object id; foreign binary files, even in the metadata range, are not
+/// misread as labels.
+#[test]
+fn pairs_created_by_other_tools_are_visible() {
+    isolated("pairs_created_by_other_tools_are_visible", "", |_, state| {
+        use pkcs11_se050::applet::ObjectId;
+        use pkcs11_se050::device::{open, Transport};
+        {
+            let mut se050 = open(&Transport::Virtual { state: state.to_path_buf(), latency: Duration::ZERO }).unwrap();
+            se050.generate_x25519(ObjectId::new(0x2018_1001).unwrap()).unwrap();
+            se050.write_binary(ObjectId::new(0x7B18_1001).unwrap(), b"P11K not a record").unwrap();
+            se050.write_binary(ObjectId::new(0x0000_0100).unwrap(), &[0u8; 300]).unwrap();
+        }
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let found = session.find_objects(&[Attribute::Label(b"se050:20181001".to_vec())]).unwrap();
+        assert_eq!(found.len(), 2, "private and public of the foreign pair");
+        let ids = session.find_objects(&[Attribute::Id(vec![0x20, 0x18, 0x10, 0x01])]).unwrap();
+        assert_eq!(ids.len(), 2);
+        let all = session.find_objects(&[]).unwrap();
+        assert_eq!(all.len(), 2, "binary files are not keys: {all:?}");
+        let private = session
+            .find_objects(&[Attribute::Label(b"se050:20181001".to_vec()), Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .unwrap()[0];
+        let attrs = session.get_attributes(private, &[AttributeType::Local]).unwrap();
+        assert_eq!(attrs, vec![Attribute::Local(false)], "origin unknown for foreign pairs");
+        // Giving it a label writes a record; the key works.
+        session.update_attributes(private, &[Attribute::Label(b"adopted".to_vec())]).unwrap();
+        assert_eq!(session.find_objects(&[Attribute::Label(b"adopted".to_vec())]).unwrap().len(), 2);
+        let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+        derive(&session, private, PublicKey::from(&peer).as_bytes(), None).unwrap();
     });
 }
