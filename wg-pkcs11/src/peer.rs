@@ -1,1 +1,528 @@
-//! peer
+//! Per-peer state: keys, sessions, handshake progress, timers, endpoint and counters.
+//!
+//! A `Peer` is shared as `Arc<Peer>` by every thread of the device. What the packet path touches
+//! (the sessions, the endpoint, byte counters, timers) sits behind small locks that nothing slow
+//! ever holds; the handshake state has its own lock, held by the handshake worker alone, even
+//! while the static key works for tens of milliseconds.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+use zeroize::Zeroizing;
+
+use crate::cookie::CookieState;
+use crate::keypair::Keypair;
+use crate::noise::handshake::{self, InitiatorPending};
+use crate::noise::{
+    HandshakeError, Identity, IndexTable, ReceivedInitiation, Timestamp, INITIATION_LEN,
+    RESPONSE_LEN,
+};
+use crate::timers::{TimerActions, Timers, REKEY_TIMEOUT};
+
+/// Initiations from one peer are consumed at most this often (the kernel's
+/// INITIATIONS_PER_SECOND = 50): a replayed-but-newer flood cannot churn sessions.
+const MIN_INITIATION_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The three session slots of a peer, as in the kernel's noise_keypairs.
+#[derive(Default)]
+struct Keypairs {
+    /// The session before `current`: still accepted for receiving (packets in flight).
+    previous: Option<Arc<Keypair>>,
+    /// The session we send with.
+    current: Option<Arc<Keypair>>,
+    /// A responder's new session, used once the initiator's first transport message confirms it.
+    next: Option<Arc<Keypair>>,
+}
+
+/// The handshake worker's state for this peer.
+#[derive(Default)]
+struct HandshakeSlot {
+    pending: Option<InitiatorPending>,
+    last_initiation_sent: Option<Instant>,
+    greatest_timestamp: Option<Timestamp>,
+    last_initiation_consumed: Option<Instant>,
+}
+
+/// One configured peer.
+pub struct Peer {
+    public: [u8; 32],
+    preshared_key: RwLock<Zeroizing<[u8; 32]>>,
+    /// DH(our static, their static): one static-key operation per peer, then cached.
+    static_static: Mutex<Option<Zeroizing<[u8; 32]>>>,
+    handshake: Mutex<HandshakeSlot>,
+    keypairs: RwLock<Keypairs>,
+    endpoint: RwLock<Option<SocketAddr>>,
+    timers: Mutex<Timers>,
+    cookie: Mutex<CookieState>,
+    rx_bytes: AtomicU64,
+    tx_bytes: AtomicU64,
+    last_handshake: Mutex<Option<SystemTime>>,
+    /// `created` is the zero of the millisecond clocks below.
+    created: Instant,
+    /// When the packet path last asked for a handshake (ms since `created`, +1; 0 = never).
+    handshake_requested_ms: AtomicU64,
+    /// The receive side asked for a handshake for the current session already.
+    sent_lastminute_handshake: AtomicBool,
+    /// Indices of sessions the packet path retired, to be freed from the index table.
+    retired_indices: Mutex<Vec<u32>>,
+}
+
+impl Peer {
+    /// A peer with its static public key, optional preshared key, optional initial endpoint and
+    /// persistent keepalive interval in seconds (0 = off). A non-zero interval makes the first
+    /// `tick` ask for a keepalive (which, with no session yet, means a handshake).
+    pub fn new(
+        public: [u8; 32],
+        preshared_key: Option<[u8; 32]>,
+        endpoint: Option<SocketAddr>,
+        persistent_keepalive: u16,
+        now: Instant,
+    ) -> Arc<Peer> {
+        let mut timers = Timers::new(0);
+        timers.set_persistent_keepalive(persistent_keepalive, now);
+        Arc::new(Peer {
+            public,
+            preshared_key: RwLock::new(Zeroizing::new(preshared_key.unwrap_or([0; 32]))),
+            static_static: Mutex::new(None),
+            handshake: Mutex::new(HandshakeSlot::default()),
+            keypairs: RwLock::new(Keypairs::default()),
+            endpoint: RwLock::new(endpoint),
+            timers: Mutex::new(timers),
+            cookie: Mutex::new(CookieState::new(&public)),
+            rx_bytes: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            last_handshake: Mutex::new(None),
+            created: now,
+            handshake_requested_ms: AtomicU64::new(0),
+            sent_lastminute_handshake: AtomicBool::new(false),
+            retired_indices: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The peer's static public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// The preshared key (all zeros when none is configured, as the protocol defines).
+    pub fn preshared_key(&self) -> Option<[u8; 32]> {
+        let k = **self.preshared_key.read();
+        (k != [0; 32]).then_some(k)
+    }
+
+    pub fn set_preshared_key(&self, key: Option<[u8; 32]>) {
+        *self.preshared_key.write() = Zeroizing::new(key.unwrap_or([0; 32]));
+    }
+
+    /// Where we send to: configured, or learned from the last authenticated packet (roaming).
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        *self.endpoint.read()
+    }
+
+    pub fn set_endpoint(&self, endpoint: Option<SocketAddr>) {
+        *self.endpoint.write() = endpoint;
+    }
+
+    pub fn persistent_keepalive(&self) -> u16 {
+        self.timers.lock().persistent_keepalive_interval()
+    }
+
+    pub fn set_persistent_keepalive(&self, seconds: u16, now: Instant) {
+        self.timers.lock().set_persistent_keepalive(seconds, now);
+    }
+
+    /// Bytes of authenticated messages received from this peer (UDP payload sizes).
+    pub fn rx_bytes(&self) -> u64 {
+        self.rx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of messages sent to this peer (UDP payload sizes).
+    pub fn tx_bytes(&self) -> u64 {
+        self.tx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Wall-clock time of the last completed handshake.
+    pub fn last_handshake(&self) -> Option<SystemTime> {
+        *self.last_handshake.lock()
+    }
+
+    /// The cached static-static DH, computed with the static key the first time (handshake
+    /// worker only). The device may call this once when the peer is added, to have the one
+    /// per-peer token operation done before the first handshake.
+    pub fn precompute_static_static(&self, id: &Identity) -> Result<(), HandshakeError> {
+        self.static_static(id).map(|_| ())
+    }
+
+    fn static_static(&self, id: &Identity) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
+        let mut slot = self.static_static.lock();
+        if let Some(ss) = slot.as_ref() {
+            return Ok(ss.clone());
+        }
+        let ss = id.key().diffie_hellman(&self.public)?;
+        *slot = Some(ss.clone());
+        Ok(ss)
+    }
+
+    fn free_retired(&self, table: &IndexTable) {
+        for index in self.retired_indices.lock().drain(..) {
+            table.free(index);
+        }
+    }
+
+    fn record_sent_handshake_message(&self, len: usize, now: Instant) {
+        self.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        let mut t = self.timers.lock();
+        t.any_authenticated_packet_traversal(now);
+        t.any_authenticated_packet_sent();
+    }
+
+    /// Handshake worker: a new initiation to this peer (mac1/mac2 included). `is_retry` is
+    /// `TimerActions::initiation_is_retry` (false for initiations the packet path asked for).
+    /// Refused with `RateLimited` within REKEY_TIMEOUT of the previous one. No static-key
+    /// operation, except the first time ever for this peer (the cached `ss`).
+    pub fn create_initiation(
+        self: &Arc<Self>,
+        id: &Identity,
+        table: &IndexTable,
+        is_retry: bool,
+        now: Instant,
+    ) -> Result<[u8; INITIATION_LEN], HandshakeError> {
+        self.free_retired(table);
+        let ss = self.static_static(id)?;
+        let mut hs = self.handshake.lock();
+        if let Some(last) = hs.last_initiation_sent {
+            if now.saturating_duration_since(last) < REKEY_TIMEOUT {
+                return Err(HandshakeError::RateLimited);
+            }
+        }
+        if let Some(old) = hs.pending.take() {
+            table.free(old.local_index);
+        }
+        let local_index = table.allocate(self);
+        let mut msg = [0u8; INITIATION_LEN];
+        let pending = match handshake::create_initiation(
+            &id.public_key(),
+            &self.public,
+            &ss,
+            local_index,
+            Timestamp::now(),
+            &mut msg,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                table.free(local_index);
+                return Err(e);
+            }
+        };
+        self.cookie.lock().add_macs(&mut msg, now);
+        hs.pending = Some(pending);
+        hs.last_initiation_sent = Some(now);
+        drop(hs);
+        self.record_sent_handshake_message(msg.len(), now);
+        self.timers.lock().handshake_initiated(now, is_retry);
+        Ok(msg)
+    }
+
+    /// Handshake worker: answer an initiation that `noise::consume_initiation` attributed to this
+    /// peer (the caller looked the peer up by `received.initiator_public()`). Checks the
+    /// timestamp, derives the new session (kept as `next` until the initiator's first transport
+    /// message confirms it), and returns the response to send to `src`, which becomes the
+    /// endpoint. No static-key operation except the first time for this peer (`ss`).
+    pub fn accept_initiation(
+        self: &Arc<Self>,
+        id: &Identity,
+        table: &IndexTable,
+        received: ReceivedInitiation,
+        src: SocketAddr,
+        now: Instant,
+    ) -> Result<[u8; RESPONSE_LEN], HandshakeError> {
+        self.free_retired(table);
+        if received.initiator_public() != self.public {
+            return Err(HandshakeError::UnknownPeer);
+        }
+        let ss = self.static_static(id)?;
+        let (timestamp, state) = handshake::accept_initiation(received, &ss)?;
+        let mut hs = self.handshake.lock();
+        if hs.greatest_timestamp.is_some_and(|t| timestamp <= t) {
+            return Err(HandshakeError::ReplayedTimestamp);
+        }
+        if hs
+            .last_initiation_consumed
+            .is_some_and(|t| now.saturating_duration_since(t) < MIN_INITIATION_INTERVAL)
+        {
+            return Err(HandshakeError::RateLimited);
+        }
+        hs.greatest_timestamp = Some(timestamp);
+        hs.last_initiation_consumed = Some(now);
+        let psk = **self.preshared_key.read();
+        let local_index = table.allocate(self);
+        let mut msg = [0u8; RESPONSE_LEN];
+        let keys =
+            match handshake::create_response(state, &self.public, &psk, local_index, &mut msg) {
+                Ok(k) => k,
+                Err(e) => {
+                    table.free(local_index);
+                    return Err(e);
+                }
+            };
+        drop(hs);
+        self.cookie.lock().add_macs(&mut msg, now);
+        let keypair = Arc::new(Keypair::new(&keys, now));
+        {
+            // A responder cannot send with the new session before it is confirmed: it goes to
+            // `next`, replacing an unconfirmed one; `previous` is dropped too (the kernel's rule).
+            let mut kp = self.keypairs.write();
+            if let Some(old) = kp.next.replace(keypair) {
+                table.free(old.local_index());
+            }
+            if let Some(old) = kp.previous.take() {
+                table.free(old.local_index());
+            }
+        }
+        self.set_endpoint_if_changed(src);
+        self.rx_bytes
+            .fetch_add(INITIATION_LEN as u64, Ordering::Relaxed);
+        {
+            let mut t = self.timers.lock();
+            t.any_authenticated_packet_received();
+            t.any_authenticated_packet_traversal(now);
+            t.session_derived(now);
+        }
+        self.record_sent_handshake_message(msg.len(), now);
+        Ok(msg)
+    }
+
+    /// Handshake worker: consume a response (its receiver index led the caller here; mac1 was
+    /// checked). ONE static-key operation (se). On success the new session is current: send the
+    /// queued packets now, or a keepalive if there are none, to confirm it to the responder.
+    pub fn consume_response(
+        self: &Arc<Self>,
+        id: &Identity,
+        table: &IndexTable,
+        msg: &[u8],
+        src: SocketAddr,
+        now: Instant,
+    ) -> Result<(), HandshakeError> {
+        self.free_retired(table);
+        let mut hs = self.handshake.lock();
+        let pending = hs
+            .pending
+            .as_ref()
+            .ok_or(HandshakeError::NoPendingHandshake)?;
+        let psk = **self.preshared_key.read();
+        let keys = handshake::consume_response(id, pending, &psk, msg)?;
+        // The pending handshake's index lives on as the session's local index.
+        hs.pending = None;
+        drop(hs);
+        let keypair = Arc::new(Keypair::new(&keys, now));
+        {
+            let mut kp = self.keypairs.write();
+            let old_previous = if let Some(next) = kp.next.take() {
+                // An unconfirmed responder session becomes `previous`; `current` is dropped.
+                let dropped = kp.current.take();
+                kp.previous.replace(next)
+                    .into_iter()
+                    .chain(dropped)
+                    .collect::<Vec<_>>()
+            } else {
+                let current = kp.current.take();
+                std::mem::replace(&mut kp.previous, current)
+                    .into_iter()
+                    .collect()
+            };
+            for old in old_previous {
+                table.free(old.local_index());
+            }
+            kp.current = Some(keypair);
+        }
+        self.sent_lastminute_handshake
+            .store(false, Ordering::Relaxed);
+        self.set_endpoint_if_changed(src);
+        self.rx_bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
+        *self.last_handshake.lock() = Some(SystemTime::now());
+        let mut t = self.timers.lock();
+        t.any_authenticated_packet_received();
+        t.any_authenticated_packet_traversal(now);
+        t.session_derived(now);
+        t.handshake_complete();
+        Ok(())
+    }
+
+    /// Handshake worker (or packet path: no static key): take the cookie from a cookie reply
+    /// that answers our last initiation or response. The next initiation carries a mac2.
+    pub fn consume_cookie_reply(&self, msg: &[u8], now: Instant) -> Result<(), HandshakeError> {
+        self.cookie.lock().consume_cookie_reply(msg, now)
+    }
+
+    /// Packet path: the session to send with, if one is usable. `None`: queue the packet and
+    /// ask the handshake worker for an initiation (`wants_handshake` tells whether to ask now).
+    pub fn current_keypair(&self, now: Instant) -> Option<Arc<Keypair>> {
+        self.keypairs
+            .read()
+            .current
+            .as_ref()
+            .filter(|k| k.can_send(now))
+            .cloned()
+    }
+
+    /// Packet path: the session a received transport message's receiver index names.
+    pub fn keypair_for_index(&self, index: u32) -> Option<Arc<Keypair>> {
+        let kp = self.keypairs.read();
+        for k in [&kp.current, &kp.previous, &kp.next].into_iter().flatten() {
+            if k.local_index() == index {
+                return Some(Arc::clone(k));
+            }
+        }
+        None
+    }
+
+    fn set_endpoint_if_changed(&self, src: SocketAddr) {
+        if *self.endpoint.read() != Some(src) {
+            *self.endpoint.write() = Some(src);
+        }
+    }
+
+    fn ms_since_created(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.created).as_millis() as u64 + 1
+    }
+
+    /// Whether the packet path should ask the handshake worker for an initiation now: at most
+    /// once per REKEY_TIMEOUT, so a busy tunnel does not flood the worker with requests.
+    pub fn wants_handshake(&self, now: Instant) -> bool {
+        let now_ms = self.ms_since_created(now);
+        let last = self.handshake_requested_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < REKEY_TIMEOUT.as_millis() as u64 {
+            return false;
+        }
+        self.handshake_requested_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Packet path, after `keypair` decrypted (and replay-checked) a message of `wire_len` bytes
+    /// from `src`: confirms a responder's `next` session, follows the peer to `src` (roaming),
+    /// counts bytes, feeds the timers. Returns true when a handshake should be started (keep the
+    /// key fresh; already rate-limited by `wants_handshake`). May be called once per batch with
+    /// the batch's total length, `is_keepalive` false if any message carried data.
+    pub fn received_transport(
+        &self,
+        keypair: &Arc<Keypair>,
+        src: SocketAddr,
+        wire_len: usize,
+        is_keepalive: bool,
+        now: Instant,
+    ) -> bool {
+        let confirmed = self.confirm_next(keypair);
+        self.set_endpoint_if_changed(src);
+        self.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
+        {
+            let mut t = self.timers.lock();
+            if confirmed {
+                t.handshake_complete();
+            }
+            t.any_authenticated_packet_received();
+            t.any_authenticated_packet_traversal(now);
+            if !is_keepalive {
+                t.data_received(now);
+            }
+        }
+        if confirmed {
+            *self.last_handshake.lock() = Some(SystemTime::now());
+        }
+        let stale = self
+            .keypairs
+            .read()
+            .current
+            .as_ref()
+            .is_some_and(|k| k.needs_rekey_on_receive(now));
+        if stale && !self.sent_lastminute_handshake.swap(true, Ordering::Relaxed) {
+            return self.wants_handshake(now);
+        }
+        false
+    }
+
+    /// The responder's first message with its `next` session: it becomes current.
+    fn confirm_next(&self, keypair: &Arc<Keypair>) -> bool {
+        {
+            let kp = self.keypairs.read();
+            if !kp.next.as_ref().is_some_and(|n| Arc::ptr_eq(n, keypair)) {
+                return false;
+            }
+        }
+        let mut kp = self.keypairs.write();
+        if !kp.next.as_ref().is_some_and(|n| Arc::ptr_eq(n, keypair)) {
+            return false; // another thread confirmed it first
+        }
+        let next = kp.next.take();
+        let current = std::mem::replace(&mut kp.current, next);
+        // The packet path has no index table: the old `previous` index is freed by the next
+        // handshake-worker call (`keypair_for_index` no longer finds it meanwhile).
+        if let Some(old) = std::mem::replace(&mut kp.previous, current) {
+            self.retired_indices.lock().push(old.local_index());
+        }
+        self.sent_lastminute_handshake
+            .store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Packet path, after sending `wire_len` bytes with `keypair` (once per batch is fine).
+    /// Returns true when a handshake should be started (REKEY_AFTER_MESSAGES, or the
+    /// initiator's REKEY_AFTER_TIME; rate-limited by `wants_handshake`).
+    pub fn sent_transport(
+        &self,
+        keypair: &Keypair,
+        wire_len: usize,
+        is_keepalive: bool,
+        now: Instant,
+    ) -> bool {
+        self.tx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
+        {
+            let mut t = self.timers.lock();
+            t.any_authenticated_packet_traversal(now);
+            t.any_authenticated_packet_sent();
+            if !is_keepalive {
+                t.data_sent(now);
+            }
+        }
+        keypair.needs_rekey_on_send(now) && self.wants_handshake(now)
+    }
+
+    /// Timer thread: fire what is due. `zero_keys` has already been done when it is reported.
+    /// For `send_keepalive` without a session, start a handshake instead (as the kernel does).
+    pub fn tick(&self, table: &IndexTable, now: Instant) -> TimerActions {
+        let actions = self.timers.lock().tick(now);
+        if actions.zero_keys {
+            self.zero_keys(table);
+        }
+        actions
+    }
+
+    /// When `tick` has something to do next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.lock().next_deadline()
+    }
+
+    /// Drop every session and the pending handshake, freeing their indices.
+    pub fn zero_keys(&self, table: &IndexTable) {
+        self.free_retired(table);
+        let (a, b, c) = {
+            let mut kp = self.keypairs.write();
+            (kp.previous.take(), kp.current.take(), kp.next.take())
+        };
+        for k in [a, b, c].into_iter().flatten() {
+            table.free(k.local_index());
+        }
+        if let Some(p) = self.handshake.lock().pending.take() {
+            table.free(p.local_index);
+        }
+    }
+
+    /// Before a removed peer is dropped: zero its keys, free its indices, stop its timers.
+    pub fn clear(&self, table: &IndexTable) {
+        self.zero_keys(table);
+        self.timers.lock().stop();
+    }
+}
