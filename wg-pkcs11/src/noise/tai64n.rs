@@ -29,6 +29,22 @@ impl Timestamp {
         );
         Timestamp(label.to_bytes())
     }
+
+    /// The smallest timestamp greater than this one (one rounding step later): an initiator
+    /// uses `max(now, last_sent.successor())`, so its initiations stay strictly increasing even
+    /// when the wall clock stalls or steps back.
+    pub fn successor(&self) -> Timestamp {
+        let secs = u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"));
+        let nanos = u32::from_be_bytes(self.0[8..].try_into().expect("4 bytes"));
+        let (secs, nanos) = match nanos - nanos % NANOS_GRANULARITY + NANOS_GRANULARITY {
+            n if n >= 1_000_000_000 => (secs + 1, 0),
+            n => (secs, n),
+        };
+        let mut out = [0u8; 12];
+        out[..8].copy_from_slice(&secs.to_be_bytes());
+        out[8..].copy_from_slice(&nanos.to_be_bytes());
+        Timestamp(out)
+    }
 }
 
 #[cfg(test)]
@@ -45,6 +61,16 @@ mod tests {
         assert!(a < b && b < c);
         // Within the rounding granularity two timestamps are equal (and the second one refused).
         assert_eq!(a, Timestamp::from_system_time(t + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn successor_is_greater_and_valid() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000) + Duration::from_nanos(999_000_000);
+        let a = Timestamp::from_system_time(t);
+        let b = a.successor();
+        assert!(b > a);
+        assert_eq!(&b.0[8..], &[0, 0, 0, 0], "carries into the seconds");
+        assert!(b.successor() > b);
     }
 
     #[test]
