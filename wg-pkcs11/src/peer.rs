@@ -329,7 +329,8 @@ impl Peer {
             let old_previous = if let Some(next) = kp.next.take() {
                 // An unconfirmed responder session becomes `previous`; `current` is dropped.
                 let dropped = kp.current.take();
-                kp.previous.replace(next)
+                kp.previous
+                    .replace(next)
                     .into_iter()
                     .chain(dropped)
                     .collect::<Vec<_>>()
@@ -568,9 +569,18 @@ mod tests {
 
     impl Side {
         fn new(addr: &str) -> Side {
-            let key = Arc::new(CountingKey { inner: SoftKey::generate(), count: AtomicUsize::new(0) });
+            let key = Arc::new(CountingKey {
+                inner: SoftKey::generate(),
+                count: AtomicUsize::new(0),
+            });
             let id = Identity::new(key.clone());
-            Side { key, id, table: IndexTable::new(), peer: None, addr: addr.parse().unwrap() }
+            Side {
+                key,
+                id,
+                table: IndexTable::new(),
+                peer: None,
+                addr: addr.parse().unwrap(),
+            }
         }
         fn dh_count(&self) -> usize {
             self.key.count.load(Ordering::SeqCst)
@@ -594,9 +604,14 @@ mod tests {
         assert!(CookieChecker::new(&r.id.public_key()).check_mac1(&init));
         let received = consume_initiation(&r.id, &init)?;
         assert_eq!(received.initiator_public(), i.id.public_key());
-        let resp = r.peer().accept_initiation(&r.id, &r.table, received, i.addr, now)?;
+        let resp = r
+            .peer()
+            .accept_initiation(&r.id, &r.table, received, i.addr, now)?;
         assert!(CookieChecker::new(&i.id.public_key()).check_mac1(&resp));
-        let peer = i.table.get(receiver_index(&resp).unwrap()).expect("index maps to the peer");
+        let peer = i
+            .table
+            .get(receiver_index(&resp).unwrap())
+            .expect("index maps to the peer");
         assert!(Arc::ptr_eq(&peer, i.peer()));
         peer.consume_response(&i.id, &i.table, &resp, r.addr, now)
     }
@@ -606,11 +621,18 @@ mod tests {
         let kp = s.peer().current_keypair(now).ok_or("no sending session")?;
         let mut buf = vec![0u8; payload.len() + 64];
         buf[16..16 + payload.len()].copy_from_slice(payload);
-        let len = kp.encrypt(&mut buf, payload.len(), now).map_err(|e| e.to_string())?;
+        let len = kp
+            .encrypt(&mut buf, payload.len(), now)
+            .map_err(|e| e.to_string())?;
         s.peer().sent_transport(&kp, len, payload.is_empty(), now);
         buf.truncate(len);
-        let peer = d.table.get(receiver_index(&buf).unwrap()).ok_or("unknown index")?;
-        let rkp = peer.keypair_for_index(receiver_index(&buf).unwrap()).ok_or("no session")?;
+        let peer = d
+            .table
+            .get(receiver_index(&buf).unwrap())
+            .ok_or("unknown index")?;
+        let rkp = peer
+            .keypair_for_index(receiver_index(&buf).unwrap())
+            .ok_or("no session")?;
         let n = rkp.decrypt(&mut buf, now).map_err(|e| e.to_string())?;
         peer.received_transport(&rkp, s.addr, len, n == 0, now);
         Ok(buf[16..16 + payload.len()].to_vec())
@@ -624,12 +646,22 @@ mod tests {
         assert_eq!(a.dh_count(), 2, "initiator: ss (once) + se");
         assert_eq!(b.dh_count(), 2, "responder: es + ss (once)");
         assert!(a.peer().current_keypair(t0).is_some());
-        assert!(b.peer().current_keypair(t0).is_none(), "responder waits for confirmation");
+        assert!(
+            b.peer().current_keypair(t0).is_none(),
+            "responder waits for confirmation"
+        );
         assert_eq!(transfer(&a, &b, b"hello", t0).unwrap(), b"hello");
-        assert!(b.peer().current_keypair(t0).is_some(), "first message confirmed it");
+        assert!(
+            b.peer().current_keypair(t0).is_some(),
+            "first message confirmed it"
+        );
         assert_eq!(transfer(&b, &a, b"world", t0).unwrap(), b"world");
         assert!(a.peer().last_handshake().is_some() && b.peer().last_handshake().is_some());
-        assert_eq!(b.peer().endpoint(), Some(a.addr), "responder learned the endpoint");
+        assert_eq!(
+            b.peer().endpoint(),
+            Some(a.addr),
+            "responder learned the endpoint"
+        );
 
         // Later handshakes, in either role, cost exactly one static DH per side.
         let t1 = t0 + Duration::from_secs(10);
@@ -655,7 +687,12 @@ mod tests {
             let _ = transfer(r, i, b"old", now);
             assert_eq!(transfer(i, r, b"new", now).unwrap(), b"new");
             assert_eq!(transfer(r, i, b"reply", now).unwrap(), b"reply");
-            assert!(a.table.len() <= 3 && b.table.len() <= 3, "round {round}: {} {}", a.table.len(), b.table.len());
+            assert!(
+                a.table.len() <= 3 && b.table.len() <= 3,
+                "round {round}: {} {}",
+                a.table.len(),
+                b.table.len()
+            );
         }
         a.peer().clear(&a.table);
         assert_eq!(a.table.len(), 0);
@@ -666,29 +703,43 @@ mod tests {
     fn replayed_initiation_and_wrong_psk_are_refused() {
         let t0 = Instant::now();
         let (a, b) = pair(Some([1; 32]), t0);
-        let init = a.peer().create_initiation(&a.id, &a.table, false, t0).unwrap();
+        let init = a
+            .peer()
+            .create_initiation(&a.id, &a.table, false, t0)
+            .unwrap();
         let rx = consume_initiation(&b.id, &init).unwrap();
-        b.peer().accept_initiation(&b.id, &b.table, rx, a.addr, t0).unwrap();
+        b.peer()
+            .accept_initiation(&b.id, &b.table, rx, a.addr, t0)
+            .unwrap();
         let rx = consume_initiation(&b.id, &init).unwrap();
         let later = t0 + Duration::from_secs(1);
         assert_eq!(
-            b.peer().accept_initiation(&b.id, &b.table, rx, a.addr, later).err(),
+            b.peer()
+                .accept_initiation(&b.id, &b.table, rx, a.addr, later)
+                .err(),
             Some(HandshakeError::ReplayedTimestamp)
         );
         // An initiation for another peer object is refused.
         let stranger = Peer::new([3; 32], None, None, 0, t0);
         let rx = consume_initiation(&b.id, &init).unwrap();
         assert_eq!(
-            stranger.accept_initiation(&b.id, &b.table, rx, a.addr, later).err(),
+            stranger
+                .accept_initiation(&b.id, &b.table, rx, a.addr, later)
+                .err(),
             Some(HandshakeError::UnknownPeer)
         );
         // Mismatched preshared keys: the initiator refuses the response.
         b.peer().set_preshared_key(Some([2; 32]));
         let t1 = t0 + Duration::from_secs(6);
-        assert_eq!(handshake(&a, &b, t1), Err(HandshakeError::Decrypt("response")));
+        assert_eq!(
+            handshake(&a, &b, t1),
+            Err(HandshakeError::Decrypt("response"))
+        );
         // Initiations are rate-limited to one per REKEY_TIMEOUT.
         assert_eq!(
-            a.peer().create_initiation(&a.id, &a.table, false, t1 + Duration::from_secs(1)).err(),
+            a.peer()
+                .create_initiation(&a.id, &a.table, false, t1 + Duration::from_secs(1))
+                .err(),
             Some(HandshakeError::RateLimited)
         );
     }
@@ -708,7 +759,10 @@ mod tests {
         let mut buf = [0u8; 64];
         let len = kp.encrypt(&mut buf, 8, t0).unwrap();
         buf[20] ^= 1;
-        let rkp = b.peer().keypair_for_index(receiver_index(&buf[..len]).unwrap()).unwrap();
+        let rkp = b
+            .peer()
+            .keypair_for_index(receiver_index(&buf[..len]).unwrap())
+            .unwrap();
         assert!(rkp.decrypt(&mut buf[..len], t0).is_err());
         assert_eq!(b.peer().endpoint(), Some(a.addr));
     }
@@ -721,10 +775,19 @@ mod tests {
         transfer(&a, &b, b"x", t0).unwrap();
         let kp = a.peer().current_keypair(t0).unwrap();
         let later = t0 + REKEY_AFTER_TIME;
-        assert!(a.peer().sent_transport(&kp, 32, false, later), "initiator rekeys after 120 s");
-        assert!(!a.peer().sent_transport(&kp, 32, false, later), "asked once per REKEY_TIMEOUT");
+        assert!(
+            a.peer().sent_transport(&kp, 32, false, later),
+            "initiator rekeys after 120 s"
+        );
+        assert!(
+            !a.peer().sent_transport(&kp, 32, false, later),
+            "asked once per REKEY_TIMEOUT"
+        );
         let bkp = b.peer().current_keypair(t0).unwrap();
-        assert!(!b.peer().sent_transport(&bkp, 32, false, later), "the responder does not");
+        assert!(
+            !b.peer().sent_transport(&bkp, 32, false, later),
+            "the responder does not"
+        );
         assert!(a.peer().current_keypair(t0 + REJECT_AFTER_TIME).is_none());
         assert!(b.peer().current_keypair(t0 + REJECT_AFTER_TIME).is_none());
     }
@@ -736,7 +799,11 @@ mod tests {
         handshake(&a, &b, t0).unwrap();
         transfer(&a, &b, b"data", t0).unwrap();
         // b received data and sent nothing: a keepalive after KEEPALIVE_TIMEOUT.
-        assert!(b.peer().tick(&b.table, t0 + Duration::from_secs(10)).send_keepalive);
+        assert!(
+            b.peer()
+                .tick(&b.table, t0 + Duration::from_secs(10))
+                .send_keepalive
+        );
         // a sent data and heard nothing: a new handshake after 15 s (+ jitter).
         let act = a.peer().tick(&a.table, t0 + Duration::from_secs(16));
         assert!(act.send_initiation && !act.initiation_is_retry);
@@ -752,13 +819,19 @@ mod tests {
         let t0 = Instant::now();
         let (a, b) = pair(None, t0);
         let checker = CookieChecker::new(&b.id.public_key());
-        let init = a.peer().create_initiation(&a.id, &a.table, false, t0).unwrap();
+        let init = a
+            .peer()
+            .create_initiation(&a.id, &a.table, false, t0)
+            .unwrap();
         assert!(checker.check_mac1(&init) && !checker.check_mac2(&init, a.addr, t0));
         let reply = checker.create_cookie_reply(&init, a.addr, t0).unwrap();
         let peer = a.table.get(receiver_index(&reply).unwrap()).unwrap();
         peer.consume_cookie_reply(&reply, t0).unwrap();
         let t1 = t0 + Duration::from_secs(5);
-        let init = a.peer().create_initiation(&a.id, &a.table, true, t1).unwrap();
+        let init = a
+            .peer()
+            .create_initiation(&a.id, &a.table, true, t1)
+            .unwrap();
         assert!(checker.check_mac1(&init) && checker.check_mac2(&init, a.addr, t1));
     }
 }

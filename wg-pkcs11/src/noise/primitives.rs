@@ -65,10 +65,7 @@ pub fn kdf2(key: &[u8; 32], input: &[u8]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8
 }
 
 /// KDF3(key, input): three 32-byte outputs (the preshared-key step).
-pub fn kdf3(
-    key: &[u8; 32],
-    input: &[u8],
-) -> (Secret32, Secret32, Secret32) {
+pub fn kdf3(key: &[u8; 32], input: &[u8]) -> (Secret32, Secret32, Secret32) {
     let t0 = hmac(key, &[input]);
     let t1 = hmac(&*t0, &[&[1]]);
     let t2 = hmac(&*t0, &[&*t1, &[2]]);
@@ -92,7 +89,12 @@ pub fn aead_seal(key: &[u8; 32], plaintext: &[u8], ad: &[u8], out: &mut [u8]) {
 
 /// The inverse of `aead_seal`: `out` receives `sealed.len() - 16` bytes of plaintext, or the
 /// authentication failed.
-pub fn aead_open(key: &[u8; 32], sealed: &[u8], ad: &[u8], out: &mut [u8]) -> Result<(), AeadError> {
+pub fn aead_open(
+    key: &[u8; 32],
+    sealed: &[u8],
+    ad: &[u8],
+    out: &mut [u8],
+) -> Result<(), AeadError> {
     if sealed.len() < TAG_LEN || out.len() != sealed.len() - TAG_LEN {
         return Err(AeadError);
     }
