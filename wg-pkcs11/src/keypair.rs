@@ -4,7 +4,7 @@
 //! receive replay window sits behind its own small lock, taken only after a packet authenticated.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -59,6 +59,9 @@ pub struct Keypair {
     receive_key: LessSafeKey,
     send_counter: AtomicU64,
     replay: Mutex<ReplayWindow>,
+    /// Cleared when the peer drops the session (rotation, key zeroing), so copies of the Arc
+    /// held elsewhere stop working at once.
+    valid: AtomicBool,
 }
 
 fn aead_key(key: &[u8; 32]) -> LessSafeKey {
@@ -88,6 +91,7 @@ impl Keypair {
             receive_key: aead_key(&keys.receive),
             send_counter: AtomicU64::new(0),
             replay: Mutex::new(ReplayWindow::new()),
+            valid: AtomicBool::new(true),
         }
     }
 
@@ -117,7 +121,18 @@ impl Keypair {
     }
 
     fn expired(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.birth) >= REJECT_AFTER_TIME
+        !self.valid.load(Ordering::Relaxed)
+            || now.saturating_duration_since(self.birth) >= REJECT_AFTER_TIME
+    }
+
+    /// The peer dropped this session: refuse to seal or open anything with it from now on.
+    pub fn invalidate(&self) {
+        self.valid.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the session is still one of its peer's (not rotated out or zeroed).
+    pub fn is_valid(&self) -> bool {
+        self.valid.load(Ordering::Relaxed)
     }
 
     /// Whether the session may still send: young enough and counters left.
@@ -336,6 +351,15 @@ mod tests {
             b.decrypt(&mut buf[..wire], now + REJECT_AFTER_TIME),
             Err(TransportError::Expired)
         );
+        let (c, d) = pair(now);
+        let wire = c.encrypt(&mut buf, 0, now).unwrap();
+        d.invalidate();
+        assert!(!d.is_valid());
+        assert_eq!(
+            d.decrypt(&mut buf[..wire], now),
+            Err(TransportError::Expired)
+        );
+        assert_eq!(d.encrypt(&mut buf, 0, now), Err(TransportError::Expired));
         b.set_send_counter(REKEY_AFTER_MESSAGES);
         assert!(b.needs_rekey_on_send(now));
         b.set_send_counter(REJECT_AFTER_MESSAGES);

@@ -26,6 +26,13 @@ use crate::timers::{TimerActions, Timers, REKEY_TIMEOUT};
 /// INITIATIONS_PER_SECOND = 50): a replayed-but-newer flood cannot churn sessions.
 const MIN_INITIATION_INTERVAL: Duration = Duration::from_millis(20);
 
+/// A session leaves its peer: nothing may use it any more (a thread may still hold an Arc to
+/// it, e.g. a receive-path cache), and its index is free again.
+fn retire(table: &IndexTable, keypair: &Keypair) {
+    keypair.invalidate();
+    table.free(keypair.local_index());
+}
+
 /// The three session slots of a peer, as in the kernel's noise_keypairs.
 #[derive(Default)]
 struct Keypairs {
@@ -282,10 +289,10 @@ impl Peer {
             // `next`, replacing an unconfirmed one; `previous` is dropped too (the kernel's rule).
             let mut kp = self.keypairs.write();
             if let Some(old) = kp.next.replace(keypair) {
-                table.free(old.local_index());
+                retire(table, &old);
             }
             if let Some(old) = kp.previous.take() {
-                table.free(old.local_index());
+                retire(table, &old);
             }
         }
         self.set_endpoint_if_changed(src);
@@ -341,7 +348,7 @@ impl Peer {
                     .collect()
             };
             for old in old_previous {
-                table.free(old.local_index());
+                retire(table, &old);
             }
             kp.current = Some(keypair);
         }
@@ -468,6 +475,7 @@ impl Peer {
         // The packet path has no index table: the old `previous` index is freed by the next
         // handshake-worker call (`keypair_for_index` no longer finds it meanwhile).
         if let Some(old) = std::mem::replace(&mut kp.previous, current) {
+            old.invalidate();
             self.retired_indices.lock().push(old.local_index());
         }
         self.sent_lastminute_handshake
@@ -520,7 +528,7 @@ impl Peer {
             (kp.previous.take(), kp.current.take(), kp.next.take())
         };
         for k in [a, b, c].into_iter().flatten() {
-            table.free(k.local_index());
+            retire(table, &k);
         }
         if let Some(p) = self.handshake.lock().pending.take() {
             table.free(p.local_index);
@@ -812,6 +820,35 @@ mod tests {
         assert!(act.zero_keys);
         assert_eq!(b.table.len(), 0);
         assert!(b.peer().keypair_for_index(1).is_none());
+    }
+
+    #[test]
+    fn sessions_held_elsewhere_stop_working_once_dropped() {
+        let t0 = Instant::now();
+        let (a, b) = pair(None, t0);
+        handshake(&a, &b, t0).unwrap();
+        transfer(&a, &b, b"x", t0).unwrap();
+        let held = b.peer().current_keypair(t0).unwrap();
+        let sender = a.peer().current_keypair(t0).unwrap();
+        b.peer().zero_keys(&b.table);
+        let mut buf = [0u8; 64];
+        let len = sender.encrypt(&mut buf, 8, t0).unwrap();
+        assert!(
+            held.decrypt(&mut buf[..len], t0).is_err(),
+            "a cached Arc must not outlive zeroing"
+        );
+        assert!(!held.is_valid());
+    }
+
+    #[test]
+    fn a_configured_peer_stays_small() {
+        // Issue 5: under 4 KiB per additional configured peer, AllowedIPs and device state included.
+        let size = std::mem::size_of::<Peer>();
+        eprintln!(
+            "size_of::<Peer>() = {size}, size_of::<Keypair>() = {}",
+            std::mem::size_of::<Keypair>()
+        );
+        assert!(size < 1024, "Peer is {size} bytes");
     }
 
     #[test]

@@ -860,3 +860,93 @@ fn boringtun_errors_are_typed_not_panics() {
         vec![BtOut::Err(format!("{:?}", WireGuardError::InvalidMac))]
     );
 }
+
+#[test]
+fn our_timers_retry_a_lost_initiation_and_answer_data_with_a_keepalive() {
+    let (ours, mut theirs, t0) = setup(None, None);
+    // The first initiation is lost on the way.
+    let _lost = ours.initiation(t0);
+    let table = &ours.table;
+    assert!(ours
+        .peer
+        .tick(table, t0 + Duration::from_secs(4))
+        .is_empty());
+    let t1 = ours.peer.next_deadline().expect("retransmit armed");
+    assert!(t1 >= t0 + Duration::from_secs(5) && t1 < t0 + Duration::from_millis(5333));
+    let actions = ours.peer.tick(table, t1);
+    assert!(actions.send_initiation && actions.initiation_is_retry);
+    let retry = ours
+        .peer
+        .create_initiation(&ours.id, table, true, t1)
+        .unwrap();
+    MockClock::advance(t1 - t0);
+    theirs.timers();
+    let resp = single_network(theirs.receive(ours.addr.ip(), &retry));
+    let Outcome::Reply(keepalive) = ours.receive(&resp, ours.peer_addr, t1) else {
+        panic!()
+    };
+    assert_eq!(
+        theirs.receive(ours.addr.ip(), &keepalive),
+        vec![BtOut::Done]
+    );
+    assert!(
+        ours.peer
+            .tick(table, t1 + Duration::from_secs(6))
+            .is_empty(),
+        "no more retries"
+    );
+
+    // boringtun sends data; we send nothing back; KEEPALIVE_TIMEOUT later our timer asks for a
+    // keepalive, which boringtun accepts.
+    let t2 = t1 + Duration::from_secs(6);
+    let v4 = ipv4_packet([10, 0, 0, 2], [10, 0, 0, 1], b"one way");
+    let BtOut::Network(msg) = theirs.send(&v4) else {
+        panic!()
+    };
+    assert_eq!(ours.receive(&msg, ours.peer_addr, t2), Outcome::Packet(v4));
+    assert!(
+        !ours
+            .peer
+            .tick(table, t2 + Duration::from_secs(9))
+            .send_keepalive
+    );
+    assert!(
+        ours.peer
+            .tick(table, t2 + Duration::from_secs(10))
+            .send_keepalive
+    );
+    let keepalive = ours.keepalive(t2 + Duration::from_secs(10)).unwrap();
+    assert_eq!(keepalive.len(), 32);
+    assert_eq!(
+        theirs.receive(ours.addr.ip(), &keepalive),
+        vec![BtOut::Done]
+    );
+    assert_eq!(ours.dh_count(), 2);
+}
+
+#[test]
+fn persistent_keepalive_starts_a_handshake_then_keeps_the_tunnel_warm() {
+    let now = Instant::now();
+    let secret = x25519::StaticSecret::random_from_rng(rand_core::OsRng);
+    let ours = Ours::new(x25519::PublicKey::from(&secret).to_bytes(), None, now);
+    ours.peer.set_persistent_keepalive(25, now);
+    let mut theirs = Theirs::connect(secret, ours.id.public_key(), None, None);
+    assert_eq!(ours.peer.persistent_keepalive(), 25);
+    // Enabling it asks for a keepalive at once; without a session that means a handshake.
+    let actions = ours.peer.tick(&ours.table, now);
+    assert!(actions.send_keepalive);
+    assert!(ours.peer.current_keypair(now).is_none());
+    handshake_we_initiate(&ours, &mut theirs, now);
+    // 25 s after the last packet: another keepalive.
+    let later = now + Duration::from_secs(25);
+    assert!(ours
+        .peer
+        .tick(&ours.table, later - Duration::from_secs(1))
+        .is_empty());
+    assert!(ours.peer.tick(&ours.table, later).send_keepalive);
+    let keepalive = ours.keepalive(later).unwrap();
+    assert_eq!(
+        theirs.receive(ours.addr.ip(), &keepalive),
+        vec![BtOut::Done]
+    );
+}
