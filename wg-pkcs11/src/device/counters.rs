@@ -88,7 +88,7 @@ pub struct Counters {
     pub token_nanos: AtomicU64,
     pub initiations_sent: AtomicU64,
     pub responses_sent: AtomicU64,
-    /// Handshakes completed (as initiator on a response, as responder on the first transport packet).
+    /// Handshakes completed as initiator (a valid response consumed).
     pub handshakes_completed: AtomicU64,
     pub cookie_replies_sent: AtomicU64,
     pub keepalives_sent: AtomicU64,
@@ -127,11 +127,11 @@ impl CounterSnapshot {
 }
 
 impl Counters {
-    pub fn drop(&self, reason: DropReason) {
-        self.drop_n(reason, 1);
+    pub fn discard(&self, reason: DropReason) {
+        self.discard_n(reason, 1);
     }
 
-    pub fn drop_n(&self, reason: DropReason, n: u64) {
+    pub fn discard_n(&self, reason: DropReason, n: u64) {
         let i = DropReason::ALL
             .iter()
             .position(|r| *r == reason)
@@ -167,8 +167,8 @@ mod tests {
     #[test]
     fn each_reason_counts_separately() {
         let c = Counters::default();
-        c.drop(DropReason::Mac1);
-        c.drop_n(DropReason::SendError, 3);
+        c.discard(DropReason::Mac1);
+        c.discard_n(DropReason::SendError, 3);
         let s = c.snapshot();
         assert_eq!(s.dropped(DropReason::Mac1), 1);
         assert_eq!(s.dropped(DropReason::SendError), 3);

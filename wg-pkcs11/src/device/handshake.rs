@@ -27,6 +27,8 @@ const UNDER_LOAD_DEPTH: usize = 2;
 const UNDER_LOAD_HOLD: Duration = Duration::from_secs(1);
 
 pub(crate) enum Job {
+    /// Compute and cache the peer's static-static DH.
+    Precompute(Arc<PeerState>),
     Initiate(Arc<PeerState>),
     Initiation {
         msg: [u8; INITIATION_LEN],
@@ -119,6 +121,13 @@ impl JobQueue {
 pub(crate) fn run(shared: Arc<Shared>) {
     while let Some(job) = shared.jobs.pop(&shared) {
         match job {
+            Job::Precompute(state) => {
+                if !state.removed.load(Ordering::Acquire) {
+                    if let Err(e) = state.peer.precompute_static_static(&shared.identity) {
+                        log::warn!("static-static DH for a peer failed: {e} (retried at its first handshake)");
+                    }
+                }
+            }
             Job::Initiate(state) => initiate(&shared, &state),
             Job::Initiation { msg, src } => respond(&shared, &msg, src),
             Job::Response { msg, src } => complete(&shared, &msg, src),
@@ -128,16 +137,17 @@ pub(crate) fn run(shared: Arc<Shared>) {
 
 fn initiate(shared: &Shared, state: &Arc<PeerState>) {
     state.initiation_queued.store(false, Ordering::Release);
+    let is_retry = state.initiation_is_retry.swap(false, Ordering::AcqRel);
     if state.removed.load(Ordering::Acquire) {
         return;
     }
     let Some(endpoint) = state.peer.endpoint() else {
-        shared.counters.drop(DropReason::NoEndpoint);
+        shared.counters.discard(DropReason::NoEndpoint);
         return;
     };
     match state
         .peer
-        .create_initiation(&shared.identity, &shared.index, Instant::now())
+        .create_initiation(&shared.identity, &shared.index, is_retry, Instant::now())
     {
         Ok(msg) => match shared.udp.send_to(&msg, endpoint) {
             Ok(()) => {
@@ -148,7 +158,7 @@ fn initiate(shared: &Shared, state: &Arc<PeerState>) {
             }
             Err(e) => {
                 log::debug!("sending initiation to {endpoint}: {e}");
-                shared.counters.drop(DropReason::SendError);
+                shared.counters.discard(DropReason::SendError);
             }
         },
         Err(e) => log::debug!("no initiation: {e}"),
@@ -162,13 +172,13 @@ fn respond(shared: &Shared, msg: &[u8; INITIATION_LEN], src: SocketAddr) {
         Ok(r) => r,
         Err(e) => {
             log::debug!("initiation from {src} rejected: {e}");
-            shared.counters.drop(DropReason::Handshake);
+            shared.counters.discard(DropReason::Handshake);
             return;
         }
     };
     let Some(state) = shared.peer_state(&received.initiator_public()) else {
         log::debug!("initiation from {src}: unknown peer");
-        shared.counters.drop(DropReason::Handshake);
+        shared.counters.discard(DropReason::Handshake);
         return;
     };
     match state
@@ -184,12 +194,12 @@ fn respond(shared: &Shared, msg: &[u8; INITIATION_LEN], src: SocketAddr) {
             }
             Err(e) => {
                 log::debug!("sending response to {src}: {e}");
-                shared.counters.drop(DropReason::SendError);
+                shared.counters.discard(DropReason::SendError);
             }
         },
         Err(e) => {
             log::debug!("initiation from {src} refused: {e}");
-            shared.counters.drop(DropReason::Handshake);
+            shared.counters.discard(DropReason::Handshake);
         }
     }
 }
@@ -197,7 +207,7 @@ fn respond(shared: &Shared, msg: &[u8; INITIATION_LEN], src: SocketAddr) {
 fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr) {
     let now = Instant::now();
     let Some(peer) = noise::receiver_index(msg).and_then(|i| shared.index.get(i)) else {
-        shared.counters.drop(DropReason::UnknownIndex);
+        shared.counters.discard(DropReason::UnknownIndex);
         return;
     };
     // The initiator's one static-key operation (se).
@@ -214,7 +224,7 @@ fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr) {
         }
         Err(e) => {
             log::debug!("response from {src} refused: {e}");
-            shared.counters.drop(DropReason::Handshake);
+            shared.counters.discard(DropReason::Handshake);
         }
     }
 }

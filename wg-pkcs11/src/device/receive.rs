@@ -110,36 +110,36 @@ impl Receiver {
             Some(MessageType::Transport) => self.transport(src, buf, now),
             Some(MessageType::Initiation) => {
                 if !shared.cookies.check_mac1(buf) {
-                    shared.counters.drop(DropReason::Mac1);
+                    shared.counters.discard(DropReason::Mac1);
                 } else if self.demand_cookie(buf, src, now) {
-                    shared.counters.drop(DropReason::CookieRequired);
+                    shared.counters.discard(DropReason::CookieRequired);
                 } else {
                     let job = Job::Initiation {
                         msg: buf.try_into().expect("length checked by message_type"),
                         src,
                     };
                     if !shared.jobs.push_incoming(job) {
-                        shared.counters.drop(DropReason::QueueFull);
+                        shared.counters.discard(DropReason::QueueFull);
                     }
                 }
             }
             Some(MessageType::Response) => {
                 if !shared.cookies.check_mac1(buf) {
-                    shared.counters.drop(DropReason::Mac1);
+                    shared.counters.discard(DropReason::Mac1);
                 } else if noise::receiver_index(buf)
                     .and_then(|i| shared.index.get(i))
                     .is_none()
                 {
-                    shared.counters.drop(DropReason::UnknownIndex);
+                    shared.counters.discard(DropReason::UnknownIndex);
                 } else if self.demand_cookie(buf, src, now) {
-                    shared.counters.drop(DropReason::CookieRequired);
+                    shared.counters.discard(DropReason::CookieRequired);
                 } else {
                     let job = Job::Response {
                         msg: buf.try_into().expect("length checked by message_type"),
                         src,
                     };
                     if !shared.jobs.push_incoming(job) {
-                        shared.counters.drop(DropReason::QueueFull);
+                        shared.counters.discard(DropReason::QueueFull);
                     }
                 }
             }
@@ -148,13 +148,13 @@ impl Receiver {
                     Some(peer) => {
                         if let Err(e) = peer.consume_cookie_reply(buf, now) {
                             log::debug!("cookie reply from {src}: {e}");
-                            shared.counters.drop(DropReason::Handshake);
+                            shared.counters.discard(DropReason::Handshake);
                         }
                     }
-                    None => shared.counters.drop(DropReason::UnknownIndex),
+                    None => shared.counters.discard(DropReason::UnknownIndex),
                 }
             }
-            None => shared.counters.drop(DropReason::Malformed),
+            None => shared.counters.discard(DropReason::Malformed),
         }
     }
 
@@ -165,12 +165,13 @@ impl Receiver {
         if !shared.jobs.under_load(now) || shared.cookies.check_mac2(buf, src, now) {
             return false;
         }
-        let reply = shared.cookies.create_cookie_reply(buf, src, now);
-        if shared.udp.send_to(&reply, src).is_ok() {
-            shared
-                .counters
-                .cookie_replies_sent
-                .fetch_add(1, Ordering::Relaxed);
+        if let Some(reply) = shared.cookies.create_cookie_reply(buf, src, now) {
+            if shared.udp.send_to(&reply, src).is_ok() {
+                shared
+                    .counters
+                    .cookie_replies_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
         true
     }
@@ -178,18 +179,18 @@ impl Receiver {
     fn transport(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
         let shared = self.shared.clone();
         let Some(idx) = noise::receiver_index(buf) else {
-            shared.counters.drop(DropReason::Malformed);
+            shared.counters.discard(DropReason::Malformed);
             return;
         };
         let (peer, keypair) = match &self.last {
             Some((i, p, k)) if *i == idx => (p.clone(), k.clone()),
             _ => {
                 let Some(peer) = shared.index.get(idx) else {
-                    shared.counters.drop(DropReason::UnknownIndex);
+                    shared.counters.discard(DropReason::UnknownIndex);
                     return;
                 };
                 let Some(keypair) = peer.keypair_for_index(idx) else {
-                    shared.counters.drop(DropReason::Decrypt);
+                    shared.counters.discard(DropReason::Decrypt);
                     return;
                 };
                 self.last = Some((idx, peer.clone(), keypair.clone()));
@@ -200,7 +201,7 @@ impl Receiver {
         let n = match keypair.decrypt(buf, now) {
             Ok(n) => n,
             Err(_) => {
-                shared.counters.drop(DropReason::Decrypt);
+                shared.counters.discard(DropReason::Decrypt);
                 return;
             }
         };
@@ -215,12 +216,12 @@ impl Receiver {
         }
         let inner = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
         let Some((inner_src, len)) = inner_source(inner) else {
-            shared.counters.drop(DropReason::InnerPacket);
+            shared.counters.discard(DropReason::InnerPacket);
             return;
         };
         let state = shared.peers.read().routes.lookup(inner_src).cloned();
         let Some(state) = state.filter(|s| Arc::ptr_eq(&s.peer, &peer)) else {
-            shared.counters.drop(DropReason::AllowedIps);
+            shared.counters.discard(DropReason::AllowedIps);
             return;
         };
         if peer.received_transport(&keypair, src, wire_len, false, now) {
@@ -267,7 +268,7 @@ impl Receiver {
     fn write_tun_range(&self, buf: &[u8], from: usize, to: usize) {
         if let Err(e) = self.shared.tun.write(&buf[from..to]) {
             log::debug!("writing the TUN: {e}");
-            self.shared.counters.drop(DropReason::SendError);
+            self.shared.counters.discard(DropReason::SendError);
         }
     }
 
@@ -278,7 +279,7 @@ impl Receiver {
         let pkt = self.coalescer.finish();
         if let Err(e) = self.shared.tun.write(pkt) {
             log::debug!("writing the TUN: {e}");
-            self.shared.counters.drop(DropReason::SendError);
+            self.shared.counters.discard(DropReason::SendError);
         }
     }
 }

@@ -94,12 +94,12 @@ impl Sender {
             }
             let now = Instant::now();
             let Some(dst) = destination(&self.read_buf[VNET_HDR_LEN..n]) else {
-                self.shared.counters.drop(DropReason::InnerPacket);
+                self.shared.counters.discard(DropReason::InnerPacket);
                 continue;
             };
             let state = self.shared.peers.read().routes.lookup(dst).cloned();
             let Some(state) = state else {
-                self.shared.counters.drop(DropReason::NoRoute);
+                self.shared.counters.discard(DropReason::NoRoute);
                 continue;
             };
             let pkt = std::mem::take(&mut self.read_buf);
@@ -117,14 +117,14 @@ impl Sender {
             return;
         };
         let Some(endpoint) = state.peer.endpoint() else {
-            shared.counters.drop(DropReason::NoEndpoint);
+            shared.counters.discard(DropReason::NoEndpoint);
             return;
         };
         let max = match max_segment_len(pkt) {
             Ok(m) => m,
             Err(e) => {
                 log::debug!("TUN packet dropped: {e}");
-                shared.counters.drop(DropReason::Offload);
+                shared.counters.discard(DropReason::Offload);
                 return;
             }
         };
@@ -133,7 +133,7 @@ impl Sender {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("TUN packet dropped: {e}");
-                shared.counters.drop(DropReason::Offload);
+                shared.counters.discard(DropReason::Offload);
                 return;
             }
         };
@@ -146,7 +146,7 @@ impl Sender {
                     // Cannot happen: equal plaintexts pad to equal lengths.
                     shared
                         .counters
-                        .drop_n(DropReason::Offload, segs.count as u64);
+                        .discard_n(DropReason::Offload, segs.count as u64);
                     return;
                 }
                 Err(e) => {
@@ -164,7 +164,7 @@ impl Sender {
             log::debug!("sending to {endpoint}: {e}");
             shared
                 .counters
-                .drop_n(DropReason::SendError, segs.count as u64);
+                .discard_n(DropReason::SendError, segs.count as u64);
         }
         shared
             .counters
@@ -180,7 +180,7 @@ impl Sender {
             let mut staged = state.staged.lock();
             if staged.len() >= MAX_STAGED_PACKETS {
                 staged.pop_front();
-                self.shared.counters.drop(DropReason::StagedOverflow);
+                self.shared.counters.discard(DropReason::StagedOverflow);
             }
             staged.push_back(pkt.to_vec());
         }

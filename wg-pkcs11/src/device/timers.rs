@@ -19,8 +19,11 @@ pub(crate) fn run(shared: Arc<Shared>) {
         let now = Instant::now();
         let states: Vec<Arc<PeerState>> = shared.peers.read().by_key.values().cloned().collect();
         for state in states {
-            let actions = state.peer.tick(now);
+            let actions = state.peer.tick(&shared.index, now);
             if actions.send_initiation {
+                if actions.initiation_is_retry {
+                    state.initiation_is_retry.store(true, Ordering::Release);
+                }
                 shared.request_initiation(&state);
             }
             if actions.send_keepalive {
@@ -35,7 +38,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 };
                 shared
                     .counters
-                    .drop_n(DropReason::HandshakeFailed, n as u64);
+                    .discard_n(DropReason::HandshakeFailed, n as u64);
             }
         }
     }
@@ -57,7 +60,7 @@ pub(crate) fn send_keepalive(shared: &Shared, state: &PeerState, now: Instant) {
                     .fetch_add(1, Ordering::Relaxed);
                 state.peer.sent_transport(&keypair, n, true, now);
             } else {
-                shared.counters.drop(DropReason::SendError);
+                shared.counters.discard(DropReason::SendError);
             }
         }
         Err(e) => log::debug!("keepalive: {e}"),

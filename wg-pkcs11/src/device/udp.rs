@@ -12,6 +12,8 @@ const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
 /// The kernel's UDP_MAX_SEGMENTS on older kernels (newer allow 128).
 pub const MAX_GSO_SEGMENTS: usize = 64;
+/// The most payload one GSO send may carry (65535 less IPv6 and UDP headers, rounded down).
+const MAX_GSO_BYTES: usize = 65000;
 /// The largest datagram (or GRO-coalesced run of them) one receive slot holds.
 pub const MAX_UDP_PAYLOAD: usize = 65535;
 
@@ -135,19 +137,16 @@ impl UdpSocket {
     fn bind_family(port: u16, fwmark: u32, v6: bool) -> io::Result<UdpSocket> {
         let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
         // SAFETY: plain socket(2) call.
-        let raw = unsafe {
-            libc::socket(
-                family,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
+        let raw = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `raw` was just opened and is owned from here on.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let rfd = fd.as_raw_fd();
+        // Blocking on purpose: a full socket buffer makes the sender wait
+        // (back-pressure to TCP inside the tunnel) instead of dropping.
+        // Receives never block: recvmmsg runs with MSG_DONTWAIT after poll.
         if v6 {
             setsockopt_int(rfd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
         }
@@ -240,7 +239,10 @@ impl UdpSocket {
     pub fn send_segments(&self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut last = Ok(());
-        for run in buf.chunks(segment * MAX_GSO_SEGMENTS) {
+        // One GSO send is one UDP "super-datagram": at most 64 segments and,
+        // with its headers, at most 64 KiB.
+        let per_send = MAX_GSO_SEGMENTS.min(MAX_GSO_BYTES / segment.max(1)).max(1);
+        for run in buf.chunks(segment * per_send) {
             if run.len() <= segment {
                 if let Err(e) = self.send_to(run, to) {
                     last = Err(e);

@@ -179,3 +179,191 @@ pub fn ping_until(ns: &Netns, dst: &str, secs: u64) -> bool {
     }
     false
 }
+
+/// Start a Device inside `ns` (its TUN and socket live there), then give
+/// the TUN its addresses, MTU 1420 and bring it up.
+pub fn start_device(
+    ns: &Netns,
+    config: wg_pkcs11::device::DeviceConfig,
+    addr4: &str,
+    addr6: &str,
+) -> wg_pkcs11::device::Device {
+    let dev = ns.enter(move || wg_pkcs11::device::Device::start(config).expect("Device::start"));
+    let name = dev.name().to_string();
+    ns.ip(&["link", "set", &name, "mtu", "1420"]);
+    ns.ip(&["addr", "add", addr4, "dev", &name]);
+    ns.ip(&["addr", "add", addr6, "dev", &name, "nodad"]);
+    ns.ip(&["link", "set", &name, "up"]);
+    dev
+}
+
+/// A static key that takes as long as a secure element (and counts its calls).
+pub struct SlowKey {
+    pub inner: wg_pkcs11::key::soft::SoftKey,
+    pub delay: std::time::Duration,
+    pub calls: std::sync::atomic::AtomicU64,
+}
+
+impl wg_pkcs11::key::StaticKey for SlowKey {
+    fn public_key(&self) -> [u8; 32] {
+        self.inner.public_key()
+    }
+
+    fn diffie_hellman(
+        &self,
+        peer_public: &[u8; 32],
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, wg_pkcs11::key::KeyError> {
+        std::thread::sleep(self.delay);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.diffie_hellman(peer_public)
+    }
+}
+
+pub fn b64(key: &[u8; 32]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// Wait until `f` holds or `secs` pass.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f()
+}
+
+/// wireguard-go (`wireguard-go -f IF`) in a namespace, configured with `wg set`.
+pub struct WireguardGo {
+    child: std::process::Child,
+    pub ifname: String,
+    ns: String,
+}
+
+impl WireguardGo {
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        ns: &Netns,
+        private_key: &[u8; 32],
+        port: u16,
+        peer_public: &[u8; 32],
+        peer_endpoint: Option<SocketAddrLike>,
+        allowed_ips: &str,
+        addr4: &str,
+        addr6: &str,
+    ) -> WireguardGo {
+        let ifname = unique("wgo");
+        let child = ns
+            .command("wireguard-go")
+            .args(["-f", &ifname])
+            .env("WG_PROCESS_FOREGROUND", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("wireguard-go is installed");
+        let wg = WireguardGo {
+            child,
+            ifname: ifname.clone(),
+            ns: ns.name.clone(),
+        };
+        assert!(
+            wait_for(5, || std::path::Path::new(&format!(
+                "/var/run/wireguard/{ifname}.sock"
+            ))
+            .exists()),
+            "wireguard-go did not create its UAPI socket"
+        );
+        let keyfile = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(keyfile.path(), b64(private_key)).unwrap();
+        let port_s = port.to_string();
+        let peer = b64(peer_public);
+        let mut args = vec![
+            "set",
+            ifname.as_str(),
+            "private-key",
+            keyfile.path().to_str().unwrap(),
+            "listen-port",
+            &port_s,
+            "peer",
+            &peer,
+            "allowed-ips",
+            allowed_ips,
+        ];
+        let ep;
+        if let Some(e) = peer_endpoint {
+            ep = e.0;
+            args.extend(["endpoint", ep.as_str()]);
+        }
+        let out = ns.exec("wg", &args);
+        assert!(
+            out.status.success(),
+            "wg set: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ns.ip(&["link", "set", &ifname, "mtu", "1420"]);
+        ns.ip(&["addr", "add", addr4, "dev", &ifname]);
+        ns.ip(&["addr", "add", addr6, "dev", &ifname, "nodad"]);
+        ns.ip(&["link", "set", &ifname, "up"]);
+        wg
+    }
+
+    /// `wg show IF dump` lines.
+    pub fn dump(&self) -> String {
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.ns,
+                "wg",
+                "show",
+                &self.ifname,
+                "dump",
+            ],
+        )
+    }
+}
+
+/// An endpoint as `wg` takes it ("1.2.3.4:5" or "[::1]:5").
+pub struct SocketAddrLike(pub String);
+
+impl Drop for WireguardGo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.ifname));
+    }
+}
+
+/// iperf3 single-stream TCP from `client` to `server_addr` (a server runs in
+/// `server` for the duration); Mbit/s received.
+pub fn iperf3_tcp(server: &Netns, client: &Netns, server_addr: &str, secs: u32) -> f64 {
+    let port = (5201 + std::process::id() % 1000).to_string();
+    let mut srv = server
+        .command("iperf3")
+        .args(["-s", "-1", "-p", &port])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 is installed");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t = secs.to_string();
+    let out = client.exec("iperf3", &["-c", server_addr, "-p", &port, "-t", &t, "-J"]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let json = String::from_utf8_lossy(&out.stdout);
+    // "sum_received": { ... "bits_per_second": N ... }
+    let at = json
+        .find("\"sum_received\"")
+        .expect("iperf3 JSON has sum_received");
+    let rest = &json[at..];
+    let b = rest.find("\"bits_per_second\"").unwrap();
+    let v: String = rest[b + 18..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
+        .collect();
+    v.parse::<f64>().unwrap() / 1e6
+}
