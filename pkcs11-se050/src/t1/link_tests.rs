@@ -552,8 +552,10 @@ fn device_serves_a_frame_across_single_byte_reads() {
     assert_eq!(reply.inf, super::atr::REAL_SE050_ATR);
     // Nothing more to read: the chip NACKs.
     assert!(se.read(0x48, &mut [0u8; 3]).is_err());
-    // Other addresses never answer.
+    // Other addresses never answer; an empty write probes the address only.
     assert!(se.write(0x49, &[0]).is_err());
+    se.write(0x48, &[]).unwrap();
+    assert_eq!(se.stats().bad_frames_received, 0);
 }
 
 #[test]

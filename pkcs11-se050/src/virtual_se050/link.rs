@@ -123,6 +123,10 @@ impl DeviceLink {
 
     /// A write transfer carrying one frame from the host.
     pub(crate) fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            // An address probe (i2cdetect-style): ACKed, nothing else.
+            return;
+        }
         // Whatever the host did not read is gone: it has moved on.
         self.outgoing.clear();
         self.read_pos = 0;
