@@ -795,3 +795,54 @@ fn empty_command_is_refused_before_the_bus() {
     assert!(matches!(err, LinkError::InvalidCommand(_)));
     assert_eq!(r.link.bus().stats().frames_received, before);
 }
+
+#[test]
+fn a_smaller_ifsd_makes_the_chip_chain_in_smaller_blocks() {
+    let mut r = rig(Duration::ZERO, Duration::from_millis(1000));
+    r.link.announce_ifsd(32).unwrap();
+    let before = r.link.bus().stats().frames_sent;
+    let cmd = [0xEE, 0x01, 0x00, 0x00];
+    assert_eq!(r.link.transceive(&cmd).unwrap(), expected_response(&cmd));
+    // 258 response bytes in blocks of at most 32: at least nine blocks.
+    assert!(r.link.bus().stats().frames_sent - before >= 9);
+    assert!(r.link.announce_ifsd(0).is_err());
+}
+
+#[test]
+fn abort_drops_a_half_received_chain() {
+    let (mut se, calls, _) = chip(Duration::ZERO, Duration::from_millis(1000), 1);
+    write_frame(
+        &mut se,
+        &Frame::to_se(Pcb::I { ns: 0, more: true }, &[0xAA; 100]),
+    );
+    let ack = read_frame_bytewise(&mut se);
+    assert_eq!(
+        ack.pcb,
+        Pcb::R {
+            nr: 1,
+            error: super::frame::RError::None
+        }
+    );
+    let abort = Pcb::S {
+        kind: SKind::Abort,
+        response: false,
+    };
+    write_frame(&mut se, &Frame::to_se(abort, &[]));
+    assert_eq!(
+        read_frame_bytewise(&mut se).pcb,
+        Pcb::S {
+            kind: SKind::Abort,
+            response: true
+        }
+    );
+    // The sequence continues (N(S)=1); the aborted part is not prepended.
+    write_frame(
+        &mut se,
+        &Frame::to_se(Pcb::I { ns: 1, more: false }, &[1, 2, 3]),
+    );
+    assert_eq!(
+        read_frame_bytewise(&mut se).inf,
+        expected_response(&[1, 2, 3])
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
