@@ -5,10 +5,12 @@
 //! in tens of milliseconds, which is why only the handshake worker ever calls `diffie_hellman`.
 
 pub mod soft;
+pub mod token;
 
 use std::fmt;
 
 pub use soft::SoftKey;
+pub use token::TokenKey;
 
 /// What every static key offers the protocol: its public half and DH with its private half.
 pub trait StaticKey: Send + Sync {
