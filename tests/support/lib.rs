@@ -13,6 +13,7 @@
 //! ```
 
 pub mod artifacts;
+pub mod interop;
 pub mod netns;
 pub mod process;
 pub mod topology;

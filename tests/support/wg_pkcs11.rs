@@ -34,6 +34,13 @@ fn run_cli(token: &VirtualToken, args: &[&str]) -> String {
 }
 
 fn assert_public_key(text: &str, args: &[&str]) {
+    if text.is_empty() {
+        panic!(
+            "`wg-pkcs11 {}` succeeded but printed nothing: this build of wg-pkcs11 does not \
+             implement the command yet",
+            args.join(" ")
+        );
+    }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap_or_else(|e| {
