@@ -67,9 +67,14 @@ impl VirtualToken {
 
     /// The RFC 7512 URI of the key pair labelled `label`, naming the module by path.
     pub fn key_uri(&self, label: &str) -> String {
+        self.key_uri_via(label, &module_path())
+    }
+
+    /// The same URI naming another module, e.g. pkcs11-spy in front of ours.
+    pub fn key_uri_via(&self, label: &str, module: &Path) -> String {
         format!(
             "pkcs11:token={TOKEN_LABEL};object={label}?module-path={}",
-            module_path().display()
+            module.display()
         )
     }
 }
