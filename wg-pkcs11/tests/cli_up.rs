@@ -481,3 +481,102 @@ fn genkey_and_pubkey_through_the_cli() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already has a private key"));
 }
+
+/// AllowedIPs = 0.0.0.0/0 as on a real client: the tunnel takes the default route through
+/// fwmark policy routing, the daemon's own UDP packets (marked) still leave by the veth.
+#[test]
+fn default_route_through_the_tunnel() {
+    let pair = Pair::new();
+    let public = pair.genkey("wg-default");
+    let server_if = unique("wgs");
+    let server_public = pair.wireguard_go(&server_if, &public);
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &pair.b,
+            "wg",
+            "set",
+            &server_if,
+            "peer",
+            &public,
+            "allowed-ips",
+            "0.0.0.0/0",
+        ],
+    );
+    let ifname = unique("wgr");
+    let conf = pair.dir.path().join(format!("{ifname}.conf"));
+    let hooks = pair.dir.path().join("hooks.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "[Interface]\nPrivateKey = {}\nAddress = 10.9.0.1/24\nPostUp = echo post-up >> {}\n\
+             [Peer]\nPublicKey = {server_public}\nEndpoint = 192.168.77.2:51820\nAllowedIPs = 0.0.0.0/0\n",
+            pair.uri("wg-default"),
+            hooks.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = pair
+        .wg_pkcs11(Some(&pair.a), &["up", conf.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    wait_for("PostUp", Duration::from_secs(10), || {
+        pair.hooks().contains("post-up")
+    });
+    let rules = must("ip", &["-n", &pair.a, "rule"]);
+    assert!(
+        rules.contains("not from all fwmark 0xca6c lookup 51820"),
+        "{rules}"
+    );
+    assert_eq!(
+        must(
+            "ip",
+            &["netns", "exec", &pair.a, "wg", "show", &ifname, "fwmark"]
+        )
+        .trim(),
+        "0xca6c",
+        "the device marks its packets"
+    );
+    // An address only the default route can reach: B's tunnel address in another subnet.
+    must(
+        "ip",
+        &[
+            "-n",
+            &pair.b,
+            "addr",
+            "add",
+            "172.31.9.9/32",
+            "dev",
+            &server_if,
+        ],
+    );
+    let ping = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &pair.a,
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "3",
+            "172.31.9.9",
+        ],
+    );
+    assert!(
+        ping.status.success(),
+        "no ping over the default route: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    // SAFETY: kill(2) on the pid of our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGINT) };
+    assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
+    let rules = must("ip", &["-n", &pair.a, "rule"]);
+    assert!(
+        !rules.contains("51820") && !rules.contains("suppress_prefixlength"),
+        "{rules}"
+    );
+}
