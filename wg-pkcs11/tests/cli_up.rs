@@ -474,6 +474,39 @@ fn genkey_and_pubkey_through_the_cli() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), public);
+    // The same key through p11-kit: by module-name (a registered NAME.module), and with no
+    // module at all (p11-kit-proxy.so, which offers every registered module).
+    let name = unique("wgedge-test-");
+    let registration = Path::new("/etc/pkcs11/modules").join(format!("{name}.module"));
+    std::fs::create_dir_all("/etc/pkcs11/modules").unwrap();
+    std::fs::write(
+        &registration,
+        format!("module: {}\n", pair.module.display()),
+    )
+    .unwrap();
+    struct Unregister(PathBuf);
+    impl Drop for Unregister {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _unregister = Unregister(registration);
+    for uri in [
+        format!("pkcs11:token=SE050;object=wg-cli?module-name={name}"),
+        "pkcs11:token=SE050;object=wg-cli".to_string(),
+    ] {
+        let out = pair.wg_pkcs11(None, &["pubkey", &uri]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{uri}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            public,
+            "{uri}"
+        );
+    }
     let again = pair
         .wg_pkcs11(None, &["genkey", &pair.uri("wg-cli")])
         .output()
