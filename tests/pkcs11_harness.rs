@@ -25,7 +25,10 @@ pub fn module_path() -> PathBuf {
             return candidate;
         }
     }
-    panic!("libpkcs11_se050.so not found next to {} (is pkcs11-se050 built as a cdylib?)", exe.display());
+    panic!(
+        "libpkcs11_se050.so not found next to {} (is pkcs11-se050 built as a cdylib?)",
+        exe.display()
+    );
 }
 
 /// A virtual chip of its own: a temporary directory with a config file and the state file.
@@ -69,7 +72,9 @@ pub fn isolated(name: &str, extra_config: &str, body: impl FnOnce(&Path, &Path))
 /// Runs test `name` of this binary in a child process against `chip` and asserts it passed.
 /// `ignored` selects helper tests that are marked #[ignore] (they only make sense as children).
 pub fn run_child(name: &str, chip: &TestChip, ignored: bool, env: &[(&str, &str)]) {
-    let output = child_command(name, chip, ignored, env).output().expect("run test child");
+    let output = child_command(name, chip, ignored, env)
+        .output()
+        .expect("run test child");
     check_child(name, output);
 }
 

@@ -19,9 +19,9 @@ pub mod link;
 mod manage;
 pub mod metadata;
 pub mod objects;
+mod se050;
 pub mod secret;
 pub mod session;
-mod se050;
 pub use se050::open_chip;
 
 pub use derive::DeriveParams;
