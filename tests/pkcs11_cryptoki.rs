@@ -808,3 +808,58 @@ fn pairs_created_by_other_tools_are_visible() {
         },
     );
 }
+
+/// Another program deletes a key this process has cached: the next derive reports the handle
+/// invalid (no wrong answer, no stale success), and a new search no longer shows it.
+#[test]
+fn key_deleted_elsewhere_is_noticed() {
+    isolated("key_deleted_elsewhere_is_noticed", "", |_, state| {
+        use pkcs11_se050::applet::ObjectId;
+        use pkcs11_se050::device::{open, Transport};
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let (_, private) = generate(&session, "doomed", Some(&[0x10, 0, 0, 7]));
+        let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
+        derive(&session, private, peer.as_bytes(), None).unwrap();
+        // Another link to the same chip, as another process would have.
+        let mut other = open(&Transport::Virtual {
+            state: state.to_path_buf(),
+            latency: Duration::ZERO,
+        })
+        .unwrap();
+        other.delete(ObjectId::new(0x1000_0007).unwrap()).unwrap();
+        assert_eq!(
+            rv(derive(&session, private, peer.as_bytes(), None)),
+            RvError::KeyHandleInvalid
+        );
+        assert!(session
+            .find_objects(&[Attribute::Label(b"doomed".to_vec())])
+            .unwrap()
+            .is_empty());
+        // A pair created elsewhere shows up at the next search.
+        other
+            .generate_x25519(ObjectId::new(0x1000_0008).unwrap())
+            .unwrap();
+        assert_eq!(
+            session
+                .find_objects(&[Attribute::Id(vec![0x10, 0, 0, 8])])
+                .unwrap()
+                .len(),
+            2
+        );
+        // A new pair at the deleted key's id gets its own label, not the stale record's.
+        drop(other);
+        generate(&session, "reborn", Some(&[0x10, 0, 0, 7]));
+        assert_eq!(
+            session
+                .find_objects(&[Attribute::Label(b"reborn".to_vec())])
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(session
+            .find_objects(&[Attribute::Label(b"doomed".to_vec())])
+            .unwrap()
+            .is_empty());
+    });
+}

@@ -248,6 +248,16 @@ impl ObjectCache {
             .collect()
     }
 
+    /// The file of a record naming `key_id`, stale or not: a new pair at that id must reuse
+    /// it, or the old record would keep giving the new key the old key's label.
+    pub fn record_file_for(&self, key_id: u32) -> Option<u32> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.key_id == key_id)
+            .map(|(f, _)| *f)
+            .min()
+    }
+
     pub fn insert_pair(&mut self, pair: KeyPair) {
         self.kinds.insert(pair.key_id, ObjectKind::X25519Pair);
         if let Some(file) = pair.meta_file {
