@@ -22,6 +22,8 @@ pub mod objects;
 mod se050;
 pub mod secret;
 pub mod session;
+#[cfg(test)]
+mod tests;
 pub use se050::open_chip;
 
 pub use derive::DeriveParams;
