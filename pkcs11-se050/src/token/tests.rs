@@ -7,6 +7,8 @@ use crate::config::Config;
 use pkcs11_sys::*;
 use x25519_dalek::{PublicKey, StaticSecret};
 
+type Entries = Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>;
+
 fn token(dir: &tempfile::TempDir) -> Token {
     let text = format!(
         "virtual_state = \"{}\"\n",
@@ -151,11 +153,7 @@ fn key_generation_templates_are_checked() {
         .open_session(0, CKF_SERIAL_SESSION | CKF_RW_SESSION)
         .unwrap();
     let ec = || (CKA_EC_PARAMS, params());
-    let cases: Vec<(
-        Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
-        Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
-        CK_RV,
-    )> = vec![
+    let cases: Vec<(Entries, Entries, CK_RV)> = vec![
         (vec![], vec![], CKR_TEMPLATE_INCOMPLETE),
         (
             vec![ec(), (CKA_VERIFY, vec![1])],
