@@ -13,7 +13,7 @@ use cryptoki::object::{
 };
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-use harness::{isolated, module_path, run_child, TestChip};
+use harness::{isolated, module_path, role, run_role, TestChip};
 use pkcs11_se050::virtual_se050::counters::read_counters;
 use std::time::{Duration, Instant};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -446,46 +446,37 @@ fn labels_ids_find_set_and_destroy() {
 
 #[test]
 fn labels_persist_on_the_chip_across_processes() {
-    let chip = TestChip::new("");
-    run_child("persist_step_generate", &chip, true, &[]);
-    run_child("persist_step_check", &chip, true, &[]);
-}
-
-#[test]
-#[ignore = "helper of labels_persist_on_the_chip_across_processes"]
-fn persist_step_generate() {
-    assert!(
-        harness::is_child("persist_step_generate"),
-        "run by its parent test only"
-    );
-    let pkcs11 = init();
-    let session = rw_session(&pkcs11);
-    let (_, private) = generate(&session, "first", Some(b"persisted"));
-    session
-        .update_attributes(private, &[Attribute::Label(b"renamed".to_vec())])
-        .unwrap();
-}
-
-#[test]
-#[ignore = "helper of labels_persist_on_the_chip_across_processes"]
-fn persist_step_check() {
-    assert!(
-        harness::is_child("persist_step_check"),
-        "run by its parent test only"
-    );
-    let pkcs11 = init();
-    let session = rw_session(&pkcs11);
-    let found = session
-        .find_objects(&[
-            Attribute::Label(b"renamed".to_vec()),
-            Attribute::Id(b"persisted".to_vec()),
-        ])
-        .unwrap();
-    assert_eq!(
-        found.len(),
-        2,
-        "label and id read back from the chip by a new process"
-    );
+    const NAME: &str = "labels_persist_on_the_chip_across_processes";
+    match role(NAME).as_deref() {
+        None => {
+            let chip = TestChip::new("");
+            run_role(NAME, "generate", &chip, &[]);
+            run_role(NAME, "check", &chip, &[]);
+        }
+        Some("generate") => {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            let (_, private) = generate(&session, "first", Some(b"persisted"));
+            session
+                .update_attributes(private, &[Attribute::Label(b"renamed".to_vec())])
+                .unwrap();
+        }
+        Some("check") => {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            let template = [
+                Attribute::Label(b"renamed".to_vec()),
+                Attribute::Id(b"persisted".to_vec()),
+            ];
+            let found = session.find_objects(&template).unwrap();
+            assert_eq!(
+                found.len(),
+                2,
+                "label and id read back from the chip by a new process"
+            );
+        }
+        Some(other) => panic!("unknown role {other}"),
+    }
 }
 
 #[test]
@@ -517,80 +508,79 @@ fn many_threads_derive_at_once() {
 
 #[test]
 fn two_processes_share_one_chip() {
-    let chip = TestChip::new("");
-    run_child("two_process_setup", &chip, true, &[]);
-    let spawn = |n: &str| {
-        harness::child_command("two_process_worker", &chip, true, &[("WORKER", n)])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn worker")
-    };
-    let a = spawn("a");
-    let b = spawn("b");
-    for child in [a, b] {
-        harness::check_child("two_process_worker", child.wait_with_output().unwrap());
+    const NAME: &str = "two_processes_share_one_chip";
+    match role(NAME).as_deref() {
+        None => {
+            let chip = TestChip::new("");
+            run_role(NAME, "setup", &chip, &[]);
+            let spawn = |n: &str| {
+                harness::role_command(NAME, "worker", &chip, &[("WORKER", n)])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn worker")
+            };
+            let (a, b) = (spawn("a"), spawn("b"));
+            for child in [a, b] {
+                harness::check_child(NAME, child.wait_with_output().unwrap());
+            }
+            run_role(NAME, "check", &chip, &[]);
+        }
+        Some("setup") => {
+            let pkcs11 = init();
+            generate(&rw_session(&pkcs11), "shared", None);
+        }
+        Some("worker") => two_process_worker(),
+        Some("check") => {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            for label in ["shared", "own-a", "own-b"] {
+                let found = session
+                    .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+                    .unwrap();
+                assert_eq!(found.len(), 2, "{label}");
+            }
+        }
+        Some(other) => panic!("unknown role {other}"),
     }
-    run_child("two_process_check", &chip, true, &[]);
 }
 
-#[test]
-#[ignore = "helper of two_processes_share_one_chip"]
-fn two_process_setup() {
-    assert!(harness::is_child("two_process_setup"));
-    let pkcs11 = init();
-    generate(&rw_session(&pkcs11), "shared", None);
-}
-
-#[test]
-#[ignore = "helper of two_processes_share_one_chip"]
+/// One of two processes deriving with the same chip key at once, and making a key of its own.
 fn two_process_worker() {
-    assert!(harness::is_child("two_process_worker"));
     let name = std::env::var("WORKER").unwrap();
     let pkcs11 = init();
     let session = rw_session(&pkcs11);
-    let found = session
-        .find_objects(&[Attribute::Label(b"shared".to_vec())])
-        .unwrap();
-    assert_eq!(found.len(), 2, "the key made by another process is visible");
-    let private = session
-        .find_objects(&[
-            Attribute::Label(b"shared".to_vec()),
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-        ])
-        .unwrap()[0];
-    let public = session
-        .find_objects(&[
-            Attribute::Label(b"shared".to_vec()),
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-        ])
-        .unwrap()[0];
-    let token_public = PublicKey::from(public_key(&session, public));
+    let shared = |class| {
+        session
+            .find_objects(&[
+                Attribute::Label(b"shared".to_vec()),
+                Attribute::Class(class),
+            ])
+            .unwrap()
+    };
+    let (private, public) = (
+        shared(ObjectClass::PRIVATE_KEY),
+        shared(ObjectClass::PUBLIC_KEY),
+    );
+    assert_eq!(
+        (private.len(), public.len()),
+        (1, 1),
+        "the key made by another process is visible"
+    );
+    let token_public = PublicKey::from(public_key(&session, public[0]));
     for i in 0..20 {
         let peer = StaticSecret::random_from_rng(rand_core::OsRng);
-        let got = derive(&session, private, PublicKey::from(&peer).as_bytes(), None).unwrap();
+        let got = derive(
+            &session,
+            private[0],
+            PublicKey::from(&peer).as_bytes(),
+            None,
+        )
+        .unwrap();
         assert_eq!(got, peer.diffie_hellman(&token_public).as_bytes());
         if i == 10 {
             generate(&session, &format!("own-{name}"), None);
         }
-    }
-}
-
-#[test]
-#[ignore = "helper of two_processes_share_one_chip"]
-fn two_process_check() {
-    assert!(harness::is_child("two_process_check"));
-    let pkcs11 = init();
-    let session = rw_session(&pkcs11);
-    for label in ["shared", "own-a", "own-b"] {
-        assert_eq!(
-            session
-                .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-                .unwrap()
-                .len(),
-            2,
-            "{label}"
-        );
     }
 }
 
@@ -667,29 +657,24 @@ fn raw_ec_point_config() {
 
 #[test]
 fn bad_config_fails_initialize_with_a_clear_message() {
+    const NAME: &str = "bad_config_fails_initialize_with_a_clear_message";
+    if role(NAME).is_some() {
+        let pkcs11 = Pkcs11::new(module_path()).unwrap();
+        let result = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+        assert_eq!(rv(result), RvError::GeneralError);
+        return;
+    }
     let chip = TestChip::new("");
     std::fs::write(&chip.conf, "transport = \"usb\"\n").unwrap();
-    let output = harness::child_command("bad_config_child", &chip, true, &[])
+    let output = harness::role_command(NAME, "body", &chip, &[])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    harness::check_child("bad_config_child", output.clone());
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    harness::check_child(NAME, output);
+    let conf = chip.conf.to_str().unwrap();
     assert!(
-        stderr.contains("transport")
-            && stderr.contains("usb")
-            && stderr.contains(chip.conf.to_str().unwrap()),
+        stderr.contains("transport") && stderr.contains("usb") && stderr.contains(conf),
         "{stderr}"
-    );
-}
-
-#[test]
-#[ignore = "helper of bad_config_fails_initialize_with_a_clear_message"]
-fn bad_config_child() {
-    assert!(harness::is_child("bad_config_child"));
-    let pkcs11 = Pkcs11::new(module_path()).unwrap();
-    assert_eq!(
-        rv(pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))),
-        RvError::GeneralError
     );
 }
 
