@@ -398,6 +398,11 @@ fn labels_ids_find_set_and_destroy() {
             4
         );
         assert!(find(vec![Attribute::Label(b"gamma".to_vec())]).is_empty());
+        // A public key is found by its point given raw or DER-wrapped.
+        let point = public_key(&session, b_pub).to_vec();
+        assert_eq!(find(vec![Attribute::EcPoint(point.clone())]), vec![b_pub]);
+        let der = [&[0x04, 0x20][..], &point].concat();
+        assert_eq!(find(vec![Attribute::EcPoint(der)]), vec![b_pub]);
         // A 4-byte CKA_ID names the object id: asking for it again is refused.
         let again = session.generate_key_pair(
             &Mechanism::EccMontgomeryKeyPairGen,
