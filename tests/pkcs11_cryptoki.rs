@@ -721,6 +721,20 @@ fn derive_costs_close_to_a_bare_chip_ecdh() {
         chip.sort();
         let (module, chip) = (module[module.len() / 2], chip[chip.len() / 2]);
         let ratio = module.as_secs_f64() / chip.as_secs_f64();
+        // For scale: the same X25519 in software, no chip at all.
+        let soft_secret = StaticSecret::random_from_rng(rand_core::OsRng);
+        let mut soft: Vec<_> = (0..400)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(soft_secret.diffie_hellman(&peer));
+                start.elapsed()
+            })
+            .collect();
+        soft.sort();
+        println!(
+            "x25519-dalek in software: median {:?}",
+            soft[soft.len() / 2]
+        );
         println!("C_DeriveKey median {module:?}, bare chip ECDH median {chip:?}: ratio {ratio:.2}");
         assert!(
             ratio < 1.25,
