@@ -867,3 +867,28 @@ fn key_deleted_elsewhere_is_noticed() {
             .is_empty());
     });
 }
+
+/// With a simulated 40 ms chip a derive waits for the chip (it really is asked each time; the
+/// ECDH counters elsewhere show it is asked exactly once) and comes back (WTX-free, no hang).
+#[test]
+fn derive_waits_for_a_slow_chip() {
+    isolated(
+        "derive_with_a_slow_chip_takes_one_operation",
+        "virtual_latency_ms = 40",
+        |_, _| {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            let (_, private) = generate(&session, "slow", None);
+            let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
+            derive(&session, private, peer.as_bytes(), None).unwrap();
+            let start = Instant::now();
+            derive(&session, private, peer.as_bytes(), None).unwrap();
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(40), "{took:?}");
+            assert!(
+                took < Duration::from_millis(80),
+                "{took:?}: more than one chip operation?"
+            );
+        },
+    );
+}
