@@ -873,7 +873,7 @@ fn key_deleted_elsewhere_is_noticed() {
 #[test]
 fn derive_waits_for_a_slow_chip() {
     isolated(
-        "derive_with_a_slow_chip_takes_one_operation",
+        "derive_waits_for_a_slow_chip",
         "virtual_latency_ms = 40",
         |_, _| {
             let pkcs11 = init();
