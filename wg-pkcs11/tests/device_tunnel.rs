@@ -340,3 +340,30 @@ fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
         "a packet waited {max_rtt} ms: the data path waited for the token"
     );
 }
+
+#[test]
+fn fwmark_changes_at_run_time_steer_the_outer_packets() {
+    let t = tunnel(soft(), soft(), true);
+    assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
+    // Marked packets from A go to a table that only has a blackhole.
+    t.pair
+        .a
+        .ip(&["rule", "add", "fwmark", "42", "table", "142"]);
+    t.pair
+        .a
+        .ip(&["route", "add", "blackhole", "default", "table", "142"]);
+    t.pair
+        .a
+        .ip(&["route", "add", "blackhole", "::/0", "table", "142"]);
+    t.a.set_fwmark(42).unwrap();
+    assert_eq!(t.a.fwmark(), 42);
+    assert!(
+        !ping(&t.pair.a, "10.9.0.2", 2),
+        "marked outer packets are blackholed"
+    );
+    t.a.set_fwmark(0).unwrap();
+    assert!(
+        ping_until(&t.pair.a, "10.9.0.2", 5),
+        "unmarked again, the tunnel works"
+    );
+}
