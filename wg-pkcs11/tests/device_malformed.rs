@@ -252,6 +252,7 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
 
     // The daemon is alive and the legitimate tunnel works.
     assert!(ping(&s.pair.b, "10.9.0.1", 2));
+    assert_eq!(s.a.counters().loop_restarts, 0, "no packet loop panicked");
 }
 
 /// A UDP/IPv4 packet (checksums not needed: it is dropped before the TUN).
