@@ -466,3 +466,17 @@ fn one_device_routes_to_two_peers_by_allowed_ips() {
     assert_ne!(ib.endpoint, ic.endpoint);
     assert_eq!(a.counters().dropped(DropReason::AllowedIps), 0);
 }
+
+#[test]
+fn bulk_tcp_over_ipv6_inside_through_tso_and_coalescing() {
+    let t = tunnel(soft(), soft(), true);
+    assert!(ping_until(&t.pair.a, "fd09::2", 10));
+    let up = iperf3_tcp(&t.pair.b, &t.pair.a, "fd09::2", 2);
+    let down = iperf3_tcp(&t.pair.a, &t.pair.b, "fd09::1", 2);
+    println!("IPv6 inside: {up:.0} / {down:.0} Mbit/s");
+    assert!(up > 50.0 && down > 50.0, "{up} / {down} Mbit/s");
+    for d in [&t.a, &t.b] {
+        let c = d.counters();
+        assert_eq!(c.dropped_total(), c.dropped(DropReason::NoRoute), "{c:?}");
+    }
+}
