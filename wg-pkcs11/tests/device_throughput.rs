@@ -132,6 +132,10 @@ fn single_stream_tcp_against_wireguard_go() {
             .into_iter()
             .enumerate()
         {
+            // ONLY=ours: just wg-pkcs11 on both ends (for profiling).
+            if std::env::var("ONLY").is_ok_and(|v| v == "ours") && i != 0 {
+                continue;
+            }
             let mbps = round(&pair, a, b, secs);
             println!("{}: {mbps:.0} Mbit/s", results[i].0);
             results[i].1.push(mbps);

@@ -347,7 +347,7 @@ fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
         .expect("ping summary");
     println!("1300 pings at 10 ms, 4 rekeys with a 50 ms key on both sides: max RTT {max_rtt} ms, hs {hs:?}");
     assert!(
-        max_rtt < 40.0,
+        max_rtt < 45.0,
         "a packet waited {max_rtt} ms: the data path waited for the token"
     );
 }
