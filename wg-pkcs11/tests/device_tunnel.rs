@@ -158,7 +158,8 @@ fn endpoint_follows_authenticated_packets() {
     let first = t.a.peer_info(&t.b_key).unwrap().endpoint.unwrap();
     assert_eq!(first.ip().to_string(), t.pair.b_addr);
     // B moves: a new address on its veth becomes the source of its packets.
-    let moved = t.pair.b_addr.replace(".2", ".3");
+    let prefix = &t.pair.b_addr[..t.pair.b_addr.len() - 1]; // "192.168.X."
+    let moved = format!("{prefix}3");
     let dev = t.pair.b.ip(&["-o", "link", "show", "type", "veth"]);
     let vb = dev
         .split(':')
@@ -172,7 +173,7 @@ fn endpoint_follows_authenticated_packets() {
     t.pair
         .b
         .ip(&["addr", "add", &format!("{moved}/24"), "dev", &vb]);
-    let subnet = format!("{}0/24", &t.pair.b_addr[..t.pair.b_addr.len() - 1]);
+    let subnet = format!("{prefix}0/24");
     t.pair
         .b
         .ip(&["route", "replace", &subnet, "dev", &vb, "src", &moved]);
