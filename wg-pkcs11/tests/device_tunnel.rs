@@ -304,8 +304,16 @@ fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
             calls: Default::default(),
         })
     };
+    let _quiet = heavy_lock();
     let t = tunnel(slow(), slow(), true);
     assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
+    // The machine's own noise, without handshakes: the bound below adapts to it
+    // (a packet that waited for the token would add at least 50 ms).
+    let baseline = max_rtt(
+        &t.pair
+            .a
+            .exec("ping", &["-c", "200", "-i", "0.01", "-W", "1", "10.9.0.2"]),
+    );
     let child = t
         .pair
         .a
@@ -339,18 +347,27 @@ fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(" 0% packet loss"), "{text}");
-    let max_rtt: f64 = text
-        .lines()
+    let max_rtt = max_rtt(&out);
+    println!(
+        "1300 pings at 10 ms, 4 rekeys with a 50 ms key on both sides: max RTT {max_rtt} ms \
+         (without rekeys: {baseline} ms), handshakes {hs:?}"
+    );
+    let bound = 45.0f64.max(baseline + 20.0);
+    assert!(
+        max_rtt < bound,
+        "a packet waited {max_rtt} ms (bound {bound}): the data path waited for the token"
+    );
+}
+
+/// The largest RTT in a ping's summary line.
+fn max_rtt(out: &std::process::Output) -> f64 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
         .find(|l| l.contains("rtt min/avg/max"))
         .and_then(|l| l.split('=').nth(1))
         .and_then(|v| v.trim().split('/').nth(2))
         .and_then(|v| v.parse().ok())
-        .expect("ping summary");
-    println!("1300 pings at 10 ms, 4 rekeys with a 50 ms key on both sides: max RTT {max_rtt} ms, hs {hs:?}");
-    assert!(
-        max_rtt < 45.0,
-        "a packet waited {max_rtt} ms: the data path waited for the token"
-    );
+        .unwrap_or_else(|| panic!("no ping summary in {text}"))
 }
 
 #[test]
@@ -382,6 +399,7 @@ fn fwmark_changes_at_run_time_steer_the_outer_packets() {
 
 #[test]
 fn a_device_without_tun_offload_interoperates_with_one_using_it() {
+    let _quiet = heavy_lock();
     let t = tunnel_with(soft(), soft(), true, |c| c.offload = false);
     assert!(t.a.offload() && !t.b.offload());
     assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
@@ -470,6 +488,7 @@ fn one_device_routes_to_two_peers_by_allowed_ips() {
 
 #[test]
 fn bulk_tcp_over_ipv6_inside_through_tso_and_coalescing() {
+    let _quiet = heavy_lock();
     let t = tunnel(soft(), soft(), true);
     assert!(ping_until(&t.pair.a, "fd09::2", 10));
     let up = iperf3_tcp(&t.pair.b, &t.pair.a, "fd09::2", 2);
