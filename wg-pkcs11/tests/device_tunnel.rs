@@ -295,35 +295,33 @@ fn one_token_operation_per_handshake_on_each_side() {
     assert!(ping(&t.pair.a, "10.9.0.2", 2));
 }
 
+/// The data path never waits for the token. Not a timing test: the key takes a whole second per
+/// Diffie-Hellman, so a packet that waited for it would come back a second late (or be lost),
+/// while the stream runs at 10 ms intervals. The longest gap with a realistic 50 ms token is
+/// measured by the benchmark (bench/), not asserted here.
 #[test]
 fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
+    const TOKEN_TIME: Duration = Duration::from_millis(1000);
     let slow = || -> Arc<dyn StaticKey> {
         Arc::new(SlowKey {
             inner: SoftKey::generate(),
-            delay: Duration::from_millis(50),
+            delay: TOKEN_TIME,
             calls: Default::default(),
         })
     };
     let _quiet = heavy_lock();
     let t = tunnel(slow(), slow(), true);
     assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
-    // The machine's own noise, without handshakes: the bound below adapts to it
-    // (a packet that waited for the token would add at least 50 ms).
-    let baseline = max_rtt(
-        &t.pair
-            .a
-            .exec("ping", &["-c", "200", "-i", "0.01", "-W", "1", "10.9.0.2"]),
-    );
     let child = t
         .pair
         .a
         .command("ping")
-        .args(["-c", "1300", "-i", "0.01", "-W", "1", "10.9.0.2"])
+        .args(["-c", "2000", "-i", "0.01", "-W", "5", "10.9.0.2"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Rekeys in both directions while the stream runs (5 s apart per peer:
-    // the core's REKEY_TIMEOUT), each costing the slow side 50 ms of token time.
+    // Rekeys in both directions while the stream runs (5 s apart per peer: the core's
+    // REKEY_TIMEOUT), each costing both sides a second of token time.
     let hs0 = (
         t.a.counters().handshakes_completed,
         t.b.counters().handshakes_completed,
@@ -349,13 +347,13 @@ fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
     assert!(text.contains(" 0% packet loss"), "{text}");
     let max_rtt = max_rtt(&out);
     println!(
-        "1300 pings at 10 ms, 4 rekeys with a 50 ms key on both sides: max RTT {max_rtt} ms \
-         (without rekeys: {baseline} ms), handshakes {hs:?}"
+        "2000 pings at 10 ms, 4 rekeys with a {TOKEN_TIME:?} key on both sides: max RTT \
+         {max_rtt} ms, handshakes {hs:?}"
     );
-    let bound = 45.0f64.max(baseline + 20.0);
     assert!(
-        max_rtt < bound,
-        "a packet waited {max_rtt} ms (bound {bound}): the data path waited for the token"
+        max_rtt < TOKEN_TIME.as_secs_f64() * 1000.0,
+        "a packet waited {max_rtt} ms, as long as a token operation: the data path waited for \
+         the token"
     );
 }
 
