@@ -11,7 +11,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::pkcs11_spy::Pkcs11Spy;
 use crate::topology::*;
 use crate::traffic::{iperf3, ping, ping_until_reply};
 use crate::virtual_token::VirtualToken;
@@ -62,10 +61,8 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     if initiator == Initiator::WgPkcs11 {
         daemon_sees = daemon_sees.endpoint(&net.b_endpoint());
     }
-    // The daemon reaches the module through pkcs11-spy, which counts its C_DeriveKey calls.
-    let spy = Pkcs11Spy::new(net.dir(), "wg-pkcs11");
     let conf = WgPkcs11Conf {
-        private_key: token.key_uri_via(label, spy.module()),
+        private_key: token.key_uri(label),
         listen_port: Some(LISTEN_PORT_A),
         addresses: vec!["10.10.0.1/24".into(), "fd00:10::1/64".into()],
         mtu: Some(1420),
@@ -73,7 +70,12 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     };
     let ifname = unique_interface_name("wgp");
     let conf_path = conf.write(net.dir(), &ifname);
-    let mut daemon = WgPkcs11::up_spied(&net.a, &token, &spy, &conf_path, net.dir());
+    let before_up = token.counters();
+    assert_eq!(
+        before_up.keygen, 1,
+        "genkey should have generated exactly one pair: {before_up:?}"
+    );
+    let mut daemon = WgPkcs11::up(&net.a, &token, &conf_path, net.dir());
 
     let (first_ns, first_target) = match initiator {
         Initiator::WgPkcs11 => (&net.a, B_TUNNEL),
@@ -194,14 +196,14 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
         kind.program()
     );
 
-    // One handshake happened (REKEY_AFTER_TIME is far away): the static key was used once for
-    // that handshake and at most once more for the per-peer static-static DH.
-    let derives = spy.calls("C_DeriveKey");
-    eprintln!("token operations (C_DeriveKey) by wg-pkcs11: {derives}");
+    // One handshake happened (REKEY_AFTER_TIME is far away): the chip computed one ECDH for
+    // that handshake and at most one more for the per-peer static-static DH, which is cached.
+    let ecdhs = token.counters().ecdh - before_up.ecdh;
+    eprintln!("ECDHs computed by the chip for wg-pkcs11: {ecdhs}");
     assert!(
-        (1..=2).contains(&derives),
-        "wg-pkcs11 made {derives} C_DeriveKey calls for one handshake; expected 1 (the handshake) \
-         plus at most 1 (static-static, cached per peer)"
+        (1..=2).contains(&ecdhs),
+        "the chip computed {ecdhs} ECDHs for one handshake; expected 1 (the handshake) plus at \
+         most 1 (static-static, cached per peer)"
     );
 
     daemon.down();
