@@ -1,60 +1,29 @@
 //! Several processes on one virtual SE050 state file, and processes killed mid-write.
 //!
-//! The children are this test binary re-executed with `SE050_CHILD` set: the `child` test
-//! then plays the role named there instead of returning at once.
+//! Every process uses the whole host stack (`device::open`: flock per exchange, T=1 over the
+//! virtual I2C bus). The children are this test binary re-executed with `SE050_CHILD` set:
+//! the `child` test then plays the role named there instead of returning at once.
 
 use pkcs11_se050::applet::{ObjectId, Se050};
-use pkcs11_se050::t1::{ApduTransport, LinkError};
+use pkcs11_se050::device::{self, Transport};
+use pkcs11_se050::t1::ApduTransport;
 use pkcs11_se050::virtual_se050::applet::{InProcessTransport, VirtualApplet};
 use pkcs11_se050::virtual_se050::counters::read_counters;
-use pkcs11_se050::virtual_se050::store::lock_path;
 use rand_core::{OsRng, RngCore};
-use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-/// The virtual applet behind the chip's inter-process lock (`<state>.lock`, flock), taken
-/// around each exchange as the host's locked transport does.
-struct Locked {
-    inner: InProcessTransport<VirtualApplet>,
-    lock: File,
-}
-
-impl Locked {
-    fn open(state: &Path) -> Self {
-        let applet = VirtualApplet::open(state, Duration::ZERO).expect("open the state");
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(lock_path(state))
-            .expect("lock file");
-        Locked {
-            inner: InProcessTransport::new(applet),
-            lock,
-        }
-    }
-}
-
-impl ApduTransport for Locked {
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
-        self.lock.lock().expect("flock");
-        let result = self.inner.transceive(command);
-        self.lock.unlock().expect("unlock");
-        result
-    }
-
-    fn resync(&mut self) -> Result<(), LinkError> {
-        Ok(())
-    }
-}
-
-fn chip(state: &Path) -> Se050<Locked> {
-    Se050::select(Locked::open(state)).expect("select")
+/// The whole host stack on the virtual chip: the chip's inter-process lock around each
+/// exchange, T=1 over the virtual I2C bus, the virtual applet on the shared state file.
+fn chip(state: &Path) -> Se050<Box<dyn ApduTransport>> {
+    let transport = Transport::Virtual {
+        state: state.to_path_buf(),
+        latency: Duration::ZERO,
+    };
+    device::open(&transport).expect("open the virtual chip")
 }
 
 fn id(value: u32) -> ObjectId {
