@@ -103,7 +103,6 @@ impl DeviceConfig {
 /// What the device keeps for each peer beside the protocol state.
 pub(crate) struct PeerState {
     pub(crate) peer: Arc<Peer>,
-    pub(crate) allowed_ips: Mutex<Vec<(IpAddr, u8)>>,
     /// Packets read from the TUN (vnet header included) while there was no session.
     pub(crate) staged: Mutex<VecDeque<Vec<u8>>>,
     /// `staged` may be non-empty (read without its lock on the receive path).
@@ -271,6 +270,16 @@ impl Device {
         self.shared.public_key
     }
 
+    /// The socket's fwmark (0: none).
+    pub fn fwmark(&self) -> u32 {
+        self.shared.udp.fwmark()
+    }
+
+    /// Change the socket's fwmark (SO_MARK) at run time; 0 removes it.
+    pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
+        self.shared.udp.set_fwmark(mark)
+    }
+
     /// Whether the TUN runs with virtio-net headers and TSO/GRO.
     pub fn offload(&self) -> bool {
         self.shared.tun.offload()
@@ -305,7 +314,6 @@ impl Device {
                 );
                 let s = Arc::new(PeerState {
                     peer,
-                    allowed_ips: Mutex::new(Vec::new()),
                     staged: Mutex::new(VecDeque::new()),
                     has_staged: AtomicBool::new(false),
                     initiation_queued: AtomicBool::new(false),
@@ -321,14 +329,9 @@ impl Device {
                 s
             }
         };
+        // A prefix already routed to another peer moves to this one, as in wg(8).
         for &(ip, cidr) in &config.allowed_ips {
             peers.routes.insert(ip, cidr, state.clone());
-        }
-        let mut mine = state.allowed_ips.lock();
-        for &a in &config.allowed_ips {
-            if !mine.contains(&a) {
-                mine.push(a);
-            }
         }
     }
 
@@ -342,7 +345,6 @@ impl Device {
         for &(ip, cidr) in allowed_ips {
             peers.routes.insert(ip, cidr, state.clone());
         }
-        *state.allowed_ips.lock() = allowed_ips.to_vec();
         true
     }
 
@@ -386,9 +388,13 @@ impl Device {
 
     /// A peer's current state for `wg show`.
     pub fn peer_info(&self, public_key: &[u8; 32]) -> Option<PeerInfo> {
-        let state = self.shared.peer_state(public_key)?;
+        let (state, allowed_ips) = {
+            let peers = self.shared.peers.read();
+            let state = peers.by_key.get(public_key)?.clone();
+            let ips = peers.routes.entries_where(|s| Arc::ptr_eq(s, &state));
+            (state, ips)
+        };
         let p = &state.peer;
-        let allowed_ips = state.allowed_ips.lock().clone();
         Some(PeerInfo {
             public_key: *public_key,
             preshared_key: p.preshared_key(),
