@@ -32,12 +32,28 @@ pub enum Initiator {
     Reference,
 }
 
+/// Which network carries the tunnel's UDP packets between the namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Underlay {
+    Ipv4,
+    Ipv6,
+}
+
+/// The scenario over the IPv4 underlay.
 pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
+    run_over(kind, initiator, Underlay::Ipv4);
+}
+
+pub fn run_over(kind: UserspaceWireGuard, initiator: Initiator, underlay: Underlay) {
     let tag = match kind {
         UserspaceWireGuard::WireguardGo => "go",
         UserspaceWireGuard::Boringtun => "bt",
     };
     let net = NamespacePair::new(tag);
+    let (a_endpoint, b_endpoint) = match underlay {
+        Underlay::Ipv4 => (net.a_endpoint(), net.b_endpoint()),
+        Underlay::Ipv6 => (net.a_endpoint6(), net.b_endpoint6()),
+    };
     let token = VirtualToken::new(TOKEN_LATENCY_MS);
 
     let label = "wg-interop";
@@ -52,14 +68,14 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     let reference = UserspacePeer::start(kind, &net.b, &unique_interface_name("ref"), net.dir());
     let mut reference_sees = PeerSpec::new(&token_public, &["10.10.0.1/32", "fd00:10::1/128"]);
     if initiator == Initiator::Reference {
-        reference_sees = reference_sees.endpoint(&net.a_endpoint());
+        reference_sees = reference_sees.endpoint(&a_endpoint);
     }
     reference.configure(&ref_private, LISTEN_PORT_B, &[reference_sees]);
     reference.address_and_up(&["10.10.0.2/24", "fd00:10::2/64"]);
 
     let mut daemon_sees = PeerSpec::new(&ref_public, &["10.10.0.2/32", "fd00:10::2/128"]);
     if initiator == Initiator::WgPkcs11 {
-        daemon_sees = daemon_sees.endpoint(&net.b_endpoint());
+        daemon_sees = daemon_sees.endpoint(&b_endpoint);
     }
     let conf = WgPkcs11Conf {
         private_key: token.key_uri(label),
@@ -85,7 +101,7 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
         std::panic::catch_unwind(|| ping_until_reply(first_ns, first_target, HANDSHAKE_TIMEOUT))
             .unwrap_or_else(|_| {
                 panic!(
-                    "no handshake between wg-pkcs11 and {} ({initiator:?} initiating) within \
+                    "no handshake between wg-pkcs11 and {} ({initiator:?} initiating, {underlay:?}) within \
              {HANDSHAKE_TIMEOUT:?}\n--- wg-pkcs11 log:\n{}\n--- {} log:\n{}",
                     kind.program(),
                     daemon.log(),
@@ -93,7 +109,7 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
                     reference.log()
                 )
             });
-    eprintln!("{initiator:?} initiated; first reply after {answered_in:?}");
+    eprintln!("{initiator:?} initiated over {underlay:?}; first reply after {answered_in:?}");
     daemon.assert_running();
 
     assert!(
@@ -176,7 +192,7 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     );
     assert_eq!(
         peer.endpoint.as_deref(),
-        Some(net.b_endpoint().as_str()),
+        Some(b_endpoint.as_str()),
         "wg-pkcs11 does not report the peer's endpoint"
     );
 
@@ -191,7 +207,7 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     );
     assert_eq!(
         seen.endpoint.as_deref(),
-        Some(net.a_endpoint().as_str()),
+        Some(a_endpoint.as_str()),
         "{} does not know wg-pkcs11's endpoint",
         kind.program()
     );
