@@ -398,6 +398,11 @@ fn labels_ids_find_set_and_destroy() {
             4
         );
         assert!(find(vec![Attribute::Label(b"gamma".to_vec())]).is_empty());
+        // A public key is found by its point given raw or DER-wrapped.
+        let point = public_key(&session, b_pub).to_vec();
+        assert_eq!(find(vec![Attribute::EcPoint(point.clone())]), vec![b_pub]);
+        let der = [&[0x04, 0x20][..], &point].concat();
+        assert_eq!(find(vec![Attribute::EcPoint(der)]), vec![b_pub]);
         // A 4-byte CKA_ID names the object id: asking for it again is refused.
         let again = session.generate_key_pair(
             &Mechanism::EccMontgomeryKeyPairGen,
@@ -678,52 +683,6 @@ fn bad_config_fails_initialize_with_a_clear_message() {
     );
 }
 
-/// C_DeriveKey through the whole stack against a bare X25519 on the same zero-latency virtual
-/// chip through the applet layer: the module should add little to the chip round trip.
-#[test]
-fn derive_costs_close_to_a_bare_chip_ecdh() {
-    isolated("derive_costs_close_to_a_bare_chip_ecdh", "", |conf, _| {
-        let pkcs11 = init();
-        let session = rw_session(&pkcs11);
-        let (public, private) = generate(&session, "bench", None);
-        let key_id = {
-            let attrs = session
-                .get_attributes(public, &[AttributeType::Id])
-                .unwrap();
-            let Attribute::Id(id) = &attrs[0] else {
-                panic!()
-            };
-            u32::from_be_bytes(id.as_slice().try_into().unwrap())
-        };
-        let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
-        let mechanism =
-            Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer.as_bytes()));
-        let template = [Attribute::ValueLen(32.into())];
-        let config = pkcs11_se050::config::Config::from_file(conf).unwrap();
-        let mut bare = pkcs11_se050::token::open_chip(&config).unwrap();
-        // Interleaved call by call, so that both see the same load on a busy machine; medians.
-        let (mut module, mut chip) = (Vec::new(), Vec::new());
-        for _ in 0..400 {
-            let start = Instant::now();
-            let k = session.derive_key(&mechanism, private, &template).unwrap();
-            module.push(start.elapsed());
-            session.destroy_object(k).unwrap();
-            let start = Instant::now();
-            bare.ecdh_x25519(key_id, peer.as_bytes()).unwrap();
-            chip.push(start.elapsed());
-        }
-        module.sort();
-        chip.sort();
-        let (module, chip) = (module[module.len() / 2], chip[chip.len() / 2]);
-        let ratio = module.as_secs_f64() / chip.as_secs_f64();
-        println!("C_DeriveKey median {module:?}, bare chip ECDH median {chip:?}: ratio {ratio:.2}");
-        assert!(
-            ratio < 1.25,
-            "C_DeriveKey costs {ratio:.2}x a bare chip ECDH (target: within 1.25x)"
-        );
-    });
-}
-
 /// Pairs made by other tools (here: straight through the applet layer) appear with a label and
 /// id derived from their object id; foreign binary files, even in the metadata range, are not
 /// misread as labels.
@@ -847,4 +806,28 @@ fn key_deleted_elsewhere_is_noticed() {
             .unwrap()
             .is_empty());
     });
+}
+
+/// With a simulated 40 ms chip a derive waits for the chip (it really is asked each time) and
+/// comes back (no hang).
+#[test]
+fn derive_waits_for_a_slow_chip() {
+    isolated(
+        "derive_waits_for_a_slow_chip",
+        "virtual_latency_ms = 40",
+        |_, _| {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            let (_, private) = generate(&session, "slow", None);
+            let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
+            derive(&session, private, peer.as_bytes(), None).unwrap();
+            let start = Instant::now();
+            derive(&session, private, peer.as_bytes(), None).unwrap();
+            let took = start.elapsed();
+            // The chip really was asked (a cache would answer at once); that it was asked
+            // exactly once is counted, not timed, in
+            // derive_agrees_with_x25519_dalek_for_raw_and_der_peer_keys.
+            assert!(took >= Duration::from_millis(40), "{took:?}");
+        },
+    );
 }

@@ -76,6 +76,8 @@ pub struct Peer {
     sent_lastminute_handshake: AtomicBool,
     /// Indices of sessions the packet path retired, to be freed from the index table.
     retired_indices: Mutex<Vec<u32>>,
+    /// A responder session waits in `next`: lets the packet path skip the keypairs lock.
+    has_next: AtomicBool,
 }
 
 impl Peer {
@@ -107,6 +109,7 @@ impl Peer {
             handshake_requested_ms: AtomicU64::new(0),
             sent_lastminute_handshake: AtomicBool::new(false),
             retired_indices: Mutex::new(Vec::new()),
+            has_next: AtomicBool::new(false),
         })
     }
 
@@ -294,6 +297,7 @@ impl Peer {
             if let Some(old) = kp.previous.take() {
                 retire(table, &old);
             }
+            self.has_next.store(true, Ordering::Release);
         }
         self.set_endpoint_if_changed(src);
         self.rx_bytes
@@ -333,6 +337,7 @@ impl Peer {
         let keypair = Arc::new(Keypair::new(&keys, now));
         {
             let mut kp = self.keypairs.write();
+            self.has_next.store(false, Ordering::Release);
             let old_previous = if let Some(next) = kp.next.take() {
                 // An unconfirmed responder session becomes `previous`; `current` is dropped.
                 let dropped = kp.current.take();
@@ -429,7 +434,9 @@ impl Peer {
         is_keepalive: bool,
         now: Instant,
     ) -> bool {
-        let confirmed = self.confirm_next(keypair);
+        let confirmed = !keypair.is_initiator()
+            && self.has_next.load(Ordering::Acquire)
+            && self.confirm_next(keypair);
         self.set_endpoint_if_changed(src);
         self.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
         {
@@ -446,12 +453,14 @@ impl Peer {
         if confirmed {
             *self.last_handshake.lock() = Some(SystemTime::now());
         }
-        let stale = self
-            .keypairs
-            .read()
-            .current
-            .as_ref()
-            .is_some_and(|k| k.needs_rekey_on_receive(now));
+        // Only an old initiator session can be stale; look at `current` only then.
+        let stale = keypair.needs_rekey_on_receive(now)
+            && self
+                .keypairs
+                .read()
+                .current
+                .as_ref()
+                .is_some_and(|k| k.needs_rekey_on_receive(now));
         if stale && !self.sent_lastminute_handshake.swap(true, Ordering::Relaxed) {
             return self.wants_handshake(now);
         }
@@ -471,6 +480,7 @@ impl Peer {
             return false; // another thread confirmed it first
         }
         let next = kp.next.take();
+        self.has_next.store(false, Ordering::Release);
         let current = std::mem::replace(&mut kp.current, next);
         // The packet path has no index table: the old `previous` index is freed by the next
         // handshake-worker call (`keypair_for_index` no longer finds it meanwhile).
@@ -525,6 +535,7 @@ impl Peer {
         self.free_retired(table);
         let (a, b, c) = {
             let mut kp = self.keypairs.write();
+            self.has_next.store(false, Ordering::Release);
             (kp.previous.take(), kp.current.take(), kp.next.take())
         };
         for k in [a, b, c].into_iter().flatten() {
@@ -565,6 +576,88 @@ mod tests {
             self.count.fetch_add(1, Ordering::SeqCst);
             self.inner.diffie_hellman(p)
         }
+    }
+
+    /// A key whose token can be switched off, like an unplugged or failing secure element.
+    struct FlakyKey {
+        inner: SoftKey,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl StaticKey for FlakyKey {
+        fn public_key(&self) -> [u8; 32] {
+            self.inner.public_key()
+        }
+        fn diffie_hellman(&self, p: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(KeyError::Token("CKR_DEVICE_ERROR".into()));
+            }
+            self.inner.diffie_hellman(p)
+        }
+    }
+
+    #[test]
+    fn a_failing_token_keeps_the_current_session_and_later_handshakes_succeed() {
+        let t0 = Instant::now();
+        let flaky = Arc::new(FlakyKey {
+            inner: SoftKey::generate(),
+            failing: AtomicBool::new(true),
+        });
+        let a_id = Identity::new(flaky.clone());
+        let a_table = IndexTable::new();
+        let b = {
+            let mut b = Side::new("192.0.2.2:1");
+            b.peer = Some(Peer::new(a_id.public_key(), None, None, 0, t0));
+            b
+        };
+        let a_peer = Peer::new(b.id.public_key(), None, Some(b.addr), 0, t0);
+        // The per-peer ss fails: no initiation, and nothing cached.
+        assert!(matches!(
+            a_peer.create_initiation(&a_id, &a_table, false, t0),
+            Err(HandshakeError::Key(KeyError::Token(_)))
+        ));
+        flaky.failing.store(false, Ordering::SeqCst);
+        let a = Side {
+            key: Arc::new(CountingKey {
+                inner: SoftKey::generate(),
+                count: AtomicUsize::new(0),
+            }),
+            id: a_id,
+            table: a_table,
+            peer: Some(a_peer),
+            addr: "192.0.2.1:1".parse().unwrap(),
+        };
+        handshake(&a, &b, t0).unwrap();
+        transfer(&a, &b, b"up", t0).unwrap();
+        // The token fails during the rekey (se when the response arrives): the old session goes on.
+        let t1 = t0 + Duration::from_secs(121);
+        let init = a
+            .peer()
+            .create_initiation(&a.id, &a.table, false, t1)
+            .unwrap();
+        let rx = consume_initiation(&b.id, &init).unwrap();
+        let resp = b
+            .peer()
+            .accept_initiation(&b.id, &b.table, rx, a.addr, t1)
+            .unwrap();
+        flaky.failing.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            a.peer()
+                .consume_response(&a.id, &a.table, &resp, b.addr, t1),
+            Err(HandshakeError::Key(_))
+        ));
+        assert_eq!(transfer(&a, &b, b"still up", t1).unwrap(), b"still up");
+        assert_eq!(transfer(&b, &a, b"both ways", t1).unwrap(), b"both ways");
+        // The retransmit timer asks again; with the token back the handshake completes.
+        flaky.failing.store(false, Ordering::SeqCst);
+        let t2 = a.peer().next_deadline().unwrap().max(t1 + REKEY_TIMEOUT);
+        let actions = a.peer().tick(&a.table, t2);
+        assert!(actions.send_initiation && actions.initiation_is_retry);
+        handshake(&a, &b, t2).unwrap();
+        assert_eq!(
+            transfer(&a, &b, b"new session", t2).unwrap(),
+            b"new session"
+        );
     }
 
     struct Side {

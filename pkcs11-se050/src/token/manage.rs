@@ -2,6 +2,7 @@
 
 use super::attributes::{attr_name, matches, AttrValue, Template};
 use super::chip::ChipErrorKind;
+use super::ec::{decode_point, encode_point};
 use super::error::{answer, refuse, Result};
 use super::metadata::{KeyMetadata, META_BASE, META_END};
 use super::objects::{handle_of, split_handle, Half};
@@ -16,6 +17,7 @@ impl Token {
         // The chip is read without holding the session table, so that other threads'
         // derives are not held up by a search; the session is checked again afterwards.
         self.check_no_search(session)?;
+        let template = &self.normalise_search(template);
         let mut handles = Vec::new();
         {
             let mut cache = self.cache.lock();
@@ -47,6 +49,20 @@ impl Token {
         }
         state.search = Some(Search { handles, next: 0 });
         Ok(())
+    }
+
+    /// A CKA_EC_POINT to search for may come raw or DER-wrapped whatever the configured
+    /// output form: compare in that form.
+    fn normalise_search(&self, template: &Template) -> Template {
+        let mut t = template.clone();
+        for (ty, value) in &mut t.entries {
+            if *ty == CKA_EC_POINT {
+                if let Some(point) = decode_point(value) {
+                    *value = encode_point(&point, self.config.ec_point);
+                }
+            }
+        }
+        t
     }
 
     fn check_no_search(&self, session: CK_SESSION_HANDLE) -> Result<()> {

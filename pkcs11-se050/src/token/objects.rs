@@ -168,6 +168,11 @@ impl ObjectCache {
                         Ok(kind) => kind,
                         // Deleted between the list and now.
                         Err(e) if e.kind == ChipErrorKind::NotFound => continue,
+                        // An object the chip will not describe is not one of ours.
+                        Err(e) if e.kind == ChipErrorKind::Refused => {
+                            log::debug!("object {id:#010x}: type not readable: {e}");
+                            ObjectKind::Other
+                        }
                         Err(e) => return Err(e.to_ckr(&format!("reading type of {id:#010x}"))),
                     };
                     self.kinds.insert(id, kind);
@@ -206,7 +211,15 @@ impl ObjectCache {
                                 self.records.insert(id, record);
                             }
                         }
-                        Err(e) if e.kind == ChipErrorKind::NotFound => {}
+                        // Gone, or a file the chip will not let us read: not a record of ours.
+                        Err(e)
+                            if matches!(
+                                e.kind,
+                                ChipErrorKind::NotFound | ChipErrorKind::Refused
+                            ) =>
+                        {
+                            log::debug!("binary file {id:#010x} not read: {e}");
+                        }
                         Err(e) => return Err(e.to_ckr(&format!("reading metadata {id:#010x}"))),
                     }
                 }
