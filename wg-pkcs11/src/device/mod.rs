@@ -27,6 +27,7 @@
 pub mod counters;
 mod handshake;
 pub mod offload;
+mod ratelimit;
 mod receive;
 mod send;
 mod timers;
@@ -195,8 +196,31 @@ pub struct Device {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name.to_string()).spawn(f)
+/// The body of one of the device's threads.
+type LoopBody = fn(Arc<Shared>);
+
+/// Spawn one of the device's loops. A bug that panics inside a loop must not
+/// leave the interface half dead: the loop is logged, counted and restarted
+/// (with fresh buffers) until the device stops.
+fn thread(name: &str, shared: Arc<Shared>, body: LoopBody) -> io::Result<JoinHandle<()>> {
+    let label = name.to_string();
+    std::thread::Builder::new()
+        .name(label.clone())
+        .spawn(move || loop {
+            let s = shared.clone();
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || body(s))) {
+                Ok(()) => return,
+                Err(_) if shared.stopping() => return,
+                Err(_) => {
+                    log::error!("{label}: the loop panicked; restarting it");
+                    shared
+                        .counters
+                        .loop_restarts
+                        .fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        })
 }
 
 impl Device {
@@ -238,20 +262,15 @@ impl Device {
         for p in &config.peers {
             device.set_peer(p);
         }
-        let s = shared.clone();
-        device.threads.push(thread("wg-tun", move || send::run(s))?);
-        let s = shared.clone();
-        device
-            .threads
-            .push(thread("wg-udp", move || receive::run(s))?);
-        let s = shared.clone();
-        device
-            .threads
-            .push(thread("wg-handshake", move || handshake::run(s))?);
-        let s = shared;
-        device
-            .threads
-            .push(thread("wg-timers", move || timers::run(s))?);
+        let loops: [(&str, LoopBody); 4] = [
+            ("wg-tun", send::run),
+            ("wg-udp", receive::run),
+            ("wg-handshake", handshake::run),
+            ("wg-timers", timers::run),
+        ];
+        for (name, body) in loops {
+            device.threads.push(thread(name, shared.clone(), body)?);
+        }
         Ok(device)
     }
 
