@@ -161,9 +161,19 @@ impl Tun {
 
     /// Set the interface MTU (through an AF_INET control socket, as ip(8) does).
     pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
+        self.mtu_ioctl(libc::SIOCSIFMTU, mtu as libc::c_int)
+            .map(drop)
+    }
+
+    /// The interface MTU as it is now (ip(8) or wg-quick may change it at any time).
+    pub fn mtu(&self) -> io::Result<u32> {
+        self.mtu_ioctl(libc::SIOCGIFMTU, 0).map(|mtu| mtu as u32)
+    }
+
+    fn mtu_ioctl(&self, request: libc::c_ulong, mtu: libc::c_int) -> io::Result<libc::c_int> {
         let mut req = IfReqMtu {
             name: ifname(&self.name)?,
-            mtu: mtu as libc::c_int,
+            mtu,
             _pad: [0; 20],
         };
         // SAFETY: plain socket(2) call.
@@ -173,11 +183,12 @@ impl Tun {
         }
         // SAFETY: `s` was just opened and is owned here.
         let s = unsafe { OwnedFd::from_raw_fd(s) };
-        // SAFETY: SIOCSIFMTU reads a `struct ifreq` with ifr_mtu, laid out by IfReqMtu.
-        if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFMTU, &mut req) } < 0 {
+        // SAFETY: SIOCSIFMTU and SIOCGIFMTU take a `struct ifreq` with ifr_mtu, laid out by
+        // IfReqMtu, which lives across the call.
+        if unsafe { libc::ioctl(s.as_raw_fd(), request, &mut req) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(())
+        Ok(req.mtu)
     }
 }
 
