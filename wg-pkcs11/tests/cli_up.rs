@@ -37,6 +37,11 @@ fn must(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Send SIG`name` to a child daemon, as a user or systemd would.
+fn signal(child: &Child, name: &str) {
+    must("kill", &[&format!("-{name}"), &child.id().to_string()]);
+}
+
 /// Two namespaces joined by a veth pair: A = 192.168.77.1, B = 192.168.77.2.
 struct Pair {
     a: String,
@@ -47,10 +52,9 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
-        // SAFETY: geteuid has no preconditions.
         assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
+            must("id", &["-u"]).trim(),
+            "0",
             "these tests create network namespaces: run as root"
         );
         let (a, b) = (unique("wgea"), unique("wgeb"));
@@ -325,8 +329,7 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Operation not permitted"));
 
     // SIGTERM: exit 0, hooks in wg-quick's order, nothing left behind.
-    // SAFETY: kill(2) on the pid of our own child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    signal(&daemon, "TERM");
     let status = wait_exit(&mut daemon, Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
     assert_eq!(
@@ -604,8 +607,7 @@ fn default_route_through_the_tunnel() {
         "no ping over the default route: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
-    // SAFETY: kill(2) on the pid of our own child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGINT) };
+    signal(&daemon, "INT");
     assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
     let rules = must("ip", &["-n", &pair.a, "rule"]);
     assert!(
