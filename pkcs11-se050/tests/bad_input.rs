@@ -250,15 +250,7 @@ fn valid_commands() -> Vec<Vec<u8>> {
     let mut ecdh = id(0x100);
     tlv::push(&mut ecdh, TAG_2, &[9; 32]);
     vec![
-        CommandApdu::new(
-            CLA_ISO,
-            INS_SELECT,
-            0x04,
-            0x00,
-            IOT_APPLET_AID.to_vec(),
-            Some(256),
-        )
-        .encode(),
+        select_command().encode(),
         apdu(INS_MGMT, P1_DEFAULT, P2_VERSION, vec![], Some(256)),
         apdu(
             INS_WRITE,
