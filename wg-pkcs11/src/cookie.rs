@@ -14,7 +14,7 @@ use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore};
 
-use crate::noise::primitives::{hash, mac};
+use crate::noise::primitives::{hash, mac, verify_mac};
 use crate::noise::{
     message_type, read_u32, sender_index, HandshakeError, MessageType, COOKIE_REPLY_LEN,
     MESSAGE_COOKIE_REPLY,
@@ -41,10 +41,6 @@ fn mac_offsets(msg: &[u8]) -> Option<(usize, usize)> {
         }
         _ => None,
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The bytes a cookie is bound to: the source IP address and port.
@@ -87,7 +83,7 @@ impl CookieChecker {
         let Some((mac1, mac2)) = mac_offsets(msg) else {
             return false;
         };
-        constant_time_eq(&mac(&self.mac1_key, &[&msg[..mac1]]), &msg[mac1..mac2])
+        verify_mac(&self.mac1_key, &[&msg[..mac1]], &msg[mac1..mac2])
     }
 
     fn cookie_for(&self, src: &SocketAddr, now: Instant) -> [u8; 16] {
@@ -109,7 +105,7 @@ impl CookieChecker {
             return false;
         };
         let cookie = self.cookie_for(&src, now);
-        constant_time_eq(&mac(&cookie, &[&msg[..mac2]]), &msg[mac2..])
+        verify_mac(&cookie, &[&msg[..mac2]], &msg[mac2..])
     }
 
     /// A cookie reply to `msg` (an initiation or response from `src` whose mac1 was valid): the
