@@ -17,7 +17,7 @@ use wg_pkcs11::noise::handshake::{consume_initiation, Identity};
 use wg_pkcs11::noise::index::IndexTable;
 use wg_pkcs11::noise::{message_type, TRANSPORT_HEADER_LEN};
 use wg_pkcs11::peer::Peer;
-use wg_pkcs11::uapi::read_request;
+use wg_pkcs11::uapi::{parse_device, read_request};
 use wg_pkcs11::uri::Pkcs11Uri;
 
 /// xorshift64*: reproducible, spread enough to reach every branch of a length check.
@@ -196,7 +196,7 @@ fn pkcs11_uri_parse_never_panics() {
 }
 
 #[test]
-fn uapi_request_parse_never_panics() {
+fn uapi_request_and_reply_parse_never_panic() {
     let valid: Vec<Vec<u8>> = [
         "get=1\n\n".to_string(),
         format!(
@@ -204,6 +204,14 @@ fn uapi_request_parse_never_panics() {
              public_key={}\nupdate_only=true\npreshared_key={}\nendpoint=[fd00::1]:4000\n\
              persistent_keepalive_interval=25\nreplace_allowed_ips=true\nallowed_ip=10.0.0.0/24\n\
              allowed_ip=fd00::/64\nprotocol_version=1\nremove=true\n\n",
+            "11".repeat(32),
+            "22".repeat(32)
+        ),
+        format!(
+            "private_key=00\nlisten_port=51820\nfwmark=7\npublic_key={}\npreshared_key={}\n\
+             endpoint=192.0.2.1:51820\nlast_handshake_time_sec=1700000000\n\
+             last_handshake_time_nsec=999999999\nrx_bytes=1\ntx_bytes=2\n\
+             persistent_keepalive_interval=25\nallowed_ip=10.0.0.0/24\nerrno=0\n\n",
             "11".repeat(32),
             "22".repeat(32)
         ),
@@ -216,6 +224,11 @@ fn uapi_request_parse_never_panics() {
         must_not_panic("read_request", &input, || {
             if let Err(e) = read_request(&mut Cursor::new(&input)) {
                 clear_error("read_request", &input, e);
+            }
+        });
+        must_not_panic("parse_device", &input, || {
+            if let Err(e) = parse_device(&String::from_utf8_lossy(&input)) {
+                clear_error("parse_device", &input, e);
             }
         });
     }
