@@ -352,7 +352,7 @@ fn random_faults_never_give_a_wrong_answer_or_hang() {
                 }
             }
             let len = [5usize, 200, 254, 255, 700][(next(&mut rng) % 5) as usize];
-            let cmd = if next(&mut rng) % 3 == 0 {
+            let cmd = if next(&mut rng).is_multiple_of(3) {
                 vec![0xEE, 0x02, (next(&mut rng) % 0x40) as u8, round]
             } else {
                 apdu(len, round ^ seed as u8)
@@ -418,12 +418,12 @@ fn random_corruptions_and_drops_are_always_recovered() {
         );
         for round in 0..5u8 {
             for _ in 0..(1 + next(&mut rng) % 3) {
-                let direction = if next(&mut rng) % 2 == 0 {
+                let direction = if next(&mut rng).is_multiple_of(2) {
                     Direction::HostToSe
                 } else {
                     Direction::SeToHost
                 };
-                if next(&mut rng) % 3 == 0 {
+                if next(&mut rng).is_multiple_of(3) {
                     r.faults.drop_next_frames(direction, 1);
                 } else {
                     r.faults
