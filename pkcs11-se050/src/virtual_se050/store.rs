@@ -232,20 +232,20 @@ impl ChipState {
             return Err("checksum mismatch (truncated or corrupted)".into());
         }
         let mut reader = Reader { bytes: body, at: 8 };
-        let version = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
+        let version = u16::from_le_bytes(reader.array()?);
         if version != FORMAT_VERSION {
             return Err(format!(
                 "format version {version}, this build reads {FORMAT_VERSION}"
             ));
         }
-        let count = u32::from_le_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+        let count = u32::from_le_bytes(reader.array()?);
         let mut objects = BTreeMap::new();
         for index in 0..count {
-            let id = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes"));
-            let kind = reader.take(1)?[0];
-            let policy_len = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
+            let id = u32::from_be_bytes(reader.array()?);
+            let [kind] = reader.array()?;
+            let policy_len = u16::from_le_bytes(reader.array()?);
             let policy = reader.take(policy_len as usize)?;
-            let payload_len = u32::from_le_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+            let payload_len = u32::from_le_bytes(reader.array()?);
             let payload = reader.take(payload_len as usize)?;
             let data = ObjectData::from_parts(kind, payload)
                 .ok_or_else(|| format!("object {index} (0x{id:08X}): bad kind {kind} or size"))?;
@@ -276,6 +276,11 @@ impl<'a> Reader<'a> {
         let slice = &self.bytes[self.at..end];
         self.at = end;
         Ok(slice)
+    }
+
+    /// The next `N` bytes, for a number or a one-byte field.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
     }
 }
 
