@@ -17,7 +17,7 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -623,9 +623,8 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
         std::process::id(),
         path.file_name().and_then(|f| f.to_str()).unwrap_or("sock")
     ));
-    std::fs::create_dir(&tmp_dir)?;
+    std::fs::DirBuilder::new().mode(0o700).create(&tmp_dir)?;
     let result = (|| {
-        std::fs::set_permissions(&tmp_dir, std::fs::Permissions::from_mode(0o700))?;
         let tmp = tmp_dir.join("s");
         let listener = UnixListener::bind(&tmp)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
