@@ -13,6 +13,7 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
 
 use crate::noise::primitives::{hash, mac, verify_mac};
 use crate::noise::{
@@ -64,7 +65,8 @@ fn address_bytes(src: &SocketAddr) -> ([u8; 18], usize) {
 pub struct CookieChecker {
     mac1_key: [u8; 32],
     cookie_key: [u8; 32],
-    secret: Mutex<Option<(Instant, [u8; 32])>>,
+    /// The rotating secret cookies are made with, and when it was made.
+    secret: Mutex<Option<(Instant, Zeroizing<[u8; 32]>)>>,
 }
 
 impl CookieChecker {
@@ -90,13 +92,13 @@ impl CookieChecker {
         let mut secret = self.secret.lock();
         let fresh = matches!(*secret, Some((born, _)) if now.saturating_duration_since(born) < COOKIE_SECRET_MAX_AGE);
         if !fresh {
-            let mut s = [0u8; 32];
-            OsRng.fill_bytes(&mut s);
+            let mut s = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(&mut *s);
             *secret = Some((now, s));
         }
         let (_, key) = secret.as_ref().expect("just set");
         let (addr, len) = address_bytes(src);
-        mac(key, &[&addr[..len]])
+        mac(&**key, &[&addr[..len]])
     }
 
     /// Whether `msg` (with a valid mac1) carries a mac2 made with the cookie of `src`.
