@@ -725,7 +725,15 @@ fn s_frame(kind: SKind, response: bool, inf: &[u8]) -> Frame {
     Frame::to_host(Pcb::S { kind, response }, inf)
 }
 
-fn scripted_link(mut replies: Vec<Frame>) -> T1Link<ScriptedChip, CountingDelay> {
+fn scripted_link(replies: Vec<Frame>) -> T1Link<ScriptedChip, CountingDelay> {
+    scripted_link_with(replies, T1Options::default())
+}
+
+/// [`scripted_link`] with `options` (its initial BWT set to the script's 5 ms).
+fn scripted_link_with(
+    mut replies: Vec<Frame>,
+    options: T1Options,
+) -> T1Link<ScriptedChip, CountingDelay> {
     // The real ATR with a BWT of 5 ms, so the RESYNCH the link tries after each
     // error gives up quickly on the exhausted script.
     let mut atr = super::atr::REAL_SE050_ATR;
@@ -737,9 +745,37 @@ fn scripted_link(mut replies: Vec<Frame>) -> T1Link<ScriptedChip, CountingDelay>
     script.append(&mut replies);
     let options = T1Options {
         initial_bwt: Duration::from_millis(5),
-        ..T1Options::default()
+        ..options
     };
     T1Link::open(ScriptedChip::new(script), CountingDelay::default(), options).unwrap()
+}
+
+#[test]
+fn the_largest_wtx_does_not_stretch_the_wait_past_the_overall_limit() {
+    // The chip asks for 255 x BWT (1.3 s here), then never answers: the link must give up
+    // when max_response_time has passed, not after four such windows.
+    let options = T1Options {
+        max_response_time: Duration::from_millis(200),
+        ..T1Options::default()
+    };
+    let mut link = scripted_link_with(vec![s_frame(SKind::Wtx, false, &[255])], options);
+    let started = Instant::now();
+    let err = link.transceive(&[0x00, 0x01, 0x02, 0x03]).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "waited {:?} for a chip that asked for 255 x BWT",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            LinkError::ResponseTimeout {
+                wtx_requests: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
