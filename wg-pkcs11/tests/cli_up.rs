@@ -564,3 +564,19 @@ fn default_route_through_the_tunnel() {
         "{rules}"
     );
 }
+
+#[test]
+fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(BIN)
+        .args([
+            std::ffi::OsStr::new("up"),
+            std::ffi::OsStr::from_bytes(b"wg\xff.conf"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
