@@ -578,6 +578,27 @@ fn device_nacks_while_busy_and_never_runs_a_repeated_block_twice() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// The command of a fault case: `len` bytes to the chip, or (`response`) a short command
+/// asking for a 528-byte answer, so that chaining is exercised in each direction.
+fn fault_case_command(len: usize, response: bool) -> Vec<u8> {
+    if response {
+        vec![0xEE, 0x02, 0x10, 0x00]
+    } else {
+        apdu(len, 3)
+    }
+}
+
+/// Under the faults set on `r`, `cmd` gets exactly its right answer, and the chip ran it once.
+fn assert_answered_once(r: &mut Rig, cmd: &[u8], case: &str) {
+    let got = r.link.transceive(cmd);
+    assert_eq!(
+        got.as_ref().ok(),
+        Some(&expected_response(cmd)),
+        "{case}: {got:?}"
+    );
+    assert_eq!(r.calls.load(Ordering::SeqCst), 1, "{case}");
+}
+
 #[test]
 fn consecutive_corruptions_both_ways_are_recovered() {
     // Damage in each direction starting at every frame position, up to three
@@ -592,20 +613,9 @@ fn consecutive_corruptions_both_ways_are_recovered() {
                         .corrupt_frames_after(Direction::SeToHost, skip_host, n);
                     r.faults
                         .corrupt_frames_after(Direction::HostToSe, skip_se, n);
-                    let cmd = if response {
-                        vec![0xEE, 0x02, 0x10, 0x00]
-                    } else {
-                        apdu(len, 3)
-                    };
-                    let got = r.link.transceive(&cmd);
                     let case =
                         format!("skip {skip_host} to host, {skip_se} to SE, {n} frames, len {len}");
-                    assert_eq!(
-                        got.as_ref().ok(),
-                        Some(&expected_response(&cmd)),
-                        "{case}: {got:?}"
-                    );
-                    assert_eq!(r.calls.load(Ordering::SeqCst), 1, "{case}");
+                    assert_answered_once(&mut r, &fault_case_command(len, response), &case);
                 }
             }
         }
@@ -625,19 +635,8 @@ fn lost_frames_at_every_position_are_recovered() {
                         .drop_frames_after(Direction::SeToHost, skip_host, to_host);
                     r.faults
                         .drop_frames_after(Direction::HostToSe, skip_se, to_se);
-                    let cmd = if response {
-                        vec![0xEE, 0x02, 0x10, 0x00]
-                    } else {
-                        apdu(len, 3)
-                    };
-                    let got = r.link.transceive(&cmd);
                     let case = format!("lose {to_host} to host after {skip_host}, {to_se} to SE after {skip_se}, len {len}");
-                    assert_eq!(
-                        got.as_ref().ok(),
-                        Some(&expected_response(&cmd)),
-                        "{case}: {got:?}"
-                    );
-                    assert_eq!(r.calls.load(Ordering::SeqCst), 1, "{case}");
+                    assert_answered_once(&mut r, &fault_case_command(len, response), &case);
                 }
             }
         }
