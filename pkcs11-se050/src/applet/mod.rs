@@ -449,4 +449,6 @@ fn bad(name: &dyn Fn() -> String, reason: String) -> Se050Error {
 }
 
 #[cfg(test)]
+pub(crate) mod rfc7748;
+#[cfg(test)]
 mod tests;
