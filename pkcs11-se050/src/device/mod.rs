@@ -25,6 +25,7 @@ use crate::t1::{ApduTransport, LinkError, T1Link, T1Options};
 use crate::virtual_se050::applet::VirtualApplet;
 use crate::virtual_se050::store::StoreError;
 use crate::virtual_se050::{ApduHandler, VirtualOptions, VirtualSe050};
+use crate::wipe::SecretBytes;
 use i2c::Se050Bus;
 use lock::DeviceLock;
 pub use reselect::Reselecting;
@@ -113,7 +114,7 @@ impl<T: ApduTransport> LockedTransport<T> {
 }
 
 impl<T: ApduTransport> ApduTransport for LockedTransport<T> {
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
         let _held = self.lock.acquire().map_err(|m| LinkError::Lock {
             path: self.lock.path().display().to_string(),
             message: m,

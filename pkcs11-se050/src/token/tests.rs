@@ -1,6 +1,6 @@
 //! The token layer on the real virtual SE050 (a temporary state file), without the C ABI.
 
-use super::attributes::{ulong_value, AttrValue, Template};
+use super::attributes::{ulong_value, Template};
 use super::objects::{split_handle, Half};
 use super::{DeriveParams, Token};
 use crate::config::Config;
