@@ -12,9 +12,11 @@
 
 use crate::args::Options;
 use crate::stream::{GapMeter, Pacer, PAYLOAD_LEN};
+use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Tunn, TunnResult};
 use mock_instant::MockClock;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -65,9 +67,9 @@ impl Peer {
         }
     }
 
-    /// Handles one datagram from the daemon; returns whether it was a handshake response that
-    /// boringtun accepted, and feeds any inner stream packet to `meter`.
-    fn receive(&mut self, datagram: &[u8], meter: &mut GapMeter) -> bool {
+    /// Handles one datagram from the daemon, feeding any inner stream packet to `meter`; for a
+    /// handshake response, returns whether boringtun accepted it.
+    fn receive(&mut self, datagram: &[u8], meter: &mut GapMeter) -> Option<bool> {
         self.sync_clock();
         let is_response = datagram.first() == Some(&MESSAGE_HANDSHAKE_RESPONSE);
         let mut accepted = None;
@@ -90,7 +92,7 @@ impl Peer {
                 _ => break,
             }
         }
-        is_response && accepted == Some(true)
+        is_response.then_some(accepted == Some(true))
     }
 }
 
@@ -111,13 +113,17 @@ pub fn run(options: &Options) -> Result<(), String> {
     socket
         .connect(endpoint)
         .map_err(|e| format!("connect {endpoint}: {e}"))?;
+    let secret = StaticSecret::from(private);
+    // Tunn's own limiter would refuse our responses after ten handshakes (it is reset only by
+    // update_timers, which this driver does not call so that no timer fires a handshake of its own).
+    let no_limit = Arc::new(RateLimiter::new(&PublicKey::from(&secret), u64::MAX));
     let tunn = Tunn::new(
-        StaticSecret::from(private),
+        secret,
         PublicKey::from(peer_public),
         None,
         None,
         rand_core::RngCore::next_u32(&mut rand_core::OsRng) >> 8,
-        None,
+        Some(no_limit),
     );
     let mut peer = Peer {
         tunn,
@@ -143,7 +149,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         }
         if let Some(n) = recv_within(&peer.socket, &mut buffer, Duration::from_millis(50))? {
             let datagram = buffer[..n].to_vec();
-            if peer.receive(&datagram, &mut meter) {
+            if peer.receive(&datagram, &mut meter) == Some(true) {
                 initial_ms = Some(last_try.elapsed().as_secs_f64() * 1e3);
             }
         }
@@ -160,6 +166,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let mut pending: Option<Instant> = None;
     let mut handshake_ms: Vec<f64> = Vec::new();
     let mut overlapped = 0usize;
+    let mut refused = 0usize;
     let mut sequence = 0u64;
     let mut not_sent = 0u64;
     let mut inner = build_inner_packet(inner_src, inner_dst, dst_port);
@@ -192,10 +199,14 @@ pub fn run(options: &Options) -> Result<(), String> {
         }
         if let Some(n) = recv_within(&peer.socket, &mut buffer, wait)? {
             let datagram = buffer[..n].to_vec();
-            if peer.receive(&datagram, &mut meter) {
-                if let Some(sent_at) = pending.take() {
-                    handshake_ms.push(sent_at.elapsed().as_secs_f64() * 1e3);
+            match peer.receive(&datagram, &mut meter) {
+                Some(true) => {
+                    if let Some(sent_at) = pending.take() {
+                        handshake_ms.push(sent_at.elapsed().as_secs_f64() * 1e3);
+                    }
                 }
+                Some(false) => refused += 1,
+                None => {}
             }
         }
     }
@@ -204,6 +215,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     println!("rekeys_sent={rekeys_sent}");
     println!("rekeys_completed={}", handshake_ms.len());
     println!("rekeys_overlapped={overlapped}");
+    println!("rekeys_refused={refused}");
     if !handshake_ms.is_empty() {
         println!("handshake_ms_min={:.3}", handshake_ms[0]);
         println!(
