@@ -141,6 +141,9 @@ def derive_section(results):
                   f"| bare x25519-dalek DH | {fmt(row['bare_dh_per_s'])} | {fmt(row['bare_dh_us'], 1)} |",
                   "", f"Overhead ratio (time per C_DeriveKey / time per bare DH): "
                       f"**{row['overhead_ratio']:.2f}**"]
+        if "chip_ecdh_per_derive" in row:
+            lines.append(f"\nECDHs counted by the virtual chip per C_DeriveKey: "
+                         f"{row['chip_ecdh_per_derive']:.2f}.")
     lines.append("")
     return lines
 

@@ -64,6 +64,7 @@ pub fn run(options: &Options) -> Result<(), String> {
 
     let derive_per_s = derives as f64 / seconds.as_secs_f64();
     let bare_per_s = bare as f64 / seconds.as_secs_f64();
+    println!("derives={derives}");
     println!("derive_per_s={derive_per_s:.1}");
     println!("bare_dh_per_s={bare_per_s:.1}");
     println!("derive_us={:.2}", 1e6 / derive_per_s);
