@@ -1,1 +1,342 @@
-//! config
+//! The module's configuration: a small TOML file.
+//!
+//! Found through `$PKCS11_SE050_CONF`, else `/etc/pkcs11-se050/pkcs11-se050.toml`. Without any
+//! file the module runs on the virtual SE050 with its state in a per-user directory, so that
+//! `pkcs11-tool --module libpkcs11_se050.so -L` works out of the box; it logs once that it does.
+//! Every error names the file and the key that is wrong: a PKCS#11 host can only print a CKR code.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable naming the configuration file.
+pub const CONF_ENV: &str = "PKCS11_SE050_CONF";
+/// The system-wide configuration file, used when `$PKCS11_SE050_CONF` is not set.
+pub const SYSTEM_CONF: &str = "/etc/pkcs11-se050/pkcs11-se050.toml";
+/// Name of the virtual chip's state file inside the default state directory.
+const DEFAULT_STATE_FILE: &str = "se050.state";
+/// Address of the SE050 on its I2C bus (7-bit).
+pub const DEFAULT_I2C_ADDRESS: u8 = 0x48;
+pub const DEFAULT_I2C_DEVICE: &str = "/dev/i2c-1";
+pub const DEFAULT_TOKEN_LABEL: &str = "SE050";
+
+/// How the module reaches its chip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportConfig {
+    I2c { device: PathBuf, address: u8 },
+    Virtual { state: PathBuf, latency: Duration },
+}
+
+/// How CKA_EC_POINT of an X25519 public key is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcPointFormat {
+    /// DER OCTET STRING `04 20 || key`: what PKCS#11 3.0-era tools (OpenSC 0.23) expect.
+    Der,
+    /// The 32 raw bytes, as PKCS#11 3.1 says.
+    Raw,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub transport: TransportConfig,
+    pub token_label: String,
+    pub ec_point: EcPointFormat,
+    /// Where this configuration came from (for messages); None for the embedded default.
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub key: Option<String>,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = match &self.file {
+            Some(path) => path.display().to_string(),
+            None => "configuration".to_string(),
+        };
+        match &self.key {
+            Some(key) => write!(f, "{file}: key `{key}`: {}", self.problem),
+            None => write!(f, "{file}: {}", self.problem),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The file as written; every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    transport: Option<String>,
+    virtual_state: Option<PathBuf>,
+    virtual_latency_ms: Option<u64>,
+    i2c_device: Option<PathBuf>,
+    i2c_address: Option<i64>,
+    token_label: Option<String>,
+    ec_point: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration the module should use in this process.
+    pub fn load() -> Result<Config, ConfigError> {
+        if let Some(path) = std::env::var_os(CONF_ENV) {
+            let path = PathBuf::from(path);
+            return Config::from_file(&path);
+        }
+        let system = Path::new(SYSTEM_CONF);
+        if system.exists() {
+            return Config::from_file(system);
+        }
+        let config = Config::embedded_default()?;
+        log::info!(
+            "no configuration file ({CONF_ENV} unset, {SYSTEM_CONF} absent): using the virtual \
+             SE050 with state {}",
+            match &config.transport {
+                TransportConfig::Virtual { state, .. } => state.display().to_string(),
+                TransportConfig::I2c { device, .. } => device.display().to_string(),
+            }
+        );
+        Ok(config)
+    }
+
+    /// Reads and checks one file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            key: None,
+            problem: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, Some(path))
+    }
+
+    /// Parses TOML text; `file` names it in errors and anchors relative state paths.
+    pub fn parse(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let error = |key: Option<&str>, problem: String| ConfigError {
+            file: file.map(Path::to_path_buf),
+            key: key.map(str::to_string),
+            problem,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // Name the key on the line the parser points at (a mistyped value's message does not).
+            let start = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+            let line_no = text[..start].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("");
+            let key = line
+                .split('=')
+                .next()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && line.contains('='));
+            error(key, format!("line {line_no}: {}", e.message().trim()))
+        })?;
+
+        let transport_name = raw.transport.as_deref().unwrap_or("virtual");
+        let transport = match transport_name {
+            "virtual" => {
+                if raw.i2c_device.is_some() || raw.i2c_address.is_some() {
+                    return Err(error(
+                        Some(if raw.i2c_device.is_some() {
+                            "i2c_device"
+                        } else {
+                            "i2c_address"
+                        }),
+                        "only meaningful with transport = \"i2c\"".into(),
+                    ));
+                }
+                let state = match raw.virtual_state {
+                    Some(p) if p.as_os_str().is_empty() => {
+                        return Err(error(Some("virtual_state"), "empty path".into()))
+                    }
+                    Some(p) if p.is_relative() => match file.and_then(Path::parent) {
+                        Some(dir) => dir.join(p),
+                        None => p,
+                    },
+                    Some(p) => p,
+                    None => default_state_dir()
+                        .map_err(|e| error(Some("virtual_state"), e))?
+                        .join(DEFAULT_STATE_FILE),
+                };
+                let latency_ms = raw.virtual_latency_ms.unwrap_or(0);
+                if latency_ms > 60_000 {
+                    return Err(error(
+                        Some("virtual_latency_ms"),
+                        format!("{latency_ms} ms is more than a minute per operation"),
+                    ));
+                }
+                TransportConfig::Virtual {
+                    state,
+                    latency: Duration::from_millis(latency_ms),
+                }
+            }
+            "i2c" => {
+                if raw.virtual_state.is_some() || raw.virtual_latency_ms.is_some() {
+                    return Err(error(
+                        Some(if raw.virtual_state.is_some() {
+                            "virtual_state"
+                        } else {
+                            "virtual_latency_ms"
+                        }),
+                        "only meaningful with transport = \"virtual\"".into(),
+                    ));
+                }
+                let device = raw
+                    .i2c_device
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_I2C_DEVICE));
+                let address = match raw.i2c_address {
+                    None => DEFAULT_I2C_ADDRESS,
+                    Some(a) if (0x08..=0x77).contains(&a) => a as u8,
+                    Some(a) => {
+                        return Err(error(
+                            Some("i2c_address"),
+                            format!("{a:#x} is not a 7-bit I2C device address (0x08..=0x77)"),
+                        ))
+                    }
+                };
+                TransportConfig::I2c { device, address }
+            }
+            other => {
+                return Err(error(
+                    Some("transport"),
+                    format!("`{other}` is not a transport; use \"virtual\" or \"i2c\""),
+                ))
+            }
+        };
+
+        let token_label = raw
+            .token_label
+            .unwrap_or_else(|| DEFAULT_TOKEN_LABEL.to_string());
+        if token_label.is_empty() || token_label.len() > 32 {
+            return Err(error(
+                Some("token_label"),
+                format!("must be 1 to 32 bytes of UTF-8, got {}", token_label.len()),
+            ));
+        }
+        let ec_point = match raw.ec_point.as_deref() {
+            None | Some("der") => EcPointFormat::Der,
+            Some("raw") => EcPointFormat::Raw,
+            Some(other) => {
+                return Err(error(
+                    Some("ec_point"),
+                    format!("`{other}` is not a format; use \"der\" or \"raw\""),
+                ))
+            }
+        };
+        Ok(Config {
+            transport,
+            token_label,
+            ec_point,
+            source: file.map(Path::to_path_buf),
+        })
+    }
+
+    /// The configuration without any file: the virtual chip in a per-user state directory.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        let dir = default_state_dir().map_err(|problem| ConfigError {
+            file: None,
+            key: Some("virtual_state".into()),
+            problem,
+        })?;
+        Ok(Config {
+            transport: TransportConfig::Virtual {
+                state: dir.join(DEFAULT_STATE_FILE),
+                latency: Duration::ZERO,
+            },
+            token_label: DEFAULT_TOKEN_LABEL.to_string(),
+            ec_point: EcPointFormat::Der,
+            source: None,
+        })
+    }
+}
+
+/// /var/lib/pkcs11-se050 for root, $XDG_STATE_HOME/pkcs11-se050 (or ~/.local/state/...) else.
+fn default_state_dir() -> Result<PathBuf, String> {
+    // /proc/self belongs to the effective user: no unsafe call needed outside the ABI layer.
+    use std::os::unix::fs::MetadataExt;
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if is_root {
+        return Ok(PathBuf::from("/var/lib/pkcs11-se050"));
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("pkcs11-se050"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/pkcs11-se050")),
+        None => Err("no state directory: neither XDG_STATE_HOME nor HOME is set".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Some(Path::new("/etc/x/p.toml")))
+    }
+
+    #[test]
+    fn virtual_with_relative_state_is_anchored_at_the_file() {
+        let c = parse(
+            "transport = \"virtual\"\nvirtual_state = \"chip.state\"\nvirtual_latency_ms = 50\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.transport,
+            TransportConfig::Virtual {
+                state: PathBuf::from("/etc/x/chip.state"),
+                latency: Duration::from_millis(50)
+            }
+        );
+        assert_eq!(c.token_label, "SE050");
+        assert_eq!(c.ec_point, EcPointFormat::Der);
+    }
+
+    #[test]
+    fn i2c_defaults_and_values() {
+        let c = parse(
+            "transport = \"i2c\"\ni2c_address = 0x49\ntoken_label = \"wg\"\nec_point = \"raw\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.transport,
+            TransportConfig::I2c {
+                device: PathBuf::from("/dev/i2c-1"),
+                address: 0x49
+            }
+        );
+        assert_eq!(c.token_label, "wg");
+        assert_eq!(c.ec_point, EcPointFormat::Raw);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let e = parse("transport = \"usb\"").unwrap_err().to_string();
+        assert!(
+            e.contains("/etc/x/p.toml") && e.contains("transport") && e.contains("usb"),
+            "{e}"
+        );
+        let e = parse("i2c_adress = 3").unwrap_err().to_string();
+        assert!(e.contains("i2c_adress"), "{e}");
+        let e = parse("transport = \"i2c\"\ni2c_address = 300")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("i2c_address"), "{e}");
+        let e = parse("ec_point = \"pem\"").unwrap_err().to_string();
+        assert!(e.contains("ec_point"), "{e}");
+        let e = parse("virtual_latency_ms = \"fast\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("virtual_latency_ms"), "{e}");
+        let e = parse("token_label = \"\"").unwrap_err().to_string();
+        assert!(e.contains("token_label"), "{e}");
+        let e = parse("transport = \"i2c\"\nvirtual_state = \"/x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("virtual_state"), "{e}");
+    }
+}

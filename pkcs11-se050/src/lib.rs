@@ -16,11 +16,11 @@
 //! `virtual_se050` is the chip's device side: it implements embedded-hal's `I2c`
 //! at the byte level, so the same driver code runs against it.
 
-pub mod t1;
+pub mod abi;
 pub mod apdu;
 pub mod applet;
-pub mod device;
-pub mod virtual_se050;
 pub mod config;
+pub mod device;
+pub mod t1;
 pub mod token;
-pub mod abi;
+pub mod virtual_se050;

@@ -1,1 +1,71 @@
-fn main() {}
+//! `wg-pkcs11`: a WireGuard interface whose static key may live in a PKCS#11 token.
+//!
+//! ```text
+//! wg-pkcs11 up CONF          run the interface of CONF (wg-quick format) in the foreground
+//! wg-pkcs11 genkey URI       create an X25519 key pair in the token, print its public key
+//! wg-pkcs11 pubkey [URI]     print the public key of a token key (or of a base64 key on stdin)
+//! wg-pkcs11 show [IFNAME]    what `wg show` says, plus the interface's public key
+//! ```
+
+mod cli;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+Usage: wg-pkcs11 <command> [arguments]
+
+A WireGuard daemon whose private key may live in a PKCS#11 token (e.g. an NXP SE050).
+
+Commands:
+  up CONF           Bring up the interface described by CONF (wg-quick format; the interface
+                    is named after the file: /etc/wireguard/wg0.conf -> wg0) and run it in the
+                    foreground until SIGINT/SIGTERM or until its UAPI socket is removed.
+                    PrivateKey may be base64 or a pkcs11: URI (RFC 7512).
+  genkey URI        Generate an X25519 key pair in the token named by URI (object=LABEL and/or
+                    id=ID name the new key) and print its public key in base64.
+  pubkey [URI]      Print the base64 public key of the token key named by URI; without URI,
+                    read a base64 private key on stdin like `wg pubkey`.
+  show [IFNAME]     Show the state of one interface, or of every wg-pkcs11/userspace interface.
+  help, --help      This text.
+
+URI examples:
+  pkcs11:token=SE050;object=wg-key;type=private?module-name=pkcs11_se050
+  pkcs11:object=wg-key?module-path=/usr/local/lib/libpkcs11_se050.so&pin-source=/etc/wireguard/pin
+
+Logging: RUST_LOG=debug|info|warn (default info).";
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("wg-pkcs11: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        [] => return usage_error("no command given"),
+        ["help" | "--help" | "-h", ..] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        ["up", conf] => cli::up::run(std::path::Path::new(conf)),
+        ["up", ..] => return usage_error("`up` takes exactly one argument: the config file"),
+        ["genkey", uri] => cli::keys::genkey(uri),
+        ["genkey", ..] => return usage_error("`genkey` takes exactly one argument: a pkcs11: URI"),
+        ["pubkey"] => cli::keys::pubkey_from_stdin(),
+        ["pubkey", uri] => cli::keys::pubkey(uri),
+        ["pubkey", ..] => return usage_error("`pubkey` takes at most one argument: a pkcs11: URI"),
+        ["show"] => cli::show::show_all(),
+        ["show", ifname] => cli::show::show(ifname),
+        ["show", ..] => return usage_error("`show` takes at most one argument: an interface name"),
+        [other, ..] => return usage_error(&format!("unknown command `{other}`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("wg-pkcs11: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,733 @@
-//! uapi
+//! The cross-platform userspace API: `/var/run/wireguard/IFNAME.sock`, so that the stock
+//! `wg show` and `wg set` work against this daemon as they do against wireguard-go.
+//!
+//! The protocol (wireguard.com/xplatform): a request is `get=1\n\n`, or `set=1\n` followed by
+//! `key=value` lines and an empty line. A reply ends with `errno=N\n\n`. Several requests may
+//! follow each other on one connection.
+//!
+//! Differences from wireguard-go, because the static key lives in a token:
+//! - `get` never returns `private_key` (there is none to give), so `wg show` prints no public
+//!   key for the interface; it sends the public key as `wg_pkcs11_public_key`, which `wg`
+//!   ignores and `wg-pkcs11 show` prints.
+//! - `set` with `private_key` is refused with EPERM and nothing of the request is applied.
+//!
+//! A `set` request is parsed completely before the backend sees it, so a malformed request
+//! changes nothing (wireguard-go applies lines as it reads them).
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::config::Cidr;
+
+/// Where `wg` looks for userspace interfaces.
+pub const SOCKET_DIR: &str = "/var/run/wireguard";
+
+/// The device-level key this daemon adds to `get` replies (ignored by `wg`).
+pub const PUBLIC_KEY_EXTENSION: &str = "wg_pkcs11_public_key";
+
+const EPERM: i32 = libc::EPERM;
+const EINVAL: i32 = libc::EINVAL;
+const EPROTO: i32 = libc::EPROTO;
+
+/// Longest request line we accept (a line is at most ~80 bytes in practice).
+const MAX_LINE: usize = 4096;
+/// Most lines in one `set` (a config with many peers and allowed IPs).
+const MAX_LINES: usize = 1 << 20;
+/// How long a client may stay silent in the middle of a request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the accept loop checks for shutdown and for removal of its socket file.
+const POLL_INTERVAL_MS: i32 = 200;
+
+/// The path of an interface's socket.
+pub fn socket_path(ifname: &str) -> PathBuf {
+    Path::new(SOCKET_DIR).join(format!("{ifname}.sock"))
+}
+
+/// What `get` reports about one peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub public_key: [u8; 32],
+    pub preshared_key: Option<[u8; 32]>,
+    pub endpoint: Option<SocketAddr>,
+    /// Time of the last completed handshake since the Unix epoch; `None` if never.
+    pub last_handshake: Option<Duration>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Seconds, 0 = off.
+    pub persistent_keepalive_interval: u16,
+    pub allowed_ips: Vec<Cidr>,
+}
+
+/// What `get` reports about the device.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The interface's public key, from the token (sent as [`PUBLIC_KEY_EXTENSION`]).
+    pub public_key: Option<[u8; 32]>,
+    pub listen_port: u16,
+    /// 0 = none.
+    pub fwmark: u32,
+    pub peers: Vec<PeerInfo>,
+}
+
+/// One peer's part of a `set`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerUpdate {
+    pub public_key: [u8; 32],
+    /// Remove the peer; nothing else of this update applies.
+    pub remove: bool,
+    /// Only change the peer if it exists; never create it.
+    pub update_only: bool,
+    /// New preshared key; all zeros removes it (as in the protocol).
+    pub preshared_key: Option<Zeroizing<[u8; 32]>>,
+    pub endpoint: Option<SocketAddr>,
+    pub persistent_keepalive_interval: Option<u16>,
+    /// Drop the existing allowed IPs before adding `allowed_ips`.
+    pub replace_allowed_ips: bool,
+    pub allowed_ips: Vec<Cidr>,
+    /// `allowed_ip=-PREFIX` (newer wg tools): remove just these.
+    pub remove_allowed_ips: Vec<Cidr>,
+}
+
+/// A complete `set` request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetRequest {
+    pub listen_port: Option<u16>,
+    /// `Some(0)` removes the mark.
+    pub fwmark: Option<u32>,
+    /// Remove every peer before applying `peers`.
+    pub replace_peers: bool,
+    pub peers: Vec<PeerUpdate>,
+}
+
+/// An error answered as `errno=`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UapiError {
+    /// A positive errno value (EINVAL, EPERM, ...).
+    pub errno: i32,
+    pub message: String,
+}
+
+impl UapiError {
+    pub fn new(errno: i32, message: impl Into<String>) -> UapiError {
+        UapiError {
+            errno,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> UapiError {
+        UapiError::new(EINVAL, message)
+    }
+}
+
+impl fmt::Display for UapiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (errno {})", self.message, self.errno)
+    }
+}
+
+impl std::error::Error for UapiError {}
+
+/// What the device (the data path) offers to the UAPI server. Called from the server thread.
+pub trait UapiBackend: Send + Sync {
+    fn get(&self) -> Result<DeviceInfo, UapiError>;
+    /// Apply a whole request. Errors are reported to the client as `errno`.
+    fn set(&self, request: SetRequest) -> Result<(), UapiError>;
+}
+
+/// One parsed request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    Get,
+    Set(SetRequest),
+}
+
+fn hex_key(value: &str) -> Result<[u8; 32], String> {
+    if value.len() != 64 {
+        return Err(format!("key `{value}` is not 64 hex digits"));
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&value[2 * i..2 * i + 2], 16)
+            .map_err(|_| format!("key `{value}` is not 64 hex digits"))?;
+    }
+    Ok(key)
+}
+
+pub fn key_to_hex(key: &[u8; 32]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Endpoints in the protocol are numeric: `1.2.3.4:5` or `[::1]:5`.
+fn parse_endpoint(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("endpoint `{value}` is not IP:PORT or [IPv6]:PORT"))
+}
+
+fn parse_true(key: &str, value: &str) -> Result<bool, UapiError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(UapiError::invalid(format!(
+            "`{key}` must be true or false, not `{value}`"
+        ))),
+    }
+}
+
+/// Read one line without its `\n`; `None` at a clean end of stream.
+fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, UapiError> {
+    let mut buf = Vec::new();
+    let n = io::Read::take(&mut *reader, MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut buf)
+        .map_err(|e| UapiError::new(libc::EIO, format!("reading the request: {e}")))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') {
+        return Err(UapiError::new(EPROTO, "request line too long or cut short"));
+    }
+    buf.pop();
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|_| UapiError::new(EPROTO, "request line is not UTF-8"))
+}
+
+/// Parse one request from the stream. `Ok(None)` when the client closed the connection.
+pub fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, UapiError> {
+    let Some(op) = read_line(reader)? else {
+        return Ok(None);
+    };
+    match op.as_str() {
+        "get=1" => match read_line(reader)? {
+            Some(empty) if empty.is_empty() => Ok(Some(Request::Get)),
+            _ => Err(UapiError::new(
+                EPROTO,
+                "`get=1` must be followed by an empty line",
+            )),
+        },
+        "set=1" => {
+            let mut lines = Vec::new();
+            loop {
+                match read_line(reader)? {
+                    None => {
+                        return Err(UapiError::new(
+                            EPROTO,
+                            "set request not ended by an empty line",
+                        ))
+                    }
+                    Some(line) if line.is_empty() => break,
+                    Some(line) => {
+                        if lines.len() >= MAX_LINES {
+                            return Err(UapiError::new(EPROTO, "set request too long"));
+                        }
+                        lines.push(Zeroizing::new(line));
+                    }
+                }
+            }
+            parse_set(lines.iter().map(|l| l.as_str())).map(|r| Some(Request::Set(r)))
+        }
+        _ => Err(UapiError::new(EPROTO, format!("unknown operation `{op}`"))),
+    }
+}
+
+/// Parse the `key=value` lines of a `set` request (without the `set=1` and the empty line).
+pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequest, UapiError> {
+    let mut request = SetRequest::default();
+    for line in lines {
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| UapiError::new(EPROTO, format!("line `{line}` is not key=value")))?;
+        let invalid = |e: String| UapiError::invalid(e);
+        if key == "public_key" {
+            request.peers.push(PeerUpdate {
+                public_key: hex_key(value).map_err(invalid)?,
+                ..Default::default()
+            });
+            continue;
+        }
+        match request.peers.last_mut() {
+            None => {
+                match key {
+                    "private_key" => return Err(UapiError::new(
+                        EPERM,
+                        "refusing to set private_key: the interface's private key lives in the \
+                         PKCS#11 token and cannot be replaced over UAPI",
+                    )),
+                    "listen_port" => {
+                        request.listen_port = Some(value.parse().map_err(|_| {
+                            invalid(format!("listen_port `{value}` is not a port number"))
+                        })?)
+                    }
+                    "fwmark" => {
+                        // wg sends an empty value for "fwmark off".
+                        request.fwmark = Some(if value.is_empty() {
+                            0
+                        } else {
+                            value.parse().map_err(|_| {
+                                invalid(format!("fwmark `{value}` is not a 32-bit number"))
+                            })?
+                        })
+                    }
+                    "replace_peers" => request.replace_peers = parse_true(key, value)?,
+                    _ => return Err(invalid(format!("unknown device key `{key}`"))),
+                }
+            }
+            Some(peer) => match key {
+                "remove" => peer.remove = parse_true(key, value)?,
+                "update_only" => peer.update_only = parse_true(key, value)?,
+                "preshared_key" => {
+                    peer.preshared_key = Some(Zeroizing::new(hex_key(value).map_err(invalid)?))
+                }
+                "endpoint" => peer.endpoint = Some(parse_endpoint(value).map_err(invalid)?),
+                "persistent_keepalive_interval" => {
+                    peer.persistent_keepalive_interval = Some(value.parse().map_err(|_| {
+                        invalid(format!(
+                            "persistent_keepalive_interval `{value}` is not 0-65535"
+                        ))
+                    })?)
+                }
+                "replace_allowed_ips" => peer.replace_allowed_ips = parse_true(key, value)?,
+                "allowed_ip" => {
+                    let (remove, cidr) = match value.strip_prefix('-') {
+                        Some(rest) => (true, rest),
+                        None => (false, value),
+                    };
+                    // The protocol always carries the prefix length.
+                    if !cidr.contains('/') {
+                        return Err(invalid(format!(
+                            "allowed_ip `{value}` has no prefix length"
+                        )));
+                    }
+                    let cidr: Cidr = cidr.parse().map_err(invalid)?;
+                    if remove {
+                        peer.remove_allowed_ips.push(cidr);
+                    } else {
+                        peer.allowed_ips.push(cidr);
+                    }
+                }
+                "protocol_version" => {
+                    if value != "1" {
+                        return Err(invalid(format!(
+                            "protocol_version `{value}` is not supported (only 1)"
+                        )));
+                    }
+                }
+                // A device key after the first peer is out of place, as in wireguard-go.
+                _ => return Err(invalid(format!("unknown or misplaced peer key `{key}`"))),
+            },
+        }
+    }
+    Ok(request)
+}
+
+/// The body of a `get` reply (without `errno=`), in wireguard-go's order.
+pub fn serialize_device(device: &DeviceInfo) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if let Some(key) = &device.public_key {
+        let _ = writeln!(out, "{PUBLIC_KEY_EXTENSION}={}", key_to_hex(key));
+    }
+    let _ = writeln!(out, "listen_port={}", device.listen_port);
+    if device.fwmark != 0 {
+        let _ = writeln!(out, "fwmark={}", device.fwmark);
+    }
+    for peer in &device.peers {
+        let _ = writeln!(out, "public_key={}", key_to_hex(&peer.public_key));
+        let psk = peer.preshared_key.unwrap_or([0; 32]);
+        let _ = writeln!(out, "preshared_key={}", key_to_hex(&psk));
+        let _ = writeln!(out, "protocol_version=1");
+        if let Some(endpoint) = peer.endpoint {
+            let _ = writeln!(out, "endpoint={endpoint}");
+        }
+        let handshake = peer.last_handshake.unwrap_or_default();
+        let _ = writeln!(out, "last_handshake_time_sec={}", handshake.as_secs());
+        let _ = writeln!(out, "last_handshake_time_nsec={}", handshake.subsec_nanos());
+        let _ = writeln!(out, "tx_bytes={}", peer.tx_bytes);
+        let _ = writeln!(out, "rx_bytes={}", peer.rx_bytes);
+        let _ = writeln!(
+            out,
+            "persistent_keepalive_interval={}",
+            peer.persistent_keepalive_interval
+        );
+        for ip in &peer.allowed_ips {
+            let _ = writeln!(out, "allowed_ip={ip}");
+        }
+    }
+    out
+}
+
+/// Parse a `get` reply body (client side, for `wg-pkcs11 show`). Stops at `errno=`.
+pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
+    let mut device = DeviceInfo::default();
+    let bad = |line: &str| UapiError::new(EPROTO, format!("bad line in get reply: `{line}`"));
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        let (key, value) = line.split_once('=').ok_or_else(|| bad(line))?;
+        let num = |v: &str| v.parse::<u64>().map_err(|_| bad(line));
+        if key == "errno" {
+            let errno: i32 = value.parse().map_err(|_| bad(line))?;
+            if errno != 0 {
+                return Err(UapiError::new(errno.abs(), "the daemon reported an error"));
+            }
+            break;
+        }
+        if key == "public_key" {
+            device.peers.push(PeerInfo {
+                public_key: hex_key(value).map_err(|_| bad(line))?,
+                ..Default::default()
+            });
+            continue;
+        }
+        match device.peers.last_mut() {
+            None => match key {
+                PUBLIC_KEY_EXTENSION => {
+                    device.public_key = Some(hex_key(value).map_err(|_| bad(line))?)
+                }
+                "listen_port" => device.listen_port = num(value)? as u16,
+                "fwmark" => device.fwmark = num(value)? as u32,
+                _ => {} // keys of other implementations (private_key, ...)
+            },
+            Some(peer) => match key {
+                "preshared_key" => {
+                    let psk = hex_key(value).map_err(|_| bad(line))?;
+                    peer.preshared_key = (psk != [0; 32]).then_some(psk);
+                }
+                "endpoint" => peer.endpoint = Some(parse_endpoint(value).map_err(|_| bad(line))?),
+                "last_handshake_time_sec" => {
+                    let nanos = peer.last_handshake.unwrap_or_default().subsec_nanos();
+                    peer.last_handshake = Some(Duration::new(num(value)?, nanos));
+                }
+                "last_handshake_time_nsec" => {
+                    let secs = peer.last_handshake.unwrap_or_default().as_secs();
+                    peer.last_handshake = Some(Duration::new(secs, num(value)? as u32));
+                }
+                "rx_bytes" => peer.rx_bytes = num(value)?,
+                "tx_bytes" => peer.tx_bytes = num(value)?,
+                "persistent_keepalive_interval" => {
+                    peer.persistent_keepalive_interval = num(value)? as u16
+                }
+                "allowed_ip" => peer.allowed_ips.push(value.parse().map_err(|_| bad(line))?),
+                _ => {}
+            },
+        }
+    }
+    for peer in &mut device.peers {
+        if peer.last_handshake == Some(Duration::ZERO) {
+            peer.last_handshake = None;
+        }
+    }
+    Ok(device)
+}
+
+/// Serialize a `set` request (client side; the inverse of [`parse_set`]).
+pub fn serialize_set(request: &SetRequest) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("set=1\n");
+    if let Some(port) = request.listen_port {
+        let _ = writeln!(out, "listen_port={port}");
+    }
+    if let Some(mark) = request.fwmark {
+        let _ = writeln!(out, "fwmark={mark}");
+    }
+    if request.replace_peers {
+        out.push_str("replace_peers=true\n");
+    }
+    for peer in &request.peers {
+        let _ = writeln!(out, "public_key={}", key_to_hex(&peer.public_key));
+        if peer.remove {
+            out.push_str("remove=true\n");
+            continue;
+        }
+        if peer.update_only {
+            out.push_str("update_only=true\n");
+        }
+        if let Some(psk) = &peer.preshared_key {
+            let _ = writeln!(out, "preshared_key={}", key_to_hex(psk));
+        }
+        if let Some(endpoint) = peer.endpoint {
+            let _ = writeln!(out, "endpoint={endpoint}");
+        }
+        if let Some(interval) = peer.persistent_keepalive_interval {
+            let _ = writeln!(out, "persistent_keepalive_interval={interval}");
+        }
+        if peer.replace_allowed_ips {
+            out.push_str("replace_allowed_ips=true\n");
+        }
+        for ip in &peer.allowed_ips {
+            let _ = writeln!(out, "allowed_ip={ip}");
+        }
+        for ip in &peer.remove_allowed_ips {
+            let _ = writeln!(out, "allowed_ip=-{ip}");
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// Answer requests on one connection until the client closes it or breaks the protocol.
+pub fn serve_connection(
+    stream: &mut (impl io::Read + Write),
+    backend: &dyn UapiBackend,
+) -> io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let request = read_request(&mut reader);
+        let reply = match request {
+            Ok(None) => return Ok(()),
+            Ok(Some(Request::Get)) => match backend.get() {
+                Ok(device) => format!("{}errno=0\n\n", serialize_device(&device)),
+                // `wg` reads a get errno as a positive number.
+                Err(e) => {
+                    log::warn!("uapi get: {e}");
+                    format!("errno={}\n\n", e.errno)
+                }
+            },
+            Ok(Some(Request::Set(set))) => match backend.set(set) {
+                Ok(()) => "errno=0\n\n".to_string(),
+                Err(e) => {
+                    log::warn!("uapi set refused: {}", e.message);
+                    // ... and a set errno as a negative one (as wireguard-go sends it).
+                    format!("errno={}\n\n", -e.errno)
+                }
+            },
+            Err(e) => {
+                log::warn!("uapi: {}", e.message);
+                reader
+                    .get_mut()
+                    .write_all(format!("errno={}\n\n", -e.errno).as_bytes())?;
+                // After a broken request we cannot know where the next one starts; a refused
+                // but well-formed `set` was read to its end, so the connection may go on.
+                if e.errno == EPROTO || e.errno == libc::EIO {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        reader.get_mut().write_all(reply.as_bytes())?;
+    }
+}
+
+/// A running UAPI server: one thread accepting and serving connections in turn.
+/// Dropping it (or [`UapiServer::shutdown`]) stops the thread and removes the socket file.
+pub struct UapiServer {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    removed: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UapiServer {
+    /// Listen on `/var/run/wireguard/IFNAME.sock`.
+    pub fn start(ifname: &str, backend: Arc<dyn UapiBackend>) -> io::Result<UapiServer> {
+        std::fs::create_dir_all(SOCKET_DIR)?;
+        UapiServer::start_at(&socket_path(ifname), backend, None)
+    }
+
+    /// Listen on `path`; `on_removed` runs (on the server thread) if someone deletes the
+    /// socket file, which is how `wg-quick down`-style tools ask a userspace daemon to exit.
+    pub fn start_at(
+        path: &Path,
+        backend: Arc<dyn UapiBackend>,
+        on_removed: Option<Box<dyn FnOnce() + Send>>,
+    ) -> io::Result<UapiServer> {
+        // A socket left by a dead daemon is in the way; a live one means the name is taken.
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is in use by a running daemon", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let listener = bind_private(path)?;
+        listener.set_nonblocking(true)?;
+        let inode = std::fs::metadata(path)?.ino();
+        let stop = Arc::new(AtomicBool::new(false));
+        let removed = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stop, removed, path) = (stop.clone(), removed.clone(), path.to_path_buf());
+            std::thread::Builder::new()
+                .name("uapi".into())
+                .spawn(move || {
+                    accept_loop(
+                        listener, &path, inode, &*backend, &stop, &removed, on_removed,
+                    )
+                })?
+        };
+        Ok(UapiServer {
+            path: path.to_path_buf(),
+            stop,
+            removed,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True once the socket file was removed from outside.
+    pub fn socket_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+
+    pub fn shutdown(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if !self.removed.load(Ordering::SeqCst) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for UapiServer {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+/// Bind with mode 0600 from the start: the umask is process-wide, so instead of changing it
+/// we bind in a private 0700 directory and rename the socket into place.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp_dir = dir.join(format!(
+        ".uapi-{}-{}",
+        std::process::id(),
+        path.file_name().and_then(|f| f.to_str()).unwrap_or("sock")
+    ));
+    std::fs::create_dir(&tmp_dir)?;
+    let result = (|| {
+        std::fs::set_permissions(&tmp_dir, std::fs::Permissions::from_mode(0o700))?;
+        let tmp = tmp_dir.join("s");
+        let listener = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&tmp_dir);
+    result
+}
+
+fn socket_still_ours(path: &Path, inode: u64) -> bool {
+    std::fs::symlink_metadata(path)
+        .map(|m| m.ino() == inode)
+        .unwrap_or(false)
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    path: &Path,
+    inode: u64,
+    backend: &dyn UapiBackend,
+    stop: &AtomicBool,
+    removed: &AtomicBool,
+    mut on_removed: Option<Box<dyn FnOnce() + Send>>,
+) {
+    use std::os::fd::AsRawFd;
+    while !stop.load(Ordering::SeqCst) {
+        if !socket_still_ours(path, inode) {
+            log::info!("{} was removed: stopping", path.display());
+            removed.store(true, Ordering::SeqCst);
+            if let Some(callback) = on_removed.take() {
+                callback();
+            }
+            return;
+        }
+        let mut pollfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd that lives across the call; the listener owns the fd.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, POLL_INTERVAL_MS) };
+        if ready <= 0 {
+            continue;
+        }
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                // A client that stalls must not hold the interface's only UAPI thread forever.
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+                if let Err(e) = serve_connection(&mut stream, backend) {
+                    log::debug!("uapi connection: {e}");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                log::warn!("uapi accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Client side: talk to a running daemon's socket.
+pub mod client {
+    use super::*;
+    use std::io::Read;
+
+    fn exchange(path: &Path, request: &str) -> Result<String, UapiError> {
+        let mut stream = UnixStream::connect(path).map_err(|e| {
+            UapiError::new(
+                e.raw_os_error().unwrap_or(libc::EIO),
+                format!("cannot connect to {}: {e}", path.display()),
+            )
+        })?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let io_err = |e: io::Error| UapiError::new(libc::EIO, format!("{}: {e}", path.display()));
+        stream.write_all(request.as_bytes()).map_err(io_err)?;
+        stream.shutdown(std::net::Shutdown::Write).map_err(io_err)?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).map_err(io_err)?;
+        Ok(reply)
+    }
+
+    pub fn get(path: &Path) -> Result<DeviceInfo, UapiError> {
+        let reply = exchange(path, "get=1\n\n")?;
+        if !reply.contains("errno=") {
+            return Err(UapiError::new(EPROTO, "reply without errno"));
+        }
+        parse_device(&reply)
+    }
+
+    pub fn set(path: &Path, request: &SetRequest) -> Result<(), UapiError> {
+        let reply = exchange(path, &serialize_set(request))?;
+        let errno = reply
+            .lines()
+            .find_map(|l| l.strip_prefix("errno="))
+            .and_then(|v| v.parse::<i32>().ok())
+            .ok_or_else(|| UapiError::new(EPROTO, format!("reply without errno: {reply:?}")))?;
+        if errno == 0 {
+            Ok(())
+        } else {
+            Err(UapiError::new(
+                errno.abs(),
+                io::Error::from_raw_os_error(errno.abs()).to_string(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,863 @@
-//! uri
+//! RFC 7512 `pkcs11:` URIs: which module to load, which token, which object.
+//!
+//! A URI has a path part (`;`-separated attributes that select the library, slot, token and
+//! object) and an optional query part (`&`-separated attributes that say how to reach it: the
+//! module and the PIN). Every value is percent-decoded; `id` is binary.
+//!
+//! Unknown attributes follow RFC 7512 section 2.5: an unrecognised *path* attribute makes the
+//! URI match no resource at all, so instead of searching and reporting "not found" we refuse it
+//! at parse time with an error naming the attribute. An unrecognised *query* attribute is kept
+//! in [`Pkcs11Uri::unknown_query`] and ignored (a warning is logged by the caller).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+/// Where Debian's multiarch PKCS#11 modules live; `module:` lines of p11-kit files and
+/// `module-name` fall back to this directory.
+pub const PKCS11_LIBDIR: &str = "/usr/lib/x86_64-linux-gnu/pkcs11";
+
+/// The module used when a URI names none: p11-kit's proxy re-exports every registered module.
+pub const DEFAULT_MODULE: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
+
+/// p11-kit's module registration directories, system first (as p11-kit reads them).
+pub const P11_KIT_MODULE_DIRS: &[&str] = &["/etc/pkcs11/modules", "/usr/share/p11-kit/modules"];
+
+/// The PKCS#11 object classes a URI may select with `type=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectType {
+    Public,
+    Private,
+    Cert,
+    SecretKey,
+    Data,
+}
+
+impl ObjectType {
+    fn parse(value: &str) -> Option<ObjectType> {
+        Some(match value {
+            "public" => ObjectType::Public,
+            "private" => ObjectType::Private,
+            "cert" => ObjectType::Cert,
+            "secret-key" => ObjectType::SecretKey,
+            "data" => ObjectType::Data,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::Public => "public",
+            ObjectType::Private => "private",
+            ObjectType::Cert => "cert",
+            ObjectType::SecretKey => "secret-key",
+            ObjectType::Data => "data",
+        }
+    }
+}
+
+/// A parsed RFC 7512 URI. `None` means "the URI does not constrain this attribute".
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Pkcs11Uri {
+    // Token attributes (CK_TOKEN_INFO).
+    pub token: Option<String>,
+    pub manufacturer: Option<String>,
+    pub serial: Option<String>,
+    pub model: Option<String>,
+    // Library attributes (CK_INFO).
+    pub library_manufacturer: Option<String>,
+    pub library_description: Option<String>,
+    /// `library-version=M[.N]`.
+    pub library_version: Option<(u8, u8)>,
+    // Slot attributes (CK_SLOT_INFO, CK_SLOT_ID).
+    pub slot_description: Option<String>,
+    pub slot_manufacturer: Option<String>,
+    pub slot_id: Option<u64>,
+    // Object attributes.
+    /// CKA_LABEL.
+    pub object: Option<String>,
+    /// CKA_ID, binary.
+    pub id: Option<Vec<u8>>,
+    pub object_type: Option<ObjectType>,
+    // Query attributes.
+    pub pin_value: Option<Zeroizing<String>>,
+    pub pin_source: Option<String>,
+    pub module_name: Option<String>,
+    pub module_path: Option<String>,
+    /// Query attributes this implementation does not know (RFC 7512: ignored).
+    pub unknown_query: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Pkcs11Uri {
+    // Never print a PIN into a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pkcs11Uri({})", self.redacted())
+    }
+}
+
+/// Why a string is not a usable pkcs11: URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UriError {
+    NotPkcs11Scheme,
+    BadPercentEncoding {
+        attribute: String,
+    },
+    NotUtf8 {
+        attribute: String,
+    },
+    MissingEquals {
+        part: String,
+    },
+    UnknownPathAttribute {
+        attribute: String,
+    },
+    DuplicateAttribute {
+        attribute: String,
+    },
+    BadValue {
+        attribute: String,
+        value: String,
+        expected: &'static str,
+    },
+    PinValueAndSource,
+}
+
+impl fmt::Display for UriError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UriError::NotPkcs11Scheme => write!(f, "not a PKCS#11 URI: it must start with `pkcs11:`"),
+            UriError::BadPercentEncoding { attribute } => {
+                write!(f, "bad percent-encoding in attribute `{attribute}` (a `%` must be followed by two hex digits)")
+            }
+            UriError::NotUtf8 { attribute } => {
+                write!(f, "attribute `{attribute}` does not decode to UTF-8 text")
+            }
+            UriError::MissingEquals { part } => {
+                write!(f, "`{part}` is not an attribute: expected `name=value`")
+            }
+            UriError::UnknownPathAttribute { attribute } => write!(
+                f,
+                "unknown path attribute `{attribute}`: RFC 7512 (2.5) says a URI with an unrecognised \
+                 path attribute matches no object, so it cannot select a key"
+            ),
+            UriError::DuplicateAttribute { attribute } => {
+                write!(f, "attribute `{attribute}` appears more than once (RFC 7512 allows it once)")
+            }
+            UriError::BadValue { attribute, value, expected } => {
+                write!(f, "attribute `{attribute}`: `{value}` is not {expected}")
+            }
+            UriError::PinValueAndSource => {
+                write!(f, "both `pin-value` and `pin-source` given: use one")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UriError {}
+
+/// Decode `%XX` escapes; bytes, because `id` is binary.
+pub fn percent_decode(attribute: &str, value: &str) -> Result<Vec<u8>, UriError> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .ok_or_else(|| UriError::BadPercentEncoding {
+                    attribute: attribute.to_string(),
+                })?;
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (digit(hex[0]), digit(hex[1])) {
+                (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                _ => {
+                    return Err(UriError::BadPercentEncoding {
+                        attribute: attribute.to_string(),
+                    })
+                }
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Percent-encode everything outside RFC 3986's unreserved set (plus what RFC 7512 lets
+/// stand in a value unescaped: `:` `[` `]` `@` `!` `$` `'` `(` `)` `*` `+` `,` `=` `&` in
+/// path values is not allowed, so we stay conservative and only leave unreserved bytes).
+pub fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_text(attribute: &str, value: &str) -> Result<String, UriError> {
+    String::from_utf8(percent_decode(attribute, value)?).map_err(|_| UriError::NotUtf8 {
+        attribute: attribute.to_string(),
+    })
+}
+
+fn set_once<T>(slot: &mut Option<T>, attribute: &str, value: T) -> Result<(), UriError> {
+    if slot.is_some() {
+        return Err(UriError::DuplicateAttribute {
+            attribute: attribute.to_string(),
+        });
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn parse_version(attribute: &str, value: &str) -> Result<(u8, u8), UriError> {
+    let bad = || UriError::BadValue {
+        attribute: attribute.to_string(),
+        value: value.to_string(),
+        expected: "a version `major[.minor]` (0-255 each)",
+    };
+    let (major, minor) = match value.split_once('.') {
+        Some((major, minor)) => (major, minor),
+        None => (value, "0"),
+    };
+    Ok((
+        major.parse().map_err(|_| bad())?,
+        minor.parse().map_err(|_| bad())?,
+    ))
+}
+
+impl std::str::FromStr for Pkcs11Uri {
+    type Err = UriError;
+
+    fn from_str(text: &str) -> Result<Self, UriError> {
+        Pkcs11Uri::parse(text)
+    }
+}
+
+impl Pkcs11Uri {
+    /// Parse a URI. The scheme name is case-insensitive (RFC 3986); attribute names are not.
+    pub fn parse(text: &str) -> Result<Pkcs11Uri, UriError> {
+        let text = text.trim();
+        if text.len() < 7 || !text[..7].eq_ignore_ascii_case("pkcs11:") {
+            return Err(UriError::NotPkcs11Scheme);
+        }
+        let rest = &text[7..];
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        let mut uri = Pkcs11Uri::default();
+        for part in path.split(';').filter(|p| !p.is_empty()) {
+            let (name, raw) = part
+                .split_once('=')
+                .ok_or_else(|| UriError::MissingEquals {
+                    part: part.to_string(),
+                })?;
+            uri.set_path_attribute(name, raw)?;
+        }
+        for part in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
+            let (name, raw) = part
+                .split_once('=')
+                .ok_or_else(|| UriError::MissingEquals {
+                    part: part.to_string(),
+                })?;
+            uri.set_query_attribute(name, raw)?;
+        }
+        if uri.pin_value.is_some() && uri.pin_source.is_some() {
+            return Err(UriError::PinValueAndSource);
+        }
+        Ok(uri)
+    }
+
+    fn set_path_attribute(&mut self, name: &str, raw: &str) -> Result<(), UriError> {
+        let text = || decode_text(name, raw);
+        match name {
+            "token" => set_once(&mut self.token, name, text()?),
+            "manufacturer" => set_once(&mut self.manufacturer, name, text()?),
+            "serial" => set_once(&mut self.serial, name, text()?),
+            "model" => set_once(&mut self.model, name, text()?),
+            "library-manufacturer" => set_once(&mut self.library_manufacturer, name, text()?),
+            "library-description" => set_once(&mut self.library_description, name, text()?),
+            "library-version" => {
+                let version = parse_version(name, &text()?)?;
+                set_once(&mut self.library_version, name, version)
+            }
+            "slot-description" => set_once(&mut self.slot_description, name, text()?),
+            "slot-manufacturer" => set_once(&mut self.slot_manufacturer, name, text()?),
+            "slot-id" => {
+                let value = text()?;
+                let id = value.parse::<u64>().map_err(|_| UriError::BadValue {
+                    attribute: name.to_string(),
+                    value: value.clone(),
+                    expected: "a decimal slot number",
+                })?;
+                set_once(&mut self.slot_id, name, id)
+            }
+            "object" => set_once(&mut self.object, name, text()?),
+            "id" => set_once(&mut self.id, name, percent_decode(name, raw)?),
+            "type" => {
+                let value = text()?;
+                let kind = ObjectType::parse(&value).ok_or_else(|| UriError::BadValue {
+                    attribute: name.to_string(),
+                    value: value.clone(),
+                    expected: "one of public, private, cert, secret-key, data",
+                })?;
+                set_once(&mut self.object_type, name, kind)
+            }
+            _ => Err(UriError::UnknownPathAttribute {
+                attribute: name.to_string(),
+            }),
+        }
+    }
+
+    fn set_query_attribute(&mut self, name: &str, raw: &str) -> Result<(), UriError> {
+        let text = || decode_text(name, raw);
+        match name {
+            "pin-value" => set_once(&mut self.pin_value, name, Zeroizing::new(text()?)),
+            "pin-source" => set_once(&mut self.pin_source, name, text()?),
+            "module-name" => set_once(&mut self.module_name, name, text()?),
+            "module-path" => set_once(&mut self.module_path, name, text()?),
+            _ => {
+                self.unknown_query.push((name.to_string(), text()?));
+                Ok(())
+            }
+        }
+    }
+
+    /// The PIN to log in with, if the URI gives one: `pin-value`, or the first line of the file
+    /// named by `pin-source` (a path or a `file:` URI).
+    pub fn pin(&self) -> Result<Option<Zeroizing<String>>, String> {
+        if let Some(pin) = &self.pin_value {
+            return Ok(Some(pin.clone()));
+        }
+        let Some(source) = &self.pin_source else {
+            return Ok(None);
+        };
+        let path = source
+            .strip_prefix("file://")
+            .or_else(|| source.strip_prefix("file:"))
+            .unwrap_or(source);
+        let content = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read pin-source `{path}`: {e}"))?,
+        );
+        let line = content.lines().next().unwrap_or("");
+        Ok(Some(Zeroizing::new(line.to_string())))
+    }
+
+    /// The PKCS#11 module to load, resolved with the system's p11-kit directories.
+    pub fn module(&self) -> Result<PathBuf, String> {
+        ModuleResolver::system().resolve(self)
+    }
+
+    /// Does a token with this CK_TOKEN_INFO (trimmed strings) satisfy the URI?
+    pub fn matches_token(
+        &self,
+        label: &str,
+        manufacturer: &str,
+        model: &str,
+        serial: &str,
+    ) -> bool {
+        fn ok(want: &Option<String>, have: &str) -> bool {
+            want.as_deref().is_none_or(|w| w == have)
+        }
+        ok(&self.token, label)
+            && ok(&self.manufacturer, manufacturer)
+            && ok(&self.model, model)
+            && ok(&self.serial, serial)
+    }
+
+    /// Does a slot with this id and CK_SLOT_INFO (trimmed strings) satisfy the URI?
+    pub fn matches_slot(&self, id: u64, description: &str, manufacturer: &str) -> bool {
+        self.slot_id.is_none_or(|w| w == id)
+            && self
+                .slot_description
+                .as_deref()
+                .is_none_or(|w| w == description)
+            && self
+                .slot_manufacturer
+                .as_deref()
+                .is_none_or(|w| w == manufacturer)
+    }
+
+    /// Does a library with this CK_INFO satisfy the URI?
+    pub fn matches_library(
+        &self,
+        manufacturer: &str,
+        description: &str,
+        version: (u8, u8),
+    ) -> bool {
+        self.library_manufacturer
+            .as_deref()
+            .is_none_or(|w| w == manufacturer)
+            && self
+                .library_description
+                .as_deref()
+                .is_none_or(|w| w == description)
+            && self.library_version.is_none_or(|w| w == version)
+    }
+
+    /// The same URI with the PIN left out: for log lines and error messages.
+    pub fn redacted(&self) -> String {
+        let mut copy = self.clone();
+        if copy.pin_value.is_some() {
+            copy.pin_value = Some(Zeroizing::new("***".to_string()));
+        }
+        copy.to_string()
+    }
+}
+
+impl fmt::Display for Pkcs11Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut path: Vec<String> = Vec::new();
+        let mut text = |name: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                path.push(format!("{name}={}", percent_encode(v.as_bytes())));
+            }
+        };
+        text("library-description", &self.library_description);
+        text("library-manufacturer", &self.library_manufacturer);
+        text("slot-description", &self.slot_description);
+        text("slot-manufacturer", &self.slot_manufacturer);
+        text("manufacturer", &self.manufacturer);
+        text("model", &self.model);
+        text("serial", &self.serial);
+        text("token", &self.token);
+        text("object", &self.object);
+        if let Some((major, minor)) = self.library_version {
+            path.push(format!("library-version={major}.{minor}"));
+        }
+        if let Some(id) = self.slot_id {
+            path.push(format!("slot-id={id}"));
+        }
+        if let Some(id) = &self.id {
+            // Binary: every byte escaped, as p11tool and pkcs11-tool print ids.
+            let escaped: String = id.iter().map(|b| format!("%{b:02X}")).collect();
+            path.push(format!("id={escaped}"));
+        }
+        if let Some(kind) = self.object_type {
+            path.push(format!("type={}", kind.as_str()));
+        }
+        let mut query: Vec<String> = Vec::new();
+        let mut q = |name: &str, value: Option<&str>| {
+            if let Some(v) = value {
+                query.push(format!("{name}={}", percent_encode(v.as_bytes())));
+            }
+        };
+        q("pin-value", self.pin_value.as_deref().map(|s| s.as_str()));
+        q("pin-source", self.pin_source.as_deref());
+        q("module-name", self.module_name.as_deref());
+        q("module-path", self.module_path.as_deref());
+        for (name, value) in &self.unknown_query {
+            q(name, Some(value));
+        }
+        write!(f, "pkcs11:{}", path.join(";"))?;
+        if !query.is_empty() {
+            write!(f, "?{}", query.join("&"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds the module a URI asks for: `module-path`, else `module-name` among p11-kit's
+/// registered modules (then the PKCS#11 libdir), else p11-kit's proxy.
+#[derive(Debug, Clone)]
+pub struct ModuleResolver {
+    /// Directories with p11-kit `NAME.module` files, searched in order.
+    pub module_dirs: Vec<PathBuf>,
+    /// Where relative `module:` paths and bare module names are looked up.
+    pub libdir: PathBuf,
+    pub default_module: PathBuf,
+}
+
+impl ModuleResolver {
+    /// The directories p11-kit itself reads on Debian, plus the user's own.
+    pub fn system() -> ModuleResolver {
+        let mut module_dirs: Vec<PathBuf> = P11_KIT_MODULE_DIRS.iter().map(PathBuf::from).collect();
+        if let Some(home) = std::env::var_os("HOME") {
+            module_dirs.push(Path::new(&home).join(".config/pkcs11/modules"));
+        }
+        ModuleResolver {
+            module_dirs,
+            libdir: PathBuf::from(PKCS11_LIBDIR),
+            default_module: PathBuf::from(DEFAULT_MODULE),
+        }
+    }
+
+    pub fn resolve(&self, uri: &Pkcs11Uri) -> Result<PathBuf, String> {
+        // RFC 7512: module-path wins over module-name; a directory path is searched by name.
+        if let Some(path) = &uri.module_path {
+            let path = PathBuf::from(path);
+            if path.is_dir() {
+                let Some(name) = &uri.module_name else {
+                    return Err(format!(
+                        "module-path `{}` is a directory and no module-name says which module in it to load",
+                        path.display()
+                    ));
+                };
+                return library_in_dir(&path, name).ok_or_else(|| {
+                    format!(
+                        "module `{name}` not found in module-path directory `{}`",
+                        path.display()
+                    )
+                });
+            }
+            if !path.exists() {
+                return Err(format!("module-path `{}` does not exist", path.display()));
+            }
+            return Ok(path);
+        }
+        if let Some(name) = &uri.module_name {
+            if let Some(path) = self.registered_module(name)? {
+                return Ok(path);
+            }
+            if let Some(path) = library_in_dir(&self.libdir, name) {
+                return Ok(path);
+            }
+            let dirs: Vec<String> = self
+                .module_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            return Err(format!(
+                "module-name `{name}`: no `{name}.module` in {} and no {name}.so or lib{name}.so in {}",
+                dirs.join(", "),
+                self.libdir.display()
+            ));
+        }
+        Ok(self.default_module.clone())
+    }
+
+    /// The `module:` line of `NAME.module` in the first directory that has one.
+    fn registered_module(&self, name: &str) -> Result<Option<PathBuf>, String> {
+        for dir in &self.module_dirs {
+            let file = dir.join(format!("{name}.module"));
+            let Ok(content) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let module = content.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == "module").then(|| value.trim().to_string())
+            });
+            let Some(module) = module else {
+                return Err(format!("{} has no `module:` line", file.display()));
+            };
+            let path = Path::new(&module);
+            return Ok(Some(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                self.libdir.join(path)
+            }));
+        }
+        Ok(None)
+    }
+}
+
+fn library_in_dir(dir: &Path, name: &str) -> Option<PathBuf> {
+    [
+        format!("{name}.so"),
+        format!("lib{name}.so"),
+        name.to_string(),
+    ]
+    .into_iter()
+    .map(|file| dir.join(file))
+    .find(|path| path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_path_attribute() {
+        let uri = Pkcs11Uri::parse(
+            "pkcs11:token=SE050%20virtual;manufacturer=NXP;serial=0001;model=SE050C;\
+             library-manufacturer=wg;library-description=se050%20module;library-version=1.2;\
+             slot-description=I2C;slot-manufacturer=NXP%20Semi;slot-id=3;object=wg%2Dkey;\
+             id=%01%02%ff;type=private",
+        )
+        .unwrap();
+        assert_eq!(uri.token.as_deref(), Some("SE050 virtual"));
+        assert_eq!(uri.manufacturer.as_deref(), Some("NXP"));
+        assert_eq!(uri.serial.as_deref(), Some("0001"));
+        assert_eq!(uri.model.as_deref(), Some("SE050C"));
+        assert_eq!(uri.library_manufacturer.as_deref(), Some("wg"));
+        assert_eq!(uri.library_description.as_deref(), Some("se050 module"));
+        assert_eq!(uri.library_version, Some((1, 2)));
+        assert_eq!(uri.slot_description.as_deref(), Some("I2C"));
+        assert_eq!(uri.slot_manufacturer.as_deref(), Some("NXP Semi"));
+        assert_eq!(uri.slot_id, Some(3));
+        assert_eq!(uri.object.as_deref(), Some("wg-key"));
+        assert_eq!(uri.id.as_deref(), Some(&[1u8, 2, 0xff][..]));
+        assert_eq!(uri.object_type, Some(ObjectType::Private));
+    }
+
+    #[test]
+    fn parses_query_attributes() {
+        let uri = Pkcs11Uri::parse(
+            "pkcs11:object=k?pin-value=12%2634&module-name=se050&module-path=/opt/x.so&x-vendor=1",
+        )
+        .unwrap();
+        assert_eq!(uri.pin_value.as_deref().map(|s| s.as_str()), Some("12&34"));
+        assert_eq!(uri.module_name.as_deref(), Some("se050"));
+        assert_eq!(uri.module_path.as_deref(), Some("/opt/x.so"));
+        assert_eq!(
+            uri.unknown_query,
+            vec![("x-vendor".to_string(), "1".to_string())]
+        );
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive_and_empty_uri_is_valid() {
+        assert_eq!(Pkcs11Uri::parse("PKCS11:").unwrap(), Pkcs11Uri::default());
+        assert_eq!(Pkcs11Uri::parse("pkcs11:").unwrap(), Pkcs11Uri::default());
+        assert_eq!(
+            Pkcs11Uri::parse("pkcs11:;token=a;")
+                .unwrap()
+                .token
+                .as_deref(),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn library_version_without_minor() {
+        assert_eq!(
+            Pkcs11Uri::parse("pkcs11:library-version=7")
+                .unwrap()
+                .library_version,
+            Some((7, 0))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let err = |s: &str| Pkcs11Uri::parse(s).unwrap_err();
+        assert_eq!(err("file:/x"), UriError::NotPkcs11Scheme);
+        assert_eq!(err("pkcs"), UriError::NotPkcs11Scheme);
+        assert_eq!(
+            err("pkcs11:object=a%2"),
+            UriError::BadPercentEncoding {
+                attribute: "object".into()
+            }
+        );
+        assert_eq!(
+            err("pkcs11:object=a%zz"),
+            UriError::BadPercentEncoding {
+                attribute: "object".into()
+            }
+        );
+        assert_eq!(
+            err("pkcs11:object=%ff"),
+            UriError::NotUtf8 {
+                attribute: "object".into()
+            }
+        );
+        assert_eq!(
+            err("pkcs11:token"),
+            UriError::MissingEquals {
+                part: "token".into()
+            }
+        );
+        assert_eq!(
+            err("pkcs11:?pin-value"),
+            UriError::MissingEquals {
+                part: "pin-value".into()
+            }
+        );
+        assert_eq!(
+            err("pkcs11:color=red"),
+            UriError::UnknownPathAttribute {
+                attribute: "color".into()
+            }
+        );
+        // Attribute names are case-sensitive in RFC 7512.
+        assert_eq!(
+            err("pkcs11:Token=a"),
+            UriError::UnknownPathAttribute {
+                attribute: "Token".into()
+            }
+        );
+        assert_eq!(
+            err("pkcs11:token=a;token=b"),
+            UriError::DuplicateAttribute {
+                attribute: "token".into()
+            }
+        );
+        assert_eq!(
+            err("pkcs11:?module-name=a&module-name=b"),
+            UriError::DuplicateAttribute {
+                attribute: "module-name".into()
+            }
+        );
+        assert!(matches!(err("pkcs11:slot-id=x"), UriError::BadValue { .. }));
+        assert!(matches!(
+            err("pkcs11:slot-id=-1"),
+            UriError::BadValue { .. }
+        ));
+        assert!(matches!(
+            err("pkcs11:type=secret"),
+            UriError::BadValue { .. }
+        ));
+        assert!(matches!(
+            err("pkcs11:library-version=1.x"),
+            UriError::BadValue { .. }
+        ));
+        assert!(matches!(
+            err("pkcs11:library-version=300"),
+            UriError::BadValue { .. }
+        ));
+        assert_eq!(
+            err("pkcs11:?pin-value=1&pin-source=/f"),
+            UriError::PinValueAndSource
+        );
+        // The messages carry the attribute names.
+        assert!(err("pkcs11:color=red").to_string().contains("`color`"));
+        assert!(err("pkcs11:slot-id=x").to_string().contains("slot-id"));
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "pkcs11:token=SE050;object=wg%20key;id=%00%01;type=private?pin-value=1234&module-name=se050",
+            "pkcs11:slot-id=0;library-version=3.1?module-path=%2Fusr%2Flib%2Fa.so",
+            "pkcs11:",
+        ] {
+            let uri = Pkcs11Uri::parse(text).unwrap();
+            let again = Pkcs11Uri::parse(&uri.to_string()).unwrap();
+            assert_eq!(uri, again, "{text} -> {uri}");
+        }
+    }
+
+    #[test]
+    fn debug_and_redacted_hide_the_pin() {
+        let uri = Pkcs11Uri::parse("pkcs11:object=k?pin-value=secret99").unwrap();
+        assert!(!format!("{uri:?}").contains("secret99"));
+        assert!(!uri.redacted().contains("secret99"));
+        assert!(uri.redacted().contains("pin-value=%2A%2A%2A"));
+    }
+
+    #[test]
+    fn pin_from_value_and_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pin");
+        std::fs::write(&file, "4321\nignored\n").unwrap();
+        let by_path = Pkcs11Uri::parse(&format!("pkcs11:?pin-source={}", file.display())).unwrap();
+        assert_eq!(by_path.pin().unwrap().unwrap().as_str(), "4321");
+        let by_file_uri =
+            Pkcs11Uri::parse(&format!("pkcs11:?pin-source=file:{}", file.display())).unwrap();
+        assert_eq!(by_file_uri.pin().unwrap().unwrap().as_str(), "4321");
+        let by_value = Pkcs11Uri::parse("pkcs11:?pin-value=99").unwrap();
+        assert_eq!(by_value.pin().unwrap().unwrap().as_str(), "99");
+        assert!(Pkcs11Uri::parse("pkcs11:")
+            .unwrap()
+            .pin()
+            .unwrap()
+            .is_none());
+        let missing = Pkcs11Uri::parse("pkcs11:?pin-source=/nonexistent/pin").unwrap();
+        assert!(missing.pin().unwrap_err().contains("/nonexistent/pin"));
+    }
+
+    #[test]
+    fn matching() {
+        let uri = Pkcs11Uri::parse("pkcs11:token=T;serial=S;slot-id=2;library-version=1").unwrap();
+        assert!(uri.matches_token("T", "any", "any", "S"));
+        assert!(!uri.matches_token("T", "any", "any", "other"));
+        assert!(!uri.matches_token("U", "any", "any", "S"));
+        assert!(uri.matches_slot(2, "d", "m"));
+        assert!(!uri.matches_slot(1, "d", "m"));
+        assert!(uri.matches_library("x", "y", (1, 0)));
+        assert!(!uri.matches_library("x", "y", (1, 1)));
+        assert!(Pkcs11Uri::default().matches_token("", "", "", ""));
+    }
+
+    fn resolver(dir: &Path) -> ModuleResolver {
+        let modules = dir.join("modules");
+        let user = dir.join("user");
+        let libdir = dir.join("lib");
+        for d in [&modules, &user, &libdir] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        ModuleResolver {
+            module_dirs: vec![modules, user],
+            libdir,
+            default_module: PathBuf::from("/proxy.so"),
+        }
+    }
+
+    #[test]
+    fn module_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = resolver(dir.path());
+        let lib = dir.path().join("lib");
+        std::fs::write(lib.join("libpkcs11_se050.so"), b"").unwrap();
+        std::fs::write(lib.join("plain.so"), b"").unwrap();
+        std::fs::write(
+            dir.path().join("modules/se050.module"),
+            "# the SE050\nmodule: libpkcs11_se050.so\ncritical: yes\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("user/abs.module"), "module:/opt/abs.so\n").unwrap();
+        std::fs::write(dir.path().join("user/broken.module"), "critical: no\n").unwrap();
+
+        let resolve = |s: &str| r.resolve(&Pkcs11Uri::parse(s).unwrap());
+        assert_eq!(resolve("pkcs11:").unwrap(), PathBuf::from("/proxy.so"));
+        assert_eq!(
+            resolve("pkcs11:?module-name=se050").unwrap(),
+            lib.join("libpkcs11_se050.so")
+        );
+        assert_eq!(
+            resolve("pkcs11:?module-name=abs").unwrap(),
+            PathBuf::from("/opt/abs.so")
+        );
+        assert_eq!(
+            resolve("pkcs11:?module-name=plain").unwrap(),
+            lib.join("plain.so")
+        );
+        assert_eq!(
+            resolve("pkcs11:?module-name=pkcs11_se050").unwrap(),
+            lib.join("libpkcs11_se050.so")
+        );
+        assert!(resolve("pkcs11:?module-name=broken")
+            .unwrap_err()
+            .contains("no `module:` line"));
+        assert!(resolve("pkcs11:?module-name=nope")
+            .unwrap_err()
+            .contains("module-name `nope`"));
+        // module-path wins over module-name.
+        let direct = lib.join("plain.so");
+        assert_eq!(
+            resolve(&format!(
+                "pkcs11:?module-name=se050&module-path={}",
+                direct.display()
+            ))
+            .unwrap(),
+            direct
+        );
+        assert_eq!(
+            resolve(&format!(
+                "pkcs11:?module-name=plain&module-path={}",
+                lib.display()
+            ))
+            .unwrap(),
+            direct
+        );
+        assert!(resolve(&format!("pkcs11:?module-path={}", lib.display()))
+            .unwrap_err()
+            .contains("directory"));
+        assert!(resolve("pkcs11:?module-path=/nonexistent.so")
+            .unwrap_err()
+            .contains("does not exist"));
+    }
+}

@@ -1,1 +1,323 @@
-//! abi
+//! The C ABI: the entry points a PKCS#11 host finds with dlsym, grouped as the spec groups
+//! them (general, slot and token, session, object, key, random; the rest unsupported).
+//!
+//! Each entry point checks its raw arguments, copies them into safe values, calls the token
+//! layer, and copies results back; `guard` turns a panic into CKR_GENERAL_ERROR. This module
+//! and its children are the only place with `unsafe`.
+//!
+//! Both interfaces are offered: "PKCS 11" 3.0 (C_GetInterface, what cryptoki and OpenSC try
+//! first) and 2.40 (C_GetFunctionList).
+
+#![allow(non_snake_case)]
+
+mod general;
+mod guard;
+mod key;
+mod object;
+mod random;
+mod session;
+mod slot;
+mod unsupported;
+
+pub use general::*;
+pub use key::*;
+pub use object::*;
+pub use random::*;
+pub use session::*;
+pub use slot::*;
+pub use unsupported::*;
+
+use guard::{bad, guard};
+use pkcs11_sys::{
+    CKR_BUFFER_TOO_SMALL, CK_CHAR, CK_FLAGS, CK_FUNCTION_LIST, CK_FUNCTION_LIST_3_0,
+    CK_FUNCTION_LIST_PTR, CK_FUNCTION_LIST_PTR_PTR, CK_INTERFACE, CK_INTERFACE_PTR,
+    CK_INTERFACE_PTR_PTR, CK_RV, CK_ULONG, CK_ULONG_PTR, CK_UTF8CHAR_PTR, CK_VERSION,
+    CK_VERSION_PTR, CK_VOID_PTR,
+};
+
+static FUNCTIONS_2_40: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
+    version: CK_VERSION {
+        major: 2,
+        minor: 40,
+    },
+    C_Initialize: Some(C_Initialize),
+    C_Finalize: Some(C_Finalize),
+    C_GetInfo: Some(C_GetInfo),
+    C_GetFunctionList: Some(C_GetFunctionList),
+    C_GetSlotList: Some(C_GetSlotList),
+    C_GetSlotInfo: Some(C_GetSlotInfo),
+    C_GetTokenInfo: Some(C_GetTokenInfo),
+    C_GetMechanismList: Some(C_GetMechanismList),
+    C_GetMechanismInfo: Some(C_GetMechanismInfo),
+    C_InitToken: Some(C_InitToken),
+    C_InitPIN: Some(C_InitPIN),
+    C_SetPIN: Some(C_SetPIN),
+    C_OpenSession: Some(C_OpenSession),
+    C_CloseSession: Some(C_CloseSession),
+    C_CloseAllSessions: Some(C_CloseAllSessions),
+    C_GetSessionInfo: Some(C_GetSessionInfo),
+    C_GetOperationState: Some(C_GetOperationState),
+    C_SetOperationState: Some(C_SetOperationState),
+    C_Login: Some(C_Login),
+    C_Logout: Some(C_Logout),
+    C_CreateObject: Some(C_CreateObject),
+    C_CopyObject: Some(C_CopyObject),
+    C_DestroyObject: Some(C_DestroyObject),
+    C_GetObjectSize: Some(C_GetObjectSize),
+    C_GetAttributeValue: Some(C_GetAttributeValue),
+    C_SetAttributeValue: Some(C_SetAttributeValue),
+    C_FindObjectsInit: Some(C_FindObjectsInit),
+    C_FindObjects: Some(C_FindObjects),
+    C_FindObjectsFinal: Some(C_FindObjectsFinal),
+    C_EncryptInit: Some(C_EncryptInit),
+    C_Encrypt: Some(C_Encrypt),
+    C_EncryptUpdate: Some(C_EncryptUpdate),
+    C_EncryptFinal: Some(C_EncryptFinal),
+    C_DecryptInit: Some(C_DecryptInit),
+    C_Decrypt: Some(C_Decrypt),
+    C_DecryptUpdate: Some(C_DecryptUpdate),
+    C_DecryptFinal: Some(C_DecryptFinal),
+    C_DigestInit: Some(C_DigestInit),
+    C_Digest: Some(C_Digest),
+    C_DigestUpdate: Some(C_DigestUpdate),
+    C_DigestKey: Some(C_DigestKey),
+    C_DigestFinal: Some(C_DigestFinal),
+    C_SignInit: Some(C_SignInit),
+    C_Sign: Some(C_Sign),
+    C_SignUpdate: Some(C_SignUpdate),
+    C_SignFinal: Some(C_SignFinal),
+    C_SignRecoverInit: Some(C_SignRecoverInit),
+    C_SignRecover: Some(C_SignRecover),
+    C_VerifyInit: Some(C_VerifyInit),
+    C_Verify: Some(C_Verify),
+    C_VerifyUpdate: Some(C_VerifyUpdate),
+    C_VerifyFinal: Some(C_VerifyFinal),
+    C_VerifyRecoverInit: Some(C_VerifyRecoverInit),
+    C_VerifyRecover: Some(C_VerifyRecover),
+    C_DigestEncryptUpdate: Some(C_DigestEncryptUpdate),
+    C_DecryptDigestUpdate: Some(C_DecryptDigestUpdate),
+    C_SignEncryptUpdate: Some(C_SignEncryptUpdate),
+    C_DecryptVerifyUpdate: Some(C_DecryptVerifyUpdate),
+    C_GenerateKey: Some(C_GenerateKey),
+    C_GenerateKeyPair: Some(C_GenerateKeyPair),
+    C_WrapKey: Some(C_WrapKey),
+    C_UnwrapKey: Some(C_UnwrapKey),
+    C_DeriveKey: Some(C_DeriveKey),
+    C_SeedRandom: Some(C_SeedRandom),
+    C_GenerateRandom: Some(C_GenerateRandom),
+    C_GetFunctionStatus: Some(C_GetFunctionStatus),
+    C_CancelFunction: Some(C_CancelFunction),
+    C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
+};
+
+static FUNCTIONS_3_0: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
+    version: CK_VERSION { major: 3, minor: 0 },
+    C_Initialize: Some(C_Initialize),
+    C_Finalize: Some(C_Finalize),
+    C_GetInfo: Some(C_GetInfo),
+    C_GetFunctionList: Some(C_GetFunctionList),
+    C_GetSlotList: Some(C_GetSlotList),
+    C_GetSlotInfo: Some(C_GetSlotInfo),
+    C_GetTokenInfo: Some(C_GetTokenInfo),
+    C_GetMechanismList: Some(C_GetMechanismList),
+    C_GetMechanismInfo: Some(C_GetMechanismInfo),
+    C_InitToken: Some(C_InitToken),
+    C_InitPIN: Some(C_InitPIN),
+    C_SetPIN: Some(C_SetPIN),
+    C_OpenSession: Some(C_OpenSession),
+    C_CloseSession: Some(C_CloseSession),
+    C_CloseAllSessions: Some(C_CloseAllSessions),
+    C_GetSessionInfo: Some(C_GetSessionInfo),
+    C_GetOperationState: Some(C_GetOperationState),
+    C_SetOperationState: Some(C_SetOperationState),
+    C_Login: Some(C_Login),
+    C_Logout: Some(C_Logout),
+    C_CreateObject: Some(C_CreateObject),
+    C_CopyObject: Some(C_CopyObject),
+    C_DestroyObject: Some(C_DestroyObject),
+    C_GetObjectSize: Some(C_GetObjectSize),
+    C_GetAttributeValue: Some(C_GetAttributeValue),
+    C_SetAttributeValue: Some(C_SetAttributeValue),
+    C_FindObjectsInit: Some(C_FindObjectsInit),
+    C_FindObjects: Some(C_FindObjects),
+    C_FindObjectsFinal: Some(C_FindObjectsFinal),
+    C_EncryptInit: Some(C_EncryptInit),
+    C_Encrypt: Some(C_Encrypt),
+    C_EncryptUpdate: Some(C_EncryptUpdate),
+    C_EncryptFinal: Some(C_EncryptFinal),
+    C_DecryptInit: Some(C_DecryptInit),
+    C_Decrypt: Some(C_Decrypt),
+    C_DecryptUpdate: Some(C_DecryptUpdate),
+    C_DecryptFinal: Some(C_DecryptFinal),
+    C_DigestInit: Some(C_DigestInit),
+    C_Digest: Some(C_Digest),
+    C_DigestUpdate: Some(C_DigestUpdate),
+    C_DigestKey: Some(C_DigestKey),
+    C_DigestFinal: Some(C_DigestFinal),
+    C_SignInit: Some(C_SignInit),
+    C_Sign: Some(C_Sign),
+    C_SignUpdate: Some(C_SignUpdate),
+    C_SignFinal: Some(C_SignFinal),
+    C_SignRecoverInit: Some(C_SignRecoverInit),
+    C_SignRecover: Some(C_SignRecover),
+    C_VerifyInit: Some(C_VerifyInit),
+    C_Verify: Some(C_Verify),
+    C_VerifyUpdate: Some(C_VerifyUpdate),
+    C_VerifyFinal: Some(C_VerifyFinal),
+    C_VerifyRecoverInit: Some(C_VerifyRecoverInit),
+    C_VerifyRecover: Some(C_VerifyRecover),
+    C_DigestEncryptUpdate: Some(C_DigestEncryptUpdate),
+    C_DecryptDigestUpdate: Some(C_DecryptDigestUpdate),
+    C_SignEncryptUpdate: Some(C_SignEncryptUpdate),
+    C_DecryptVerifyUpdate: Some(C_DecryptVerifyUpdate),
+    C_GenerateKey: Some(C_GenerateKey),
+    C_GenerateKeyPair: Some(C_GenerateKeyPair),
+    C_WrapKey: Some(C_WrapKey),
+    C_UnwrapKey: Some(C_UnwrapKey),
+    C_DeriveKey: Some(C_DeriveKey),
+    C_SeedRandom: Some(C_SeedRandom),
+    C_GenerateRandom: Some(C_GenerateRandom),
+    C_GetFunctionStatus: Some(C_GetFunctionStatus),
+    C_CancelFunction: Some(C_CancelFunction),
+    C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
+    C_GetInterfaceList: Some(C_GetInterfaceList),
+    C_GetInterface: Some(C_GetInterface),
+    C_LoginUser: Some(C_LoginUser),
+    C_SessionCancel: Some(C_SessionCancel),
+    C_MessageEncryptInit: Some(C_MessageEncryptInit),
+    C_EncryptMessage: Some(C_EncryptMessage),
+    C_EncryptMessageBegin: Some(C_EncryptMessageBegin),
+    C_EncryptMessageNext: Some(C_EncryptMessageNext),
+    C_MessageEncryptFinal: Some(C_MessageEncryptFinal),
+    C_MessageDecryptInit: Some(C_MessageDecryptInit),
+    C_DecryptMessage: Some(C_DecryptMessage),
+    C_DecryptMessageBegin: Some(C_DecryptMessageBegin),
+    C_DecryptMessageNext: Some(C_DecryptMessageNext),
+    C_MessageDecryptFinal: Some(C_MessageDecryptFinal),
+    C_MessageSignInit: Some(C_MessageSignInit),
+    C_SignMessage: Some(C_SignMessage),
+    C_SignMessageBegin: Some(C_SignMessageBegin),
+    C_SignMessageNext: Some(C_SignMessageNext),
+    C_MessageSignFinal: Some(C_MessageSignFinal),
+    C_MessageVerifyInit: Some(C_MessageVerifyInit),
+    C_VerifyMessage: Some(C_VerifyMessage),
+    C_VerifyMessageBegin: Some(C_VerifyMessageBegin),
+    C_VerifyMessageNext: Some(C_VerifyMessageNext),
+    C_MessageVerifyFinal: Some(C_MessageVerifyFinal),
+};
+
+/// The interface name, NUL-terminated, as the spec spells it.
+static INTERFACE_NAME: &[u8; 8] = b"PKCS 11\0";
+
+/// A CK_INTERFACE in a static: it only holds pointers to the statics above.
+struct Interface(CK_INTERFACE);
+// SAFETY: the pointers inside point to immutable statics; sharing them between threads is sound.
+unsafe impl Sync for Interface {}
+
+static INTERFACES: [Interface; 2] = [
+    Interface(CK_INTERFACE {
+        pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_CHAR,
+        pFunctionList: &FUNCTIONS_3_0 as *const CK_FUNCTION_LIST_3_0 as CK_VOID_PTR,
+        flags: 0,
+    }),
+    Interface(CK_INTERFACE {
+        pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_CHAR,
+        pFunctionList: &FUNCTIONS_2_40 as *const CK_FUNCTION_LIST as CK_VOID_PTR,
+        flags: 0,
+    }),
+];
+
+fn interface_version(interface: &Interface) -> CK_VERSION {
+    // SAFETY: every pFunctionList in INTERFACES points to a function list starting with its
+    // CK_VERSION (both list types begin with that field).
+    unsafe { (interface.0.pFunctionList as *const CK_VERSION).read() }
+}
+
+#[no_mangle]
+pub extern "C" fn C_GetFunctionList(ppFunctionList: CK_FUNCTION_LIST_PTR_PTR) -> CK_RV {
+    guard("C_GetFunctionList", || {
+        if ppFunctionList.is_null() {
+            return Err(bad("C_GetFunctionList: ppFunctionList is NULL"));
+        }
+        // SAFETY: checked non-NULL; the list is a static the caller only reads.
+        unsafe {
+            *ppFunctionList = &FUNCTIONS_2_40 as *const CK_FUNCTION_LIST as CK_FUNCTION_LIST_PTR
+        };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn C_GetInterfaceList(
+    pInterfacesList: CK_INTERFACE_PTR,
+    pulCount: CK_ULONG_PTR,
+) -> CK_RV {
+    guard("C_GetInterfaceList", || {
+        if pulCount.is_null() {
+            return Err(bad("C_GetInterfaceList: pulCount is NULL"));
+        }
+        let n = INTERFACES.len() as CK_ULONG;
+        // SAFETY: pulCount checked non-NULL; the caller's CK_ULONG.
+        let room = unsafe { pulCount.read_unaligned() };
+        // SAFETY: as above.
+        unsafe { pulCount.write_unaligned(n) };
+        if pInterfacesList.is_null() {
+            return Ok(());
+        }
+        if room < n {
+            return Err(crate::token::error::Error(CKR_BUFFER_TOO_SMALL));
+        }
+        for (i, interface) in INTERFACES.iter().enumerate() {
+            // SAFETY: the caller's array has room >= n entries.
+            unsafe {
+                pInterfacesList
+                    .add(i)
+                    .write_unaligned(CK_INTERFACE { ..interface.0 })
+            };
+        }
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn C_GetInterface(
+    pInterfaceName: CK_UTF8CHAR_PTR,
+    pVersion: CK_VERSION_PTR,
+    ppInterface: CK_INTERFACE_PTR_PTR,
+    flags: CK_FLAGS,
+) -> CK_RV {
+    guard("C_GetInterface", || {
+        if ppInterface.is_null() {
+            return Err(bad("C_GetInterface: ppInterface is NULL"));
+        }
+        if !pInterfaceName.is_null() {
+            // SAFETY: a non-NULL name is a NUL-terminated string (PKCS#11 5.4).
+            let name =
+                unsafe { std::ffi::CStr::from_ptr(pInterfaceName as *const std::ffi::c_char) };
+            if name.to_bytes() != &INTERFACE_NAME[..7] {
+                return Err(bad("C_GetInterface: unknown interface name"));
+            }
+        }
+        let wanted = if pVersion.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL pVersion points to the caller's CK_VERSION.
+            Some(unsafe { pVersion.read_unaligned() })
+        };
+        let found = INTERFACES.iter().find(|interface| {
+            let v = interface_version(interface);
+            let version_ok = wanted.is_none_or(|w| w.major == v.major && w.minor == v.minor);
+            version_ok && interface.0.flags & flags == flags
+        });
+        match found {
+            Some(interface) => {
+                // SAFETY: checked non-NULL; the interface is a static the caller only reads.
+                unsafe { *ppInterface = &interface.0 as *const CK_INTERFACE as CK_INTERFACE_PTR };
+                Ok(())
+            }
+            None => Err(bad(
+                "C_GetInterface: no interface with that version and flags",
+            )),
+        }
+    })
+}

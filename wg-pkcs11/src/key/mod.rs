@@ -1,1 +1,45 @@
-//! key
+//! The static key: the one secret of a WireGuard interface.
+//!
+//! The protocol core never sees the private key; it asks a `StaticKey` for one Diffie-Hellman at a
+//! time. A software key (`soft::SoftKey`) answers in microseconds; a token key (`token::TokenKey`)
+//! in tens of milliseconds, which is why only the handshake worker ever calls `diffie_hellman`.
+
+pub mod token;
+
+use std::fmt;
+
+pub use token::TokenKey;
+
+/// What every static key offers the protocol: its public half and DH with its private half.
+pub trait StaticKey: Send + Sync {
+    /// The X25519 public key (RFC 7748 little-endian order).
+    fn public_key(&self) -> [u8; 32];
+    /// One Diffie-Hellman with the static private key (RFC 7748 order in and out).
+    /// May take tens of milliseconds: called only from the handshake worker.
+    fn diffie_hellman(
+        &self,
+        peer_public: &[u8; 32],
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyError>;
+}
+
+/// Why a static-key Diffie-Hellman failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// The result was all zeros: the peer's public key is a low-order point (RFC 7748 section 6.1).
+    NonContributory,
+    /// The token (or whatever holds the key) failed; the text says what it reported.
+    Token(String),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::NonContributory => {
+                write!(f, "Diffie-Hellman result is all zeros (low-order peer public key)")
+            }
+            KeyError::Token(what) => write!(f, "static key operation failed: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}

@@ -1,0 +1,69 @@
+//! The IoT applet's command bytes (AN12413), shared by the host driver and the virtual chip.
+
+/// AID of the IoT applet.
+pub const IOT_APPLET_AID: [u8; 16] = [
+    0xA0, 0x00, 0x00, 0x03, 0x96, 0x54, 0x53, 0x00, 0x00, 0x00, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00,
+];
+
+/// The most data bytes one command or response carries on SE050.
+pub const MAX_APDU_PAYLOAD: usize = 889;
+
+pub const CLA_ISO: u8 = 0x00;
+pub const CLA_IOT: u8 = 0x80;
+pub const INS_SELECT: u8 = 0xA4;
+
+pub const INS_WRITE: u8 = 0x01;
+pub const INS_READ: u8 = 0x02;
+pub const INS_CRYPTO: u8 = 0x03;
+pub const INS_MGMT: u8 = 0x04;
+pub const INS_PROCESS: u8 = 0x05;
+/// OR-flag on WRITE: the object's contents are transient.
+pub const INS_FLAG_TRANSIENT: u8 = 0x80;
+
+pub const P1_DEFAULT: u8 = 0x00;
+pub const P1_EC: u8 = 0x01;
+pub const P1_AES: u8 = 0x03;
+pub const P1_BINARY: u8 = 0x06;
+pub const P1_KEY_PAIR: u8 = 0x60;
+pub const P1_PRIVATE: u8 = 0x40;
+pub const P1_PUBLIC: u8 = 0x20;
+
+pub const P2_DEFAULT: u8 = 0x00;
+pub const P2_SIZE: u8 = 0x07;
+pub const P2_DH: u8 = 0x0F;
+pub const P2_VERSION: u8 = 0x20;
+pub const P2_LIST: u8 = 0x25;
+pub const P2_TYPE: u8 = 0x26;
+pub const P2_EXIST: u8 = 0x27;
+pub const P2_DELETE_OBJECT: u8 = 0x28;
+pub const P2_RANDOM: u8 = 0x49;
+
+pub const TAG_POLICY: u8 = 0x11;
+pub const TAG_1: u8 = 0x41;
+pub const TAG_2: u8 = 0x42;
+pub const TAG_3: u8 = 0x43;
+pub const TAG_4: u8 = 0x44;
+
+/// Curve id of X25519 (MONT_DH_25519).
+pub const CURVE_X25519: u8 = 0x41;
+
+/// CheckObjectExists answers.
+pub const RESULT_SUCCESS: u8 = 0x01;
+pub const RESULT_FAILURE: u8 = 0x02;
+
+/// ReadIDList more-flag.
+pub const MORE_INDICATOR_MORE: u8 = 0x02;
+pub const MORE_INDICATOR_DONE: u8 = 0x01;
+
+/// ReadIDList type filter: all objects.
+pub const TYPE_FILTER_ALL: u8 = 0xFF;
+
+/// Applet configuration bit: X25519/X448 (Montgomery DH) available.
+pub const CONFIG_DH_MONT: u16 = 0x0008;
+
+/// Access rules in a policy entry (what the authenticated user may do).
+pub const POLICY_ALLOW_KA: u32 = 0x0400_0000;
+pub const POLICY_ALLOW_READ: u32 = 0x0020_0000;
+pub const POLICY_ALLOW_WRITE: u32 = 0x0010_0000;
+pub const POLICY_ALLOW_GEN: u32 = 0x0008_0000;
+pub const POLICY_ALLOW_DELETE: u32 = 0x0004_0000;

@@ -1,0 +1,93 @@
+//! What the token needs from the chip, in the token's own terms.
+//!
+//! The token layer calls the applet layer only through this trait: one method per chip
+//! operation, RFC 7748 byte order throughout, object ids as `u32`. `link.rs` implements it on
+//! top of `applet::Se050` and keeps it usable across forks.
+
+use super::error::{refuse, Error};
+use pkcs11_sys::*;
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// What kind of secure object lives at an id, as far as the token cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// An X25519 key pair (private key inside, public key readable).
+    X25519Pair,
+    /// A binary file object (may hold one of our metadata records).
+    BinaryFile,
+    /// Anything else (other curves, AES keys, PINs, counters...): not shown.
+    Other,
+}
+
+/// Identity of the chip, read once when the link opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChipIdentity {
+    /// Applet version: major, minor, patch.
+    pub applet_version: (u8, u8, u8),
+    /// The chip's unique id (18 bytes on an SE050).
+    pub unique_id: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChipErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// The chip's memory is full.
+    Full,
+    /// The chip refused the command (policy, conditions, wrong data).
+    Refused,
+    /// The chip could not be reached or the link failed.
+    Link,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChipError {
+    pub kind: ChipErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for ChipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ChipError {
+    pub fn new(kind: ChipErrorKind, message: impl Into<String>) -> ChipError {
+        ChipError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The PKCS#11 answer for a chip failure during `what`, logged.
+    pub fn to_ckr(&self, what: &str) -> Error {
+        let rv = match self.kind {
+            ChipErrorKind::NotFound => CKR_OBJECT_HANDLE_INVALID,
+            ChipErrorKind::Full => CKR_DEVICE_MEMORY,
+            ChipErrorKind::Refused => CKR_FUNCTION_FAILED,
+            ChipErrorKind::Link => CKR_DEVICE_ERROR,
+        };
+        refuse(rv, format_args!("SE050: {what}: {self}"))
+    }
+}
+
+pub type ChipResult<T> = std::result::Result<T, ChipError>;
+
+/// The chip operations the token uses. Object ids are already checked by the caller to be in
+/// the customer range where the token creates objects.
+pub trait Chip: Send {
+    fn identity(&mut self) -> ChipResult<ChipIdentity>;
+    fn generate_x25519(&mut self, id: u32) -> ChipResult<()>;
+    fn read_x25519_public(&mut self, id: u32) -> ChipResult<[u8; 32]>;
+    fn ecdh_x25519(&mut self, id: u32, peer: &[u8; 32]) -> ChipResult<Zeroizing<[u8; 32]>>;
+    fn delete(&mut self, id: u32) -> ChipResult<()>;
+    fn exists(&mut self, id: u32) -> ChipResult<bool>;
+    fn list_ids(&mut self) -> ChipResult<Vec<u32>>;
+    fn kind(&mut self, id: u32) -> ChipResult<ObjectKind>;
+    fn get_random(&mut self, len: usize) -> ChipResult<Vec<u8>>;
+    /// Creates (or overwrites, same length) a binary file with `data`.
+    fn write_binary(&mut self, id: u32, data: &[u8]) -> ChipResult<()>;
+    fn read_binary(&mut self, id: u32) -> ChipResult<Vec<u8>>;
+}

@@ -1,0 +1,255 @@
+//! C_DeriveKey with CKM_ECDH1_DERIVE: one X25519 on the chip, the result a session secret.
+//!
+//! This is the hot path of a WireGuard handshake, so it costs exactly one APDU: the key is
+//! looked up in the cache (no listing, no metadata read), the chip does one ECDH, and the
+//! result never touches the chip again.
+
+use super::attributes::{attr_name, Template};
+use super::chip::ChipErrorKind;
+use super::ec::{decode_point, hex};
+use super::error::{answer, refuse, Result};
+use super::objects::{split_handle, Half};
+use super::secret::{SecretKey, SECRET_USAGE_ATTRIBUTES};
+use super::Token;
+use pkcs11_sys::*;
+use zeroize::Zeroizing;
+
+/// CK_ECDH1_DERIVE_PARAMS, copied out of the caller's memory.
+#[derive(Debug, Clone)]
+pub struct DeriveParams {
+    pub kdf: CK_EC_KDF_TYPE,
+    pub shared_data: Vec<u8>,
+    pub public_data: Vec<u8>,
+}
+
+const SECRET_TEMPLATE: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_CLASS,
+    CKA_KEY_TYPE,
+    CKA_TOKEN,
+    CKA_PRIVATE,
+    CKA_MODIFIABLE,
+    CKA_COPYABLE,
+    CKA_DESTROYABLE,
+    CKA_LABEL,
+    CKA_ID,
+    CKA_VALUE_LEN,
+    CKA_SENSITIVE,
+    CKA_EXTRACTABLE,
+    CKA_ENCRYPT,
+    CKA_DECRYPT,
+    CKA_SIGN,
+    CKA_VERIFY,
+    CKA_WRAP,
+    CKA_UNWRAP,
+    CKA_DERIVE,
+    CKA_START_DATE,
+    CKA_END_DATE,
+];
+
+impl Token {
+    pub fn derive(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        params: Option<&DeriveParams>,
+        base: CK_OBJECT_HANDLE,
+        template: &Template,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        self.check_session(session, false)?;
+        if mechanism != CKM_ECDH1_DERIVE {
+            return Err(refuse(
+                CKR_MECHANISM_INVALID,
+                format_args!("derive with mechanism {mechanism:#x}; only CKM_ECDH1_DERIVE"),
+            ));
+        }
+        let params = params.ok_or_else(|| {
+            refuse(
+                CKR_MECHANISM_PARAM_INVALID,
+                "CKM_ECDH1_DERIVE needs CK_ECDH1_DERIVE_PARAMS",
+            )
+        })?;
+        if params.kdf != CKD_NULL {
+            return Err(refuse(
+                CKR_MECHANISM_PARAM_INVALID,
+                format_args!(
+                    "KDF {:#x}; only CKD_NULL (the raw X25519 result) is supported",
+                    params.kdf
+                ),
+            ));
+        }
+        if !params.shared_data.is_empty() {
+            return Err(refuse(
+                CKR_MECHANISM_PARAM_INVALID,
+                "shared data is not allowed with CKD_NULL",
+            ));
+        }
+        let peer = decode_point(&params.public_data).ok_or_else(|| {
+            refuse(
+                CKR_MECHANISM_PARAM_INVALID,
+                format_args!(
+                    "peer public key must be 32 raw bytes or a DER OCTET STRING 04 20 ..., got {} bytes",
+                    params.public_data.len()
+                ),
+            )
+        })?;
+        let secret = SecretTemplate::parse(template)?;
+
+        let key_id =
+            match split_handle(base) {
+                Some((key_id, Half::Private)) => key_id,
+                Some((_, Half::Public)) => return Err(refuse(
+                    CKR_KEY_TYPE_INCONSISTENT,
+                    "the base key of CKM_ECDH1_DERIVE must be the private key, not the public one",
+                )),
+                None if self.secrets.lock().objects.contains_key(&base) => {
+                    return Err(refuse(
+                        CKR_KEY_TYPE_INCONSISTENT,
+                        "the base key is a secret, not an X25519 private key",
+                    ))
+                }
+                None => {
+                    return Err(answer(
+                        CKR_KEY_HANDLE_INVALID,
+                        format_args!("no key {base:#x}"),
+                    ))
+                }
+            };
+        if !self.loaded_cache()?.pairs.contains_key(&key_id) {
+            return Err(answer(
+                CKR_KEY_HANDLE_INVALID,
+                format_args!("no key {base:#x}"),
+            ));
+        }
+
+        let shared = {
+            let mut link = self.link.lock();
+            let chip = link
+                .chip(&self.config)
+                .map_err(|e| e.to_ckr("opening the chip"))?;
+            chip.ecdh_x25519(key_id, &peer)
+        };
+        let shared = match shared {
+            Ok(shared) => shared,
+            Err(e) if e.kind == ChipErrorKind::NotFound => {
+                // Deleted by another process since we listed it.
+                self.cache.lock().remove_pair(key_id);
+                return Err(refuse(
+                    CKR_KEY_HANDLE_INVALID,
+                    format_args!("key {key_id:#010x} is gone from the chip"),
+                ));
+            }
+            Err(e) => return Err(e.to_ckr(&format!("ECDH with key {key_id:#010x}"))),
+        };
+        if shared.iter().all(|&b| b == 0) {
+            return Err(refuse(
+                CKR_FUNCTION_FAILED,
+                format_args!(
+                    "X25519 with peer key {} gave all zeros (a low-order point): refused",
+                    hex(&peer)
+                ),
+            ));
+        }
+        let value: Zeroizing<Vec<u8>> = Zeroizing::new(shared[..secret.len].to_vec());
+        let handle = self.secrets.lock().insert(SecretKey {
+            session,
+            value,
+            label: secret.label,
+            id: secret.id,
+            sensitive: secret.sensitive,
+            extractable: secret.extractable,
+            usage: secret.usage,
+        });
+        Ok(handle)
+    }
+}
+
+/// The derived key's template, checked.
+struct SecretTemplate {
+    len: usize,
+    label: Vec<u8>,
+    id: Vec<u8>,
+    sensitive: bool,
+    extractable: bool,
+    usage: Vec<(CK_ATTRIBUTE_TYPE, bool)>,
+}
+
+impl SecretTemplate {
+    fn parse(t: &Template) -> Result<SecretTemplate> {
+        t.only(SECRET_TEMPLATE, "derived key")?;
+        t.expect_ulong(CKA_CLASS, CKO_SECRET_KEY, "derived key")?;
+        t.expect_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET, "derived key")?;
+        t.expect_bool(
+            CKA_TOKEN,
+            false,
+            "derived secrets are session objects; the chip keeps only key pairs",
+        )?;
+        t.expect_bool(CKA_COPYABLE, false, "derived secrets cannot be copied")?;
+        let len = match t.get_ulong(CKA_VALUE_LEN)? {
+            None => 32,
+            Some(n) if (1..=32).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(refuse(
+                    CKR_TEMPLATE_INCONSISTENT,
+                    format_args!(
+                        "{} = {n}: an X25519 result has 32 bytes",
+                        attr_name(CKA_VALUE_LEN)
+                    ),
+                ))
+            }
+        };
+        let mut usage = Vec::new();
+        for &u in SECRET_USAGE_ATTRIBUTES {
+            if let Some(v) = t.get_bool(u)? {
+                usage.push((u, v));
+            }
+        }
+        Ok(SecretTemplate {
+            len,
+            label: t.get(CKA_LABEL).unwrap_or_default().to_vec(),
+            id: t.get(CKA_ID).unwrap_or_default().to_vec(),
+            sensitive: t.get_bool(CKA_SENSITIVE)?.unwrap_or(false),
+            extractable: t.get_bool(CKA_EXTRACTABLE)?.unwrap_or(true),
+            usage,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::attributes::ulong_value;
+
+    #[test]
+    fn secret_templates_are_checked() {
+        let ok = SecretTemplate::parse(&Template::new(vec![
+            (CKA_CLASS, ulong_value(CKO_SECRET_KEY)),
+            (CKA_KEY_TYPE, ulong_value(CKK_GENERIC_SECRET)),
+            (CKA_VALUE_LEN, ulong_value(16)),
+            (CKA_SENSITIVE, vec![1]),
+        ]))
+        .unwrap();
+        assert_eq!((ok.len, ok.sensitive, ok.extractable), (16, true, true));
+        let too_long = Template::new(vec![(CKA_VALUE_LEN, ulong_value(33))]);
+        assert_eq!(
+            SecretTemplate::parse(&too_long).err().unwrap().rv(),
+            CKR_TEMPLATE_INCONSISTENT
+        );
+        let token = Template::new(vec![(CKA_TOKEN, vec![1])]);
+        assert_eq!(
+            SecretTemplate::parse(&token).err().unwrap().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        let aes = Template::new(vec![(CKA_KEY_TYPE, ulong_value(CKK_AES))]);
+        assert_eq!(
+            SecretTemplate::parse(&aes).err().unwrap().rv(),
+            CKR_TEMPLATE_INCONSISTENT
+        );
+        assert_eq!(
+            SecretTemplate::parse(&Template::default())
+                .ok()
+                .unwrap()
+                .len,
+            32
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! What C_GetInfo, C_GetSlotInfo, C_GetTokenInfo and the mechanism queries report.
+
+use super::error::{answer, Result};
+use super::Token;
+use crate::config::TransportConfig;
+use pkcs11_sys::*;
+
+/// The one slot.
+pub const SLOT_ID: CK_SLOT_ID = 0;
+
+pub const LIBRARY_MANUFACTURER: &str = "pkcs11-se050";
+pub const LIBRARY_DESCRIPTION: &str = "SE050 X25519 PKCS#11 module";
+pub const CRYPTOKI_VERSION: (u8, u8) = (3, 0);
+
+pub fn library_version() -> (u8, u8) {
+    let major = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap_or(0);
+    let minor = env!("CARGO_PKG_VERSION_MINOR").parse().unwrap_or(0);
+    (major, minor)
+}
+
+#[derive(Debug, Clone)]
+pub struct SlotInfo {
+    pub description: String,
+    pub manufacturer: String,
+    pub flags: CK_FLAGS,
+    pub hardware_version: (u8, u8),
+    pub firmware_version: (u8, u8),
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub flags: CK_FLAGS,
+    pub session_count: usize,
+    pub rw_session_count: usize,
+    pub hardware_version: (u8, u8),
+    pub firmware_version: (u8, u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MechanismInfo {
+    pub min_key_size: CK_ULONG,
+    pub max_key_size: CK_ULONG,
+    pub flags: CK_FLAGS,
+}
+
+/// The mechanisms, with what they can do: both run inside the chip.
+pub const MECHANISMS: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
+    (
+        CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
+        MechanismInfo {
+            min_key_size: 255,
+            max_key_size: 255,
+            flags: CKF_GENERATE_KEY_PAIR | CKF_HW,
+        },
+    ),
+    (
+        CKM_ECDH1_DERIVE,
+        MechanismInfo {
+            min_key_size: 255,
+            max_key_size: 255,
+            flags: CKF_DERIVE | CKF_HW,
+        },
+    ),
+];
+
+impl Token {
+    pub fn slot_info(&self, slot: CK_SLOT_ID) -> Result<SlotInfo> {
+        self.check_slot(slot)?;
+        let (description, hw) = match &self.config.transport {
+            TransportConfig::I2c { device, address } => (
+                format!("NXP SE050 at {} {address:#04x}", device.display()),
+                CKF_HW_SLOT,
+            ),
+            TransportConfig::Virtual { .. } => ("Virtual NXP SE050".to_string(), 0),
+        };
+        let (major, minor, _) = self.identity.applet_version;
+        Ok(SlotInfo {
+            description,
+            manufacturer: "NXP".into(),
+            flags: CKF_TOKEN_PRESENT | hw,
+            hardware_version: (major, minor),
+            firmware_version: (major, minor),
+        })
+    }
+
+    pub fn token_info(&self, slot: CK_SLOT_ID) -> Result<TokenInfo> {
+        self.check_slot(slot)?;
+        let (major, minor, patch) = self.identity.applet_version;
+        let (sessions, rw) = self.sessions.lock().count();
+        Ok(TokenInfo {
+            label: self.config.token_label.clone(),
+            manufacturer: "NXP".into(),
+            model: truncate(&format!("SE050 {major}.{minor}.{patch}"), 16),
+            serial: serial_of(&self.identity.unique_id),
+            // No CKF_LOGIN_REQUIRED: there is no PIN yet, keys are usable without login.
+            flags: CKF_RNG | CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED,
+            session_count: sessions,
+            rw_session_count: rw,
+            hardware_version: (major, minor),
+            firmware_version: (major, minor),
+        })
+    }
+
+    pub fn mechanism_info(
+        &self,
+        slot: CK_SLOT_ID,
+        mechanism: CK_MECHANISM_TYPE,
+    ) -> Result<MechanismInfo> {
+        self.check_slot(slot)?;
+        MECHANISMS
+            .iter()
+            .find(|(m, _)| *m == mechanism)
+            .map(|(_, info)| *info)
+            .ok_or_else(|| {
+                answer(
+                    CKR_MECHANISM_INVALID,
+                    format_args!("mechanism {mechanism:#x}"),
+                )
+            })
+    }
+}
+
+/// The token serial: the last 8 bytes of the chip's unique id in hex (16 characters, the
+/// field's size); those are the bytes that differ between chips of one batch.
+pub fn serial_of(unique_id: &[u8]) -> String {
+    let tail = &unique_id[unique_id.len().saturating_sub(8)..];
+    tail.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_is_sixteen_hex_digits_of_the_tail() {
+        let uid: Vec<u8> = (0u8..18).collect();
+        assert_eq!(serial_of(&uid), "0A0B0C0D0E0F1011");
+        assert_eq!(serial_of(&[0xAB]), "AB");
+        assert_eq!(truncate("SE050 ééé", 7), "SE050 ");
+    }
+}

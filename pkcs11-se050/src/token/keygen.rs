@@ -1,0 +1,284 @@
+//! C_GenerateKeyPair with CKM_EC_MONTGOMERY_KEY_PAIR_GEN: an X25519 pair made inside the chip.
+//!
+//! Templates are checked strictly, because whatever they promise must be true of a key that
+//! lives on the chip: it always derives, never signs, never leaves, and is always a token
+//! object. CKA_SIGN / CKA_VERIFY (which Debian 12's pkcs11-tool puts in its templates unless
+//! given `--usage-derive`) are refused with a message saying so, rather than accepted and then
+//! silently reported false.
+
+use super::attributes::{attr_name, Template};
+use super::chip::ChipErrorKind;
+use super::ec::check_ec_params;
+use super::error::{refuse, Result};
+use super::metadata::{default_id, default_label, KeyMetadata, META_BASE, META_END};
+use super::objects::{handle_of, Half, KeyPair};
+use super::Token;
+use pkcs11_sys::*;
+
+/// Where new key pairs are placed when the caller does not choose an object id.
+pub const KEY_BASE: u32 = 0x5000_0000;
+/// The customer range of object ids below the metadata files.
+pub const CUSTOMER_FIRST: u32 = 0x0000_0001;
+pub const CUSTOMER_LAST: u32 = META_BASE - 1;
+
+const COMMON: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_CLASS,
+    CKA_KEY_TYPE,
+    CKA_TOKEN,
+    CKA_PRIVATE,
+    CKA_MODIFIABLE,
+    CKA_COPYABLE,
+    CKA_DESTROYABLE,
+    CKA_LABEL,
+    CKA_ID,
+    CKA_EC_PARAMS,
+    CKA_DERIVE,
+    CKA_START_DATE,
+    CKA_END_DATE,
+    CKA_SUBJECT,
+    CKA_ALLOWED_MECHANISMS,
+];
+const PUBLIC_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_VERIFY,
+    CKA_VERIFY_RECOVER,
+    CKA_ENCRYPT,
+    CKA_WRAP,
+    CKA_TRUSTED,
+];
+const PRIVATE_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_SIGN,
+    CKA_SIGN_RECOVER,
+    CKA_DECRYPT,
+    CKA_UNWRAP,
+    CKA_SENSITIVE,
+    CKA_EXTRACTABLE,
+    CKA_ALWAYS_AUTHENTICATE,
+    CKA_WRAP_WITH_TRUSTED,
+];
+
+const CANNOT: &str = "X25519 keys only do key agreement (CKA_DERIVE); they cannot sign, verify, \
+                      encrypt or wrap. With pkcs11-tool use --usage-derive";
+
+impl Token {
+    pub fn generate_key_pair(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        public: &Template,
+        private: &Template,
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        self.check_session(session, true)?;
+        if mechanism != CKM_EC_MONTGOMERY_KEY_PAIR_GEN {
+            return Err(refuse(
+                CKR_MECHANISM_INVALID,
+                format_args!("key pair generation with mechanism {mechanism:#x}; only CKM_EC_MONTGOMERY_KEY_PAIR_GEN"),
+            ));
+        }
+        let allowed_public: Vec<_> = COMMON.iter().chain(PUBLIC_ONLY).copied().collect();
+        let allowed_private: Vec<_> = COMMON.iter().chain(PRIVATE_ONLY).copied().collect();
+        public.only(&allowed_public, "public key")?;
+        private.only(&allowed_private, "private key")?;
+        public.expect_ulong(CKA_CLASS, CKO_PUBLIC_KEY, "public key")?;
+        private.expect_ulong(CKA_CLASS, CKO_PRIVATE_KEY, "private key")?;
+        for t in [public, private] {
+            if let Some(kt) = t.get_ulong(CKA_KEY_TYPE)? {
+                if kt != CKK_EC_MONTGOMERY {
+                    return Err(refuse(
+                        CKR_TEMPLATE_INCONSISTENT,
+                        format_args!(
+                            "CKA_KEY_TYPE {kt:#x}; this mechanism makes CKK_EC_MONTGOMERY keys"
+                        ),
+                    ));
+                }
+            }
+            t.expect_bool(
+                CKA_TOKEN,
+                true,
+                "every key lives on the chip (CKA_TOKEN must be true)",
+            )?;
+            t.expect_bool(CKA_COPYABLE, false, "chip keys cannot be copied")?;
+            t.expect_bool(CKA_DESTROYABLE, true, "chip keys can always be destroyed")?;
+            t.expect_bool(
+                CKA_MODIFIABLE,
+                true,
+                "label and id of chip keys stay modifiable",
+            )?;
+        }
+        for (t, which) in [(public, PUBLIC_ONLY), (private, PRIVATE_ONLY)] {
+            for &usage in which {
+                if matches!(usage, CKA_SENSITIVE | CKA_EXTRACTABLE) {
+                    continue;
+                }
+                if t.get_bool(usage)? == Some(true) {
+                    return Err(refuse(
+                        CKR_ATTRIBUTE_VALUE_INVALID,
+                        format_args!("{} = true refused: {CANNOT}", attr_name(usage)),
+                    ));
+                }
+            }
+        }
+        private.expect_bool(
+            CKA_DERIVE,
+            true,
+            "the private key of an X25519 pair always derives",
+        )?;
+        private.expect_bool(CKA_SENSITIVE, true, "the private key never leaves the chip")?;
+        private.expect_bool(
+            CKA_EXTRACTABLE,
+            false,
+            "the private key never leaves the chip",
+        )?;
+
+        match (public.get(CKA_EC_PARAMS), private.get(CKA_EC_PARAMS)) {
+            (None, None) => {
+                return Err(refuse(
+                    CKR_TEMPLATE_INCOMPLETE,
+                    "CKA_EC_PARAMS missing from the public key template (use curve25519)",
+                ))
+            }
+            (a, b) => {
+                for params in [a, b].into_iter().flatten() {
+                    check_ec_params(params)?;
+                }
+            }
+        }
+        let label = shared(public, private, CKA_LABEL)?;
+        let id = shared(public, private, CKA_ID)?;
+        // Check lengths before touching the chip.
+        KeyMetadata::new(
+            0,
+            true,
+            label.clone().unwrap_or_default(),
+            id.clone().unwrap_or_default(),
+        )?;
+
+        let mut cache = self.cache.lock();
+        self.refresh(&mut cache)?;
+        let key_id = match id.as_deref().and_then(requested_object_id) {
+            Some(wanted) => {
+                if cache.is_used(wanted) {
+                    return Err(refuse(
+                        CKR_ATTRIBUTE_VALUE_INVALID,
+                        format_args!("CKA_ID asks for object id {wanted:#010x}, which is already used on the chip"),
+                    ));
+                }
+                wanted
+            }
+            None => (KEY_BASE..CUSTOMER_LAST)
+                .find(|i| !cache.is_used(*i))
+                .ok_or_else(|| {
+                    refuse(
+                        CKR_DEVICE_MEMORY,
+                        "no free object id left in the customer range",
+                    )
+                })?,
+        };
+        let meta_file = (KeyMetadata::preferred_file_id(key_id)..=META_END)
+            .chain(META_BASE..KeyMetadata::preferred_file_id(key_id))
+            .find(|f| !cache.is_used(*f))
+            .ok_or_else(|| {
+                refuse(
+                    CKR_DEVICE_MEMORY,
+                    "no free object id for the key's metadata",
+                )
+            })?;
+        let label = label.unwrap_or_else(|| default_label(key_id));
+        let id = id.unwrap_or_else(|| default_id(key_id));
+        let record = KeyMetadata::new(key_id, true, label.clone(), id.clone())?;
+
+        let mut link = self.link.lock();
+        let chip = link
+            .chip(&self.config)
+            .map_err(|e| e.to_ckr("opening the chip"))?;
+        chip.generate_x25519(key_id)
+            .map_err(|e| e.to_ckr(&format!("generating an X25519 key pair at {key_id:#010x}")))?;
+        let finish = (|| -> super::chip::ChipResult<[u8; 32]> {
+            let public = chip.read_x25519_public(key_id)?;
+            chip.write_binary(meta_file, &record.encode())?;
+            Ok(public)
+        })();
+        let public_key = match finish {
+            Ok(public) => public,
+            Err(e) => {
+                // Leave no half-made key behind: it would show up with the wrong label.
+                if let Err(undo) = chip.delete(key_id) {
+                    if undo.kind != ChipErrorKind::NotFound {
+                        log::error!("could not remove half-made key {key_id:#010x}: {undo}");
+                    }
+                }
+                cache.forget(key_id);
+                return Err(e.to_ckr(&format!("storing key {key_id:#010x} and its metadata")));
+            }
+        };
+        drop(link);
+        log::info!(
+            "generated X25519 key pair {key_id:#010x} ({})",
+            String::from_utf8_lossy(&label)
+        );
+        cache.insert_pair(KeyPair {
+            key_id,
+            public: public_key,
+            label,
+            id,
+            generated: true,
+            meta_file: Some(meta_file),
+        });
+        Ok((
+            handle_of(key_id, Half::Public),
+            handle_of(key_id, Half::Private),
+        ))
+    }
+}
+
+/// A label or id given in one or both templates; both must agree (a pair has one of each).
+fn shared(public: &Template, private: &Template, t: CK_ATTRIBUTE_TYPE) -> Result<Option<Vec<u8>>> {
+    match (public.get(t), private.get(t)) {
+        (Some(a), Some(b)) if a != b => Err(refuse(
+            CKR_TEMPLATE_INCONSISTENT,
+            format_args!(
+                "{} differs between the public and private templates; a pair shares one",
+                attr_name(t)
+            ),
+        )),
+        (a, b) => Ok(a.or(b).map(<[u8]>::to_vec)),
+    }
+}
+
+/// A 4-byte CKA_ID in the customer range names the object id the pair should get.
+fn requested_object_id(id: &[u8]) -> Option<u32> {
+    let id = u32::from_be_bytes(id.try_into().ok()?);
+    (CUSTOMER_FIRST..=CUSTOMER_LAST).contains(&id).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_four_byte_customer_ids_choose_the_object() {
+        assert_eq!(requested_object_id(&[0x10, 0, 0, 1]), Some(0x1000_0001));
+        assert_eq!(requested_object_id(&[0, 0, 0, 0]), None);
+        assert_eq!(requested_object_id(&[0x7F, 0xFF, 0, 1]), None);
+        assert_eq!(
+            requested_object_id(&[0x7B, 0, 0, 1]),
+            None,
+            "metadata range"
+        );
+        assert_eq!(requested_object_id(&[1, 2, 3]), None);
+        assert_eq!(requested_object_id(b"wg0-key"), None);
+    }
+
+    #[test]
+    fn shared_attributes_must_agree() {
+        let a = Template::new(vec![(CKA_LABEL, b"x".to_vec())]);
+        let b = Template::new(vec![(CKA_LABEL, b"y".to_vec())]);
+        let none = Template::default();
+        assert_eq!(shared(&a, &none, CKA_LABEL).unwrap(), Some(b"x".to_vec()));
+        assert_eq!(shared(&none, &b, CKA_LABEL).unwrap(), Some(b"y".to_vec()));
+        assert_eq!(
+            shared(&a, &b, CKA_LABEL).unwrap_err().rv(),
+            CKR_TEMPLATE_INCONSISTENT
+        );
+        assert_eq!(shared(&none, &none, CKA_ID).unwrap(), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! Object management: search, attribute reads and writes, destruction.
+
+use super::attributes::{attr_name, matches, AttrValue, Template};
+use super::chip::ChipErrorKind;
+use super::error::{answer, refuse, Result};
+use super::metadata::{KeyMetadata, META_BASE, META_END};
+use super::objects::{handle_of, split_handle, Half};
+use super::session::Search;
+use super::Token;
+use pkcs11_sys::*;
+
+impl Token {
+    /// C_FindObjectsInit: the chip is re-read here (another process may have changed it), so
+    /// that later calls on the found handles need no chip round trip.
+    pub fn find_init(&self, session: CK_SESSION_HANDLE, template: &Template) -> Result<()> {
+        let mut sessions = self.sessions.lock();
+        if sessions.get(session)?.search.is_some() {
+            return Err(answer(
+                CKR_OPERATION_ACTIVE,
+                "a search is already active in this session",
+            ));
+        }
+        let mut handles = Vec::new();
+        {
+            let mut cache = self.cache.lock();
+            self.refresh(&mut cache)?;
+            let format = self.config.ec_point;
+            for pair in cache.pairs.values() {
+                for half in [Half::Private, Half::Public] {
+                    if matches(template, |t| pair.attribute(half, t, format)) {
+                        handles.push(handle_of(pair.key_id, half));
+                    }
+                }
+            }
+        }
+        {
+            let secrets = self.secrets.lock();
+            let mut own: Vec<_> = secrets
+                .objects
+                .iter()
+                .filter(|(_, k)| matches(template, |t| k.attribute(t)))
+                .map(|(h, _)| *h)
+                .collect();
+            own.sort_unstable();
+            handles.extend(own);
+        }
+        sessions.get_mut(session)?.search = Some(Search { handles, next: 0 });
+        Ok(())
+    }
+
+    pub fn find_next(
+        &self,
+        session: CK_SESSION_HANDLE,
+        max: usize,
+    ) -> Result<Vec<CK_OBJECT_HANDLE>> {
+        let mut sessions = self.sessions.lock();
+        let search = sessions.get_mut(session)?.search.as_mut().ok_or_else(|| {
+            answer(
+                CKR_OPERATION_NOT_INITIALIZED,
+                "C_FindObjects without C_FindObjectsInit",
+            )
+        })?;
+        let end = (search.next + max).min(search.handles.len());
+        let found = search.handles[search.next..end].to_vec();
+        search.next = end;
+        Ok(found)
+    }
+
+    pub fn find_final(&self, session: CK_SESSION_HANDLE) -> Result<()> {
+        let mut sessions = self.sessions.lock();
+        match sessions.get_mut(session)?.search.take() {
+            Some(_) => Ok(()),
+            None => Err(answer(
+                CKR_OPERATION_NOT_INITIALIZED,
+                "C_FindObjectsFinal without a search",
+            )),
+        }
+    }
+
+    /// One answer per requested type, in order (C_GetAttributeValue reports each one).
+    pub fn attributes(
+        &self,
+        session: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        types: &[CK_ATTRIBUTE_TYPE],
+    ) -> Result<Vec<AttrValue>> {
+        self.check_session(session, false)?;
+        if let Some((key_id, half)) = split_handle(object) {
+            let cache = self.loaded_cache()?;
+            let pair = cache.pairs.get(&key_id).ok_or_else(|| no_object(object))?;
+            let format = self.config.ec_point;
+            return Ok(types
+                .iter()
+                .map(|&t| pair.attribute(half, t, format))
+                .collect());
+        }
+        let secrets = self.secrets.lock();
+        let key = secrets
+            .objects
+            .get(&object)
+            .ok_or_else(|| no_object(object))?;
+        Ok(types.iter().map(|&t| key.attribute(t)).collect())
+    }
+
+    /// C_SetAttributeValue: CKA_LABEL and CKA_ID of a key pair, written to its record on the
+    /// chip (both halves share them). Nothing else of a chip key can change.
+    pub fn set_attributes(
+        &self,
+        session: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        template: &Template,
+    ) -> Result<()> {
+        let Some((key_id, _)) = split_handle(object) else {
+            self.check_session(session, false)?;
+            return match self.secrets.lock().objects.contains_key(&object) {
+                true => Err(refuse(
+                    CKR_ACTION_PROHIBITED,
+                    "derived secrets are not modifiable",
+                )),
+                false => Err(no_object(object)),
+            };
+        };
+        self.check_session(session, true)?;
+        let mut cache = self.loaded_cache()?;
+        let pair = cache
+            .pairs
+            .get(&key_id)
+            .ok_or_else(|| no_object(object))?
+            .clone();
+        let mut label = pair.label.clone();
+        let mut id = pair.id.clone();
+        for (t, value) in &template.entries {
+            match *t {
+                CKA_LABEL => label = value.clone(),
+                CKA_ID => id = value.clone(),
+                other => {
+                    return Err(refuse(
+                        CKR_ATTRIBUTE_READ_ONLY,
+                        format_args!(
+                            "{} of a chip key cannot be changed; only CKA_LABEL and CKA_ID",
+                            attr_name(other)
+                        ),
+                    ))
+                }
+            }
+        }
+        if label == pair.label && id == pair.id {
+            return Ok(());
+        }
+        let record = KeyMetadata::new(key_id, pair.generated, label.clone(), id.clone())?;
+        let file = match pair.meta_file {
+            Some(file) => file,
+            None => (KeyMetadata::preferred_file_id(key_id)..=META_END)
+                .chain(META_BASE..KeyMetadata::preferred_file_id(key_id))
+                .find(|f| !cache.is_used(*f))
+                .ok_or_else(|| {
+                    refuse(
+                        CKR_DEVICE_MEMORY,
+                        "no free object id for the key's metadata",
+                    )
+                })?,
+        };
+        self.with_chip(
+            |chip| chip.write_binary(file, &record.encode()),
+            "writing a key's label and id",
+        )?;
+        let mut updated = pair;
+        updated.label = label;
+        updated.id = id;
+        updated.meta_file = Some(file);
+        cache.insert_pair(updated);
+        Ok(())
+    }
+
+    /// C_DestroyObject: a derived secret is dropped (and wiped); a key pair is deleted from
+    /// the chip with its metadata record, whichever half is named.
+    pub fn destroy(&self, session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<()> {
+        let Some((key_id, _)) = split_handle(object) else {
+            self.check_session(session, false)?;
+            return match self.secrets.lock().objects.remove(&object) {
+                Some(_) => Ok(()),
+                None => Err(no_object(object)),
+            };
+        };
+        self.check_session(session, true)?;
+        let mut cache = self.loaded_cache()?;
+        let pair = cache
+            .pairs
+            .get(&key_id)
+            .ok_or_else(|| no_object(object))?
+            .clone();
+        let mut link = self.link.lock();
+        let chip = link
+            .chip(&self.config)
+            .map_err(|e| e.to_ckr("opening the chip"))?;
+        match chip.delete(key_id) {
+            Ok(()) => {}
+            Err(e) if e.kind == ChipErrorKind::NotFound => {}
+            Err(e) => return Err(e.to_ckr(&format!("deleting key {key_id:#010x}"))),
+        }
+        // The key is gone; a record left behind would be stale, so remove it too (and any
+        // stale records found on the way).
+        let mut files: Vec<u32> = pair.meta_file.into_iter().collect();
+        files.extend(cache.stale_records());
+        cache.remove_pair(key_id);
+        for file in files {
+            match chip.delete(file) {
+                Ok(()) => cache.forget(file),
+                Err(e) if e.kind == ChipErrorKind::NotFound => cache.forget(file),
+                Err(e) => log::warn!("could not delete metadata file {file:#010x}: {e}"),
+            }
+        }
+        log::info!("deleted X25519 key pair {key_id:#010x}");
+        Ok(())
+    }
+}
+
+fn no_object(object: CK_OBJECT_HANDLE) -> super::error::Error {
+    answer(
+        CKR_OBJECT_HANDLE_INVALID,
+        format_args!("no object {object:#x}"),
+    )
+}

@@ -1,0 +1,146 @@
+//! Derived secrets: CKK_GENERIC_SECRET session objects holding an ECDH result.
+
+use super::attributes::{bool_value, ulong_value, AttrValue};
+use pkcs11_sys::*;
+use std::collections::HashMap;
+use zeroize::Zeroizing;
+
+#[derive(Debug)]
+pub struct SecretKey {
+    /// The session that made it: the object dies with that session.
+    pub session: CK_SESSION_HANDLE,
+    /// Wiped when the object is destroyed (Zeroizing's drop).
+    pub value: Zeroizing<Vec<u8>>,
+    pub label: Vec<u8>,
+    pub id: Vec<u8>,
+    pub sensitive: bool,
+    pub extractable: bool,
+    /// Usage flags the template asked for (kept and reported; this token does nothing with
+    /// them: the value is meant to be read by the caller).
+    pub usage: Vec<(CK_ATTRIBUTE_TYPE, bool)>,
+}
+
+pub const SECRET_USAGE_ATTRIBUTES: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_ENCRYPT,
+    CKA_DECRYPT,
+    CKA_SIGN,
+    CKA_VERIFY,
+    CKA_WRAP,
+    CKA_UNWRAP,
+    CKA_DERIVE,
+];
+
+impl SecretKey {
+    pub fn attribute(&self, t: CK_ATTRIBUTE_TYPE) -> AttrValue {
+        use AttrValue::*;
+        let v = match t {
+            CKA_CLASS => ulong_value(CKO_SECRET_KEY),
+            CKA_KEY_TYPE => ulong_value(CKK_GENERIC_SECRET),
+            CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE | CKA_COPYABLE | CKA_LOCAL => {
+                bool_value(false)
+            }
+            CKA_DESTROYABLE => bool_value(true),
+            CKA_LABEL => self.label.clone(),
+            CKA_ID => self.id.clone(),
+            CKA_START_DATE | CKA_END_DATE => Vec::new(),
+            CKA_KEY_GEN_MECHANISM => ulong_value(CK_UNAVAILABLE_INFORMATION),
+            CKA_VALUE_LEN => ulong_value(self.value.len() as CK_ULONG),
+            CKA_SENSITIVE | CKA_ALWAYS_SENSITIVE => bool_value(self.sensitive),
+            CKA_EXTRACTABLE => bool_value(self.extractable),
+            CKA_NEVER_EXTRACTABLE => bool_value(!self.extractable),
+            CKA_TRUSTED | CKA_WRAP_WITH_TRUSTED => bool_value(false),
+            CKA_VALUE => {
+                // PKCS#11 4.1: never revealed when sensitive or not extractable.
+                if self.sensitive || !self.extractable {
+                    return Sensitive;
+                }
+                self.value.to_vec()
+            }
+            t if SECRET_USAGE_ATTRIBUTES.contains(&t) => bool_value(
+                self.usage
+                    .iter()
+                    .find(|(u, _)| *u == t)
+                    .map(|(_, v)| *v)
+                    .unwrap_or(false),
+            ),
+            _ => return Invalid,
+        };
+        Value(v)
+    }
+}
+
+/// All session objects of the application, with their handles.
+#[derive(Debug)]
+pub struct SecretStore {
+    pub objects: HashMap<CK_OBJECT_HANDLE, SecretKey>,
+    next: CK_OBJECT_HANDLE,
+}
+
+impl Default for SecretStore {
+    fn default() -> Self {
+        SecretStore {
+            objects: HashMap::new(),
+            next: super::objects::SESSION_HANDLE_BASE,
+        }
+    }
+}
+
+impl SecretStore {
+    pub fn insert(&mut self, key: SecretKey) -> CK_OBJECT_HANDLE {
+        self.next += 1;
+        self.objects.insert(self.next, key);
+        self.next
+    }
+
+    pub fn remove_session(&mut self, session: CK_SESSION_HANDLE) {
+        self.objects.retain(|_, k| k.session != session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(sensitive: bool, extractable: bool) -> SecretKey {
+        SecretKey {
+            session: 1,
+            value: Zeroizing::new(vec![5; 32]),
+            label: vec![],
+            id: vec![],
+            sensitive,
+            extractable,
+            usage: vec![(CKA_DERIVE, true)],
+        }
+    }
+
+    #[test]
+    fn value_only_when_neither_sensitive_nor_unextractable() {
+        assert_eq!(
+            key(false, true).attribute(CKA_VALUE),
+            AttrValue::Value(vec![5; 32])
+        );
+        assert_eq!(key(true, true).attribute(CKA_VALUE), AttrValue::Sensitive);
+        assert_eq!(key(false, false).attribute(CKA_VALUE), AttrValue::Sensitive);
+        assert_eq!(
+            key(false, true).attribute(CKA_DERIVE),
+            AttrValue::Value(vec![1])
+        );
+        assert_eq!(
+            key(false, true).attribute(CKA_ENCRYPT),
+            AttrValue::Value(vec![0])
+        );
+        assert_eq!(key(false, true).attribute(CKA_EC_POINT), AttrValue::Invalid);
+    }
+
+    #[test]
+    fn store_drops_objects_with_their_session() {
+        let mut s = SecretStore::default();
+        let a = s.insert(key(false, true));
+        let mut other = key(false, true);
+        other.session = 2;
+        let b = s.insert(other);
+        assert_ne!(a, b);
+        s.remove_session(1);
+        assert!(!s.objects.contains_key(&a) && s.objects.contains_key(&b));
+    }
+}

@@ -1,0 +1,628 @@
+//! The virtual chip's IoT applet: interprets command APDUs as an SE050C/E would, with its
+//! status words, on top of the persistent [`Store`] and the operation [`counters`](super::counters).
+//!
+//! Fidelity notes (where the real applet's behaviour is not public, the choice made here):
+//! - a missing object answers 6A80; reading a private key or secret answers 6985; creating or
+//!   deleting in a reserved range answers 6985; no room answers 6A84;
+//! - a policy (tag 0x11) is honoured for auth object 0 (no session): an operation its entry does
+//!   not allow answers 6986; an object whose policy has no entry for 0 allows nothing;
+//! - commands before SELECT answer 6D00 (the card manager does not know them), CLA 0x84
+//!   (SCP03-wrapped) answers 6982, INS flags (transient, auth, attest) answer 6D00;
+//! - ReadIDList pages hold [`LIST_PAGE`] ids; a response longer than `Le` or than the 889-byte
+//!   payload answers 6700.
+
+use super::counters::{Counter, CounterStore, Counters};
+use super::store::{ChipState, ObjectData, SecureObject, Store, StoreError};
+use super::{ApduHandler, Processed};
+use crate::apdu::{tlv, CommandApdu, ResponseApdu, StatusWord, Tlvs};
+use crate::applet::object_id::ObjectId;
+use crate::applet::object_type::{ObjectType, Persistence};
+use crate::applet::policy;
+use crate::applet::protocol::*;
+use crate::applet::version::AppletVersion;
+use crate::t1::{ApduTransport, LinkError};
+use rand_core::{OsRng, RngCore};
+use std::path::Path;
+use std::time::Duration;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+/// What the virtual chip answers to SELECT: IoT applet 3.1.0 with the feature bits of a full
+/// SE050C (ECDAA, ECDSA/ECDH, EdDSA, DH_MONT, HMAC, RSA, AES, DES, PBKDF, TLS, MIFARE, I2CM).
+pub const VIRTUAL_VERSION: AppletVersion = AppletVersion {
+    major: 3,
+    minor: 1,
+    patch: 0,
+    config: 0x3FFF,
+    securebox_major: 1,
+    securebox_minor: 11,
+};
+
+/// Ids per ReadIDList answer.
+pub const LIST_PAGE: usize = 32;
+
+type Answer = Result<Reply, StatusWord>;
+
+/// A successful answer: response data, what to count, how long the chip is busy.
+struct Reply {
+    data: Vec<u8>,
+    counter: Option<Counter>,
+    busy: Duration,
+}
+
+impl Reply {
+    fn data(data: Vec<u8>) -> Self {
+        Reply {
+            data,
+            counter: None,
+            busy: Duration::ZERO,
+        }
+    }
+
+    fn counted(mut self, counter: Counter) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+}
+
+fn tag1(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tlv::encoded_len(value.len()));
+    tlv::push(&mut out, TAG_1, value);
+    out
+}
+
+/// The IoT applet of a virtual SE050.
+pub struct VirtualApplet {
+    store: Store,
+    counters: CounterStore,
+    selected: bool,
+    latency: Duration,
+}
+
+impl VirtualApplet {
+    /// A chip whose state persists in `state` (created fresh when missing), shared with every
+    /// process that opens the same file. Keygen and ECDH keep the chip busy for
+    /// `per_operation_latency`.
+    pub fn open(state: &Path, per_operation_latency: Duration) -> Result<Self, StoreError> {
+        let store = Store::open(state)?;
+        let counters = CounterStore::open(state).map_err(|source| StoreError::Io {
+            path: super::store::counters_path(state),
+            action: "open the operation counters",
+            source,
+        })?;
+        Ok(VirtualApplet {
+            store,
+            counters,
+            selected: false,
+            latency: per_operation_latency,
+        })
+    }
+
+    /// A fresh chip living only in this process.
+    pub fn in_memory() -> Self {
+        VirtualApplet {
+            store: Store::in_memory(),
+            counters: CounterStore::in_memory(),
+            selected: false,
+            latency: Duration::ZERO,
+        }
+    }
+
+    /// Sets the time keygen and ECDH keep the chip busy.
+    pub fn set_latency(&mut self, per_operation_latency: Duration) {
+        self.latency = per_operation_latency;
+    }
+
+    /// The operation counters (cumulative across processes for a file-backed chip).
+    pub fn counters(&self) -> Counters {
+        self.counters.snapshot()
+    }
+
+    /// The chip's current state (as of the last command).
+    pub fn state(&self) -> &ChipState {
+        self.store.state()
+    }
+
+    fn answer(&mut self, command: &[u8]) -> Answer {
+        let apdu = CommandApdu::parse(command).map_err(|_| StatusWord::WRONG_LENGTH)?;
+        if apdu.data.len() > MAX_APDU_PAYLOAD {
+            return Err(StatusWord::WRONG_LENGTH);
+        }
+        if let Err(e) = self.store.refresh() {
+            log::error!("virtual SE050: {e}");
+            return Err(StatusWord::NO_PRECISE_DIAGNOSIS);
+        }
+        let reply = match apdu.cla {
+            CLA_ISO if apdu.ins == INS_SELECT => self.select(&apdu),
+            CLA_ISO => Err(StatusWord::INS_NOT_SUPPORTED),
+            CLA_IOT if !self.selected => Err(StatusWord::INS_NOT_SUPPORTED),
+            CLA_IOT => self.applet_command(&apdu),
+            0x84 => Err(StatusWord::SECURITY_STATUS),
+            _ => Err(StatusWord::CLA_NOT_SUPPORTED),
+        }?;
+        if reply.data.len() > MAX_APDU_PAYLOAD || apdu.le.is_some_and(|ne| reply.data.len() > ne) {
+            return Err(StatusWord::WRONG_LENGTH);
+        }
+        Ok(reply)
+    }
+
+    fn select(&mut self, apdu: &CommandApdu) -> Answer {
+        if (apdu.p1, apdu.p2) != (0x04, 0x00) {
+            return Err(StatusWord::WRONG_P1P2);
+        }
+        if apdu.data != IOT_APPLET_AID {
+            self.selected = false;
+            return Err(StatusWord::NOT_FOUND);
+        }
+        self.selected = true;
+        Ok(Reply::data(VIRTUAL_VERSION.to_bytes().to_vec()))
+    }
+
+    fn applet_command(&mut self, apdu: &CommandApdu) -> Answer {
+        let tlvs = Tlvs::parse(&apdu.data).map_err(|_| StatusWord::WRONG_DATA)?;
+        match (apdu.ins, apdu.p1, apdu.p2) {
+            (INS_WRITE, p1, P2_DEFAULT) if p1 & P1_EC == P1_EC && p1 & 0x60 != 0 => {
+                self.write_ec_key(p1, &tlvs)
+            }
+            (INS_WRITE, P1_AES, P2_DEFAULT) => self.write_aes_key(&tlvs),
+            (INS_WRITE, P1_BINARY, P2_DEFAULT) => self.write_binary(&tlvs),
+            (INS_WRITE, _, _) => Err(StatusWord::WRONG_P1P2),
+            (INS_READ, P1_DEFAULT, P2_DEFAULT) => self.read_object(&tlvs),
+            (INS_READ, P1_DEFAULT, P2_SIZE) => self.read_size(&tlvs),
+            (INS_READ, P1_DEFAULT, P2_LIST) => self.read_id_list(&tlvs),
+            (INS_READ, P1_DEFAULT, P2_TYPE) => self.read_type(&tlvs),
+            (INS_READ, _, _) => Err(StatusWord::WRONG_P1P2),
+            (INS_CRYPTO, P1_EC, P2_DH) => self.ecdh(&tlvs),
+            (INS_CRYPTO, _, _) => Err(StatusWord::WRONG_P1P2),
+            (INS_MGMT, P1_DEFAULT, P2_VERSION) => {
+                Ok(Reply::data(tag1(&VIRTUAL_VERSION.to_bytes())))
+            }
+            (INS_MGMT, P1_DEFAULT, P2_EXIST) => self.exists(&tlvs),
+            (INS_MGMT, P1_DEFAULT, P2_DELETE_OBJECT) => self.delete(&tlvs),
+            (INS_MGMT, P1_DEFAULT, P2_RANDOM) => self.random(&tlvs),
+            (INS_MGMT, _, _) => Err(StatusWord::WRONG_P1P2),
+            // Unknown instructions, and the transient/auth/attest flag variants.
+            _ => Err(StatusWord::INS_NOT_SUPPORTED),
+        }
+    }
+
+    fn object(&self, id: u32) -> Result<&SecureObject, StatusWord> {
+        self.store
+            .state()
+            .objects
+            .get(&id)
+            .ok_or(StatusWord::WRONG_DATA)
+    }
+
+    /// Saves `next` as the chip's state; the command fails (nothing changed) if it cannot.
+    fn commit(&mut self, next: ChipState) -> Result<(), StatusWord> {
+        self.store.commit(next).map_err(|e| {
+            log::error!("virtual SE050: {e}");
+            StatusWord::NO_PRECISE_DIAGNOSIS
+        })
+    }
+
+    fn write_ec_key(&mut self, p1: u8, tlvs: &Tlvs) -> Answer {
+        let id = new_object_id(tlvs)?;
+        if tlvs.require(TAG_2).map_err(|_| StatusWord::WRONG_DATA)? != [CURVE_X25519] {
+            return Err(StatusWord::WRONG_DATA);
+        }
+        let policy = policy_of(tlvs)?;
+        let private = tlvs.get(TAG_3);
+        let (data, counter, busy) = match (p1 & !P1_EC, private) {
+            (P1_KEY_PAIR, None) => {
+                let secret = StaticSecret::random_from_rng(OsRng);
+                let (private, public) = chip_order_pair(&secret);
+                (
+                    ObjectData::X25519Pair { private, public },
+                    Counter::Keygen,
+                    self.latency,
+                )
+            }
+            (P1_KEY_PAIR, Some(private)) => {
+                let secret = StaticSecret::from(*rfc_order(private)?);
+                let (private, public) = chip_order_pair(&secret);
+                if tlvs.get(TAG_4).is_some_and(|given| given != public) {
+                    return Err(StatusWord::WRONG_DATA);
+                }
+                (
+                    ObjectData::X25519Pair { private, public },
+                    Counter::Writes,
+                    Duration::ZERO,
+                )
+            }
+            (P1_PRIVATE, Some(private)) => {
+                let private: [u8; 32] = private.try_into().map_err(|_| StatusWord::WRONG_DATA)?;
+                let private = Zeroizing::new(private);
+                (
+                    ObjectData::X25519Private { private },
+                    Counter::Writes,
+                    Duration::ZERO,
+                )
+            }
+            (P1_PRIVATE, None) => return Err(StatusWord::WRONG_DATA),
+            _ => return Err(StatusWord::WRONG_P1P2),
+        };
+        let needed = if counter == Counter::Keygen {
+            POLICY_ALLOW_GEN
+        } else {
+            POLICY_ALLOW_WRITE
+        };
+        self.put_object(id, data, policy, needed)?;
+        Ok(Reply {
+            data: Vec::new(),
+            counter: Some(counter),
+            busy,
+        })
+    }
+
+    fn write_aes_key(&mut self, tlvs: &Tlvs) -> Answer {
+        let id = new_object_id(tlvs)?;
+        let policy = policy_of(tlvs)?;
+        let key = tlvs.require(TAG_3).map_err(|_| StatusWord::WRONG_DATA)?;
+        if !matches!(key.len(), 16 | 24 | 32) {
+            return Err(StatusWord::WRONG_DATA);
+        }
+        let data = ObjectData::AesKey {
+            key: Zeroizing::new(key.to_vec()),
+        };
+        self.put_object(id, data, policy, POLICY_ALLOW_WRITE)?;
+        Ok(Reply::data(Vec::new()).counted(Counter::Writes))
+    }
+
+    /// Creates the object, or replaces the contents of an existing one of the same kind
+    /// (policies are set at creation only; `needed` is the access the old policy must grant).
+    fn put_object(
+        &mut self,
+        id: u32,
+        data: ObjectData,
+        policy: Option<Vec<u8>>,
+        needed: u32,
+    ) -> Result<(), StatusWord> {
+        let mut next = self.store.state().clone();
+        match next.objects.get_mut(&id) {
+            Some(existing) => {
+                if std::mem::discriminant(&existing.data) != std::mem::discriminant(&data)
+                    || policy.is_some()
+                {
+                    return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
+                }
+                if !allows(existing, needed) {
+                    return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
+                }
+                existing.data = data;
+            }
+            None => {
+                let policy_len = policy.as_ref().map_or(0, Vec::len);
+                if !next.has_room_for(data.size(), policy_len) {
+                    return Err(StatusWord::MEMORY_FULL);
+                }
+                next.objects.insert(id, SecureObject { data, policy });
+            }
+        }
+        self.commit(next)
+    }
+
+    fn write_binary(&mut self, tlvs: &Tlvs) -> Answer {
+        let id = new_object_id(tlvs)?;
+        let policy = policy_of(tlvs)?;
+        let offset = match tlvs.get(TAG_2) {
+            Some(_) => tlvs
+                .require_u16(TAG_2)
+                .map_err(|_| StatusWord::WRONG_DATA)? as usize,
+            None => 0,
+        };
+        let length = match tlvs.get(TAG_3) {
+            Some(_) => Some(
+                tlvs.require_u16(TAG_3)
+                    .map_err(|_| StatusWord::WRONG_DATA)? as usize,
+            ),
+            None => None,
+        };
+        let chunk = tlvs.get(TAG_4).unwrap_or(&[]);
+        let mut next = self.store.state().clone();
+        match next.objects.get_mut(&id) {
+            Some(existing) => {
+                if !allows(existing, POLICY_ALLOW_WRITE) {
+                    return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
+                }
+                let ObjectData::BinaryFile { data } = &mut existing.data else {
+                    return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
+                };
+                // The size of a file is fixed when it is created.
+                if length.is_some() || policy.is_some() {
+                    return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
+                }
+                if offset + chunk.len() > data.len() {
+                    return Err(StatusWord::WRONG_DATA);
+                }
+                data[offset..offset + chunk.len()].copy_from_slice(chunk);
+            }
+            None => {
+                let length = length.ok_or(StatusWord::WRONG_DATA)?;
+                if length == 0 || length > 0x7FFF || offset + chunk.len() > length {
+                    return Err(StatusWord::WRONG_DATA);
+                }
+                let policy_len = policy.as_ref().map_or(0, Vec::len);
+                if !next.has_room_for(length, policy_len) {
+                    return Err(StatusWord::MEMORY_FULL);
+                }
+                let mut data = vec![0u8; length];
+                data[offset..offset + chunk.len()].copy_from_slice(chunk);
+                next.objects.insert(
+                    id,
+                    SecureObject {
+                        data: ObjectData::BinaryFile { data },
+                        policy,
+                    },
+                );
+            }
+        }
+        self.commit(next)?;
+        Ok(Reply::data(Vec::new()).counted(Counter::Writes))
+    }
+
+    fn read_object(&mut self, tlvs: &Tlvs) -> Answer {
+        let id = object_id(tlvs)?;
+        let offset = optional_u16(tlvs, TAG_2)?;
+        let length = optional_u16(tlvs, TAG_3)?;
+        let object = self.object(id)?;
+        if !allows(object, POLICY_ALLOW_READ) {
+            return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
+        }
+        let contents: &[u8] = match &object.data {
+            ObjectData::X25519Pair { public, .. } => public,
+            ObjectData::X25519Private { .. } | ObjectData::AesKey { .. } => {
+                return Err(StatusWord::CONDITIONS_NOT_SATISFIED)
+            }
+            ObjectData::BinaryFile { data } => data,
+        };
+        let start = offset.unwrap_or(0);
+        let end = match length {
+            Some(length) => start + length,
+            None => contents.len(),
+        };
+        if start > contents.len() || end > contents.len() || (length == Some(0)) {
+            return Err(StatusWord::WRONG_DATA);
+        }
+        Ok(Reply::data(tag1(&contents[start..end])).counted(Counter::Reads))
+    }
+
+    fn read_size(&mut self, tlvs: &Tlvs) -> Answer {
+        let object = self.object(object_id(tlvs)?)?;
+        let size = object.data.size() as u16;
+        Ok(Reply::data(tag1(&size.to_be_bytes())))
+    }
+
+    fn read_id_list(&mut self, tlvs: &Tlvs) -> Answer {
+        let offset = tlvs
+            .require_u16(TAG_1)
+            .map_err(|_| StatusWord::WRONG_DATA)? as usize;
+        let [filter] = tlvs
+            .require_array::<1>(TAG_2)
+            .map_err(|_| StatusWord::WRONG_DATA)?;
+        let matching: Vec<u32> = self
+            .store
+            .state()
+            .objects
+            .iter()
+            .filter(|(_, o)| filter == TYPE_FILTER_ALL || object_type(o).code() == filter)
+            .map(|(id, _)| *id)
+            .collect();
+        let page: Vec<u8> = matching
+            .iter()
+            .skip(offset)
+            .take(LIST_PAGE)
+            .flat_map(|id| id.to_be_bytes())
+            .collect();
+        let more = offset + LIST_PAGE < matching.len();
+        let mut data = Vec::new();
+        tlv::push(
+            &mut data,
+            TAG_1,
+            &[if more {
+                MORE_INDICATOR_MORE
+            } else {
+                MORE_INDICATOR_DONE
+            }],
+        );
+        tlv::push(&mut data, TAG_2, &page);
+        Ok(Reply::data(data))
+    }
+
+    fn read_type(&mut self, tlvs: &Tlvs) -> Answer {
+        let object = self.object(object_id(tlvs)?)?;
+        let mut data = Vec::new();
+        tlv::push(&mut data, TAG_1, &[object_type(object).code()]);
+        tlv::push(&mut data, TAG_2, &[Persistence::Persistent.code()]);
+        Ok(Reply::data(data))
+    }
+
+    fn ecdh(&mut self, tlvs: &Tlvs) -> Answer {
+        let object = self.object(object_id(tlvs)?)?;
+        let peer = tlvs.require(TAG_2).map_err(|_| StatusWord::WRONG_DATA)?;
+        let private = match &object.data {
+            ObjectData::X25519Pair { private, .. } | ObjectData::X25519Private { private } => {
+                private
+            }
+            _ => return Err(StatusWord::CONDITIONS_NOT_SATISFIED),
+        };
+        if !allows(object, POLICY_ALLOW_KA) {
+            return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
+        }
+        let secret = StaticSecret::from(*rfc_order(private.as_slice())?);
+        let peer = PublicKey::from(*rfc_order(peer)?);
+        // Like the chip, a low-order peer point is not refused here: the secret is then zero,
+        // and the PKCS#11 layer refuses it.
+        let shared = secret.diffie_hellman(&peer);
+        let mut chip_order = Zeroizing::new(*shared.as_bytes());
+        chip_order.reverse();
+        Ok(Reply {
+            data: tag1(chip_order.as_slice()),
+            counter: Some(Counter::Ecdh),
+            busy: self.latency,
+        })
+    }
+
+    fn exists(&mut self, tlvs: &Tlvs) -> Answer {
+        let id = object_id(tlvs)?;
+        let found = self.store.state().objects.contains_key(&id);
+        Ok(Reply::data(tag1(&[if found {
+            RESULT_SUCCESS
+        } else {
+            RESULT_FAILURE
+        }])))
+    }
+
+    fn delete(&mut self, tlvs: &Tlvs) -> Answer {
+        let id = object_id(tlvs)?;
+        let object = self.object(id)?;
+        if ObjectId::new(id).map_or(true, ObjectId::is_reserved) {
+            return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
+        }
+        if !allows(object, POLICY_ALLOW_DELETE) {
+            return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
+        }
+        let mut next = self.store.state().clone();
+        next.objects.remove(&id);
+        self.commit(next)?;
+        Ok(Reply::data(Vec::new()).counted(Counter::Deletes))
+    }
+
+    fn random(&mut self, tlvs: &Tlvs) -> Answer {
+        let len = tlvs
+            .require_u16(TAG_1)
+            .map_err(|_| StatusWord::WRONG_DATA)? as usize;
+        if len == 0 {
+            return Err(StatusWord::WRONG_DATA);
+        }
+        if tlv::encoded_len(len) > MAX_APDU_PAYLOAD {
+            return Err(StatusWord::WRONG_LENGTH);
+        }
+        let mut bytes = vec![0u8; len];
+        OsRng.fill_bytes(&mut bytes);
+        Ok(Reply::data(tag1(&bytes)).counted(Counter::Random))
+    }
+}
+
+impl ApduHandler for VirtualApplet {
+    fn process(&mut self, command: &[u8]) -> Processed {
+        let answer = self.answer(command);
+        let counter = answer.as_ref().ok().and_then(|reply| reply.counter);
+        self.counters.count_apdu(counter);
+        let (response, busy) = match answer {
+            Ok(reply) => (ResponseApdu::new(reply.data, StatusWord::OK), reply.busy),
+            Err(sw) => (ResponseApdu::status(sw), Duration::ZERO),
+        };
+        Processed {
+            response: response.encode(),
+            busy,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.selected = false;
+    }
+}
+
+/// An [`ApduTransport`] straight into an [`ApduHandler`] in this process: no T=1, no I2C.
+/// For tests of the applet layer and tools; it sleeps for the handler's `busy` time, as a
+/// caller of the real link would wait.
+pub struct InProcessTransport<H: ApduHandler> {
+    pub handler: H,
+}
+
+impl<H: ApduHandler> InProcessTransport<H> {
+    pub fn new(handler: H) -> Self {
+        InProcessTransport { handler }
+    }
+}
+
+impl<H: ApduHandler> ApduTransport for InProcessTransport<H> {
+    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+        let processed = self.handler.process(command);
+        if !processed.busy.is_zero() {
+            std::thread::sleep(processed.busy);
+        }
+        Ok(processed.response)
+    }
+
+    fn resync(&mut self) -> Result<(), LinkError> {
+        Ok(())
+    }
+}
+
+fn object_id(tlvs: &Tlvs) -> Result<u32, StatusWord> {
+    let id = tlvs
+        .require_u32(TAG_1)
+        .map_err(|_| StatusWord::WRONG_DATA)?;
+    if id == 0 {
+        return Err(StatusWord::WRONG_DATA);
+    }
+    Ok(id)
+}
+
+/// The id of an object to create or write: not in a reserved range.
+fn new_object_id(tlvs: &Tlvs) -> Result<u32, StatusWord> {
+    let id = object_id(tlvs)?;
+    match ObjectId::new(id) {
+        Ok(oid) if !oid.is_reserved() => Ok(id),
+        _ => Err(StatusWord::CONDITIONS_NOT_SATISFIED),
+    }
+}
+
+fn optional_u16(tlvs: &Tlvs, tag: u8) -> Result<Option<usize>, StatusWord> {
+    match tlvs.get(tag) {
+        Some(_) => Ok(Some(
+            tlvs.require_u16(tag).map_err(|_| StatusWord::WRONG_DATA)? as usize,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The policy TLV, validated.
+fn policy_of(tlvs: &Tlvs) -> Result<Option<Vec<u8>>, StatusWord> {
+    match tlvs.get(TAG_POLICY) {
+        Some(bytes) => match policy::decode(bytes) {
+            Some(_) => Ok(Some(bytes.to_vec())),
+            None => Err(StatusWord::WRONG_DATA),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Whether the object's policy lets auth object 0 (no session) do `access`.
+fn allows(object: &SecureObject, access: u32) -> bool {
+    let Some(bytes) = &object.policy else {
+        return true;
+    };
+    policy::decode(bytes)
+        .unwrap_or_default()
+        .iter()
+        .find(|entry| entry.auth_object == 0)
+        .is_some_and(|entry| entry.access & access == access)
+}
+
+fn object_type(object: &SecureObject) -> ObjectType {
+    match object.data {
+        ObjectData::X25519Pair { .. } => ObjectType::EcKeyPair,
+        ObjectData::X25519Private { .. } => ObjectType::EcPrivateKey,
+        ObjectData::AesKey { .. } => ObjectType::AesKey,
+        ObjectData::BinaryFile { .. } => ObjectType::BinaryFile,
+    }
+}
+
+/// 32 bytes in chip order, reversed into RFC 7748 order.
+fn rfc_order(chip: &[u8]) -> Result<Zeroizing<[u8; 32]>, StatusWord> {
+    let mut out: [u8; 32] = chip.try_into().map_err(|_| StatusWord::WRONG_DATA)?;
+    out.reverse();
+    Ok(Zeroizing::new(out))
+}
+
+fn chip_order_pair(secret: &StaticSecret) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
+    let mut private = Zeroizing::new(secret.to_bytes());
+    private.reverse();
+    let mut public = PublicKey::from(secret).to_bytes();
+    public.reverse();
+    (private, public)
+}

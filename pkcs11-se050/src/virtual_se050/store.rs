@@ -1,0 +1,622 @@
+//! The virtual chip's persistent state: one file, written atomically, reloaded when it changed.
+//!
+//! # File format (version 1)
+//!
+//! ```text
+//! magic       8 bytes  "VSE050ST"
+//! version     u16 LE   1
+//! count       u32 LE   number of objects
+//! objects     count x:
+//!   id        u32 BE
+//!   kind      u8       1 X25519 pair, 2 X25519 private key, 3 AES key, 4 binary file
+//!   policy    u16 LE length, then the policy TLV value as received (0: no policy)
+//!   payload   u32 LE length, then:
+//!               pair:    private key (32, chip order) || public key (32, chip order)
+//!               private: private key (32, chip order)
+//!               AES:     key bytes
+//!               file:    file bytes
+//! crc         u32 LE   CRC-32/ISO-HDLC of everything before it
+//! ```
+//!
+//! Saving writes `<state>.tmp`, fsyncs it, renames it over `<state>` and fsyncs the directory,
+//! so a process killed at any instant leaves the old or the new file. Writers are serialised by
+//! the inter-process lock `<state>.lock`, which the host's `device::LockedTransport` holds
+//! around every APDU exchange: this module assumes it is held while a command runs.
+//!
+//! Other processes sharing the chip rename new versions into place; each rename gives the file
+//! a new inode, so comparing (device, inode, length, mtime) with the last load tells cheaply
+//! (one `stat`) whether to reload. The store keeps the file it loaded open, so that inode cannot
+//! be freed and handed to a newer version: mtime is coarse (a jiffy), and a reused inode of the
+//! same length would otherwise look unchanged.
+
+use crate::applet::object_id::ObjectId;
+use rand_core::{OsRng, RngCore};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+const MAGIC: &[u8; 8] = b"VSE050ST";
+const FORMAT_VERSION: u16 = 1;
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// The NVM a real SE050 offers for objects (about 50 KB).
+pub const NVM_CAPACITY: usize = 50 * 1024;
+/// Bookkeeping each object costs in NVM besides its contents.
+pub const OBJECT_OVERHEAD: usize = 48;
+/// The most objects the chip holds, whatever their size.
+pub const MAX_OBJECTS: usize = 512;
+
+/// NXP-provisioned objects of a fresh virtual chip (besides the unique id).
+pub const PROVISIONED_CERTIFICATE: u32 = 0xF000_0012;
+pub const PROVISIONED_SECRET: u32 = 0xF000_0100;
+
+/// The contents of one secure object.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ObjectData {
+    /// An X25519 key pair; both halves in the chip's (big-endian) order.
+    X25519Pair {
+        private: Zeroizing<[u8; 32]>,
+        public: [u8; 32],
+    },
+    /// An X25519 private key without its public half (imported).
+    X25519Private { private: Zeroizing<[u8; 32]> },
+    /// A symmetric AES key.
+    AesKey { key: Zeroizing<Vec<u8>> },
+    /// A binary file; its size is fixed at creation.
+    BinaryFile { data: Vec<u8> },
+}
+
+impl fmt::Debug for ObjectData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        match self {
+            ObjectData::X25519Pair { .. } => f.write_str("X25519Pair"),
+            ObjectData::X25519Private { .. } => f.write_str("X25519Private"),
+            ObjectData::AesKey { key } => write!(f, "AesKey({} bytes)", key.len()),
+            ObjectData::BinaryFile { data } => write!(f, "BinaryFile({} bytes)", data.len()),
+        }
+    }
+}
+
+impl ObjectData {
+    fn kind(&self) -> u8 {
+        match self {
+            ObjectData::X25519Pair { .. } => 1,
+            ObjectData::X25519Private { .. } => 2,
+            ObjectData::AesKey { .. } => 3,
+            ObjectData::BinaryFile { .. } => 4,
+        }
+    }
+
+    fn payload(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(match self {
+            ObjectData::X25519Pair { private, public } => {
+                let mut out = private.to_vec();
+                out.extend_from_slice(public);
+                out
+            }
+            ObjectData::X25519Private { private } => private.to_vec(),
+            ObjectData::AesKey { key } => key.to_vec(),
+            ObjectData::BinaryFile { data } => data.clone(),
+        })
+    }
+
+    fn from_parts(kind: u8, payload: &[u8]) -> Option<Self> {
+        let key32 = |bytes: &[u8]| -> Option<Zeroizing<[u8; 32]>> {
+            Some(Zeroizing::new(bytes.try_into().ok()?))
+        };
+        match kind {
+            1 if payload.len() == 64 => Some(ObjectData::X25519Pair {
+                private: key32(&payload[..32])?,
+                public: payload[32..].try_into().ok()?,
+            }),
+            2 => Some(ObjectData::X25519Private {
+                private: key32(payload)?,
+            }),
+            3 if matches!(payload.len(), 16 | 24 | 32) => Some(ObjectData::AesKey {
+                key: Zeroizing::new(payload.to_vec()),
+            }),
+            4 if !payload.is_empty() => Some(ObjectData::BinaryFile {
+                data: payload.to_vec(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Bytes of contents, for the NVM bound.
+    pub fn size(&self) -> usize {
+        match self {
+            ObjectData::X25519Pair { .. } => 64,
+            ObjectData::X25519Private { .. } => 32,
+            ObjectData::AesKey { key } => key.len(),
+            ObjectData::BinaryFile { data } => data.len(),
+        }
+    }
+}
+
+/// One secure object: contents and the policy it was created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureObject {
+    pub data: ObjectData,
+    /// The policy TLV value given at creation (validated then), if any.
+    pub policy: Option<Vec<u8>>,
+}
+
+/// Everything the chip keeps across resets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChipState {
+    pub objects: BTreeMap<u32, SecureObject>,
+}
+
+impl ChipState {
+    /// A chip as it leaves NXP: a random 18-byte unique id and a few provisioned objects.
+    pub fn fresh() -> Self {
+        let mut unique_id = [0u8; 18];
+        OsRng.fill_bytes(&mut unique_id);
+        let mut certificate = b"virtual SE050 device certificate placeholder for ".to_vec();
+        certificate.extend_from_slice(&unique_id);
+        let mut secret = Zeroizing::new(vec![0u8; 16]);
+        OsRng.fill_bytes(&mut secret);
+        let mut objects = BTreeMap::new();
+        let plain = |data| SecureObject { data, policy: None };
+        objects.insert(
+            ObjectId::UNIQUE_ID.value(),
+            plain(ObjectData::BinaryFile {
+                data: unique_id.to_vec(),
+            }),
+        );
+        objects.insert(
+            PROVISIONED_CERTIFICATE,
+            plain(ObjectData::BinaryFile { data: certificate }),
+        );
+        objects.insert(
+            PROVISIONED_SECRET,
+            plain(ObjectData::AesKey { key: secret }),
+        );
+        ChipState { objects }
+    }
+
+    /// NVM bytes in use.
+    pub fn nvm_used(&self) -> usize {
+        self.objects
+            .values()
+            .map(|o| OBJECT_OVERHEAD + o.data.size() + o.policy.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+
+    /// Whether an object of `size` content bytes (with `policy_len` policy bytes) still fits.
+    pub fn has_room_for(&self, size: usize, policy_len: usize) -> bool {
+        self.objects.len() < MAX_OBJECTS
+            && self.nvm_used() + OBJECT_OVERHEAD + size + policy_len <= NVM_CAPACITY
+    }
+
+    /// The file format above.
+    pub fn serialize(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(64 + self.nvm_used()));
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(self.objects.len() as u32).to_le_bytes());
+        for (id, object) in &self.objects {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.push(object.data.kind());
+            let policy = object.policy.as_deref().unwrap_or(&[]);
+            out.extend_from_slice(&(policy.len() as u16).to_le_bytes());
+            out.extend_from_slice(policy);
+            let payload = object.data.payload();
+            out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            out.extend_from_slice(&payload);
+        }
+        let crc = CRC32.checksum(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads the file format; the error says what is wrong.
+    pub fn deserialize(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < MAGIC.len() + 2 + 4 + 4 {
+            return Err(format!(
+                "{} bytes is too short for a state file",
+                bytes.len()
+            ));
+        }
+        if &bytes[..8] != MAGIC {
+            return Err("not a virtual SE050 state file (bad magic)".into());
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+        if CRC32.checksum(body) != stored {
+            return Err("checksum mismatch (truncated or corrupted)".into());
+        }
+        let mut reader = Reader { bytes: body, at: 8 };
+        let version = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            ));
+        }
+        let count = u32::from_le_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+        let mut objects = BTreeMap::new();
+        for index in 0..count {
+            let id = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+            let kind = reader.take(1)?[0];
+            let policy_len = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
+            let policy = reader.take(policy_len as usize)?;
+            let payload_len = u32::from_le_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+            let payload = reader.take(payload_len as usize)?;
+            let data = ObjectData::from_parts(kind, payload)
+                .ok_or_else(|| format!("object {index} (0x{id:08X}): bad kind {kind} or size"))?;
+            let policy = (!policy.is_empty()).then(|| policy.to_vec());
+            if objects.insert(id, SecureObject { data, policy }).is_some() {
+                return Err(format!("object 0x{id:08X} appears twice"));
+            }
+        }
+        if reader.at != body.len() {
+            return Err(format!(
+                "{} stray bytes after the objects",
+                body.len() - reader.at
+            ));
+        }
+        Ok(ChipState { objects })
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| format!("truncated at byte {}", self.at))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+}
+
+/// Why the state file could not be used.
+#[derive(Debug)]
+pub enum StoreError {
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io {
+                path,
+                action,
+                source,
+            } => {
+                write!(
+                    f,
+                    "virtual SE050 state {}: cannot {action}: {source}",
+                    path.display()
+                )
+            }
+            StoreError::Corrupt { path, reason } => write!(
+                f,
+                "virtual SE050 state file {} is corrupt: {reason}",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Corrupt { .. } => None,
+        }
+    }
+}
+
+/// What identifies one version of the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileStamp {
+    fn of(metadata: &fs::Metadata) -> Self {
+        FileStamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            len: metadata.len(),
+            mtime: metadata.mtime(),
+            mtime_nsec: metadata.mtime_nsec(),
+        }
+    }
+}
+
+/// The chip's state, in memory and (unless in-memory) in its file.
+pub struct Store {
+    path: Option<PathBuf>,
+    state: ChipState,
+    loaded: Option<FileStamp>,
+    /// Keeps the loaded inode allocated (see the module comment).
+    _loaded_file: Option<File>,
+}
+
+impl Store {
+    /// A store living only in this process.
+    pub fn in_memory() -> Self {
+        Store {
+            path: None,
+            state: ChipState::fresh(),
+            loaded: None,
+            _loaded_file: None,
+        }
+    }
+
+    /// Opens the state file, creating a fresh chip when it does not exist.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut store = Store {
+            path: Some(path.to_path_buf()),
+            state: ChipState::default(),
+            loaded: None,
+            _loaded_file: None,
+        };
+        match fs::metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create_fresh(path)?,
+            Err(source) => return Err(io_error(path, "read its metadata", source)),
+        }
+        store.load()?;
+        Ok(store)
+    }
+
+    /// The state file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn state(&self) -> &ChipState {
+        &self.state
+    }
+
+    /// Reloads the file if another process replaced it since the last load or save.
+    pub fn refresh(&mut self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        match fs::metadata(path) {
+            Ok(metadata) if Some(FileStamp::of(&metadata)) == self.loaded => Ok(()),
+            Ok(_) => self.load(),
+            // Removed behind our back: keep the state we have; the next save recreates it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(io_error(path, "read its metadata", source)),
+        }
+    }
+
+    /// Makes `state` the chip's state: saved first, so on error nothing changed.
+    pub fn commit(&mut self, state: ChipState) -> Result<(), StoreError> {
+        if let Some(path) = &self.path {
+            let (stamp, file) = write_atomically(path, &state.serialize())?;
+            self.loaded = Some(stamp);
+            self._loaded_file = Some(file);
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let file = File::open(path).map_err(|e| io_error(path, "open it", e))?;
+        // The stamp of the very inode read: a rename racing this load shows up on the next check.
+        let metadata = file
+            .metadata()
+            .map_err(|e| io_error(path, "read its metadata", e))?;
+        let bytes = Zeroizing::new(read_all(&file).map_err(|e| io_error(path, "read it", e))?);
+        let state = ChipState::deserialize(&bytes).map_err(|reason| StoreError::Corrupt {
+            path: path.clone(),
+            reason,
+        })?;
+        self.state = state;
+        self.loaded = Some(FileStamp::of(&metadata));
+        self._loaded_file = Some(file);
+        Ok(())
+    }
+}
+
+fn read_all(mut file: &File) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
+}
+
+fn io_error(path: &Path, action: &'static str, source: io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<File> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(file)
+}
+
+fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    let dir = parent_dir(path);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, "fsync its directory", e))
+}
+
+/// temp file, fsync, rename over `path`, fsync the directory; returns the new file's stamp and
+/// the open file (the same inode as `path` now).
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(FileStamp, File), StoreError> {
+    let temp = sibling(path, ".tmp");
+    let file =
+        write_synced(&temp, bytes).map_err(|e| io_error(&temp, "write the temporary state", e))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| io_error(&temp, "read its metadata", e))?;
+    fs::rename(&temp, path).map_err(|e| io_error(path, "rename the new state into place", e))?;
+    sync_dir(path)?;
+    Ok((FileStamp::of(&metadata), file))
+}
+
+/// Creates the file of a fresh chip unless another process just did: the new file is linked
+/// into place, which fails when the name exists, so two processes opening a missing state file
+/// at once agree on one chip without holding the lock.
+fn create_fresh(path: &Path) -> Result<(), StoreError> {
+    let temp = sibling(path, &format!(".new.{}", std::process::id()));
+    write_synced(&temp, &ChipState::fresh().serialize())
+        .map_err(|e| io_error(&temp, "write a fresh state", e))?;
+    let linked = fs::hard_link(&temp, path);
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => sync_dir(path),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_error(path, "create a fresh state", e)),
+    }
+}
+
+/// `<state>.lock`, the inter-process lock file of a state file.
+pub fn lock_path(state: &Path) -> PathBuf {
+    sibling(state, ".lock")
+}
+
+/// `<state>.counters`, the operation counters of a state file.
+pub fn counters_path(state: &Path) -> PathBuf {
+    sibling(state, ".counters")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ChipState {
+        let mut state = ChipState::fresh();
+        state.objects.insert(
+            0x10,
+            SecureObject {
+                data: ObjectData::X25519Pair {
+                    private: Zeroizing::new([7; 32]),
+                    public: [9; 32],
+                },
+                policy: Some(vec![8, 0, 0, 0, 0, 0x04, 0, 0, 0]),
+            },
+        );
+        state.objects.insert(
+            0x11,
+            SecureObject {
+                data: ObjectData::BinaryFile {
+                    data: vec![1; 3000],
+                },
+                policy: None,
+            },
+        );
+        state
+    }
+
+    #[test]
+    fn fresh_chip_has_reserved_objects() {
+        let state = ChipState::fresh();
+        match &state.objects[&ObjectId::UNIQUE_ID.value()].data {
+            ObjectData::BinaryFile { data } => assert_eq!(data.len(), 18),
+            other => panic!("unique id is {other:?}"),
+        }
+        assert!(state.objects.contains_key(&PROVISIONED_CERTIFICATE));
+        assert!(state.objects.contains_key(&PROVISIONED_SECRET));
+        assert_ne!(ChipState::fresh(), state, "unique ids are random");
+    }
+
+    #[test]
+    fn serialization_round_trips() {
+        let state = sample();
+        let bytes = state.serialize();
+        assert_eq!(ChipState::deserialize(&bytes).unwrap(), state);
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_is_refused() {
+        let bytes = sample().serialize();
+        for len in 0..bytes.len() {
+            assert!(
+                ChipState::deserialize(&bytes[..len]).is_err(),
+                "truncated to {len}"
+            );
+        }
+        for at in (0..bytes.len()).step_by(7) {
+            let mut bad = bytes.to_vec();
+            bad[at] ^= 0x20;
+            assert!(ChipState::deserialize(&bad).is_err(), "flipped byte {at}");
+        }
+    }
+
+    #[test]
+    fn saves_persist_and_another_store_sees_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chip.state");
+        let mut first = Store::open(&path).unwrap();
+        let mut second = Store::open(&path).unwrap();
+        assert_eq!(
+            first.state(),
+            second.state(),
+            "both opened the same fresh chip"
+        );
+        let saved = sample();
+        first.commit(saved.clone()).unwrap();
+        second.refresh().unwrap();
+        assert_eq!(second.state(), &saved);
+        assert!(!sibling(&path, ".tmp").exists());
+        let reopened = Store::open(&path).unwrap();
+        assert_eq!(reopened.state(), &saved);
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chip.state");
+        fs::write(&path, b"VSE050ST garbage that is not a state").unwrap();
+        let err = Store::open(&path)
+            .err()
+            .expect("corrupt file must not load");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("corrupt"), "{text}");
+    }
+}

@@ -1,0 +1,6 @@
+//! The commands of the `wg-pkcs11` binary, one file each.
+
+pub mod device;
+pub mod keys;
+pub mod show;
+pub mod up;

@@ -1,0 +1,663 @@
+//! A static key that lives in a PKCS#11 token: every Diffie-Hellman is one `C_DeriveKey`.
+//!
+//! The key is found by its `pkcs11:` URI (module, token, object label / id). Its public half
+//! comes from the token (`CKA_EC_POINT`, raw 32 bytes or a DER OCTET STRING, both seen in the
+//! wild). A DH derives a session-only generic secret (`CKM_ECDH1_DERIVE`, `CKD_NULL`, the peer's
+//! raw 32-byte public key), reads its `CKA_VALUE`, destroys the object and zeroizes the copy.
+//!
+//! One session is kept open for the life of the key and guarded by a mutex: cryptoki sessions
+//! are not `Sync`, and a token does one operation at a time anyway. If the session dies (token
+//! reset, module restarted its link), the next DH reopens it once and finds the key again.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{KeyError, StaticKey};
+use crate::uri::{ObjectType, Pkcs11Uri};
+
+/// RFC 8410 id-X25519 (1.3.101.110) as a DER OBJECT IDENTIFIER: the curve of a new key pair.
+const X25519_OID_DER: [u8; 5] = [0x06, 0x03, 0x2B, 0x65, 0x6E];
+
+/// Why the token key cannot be used; the message names the module, token or object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenError(pub String);
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+fn ck(what: &str, e: CkError) -> TokenError {
+    TokenError(format!("{what}: {}", describe(&e)))
+}
+
+/// cryptoki's Display of a CK_RV is a paragraph; a log line wants the name.
+fn describe(e: &CkError) -> String {
+    match e {
+        CkError::Pkcs11(rv, function) => format!("{function:?} returned {rv:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Each module is loaded and initialised once per process: a second `C_Initialize` on the same
+/// library fails, and finalizing one context would pull the module from under another.
+static CONTEXTS: LazyLock<Mutex<HashMap<PathBuf, Pkcs11>>> = LazyLock::new(Default::default);
+
+/// The initialised context of a module, loading it the first time.
+pub fn module_context(module: &Path) -> Result<Pkcs11, TokenError> {
+    let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(context) = contexts.get(module) {
+        return Ok(context.clone());
+    }
+    let context = Pkcs11::new(module).map_err(|e| {
+        TokenError(format!(
+            "cannot load PKCS#11 module {}: {}",
+            module.display(),
+            describe(&e)
+        ))
+    })?;
+    match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(ck(&format!("C_Initialize of {}", module.display()), e)),
+    }
+    contexts.insert(module.to_path_buf(), context.clone());
+    Ok(context)
+}
+
+/// A token slot the URI selects, with what we know about it for messages.
+struct MatchedToken {
+    slot: Slot,
+    label: String,
+    serial: String,
+}
+
+/// Every slot whose library, slot and token attributes satisfy the URI. The error lists what
+/// is there when nothing matches, so a typo in `token=` is easy to see.
+fn matching_tokens(
+    context: &Pkcs11,
+    uri: &Pkcs11Uri,
+    module: &Path,
+) -> Result<Vec<MatchedToken>, TokenError> {
+    let info = context.get_library_info().map_err(|e| ck("C_GetInfo", e))?;
+    let version = info.library_version();
+    if !uri.matches_library(
+        info.manufacturer_id(),
+        info.library_description(),
+        (version.major(), version.minor()),
+    ) {
+        return Err(TokenError(format!(
+            "module {} (`{}` by `{}`, version {}.{}) does not match the URI's library attributes",
+            module.display(),
+            info.library_description(),
+            info.manufacturer_id(),
+            version.major(),
+            version.minor()
+        )));
+    }
+    let slots = context
+        .get_slots_with_token()
+        .map_err(|e| ck("C_GetSlotList", e))?;
+    let mut matched = Vec::new();
+    let mut present = Vec::new();
+    for slot in slots {
+        let slot_info = context
+            .get_slot_info(slot)
+            .map_err(|e| ck("C_GetSlotInfo", e))?;
+        let token = context
+            .get_token_info(slot)
+            .map_err(|e| ck("C_GetTokenInfo", e))?;
+        present.push(format!(
+            "`{}` (serial `{}`, slot {})",
+            token.label(),
+            token.serial_number(),
+            slot.id()
+        ));
+        if uri.matches_slot(
+            slot.id(),
+            slot_info.slot_description(),
+            slot_info.manufacturer_id(),
+        ) && uri.matches_token(
+            token.label(),
+            token.manufacturer_id(),
+            token.model(),
+            token.serial_number(),
+        ) {
+            matched.push(MatchedToken {
+                slot,
+                label: token.label().to_string(),
+                serial: token.serial_number().to_string(),
+            });
+        }
+    }
+    if matched.is_empty() {
+        let present = if present.is_empty() {
+            "no tokens at all".to_string()
+        } else {
+            format!("tokens present: {}", present.join(", "))
+        };
+        return Err(TokenError(format!(
+            "no token matches {} in module {} ({present})",
+            uri.redacted(),
+            module.display()
+        )));
+    }
+    Ok(matched)
+}
+
+fn open_session(
+    context: &Pkcs11,
+    token: &MatchedToken,
+    pin: Option<&Zeroizing<String>>,
+) -> Result<Session, TokenError> {
+    let session = context
+        .open_rw_session(token.slot)
+        .or_else(|_| context.open_ro_session(token.slot))
+        .map_err(|e| ck(&format!("C_OpenSession on token `{}`", token.label), e))?;
+    if let Some(pin) = pin {
+        let auth = AuthPin::from(pin.as_str());
+        match session.login(UserType::User, Some(&auth)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => return Err(ck(&format!("C_Login to token `{}`", token.label), e)),
+        }
+    }
+    Ok(session)
+}
+
+/// The search template for the key object the URI names (label and/or id).
+fn key_template(uri: &Pkcs11Uri, class: ObjectClass) -> Vec<Attribute> {
+    let mut template = vec![
+        Attribute::Class(class),
+        Attribute::KeyType(KeyType::EC_MONTGOMERY),
+    ];
+    if let Some(label) = &uri.object {
+        template.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    if let Some(id) = &uri.id {
+        template.push(Attribute::Id(id.clone()));
+    }
+    template
+}
+
+/// `CKA_EC_POINT` of an X25519 key: 32 raw bytes (PKCS#11 3.1) or `04 20 || key` (3.0 tools).
+pub fn parse_ec_point(bytes: &[u8]) -> Result<[u8; 32], TokenError> {
+    let raw = match bytes {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+        raw if raw.len() == 32 => raw,
+        other => return Err(TokenError(format!(
+            "CKA_EC_POINT of {} bytes is neither a raw X25519 key (32) nor a DER OCTET STRING (34)",
+            other.len()
+        ))),
+    };
+    Ok(raw.try_into().expect("length checked"))
+}
+
+fn read_attribute(
+    session: &Session,
+    object: ObjectHandle,
+    kind: AttributeType,
+) -> Option<Attribute> {
+    session
+        .get_attributes(object, &[kind])
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+fn ec_point_of(session: &Session, object: ObjectHandle) -> Option<Result<[u8; 32], TokenError>> {
+    match read_attribute(session, object, AttributeType::EcPoint)? {
+        Attribute::EcPoint(point) => Some(parse_ec_point(&point)),
+        _ => None,
+    }
+}
+
+/// The private key the URI names in one opened token, and its public key.
+fn find_key(
+    session: &Session,
+    uri: &Pkcs11Uri,
+    token: &MatchedToken,
+) -> Result<Option<(ObjectHandle, [u8; 32])>, TokenError> {
+    let found = session
+        .find_objects(&key_template(uri, ObjectClass::PRIVATE_KEY))
+        .map_err(|e| ck(&format!("C_FindObjects in token `{}`", token.label), e))?;
+    let private = match found.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        many => {
+            return Err(TokenError(format!(
+                "{} X25519 private keys in token `{}` match {}: add object= or id= to pick one",
+                many.len(),
+                token.label,
+                uri.redacted()
+            )))
+        }
+    };
+    // Some modules put CKA_EC_POINT on the private key too; otherwise use the public key
+    // object with the same CKA_ID (as pkcs11-tool pairs them), else the same label.
+    if let Some(point) = ec_point_of(session, private) {
+        return Ok(Some((private, point?)));
+    }
+    let mut public_template = vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(KeyType::EC_MONTGOMERY),
+    ];
+    match read_attribute(session, private, AttributeType::Id) {
+        Some(Attribute::Id(id)) if !id.is_empty() => public_template.push(Attribute::Id(id)),
+        _ => match read_attribute(session, private, AttributeType::Label) {
+            Some(Attribute::Label(label)) => public_template.push(Attribute::Label(label)),
+            _ => {}
+        },
+    }
+    let publics = session
+        .find_objects(&public_template)
+        .map_err(|e| ck(&format!("C_FindObjects in token `{}`", token.label), e))?;
+    for public in publics {
+        if let Some(point) = ec_point_of(session, public) {
+            return Ok(Some((private, point?)));
+        }
+    }
+    Err(TokenError(format!(
+        "found the private key {} in token `{}` but not its public key (no CKA_EC_POINT on it, and no \
+         X25519 public key object with the same CKA_ID or label)",
+        uri.redacted(),
+        token.label
+    )))
+}
+
+/// A live session and the key's handle in it.
+struct Live {
+    session: Session,
+    private_key: ObjectHandle,
+}
+
+/// A WireGuard static key held in a PKCS#11 token.
+pub struct TokenKey {
+    uri: Pkcs11Uri,
+    module: PathBuf,
+    context: Pkcs11,
+    slot: Slot,
+    pin: Option<Zeroizing<String>>,
+    public_key: [u8; 32],
+    /// `object `wg` in token `SE050` (serial ...)`, for messages.
+    description: String,
+    live: Mutex<Option<Live>>,
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenKey({})", self.description)
+    }
+}
+
+impl TokenKey {
+    /// Load the URI's module, find its token and private key, log in if a PIN is given.
+    pub fn open(uri: &Pkcs11Uri) -> Result<TokenKey, TokenError> {
+        if uri.object_type.is_some_and(|t| t != ObjectType::Private) {
+            return Err(TokenError(format!(
+                "{} names a non-private object (type=): a WireGuard PrivateKey needs type=private or no type",
+                uri.redacted()
+            )));
+        }
+        for (name, _) in &uri.unknown_query {
+            log::warn!("pkcs11 URI: ignoring unknown query attribute `{name}`");
+        }
+        let module = uri.module().map_err(TokenError)?;
+        let context = module_context(&module)?;
+        let pin = uri.pin().map_err(TokenError)?;
+        let tokens = matching_tokens(&context, uri, &module)?;
+        let mut found: Vec<(MatchedToken, Session, ObjectHandle, [u8; 32])> = Vec::new();
+        for token in tokens {
+            let session = open_session(&context, &token, pin.as_ref())?;
+            if let Some((handle, public)) = find_key(&session, uri, &token)? {
+                found.push((token, session, handle, public));
+            }
+        }
+        match found.len() {
+            0 => Err(TokenError(format!(
+                "no X25519 private key matching {} in module {} (is the object label/id right, and does \
+                 the token need a PIN to show private objects?)",
+                uri.redacted(),
+                module.display()
+            ))),
+            1 => {
+                let (token, session, private_key, public_key) = found.pop().expect("one");
+                let description = format!(
+                    "{} in token `{}` (serial `{}`)",
+                    object_name(uri),
+                    token.label,
+                    token.serial
+                );
+                log::info!("using X25519 key {description} from {}", module.display());
+                Ok(TokenKey {
+                    uri: uri.clone(),
+                    module,
+                    context,
+                    slot: token.slot,
+                    pin,
+                    public_key,
+                    description,
+                    live: Mutex::new(Some(Live { session, private_key })),
+                })
+            }
+            n => {
+                let labels: Vec<String> = found.iter().map(|(t, ..)| format!("`{}`", t.label)).collect();
+                Err(TokenError(format!(
+                    "{n} tokens ({}) hold a key matching {}: add token= or serial= to the URI",
+                    labels.join(", "),
+                    uri.redacted()
+                )))
+            }
+        }
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn module(&self) -> &Path {
+        &self.module
+    }
+
+    /// Reopen the session and find the key again (after the token dropped our session).
+    fn reconnect(&self) -> Result<Live, TokenError> {
+        let token = MatchedToken {
+            slot: self.slot,
+            label: self.description.clone(),
+            serial: String::new(),
+        };
+        let session = open_session(&self.context, &token, self.pin.as_ref())?;
+        let (private_key, public) = find_key(&session, &self.uri, &token)?.ok_or_else(|| {
+            TokenError(format!(
+                "the key {} is gone from the token",
+                self.description
+            ))
+        })?;
+        if public != self.public_key {
+            return Err(TokenError(format!(
+                "the key {} changed its public key since the interface came up",
+                self.description
+            )));
+        }
+        Ok(Live {
+            session,
+            private_key,
+        })
+    }
+
+    /// One C_DeriveKey: a session secret whose value is read, then the object destroyed.
+    fn derive(live: &Live, peer_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, CkError> {
+        let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_public);
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+        ];
+        let secret = live.session.derive_key(
+            &Mechanism::Ecdh1Derive(params),
+            live.private_key,
+            &template,
+        )?;
+        let value = live.session.get_attributes(secret, &[AttributeType::Value]);
+        // The secret object must not outlive this call, whatever happened reading it.
+        if let Err(e) = live.session.destroy_object(secret) {
+            log::warn!(
+                "C_DestroyObject of a derived secret failed: {}",
+                describe(&e)
+            );
+        }
+        let mut result = Zeroizing::new([0u8; 32]);
+        let mut attributes = value?;
+        let copied = match attributes.first_mut() {
+            Some(Attribute::Value(bytes)) if bytes.len() == 32 => {
+                result.copy_from_slice(bytes);
+                true
+            }
+            _ => false,
+        };
+        for attribute in &mut attributes {
+            if let Attribute::Value(bytes) = attribute {
+                bytes.zeroize();
+            }
+        }
+        if copied {
+            Ok(result)
+        } else {
+            Err(CkError::InvalidValue)
+        }
+    }
+}
+
+fn object_name(uri: &Pkcs11Uri) -> String {
+    match (&uri.object, &uri.id) {
+        (Some(label), _) => format!("object `{label}`"),
+        (None, Some(id)) => format!(
+            "id {}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+        (None, None) => "the only X25519 key".to_string(),
+    }
+}
+
+/// The session errors after which a fresh session may succeed.
+fn session_lost(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::KeyHandleInvalid
+                | RvError::UserNotLoggedIn,
+            _
+        )
+    )
+}
+
+impl StaticKey for TokenKey {
+    fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    fn diffie_hellman(&self, peer_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last_error = None;
+        for attempt in 0..2 {
+            if live.is_none() {
+                match self.reconnect() {
+                    Ok(fresh) => *live = Some(fresh),
+                    Err(e) => return Err(KeyError::Token(e.0)),
+                }
+            }
+            let current = live.as_ref().expect("just ensured");
+            match TokenKey::derive(current, peer_public) {
+                Ok(secret) if *secret == [0u8; 32] => return Err(KeyError::NonContributory),
+                Ok(secret) => return Ok(secret),
+                Err(e) if attempt == 0 && session_lost(&e) => {
+                    log::warn!(
+                        "token session for {} lost ({}): reopening",
+                        self.description,
+                        describe(&e)
+                    );
+                    *live = None;
+                    last_error = Some(e);
+                }
+                Err(e) => {
+                    return Err(KeyError::Token(format!(
+                        "C_DeriveKey with {}: {}",
+                        self.description,
+                        describe(&e)
+                    )))
+                }
+            }
+        }
+        Err(KeyError::Token(format!(
+            "C_DeriveKey with {}: {}",
+            self.description,
+            last_error.map(|e| describe(&e)).unwrap_or_default()
+        )))
+    }
+}
+
+/// Generate an X25519 key pair in the token the URI names, labelled and identified as the URI
+/// says (`object=` and/or `id=`; at least one, so the key can be found again). The private key
+/// is a token object, sensitive, never extractable, usable only for derivation. Returns the
+/// public key.
+pub fn genkey(uri: &Pkcs11Uri) -> Result<[u8; 32], TokenError> {
+    if uri.object.is_none() && uri.id.is_none() {
+        return Err(TokenError(
+            "genkey needs object=LABEL or id=ID in the URI, so that the new key can be found again"
+                .into(),
+        ));
+    }
+    let module = uri.module().map_err(TokenError)?;
+    let context = module_context(&module)?;
+    let pin = uri.pin().map_err(TokenError)?;
+    let mut tokens = matching_tokens(&context, uri, &module)?;
+    if tokens.len() > 1 {
+        let labels: Vec<String> = tokens.iter().map(|t| format!("`{}`", t.label)).collect();
+        return Err(TokenError(format!(
+            "{} tokens match {} ({}): add token= or serial= to say where to generate the key",
+            tokens.len(),
+            uri.redacted(),
+            labels.join(", ")
+        )));
+    }
+    let token = tokens.pop().expect("matching_tokens returns at least one");
+    let session = open_session(&context, &token, pin.as_ref())?;
+    let existing = session
+        .find_objects(&key_template(uri, ObjectClass::PRIVATE_KEY))
+        .map_err(|e| ck("C_FindObjects", e))?;
+    if !existing.is_empty() {
+        return Err(TokenError(format!(
+            "token `{}` already has a private key with {}: choose a new label or id (key rotation keeps the old key until the server knows the new one)",
+            token.label,
+            object_name(uri)
+        )));
+    }
+    // Pair the halves by CKA_ID; make one up when the URI gives only a label.
+    let id = match &uri.id {
+        Some(id) => id.clone(),
+        None => {
+            let mut id = [0u8; 8];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+            id.to_vec()
+        }
+    };
+    let mut common = vec![
+        Attribute::Token(true),
+        Attribute::Derive(true),
+        Attribute::Id(id),
+    ];
+    if let Some(label) = &uri.object {
+        common.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    let mut public_template = common.clone();
+    public_template.extend([
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(KeyType::EC_MONTGOMERY),
+        Attribute::EcParams(X25519_OID_DER.to_vec()),
+        Attribute::Private(false),
+    ]);
+    let mut private_template = common;
+    private_template.extend([
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(KeyType::EC_MONTGOMERY),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+    ]);
+    let (public, _private) = session
+        .generate_key_pair(
+            &Mechanism::EccMontgomeryKeyPairGen,
+            &public_template,
+            &private_template,
+        )
+        .map_err(|e| {
+            ck(
+                &format!("C_GenerateKeyPair (X25519) in token `{}`", token.label),
+                e,
+            )
+        })?;
+    let point = ec_point_of(&session, public).ok_or_else(|| {
+        TokenError(format!(
+            "the new public key in token `{}` has no readable CKA_EC_POINT",
+            token.label
+        ))
+    })??;
+    log::info!(
+        "generated X25519 key {} in token `{}`",
+        object_name(uri),
+        token.label
+    );
+    Ok(point)
+}
+
+/// The public key of the token key the URI names.
+pub fn pubkey(uri: &Pkcs11Uri) -> Result<[u8; 32], TokenError> {
+    Ok(TokenKey::open(uri)?.public_key())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ec_point_forms() {
+        let key = [7u8; 32];
+        assert_eq!(parse_ec_point(&key).unwrap(), key);
+        let mut der = vec![0x04, 0x20];
+        der.extend_from_slice(&key);
+        assert_eq!(parse_ec_point(&der).unwrap(), key);
+        assert!(parse_ec_point(&der[..33])
+            .unwrap_err()
+            .0
+            .contains("33 bytes"));
+        assert!(parse_ec_point(&[]).is_err());
+        let mut wrong_tag = der.clone();
+        wrong_tag[0] = 0x03;
+        assert!(parse_ec_point(&wrong_tag).is_err());
+    }
+
+    #[test]
+    fn missing_module_is_named() {
+        let uri =
+            Pkcs11Uri::parse("pkcs11:object=k?module-path=/nonexistent/libnothing.so").unwrap();
+        let e = TokenKey::open(&uri).unwrap_err();
+        assert!(e.0.contains("/nonexistent/libnothing.so"), "{e}");
+    }
+
+    #[test]
+    fn refuses_non_private_type_and_genkey_without_name() {
+        let e =
+            TokenKey::open(&Pkcs11Uri::parse("pkcs11:object=k;type=public").unwrap()).unwrap_err();
+        assert!(e.0.contains("type=private"), "{e}");
+        let e = genkey(&Pkcs11Uri::parse("pkcs11:token=x").unwrap()).unwrap_err();
+        assert!(e.0.contains("object=LABEL or id=ID"), "{e}");
+    }
+
+    /// A module that loads but has no tokens: p11-kit's proxy with OpenSC and no readers.
+    #[test]
+    fn no_token_lists_what_is_there() {
+        let uri = Pkcs11Uri::parse("pkcs11:token=NoSuchToken;object=k?module-path=/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so").unwrap();
+        let e = TokenKey::open(&uri).unwrap_err();
+        assert!(e.0.contains("no token matches"), "{e}");
+        assert!(e.0.contains("NoSuchToken"), "{e}");
+    }
+}
