@@ -206,7 +206,10 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
     }
 
     /// Poll `op` while the chip NACKs its address: first at once (no sleep when the
-    /// chip is ready), then every poll interval, until `limit` has passed.
+    /// chip is ready), then every poll interval, until `limit` has passed and at
+    /// least `limit / poll interval` polls were made (the BWT/MPOT bound of UM11225;
+    /// counting polls too keeps an overloaded host, whose sleeps overshoot, from
+    /// giving up after a handful of polls).
     fn poll<T>(
         &mut self,
         operation: &'static str,
@@ -215,20 +218,23 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
     ) -> Result<T, LinkError> {
         let start = Instant::now();
         let address = self.options.address;
+        let min_polls = (limit.as_micros() / self.poll_interval.as_micros().max(1)) as u64;
+        let mut polls = 0u64;
         loop {
+            polls += 1;
             match op(&mut self.i2c) {
                 Ok(value) => return Ok(value),
                 Err(e) if is_address_nack(e.kind()) => {
                     let waited = start.elapsed();
-                    if waited >= limit {
+                    if waited >= limit && polls >= min_polls {
                         return Err(LinkError::NotResponding {
                             address,
                             waited,
                             operation,
                         });
                     }
-                    let pause = self.poll_interval.min(limit - waited);
-                    self.delay.delay_us(pause.as_micros().max(1) as u32);
+                    self.delay
+                        .delay_us(self.poll_interval.as_micros().max(1) as u32);
                 }
                 Err(e) => {
                     return Err(LinkError::I2c {

@@ -12,8 +12,9 @@ pub const OID_X25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x6E];
 pub const OID_GNUPG_CURVE25519: &[u8] = &[
     0x06, 0x0A, 0x2B, 0x06, 0x01, 0x04, 0x01, 0x97, 0x55, 0x01, 0x05, 0x01,
 ];
-/// What this module reports: the PKCS#11 3.0 form, a PrintableString curve name.
-pub const EC_PARAMS_CURVE25519: &[u8] = b"\x13\x0acurve25519";
+/// What this module reports: the RFC 8410 OID (PKCS#11 3.1 allows it for Montgomery keys, and
+/// OpenSC 0.23 can only print an OID: it shows a curve name as a nonsense OID).
+pub const EC_PARAMS_CURVE25519: &[u8] = OID_X25519;
 
 /// Other curves a caller might ask for, to answer CKR_CURVE_NOT_SUPPORTED rather than "invalid".
 const OTHER_CURVE_OIDS: &[&[u8]] = &[

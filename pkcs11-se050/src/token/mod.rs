@@ -21,17 +21,8 @@ pub mod metadata;
 pub mod objects;
 pub mod secret;
 pub mod session;
-// Enabled once the applet and device layers are merged.
-// mod se050;
-mod se050 {
-    use super::chip::{Chip, ChipError, ChipErrorKind, ChipResult};
-    pub fn open_chip(_: &crate::config::Config) -> ChipResult<Box<dyn Chip>> {
-        Err(ChipError::new(
-            ChipErrorKind::Link,
-            "SE050 driver layers not merged yet",
-        ))
-    }
-}
+mod se050;
+pub use se050::open_chip;
 
 pub use derive::DeriveParams;
 pub use info::{MechanismInfo, SlotInfo, TokenInfo, MECHANISMS, SLOT_ID};

@@ -10,21 +10,19 @@ use zeroize::Zeroizing;
 
 /// Opens the chip the configuration names (the `Opener` the token uses).
 pub fn open_chip(config: &Config) -> ChipResult<Box<dyn Chip>> {
+    if let TransportConfig::Virtual { state, .. } = &config.transport {
+        if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ChipError::new(
+                    ChipErrorKind::Link,
+                    format!("cannot create the virtual SE050's state directory {}: {e}", dir.display()),
+                )
+            })?;
+        }
+    }
     let transport = match &config.transport {
-        TransportConfig::I2c { device, address } => {
-            Transport::I2c { device: device.clone(), address: *address }
-        }
-        TransportConfig::Virtual { state, latency } => {
-            if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    ChipError::new(
-                        ChipErrorKind::Link,
-                        format!("cannot create the virtual SE050's state directory {}: {e}", dir.display()),
-                    )
-                })?;
-            }
-            Transport::Virtual { state: state.clone(), latency: *latency }
-        }
+        TransportConfig::I2c { device, address } => Transport::I2c { device: device.clone(), address: *address },
+        TransportConfig::Virtual { state, latency } => Transport::Virtual { state: state.clone(), latency: *latency },
     };
     let se050 = device::open(&transport).map_err(|e| ChipError::new(ChipErrorKind::Link, e.to_string()))?;
     Ok(Box::new(AppletChip { se050 }))

@@ -1,0 +1,85 @@
+//! Keeps the IoT applet selected across chip resets.
+//!
+//! A reset of the SE050 (power glitch, interface soft reset, a failed exchange
+//! that ended in one) deselects the applet: every later applet command would be
+//! refused with 6D00 and a long-running daemon would never recover. This wrapper
+//! selects the applet again after a failed exchange, and when an applet command
+//! (CLA with bit 8 set) comes back 6D00 it selects and sends that command once
+//! more; 6D00 means the chip did not run it, so nothing is done twice.
+
+use crate::applet::protocol::IOT_APPLET_AID;
+use crate::t1::{ApduTransport, LinkError};
+
+/// SW 6D00: instruction not supported (what an unselected chip says).
+const SW_INS_NOT_SUPPORTED: [u8; 2] = [0x6D, 0x00];
+
+/// An [`ApduTransport`] that re-selects the IoT applet when the chip lost it.
+pub struct Reselecting<T> {
+    inner: T,
+    /// The last exchange failed: the chip may have been reset.
+    suspect_reset: bool,
+}
+
+/// SELECT of the IoT applet by AID, as the driver sends it.
+pub fn select_command() -> Vec<u8> {
+    let mut apdu = vec![0x00, 0xA4, 0x04, 0x00, IOT_APPLET_AID.len() as u8];
+    apdu.extend_from_slice(&IOT_APPLET_AID);
+    apdu.push(0x00);
+    apdu
+}
+
+impl<T: ApduTransport> Reselecting<T> {
+    pub fn new(inner: T) -> Self {
+        Reselecting {
+            inner,
+            suspect_reset: false,
+        }
+    }
+
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    pub fn inner_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    fn reselect(&mut self) -> Result<(), LinkError> {
+        let response = self.inner.transceive(&select_command())?;
+        if response.ends_with(&[0x90, 0x00]) {
+            self.suspect_reset = false;
+        } else {
+            log::warn!("re-selecting the IoT applet failed: {response:02x?}");
+        }
+        Ok(())
+    }
+
+    fn exchange(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+        let result = self.inner.transceive(command);
+        if result.is_err() {
+            self.suspect_reset = true;
+        }
+        result
+    }
+}
+
+impl<T: ApduTransport> ApduTransport for Reselecting<T> {
+    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+        let is_select = command.get(1) == Some(&0xA4);
+        if self.suspect_reset && !is_select {
+            self.reselect().inspect_err(|_| self.suspect_reset = true)?;
+        }
+        let response = self.exchange(command)?;
+        let applet_command = command.first().is_some_and(|cla| cla & 0x80 != 0);
+        if applet_command && response.ends_with(&SW_INS_NOT_SUPPORTED) {
+            log::info!("the SE050 lost the applet selection (reset?): selecting it again");
+            self.reselect()?;
+            return self.exchange(command);
+        }
+        Ok(response)
+    }
+
+    fn resync(&mut self) -> Result<(), LinkError> {
+        self.inner.resync()
+    }
+}

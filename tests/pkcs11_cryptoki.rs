@@ -1,0 +1,537 @@
+//! The built libpkcs11_se050.so through cryptoki 0.12, as a Rust PKCS#11 application uses it.
+//! Each test runs in its own process with its own virtual SE050 (see pkcs11_harness.rs).
+
+#[path = "pkcs11_harness.rs"]
+mod harness;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error, RvError};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+use harness::{isolated, module_path, run_child, TestChip};
+use pkcs11_se050::virtual_se050::counters::read_counters;
+use std::time::{Duration, Instant};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+const OID_X25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x6E];
+
+fn init() -> Pkcs11 {
+    let pkcs11 = Pkcs11::new(module_path()).expect("load the module");
+    pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).expect("C_Initialize");
+    pkcs11
+}
+
+fn rw_session(pkcs11: &Pkcs11) -> Session {
+    let slot = pkcs11.get_slots_with_token().unwrap()[0];
+    pkcs11.open_rw_session(slot).unwrap()
+}
+
+/// Generates a pair the way a program that knows X25519 would; returns (public, private).
+fn generate(session: &Session, label: &str, id: Option<&[u8]>) -> (ObjectHandle, ObjectHandle) {
+    let mut public = vec![
+        Attribute::Token(true),
+        Attribute::EcParams(OID_X25519.to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    let mut private = vec![
+        Attribute::Token(true),
+        Attribute::Derive(true),
+        Attribute::Sensitive(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    if let Some(id) = id {
+        public.push(Attribute::Id(id.to_vec()));
+        private.push(Attribute::Id(id.to_vec()));
+    }
+    session.generate_key_pair(&Mechanism::EccMontgomeryKeyPairGen, &public, &private).expect("generate X25519 pair")
+}
+
+fn public_key(session: &Session, public: ObjectHandle) -> [u8; 32] {
+    let attrs = session.get_attributes(public, &[AttributeType::EcPoint]).unwrap();
+    let Attribute::EcPoint(point) = &attrs[0] else { panic!("no EC point") };
+    match point.len() {
+        34 => {
+            assert_eq!(&point[..2], &[0x04, 0x20], "DER OCTET STRING header");
+            point[2..].try_into().unwrap()
+        }
+        32 => point.as_slice().try_into().unwrap(),
+        n => panic!("EC point of {n} bytes"),
+    }
+}
+
+/// C_DeriveKey with `peer` and an extractable template; returns the value read back.
+fn derive(session: &Session, private: ObjectHandle, peer: &[u8], len: Option<u64>) -> Result<Vec<u8>, Error> {
+    let mut template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+    ];
+    if let Some(len) = len {
+        template.push(Attribute::ValueLen(len.into()));
+    }
+    let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer));
+    let secret = session.derive_key(&mechanism, private, &template)?;
+    let attrs = session.get_attributes(secret, &[AttributeType::Value])?;
+    session.destroy_object(secret)?;
+    match &attrs[0] {
+        Attribute::Value(v) => Ok(v.clone()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn rv(result: Result<impl std::fmt::Debug, Error>) -> RvError {
+    match result {
+        Err(Error::Pkcs11(rv, _)) => rv,
+        other => panic!("expected a PKCS#11 error, got {other:?}"),
+    }
+}
+
+#[test]
+fn info_slot_token_and_mechanisms() {
+    isolated("info_slot_token_and_mechanisms", "", |_, _| {
+        let pkcs11 = init();
+        let info = pkcs11.get_library_info().unwrap();
+        assert_eq!(info.cryptoki_version().major(), 3);
+        let slots = pkcs11.get_slots_with_token().unwrap();
+        assert_eq!(slots.len(), 1);
+        let token = pkcs11.get_token_info(slots[0]).unwrap();
+        assert_eq!(token.label(), "e2e");
+        assert_eq!(token.manufacturer_id(), "NXP");
+        assert!(token.model().starts_with("SE050"), "{}", token.model());
+        let serial = token.serial_number();
+        assert!(serial.len() == 16 && serial.chars().all(|c| c.is_ascii_hexdigit()), "{serial}");
+        let mechanisms = pkcs11.get_mechanism_list(slots[0]).unwrap();
+        assert_eq!(mechanisms, vec![MechanismType::ECC_MONTGOMERY_KEY_PAIR_GEN, MechanismType::ECDH1_DERIVE]);
+        let gen = pkcs11.get_mechanism_info(slots[0], MechanismType::ECC_MONTGOMERY_KEY_PAIR_GEN).unwrap();
+        assert!(gen.generate_key_pair() && gen.hardware() && !gen.derive());
+        assert_eq!((gen.min_key_size(), gen.max_key_size()), (255, 255));
+        let dh = pkcs11.get_mechanism_info(slots[0], MechanismType::ECDH1_DERIVE).unwrap();
+        assert!(dh.derive() && dh.hardware() && !dh.generate_key_pair());
+        assert_eq!(rv(pkcs11.get_mechanism_info(slots[0], MechanismType::AES_CBC)), RvError::MechanismInvalid);
+    });
+}
+
+#[test]
+fn generated_pair_has_full_attribute_sets() {
+    isolated("generated_pair_has_full_attribute_sets", "", |_, _| {
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let (public, private) = generate(&session, "wg0", None);
+        use AttributeType as T;
+        let want_private = [
+            (T::Class, Attribute::Class(ObjectClass::PRIVATE_KEY)),
+            (T::KeyType, Attribute::KeyType(KeyType::EC_MONTGOMERY)),
+            (T::Token, Attribute::Token(true)),
+            (T::Private, Attribute::Private(true)),
+            (T::Modifiable, Attribute::Modifiable(true)),
+            (T::Label, Attribute::Label(b"wg0".to_vec())),
+            (T::Local, Attribute::Local(true)),
+            (T::KeyGenMechanism, Attribute::KeyGenMechanism(MechanismType::ECC_MONTGOMERY_KEY_PAIR_GEN)),
+            (T::Derive, Attribute::Derive(true)),
+            (T::Sign, Attribute::Sign(false)),
+            (T::EcParams, Attribute::EcParams(OID_X25519.to_vec())),
+            (T::Sensitive, Attribute::Sensitive(true)),
+            (T::AlwaysSensitive, Attribute::AlwaysSensitive(true)),
+            (T::Extractable, Attribute::Extractable(false)),
+            (T::NeverExtractable, Attribute::NeverExtractable(true)),
+        ];
+        for (t, want) in want_private {
+            let got = session.get_attributes(private, &[t]).unwrap();
+            assert_eq!(got, vec![want], "private {t:?}");
+        }
+        let want_public = [
+            (T::Class, Attribute::Class(ObjectClass::PUBLIC_KEY)),
+            (T::KeyType, Attribute::KeyType(KeyType::EC_MONTGOMERY)),
+            (T::Private, Attribute::Private(false)),
+            (T::Label, Attribute::Label(b"wg0".to_vec())),
+            (T::Verify, Attribute::Verify(false)),
+        ];
+        for (t, want) in want_public {
+            assert_eq!(session.get_attributes(public, &[t]).unwrap(), vec![want], "public {t:?}");
+        }
+        let id_private = session.get_attributes(private, &[T::Id]).unwrap();
+        let id_public = session.get_attributes(public, &[T::Id]).unwrap();
+        assert_eq!(id_private, id_public, "a pair shares its CKA_ID");
+        let Attribute::Id(id) = &id_private[0] else { panic!() };
+        assert_eq!(id.len(), 4, "default CKA_ID is the 4-byte object id");
+        public_key(&session, public);
+
+        // Per-attribute answers, every entry processed (what cryptoki's two passes rely on).
+        let info = session
+            .get_attribute_info(private, &[T::Value, T::Label, T::EcPoint, T::Derive, T::Modulus])
+            .unwrap();
+        let want = [
+            AttributeInfo::Sensitive,
+            AttributeInfo::Available(3),
+            AttributeInfo::TypeInvalid,
+            AttributeInfo::Available(1),
+            AttributeInfo::TypeInvalid,
+        ];
+        assert_eq!(format!("{info:?}"), format!("{want:?}"));
+        // get_attributes skips what is unavailable and returns the rest.
+        let got = session.get_attributes(private, &[T::Value, T::Label]).unwrap();
+        assert_eq!(got, vec![Attribute::Label(b"wg0".to_vec())]);
+    });
+}
+
+#[test]
+fn derive_agrees_with_x25519_dalek_for_raw_and_der_peer_keys() {
+    isolated("derive_agrees_with_x25519_dalek_for_raw_and_der_peer_keys", "", |_, state| {
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let (public, private) = generate(&session, "wg0", None);
+        let token_public = PublicKey::from(public_key(&session, public));
+        for round in 0..4 {
+            let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+            let peer_public = PublicKey::from(&peer);
+            let expected = peer.diffie_hellman(&token_public);
+            let before = read_counters(state);
+            let raw = derive(&session, private, peer_public.as_bytes(), None).unwrap();
+            let after = read_counters(state);
+            assert_eq!(raw, expected.as_bytes(), "round {round}: raw peer key");
+            assert_eq!(after.ecdh - before.ecdh, 1, "exactly one ECDH on the chip per derive");
+            assert_eq!(after.apdus - before.apdus, 1, "and no other chip round trip");
+            let mut der = vec![0x04, 0x20];
+            der.extend_from_slice(peer_public.as_bytes());
+            assert_eq!(derive(&session, private, &der, None).unwrap(), expected.as_bytes(), "DER peer key");
+            assert_eq!(derive(&session, private, &der, Some(16)).unwrap(), &expected.as_bytes()[..16]);
+        }
+    });
+}
+
+#[test]
+fn derive_refusals() {
+    isolated("derive_refusals", "", |_, state| {
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let (public, private) = generate(&session, "wg0", None);
+        let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
+        // A low-order point gives all zeros: refused (after the one ECDH that found out).
+        assert_eq!(rv(derive(&session, private, &[0u8; 32], None)), RvError::FunctionFailed);
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert_eq!(rv(derive(&session, private, &one, None)), RvError::FunctionFailed);
+        // Wrong base key, wrong peer lengths, too long a value: refused before the chip is used.
+        let before = read_counters(state).ecdh;
+        assert_eq!(rv(derive(&session, public, peer.as_bytes(), None)), RvError::KeyTypeInconsistent);
+        assert_eq!(rv(derive(&session, private, &peer.as_bytes()[..31], None)), RvError::MechanismParamInvalid);
+        assert_eq!(rv(derive(&session, private, &[0x04, 0x21, 0, 0], None)), RvError::MechanismParamInvalid);
+        assert_eq!(rv(derive(&session, private, peer.as_bytes(), Some(33))), RvError::TemplateInconsistent);
+        assert_eq!(read_counters(state).ecdh, before, "no ECDH for refused calls");
+        // A sensitive derived key does not reveal its value.
+        let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer.as_bytes()));
+        let secret = session
+            .derive_key(&mechanism, private, &[Attribute::Sensitive(true), Attribute::ValueLen(32.into())])
+            .unwrap();
+        let info = session.get_attribute_info(secret, &[AttributeType::Value]).unwrap();
+        assert_eq!(format!("{info:?}"), format!("{:?}", [AttributeInfo::Sensitive]));
+        assert_eq!(
+            session.get_attributes(secret, &[AttributeType::KeyType, AttributeType::ValueLen]).unwrap(),
+            vec![Attribute::KeyType(KeyType::GENERIC_SECRET), Attribute::ValueLen(32.into())]
+        );
+        session.destroy_object(secret).unwrap();
+        assert_eq!(rv(session.destroy_object(secret)), RvError::ObjectHandleInvalid);
+        // Key generation refusals.
+        let sign = session.generate_key_pair(
+            &Mechanism::EccMontgomeryKeyPairGen,
+            &[Attribute::EcParams(OID_X25519.to_vec())],
+            &[Attribute::Sign(true)],
+        );
+        assert_eq!(rv(sign), RvError::AttributeValueInvalid);
+        let p256 = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+        let curve = session.generate_key_pair(&Mechanism::EccMontgomeryKeyPairGen, &[Attribute::EcParams(p256.to_vec())], &[]);
+        assert_eq!(rv(curve), RvError::CurveNotSupported);
+        let slot = pkcs11.get_slots_with_token().unwrap()[0];
+        let ro = pkcs11.open_ro_session(slot).unwrap();
+        let in_ro = ro.generate_key_pair(&Mechanism::EccMontgomeryKeyPairGen, &[Attribute::EcParams(OID_X25519.to_vec())], &[]);
+        assert_eq!(rv(in_ro), RvError::SessionReadOnly);
+        // But derivation works in a read-only session.
+        derive(&ro, private, peer.as_bytes(), None).unwrap();
+        assert_eq!(rv(ro.sign(&Mechanism::Sha256, private, b"x")), RvError::FunctionNotSupported);
+    });
+}
+
+#[test]
+fn labels_ids_find_set_and_destroy() {
+    isolated("labels_ids_find_set_and_destroy", "", |_, _| {
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let (_, a_priv) = generate(&session, "alpha", Some(b"id-alpha"));
+        let (b_pub, b_priv) = generate(&session, "beta", Some(&[0x10, 0x00, 0x00, 0x42]));
+        let find = |t: Vec<Attribute>| session.find_objects(&t).unwrap();
+        assert_eq!(find(vec![Attribute::Label(b"alpha".to_vec())]).len(), 2);
+        assert_eq!(find(vec![Attribute::Label(b"alpha".to_vec()), Attribute::Class(ObjectClass::PRIVATE_KEY)]), vec![a_priv]);
+        assert_eq!(find(vec![Attribute::Id(vec![0x10, 0, 0, 0x42]), Attribute::Class(ObjectClass::PUBLIC_KEY)]), vec![b_pub]);
+        assert_eq!(find(vec![Attribute::KeyType(KeyType::EC_MONTGOMERY)]).len(), 4);
+        assert!(find(vec![Attribute::Label(b"gamma".to_vec())]).is_empty());
+        // A 4-byte CKA_ID names the object id: asking for it again is refused.
+        let again = session.generate_key_pair(
+            &Mechanism::EccMontgomeryKeyPairGen,
+            &[Attribute::EcParams(OID_X25519.to_vec()), Attribute::Id(vec![0x10, 0, 0, 0x42])],
+            &[],
+        );
+        assert_eq!(rv(again), RvError::AttributeValueInvalid);
+        // Label and id changes apply to both halves.
+        session.update_attributes(b_priv, &[Attribute::Label(b"gamma".to_vec()), Attribute::Id(b"new".to_vec())]).unwrap();
+        assert_eq!(find(vec![Attribute::Label(b"gamma".to_vec()), Attribute::Id(b"new".to_vec())]).len(), 2);
+        assert_eq!(rv(session.update_attributes(b_priv, &[Attribute::Derive(false)])), RvError::AttributeReadOnly);
+        // Destroying either half removes the pair from the chip.
+        session.destroy_object(b_pub).unwrap();
+        assert!(find(vec![Attribute::Label(b"gamma".to_vec())]).is_empty());
+        assert_eq!(rv(session.get_attributes(b_priv, &[AttributeType::Label])), RvError::ObjectHandleInvalid);
+        assert_eq!(find(vec![Attribute::KeyType(KeyType::EC_MONTGOMERY)]).len(), 2);
+    });
+}
+
+#[test]
+fn labels_persist_on_the_chip_across_processes() {
+    let chip = TestChip::new("");
+    run_child("persist_step_generate", &chip, true, &[]);
+    run_child("persist_step_check", &chip, true, &[]);
+}
+
+#[test]
+#[ignore = "helper of labels_persist_on_the_chip_across_processes"]
+fn persist_step_generate() {
+    assert!(harness::is_child("persist_step_generate"), "run by its parent test only");
+    let pkcs11 = init();
+    let session = rw_session(&pkcs11);
+    let (_, private) = generate(&session, "first", Some(b"persisted"));
+    session.update_attributes(private, &[Attribute::Label(b"renamed".to_vec())]).unwrap();
+}
+
+#[test]
+#[ignore = "helper of labels_persist_on_the_chip_across_processes"]
+fn persist_step_check() {
+    assert!(harness::is_child("persist_step_check"), "run by its parent test only");
+    let pkcs11 = init();
+    let session = rw_session(&pkcs11);
+    let found = session.find_objects(&[Attribute::Label(b"renamed".to_vec()), Attribute::Id(b"persisted".to_vec())]).unwrap();
+    assert_eq!(found.len(), 2, "label and id read back from the chip by a new process");
+}
+
+#[test]
+fn many_threads_derive_at_once() {
+    isolated("many_threads_derive_at_once", "", |_, state| {
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let (public, private) = generate(&session, "wg0", None);
+        let token_public = PublicKey::from(public_key(&session, public));
+        let before = read_counters(state).ecdh;
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    let slot = pkcs11.get_slots_with_token().unwrap()[0];
+                    let session = pkcs11.open_ro_session(slot).unwrap();
+                    for _ in 0..10 {
+                        let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+                        let got = derive(&session, private, PublicKey::from(&peer).as_bytes(), None).unwrap();
+                        assert_eq!(got, peer.diffie_hellman(&token_public).as_bytes());
+                    }
+                });
+            }
+        });
+        assert_eq!(read_counters(state).ecdh - before, 80);
+    });
+}
+
+#[test]
+fn two_processes_share_one_chip() {
+    let chip = TestChip::new("");
+    run_child("two_process_setup", &chip, true, &[]);
+    let spawn = |n: &str| {
+        harness::child_command("two_process_worker", &chip, true, &[("WORKER", n)])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn worker")
+    };
+    let a = spawn("a");
+    let b = spawn("b");
+    for child in [a, b] {
+        harness::check_child("two_process_worker", child.wait_with_output().unwrap());
+    }
+    run_child("two_process_check", &chip, true, &[]);
+}
+
+#[test]
+#[ignore = "helper of two_processes_share_one_chip"]
+fn two_process_setup() {
+    assert!(harness::is_child("two_process_setup"));
+    let pkcs11 = init();
+    generate(&rw_session(&pkcs11), "shared", None);
+}
+
+#[test]
+#[ignore = "helper of two_processes_share_one_chip"]
+fn two_process_worker() {
+    assert!(harness::is_child("two_process_worker"));
+    let name = std::env::var("WORKER").unwrap();
+    let pkcs11 = init();
+    let session = rw_session(&pkcs11);
+    let found = session.find_objects(&[Attribute::Label(b"shared".to_vec())]).unwrap();
+    assert_eq!(found.len(), 2, "the key made by another process is visible");
+    let private = session.find_objects(&[Attribute::Label(b"shared".to_vec()), Attribute::Class(ObjectClass::PRIVATE_KEY)]).unwrap()[0];
+    let public = session.find_objects(&[Attribute::Label(b"shared".to_vec()), Attribute::Class(ObjectClass::PUBLIC_KEY)]).unwrap()[0];
+    let token_public = PublicKey::from(public_key(&session, public));
+    for i in 0..20 {
+        let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+        let got = derive(&session, private, PublicKey::from(&peer).as_bytes(), None).unwrap();
+        assert_eq!(got, peer.diffie_hellman(&token_public).as_bytes());
+        if i == 10 {
+            generate(&session, &format!("own-{name}"), None);
+        }
+    }
+}
+
+#[test]
+#[ignore = "helper of two_processes_share_one_chip"]
+fn two_process_check() {
+    assert!(harness::is_child("two_process_check"));
+    let pkcs11 = init();
+    let session = rw_session(&pkcs11);
+    for label in ["shared", "own-a", "own-b"] {
+        assert_eq!(session.find_objects(&[Attribute::Label(label.as_bytes().to_vec())]).unwrap().len(), 2, "{label}");
+    }
+}
+
+#[test]
+fn finalize_and_initialize_again() {
+    isolated("finalize_and_initialize_again", "", |_, _| {
+        let pkcs11 = Pkcs11::new(module_path()).unwrap();
+        pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).unwrap();
+        assert_eq!(
+            rv(pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))),
+            RvError::CryptokiAlreadyInitialized
+        );
+        let (public, private) = {
+            let session = rw_session(&pkcs11);
+            generate(&session, "survivor", None)
+        };
+        pkcs11.finalize().unwrap();
+        // A new context on the same module: everything starts from scratch but the chip.
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let found = session.find_objects(&[Attribute::Label(b"survivor".to_vec())]).unwrap();
+        assert!(found.contains(&public) && found.contains(&private), "handles are stable: {found:?}");
+        let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+        let token_public = PublicKey::from(public_key(&session, public));
+        let got = derive(&session, private, PublicKey::from(&peer).as_bytes(), None).unwrap();
+        assert_eq!(got, peer.diffie_hellman(&token_public).as_bytes());
+        session.login(UserType::User, Some(&AuthPin::new("1234".into()))).unwrap();
+        assert_eq!(rv(session.login(UserType::User, Some(&AuthPin::new("1234".into())))), RvError::UserAlreadyLoggedIn);
+        session.logout().unwrap();
+        assert_eq!(session.generate_random_vec(48).unwrap().len(), 48);
+        assert_ne!(session.generate_random_vec(32).unwrap(), session.generate_random_vec(32).unwrap());
+    });
+}
+
+#[test]
+fn raw_ec_point_config() {
+    isolated("raw_ec_point_config", "ec_point = \"raw\"", |_, _| {
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let (public, private) = generate(&session, "raw", None);
+        let attrs = session.get_attributes(public, &[AttributeType::EcPoint]).unwrap();
+        let Attribute::EcPoint(point) = &attrs[0] else { panic!() };
+        assert_eq!(point.len(), 32, "raw 32 bytes with ec_point = \"raw\"");
+        let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+        let got = derive(&session, private, PublicKey::from(&peer).as_bytes(), None).unwrap();
+        assert_eq!(got, peer.diffie_hellman(&PublicKey::from(<[u8; 32]>::try_from(point.as_slice()).unwrap())).as_bytes());
+    });
+}
+
+#[test]
+fn bad_config_fails_initialize_with_a_clear_message() {
+    let chip = TestChip::new("");
+    std::fs::write(&chip.conf, "transport = \"usb\"\n").unwrap();
+    let output = harness::child_command("bad_config_child", &chip, true, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    harness::check_child("bad_config_child", output.clone());
+    assert!(stderr.contains("transport") && stderr.contains("usb") && stderr.contains(chip.conf.to_str().unwrap()), "{stderr}");
+}
+
+#[test]
+#[ignore = "helper of bad_config_fails_initialize_with_a_clear_message"]
+fn bad_config_child() {
+    assert!(harness::is_child("bad_config_child"));
+    let pkcs11 = Pkcs11::new(module_path()).unwrap();
+    assert_eq!(rv(pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))), RvError::GeneralError);
+}
+
+/// C_DeriveKey through the whole stack against a bare X25519 on the same zero-latency virtual
+/// chip through the applet layer: the module should add little to the chip round trip.
+#[test]
+fn derive_costs_close_to_a_bare_chip_ecdh() {
+    isolated("derive_costs_close_to_a_bare_chip_ecdh", "", |conf, _| {
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let (public, private) = generate(&session, "bench", None);
+        let key_id = {
+            let attrs = session.get_attributes(public, &[AttributeType::Id]).unwrap();
+            let Attribute::Id(id) = &attrs[0] else { panic!() };
+            u32::from_be_bytes(id.as_slice().try_into().unwrap())
+        };
+        let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
+        let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer.as_bytes()));
+        let template = [Attribute::ValueLen(32.into())];
+        let config = pkcs11_se050::config::Config::from_file(conf).unwrap();
+        let mut bare = pkcs11_se050::token::open_chip(&config).unwrap();
+        // Interleaved call by call, so that both see the same load on a busy machine; medians.
+        let (mut module, mut chip) = (Vec::new(), Vec::new());
+        for _ in 0..400 {
+            let start = Instant::now();
+            let k = session.derive_key(&mechanism, private, &template).unwrap();
+            module.push(start.elapsed());
+            session.destroy_object(k).unwrap();
+            let start = Instant::now();
+            bare.ecdh_x25519(key_id, peer.as_bytes()).unwrap();
+            chip.push(start.elapsed());
+        }
+        module.sort();
+        chip.sort();
+        let (module, chip) = (module[module.len() / 2], chip[chip.len() / 2]);
+        let ratio = module.as_secs_f64() / chip.as_secs_f64();
+        println!("C_DeriveKey median {module:?}, bare chip ECDH median {chip:?}: ratio {ratio:.2}");
+        assert!(ratio < 1.25, "C_DeriveKey costs {ratio:.2}x a bare chip ECDH (target: within 1.25x)");
+    });
+}
+
+/// Pairs made by other tools (here: straight through the applet layer) appear with a label and
+/// id derived from their object id; foreign binary files, even in the metadata range, are not
+/// misread as labels.
+#[test]
+fn pairs_created_by_other_tools_are_visible() {
+    isolated("pairs_created_by_other_tools_are_visible", "", |_, state| {
+        use pkcs11_se050::applet::ObjectId;
+        use pkcs11_se050::device::{open, Transport};
+        {
+            let mut se050 = open(&Transport::Virtual { state: state.to_path_buf(), latency: Duration::ZERO }).unwrap();
+            se050.generate_x25519(ObjectId::new(0x2018_1001).unwrap()).unwrap();
+            se050.write_binary(ObjectId::new(0x7B18_1001).unwrap(), b"P11K not a record").unwrap();
+            se050.write_binary(ObjectId::new(0x0000_0100).unwrap(), &[0u8; 300]).unwrap();
+        }
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let found = session.find_objects(&[Attribute::Label(b"se050:20181001".to_vec())]).unwrap();
+        assert_eq!(found.len(), 2, "private and public of the foreign pair");
+        let ids = session.find_objects(&[Attribute::Id(vec![0x20, 0x18, 0x10, 0x01])]).unwrap();
+        assert_eq!(ids.len(), 2);
+        let all = session.find_objects(&[]).unwrap();
+        assert_eq!(all.len(), 2, "binary files are not keys: {all:?}");
+        let private = session
+            .find_objects(&[Attribute::Label(b"se050:20181001".to_vec()), Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .unwrap()[0];
+        let attrs = session.get_attributes(private, &[AttributeType::Local]).unwrap();
+        assert_eq!(attrs, vec![Attribute::Local(false)], "origin unknown for foreign pairs");
+        // Giving it a label writes a record; the key works.
+        session.update_attributes(private, &[Attribute::Label(b"adopted".to_vec())]).unwrap();
+        assert_eq!(session.find_objects(&[Attribute::Label(b"adopted".to_vec())]).unwrap().len(), 2);
+        let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+        derive(&session, private, PublicKey::from(&peer).as_bytes(), None).unwrap();
+    });
+}
