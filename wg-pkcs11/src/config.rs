@@ -1045,6 +1045,43 @@ mod tests {
         assert!(debug.contains(PUB_A));
     }
 
+    /// The example configurations shipped in conf/ are real files that must keep parsing.
+    #[test]
+    fn shipped_example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "conf") {
+                let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!config.peers.is_empty(), "{}", path.display());
+                interface_name_from_path(&path).unwrap();
+                seen += 1;
+            }
+        }
+        assert!(
+            seen >= 3,
+            "expected the client and server examples in {}",
+            dir.display()
+        );
+        let client = Config::load(&dir.join("wg0-client.conf")).unwrap();
+        assert!(matches!(
+            client.interface.private_key,
+            PrivateKeySource::Pkcs11(_)
+        ));
+        let plain = Config::load(&dir.join("wg0-server-std.conf")).unwrap();
+        let PrivateKeySource::Inline(key) = &plain.interface.private_key else {
+            panic!("the plain server has a base64 key")
+        };
+        // The plain server's public key is the one the client config names.
+        let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(**key));
+        assert_eq!(client.peers[0].public_key, *public.as_bytes());
+        assert_eq!(
+            plain.peers[0].public_key,
+            Config::load(&dir.join("wg0-server.conf")).unwrap().peers[0].public_key
+        );
+    }
+
     #[test]
     fn interface_names() {
         assert_eq!(

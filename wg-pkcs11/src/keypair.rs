@@ -1,1 +1,369 @@
-//! keypair
+//! One session's transport keys: counters, padding, and AEAD in place (ring's ChaCha20-Poly1305).
+//!
+//! Shared as `Arc<Keypair>` by every thread of the data path: the send counter is an atomic, the
+//! receive replay window sits behind its own small lock, taken only after a packet authenticated.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
+
+use crate::noise::handshake::SessionKeys;
+use crate::noise::{MESSAGE_TRANSPORT, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
+use crate::replay::ReplayWindow;
+use crate::timers::{
+    KEEPALIVE_TIMEOUT, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME, REKEY_TIMEOUT,
+};
+
+const TAG_LEN: usize = 16;
+
+/// Why a transport message could not be sealed or opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportError {
+    /// The session is older than REJECT_AFTER_TIME or used REJECT_AFTER_MESSAGES counters.
+    Expired,
+    /// The buffer cannot hold header, padded plaintext and tag.
+    BufferTooSmall,
+    /// Not a transport message of this session.
+    Malformed,
+    /// The tag did not authenticate.
+    Decrypt,
+    /// The counter was already received or fell out of the replay window.
+    Replayed,
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportError::Expired => "session expired (REJECT_AFTER_TIME or _MESSAGES)",
+            TransportError::BufferTooSmall => "buffer too small for a transport message",
+            TransportError::Malformed => "malformed transport message",
+            TransportError::Decrypt => "transport message does not authenticate",
+            TransportError::Replayed => "transport counter replayed or too old",
+        })
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// The transport keys and counters of one session.
+pub struct Keypair {
+    local_index: u32,
+    remote_index: u32,
+    is_initiator: bool,
+    birth: Instant,
+    send_key: LessSafeKey,
+    receive_key: LessSafeKey,
+    send_counter: AtomicU64,
+    replay: Mutex<ReplayWindow>,
+    /// Cleared when the peer drops the session (rotation, key zeroing), so copies of the Arc
+    /// held elsewhere stop working at once.
+    valid: AtomicBool,
+}
+
+fn aead_key(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte ChaCha20 key"))
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_le_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+/// Plaintext length after padding to a multiple of 16 (a keepalive stays empty).
+pub fn padded_len(len: usize) -> usize {
+    len.div_ceil(16) * 16
+}
+
+impl Keypair {
+    /// The session a handshake just derived, born `now`.
+    pub fn new(keys: &SessionKeys, now: Instant) -> Keypair {
+        Keypair {
+            local_index: keys.local_index,
+            remote_index: keys.remote_index,
+            is_initiator: keys.is_initiator,
+            birth: now,
+            send_key: aead_key(&keys.send),
+            receive_key: aead_key(&keys.receive),
+            send_counter: AtomicU64::new(0),
+            replay: Mutex::new(ReplayWindow::new()),
+            valid: AtomicBool::new(true),
+        }
+    }
+
+    /// The index peers put in messages to us for this session.
+    pub fn local_index(&self) -> u32 {
+        self.local_index
+    }
+
+    /// The index we put in messages to the peer.
+    pub fn remote_index(&self) -> u32 {
+        self.remote_index
+    }
+
+    /// Whether we initiated the handshake that made this session.
+    pub fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+
+    /// When the session was derived.
+    pub fn birth(&self) -> Instant {
+        self.birth
+    }
+
+    /// Counters used for sending so far.
+    pub fn sent_messages(&self) -> u64 {
+        self.send_counter.load(Ordering::Relaxed)
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        !self.valid.load(Ordering::Relaxed)
+            || now.saturating_duration_since(self.birth) >= REJECT_AFTER_TIME
+    }
+
+    /// The peer dropped this session: refuse to seal or open anything with it from now on.
+    pub fn invalidate(&self) {
+        self.valid.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the session is still one of its peer's (not rotated out or zeroed).
+    pub fn is_valid(&self) -> bool {
+        self.valid.load(Ordering::Relaxed)
+    }
+
+    /// Whether the session may still send: young enough and counters left.
+    pub fn can_send(&self, now: Instant) -> bool {
+        !self.expired(now) && self.sent_messages() < REJECT_AFTER_MESSAGES
+    }
+
+    /// Seal `buf[16..16 + len]` (the plaintext, placed there by the caller) into a transport
+    /// message in `buf`: header, plaintext padded to 16 (not beyond the buffer), tag. Returns the
+    /// message's length. A keepalive is `len == 0`.
+    pub fn encrypt(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        now: Instant,
+    ) -> Result<usize, TransportError> {
+        if buf.len() < TRANSPORT_OVERHEAD + len {
+            return Err(TransportError::BufferTooSmall);
+        }
+        if self.expired(now) {
+            return Err(TransportError::Expired);
+        }
+        let counter = self.send_counter.fetch_add(1, Ordering::Relaxed);
+        if counter >= REJECT_AFTER_MESSAGES {
+            // Leave the counter saturated so no later call reuses a nonce either.
+            self.send_counter
+                .store(REJECT_AFTER_MESSAGES, Ordering::Relaxed);
+            return Err(TransportError::Expired);
+        }
+        let padded = padded_len(len).min(buf.len() - TRANSPORT_OVERHEAD);
+        buf[TRANSPORT_HEADER_LEN + len..TRANSPORT_HEADER_LEN + padded].fill(0);
+        buf[..4].copy_from_slice(&[MESSAGE_TRANSPORT, 0, 0, 0]);
+        buf[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
+        buf[8..16].copy_from_slice(&counter.to_le_bytes());
+        let body = &mut buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + padded];
+        let tag: Tag = self
+            .send_key
+            .seal_in_place_separate_tag(nonce(counter), Aad::empty(), body)
+            .map_err(|_| TransportError::BufferTooSmall)?;
+        let end = TRANSPORT_HEADER_LEN + padded;
+        buf[end..end + TAG_LEN].copy_from_slice(tag.as_ref());
+        Ok(end + TAG_LEN)
+    }
+
+    /// Open the transport message `buf` in place. On success the plaintext (still padded; the IP
+    /// header inside gives the real length) is `buf[16..16 + n]` and `n` is returned; `n == 0` is
+    /// a keepalive. The counter is checked against the replay window after authentication.
+    pub fn decrypt(&self, buf: &mut [u8], now: Instant) -> Result<usize, TransportError> {
+        if buf.len() < TRANSPORT_OVERHEAD
+            || buf[..4] != [MESSAGE_TRANSPORT, 0, 0, 0]
+            || buf[4..8] != self.local_index.to_le_bytes()
+        {
+            return Err(TransportError::Malformed);
+        }
+        if self.expired(now) {
+            return Err(TransportError::Expired);
+        }
+        let counter = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
+        if counter >= REJECT_AFTER_MESSAGES {
+            return Err(TransportError::Replayed);
+        }
+        let n = buf.len() - TRANSPORT_OVERHEAD;
+        self.receive_key
+            .open_in_place(
+                nonce(counter),
+                Aad::empty(),
+                &mut buf[TRANSPORT_HEADER_LEN..],
+            )
+            .map_err(|_| TransportError::Decrypt)?;
+        if !self.replay.lock().check_and_update(counter) {
+            return Err(TransportError::Replayed);
+        }
+        Ok(n)
+    }
+
+    /// Whether sending should start a new handshake: too many messages, or (initiator only)
+    /// older than REKEY_AFTER_TIME.
+    pub fn needs_rekey_on_send(&self, now: Instant) -> bool {
+        self.sent_messages() >= REKEY_AFTER_MESSAGES
+            || (self.is_initiator && now.saturating_duration_since(self.birth) >= REKEY_AFTER_TIME)
+    }
+
+    /// Whether receiving should start a new handshake: an initiator's session nearing
+    /// REJECT_AFTER_TIME (so the tunnel does not stall when only the responder sends).
+    pub fn needs_rekey_on_receive(&self, now: Instant) -> bool {
+        self.is_initiator
+            && now.saturating_duration_since(self.birth)
+                >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_send_counter(&self, value: u64) {
+        self.send_counter.store(value, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use zeroize::Zeroizing;
+
+    fn pair(now: Instant) -> (Keypair, Keypair) {
+        let a = SessionKeys {
+            local_index: 1,
+            remote_index: 2,
+            send: Zeroizing::new([1; 32]),
+            receive: Zeroizing::new([2; 32]),
+            is_initiator: true,
+        };
+        let b = SessionKeys {
+            local_index: 2,
+            remote_index: 1,
+            send: Zeroizing::new([2; 32]),
+            receive: Zeroizing::new([1; 32]),
+            is_initiator: false,
+        };
+        (Keypair::new(&a, now), Keypair::new(&b, now))
+    }
+
+    #[test]
+    fn round_trip_with_padding() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        for len in [0usize, 1, 15, 16, 17, 100, 1420] {
+            let mut buf = vec![0u8; len + 64];
+            for (i, x) in buf[16..16 + len].iter_mut().enumerate() {
+                *x = i as u8;
+            }
+            let wire = a.encrypt(&mut buf, len, now).unwrap();
+            assert_eq!(wire, 32 + padded_len(len));
+            assert_eq!(wire % 16, 0);
+            let n = b.decrypt(&mut buf[..wire], now).unwrap();
+            assert_eq!(n, padded_len(len));
+            for i in 0..len {
+                assert_eq!(buf[16 + i], i as u8);
+            }
+            assert!(buf[16 + len..16 + n].iter().all(|&x| x == 0));
+        }
+    }
+
+    #[test]
+    fn padding_is_bounded_by_the_buffer() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        let mut buf = vec![0u8; 32 + 17];
+        let wire = a.encrypt(&mut buf, 17, now).unwrap();
+        assert_eq!(wire, 32 + 17);
+        assert_eq!(b.decrypt(&mut buf, now), Ok(17));
+        assert_eq!(
+            a.encrypt(&mut [0u8; 40], 9, now),
+            Err(TransportError::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn replay_tamper_and_wrong_index_are_refused() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        let mut buf = [0u8; 64];
+        let wire = a.encrypt(&mut buf, 16, now).unwrap();
+        let sealed = buf;
+        let mut copy = sealed;
+        assert!(b.decrypt(&mut copy[..wire], now).is_ok());
+        let mut copy = sealed;
+        assert_eq!(
+            b.decrypt(&mut copy[..wire], now),
+            Err(TransportError::Replayed)
+        );
+        let mut copy = sealed;
+        copy[20] ^= 1;
+        assert_eq!(
+            b.decrypt(&mut copy[..wire], now),
+            Err(TransportError::Decrypt)
+        );
+        let mut copy = sealed;
+        copy[4] ^= 1;
+        assert_eq!(
+            b.decrypt(&mut copy[..wire], now),
+            Err(TransportError::Malformed)
+        );
+        // A forged counter (tag fails) must not move the replay window.
+        let mut copy = sealed;
+        copy[8..16].copy_from_slice(&1_000_000u64.to_le_bytes());
+        assert_eq!(
+            b.decrypt(&mut copy[..wire], now),
+            Err(TransportError::Decrypt)
+        );
+        let wire = a.encrypt(&mut buf, 16, now).unwrap();
+        assert!(b.decrypt(&mut buf[..wire], now).is_ok());
+        assert_eq!(
+            b.decrypt(&mut [0u8; 31], now),
+            Err(TransportError::Malformed)
+        );
+    }
+
+    #[test]
+    fn limits_of_time_and_messages() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        assert!(!a.needs_rekey_on_send(now));
+        assert!(a.needs_rekey_on_send(now + REKEY_AFTER_TIME));
+        assert!(
+            !b.needs_rekey_on_send(now + REKEY_AFTER_TIME),
+            "only the initiator rekeys on time"
+        );
+        assert!(a.needs_rekey_on_receive(now + Duration::from_secs(165)));
+        assert!(!a.needs_rekey_on_receive(now + Duration::from_secs(164)));
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            a.encrypt(&mut buf, 0, now + REJECT_AFTER_TIME),
+            Err(TransportError::Expired)
+        );
+        let wire = a.encrypt(&mut buf, 0, now).unwrap();
+        assert_eq!(
+            b.decrypt(&mut buf[..wire], now + REJECT_AFTER_TIME),
+            Err(TransportError::Expired)
+        );
+        let (c, d) = pair(now);
+        let wire = c.encrypt(&mut buf, 0, now).unwrap();
+        d.invalidate();
+        assert!(!d.is_valid());
+        assert_eq!(
+            d.decrypt(&mut buf[..wire], now),
+            Err(TransportError::Expired)
+        );
+        assert_eq!(d.encrypt(&mut buf, 0, now), Err(TransportError::Expired));
+        b.set_send_counter(REKEY_AFTER_MESSAGES);
+        assert!(b.needs_rekey_on_send(now));
+        b.set_send_counter(REJECT_AFTER_MESSAGES);
+        assert_eq!(b.encrypt(&mut buf, 0, now), Err(TransportError::Expired));
+        assert!(!b.can_send(now));
+    }
+}

@@ -186,13 +186,13 @@ pub fn percent_decode(attribute: &str, value: &str) -> Result<Vec<u8>, UriError>
     Ok(out)
 }
 
-/// Percent-encode everything outside RFC 3986's unreserved set (plus what RFC 7512 lets
-/// stand in a value unescaped: `:` `[` `]` `@` `!` `$` `'` `(` `)` `*` `+` `,` `=` `&` in
-/// path values is not allowed, so we stay conservative and only leave unreserved bytes).
-pub fn percent_encode(bytes: &[u8]) -> String {
+/// Percent-encode everything outside RFC 3986's unreserved set and `extra` (the characters
+/// RFC 7512 lets stand unescaped in that part of the URI).
+pub fn percent_encode_with(bytes: &[u8], extra: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || extra.contains(&b)
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -200,6 +200,16 @@ pub fn percent_encode(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// Percent-encode everything outside RFC 3986's unreserved set.
+pub fn percent_encode(bytes: &[u8]) -> String {
+    percent_encode_with(bytes, b"")
+}
+
+/// pk11-pchar beyond unreserved (RFC 7512 2.3), minus `&` which we keep escaped.
+const PATH_SAFE: &[u8] = b":[]@!$'()*+,";
+/// pk11-qchar beyond unreserved, minus `?`, `|` and `=` which we keep escaped.
+const QUERY_SAFE: &[u8] = b"/:[]@!$'()*+,";
 
 fn decode_text(attribute: &str, value: &str) -> Result<String, UriError> {
     String::from_utf8(percent_decode(attribute, value)?).map_err(|_| UriError::NotUtf8 {
@@ -423,7 +433,10 @@ impl fmt::Display for Pkcs11Uri {
         let mut path: Vec<String> = Vec::new();
         let mut text = |name: &str, value: &Option<String>| {
             if let Some(v) = value {
-                path.push(format!("{name}={}", percent_encode(v.as_bytes())));
+                path.push(format!(
+                    "{name}={}",
+                    percent_encode_with(v.as_bytes(), PATH_SAFE)
+                ));
             }
         };
         text("library-description", &self.library_description);
@@ -452,7 +465,10 @@ impl fmt::Display for Pkcs11Uri {
         let mut query: Vec<String> = Vec::new();
         let mut q = |name: &str, value: Option<&str>| {
             if let Some(v) = value {
-                query.push(format!("{name}={}", percent_encode(v.as_bytes())));
+                query.push(format!(
+                    "{name}={}",
+                    percent_encode_with(v.as_bytes(), QUERY_SAFE)
+                ));
             }
         };
         q("pin-value", self.pin_value.as_deref().map(|s| s.as_str()));
@@ -732,6 +748,7 @@ mod tests {
         for text in [
             "pkcs11:token=SE050;object=wg%20key;id=%00%01;type=private?pin-value=1234&module-name=se050",
             "pkcs11:slot-id=0;library-version=3.1?module-path=%2Fusr%2Flib%2Fa.so",
+            "pkcs11:object=a/b%3Bc;token=x%26y?module-path=/usr/lib/a.so&pin-source=file:/etc/pin%26x",
             "pkcs11:",
         ] {
             let uri = Pkcs11Uri::parse(text).unwrap();
@@ -745,7 +762,14 @@ mod tests {
         let uri = Pkcs11Uri::parse("pkcs11:object=k?pin-value=secret99").unwrap();
         assert!(!format!("{uri:?}").contains("secret99"));
         assert!(!uri.redacted().contains("secret99"));
-        assert!(uri.redacted().contains("pin-value=%2A%2A%2A"));
+        assert!(uri.redacted().contains("pin-value=***"));
+        let with_path = Pkcs11Uri::parse("pkcs11:object=k?module-path=/usr/lib/x.so").unwrap();
+        assert_eq!(
+            with_path.to_string(),
+            "pkcs11:object=k?module-path=/usr/lib/x.so"
+        );
+        let escaped = Pkcs11Uri::parse("pkcs11:object=a%2Fb%3Bc%20d").unwrap();
+        assert_eq!(escaped.to_string(), "pkcs11:object=a%2Fb%3Bc%20d");
     }
 
     #[test]

@@ -2,14 +2,13 @@
 //! software key (key/soft.rs, helper "wgcore"): start a device for a parsed config and give
 //! the UAPI server a backend for it.
 //!
-//! NOT YET WIRED: the device and the software key are not merged into this branch yet. Until
-//! they are, `up` parses the config, opens the token key, runs PreUp, and stops here with an
+//! NOT YET WIRED: the device is not merged into this branch yet. Until it is, `up` parses the config, opens the token key, runs PreUp, and stops here with an
 //! error saying so.
 
 use std::sync::Arc;
 
 use wg_pkcs11::config::Config;
-use wg_pkcs11::key::StaticKey;
+use wg_pkcs11::key::{SoftKey, StaticKey};
 use wg_pkcs11::uapi::UapiBackend;
 use zeroize::Zeroizing;
 
@@ -34,7 +33,7 @@ pub fn start_device(
     Err("the data path (device::Device) is not merged into this build yet".into())
 }
 
+/// A base64 `PrivateKey` from the file: a software key.
 pub fn soft_key(bytes: &Zeroizing<[u8; 32]>) -> Result<Arc<dyn StaticKey>, String> {
-    let _ = bytes;
-    Err("base64 PrivateKey needs key::SoftKey, not merged into this build yet".into())
+    Ok(Arc::new(SoftKey::from_bytes(**bytes)))
 }

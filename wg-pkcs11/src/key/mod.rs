@@ -4,10 +4,12 @@
 //! time. A software key (`soft::SoftKey`) answers in microseconds; a token key (`token::TokenKey`)
 //! in tens of milliseconds, which is why only the handshake worker ever calls `diffie_hellman`.
 
+pub mod soft;
 pub mod token;
 
 use std::fmt;
 
+pub use soft::SoftKey;
 pub use token::TokenKey;
 
 /// What every static key offers the protocol: its public half and DH with its private half.
@@ -35,7 +37,10 @@ impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeyError::NonContributory => {
-                write!(f, "Diffie-Hellman result is all zeros (low-order peer public key)")
+                write!(
+                    f,
+                    "Diffie-Hellman result is all zeros (low-order peer public key)"
+                )
             }
             KeyError::Token(what) => write!(f, "static key operation failed: {what}"),
         }

@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::Arc;
 use std::sync::{LazyLock, Mutex};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -198,10 +200,12 @@ pub fn parse_ec_point(bytes: &[u8]) -> Result<[u8; 32], TokenError> {
     let raw = match bytes {
         [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
         raw if raw.len() == 32 => raw,
-        other => return Err(TokenError(format!(
+        other => {
+            return Err(TokenError(format!(
             "CKA_EC_POINT of {} bytes is neither a raw X25519 key (32) nor a DER OCTET STRING (34)",
             other.len()
-        ))),
+        )))
+        }
     };
     Ok(raw.try_into().expect("length checked"))
 }
@@ -617,6 +621,195 @@ pub fn pubkey(uri: &Pkcs11Uri) -> Result<[u8; 32], TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
+
+    /// The real libpkcs11_se050.so of this build (target/<profile>/), on a virtual SE050 whose
+    /// state lives in a directory private to this test process. Every test shares it: a module
+    /// is initialised once per process, and the module reads its configuration then.
+    fn se050_module() -> PathBuf {
+        static MODULE: OnceLock<PathBuf> = OnceLock::new();
+        MODULE
+            .get_or_init(|| {
+                // WG_PKCS11_TEST_MODULE may name another build of the module.
+                let module = match std::env::var_os("WG_PKCS11_TEST_MODULE") {
+                    Some(path) => PathBuf::from(path),
+                    None => {
+                        let exe = std::env::current_exe().unwrap();
+                        let profile = exe.parent().unwrap().parent().unwrap();
+                        profile.join("libpkcs11_se050.so")
+                    }
+                };
+                assert!(
+                    module.is_file(),
+                    "{} is missing: build it first (cargo build -p pkcs11-se050)",
+                    module.display()
+                );
+                let dir = tempfile::tempdir().unwrap().keep();
+                let conf = dir.join("se050.toml");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "transport = \"virtual\"\nvirtual_state = \"{}\"\n",
+                        dir.join("state").display()
+                    ),
+                )
+                .unwrap();
+                std::env::set_var("PKCS11_SE050_CONF", &conf);
+                module
+            })
+            .clone()
+    }
+
+    fn uri(path_part: &str) -> Pkcs11Uri {
+        let text = format!(
+            "pkcs11:{path_part}?module-path={}",
+            se050_module().display()
+        );
+        Pkcs11Uri::parse(&text).unwrap()
+    }
+
+    fn peer() -> (x25519_dalek::StaticSecret, [u8; 32]) {
+        let secret = x25519_dalek::StaticSecret::random_from_rng(rand_core::OsRng);
+        let public = *x25519_dalek::PublicKey::from(&secret).as_bytes();
+        (secret, public)
+    }
+
+    #[test]
+    fn genkey_pubkey_and_dh_agree_with_x25519_dalek() {
+        let uri = uri("token=SE050;object=wg-dh");
+        let generated = genkey(&uri).unwrap();
+        assert_eq!(pubkey(&uri).unwrap(), generated);
+        let key = TokenKey::open(&uri).unwrap();
+        assert_eq!(key.public_key(), generated);
+        assert!(key.description().contains("wg-dh"), "{}", key.description());
+        // Several DHs on the one session, each against an independent software X25519.
+        for _ in 0..3 {
+            let (secret, public) = peer();
+            let ours = key.diffie_hellman(&public).unwrap();
+            let theirs = secret.diffie_hellman(&x25519_dalek::PublicKey::from(generated));
+            assert_eq!(*ours, *theirs.as_bytes());
+        }
+        // The derived secrets did not stay behind in the token.
+        let context = module_context(&se050_module()).unwrap();
+        let slot = context.get_slots_with_token().unwrap()[0];
+        let session = context.open_ro_session(slot).unwrap();
+        let secrets = session
+            .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
+            .unwrap();
+        assert!(
+            secrets.is_empty(),
+            "{} derived secret objects left behind",
+            secrets.len()
+        );
+    }
+
+    #[test]
+    fn dh_from_many_threads() {
+        let uri = uri("object=wg-threads");
+        let public = genkey(&uri).unwrap();
+        let key = Arc::new(TokenKey::open(&uri).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let key = key.clone();
+                std::thread::spawn(move || {
+                    let (secret, peer_public) = peer();
+                    let ours = key.diffie_hellman(&peer_public).unwrap();
+                    let theirs = secret.diffie_hellman(&x25519_dalek::PublicKey::from(public));
+                    assert_eq!(*ours, *theirs.as_bytes());
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn low_order_peer_key_is_refused() {
+        let uri = uri("object=wg-low-order");
+        genkey(&uri).unwrap();
+        let key = TokenKey::open(&uri).unwrap();
+        // The all-zero point and the order-8 point of RFC 7748's list: the DH result is zero.
+        for bad in [[0u8; 32], {
+            let mut p = [0u8; 32];
+            p[0] = 1;
+            p
+        }] {
+            assert!(
+                key.diffie_hellman(&bad).is_err(),
+                "low-order point accepted"
+            );
+        }
+        // And the key still works afterwards.
+        let (_, public) = peer();
+        assert!(key.diffie_hellman(&public).is_ok());
+    }
+
+    #[test]
+    fn key_by_id_and_private_key_stays_inside() {
+        let uri_by_id = uri("id=%57%47%01;object=wg-by-id");
+        let public = genkey(&uri_by_id).unwrap();
+        let only_id = uri("id=%57%47%01");
+        let key = TokenKey::open(&only_id).unwrap();
+        assert_eq!(key.public_key(), public);
+        let live = key.live.lock().unwrap();
+        let live = live.as_ref().unwrap();
+        let attributes = live
+            .session
+            .get_attributes(
+                live.private_key,
+                &[
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Derive,
+                ],
+            )
+            .unwrap();
+        assert!(
+            attributes.contains(&Attribute::Sensitive(true)),
+            "{attributes:?}"
+        );
+        assert!(
+            attributes.contains(&Attribute::Extractable(false)),
+            "{attributes:?}"
+        );
+        assert!(
+            attributes.contains(&Attribute::Derive(true)),
+            "{attributes:?}"
+        );
+        let value = live
+            .session
+            .get_attributes(live.private_key, &[AttributeType::Value]);
+        assert!(
+            !matches!(value.as_deref(), Ok([Attribute::Value(_)])),
+            "the private value came out: {value:?}"
+        );
+    }
+
+    #[test]
+    fn errors_name_what_is_missing() {
+        let uri_a = uri("object=wg-errors");
+        genkey(&uri_a).unwrap();
+        let again = genkey(&uri_a).unwrap_err();
+        assert!(again.0.contains("already has a private key"), "{again}");
+        let missing = TokenKey::open(&uri("object=wg-no-such-key")).unwrap_err();
+        assert!(
+            missing.0.contains("no X25519 private key matching")
+                && missing.0.contains("wg-no-such-key"),
+            "{missing}"
+        );
+        let wrong_token = TokenKey::open(&uri("token=NotThere;object=wg-errors")).unwrap_err();
+        assert!(
+            wrong_token.0.contains("tokens present: `SE050`"),
+            "{wrong_token}"
+        );
+        let wrong_library =
+            TokenKey::open(&uri("library-manufacturer=Nobody;object=wg-errors")).unwrap_err();
+        assert!(
+            wrong_library.0.contains("library attributes"),
+            "{wrong_library}"
+        );
+    }
 
     #[test]
     fn ec_point_forms() {
