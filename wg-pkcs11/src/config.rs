@@ -87,6 +87,8 @@ impl FromStr for Cidr {
 }
 
 /// Where the interface's static private key lives.
+// One per config: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum PrivateKeySource {
     /// A plain WireGuard key in the file (base64), as wg-quick has it.
@@ -909,7 +911,8 @@ mod tests {
     fn every_error_class() {
         use ConfigErrorKind::*;
         let peer = |extra: &str| format!("{}[Peer]\nPublicKey = {PUB_A}\n{extra}", iface(""));
-        let cases: Vec<(String, Option<usize>, fn(&ConfigErrorKind) -> bool)> = vec![
+        type Case = (String, Option<usize>, fn(&ConfigErrorKind) -> bool);
+        let cases: Vec<Case> = vec![
             ("[Interfaces]\n".into(), Some(1), |k| {
                 matches!(k, UnknownSection(_))
             }),

@@ -567,6 +567,88 @@ mod tests {
         }
     }
 
+    /// A key whose token can be switched off, like an unplugged or failing secure element.
+    struct FlakyKey {
+        inner: SoftKey,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl StaticKey for FlakyKey {
+        fn public_key(&self) -> [u8; 32] {
+            self.inner.public_key()
+        }
+        fn diffie_hellman(&self, p: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(KeyError::Token("CKR_DEVICE_ERROR".into()));
+            }
+            self.inner.diffie_hellman(p)
+        }
+    }
+
+    #[test]
+    fn a_failing_token_keeps_the_current_session_and_later_handshakes_succeed() {
+        let t0 = Instant::now();
+        let flaky = Arc::new(FlakyKey {
+            inner: SoftKey::generate(),
+            failing: AtomicBool::new(true),
+        });
+        let a_id = Identity::new(flaky.clone());
+        let a_table = IndexTable::new();
+        let b = {
+            let mut b = Side::new("192.0.2.2:1");
+            b.peer = Some(Peer::new(a_id.public_key(), None, None, 0, t0));
+            b
+        };
+        let a_peer = Peer::new(b.id.public_key(), None, Some(b.addr), 0, t0);
+        // The per-peer ss fails: no initiation, and nothing cached.
+        assert!(matches!(
+            a_peer.create_initiation(&a_id, &a_table, false, t0),
+            Err(HandshakeError::Key(KeyError::Token(_)))
+        ));
+        flaky.failing.store(false, Ordering::SeqCst);
+        let a = Side {
+            key: Arc::new(CountingKey {
+                inner: SoftKey::generate(),
+                count: AtomicUsize::new(0),
+            }),
+            id: a_id,
+            table: a_table,
+            peer: Some(a_peer),
+            addr: "192.0.2.1:1".parse().unwrap(),
+        };
+        handshake(&a, &b, t0).unwrap();
+        transfer(&a, &b, b"up", t0).unwrap();
+        // The token fails during the rekey (se when the response arrives): the old session goes on.
+        let t1 = t0 + Duration::from_secs(121);
+        let init = a
+            .peer()
+            .create_initiation(&a.id, &a.table, false, t1)
+            .unwrap();
+        let rx = consume_initiation(&b.id, &init).unwrap();
+        let resp = b
+            .peer()
+            .accept_initiation(&b.id, &b.table, rx, a.addr, t1)
+            .unwrap();
+        flaky.failing.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            a.peer()
+                .consume_response(&a.id, &a.table, &resp, b.addr, t1),
+            Err(HandshakeError::Key(_))
+        ));
+        assert_eq!(transfer(&a, &b, b"still up", t1).unwrap(), b"still up");
+        assert_eq!(transfer(&b, &a, b"both ways", t1).unwrap(), b"both ways");
+        // The retransmit timer asks again; with the token back the handshake completes.
+        flaky.failing.store(false, Ordering::SeqCst);
+        let t2 = a.peer().next_deadline().unwrap().max(t1 + REKEY_TIMEOUT);
+        let actions = a.peer().tick(&a.table, t2);
+        assert!(actions.send_initiation && actions.initiation_is_retry);
+        handshake(&a, &b, t2).unwrap();
+        assert_eq!(
+            transfer(&a, &b, b"new session", t2).unwrap(),
+            b"new session"
+        );
+    }
+
     struct Side {
         key: Arc<CountingKey>,
         id: Identity,

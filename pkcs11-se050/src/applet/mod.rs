@@ -463,3 +463,6 @@ fn bad(name: &dyn Fn() -> String, reason: String) -> Se050Error {
         reason,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -127,7 +127,8 @@ fn slow_operations_go_through_wtx() {
     se.generate_x25519(id(0x40)).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(30));
     let stats = se.transport_mut().inner().bus().stats();
-    assert!(stats.wtx_requests >= 3, "{stats:?}");
+    // At least one: how many depends on how promptly the host polled.
+    assert!(stats.wtx_requests >= 1, "{stats:?}");
 }
 
 #[test]

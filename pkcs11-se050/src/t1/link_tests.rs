@@ -575,3 +575,69 @@ fn device_nacks_while_busy_and_never_runs_a_repeated_block_twice() {
     assert_eq!(again, first);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn consecutive_corruptions_both_ways_are_recovered() {
+    // Damage in each direction starting at every frame position, up to three
+    // frames in a row: this includes a damaged reply whose NAK is damaged too, a
+    // damaged acknowledgement in a chain, a damaged retransmission.
+    for skip_host in 0..4 {
+        for skip_se in 0..4 {
+            for n in 1..=3 {
+                for (len, response) in [(10usize, false), (600, false), (4, true)] {
+                    let mut r = rig(Duration::ZERO, Duration::from_millis(10));
+                    r.faults
+                        .corrupt_frames_after(Direction::SeToHost, skip_host, n);
+                    r.faults
+                        .corrupt_frames_after(Direction::HostToSe, skip_se, n);
+                    let cmd = if response {
+                        vec![0xEE, 0x02, 0x10, 0x00]
+                    } else {
+                        apdu(len, 3)
+                    };
+                    let got = r.link.transceive(&cmd);
+                    let case =
+                        format!("skip {skip_host} to host, {skip_se} to SE, {n} frames, len {len}");
+                    assert_eq!(
+                        got.as_ref().ok(),
+                        Some(&expected_response(&cmd)),
+                        "{case}: {got:?}"
+                    );
+                    assert_eq!(r.calls.load(Ordering::SeqCst), 1, "{case}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn lost_frames_at_every_position_are_recovered() {
+    // Up to three lost replies per exchange are tolerated (MAX_SILENCES): lose
+    // one or two frames, one or both ways, starting at every position.
+    for skip_host in 0..4 {
+        for skip_se in 0..4 {
+            for (to_host, to_se) in [(1, 0), (0, 1), (1, 1), (2, 0), (0, 2)] {
+                for (len, response) in [(10usize, false), (600, false), (4, true)] {
+                    let mut r = rig(Duration::ZERO, Duration::from_millis(2));
+                    r.faults
+                        .drop_frames_after(Direction::SeToHost, skip_host, to_host);
+                    r.faults
+                        .drop_frames_after(Direction::HostToSe, skip_se, to_se);
+                    let cmd = if response {
+                        vec![0xEE, 0x02, 0x10, 0x00]
+                    } else {
+                        apdu(len, 3)
+                    };
+                    let got = r.link.transceive(&cmd);
+                    let case = format!("lose {to_host} to host after {skip_host}, {to_se} to SE after {skip_se}, len {len}");
+                    assert_eq!(
+                        got.as_ref().ok(),
+                        Some(&expected_response(&cmd)),
+                        "{case}: {got:?}"
+                    );
+                    assert_eq!(r.calls.load(Ordering::SeqCst), 1, "{case}");
+                }
+            }
+        }
+    }
+}

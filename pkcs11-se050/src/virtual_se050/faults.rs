@@ -16,6 +16,12 @@ pub enum Direction {
 struct Plan {
     corrupt_to_se: u32,
     corrupt_to_host: u32,
+    /// Frames to let through untouched before the corruptions start.
+    skip_to_se: u32,
+    skip_to_host: u32,
+    /// Frames to let through before the drops start.
+    drop_skip_to_se: u32,
+    drop_skip_to_host: u32,
     drop_to_se: u32,
     drop_to_host: u32,
     nack_polls: u32,
@@ -47,6 +53,16 @@ impl FaultHandle {
         }
     }
 
+    /// Let `skip` frames pass, then flip one byte in each of the `n` following
+    /// frames (replaces the pending corruptions of that direction).
+    pub fn corrupt_frames_after(&self, direction: Direction, skip: u32, n: u32) {
+        let mut plan = self.0.lock();
+        match direction {
+            Direction::HostToSe => (plan.skip_to_se, plan.corrupt_to_se) = (skip, n),
+            Direction::SeToHost => (plan.skip_to_host, plan.corrupt_to_host) = (skip, n),
+        }
+    }
+
     /// Lose the next `n` frames: the chip ignores what it receives, or never makes
     /// what it sends readable.
     pub fn drop_next_frames(&self, direction: Direction, n: u32) {
@@ -54,6 +70,15 @@ impl FaultHandle {
         match direction {
             Direction::HostToSe => plan.drop_to_se += n,
             Direction::SeToHost => plan.drop_to_host += n,
+        }
+    }
+
+    /// Let `skip` frames pass, then lose the `n` following ones.
+    pub fn drop_frames_after(&self, direction: Direction, skip: u32, n: u32) {
+        let mut plan = self.0.lock();
+        match direction {
+            Direction::HostToSe => (plan.drop_skip_to_se, plan.drop_to_se) = (skip, n),
+            Direction::SeToHost => (plan.drop_skip_to_host, plan.drop_to_host) = (skip, n),
         }
     }
 
@@ -106,20 +131,30 @@ impl FaultHandle {
     pub(crate) fn take_drop(&self, direction: Direction) -> bool {
         let mut plan = self.0.lock();
         let plan = &mut *plan;
-        match direction {
-            Direction::HostToSe => take(&mut plan.drop_to_se, &mut plan.injected),
-            Direction::SeToHost => take(&mut plan.drop_to_host, &mut plan.injected),
+        let (skip, count) = match direction {
+            Direction::HostToSe => (&mut plan.drop_skip_to_se, &mut plan.drop_to_se),
+            Direction::SeToHost => (&mut plan.drop_skip_to_host, &mut plan.drop_to_host),
+        };
+        if *count > 0 && *skip > 0 {
+            *skip -= 1;
+            return false;
         }
+        take(count, &mut plan.injected)
     }
 
     /// Corrupt one byte of `bytes` if a corruption is due; returns whether it did.
     pub(crate) fn maybe_corrupt(&self, direction: Direction, bytes: &mut [u8]) -> bool {
         let mut plan = self.0.lock();
         let plan = &mut *plan;
-        let due = match direction {
-            Direction::HostToSe => take(&mut plan.corrupt_to_se, &mut plan.injected),
-            Direction::SeToHost => take(&mut plan.corrupt_to_host, &mut plan.injected),
+        let (skip, count) = match direction {
+            Direction::HostToSe => (&mut plan.skip_to_se, &mut plan.corrupt_to_se),
+            Direction::SeToHost => (&mut plan.skip_to_host, &mut plan.corrupt_to_host),
         };
+        if *count > 0 && *skip > 0 {
+            *skip -= 1;
+            return false;
+        }
+        let due = take(count, &mut plan.injected);
         if !due || bytes.is_empty() {
             return false;
         }

@@ -9,8 +9,9 @@
 //! - chained commands are acknowledged with R-blocks, long responses are chained
 //!   and wait for the host's R-block before each next part;
 //! - a damaged frame is answered with R(N(R) = expected, error); an R-block asks
-//!   for the last frame again; a repeated I-block is answered again, never run
-//!   twice (each ECDH wears the real chip's NVM);
+//!   for the last I- or S-block again (R-blocks are recomputed, not repeated); a
+//!   repeated I-block is answered again, never run twice (each ECDH wears the
+//!   real chip's NVM);
 //! - past BWT the chip sends S(WTX request, 1) and keeps working after the answer;
 //! - the S-blocks RESYNCH, IFS, ABORT, END OF APDU SESSION, chip reset, GET ATR and
 //!   interface soft reset; resets call `ApduHandler::reset`;
@@ -58,7 +59,9 @@ pub(crate) struct DeviceLink {
     /// N(S) of our next I-block.
     dev_seq: u8,
     state: State,
-    last_frame: Option<Frame>,
+    /// The last I- or S-block sent: what an R-block asks for again. R-blocks
+    /// themselves are never repeated, they are recomputed from the state.
+    last_block: Option<Frame>,
     outgoing: Vec<u8>,
     read_pos: usize,
     needs_resync: bool,
@@ -81,7 +84,7 @@ impl DeviceLink {
             host_seq: 0,
             dev_seq: 0,
             state: State::Idle,
-            last_frame: None,
+            last_block: None,
             outgoing: Vec::new(),
             read_pos: 0,
             needs_resync: false,
@@ -245,17 +248,29 @@ impl DeviceLink {
     }
 
     fn handle_i(&mut self, ns: u8, more: bool, inf: Vec<u8>) {
-        let in_command = matches!(self.state, State::Idle | State::ReceivingChain { .. });
-        if !in_command {
-            self.protocol_error(format!(
-                "I-block N(S)={ns} while the chip is busy sending a response"
-            ));
+        if ns != self.host_seq {
+            // The host repeats a block we already took: it lost our answer to it.
+            self.stats.retransmissions += 1;
+            match (&self.state, &self.last_block) {
+                (State::ReceivingChain { .. }, _) => self.emit_r(self.host_seq, RError::None),
+                (
+                    State::Idle,
+                    Some(Frame {
+                        pcb: Pcb::I { .. }, ..
+                    }),
+                ) => self.retransmit(),
+                // Our response part or WTX request is what it is missing.
+                (State::SendingChain { .. } | State::Processing { .. }, Some(_)) => {
+                    self.retransmit()
+                }
+                _ => self.emit_r(self.host_seq, RError::Other),
+            }
             return;
         }
-        if ns != self.host_seq {
-            // The host repeats a block we already took: it lost our answer.
-            self.stats.retransmissions += 1;
-            self.retransmit_or_ask();
+        if !matches!(self.state, State::Idle | State::ReceivingChain { .. }) {
+            self.protocol_error(format!(
+                "new I-block N(S)={ns} while the chip is still answering the last command"
+            ));
             return;
         }
         self.host_seq ^= 1;
@@ -283,9 +298,10 @@ impl DeviceLink {
     }
 
     fn handle_r(&mut self, nr: u8, _error: RError) {
+        self.stats.retransmissions += 1;
         match &mut self.state {
             State::SendingChain { rest } => {
-                let last_ns = match &self.last_frame {
+                let last_ns = match &self.last_block {
                     Some(Frame {
                         pcb: Pcb::I { ns, .. },
                         ..
@@ -295,54 +311,32 @@ impl DeviceLink {
                 if nr != last_ns {
                     // Acknowledged (an error-flagged R-block naming the next block
                     // means our acknowledgement request was what got lost).
+                    self.stats.retransmissions -= 1;
                     let rest = std::mem::take(rest);
                     self.send_response(rest);
                 } else {
-                    self.stats.retransmissions += 1;
                     self.retransmit();
                 }
             }
-            State::ReceivingChain { .. } | State::Processing { .. } => {
-                self.stats.retransmissions += 1;
-                self.retransmit();
-            }
-            State::Idle => {
-                self.stats.retransmissions += 1;
-                match &self.last_frame {
-                    // The host lost our last answer (or our R-block): repeat it.
-                    Some(Frame {
-                        pcb: Pcb::I { ns, .. },
-                        ..
-                    }) if *ns == nr => self.retransmit(),
-                    Some(Frame {
-                        pcb: Pcb::R { .. }, ..
-                    }) => self.retransmit(),
-                    // The host has our last answer and waits for one to a command we
-                    // never received: ask for that command.
-                    _ => self.emit_r(self.host_seq, RError::Other),
-                }
-            }
-        }
-    }
-
-    /// Repeat our last R-block, or ask the host for the I-block we expect.
-    fn retransmit_or_ask(&mut self) {
-        match &self.last_frame {
-            Some(Frame {
-                pcb: Pcb::I { .. }, ..
-            }) if matches!(self.state, State::Idle) => {
-                // The host repeated its command: it lost our (single-block) answer.
-                self.retransmit()
-            }
-            Some(Frame {
-                pcb: Pcb::R { .. }, ..
-            }) => self.retransmit(),
-            _ => self.emit_r(self.host_seq, RError::Other),
+            // Our acknowledgement was lost or damaged: acknowledge again.
+            State::ReceivingChain { .. } => self.emit_r(self.host_seq, RError::None),
+            // Only a WTX request can be out while working.
+            State::Processing { .. } => self.retransmit(),
+            State::Idle => match &self.last_block {
+                // The host lost our last answer: repeat it.
+                Some(Frame {
+                    pcb: Pcb::I { ns, .. },
+                    ..
+                }) if *ns == nr => self.retransmit(),
+                // The host has our last answer and waits for one to a command we
+                // never received (or received damaged): ask for that command.
+                _ => self.emit_r(self.host_seq, RError::Other),
+            },
         }
     }
 
     fn retransmit(&mut self) {
-        match self.last_frame.clone() {
+        match self.last_block.clone() {
             Some(frame) => self.emit(frame),
             None => self.emit_r(self.host_seq, RError::Other),
         }
@@ -396,10 +390,13 @@ impl DeviceLink {
         self.emit(Frame::to_host(Pcb::R { nr, error }, &[]));
     }
 
-    /// Make `frame` the one the host reads next (and the one to repeat).
+    /// Make `frame` the one the host reads next (and, unless an R-block, the one
+    /// to repeat).
     fn emit(&mut self, frame: Frame) {
         let mut bytes = frame.encode();
-        self.last_frame = Some(frame);
+        if !matches!(frame.pcb, Pcb::R { .. }) {
+            self.last_block = Some(frame);
+        }
         self.outgoing.clear();
         self.read_pos = 0;
         if self.faults.take_drop(Direction::SeToHost) {
@@ -416,7 +413,7 @@ impl DeviceLink {
         self.host_seq = 0;
         self.dev_seq = 0;
         self.state = State::Idle;
-        self.last_frame = None;
+        self.last_block = None;
         self.needs_resync = false;
     }
 

@@ -105,7 +105,7 @@ pub fn format_device(ifname: &str, device: &DeviceInfo, now: SystemTime) -> Stri
     }
     let mut peers = device.peers.clone();
     // Most recent handshake first, as wg sorts them.
-    peers.sort_by(|a, b| b.last_handshake.cmp(&a.last_handshake));
+    peers.sort_by_key(|p| std::cmp::Reverse(p.last_handshake));
     for peer in &peers {
         let _ = writeln!(out, "\npeer: {}", b64(&peer.public_key));
         if peer.preshared_key.is_some() {

@@ -1,1 +1,448 @@
-//! device
+//! The device: a TUN interface, a UDP socket and the threads that move
+//! packets between them through the protocol core.
+//!
+//! # Threads, not async
+//!
+//! Four plain threads, each blocked in a batched system call:
+//!
+//! ```text
+//! TUN reader   read (TSO super-packet) -> route (AllowedIPs) -> segment -> encrypt -> sendmsg(UDP_SEGMENT)
+//! UDP reader   recvmmsg(UDP_GRO) -> decrypt -> source check -> coalesce -> write(TUN)
+//!              handshake messages: mac1 (and mac2 under load) -> handshake queue
+//! handshake    owns EVERY static-key operation (the token: tens of ms each)
+//! timers       ticks every peer's timer state machine every 100 ms
+//! ```
+//!
+//! Why not async: the work per packet is CPU-bound (AEAD), the descriptors
+//! are few and always busy, and the batched calls (recvmmsg, TSO reads, GSO
+//! sends) already amortise the system call cost over tens of packets. A
+//! runtime would add wakeups, task hand-offs and allocation for nothing; two
+//! packet threads on a 2-core machine keep both cores doing crypto, one per
+//! direction, which is what single-stream TCP needs. The only slow thing, the
+//! token, gets its own thread so neither packet thread can ever wait on it:
+//! packet threads only push to the handshake queue (dropping when it is full)
+//! and the queue's depth decides "under load" (cookie replies before any token
+//! operation), as in wireguard-go.
+
+pub mod counters;
+mod handshake;
+pub mod offload;
+mod receive;
+mod send;
+mod timers;
+pub mod tun;
+pub mod udp;
+mod waker;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use zeroize::Zeroizing;
+
+use crate::allowedips::AllowedIps;
+use crate::cookie::CookieChecker;
+use crate::key::{KeyError, StaticKey};
+use crate::noise::{Identity, IndexTable};
+use crate::peer::Peer;
+
+use counters::Counters;
+pub use counters::{CounterSnapshot, DropReason};
+use handshake::JobQueue;
+use tun::Tun;
+use udp::UdpSocket;
+use waker::Waker;
+
+/// At most this many packets wait per peer for a session (the kernel's MAX_STAGED_PACKETS).
+pub const MAX_STAGED_PACKETS: usize = 128;
+
+/// One peer as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub public_key: [u8; 32],
+    pub preshared_key: Option<[u8; 32]>,
+    pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: Vec<(IpAddr, u8)>,
+    /// Seconds; 0 is off.
+    pub persistent_keepalive: u16,
+}
+
+/// What `Device::start` needs.
+pub struct DeviceConfig {
+    /// The interface name (created if it does not exist).
+    pub tun_name: String,
+    /// The static key: a software key or a token key, never called off the handshake thread.
+    pub private_key: Arc<dyn StaticKey>,
+    /// 0: any free port (see `Device::listen_port`).
+    pub listen_port: u16,
+    /// SO_MARK on the UDP socket; 0 is none.
+    pub fwmark: u32,
+    pub peers: Vec<PeerConfig>,
+    /// Use TUN offloads (virtio-net header, TSO/GRO) when the kernel has them. On by default.
+    pub offload: bool,
+}
+
+impl DeviceConfig {
+    pub fn new(tun_name: &str, private_key: Arc<dyn StaticKey>) -> DeviceConfig {
+        DeviceConfig {
+            tun_name: tun_name.to_string(),
+            private_key,
+            listen_port: 0,
+            fwmark: 0,
+            peers: Vec::new(),
+            offload: true,
+        }
+    }
+}
+
+/// What the device keeps for each peer beside the protocol state.
+pub(crate) struct PeerState {
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) allowed_ips: Mutex<Vec<(IpAddr, u8)>>,
+    /// Packets read from the TUN (vnet header included) while there was no session.
+    pub(crate) staged: Mutex<VecDeque<Vec<u8>>>,
+    /// `staged` may be non-empty (read without its lock on the receive path).
+    pub(crate) has_staged: AtomicBool,
+    /// An initiation for this peer is already in the handshake queue.
+    pub(crate) initiation_queued: AtomicBool,
+    /// The queued initiation retries an unanswered one (the timers said so).
+    pub(crate) initiation_is_retry: AtomicBool,
+    /// A session just came up: the TUN thread should send the staged packets (or a keepalive).
+    pub(crate) flush_pending: AtomicBool,
+    /// Removed from the device: threads holding an Arc must not use it further.
+    pub(crate) removed: AtomicBool,
+}
+
+/// The peer table: by public key, and the routing table over allowed IPs.
+#[derive(Default)]
+pub(crate) struct Peers {
+    pub(crate) by_key: HashMap<[u8; 32], Arc<PeerState>>,
+    pub(crate) routes: AllowedIps<Arc<PeerState>>,
+}
+
+/// Counts and times every static-key operation: the wrapper the protocol core
+/// sees, so the counters are exact whatever the core caches.
+struct CountingKey {
+    inner: Arc<dyn StaticKey>,
+    shared_counters: Arc<Counters>,
+}
+
+impl StaticKey for CountingKey {
+    fn public_key(&self) -> [u8; 32] {
+        self.inner.public_key()
+    }
+
+    fn diffie_hellman(&self, peer_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        let t = Instant::now();
+        let r = self.inner.diffie_hellman(peer_public);
+        let c = &self.shared_counters;
+        c.token_operations.fetch_add(1, Ordering::Relaxed);
+        c.token_nanos
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if r.is_err() {
+            c.token_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+/// State shared by the device's threads.
+pub(crate) struct Shared {
+    pub(crate) identity: Identity,
+    pub(crate) public_key: [u8; 32],
+    pub(crate) tun: Tun,
+    pub(crate) udp: UdpSocket,
+    pub(crate) index: IndexTable,
+    pub(crate) peers: RwLock<Peers>,
+    pub(crate) cookies: CookieChecker,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) jobs: JobQueue,
+    pub(crate) stop: AtomicBool,
+    pub(crate) tun_waker: Waker,
+    pub(crate) udp_waker: Waker,
+}
+
+impl Shared {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Ask the handshake worker for an initiation to `state` (at most one queued per peer).
+    pub(crate) fn request_initiation(&self, state: &Arc<PeerState>) {
+        if !state.initiation_queued.swap(true, Ordering::AcqRel) {
+            self.jobs.push_own(handshake::Job::Initiate(state.clone()));
+        }
+    }
+
+    /// Ask the TUN thread to send what `state` has staged.
+    pub(crate) fn request_flush(&self, state: &Arc<PeerState>) {
+        state.flush_pending.store(true, Ordering::Release);
+        self.tun_waker.wake();
+    }
+
+    pub(crate) fn peer_state(&self, public: &[u8; 32]) -> Option<Arc<PeerState>> {
+        self.peers.read().by_key.get(public).cloned()
+    }
+}
+
+/// A running WireGuard interface.
+pub struct Device {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.to_string()).spawn(f)
+}
+
+impl Device {
+    /// Create the TUN and the socket, add the peers and start the threads.
+    pub fn start(config: DeviceConfig) -> io::Result<Device> {
+        let counters = Arc::new(Counters::default());
+        let key: Arc<dyn StaticKey> = Arc::new(CountingKey {
+            inner: config.private_key.clone(),
+            shared_counters: counters.clone(),
+        });
+        let public_key = key.public_key();
+        let tun = Tun::create(&config.tun_name, config.offload)?;
+        let udp = UdpSocket::bind(config.listen_port, config.fwmark)?;
+        log::info!(
+            "{}: listening on UDP port {} (GRO {}), TUN offload {}",
+            tun.name(),
+            udp.port(),
+            udp.gro(),
+            tun.offload()
+        );
+        let shared = Arc::new(Shared {
+            identity: Identity::new(key),
+            public_key,
+            tun,
+            udp,
+            index: IndexTable::new(),
+            peers: RwLock::new(Peers::default()),
+            cookies: CookieChecker::new(&public_key),
+            counters,
+            jobs: JobQueue::new(),
+            stop: AtomicBool::new(false),
+            tun_waker: Waker::new()?,
+            udp_waker: Waker::new()?,
+        });
+        let mut device = Device {
+            shared: shared.clone(),
+            threads: Vec::new(),
+        };
+        for p in &config.peers {
+            device.set_peer(p);
+        }
+        let s = shared.clone();
+        device.threads.push(thread("wg-tun", move || send::run(s))?);
+        let s = shared.clone();
+        device
+            .threads
+            .push(thread("wg-udp", move || receive::run(s))?);
+        let s = shared.clone();
+        device
+            .threads
+            .push(thread("wg-handshake", move || handshake::run(s))?);
+        let s = shared;
+        device
+            .threads
+            .push(thread("wg-timers", move || timers::run(s))?);
+        Ok(device)
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        self.shared.tun.name()
+    }
+
+    /// The UDP port actually bound.
+    pub fn listen_port(&self) -> u16 {
+        self.shared.udp.port()
+    }
+
+    /// Our static public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.shared.public_key
+    }
+
+    /// Whether the TUN runs with virtio-net headers and TSO/GRO.
+    pub fn offload(&self) -> bool {
+        self.shared.tun.offload()
+    }
+
+    pub fn counters(&self) -> CounterSnapshot {
+        self.shared.counters.snapshot()
+    }
+
+    /// Add a peer, or update an existing one (preshared key, endpoint,
+    /// keepalive; allowed IPs are added to its existing ones).
+    pub fn set_peer(&self, config: &PeerConfig) {
+        let now = Instant::now();
+        let mut peers = self.shared.peers.write();
+        let state = match peers.by_key.get(&config.public_key) {
+            Some(s) => {
+                s.peer.set_preshared_key(config.preshared_key);
+                if let Some(e) = config.endpoint {
+                    s.peer.set_endpoint(Some(e));
+                }
+                s.peer
+                    .set_persistent_keepalive(config.persistent_keepalive, now);
+                s.clone()
+            }
+            None => {
+                let peer = Peer::new(
+                    config.public_key,
+                    config.preshared_key,
+                    config.endpoint,
+                    config.persistent_keepalive,
+                    now,
+                );
+                let s = Arc::new(PeerState {
+                    peer,
+                    allowed_ips: Mutex::new(Vec::new()),
+                    staged: Mutex::new(VecDeque::new()),
+                    has_staged: AtomicBool::new(false),
+                    initiation_queued: AtomicBool::new(false),
+                    initiation_is_retry: AtomicBool::new(false),
+                    flush_pending: AtomicBool::new(false),
+                    removed: AtomicBool::new(false),
+                });
+                peers.by_key.insert(config.public_key, s.clone());
+                // The one static-key operation per peer (ss), done ahead of the first handshake.
+                self.shared
+                    .jobs
+                    .push_own(handshake::Job::Precompute(s.clone()));
+                s
+            }
+        };
+        for &(ip, cidr) in &config.allowed_ips {
+            peers.routes.insert(ip, cidr, state.clone());
+        }
+        let mut mine = state.allowed_ips.lock();
+        for &a in &config.allowed_ips {
+            if !mine.contains(&a) {
+                mine.push(a);
+            }
+        }
+    }
+
+    /// Replace a peer's allowed IPs.
+    pub fn replace_allowed_ips(&self, public_key: &[u8; 32], allowed_ips: &[(IpAddr, u8)]) -> bool {
+        let mut peers = self.shared.peers.write();
+        let Some(state) = peers.by_key.get(public_key).cloned() else {
+            return false;
+        };
+        peers.routes.remove_where(|s| Arc::ptr_eq(s, &state));
+        for &(ip, cidr) in allowed_ips {
+            peers.routes.insert(ip, cidr, state.clone());
+        }
+        *state.allowed_ips.lock() = allowed_ips.to_vec();
+        true
+    }
+
+    /// Remove a peer: its routes, its sessions and indices; false if unknown.
+    pub fn remove_peer(&self, public_key: &[u8; 32]) -> bool {
+        let mut peers = self.shared.peers.write();
+        let Some(state) = peers.by_key.remove(public_key) else {
+            return false;
+        };
+        peers.routes.remove_where(|s| Arc::ptr_eq(s, &state));
+        state.removed.store(true, Ordering::Release);
+        state.staged.lock().clear();
+        state.peer.clear(&self.shared.index);
+        true
+    }
+
+    /// Remove every peer.
+    pub fn clear_peers(&self) {
+        let keys: Vec<[u8; 32]> = self.shared.peers.read().by_key.keys().copied().collect();
+        for k in keys {
+            self.remove_peer(&k);
+        }
+    }
+
+    /// Start a handshake with a peer now, as a rekey would (the core still
+    /// keeps REKEY_TIMEOUT between two initiations); for tests and benchmarks.
+    pub fn force_handshake(&self, public_key: &[u8; 32]) -> bool {
+        match self.shared.peer_state(public_key) {
+            Some(state) => {
+                self.shared.request_initiation(&state);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Public keys of the configured peers.
+    pub fn peer_keys(&self) -> Vec<[u8; 32]> {
+        self.shared.peers.read().by_key.keys().copied().collect()
+    }
+
+    /// A peer's current state for `wg show`.
+    pub fn peer_info(&self, public_key: &[u8; 32]) -> Option<PeerInfo> {
+        let state = self.shared.peer_state(public_key)?;
+        let p = &state.peer;
+        let allowed_ips = state.allowed_ips.lock().clone();
+        Some(PeerInfo {
+            public_key: *public_key,
+            preshared_key: p.preshared_key(),
+            endpoint: p.endpoint(),
+            allowed_ips,
+            persistent_keepalive: p.persistent_keepalive(),
+            last_handshake: p.last_handshake(),
+            rx_bytes: p.rx_bytes(),
+            tx_bytes: p.tx_bytes(),
+        })
+    }
+
+    /// Stop the threads and close the TUN and socket (also done on drop).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.tun_waker.wake();
+        self.shared.udp_waker.wake();
+        self.shared.jobs.wake_all();
+        for t in self.threads.drain(..) {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        let keys: Vec<[u8; 32]> = self.shared.peers.read().by_key.keys().copied().collect();
+        for k in keys {
+            self.remove_peer(&k);
+        }
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A peer as `wg show` reports it.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub public_key: [u8; 32],
+    pub preshared_key: Option<[u8; 32]>,
+    pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: Vec<(IpAddr, u8)>,
+    pub persistent_keepalive: u16,
+    pub last_handshake: Option<std::time::SystemTime>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// How often the timer thread ticks.
+pub(crate) const TIMER_TICK: Duration = Duration::from_millis(100);

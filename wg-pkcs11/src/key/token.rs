@@ -261,10 +261,13 @@ fn find_key(
     ];
     match read_attribute(session, private, AttributeType::Id) {
         Some(Attribute::Id(id)) if !id.is_empty() => public_template.push(Attribute::Id(id)),
-        _ => match read_attribute(session, private, AttributeType::Label) {
-            Some(Attribute::Label(label)) => public_template.push(Attribute::Label(label)),
-            _ => {}
-        },
+        _ => {
+            if let Some(Attribute::Label(label)) =
+                read_attribute(session, private, AttributeType::Label)
+            {
+                public_template.push(Attribute::Label(label));
+            }
+        }
     }
     let publics = session
         .find_objects(&public_template)

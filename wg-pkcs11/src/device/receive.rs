@@ -1,0 +1,285 @@
+//! The receive path, on the UDP thread: recvmmsg with UDP GRO, then per
+//! datagram: transport packets are decrypted in place, checked against the
+//! sending peer's AllowedIPs, coalesced per TCP flow and written to the TUN;
+//! handshake messages pass mac1 (and, under load, mac2 or get a cookie reply)
+//! and go to the handshake worker's queue. This thread never runs a
+//! static-key operation and never waits for the worker.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::counters::DropReason;
+use super::handshake::Job;
+use super::offload::{Coalescer, Offer, VnetHdr};
+use super::tun::VNET_HDR_LEN;
+use super::udp::{RecvBatch, MAX_UDP_PAYLOAD};
+use super::waker::Ready;
+use super::Shared;
+use crate::keypair::Keypair;
+use crate::noise::{self, MessageType, TRANSPORT_HEADER_LEN};
+use crate::peer::Peer;
+
+/// Receive slots per recvmmsg. With GRO each holds up to 64 KiB of datagrams.
+const BATCH: usize = 32;
+
+/// The source address and true length of a decrypted IP packet (which may
+/// carry padding after it).
+fn inner_source(ip: &[u8]) -> Option<(IpAddr, usize)> {
+    match ip.first()? >> 4 {
+        4 if ip.len() >= 20 => {
+            let len = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+            (20..=ip.len()).contains(&len).then(|| {
+                (
+                    IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
+                    len,
+                )
+            })
+        }
+        6 if ip.len() >= 40 => {
+            let len = 40 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+            let src: [u8; 16] = ip[8..24].try_into().ok()?;
+            (len <= ip.len()).then_some((IpAddr::V6(Ipv6Addr::from(src)), len))
+        }
+        _ => None,
+    }
+}
+
+struct Receiver {
+    shared: Arc<Shared>,
+    coalescer: Coalescer,
+    offload: bool,
+    /// The session of the previous transport packet: consecutive packets
+    /// almost always share it, which saves the index-table lookup.
+    last: Option<(u32, Arc<Peer>, Arc<Keypair>)>,
+}
+
+pub(crate) fn run(shared: Arc<Shared>) {
+    let slot_size = if shared.udp.gro() {
+        MAX_UDP_PAYLOAD
+    } else {
+        2048
+    };
+    let mut batch = RecvBatch::new(BATCH, slot_size);
+    let mut r = Receiver {
+        shared: shared.clone(),
+        coalescer: Coalescer::new(),
+        offload: shared.tun.offload(),
+        last: None,
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&shared.udp);
+    loop {
+        let ready = shared.udp_waker.wait(fd);
+        if shared.stopping() {
+            return;
+        }
+        if ready == Ready::Woken {
+            continue;
+        }
+        for _ in 0..64 {
+            match batch.recv(&shared.udp) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let now = Instant::now();
+                    for i in 0..n {
+                        let (src, data, seg) = batch.slot(i);
+                        let Some(src) = src else { continue };
+                        for datagram in data.chunks_mut(seg) {
+                            r.datagram(src, datagram, now);
+                        }
+                    }
+                    r.flush_coalesced();
+                    r.last = None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors surface here (ECONNREFUSED...): not fatal.
+                    log::debug!("recvmmsg: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Receiver {
+    fn datagram(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
+        let shared = &*self.shared;
+        match noise::message_type(buf) {
+            Some(MessageType::Transport) => self.transport(src, buf, now),
+            Some(MessageType::Initiation) => {
+                if !shared.cookies.check_mac1(buf) {
+                    shared.counters.discard(DropReason::Mac1);
+                } else if self.demand_cookie(buf, src, now) {
+                    shared.counters.discard(DropReason::CookieRequired);
+                } else {
+                    let job = Job::Initiation {
+                        msg: buf.try_into().expect("length checked by message_type"),
+                        src,
+                    };
+                    if !shared.jobs.push_incoming(job) {
+                        shared.counters.discard(DropReason::QueueFull);
+                    }
+                }
+            }
+            Some(MessageType::Response) => {
+                if !shared.cookies.check_mac1(buf) {
+                    shared.counters.discard(DropReason::Mac1);
+                } else if noise::receiver_index(buf)
+                    .and_then(|i| shared.index.get(i))
+                    .is_none()
+                {
+                    shared.counters.discard(DropReason::UnknownIndex);
+                } else if self.demand_cookie(buf, src, now) {
+                    shared.counters.discard(DropReason::CookieRequired);
+                } else {
+                    let job = Job::Response {
+                        msg: buf.try_into().expect("length checked by message_type"),
+                        src,
+                    };
+                    if !shared.jobs.push_incoming(job) {
+                        shared.counters.discard(DropReason::QueueFull);
+                    }
+                }
+            }
+            Some(MessageType::CookieReply) => {
+                match noise::receiver_index(buf).and_then(|i| shared.index.get(i)) {
+                    Some(peer) => {
+                        if let Err(e) = peer.consume_cookie_reply(buf, now) {
+                            log::debug!("cookie reply from {src}: {e}");
+                            shared.counters.discard(DropReason::Handshake);
+                        }
+                    }
+                    None => shared.counters.discard(DropReason::UnknownIndex),
+                }
+            }
+            None => shared.counters.discard(DropReason::Malformed),
+        }
+    }
+
+    /// Under load, a handshake message without a valid mac2 gets a cookie
+    /// reply instead of a place in the queue (and so costs no token operation).
+    fn demand_cookie(&self, buf: &[u8], src: SocketAddr, now: Instant) -> bool {
+        let shared = &*self.shared;
+        if !shared.jobs.under_load(now) || shared.cookies.check_mac2(buf, src, now) {
+            return false;
+        }
+        if let Some(reply) = shared.cookies.create_cookie_reply(buf, src, now) {
+            if shared.udp.send_to(&reply, src).is_ok() {
+                shared
+                    .counters
+                    .cookie_replies_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+
+    fn transport(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
+        let shared = self.shared.clone();
+        let Some(idx) = noise::receiver_index(buf) else {
+            shared.counters.discard(DropReason::Malformed);
+            return;
+        };
+        let (peer, keypair) = match &self.last {
+            Some((i, p, k)) if *i == idx => (p.clone(), k.clone()),
+            _ => {
+                let Some(peer) = shared.index.get(idx) else {
+                    shared.counters.discard(DropReason::UnknownIndex);
+                    return;
+                };
+                let Some(keypair) = peer.keypair_for_index(idx) else {
+                    shared.counters.discard(DropReason::Decrypt);
+                    return;
+                };
+                self.last = Some((idx, peer.clone(), keypair.clone()));
+                (peer, keypair)
+            }
+        };
+        let wire_len = buf.len();
+        let n = match keypair.decrypt(buf, now) {
+            Ok(n) => n,
+            Err(_) => {
+                shared.counters.discard(DropReason::Decrypt);
+                return;
+            }
+        };
+        if n == 0 {
+            if peer.received_transport(&keypair, src, wire_len, true, now) {
+                if let Some(state) = shared.peer_state(&peer.public_key()) {
+                    shared.request_initiation(&state);
+                }
+            }
+            self.after_session_use(&peer);
+            return;
+        }
+        let inner = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
+        let Some((inner_src, len)) = inner_source(inner) else {
+            shared.counters.discard(DropReason::InnerPacket);
+            return;
+        };
+        let state = shared.peers.read().routes.lookup(inner_src).cloned();
+        let Some(state) = state.filter(|s| Arc::ptr_eq(&s.peer, &peer)) else {
+            shared.counters.discard(DropReason::AllowedIps);
+            return;
+        };
+        if peer.received_transport(&keypair, src, wire_len, false, now) {
+            shared.request_initiation(&state);
+        }
+        if state.has_staged.load(Ordering::Acquire) {
+            shared.request_flush(&state);
+        }
+        shared.counters.rx_packets.fetch_add(1, Ordering::Relaxed);
+        self.deliver(buf, len);
+    }
+
+    /// A session was just used to receive: if packets wait for it, send them.
+    fn after_session_use(&self, peer: &Arc<Peer>) {
+        if let Some(state) = self.shared.peer_state(&peer.public_key()) {
+            if state.has_staged.load(Ordering::Acquire) {
+                self.shared.request_flush(&state);
+            }
+        }
+    }
+
+    /// Write the packet at buf[16..16 + len] to the TUN, coalescing TCP.
+    fn deliver(&mut self, buf: &mut [u8], len: usize) {
+        let start = TRANSPORT_HEADER_LEN;
+        if self.offload {
+            match self.coalescer.offer(&buf[start..start + len]) {
+                Offer::Merged => return,
+                Offer::Flush => {
+                    self.flush_coalesced();
+                    if self.coalescer.offer(&buf[start..start + len]) == Offer::Merged {
+                        return;
+                    }
+                }
+                Offer::Alone => self.flush_coalesced(),
+            }
+            // The transport header in front is spent: the virtio-net header goes there.
+            VnetHdr::default().encode(&mut buf[start - VNET_HDR_LEN..start]);
+            self.write_tun_range(buf, start - VNET_HDR_LEN, start + len);
+        } else {
+            self.write_tun_range(buf, start, start + len);
+        }
+    }
+
+    fn write_tun_range(&self, buf: &[u8], from: usize, to: usize) {
+        if let Err(e) = self.shared.tun.write(&buf[from..to]) {
+            log::debug!("writing the TUN: {e}");
+            self.shared.counters.discard(DropReason::SendError);
+        }
+    }
+
+    fn flush_coalesced(&mut self) {
+        if self.coalescer.is_empty() {
+            return;
+        }
+        let pkt = self.coalescer.finish();
+        if let Err(e) = self.shared.tun.write(pkt) {
+            log::debug!("writing the TUN: {e}");
+            self.shared.counters.discard(DropReason::SendError);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The timer thread: every 100 ms, ticks each peer's timer state machine
+//! (the core decides; this only carries out what it asks: initiations,
+//! keepalives, giving up on a handshake).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::counters::DropReason;
+use super::{PeerState, Shared, TIMER_TICK};
+use crate::noise::TRANSPORT_OVERHEAD;
+
+pub(crate) fn run(shared: Arc<Shared>) {
+    loop {
+        std::thread::park_timeout(TIMER_TICK);
+        if shared.stopping() {
+            return;
+        }
+        let now = Instant::now();
+        let states: Vec<Arc<PeerState>> = shared.peers.read().by_key.values().cloned().collect();
+        for state in states {
+            let actions = state.peer.tick(&shared.index, now);
+            if actions.send_initiation {
+                if actions.initiation_is_retry {
+                    state.initiation_is_retry.store(true, Ordering::Release);
+                }
+                shared.request_initiation(&state);
+            }
+            if actions.send_keepalive {
+                send_keepalive(&shared, &state, now);
+            }
+            if actions.handshake_gave_up {
+                let n = {
+                    let mut staged = state.staged.lock();
+                    let n = staged.len();
+                    staged.clear();
+                    n
+                };
+                shared
+                    .counters
+                    .discard_n(DropReason::HandshakeFailed, n as u64);
+            }
+        }
+    }
+}
+
+/// An empty transport packet on the current session, if there is one.
+pub(crate) fn send_keepalive(shared: &Shared, state: &PeerState, now: Instant) {
+    let (Some(keypair), Some(endpoint)) = (state.peer.current_keypair(now), state.peer.endpoint())
+    else {
+        return;
+    };
+    let mut buf = [0u8; TRANSPORT_OVERHEAD];
+    match keypair.encrypt(&mut buf, 0, now) {
+        Ok(n) => {
+            if shared.udp.send_to(&buf[..n], endpoint).is_ok() {
+                shared
+                    .counters
+                    .keepalives_sent
+                    .fetch_add(1, Ordering::Relaxed);
+                state.peer.sent_transport(&keypair, n, true, now);
+            } else {
+                shared.counters.discard(DropReason::SendError);
+            }
+        }
+        Err(e) => log::debug!("keepalive: {e}"),
+    }
+}

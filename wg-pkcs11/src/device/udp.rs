@@ -1,0 +1,441 @@
+//! The UDP socket: one dual-stack socket (IPv6 with v4-mapped addresses, or
+//! IPv4 only where IPv6 is off), read with recvmmsg + UDP_GRO and written with
+//! UDP_SEGMENT (GSO), so a burst of datagrams costs one system call each way.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+// Not exported by libc for glibc targets (include/uapi/linux/udp.h).
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+/// The kernel's UDP_MAX_SEGMENTS on older kernels (newer allow 128).
+pub const MAX_GSO_SEGMENTS: usize = 64;
+/// The most payload one GSO send may carry (65535 less IPv6 and UDP headers, rounded down).
+const MAX_GSO_BYTES: usize = 65000;
+/// The largest datagram (or GRO-coalesced run of them) one receive slot holds.
+pub const MAX_UDP_PAYLOAD: usize = 65535;
+
+pub struct UdpSocket {
+    fd: OwnedFd,
+    v6: bool,
+    gso: std::sync::atomic::AtomicBool,
+    gro: bool,
+    port: u16,
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a c_int living across the call, its size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// A socket address in the kernel's layout.
+pub(crate) fn to_sockaddr(
+    addr: SocketAddr,
+    v6_socket: bool,
+) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+    let addr = match (addr, v6_socket) {
+        (SocketAddr::V4(a), true) => {
+            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+        }
+        (a, _) => a,
+    };
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            let sin = unsafe {
+                &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            (ss, size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            let sin6 = unsafe {
+                &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            (ss, size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        }
+    }
+}
+
+pub(crate) fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                None => SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )),
+            })
+        }
+        _ => None,
+    }
+}
+
+impl UdpSocket {
+    /// Bind the listening socket on `port` (0: any free port) for both address
+    /// families, with `fwmark` (SO_MARK) when non-zero.
+    pub fn bind(port: u16, fwmark: u32) -> io::Result<UdpSocket> {
+        match Self::bind_family(port, fwmark, true) {
+            Ok(s) => Ok(s),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EAFNOSUPPORT)
+                    || e.raw_os_error() == Some(libc::EADDRNOTAVAIL) =>
+            {
+                Self::bind_family(port, fwmark, false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn bind_family(port: u16, fwmark: u32, v6: bool) -> io::Result<UdpSocket> {
+        let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+        // SAFETY: plain socket(2) call.
+        let raw = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` was just opened and is owned from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let rfd = fd.as_raw_fd();
+        // Blocking on purpose: a full socket buffer makes the sender wait
+        // (back-pressure to TCP inside the tunnel) instead of dropping.
+        // Receives never block: recvmmsg runs with MSG_DONTWAIT after poll.
+        if v6 {
+            setsockopt_int(rfd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+        }
+        if fwmark != 0 {
+            setsockopt_int(rfd, libc::SOL_SOCKET, libc::SO_MARK, fwmark as libc::c_int)?;
+        }
+        // Deep buffers absorb bursts while a loop is busy encrypting; the
+        // FORCE variants work as root, the plain ones are the fallback.
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if setsockopt_int(rfd, libc::SOL_SOCKET, force, 7 << 20).is_err() {
+                let _ = setsockopt_int(rfd, libc::SOL_SOCKET, plain, 7 << 20);
+            }
+        }
+        let gro = setsockopt_int(rfd, libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        let any = if v6 {
+            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0))
+        } else {
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+        };
+        let (ss, len) = to_sockaddr(any, v6);
+        // SAFETY: ss/len describe a valid socket address of the socket's family.
+        if unsafe { libc::bind(rfd, (&ss as *const libc::sockaddr_storage).cast(), len) } < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("bind UDP port {port}: {e}"),
+            ));
+        }
+        // SAFETY: sockaddr_storage is POD; getsockname writes at most `len` bytes.
+        let mut bound: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut blen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: bound/blen are valid for writing.
+        if unsafe {
+            libc::getsockname(
+                rfd,
+                (&mut bound as *mut libc::sockaddr_storage).cast(),
+                &mut blen,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let port = from_sockaddr(&bound).map(|a| a.port()).unwrap_or(port);
+        Ok(UdpSocket {
+            fd,
+            v6,
+            gso: std::sync::atomic::AtomicBool::new(true),
+            gro,
+            port,
+        })
+    }
+
+    /// The bound port (the kernel's choice when 0 was asked for).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether received slots may hold several datagrams (UDP_GRO accepted).
+    pub fn gro(&self) -> bool {
+        self.gro
+    }
+
+    /// Send one datagram.
+    pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<()> {
+        let (ss, len) = to_sockaddr(to, self.v6);
+        // SAFETY: buf and the address are valid for the duration of the call.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                0,
+                (&ss as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Send `buf` as datagrams of `segment` bytes each (the last may be
+    /// shorter) to one destination: one sendmsg with UDP_SEGMENT when the
+    /// kernel takes it, else one sendto per datagram.
+    pub fn send_segments(&self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut last = Ok(());
+        // One GSO send is one UDP "super-datagram": at most 64 segments and,
+        // with its headers, at most 64 KiB.
+        let per_send = MAX_GSO_SEGMENTS.min(MAX_GSO_BYTES / segment.max(1)).max(1);
+        for run in buf.chunks(segment * per_send) {
+            if run.len() <= segment {
+                if let Err(e) = self.send_to(run, to) {
+                    last = Err(e);
+                }
+                continue;
+            }
+            if self.gso.load(Relaxed) {
+                match self.send_gso(run, segment, to) {
+                    Ok(()) => continue,
+                    // EIO: the route's device cannot checksum; EINVAL/ENOPROTOOPT: no GSO.
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT)
+                        ) =>
+                    {
+                        log::info!("UDP GSO unavailable ({e}); sending datagrams one by one");
+                        self.gso.store(false, Relaxed);
+                    }
+                    Err(e) => {
+                        last = Err(e);
+                        continue;
+                    }
+                }
+            }
+            for chunk in run.chunks(segment) {
+                if let Err(e) = self.send_to(chunk, to) {
+                    last = Err(e);
+                }
+            }
+        }
+        last
+    }
+
+    fn send_gso(&self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
+        let (mut ss, len) = to_sockaddr(to, self.v6);
+        let mut iov = libc::iovec {
+            iov_base: buf.as_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        #[repr(C, align(8))]
+        struct Cmsg([u8; 32]);
+        let mut cbuf = Cmsg([0; 32]);
+        // SAFETY: msghdr is POD; every pointer stored in it points at locals that outlive sendmsg.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = len;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+        // SAFETY: the control buffer is aligned and large enough for one u16 cmsg.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment as u16);
+        }
+        // SAFETY: msg is fully initialised above.
+        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, 0) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Preallocated receive slots for recvmmsg: buffers, addresses, control
+/// space and the kernel's header arrays, built once and reused forever.
+pub struct RecvBatch {
+    bufs: Vec<Box<[u8]>>,
+    addrs: Vec<libc::sockaddr_storage>,
+    cmsgs: Vec<[u64; 8]>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    /// Valid after `recv`: the GRO segment size of each slot (its length when not coalesced).
+    seg: Vec<usize>,
+    count: usize,
+}
+
+// SAFETY: the raw pointers inside iovs/hdrs point only into this struct's own
+// heap allocations (which move with it); nothing is shared.
+unsafe impl Send for RecvBatch {}
+
+impl RecvBatch {
+    pub fn new(slots: usize, slot_size: usize) -> RecvBatch {
+        // SAFETY: sockaddr_storage and mmsghdr are POD; zero is valid.
+        let zero_ss: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut b = RecvBatch {
+            bufs: (0..slots)
+                .map(|_| vec![0u8; slot_size].into_boxed_slice())
+                .collect(),
+            addrs: vec![zero_ss; slots],
+            cmsgs: vec![[0u64; 8]; slots],
+            iovs: Vec::with_capacity(slots),
+            // SAFETY: as above.
+            hdrs: (0..slots).map(|_| unsafe { zeroed() }).collect(),
+            seg: vec![0; slots],
+            count: 0,
+        };
+        for i in 0..slots {
+            b.iovs.push(libc::iovec {
+                iov_base: b.bufs[i].as_mut_ptr().cast(),
+                iov_len: slot_size,
+            });
+        }
+        b
+    }
+
+    /// Slots filled by the last `recv`.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Slot `i`: its sender, its bytes, and the size of each datagram in it
+    /// (GRO packs several same-size datagrams, the last possibly shorter).
+    pub fn slot(&mut self, i: usize) -> (Option<SocketAddr>, &mut [u8], usize) {
+        let len = self.hdrs[i].msg_len as usize;
+        (
+            from_sockaddr(&self.addrs[i]),
+            &mut self.bufs[i][..len],
+            self.seg[i],
+        )
+    }
+
+    /// Receive up to the batch size without blocking; Ok(0) when nothing is queued.
+    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        let slots = self.bufs.len();
+        for i in 0..slots {
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+            h.msg_controllen = size_of::<[u64; 8]>();
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: every header points at buffers owned by self, sized as declared.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                slots as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            self.count = 0;
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        let n = n as usize;
+        for i in 0..n {
+            let len = self.hdrs[i].msg_len as usize;
+            let mut seg = len;
+            let h = &self.hdrs[i].msg_hdr;
+            // SAFETY: walking the control messages the kernel wrote into our buffer,
+            // bounded by msg_controllen via the CMSG_* macros.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(h);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                        let s = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                        if s > 0 {
+                            seg = s as usize;
+                        }
+                    }
+                    c = libc::CMSG_NXTHDR(h, c);
+                }
+            }
+            self.seg[i] = seg.max(1);
+        }
+        self.count = n;
+        Ok(n)
+    }
+}

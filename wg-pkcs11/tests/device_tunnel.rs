@@ -1,0 +1,342 @@
+//! Two wg-pkcs11 devices (software keys) in two network namespaces joined by
+//! a veth pair: handshakes in both directions, transport over IPv4 and IPv6,
+//! roaming, AllowedIPs filtering, and a slow static key that must not stall
+//! a running ping stream. Needs root.
+
+mod device_support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use device_support::*;
+use wg_pkcs11::device::{Device, DeviceConfig, DropReason, PeerConfig};
+use wg_pkcs11::key::soft::SoftKey;
+use wg_pkcs11::key::StaticKey;
+
+struct Tunnel {
+    pair: Pair,
+    a: Device,
+    b: Device,
+    a_key: [u8; 32],
+    b_key: [u8; 32],
+}
+
+fn peer(key: [u8; 32], endpoint: Option<SocketAddr>, allowed: &[(&str, u8)]) -> PeerConfig {
+    PeerConfig {
+        public_key: key,
+        preshared_key: None,
+        endpoint,
+        allowed_ips: allowed
+            .iter()
+            .map(|(ip, c)| (ip.parse::<IpAddr>().unwrap(), *c))
+            .collect(),
+        persistent_keepalive: 0,
+    }
+}
+
+/// A at 10.9.0.1 / fd09::1, B at 10.9.0.2 / fd09::2. `b_knows_a_endpoint`:
+/// whether B can initiate (else it only learns A's endpoint from A).
+fn tunnel(
+    a_key: Arc<dyn StaticKey>,
+    b_key: Arc<dyn StaticKey>,
+    b_knows_a_endpoint: bool,
+) -> Tunnel {
+    let pair = Pair::new();
+    let (ak, bk) = (a_key.public_key(), b_key.public_key());
+    let a_port = 40000 + (std::process::id() % 10000) as u16;
+    let b_port = a_port + 1;
+    let a_ep: SocketAddr = format!("{}:{a_port}", pair.a_addr).parse().unwrap();
+    let b_ep: SocketAddr = format!("{}:{b_port}", pair.b_addr).parse().unwrap();
+    let mut ca = DeviceConfig::new(&unique("wga"), a_key);
+    ca.listen_port = a_port;
+    ca.peers
+        .push(peer(bk, Some(b_ep), &[("10.9.0.2", 32), ("fd09::2", 128)]));
+    let mut cb = DeviceConfig::new(&unique("wgb"), b_key);
+    cb.listen_port = b_port;
+    cb.peers.push(peer(
+        ak,
+        b_knows_a_endpoint.then_some(a_ep),
+        &[("10.9.0.0", 24), ("fd09::", 64)],
+    ));
+    let a = start_device(&pair.a, ca, "10.9.0.1/24", "fd09::1/64");
+    let b = start_device(&pair.b, cb, "10.9.0.2/24", "fd09::2/64");
+    Tunnel {
+        pair,
+        a,
+        b,
+        a_key: ak,
+        b_key: bk,
+    }
+}
+
+fn soft() -> Arc<dyn StaticKey> {
+    Arc::new(SoftKey::generate())
+}
+
+#[test]
+fn ping_both_ways_with_a_initiating_ipv4_and_ipv6() {
+    let t = tunnel(soft(), soft(), false);
+    assert!(
+        ping_until(&t.pair.a, "10.9.0.2", 10),
+        "A reaches B through the tunnel"
+    );
+    assert!(
+        ping(&t.pair.b, "10.9.0.1", 3),
+        "B answers back on the same session"
+    );
+    assert!(ping(&t.pair.a, "fd09::2", 3), "IPv6 inside the tunnel");
+    let (ca, cb) = (t.a.counters(), t.b.counters());
+    assert!(
+        ca.initiations_sent >= 1 && cb.responses_sent >= 1,
+        "{ca:?} {cb:?}"
+    );
+    // Only the kernel's own IPv6 multicast (router solicitations, MLD) finds no peer.
+    assert_eq!(
+        ca.dropped_total(),
+        ca.dropped(DropReason::NoRoute),
+        "{ca:?}"
+    );
+    let info = t.a.peer_info(&t.b_key).unwrap();
+    assert!(
+        info.last_handshake.is_some() && info.rx_bytes > 0 && info.tx_bytes > 0,
+        "{info:?}"
+    );
+    // B learned A's endpoint from the authenticated initiation.
+    let info = t.b.peer_info(&t.a_key).unwrap();
+    assert_eq!(
+        info.endpoint.map(|e| e.ip().to_string()),
+        Some(t.pair.a_addr.clone())
+    );
+    // One static-key operation per handshake on each side, plus the cached ss once per peer.
+    assert!(ca.token_operations <= 2 * ca.initiations_sent, "{ca:?}");
+    t.a.stop();
+    t.b.stop();
+}
+
+#[test]
+fn b_initiates_over_ipv6_outer_addresses() {
+    let pair = Pair::new();
+    let (ka, kb) = (soft(), soft());
+    let (pa, pb) = (ka.public_key(), kb.public_key());
+    let port = 42000 + (std::process::id() % 10000) as u16;
+    let a_ep: SocketAddr = format!("[{}]:{port}", pair.a_addr6).parse().unwrap();
+    let mut ca = DeviceConfig::new(&unique("wga"), ka);
+    ca.listen_port = port;
+    ca.peers.push(peer(pb, None, &[("10.9.0.2", 32)]));
+    let mut cb = DeviceConfig::new(&unique("wgb"), kb);
+    cb.peers.push(peer(pa, Some(a_ep), &[("10.9.0.1", 32)]));
+    let a = start_device(&pair.a, ca, "10.9.0.1/24", "fd09::1/64");
+    let _b = start_device(&pair.b, cb, "10.9.0.2/24", "fd09::2/64");
+    assert!(
+        ping_until(&pair.b, "10.9.0.1", 10),
+        "B reaches A over an IPv6 underlay"
+    );
+    let ep = a
+        .peer_info(&pb)
+        .unwrap()
+        .endpoint
+        .expect("A learned B's endpoint");
+    assert!(ep.is_ipv6(), "{ep}");
+    assert!(ping(&pair.a, "10.9.0.2", 2));
+}
+
+#[test]
+fn endpoint_follows_authenticated_packets() {
+    let t = tunnel(soft(), soft(), true);
+    assert!(ping_until(&t.pair.b, "10.9.0.1", 10));
+    let first = t.a.peer_info(&t.b_key).unwrap().endpoint.unwrap();
+    assert_eq!(first.ip().to_string(), t.pair.b_addr);
+    // B moves: a new address on its veth becomes the source of its packets.
+    let moved = t.pair.b_addr.replace(".2", ".3");
+    let dev = t.pair.b.ip(&["-o", "link", "show", "type", "veth"]);
+    let vb = dev
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    t.pair
+        .b
+        .ip(&["addr", "add", &format!("{moved}/24"), "dev", &vb]);
+    let subnet = format!("{}0/24", &t.pair.b_addr[..t.pair.b_addr.len() - 1]);
+    t.pair
+        .b
+        .ip(&["route", "replace", &subnet, "dev", &vb, "src", &moved]);
+    assert!(ping(&t.pair.b, "10.9.0.1", 2));
+    let now = t.a.peer_info(&t.b_key).unwrap().endpoint.unwrap();
+    assert_eq!(
+        now.ip().to_string(),
+        moved,
+        "A follows B to its new address"
+    );
+    // And A's own traffic goes to the new address.
+    assert!(ping(&t.pair.a, "10.9.0.2", 2));
+}
+
+#[test]
+fn packets_from_outside_the_peers_allowed_ips_are_dropped() {
+    let t = tunnel(soft(), soft(), true);
+    assert!(ping_until(&t.pair.b, "10.9.0.1", 10));
+    // B claims another source inside the tunnel; A allows B only 10.9.0.2/32.
+    let ifb = t.b.name().to_string();
+    t.pair.b.ip(&["addr", "add", "10.9.0.77/24", "dev", &ifb]);
+    let before = t.a.counters().dropped(DropReason::AllowedIps);
+    let out = t.pair.b.exec(
+        "ping",
+        &[
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "-I",
+            "10.9.0.77",
+            "10.9.0.1",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "A must not answer a spoofed inner source"
+    );
+    assert!(t.a.counters().dropped(DropReason::AllowedIps) >= before + 3);
+    // Allowing it at run time makes it pass.
+    t.a.replace_allowed_ips(
+        &t.b_key,
+        &[
+            ("10.9.0.2".parse().unwrap(), 32),
+            ("10.9.0.77".parse().unwrap(), 32),
+        ],
+    );
+    let out = t.pair.b.exec(
+        "ping",
+        &["-c", "2", "-W", "2", "-I", "10.9.0.77", "10.9.0.1"],
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+fn peer_removed_at_run_time_gets_no_traffic_and_can_come_back() {
+    let t = tunnel(soft(), soft(), true);
+    assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
+    assert!(t.a.remove_peer(&t.b_key));
+    assert!(!ping(&t.pair.a, "10.9.0.2", 1));
+    assert!(t.a.counters().dropped(DropReason::NoRoute) >= 1);
+    let b_ep = SocketAddr::new(t.pair.b_addr.parse().unwrap(), t.b.listen_port());
+    t.a.set_peer(&peer(t.b_key, Some(b_ep), &[("10.9.0.2", 32)]));
+    assert!(
+        ping_until(&t.pair.a, "10.9.0.2", 10),
+        "a fresh handshake after re-adding"
+    );
+}
+
+/// A 50 ms static key on both sides while handshakes are forced: exactly one
+/// token operation per handshake on each side (ss is computed once per peer).
+#[test]
+fn one_token_operation_per_handshake_on_each_side() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let slow = |d| -> Arc<SlowKey> {
+        Arc::new(SlowKey {
+            inner: SoftKey::generate(),
+            delay: Duration::from_millis(d),
+            calls: Default::default(),
+        })
+    };
+    let (ka, kb) = (slow(50), slow(50));
+    let t = tunnel(ka.clone(), kb.clone(), true);
+    assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
+    // Let any handshake in flight finish before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    let (a0, b0) = (t.a.counters(), t.b.counters());
+    let ops0 = (ka.calls.load(Relaxed), kb.calls.load(Relaxed));
+    // The core keeps REKEY_TIMEOUT (5 s) between two initiations to one peer.
+    for i in 1..=3 {
+        std::thread::sleep(Duration::from_millis(5200));
+        t.a.force_handshake(&t.b_key);
+        assert!(wait_for(5, || t.a.counters().handshakes_completed
+            >= a0.handshakes_completed + i));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (a1, b1) = (t.a.counters(), t.b.counters());
+    let ops = (
+        ka.calls.load(Relaxed) - ops0.0,
+        kb.calls.load(Relaxed) - ops0.1,
+    );
+    let hs = a1.handshakes_completed - a0.handshakes_completed;
+    assert_eq!(hs, 3, "forced handshakes completed");
+    // The initiator's se per completed handshake; the responder's es per response.
+    assert_eq!(
+        ops.0,
+        hs + (a1.responses_sent - a0.responses_sent),
+        "A: {a1:?}"
+    );
+    assert_eq!(
+        ops.1,
+        (b1.responses_sent - b0.responses_sent)
+            + (b1.handshakes_completed - b0.handshakes_completed),
+        "B: {b1:?}"
+    );
+    assert_eq!(b1.responses_sent - b0.responses_sent, hs);
+    assert!(ping(&t.pair.a, "10.9.0.2", 2));
+}
+
+#[test]
+fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
+    let slow = || -> Arc<dyn StaticKey> {
+        Arc::new(SlowKey {
+            inner: SoftKey::generate(),
+            delay: Duration::from_millis(50),
+            calls: Default::default(),
+        })
+    };
+    let t = tunnel(slow(), slow(), true);
+    assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
+    let child = t
+        .pair
+        .a
+        .command("ping")
+        .args(["-c", "1300", "-i", "0.01", "-W", "1", "10.9.0.2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Rekeys in both directions while the stream runs (5 s apart per peer:
+    // the core's REKEY_TIMEOUT), each costing the slow side 50 ms of token time.
+    let hs0 = (
+        t.a.counters().handshakes_completed,
+        t.b.counters().handshakes_completed,
+    );
+    for (i, delay) in [5200u64, 800, 4500, 700].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(delay));
+        if i % 2 == 0 {
+            t.a.force_handshake(&t.b_key);
+        } else {
+            t.b.force_handshake(&t.a_key);
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let hs = (
+        t.a.counters().handshakes_completed - hs0.0,
+        t.b.counters().handshakes_completed - hs0.1,
+    );
+    assert!(
+        hs.0 >= 2 && hs.1 >= 2,
+        "rekeys during the stream (A, B initiated): {hs:?}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" 0% packet loss"), "{text}");
+    let max_rtt: f64 = text
+        .lines()
+        .find(|l| l.contains("rtt min/avg/max"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.trim().split('/').nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("ping summary");
+    assert!(
+        max_rtt < 40.0,
+        "a packet waited {max_rtt} ms: the data path waited for the token"
+    );
+}
