@@ -29,7 +29,8 @@ def markdown(results):
     lines.append("")
     lines.append(f"Machine: {m['nproc']} CPUs, {m['cpu']}, {m['memory_gib']} GiB, Linux "
                  f"{m['kernel']}, load average at start {', '.join(f'{x:.2f}' for x in m['loadavg'])}. "
-                 + "; ".join(f"{k}: {v}" for k, v in m["versions"].items()) + ".")
+                 + "; ".join(f"{k}: {v}" for k, v in m["versions"].items()) + ". "
+                 f"Everything the benchmark starts runs at nice {results['args'].get('nice', 0)}.")
     lines.append("")
     if results.get("build"):
         for package, note in results["build"].items():
