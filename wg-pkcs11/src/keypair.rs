@@ -366,4 +366,44 @@ mod tests {
         assert_eq!(b.encrypt(&mut buf, 0, now), Err(TransportError::Expired));
         assert!(!b.can_send(now));
     }
+
+    #[test]
+    fn concurrent_senders_never_reuse_a_counter() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        let a = std::sync::Arc::new(a);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let a = a.clone();
+                std::thread::spawn(move || {
+                    (0..2000)
+                        .map(|i| {
+                            let mut buf = vec![0u8; 64];
+                            buf[16] = t;
+                            buf[17] = i as u8;
+                            let len = a.encrypt(&mut buf, 2, now).unwrap();
+                            buf.truncate(len);
+                            buf
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<Vec<u8>> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let mut counters: Vec<u64> = all
+            .iter()
+            .map(|m| u64::from_le_bytes(m[8..16].try_into().unwrap()))
+            .collect();
+        counters.sort_unstable();
+        counters.dedup();
+        assert_eq!(counters.len(), 8000, "every message has its own nonce");
+        // Received in the order the threads happened to finish (out of order), all accepted once.
+        all.reverse();
+        for m in all.iter_mut() {
+            assert_eq!(b.decrypt(m, now), Ok(16));
+        }
+    }
 }

@@ -76,6 +76,8 @@ pub struct Peer {
     sent_lastminute_handshake: AtomicBool,
     /// Indices of sessions the packet path retired, to be freed from the index table.
     retired_indices: Mutex<Vec<u32>>,
+    /// A responder session waits in `next`: lets the packet path skip the keypairs lock.
+    has_next: AtomicBool,
 }
 
 impl Peer {
@@ -107,6 +109,7 @@ impl Peer {
             handshake_requested_ms: AtomicU64::new(0),
             sent_lastminute_handshake: AtomicBool::new(false),
             retired_indices: Mutex::new(Vec::new()),
+            has_next: AtomicBool::new(false),
         })
     }
 
@@ -294,6 +297,7 @@ impl Peer {
             if let Some(old) = kp.previous.take() {
                 retire(table, &old);
             }
+            self.has_next.store(true, Ordering::Release);
         }
         self.set_endpoint_if_changed(src);
         self.rx_bytes
@@ -333,6 +337,7 @@ impl Peer {
         let keypair = Arc::new(Keypair::new(&keys, now));
         {
             let mut kp = self.keypairs.write();
+            self.has_next.store(false, Ordering::Release);
             let old_previous = if let Some(next) = kp.next.take() {
                 // An unconfirmed responder session becomes `previous`; `current` is dropped.
                 let dropped = kp.current.take();
@@ -429,7 +434,9 @@ impl Peer {
         is_keepalive: bool,
         now: Instant,
     ) -> bool {
-        let confirmed = self.confirm_next(keypair);
+        let confirmed = !keypair.is_initiator()
+            && self.has_next.load(Ordering::Acquire)
+            && self.confirm_next(keypair);
         self.set_endpoint_if_changed(src);
         self.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
         {
@@ -446,12 +453,14 @@ impl Peer {
         if confirmed {
             *self.last_handshake.lock() = Some(SystemTime::now());
         }
-        let stale = self
-            .keypairs
-            .read()
-            .current
-            .as_ref()
-            .is_some_and(|k| k.needs_rekey_on_receive(now));
+        // Only an old initiator session can be stale; look at `current` only then.
+        let stale = keypair.needs_rekey_on_receive(now)
+            && self
+                .keypairs
+                .read()
+                .current
+                .as_ref()
+                .is_some_and(|k| k.needs_rekey_on_receive(now));
         if stale && !self.sent_lastminute_handshake.swap(true, Ordering::Relaxed) {
             return self.wants_handshake(now);
         }
@@ -471,6 +480,7 @@ impl Peer {
             return false; // another thread confirmed it first
         }
         let next = kp.next.take();
+        self.has_next.store(false, Ordering::Release);
         let current = std::mem::replace(&mut kp.current, next);
         // The packet path has no index table: the old `previous` index is freed by the next
         // handshake-worker call (`keypair_for_index` no longer finds it meanwhile).
@@ -525,6 +535,7 @@ impl Peer {
         self.free_retired(table);
         let (a, b, c) = {
             let mut kp = self.keypairs.write();
+            self.has_next.store(false, Ordering::Release);
             (kp.previous.take(), kp.current.take(), kp.next.take())
         };
         for k in [a, b, c].into_iter().flatten() {

@@ -209,28 +209,39 @@ static FUNCTIONS_3_0: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
 /// The interface name, NUL-terminated, as the spec spells it.
 static INTERFACE_NAME: &[u8; 8] = b"PKCS 11\0";
 
-/// A CK_INTERFACE in a static: it only holds pointers to the statics above.
-struct Interface(CK_INTERFACE);
-// SAFETY: the pointers inside point to immutable statics; sharing them between threads is sound.
+/// A CK_INTERFACE in a static. It lives in writable memory (UnsafeCell) because callers are
+/// handed a pointer to it and some write through it: OpenSC's pkcs11-spy stores its own function
+/// list into the interface it is given. In read-only memory that write is a SIGSEGV.
+struct Interface(std::cell::UnsafeCell<CK_INTERFACE>);
+// SAFETY: this module never writes through the cell; it only reads the pointers, which point to
+// immutable statics. A caller that writes (pkcs11-spy, once, while initialising) does so under its
+// own synchronisation, as the spec leaves the returned structure to the caller.
 unsafe impl Sync for Interface {}
 
+impl Interface {
+    const fn new(function_list: CK_VOID_PTR) -> Self {
+        Interface(std::cell::UnsafeCell::new(CK_INTERFACE {
+            pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_CHAR,
+            pFunctionList: function_list,
+            flags: 0,
+        }))
+    }
+
+    fn get(&self) -> CK_INTERFACE {
+        // SAFETY: a plain read of a Copy struct; see the Sync impl for writers.
+        unsafe { self.0.get().read() }
+    }
+}
+
 static INTERFACES: [Interface; 2] = [
-    Interface(CK_INTERFACE {
-        pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_CHAR,
-        pFunctionList: &FUNCTIONS_3_0 as *const CK_FUNCTION_LIST_3_0 as CK_VOID_PTR,
-        flags: 0,
-    }),
-    Interface(CK_INTERFACE {
-        pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_CHAR,
-        pFunctionList: &FUNCTIONS_2_40 as *const CK_FUNCTION_LIST as CK_VOID_PTR,
-        flags: 0,
-    }),
+    Interface::new(&FUNCTIONS_3_0 as *const CK_FUNCTION_LIST_3_0 as CK_VOID_PTR),
+    Interface::new(&FUNCTIONS_2_40 as *const CK_FUNCTION_LIST as CK_VOID_PTR),
 ];
 
 fn interface_version(interface: &Interface) -> CK_VERSION {
     // SAFETY: every pFunctionList in INTERFACES points to a function list starting with its
     // CK_VERSION (both list types begin with that field).
-    unsafe { (interface.0.pFunctionList as *const CK_VERSION).read() }
+    unsafe { (interface.get().pFunctionList as *const CK_VERSION).read() }
 }
 
 #[no_mangle]
@@ -272,7 +283,7 @@ pub extern "C" fn C_GetInterfaceList(
             unsafe {
                 pInterfacesList
                     .add(i)
-                    .write_unaligned(CK_INTERFACE { ..interface.0 })
+                    .write_unaligned(interface.get())
             };
         }
         Ok(())
@@ -307,12 +318,12 @@ pub extern "C" fn C_GetInterface(
         let found = INTERFACES.iter().find(|interface| {
             let v = interface_version(interface);
             let version_ok = wanted.is_none_or(|w| w.major == v.major && w.minor == v.minor);
-            version_ok && interface.0.flags & flags == flags
+            version_ok && interface.get().flags & flags == flags
         });
         match found {
             Some(interface) => {
-                // SAFETY: checked non-NULL; the interface is a static the caller only reads.
-                unsafe { *ppInterface = &interface.0 as *const CK_INTERFACE as CK_INTERFACE_PTR };
+                // SAFETY: checked non-NULL; the interface is a static in writable memory.
+                unsafe { *ppInterface = interface.0.get() };
                 Ok(())
             }
             None => Err(bad(

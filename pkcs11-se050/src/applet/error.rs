@@ -6,7 +6,7 @@ use crate::apdu::{ChipRefused, Refusal};
 use crate::t1::LinkError;
 use std::fmt;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Se050Error {
     /// The link below failed while exchanging `command`.
     Link { command: String, source: LinkError },

@@ -331,6 +331,9 @@ fn binary_files_small_large_rewritten_and_resized() {
     );
     assert_eq!(chip.read_binary(id(0x41)).unwrap(), large);
     assert_eq!(chip.read_size(id(0x41)).unwrap(), 5000);
+    // Unchunked, the file does not fit one response.
+    let err = chip.read_object(id(0x41)).unwrap_err();
+    assert_eq!(err.refusal(), Some(Refusal::WrongLength), "{err}");
     let max = vec![0xA5; MAX_BINARY_FILE];
     chip.write_binary(id(0x42), &max).unwrap();
     assert_eq!(chip.read_binary(id(0x42)).unwrap(), max);

@@ -301,3 +301,28 @@ fn the_applet_is_selected_again_after_a_chip_reset() {
     let err = bare.read_x25519_public(id(0x60)).unwrap_err();
     assert!(err.to_string().contains("6D00"), "{err}");
 }
+
+#[test]
+fn an_exchange_costs_no_sleep() {
+    // Lock, RESYNCH, APDU, unlock: with a chip that answers at once nothing on the
+    // way polls or sleeps (MPOT polling starts only after a NACK).
+    let dir = tempfile::tempdir().unwrap();
+    let transport = open_virtual(&dir.path().join("se050.state"), Duration::ZERO).unwrap();
+    let mut se = Se050::select(transport).unwrap();
+    se.generate_x25519(id(0x70)).unwrap();
+    let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
+    let n = 100u32;
+    let started = Instant::now();
+    for _ in 0..n {
+        se.ecdh_x25519(id(0x70), peer.as_bytes()).unwrap();
+    }
+    let per_ecdh = started.elapsed() / n;
+    eprintln!("full stack ECDH with zero chip latency: {per_ecdh:?} each");
+    let stats = se.transport_mut().inner().bus().stats();
+    assert_eq!(stats.nacks, 0, "{stats:?}");
+    // Generous even for an unoptimised build on a loaded machine.
+    assert!(
+        per_ecdh < Duration::from_millis(50),
+        "{per_ecdh:?} per ECDH"
+    );
+}

@@ -161,6 +161,27 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
         self.s_exchange(SKind::EndOfApduSession, &[]).map(drop)
     }
 
+    /// S(IFS request): tell the chip the largest INF the host takes (1..=254).
+    pub fn announce_ifsd(&mut self, size: u8) -> Result<(), LinkError> {
+        if size == 0 || usize::from(size) > MAX_INF {
+            return Err(LinkError::InvalidCommand(format!(
+                "IFSD {size} is outside 1..=254"
+            )));
+        }
+        let echoed = self.s_exchange(SKind::Ifs, &[size])?;
+        if echoed != [size] {
+            return Err(LinkError::Protocol {
+                pcb: Pcb::S {
+                    kind: SKind::Ifs,
+                    response: true,
+                }
+                .to_byte(),
+                expected: "an IFS response echoing the announced size",
+            });
+        }
+        Ok(())
+    }
+
     fn apply_atr(&mut self, inf: &[u8]) -> Result<Atr, LinkError> {
         let atr = Atr::parse(inf).map_err(LinkError::InvalidAtr)?;
         if !atr.bwt.is_zero() {

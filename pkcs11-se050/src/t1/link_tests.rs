@@ -552,8 +552,10 @@ fn device_serves_a_frame_across_single_byte_reads() {
     assert_eq!(reply.inf, super::atr::REAL_SE050_ATR);
     // Nothing more to read: the chip NACKs.
     assert!(se.read(0x48, &mut [0u8; 3]).is_err());
-    // Other addresses never answer.
+    // Other addresses never answer; an empty write probes the address only.
     assert!(se.write(0x49, &[0]).is_err());
+    se.write(0x48, &[]).unwrap();
+    assert_eq!(se.stats().bad_frames_received, 0);
 }
 
 #[test]
@@ -640,4 +642,207 @@ fn lost_frames_at_every_position_are_recovered() {
             }
         }
     }
+}
+
+#[test]
+fn endless_damage_exhausts_the_retries_with_a_clear_error() {
+    let mut r = rig(Duration::ZERO, Duration::from_millis(10));
+    r.faults.corrupt_next_frames(Direction::SeToHost, 1000);
+    let started = Instant::now();
+    let err = r.link.transceive(&apdu(10, 1)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    match &err {
+        LinkError::RetriesExhausted {
+            attempts,
+            last_problem,
+        } => {
+            assert_eq!(*attempts, 10);
+            assert!(
+                last_problem.contains("CRC")
+                    || last_problem.contains("LEN")
+                    || last_problem.contains("NAD"),
+                "{last_problem}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("gave up after 10"), "{err}");
+    assert_eq!(
+        r.calls.load(Ordering::SeqCst),
+        1,
+        "the command ran once, its answer was lost"
+    );
+}
+
+/// A chip that misbehaves on purpose: it answers every write with the next
+/// frame of its script, whatever the host sent.
+struct ScriptedChip {
+    replies: std::collections::VecDeque<Vec<u8>>,
+    current: Vec<u8>,
+}
+
+impl ScriptedChip {
+    fn new(replies: Vec<Frame>) -> Self {
+        ScriptedChip {
+            replies: replies.iter().map(Frame::encode).collect(),
+            current: vec![],
+        }
+    }
+}
+
+impl ErrorType for ScriptedChip {
+    type Error = crate::virtual_se050::VirtualI2cError;
+}
+
+impl I2c for ScriptedChip {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        let nack = crate::virtual_se050::VirtualI2cError {
+            address,
+            reason: "script: nothing to say",
+        };
+        for op in operations {
+            match op {
+                Operation::Write(_) => self.current = self.replies.pop_front().unwrap_or_default(),
+                Operation::Read(buf) => {
+                    if self.current.is_empty() {
+                        return Err(nack);
+                    }
+                    let n = buf.len().min(self.current.len());
+                    buf[..n].copy_from_slice(&self.current[..n]);
+                    self.current.drain(..n);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn s_frame(kind: SKind, response: bool, inf: &[u8]) -> Frame {
+    Frame::to_host(Pcb::S { kind, response }, inf)
+}
+
+fn scripted_link(mut replies: Vec<Frame>) -> T1Link<ScriptedChip, CountingDelay> {
+    // The real ATR with a BWT of 5 ms, so the RESYNCH the link tries after each
+    // error gives up quickly on the exhausted script.
+    let mut atr = super::atr::REAL_SE050_ATR;
+    atr[7..9].copy_from_slice(&5u16.to_be_bytes());
+    let mut script = vec![
+        s_frame(SKind::Resynch, true, &[]),
+        s_frame(SKind::GetAtr, true, &atr),
+    ];
+    script.append(&mut replies);
+    let options = T1Options {
+        initial_bwt: Duration::from_millis(5),
+        ..T1Options::default()
+    };
+    T1Link::open(ScriptedChip::new(script), CountingDelay::default(), options).unwrap()
+}
+
+#[test]
+fn protocol_violations_name_the_offending_pcb() {
+    // The chip asks to abort: not something the SE050 does; say so.
+    let mut link = scripted_link(vec![s_frame(SKind::Abort, false, &[])]);
+    let err = link.transceive(&[0x00, 0x01, 0x02, 0x03]).unwrap_err();
+    assert!(
+        matches!(err, LinkError::Protocol { pcb: 0xC2, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("0xc2"), "{err}");
+
+    // An S-response where the response I-block belongs.
+    let mut link = scripted_link(vec![s_frame(SKind::GetAtr, true, &[])]);
+    let err = link.transceive(&[0x00, 0x01, 0x02, 0x03]).unwrap_err();
+    assert!(
+        matches!(err, LinkError::Protocol { pcb: 0xE7, .. }),
+        "{err:?}"
+    );
+
+    // A RESYNCH answered with something else.
+    let mut link = scripted_link(vec![Frame::to_host(
+        Pcb::I { ns: 0, more: false },
+        &[0x90, 0x00],
+    )]);
+    let err = link.resync().unwrap_err();
+    assert!(err.to_string().contains("RESYNCH response"), "{err}");
+}
+
+#[test]
+fn an_unparsable_atr_is_named() {
+    let script = vec![
+        s_frame(SKind::Resynch, true, &[]),
+        s_frame(SKind::GetAtr, true, &[0x00, 0xA0]),
+    ];
+    let err = T1Link::open(
+        ScriptedChip::new(script),
+        CountingDelay::default(),
+        T1Options::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, LinkError::InvalidAtr(_)), "{err:?}");
+    assert!(err.to_string().contains("vendor id"), "{err}");
+}
+
+#[test]
+fn empty_command_is_refused_before_the_bus() {
+    let mut r = rig(Duration::ZERO, Duration::from_millis(1000));
+    let before = r.link.bus().stats().frames_received;
+    let err = r.link.transceive(&[]).unwrap_err();
+    assert!(matches!(err, LinkError::InvalidCommand(_)));
+    assert_eq!(r.link.bus().stats().frames_received, before);
+}
+
+#[test]
+fn a_smaller_ifsd_makes_the_chip_chain_in_smaller_blocks() {
+    let mut r = rig(Duration::ZERO, Duration::from_millis(1000));
+    r.link.announce_ifsd(32).unwrap();
+    let before = r.link.bus().stats().frames_sent;
+    let cmd = [0xEE, 0x01, 0x00, 0x00];
+    assert_eq!(r.link.transceive(&cmd).unwrap(), expected_response(&cmd));
+    // 258 response bytes in blocks of at most 32: at least nine blocks.
+    assert!(r.link.bus().stats().frames_sent - before >= 9);
+    assert!(r.link.announce_ifsd(0).is_err());
+}
+
+#[test]
+fn abort_drops_a_half_received_chain() {
+    let (mut se, calls, _) = chip(Duration::ZERO, Duration::from_millis(1000), 1);
+    write_frame(
+        &mut se,
+        &Frame::to_se(Pcb::I { ns: 0, more: true }, &[0xAA; 100]),
+    );
+    let ack = read_frame_bytewise(&mut se);
+    assert_eq!(
+        ack.pcb,
+        Pcb::R {
+            nr: 1,
+            error: super::frame::RError::None
+        }
+    );
+    let abort = Pcb::S {
+        kind: SKind::Abort,
+        response: false,
+    };
+    write_frame(&mut se, &Frame::to_se(abort, &[]));
+    assert_eq!(
+        read_frame_bytewise(&mut se).pcb,
+        Pcb::S {
+            kind: SKind::Abort,
+            response: true
+        }
+    );
+    // The sequence continues (N(S)=1); the aborted part is not prepended.
+    write_frame(
+        &mut se,
+        &Frame::to_se(Pcb::I { ns: 1, more: false }, &[1, 2, 3]),
+    );
+    assert_eq!(
+        read_frame_bytewise(&mut se).inf,
+        expected_response(&[1, 2, 3])
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

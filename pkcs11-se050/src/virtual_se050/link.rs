@@ -123,6 +123,10 @@ impl DeviceLink {
 
     /// A write transfer carrying one frame from the host.
     pub(crate) fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            // An address probe (i2cdetect-style): ACKed, nothing else.
+            return;
+        }
         // Whatever the host did not read is gone: it has moved on.
         self.outgoing.clear();
         self.read_pos = 0;
@@ -298,7 +302,6 @@ impl DeviceLink {
     }
 
     fn handle_r(&mut self, nr: u8, _error: RError) {
-        self.stats.retransmissions += 1;
         match &mut self.state {
             State::SendingChain { rest } => {
                 let last_ns = match &self.last_block {
@@ -311,23 +314,32 @@ impl DeviceLink {
                 if nr != last_ns {
                     // Acknowledged (an error-flagged R-block naming the next block
                     // means our acknowledgement request was what got lost).
-                    self.stats.retransmissions -= 1;
                     let rest = std::mem::take(rest);
                     self.send_response(rest);
                 } else {
+                    self.stats.retransmissions += 1;
                     self.retransmit();
                 }
             }
             // Our acknowledgement was lost or damaged: acknowledge again.
-            State::ReceivingChain { .. } => self.emit_r(self.host_seq, RError::None),
+            State::ReceivingChain { .. } => {
+                self.stats.retransmissions += 1;
+                self.emit_r(self.host_seq, RError::None)
+            }
             // Only a WTX request can be out while working.
-            State::Processing { .. } => self.retransmit(),
+            State::Processing { .. } => {
+                self.stats.retransmissions += 1;
+                self.retransmit()
+            }
             State::Idle => match &self.last_block {
                 // The host lost our last answer: repeat it.
                 Some(Frame {
                     pcb: Pcb::I { ns, .. },
                     ..
-                }) if *ns == nr => self.retransmit(),
+                }) if *ns == nr => {
+                    self.stats.retransmissions += 1;
+                    self.retransmit()
+                }
                 // The host has our last answer and waits for one to a command we
                 // never received (or received damaged): ask for that command.
                 _ => self.emit_r(self.host_seq, RError::Other),

@@ -608,6 +608,31 @@ mod tests {
     }
 
     #[test]
+    fn every_same_size_rewrite_is_seen_by_another_store() {
+        // Same length each time, in quick succession: each one is still reloaded.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chip.state");
+        let mut writer = Store::open(&path).unwrap();
+        let mut reader = Store::open(&path).unwrap();
+        for i in 0..40u8 {
+            let mut next = writer.state().clone();
+            next.objects.insert(
+                0x10,
+                SecureObject {
+                    data: ObjectData::X25519Pair {
+                        private: Zeroizing::new([i; 32]),
+                        public: [i; 32],
+                    },
+                    policy: None,
+                },
+            );
+            writer.commit(next).unwrap();
+            reader.refresh().unwrap();
+            assert_eq!(reader.state(), writer.state(), "rewrite {i} missed");
+        }
+    }
+
+    #[test]
     fn corrupt_file_is_an_error_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chip.state");

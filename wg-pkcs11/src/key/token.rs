@@ -663,6 +663,9 @@ mod tests {
             .clone()
     }
 
+    /// Token tests share the module's sessions; the one that closes them all runs alone.
+    static TOKEN_TESTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
     fn uri(path_part: &str) -> Pkcs11Uri {
         let text = format!(
             "pkcs11:{path_part}?module-path={}",
@@ -679,6 +682,7 @@ mod tests {
 
     #[test]
     fn genkey_pubkey_and_dh_agree_with_x25519_dalek() {
+        let _shared = TOKEN_TESTS.read().unwrap_or_else(|e| e.into_inner());
         let uri = uri("token=SE050;object=wg-dh");
         let generated = genkey(&uri).unwrap();
         assert_eq!(pubkey(&uri).unwrap(), generated);
@@ -708,6 +712,7 @@ mod tests {
 
     #[test]
     fn dh_from_many_threads() {
+        let _shared = TOKEN_TESTS.read().unwrap_or_else(|e| e.into_inner());
         let uri = uri("object=wg-threads");
         let public = genkey(&uri).unwrap();
         let key = Arc::new(TokenKey::open(&uri).unwrap());
@@ -729,6 +734,7 @@ mod tests {
 
     #[test]
     fn low_order_peer_key_is_refused() {
+        let _shared = TOKEN_TESTS.read().unwrap_or_else(|e| e.into_inner());
         let uri = uri("object=wg-low-order");
         genkey(&uri).unwrap();
         let key = TokenKey::open(&uri).unwrap();
@@ -750,6 +756,7 @@ mod tests {
 
     #[test]
     fn key_by_id_and_private_key_stays_inside() {
+        let _shared = TOKEN_TESTS.read().unwrap_or_else(|e| e.into_inner());
         let uri_by_id = uri("id=%57%47%01;object=wg-by-id");
         let public = genkey(&uri_by_id).unwrap();
         let only_id = uri("id=%57%47%01");
@@ -789,8 +796,48 @@ mod tests {
         );
     }
 
+    /// Close every session of the slot behind the key's back, as a token reset would.
+    fn close_all_sessions(module: &Path, slot: u64) {
+        let path = std::ffi::CString::new(module.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: RTLD_NOLOAD only returns the handle of the library cryptoki already loaded;
+        // C_CloseAllSessions has the PKCS#11 signature CK_RV (*)(CK_SLOT_ID), called with a
+        // slot id the module reported.
+        unsafe {
+            let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+            assert!(!handle.is_null(), "module not loaded");
+            let symbol = libc::dlsym(handle, c"C_CloseAllSessions".as_ptr());
+            assert!(!symbol.is_null());
+            let close: extern "C" fn(libc::c_ulong) -> libc::c_ulong = std::mem::transmute(symbol);
+            assert_eq!(close(slot as libc::c_ulong), 0, "C_CloseAllSessions failed");
+            libc::dlclose(handle);
+        }
+    }
+
+    #[test]
+    fn a_lost_session_is_reopened() {
+        let uri = uri("object=wg-reopen");
+        let public = genkey(&uri).unwrap();
+        let key = TokenKey::open(&uri).unwrap();
+        let handle = |key: &TokenKey| key.live.lock().unwrap().as_ref().unwrap().session.handle();
+        let before = handle(&key);
+        {
+            // No other test may hold a session while they are all closed.
+            let _exclusive = TOKEN_TESTS.write().unwrap_or_else(|e| e.into_inner());
+            close_all_sessions(&se050_module(), key.slot.id());
+        }
+        let (secret, peer_public) = peer();
+        let ours = key
+            .diffie_hellman(&peer_public)
+            .expect("DH after the session was closed");
+        let theirs = secret.diffie_hellman(&x25519_dalek::PublicKey::from(public));
+        assert_eq!(*ours, *theirs.as_bytes());
+        let after = handle(&key);
+        assert_ne!(before, after, "the DH did not run on a new session");
+    }
+
     #[test]
     fn errors_name_what_is_missing() {
+        let _shared = TOKEN_TESTS.read().unwrap_or_else(|e| e.into_inner());
         let uri_a = uri("object=wg-errors");
         genkey(&uri_a).unwrap();
         let again = genkey(&uri_a).unwrap_err();

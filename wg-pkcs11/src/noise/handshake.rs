@@ -389,4 +389,36 @@ mod tests {
             Some(HandshakeError::Malformed(_))
         ));
     }
+
+    #[test]
+    fn random_messages_are_errors_not_panics() {
+        let (i, r) = (SoftKey::generate(), SoftKey::generate());
+        let (ipub, rpub) = (i.public_key(), r.public_key());
+        let ss_i = ss(&i, &r);
+        let iid = Identity::new(Arc::new(i));
+        let rid = Identity::new(Arc::new(r));
+        let mut init = [0u8; INITIATION_LEN];
+        let pending =
+            create_initiation(&ipub, &rpub, &ss_i, 77, Timestamp::now(), &mut init).unwrap();
+        let mut x: u64 = 0x0123_4567_89ab_cdef;
+        for round in 0..200 {
+            let mut msg = [0u8; INITIATION_LEN];
+            for b in msg.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            msg[..4].copy_from_slice(&[1, 0, 0, 0]);
+            assert!(consume_initiation(&rid, &msg).is_err(), "round {round}");
+            let mut resp = [0u8; RESPONSE_LEN];
+            resp.copy_from_slice(&msg[..RESPONSE_LEN]);
+            resp[..4].copy_from_slice(&[2, 0, 0, 0]);
+            resp[RESP_RECEIVER..RESP_RECEIVER + 4].copy_from_slice(&77u32.to_le_bytes());
+            assert!(
+                consume_response(&iid, &pending, &[0; 32], &resp).is_err(),
+                "round {round}"
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! transport message which peer (and which of its sessions) it belongs to.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -9,11 +10,32 @@ use rand_core::{OsRng, RngCore};
 
 use crate::peer::Peer;
 
+/// Indices are drawn from the OS's generator, so nobody can choose keys that collide in the
+/// table: a multiplicative spread of the index is hash enough, and much cheaper than SipHash on
+/// every received packet.
+#[derive(Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        // Fibonacci hashing: spreads the index over all 64 bits (hashbrown uses the top ones too).
+        self.0 = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Receiver index -> peer. Shared by the device's threads; read on every received packet
 /// (a read lock, never held across anything slow), written once per handshake.
 #[derive(Default)]
 pub struct IndexTable {
-    map: RwLock<HashMap<u32, Arc<Peer>>>,
+    map: RwLock<HashMap<u32, Arc<Peer>, BuildHasherDefault<IndexHasher>>>,
 }
 
 impl IndexTable {
@@ -51,5 +73,28 @@ impl IndexTable {
     /// Whether no index is in use.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn allocate_get_free() {
+        let table = IndexTable::new();
+        let peer = Peer::new([1; 32], None, None, 0, Instant::now());
+        let indices: Vec<u32> = (0..1000).map(|_| table.allocate(&peer)).collect();
+        assert_eq!(table.len(), 1000, "all distinct");
+        assert!(indices.iter().all(|&i| i != 0));
+        for &i in &indices {
+            assert!(Arc::ptr_eq(&table.get(i).unwrap(), &peer));
+        }
+        for &i in &indices[..500] {
+            table.free(i);
+            assert!(table.get(i).is_none());
+        }
+        assert_eq!(table.len(), 500);
     }
 }

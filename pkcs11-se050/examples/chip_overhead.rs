@@ -1,9 +1,11 @@
-//! The virtual chip's cost per APDU: an ECDH through `Se050` on the zero-latency virtual chip
-//! (state reload check, counters in the sidecar file, the chip's inter-process lock) must cost
-//! within 1.25x of a bare x25519-dalek Diffie-Hellman.
+//! A micro-benchmark of the virtual chip's cost per APDU: an ECDH through `Se050` on the
+//! zero-latency virtual chip (state reload check, counters in the sidecar file, the chip's
+//! inter-process lock), and through the whole T=1 stack, against a bare x25519-dalek
+//! Diffie-Hellman measured in the same run. The target (issue 5) is within 1.25x.
 //!
-//! Figures are best-of-several batches, so that other work on the machine does not decide.
-//! `cargo test --release -p pkcs11-se050 --test virtual_chip_overhead -- --nocapture` prints them.
+//! Figures are the best of several batches, measured in pairs, so that other work on the machine
+//! does not decide. It prints ratios and asserts nothing: speed is measured, never asserted.
+//! `cargo run --release -p pkcs11-se050 --example chip_overhead`
 
 use pkcs11_se050::applet::{ObjectId, Se050};
 use pkcs11_se050::device::lock::{state_lock_path, DeviceLock};
@@ -13,8 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-const BATCH: u32 = 200;
-const BATCHES: usize = 7;
+const BATCH: u32 = 100;
+const ROUNDS: usize = 15;
 
 /// The applet layer straight on the virtual applet, behind the chip's inter-process lock.
 fn locked_chip(state: &Path) -> Se050<LockedTransport<InProcessTransport<VirtualApplet>>> {
@@ -23,22 +25,16 @@ fn locked_chip(state: &Path) -> Se050<LockedTransport<InProcessTransport<Virtual
     Se050::select(LockedTransport::new(InProcessTransport::new(applet), lock)).unwrap()
 }
 
-/// Best per-operation time over the batches.
-fn best_of(mut op: impl FnMut()) -> Duration {
-    (0..BATCHES)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..BATCH {
-                op();
-            }
-            started.elapsed() / BATCH
-        })
-        .min()
-        .unwrap()
+/// Time per operation over one batch.
+fn batch(mut op: impl FnMut()) -> Duration {
+    let started = Instant::now();
+    for _ in 0..BATCH {
+        op();
+    }
+    started.elapsed() / BATCH
 }
 
-#[test]
-fn ecdh_through_the_virtual_chip_costs_within_1_25x_of_a_bare_dh() {
+fn main() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("se050.state");
     let mut chip = locked_chip(&state);
@@ -49,39 +45,44 @@ fn ecdh_through_the_virtual_chip_costs_within_1_25x_of_a_bare_dh() {
     let own = StaticSecret::from([0x44; 32]);
     let peer_key = PublicKey::from(peer);
 
-    // Interleave the measurements so both see the same machine load.
-    let mut bare = Duration::MAX;
-    let mut through = Duration::MAX;
-    let mut trivial = Duration::MAX;
-    let mut full = Duration::MAX;
     let mut full_chip = pkcs11_se050::device::open(&pkcs11_se050::device::Transport::Virtual {
         state: state.clone(),
         latency: Duration::ZERO,
     })
     .unwrap();
-    for _ in 0..3 {
-        bare = bare.min(best_of(|| {
+
+    // Measure in pairs, so that both halves of a pair see the same machine load.
+    let (mut bare, mut through, mut trivial, mut full) =
+        (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
+    let mut best_pair_ratio = f64::MAX;
+    for _ in 0..ROUNDS {
+        let bare_now = batch(|| {
             std::hint::black_box(own.diffie_hellman(std::hint::black_box(&peer_key)));
-        }));
-        through = through.min(best_of(|| {
+        });
+        let through_now = batch(|| {
             std::hint::black_box(chip.ecdh_x25519(key, &peer).unwrap());
-        }));
-        trivial = trivial.min(best_of(|| {
+        });
+        best_pair_ratio = best_pair_ratio.min(through_now.as_secs_f64() / bare_now.as_secs_f64());
+        bare = bare.min(bare_now);
+        through = through.min(through_now);
+        trivial = trivial.min(batch(|| {
             std::hint::black_box(chip.exists(key).unwrap());
         }));
-        full = full.min(best_of(|| {
+        full = full.min(batch(|| {
             std::hint::black_box(full_chip.ecdh_x25519(key, &peer).unwrap());
         }));
     }
     let ratio = through.as_secs_f64() / bare.as_secs_f64();
-    println!(
+    let report = format!(
         "bare x25519-dalek DH {bare:?}; ECDH through Se050 + virtual chip + flock {through:?} \
-         (ratio {ratio:.3}); one trivial APDU (CheckObjectExists) round trip {trivial:?}; \
-         ECDH through device::open (T=1 over the virtual I2C bus) {full:?} (ratio {:.3})",
+         (ratio {ratio:.3}, best pair {best_pair_ratio:.3}); one trivial APDU \
+         (CheckObjectExists) round trip {trivial:?}; ECDH through device::open (T=1 over the \
+         virtual I2C bus) {full:?} (ratio {:.3})",
         full.as_secs_f64() / bare.as_secs_f64()
     );
-    assert!(
-        ratio <= 1.25,
-        "ECDH through the stack costs {ratio:.2}x a bare DH"
+    println!("{report}");
+    println!(
+        "one trivial APDU costs {:.3} of a bare DH",
+        trivial.as_secs_f64() / bare.as_secs_f64()
     );
 }
