@@ -42,6 +42,15 @@ fn tunnel(
     b_key: Arc<dyn StaticKey>,
     b_knows_a_endpoint: bool,
 ) -> Tunnel {
+    tunnel_with(a_key, b_key, b_knows_a_endpoint, |_| {})
+}
+
+fn tunnel_with(
+    a_key: Arc<dyn StaticKey>,
+    b_key: Arc<dyn StaticKey>,
+    b_knows_a_endpoint: bool,
+    tweak_b: impl FnOnce(&mut DeviceConfig),
+) -> Tunnel {
     let pair = Pair::new();
     let (ak, bk) = (a_key.public_key(), b_key.public_key());
     let a_port = 40000 + (std::process::id() % 10000) as u16;
@@ -59,6 +68,7 @@ fn tunnel(
         b_knows_a_endpoint.then_some(a_ep),
         &[("10.9.0.0", 24), ("fd09::", 64)],
     ));
+    tweak_b(&mut cb);
     let a = start_device(&pair.a, ca, "10.9.0.1/24", "fd09::1/64");
     let b = start_device(&pair.b, cb, "10.9.0.2/24", "fd09::2/64");
     Tunnel {
@@ -339,4 +349,119 @@ fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
         max_rtt < 40.0,
         "a packet waited {max_rtt} ms: the data path waited for the token"
     );
+}
+
+#[test]
+fn fwmark_changes_at_run_time_steer_the_outer_packets() {
+    let t = tunnel(soft(), soft(), true);
+    assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
+    // Marked packets from A go to a table that only has a blackhole.
+    t.pair
+        .a
+        .ip(&["rule", "add", "fwmark", "42", "table", "142"]);
+    t.pair
+        .a
+        .ip(&["route", "add", "blackhole", "default", "table", "142"]);
+    t.pair
+        .a
+        .ip(&["route", "add", "blackhole", "::/0", "table", "142"]);
+    t.a.set_fwmark(42).unwrap();
+    assert_eq!(t.a.fwmark(), 42);
+    assert!(
+        !ping(&t.pair.a, "10.9.0.2", 2),
+        "marked outer packets are blackholed"
+    );
+    t.a.set_fwmark(0).unwrap();
+    assert!(
+        ping_until(&t.pair.a, "10.9.0.2", 5),
+        "unmarked again, the tunnel works"
+    );
+}
+
+#[test]
+fn a_device_without_tun_offload_interoperates_with_one_using_it() {
+    let t = tunnel_with(soft(), soft(), true, |c| c.offload = false);
+    assert!(t.a.offload() && !t.b.offload());
+    assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
+    // Bulk TCP both ways: TSO super-packets split on A, plain packets on B.
+    let up = iperf3_tcp(&t.pair.b, &t.pair.a, "10.9.0.2", 2);
+    let down = iperf3_tcp(&t.pair.a, &t.pair.b, "10.9.0.1", 2);
+    assert!(up > 10.0 && down > 10.0, "{up} / {down} Mbit/s");
+    for d in [&t.a, &t.b] {
+        let c = d.counters();
+        assert_eq!(c.dropped_total(), c.dropped(DropReason::NoRoute), "{c:?}");
+    }
+}
+
+#[test]
+fn persistent_keepalive_keeps_sending_empty_packets() {
+    let t = tunnel_with(soft(), soft(), true, |c| {
+        c.peers[0].persistent_keepalive = 1
+    });
+    // With a keepalive interval B starts a handshake by itself and then keeps the path warm.
+    assert!(
+        wait_for(10, || t.b.counters().keepalives_sent >= 3),
+        "{:?}",
+        t.b.counters()
+    );
+    assert!(t.a.peer_info(&t.b_key).unwrap().last_handshake.is_some());
+    assert!(t.a.counters().handshakes_completed == 0 && t.a.counters().responses_sent >= 1);
+}
+
+#[test]
+fn one_device_routes_to_two_peers_by_allowed_ips() {
+    // A in one namespace; B and C both in the other, on different ports.
+    let pair = Pair::new();
+    let (ka, kb, kc) = (soft(), soft(), soft());
+    let (pa, pb, pc) = (ka.public_key(), kb.public_key(), kc.public_key());
+    let port = 45000 + (std::process::id() % 10000) as u16;
+    let a_ep: SocketAddr = format!("{}:{port}", pair.a_addr).parse().unwrap();
+    let b_ep: SocketAddr = format!("{}:{}", pair.b_addr, port + 1).parse().unwrap();
+    let c_ep: SocketAddr = format!("{}:{}", pair.b_addr, port + 2).parse().unwrap();
+    let mut ca = DeviceConfig::new(&unique("wga"), ka);
+    ca.listen_port = port;
+    ca.peers.push(peer(pb, Some(b_ep), &[("10.9.1.0", 24)]));
+    ca.peers
+        .push(peer(pc, Some(c_ep), &[("10.9.2.0", 24), ("fd09:2::", 64)]));
+    let mut cb = DeviceConfig::new(&unique("wgb"), kb);
+    cb.listen_port = port + 1;
+    cb.peers.push(peer(pa, Some(a_ep), &[("10.9.0.1", 32)]));
+    let mut cc = DeviceConfig::new(&unique("wgc"), kc);
+    cc.listen_port = port + 2;
+    cc.peers
+        .push(peer(pa, Some(a_ep), &[("10.9.0.1", 32), ("fd09::1", 128)]));
+    let a = start_device(&pair.a, ca, "10.9.0.1/16", "fd09::1/16");
+    let _b = start_device(&pair.b, cb, "10.9.1.2/24", "fd09:1::2/64");
+    let _c = start_device(&pair.b, cc, "10.9.2.2/24", "fd09:2::2/64");
+    // Replies in B's namespace go back to A through the device that owns their source.
+    for (table, dev, src4, src6) in [
+        ("201", _b.name(), "10.9.1.2", "fd09:1::2"),
+        ("202", _c.name(), "10.9.2.2", "fd09:2::2"),
+    ] {
+        pair.b.ip(&["rule", "add", "from", src4, "table", table]);
+        pair.b
+            .ip(&["route", "add", "10.9.0.1/32", "dev", dev, "table", table]);
+        pair.b
+            .ip(&["-6", "rule", "add", "from", src6, "table", table]);
+        pair.b.ip(&[
+            "-6",
+            "route",
+            "add",
+            "fd09::1/128",
+            "dev",
+            dev,
+            "table",
+            table,
+        ]);
+    }
+    assert!(ping_until(&pair.a, "10.9.1.2", 10), "A reaches B");
+    assert!(ping_until(&pair.a, "10.9.2.2", 10), "A reaches C");
+    assert!(
+        ping_until(&pair.a, "fd09:2::2", 10),
+        "A reaches C over IPv6"
+    );
+    let (ib, ic) = (a.peer_info(&pb).unwrap(), a.peer_info(&pc).unwrap());
+    assert!(ib.rx_bytes > 0 && ic.rx_bytes > 0);
+    assert_ne!(ib.endpoint, ic.endpoint);
+    assert_eq!(a.counters().dropped(DropReason::AllowedIps), 0);
 }

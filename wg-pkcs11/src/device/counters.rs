@@ -94,6 +94,8 @@ pub struct Counters {
     pub keepalives_sent: AtomicU64,
     pub rx_packets: AtomicU64,
     pub tx_packets: AtomicU64,
+    /// A packet loop panicked and was restarted (a bug; should stay 0).
+    pub loop_restarts: AtomicU64,
 }
 
 /// A copy of all counters at one moment.
@@ -110,6 +112,7 @@ pub struct CounterSnapshot {
     pub keepalives_sent: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
+    pub loop_restarts: u64,
 }
 
 impl CounterSnapshot {
@@ -156,6 +159,7 @@ impl Counters {
             keepalives_sent: self.keepalives_sent.load(Relaxed),
             rx_packets: self.rx_packets.load(Relaxed),
             tx_packets: self.tx_packets.load(Relaxed),
+            loop_restarts: self.loop_restarts.load(Relaxed),
         }
     }
 }

@@ -103,7 +103,6 @@ impl DeviceConfig {
 /// What the device keeps for each peer beside the protocol state.
 pub(crate) struct PeerState {
     pub(crate) peer: Arc<Peer>,
-    pub(crate) allowed_ips: Mutex<Vec<(IpAddr, u8)>>,
     /// Packets read from the TUN (vnet header included) while there was no session.
     pub(crate) staged: Mutex<VecDeque<Vec<u8>>>,
     /// `staged` may be non-empty (read without its lock on the receive path).
@@ -196,8 +195,31 @@ pub struct Device {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name.to_string()).spawn(f)
+/// The body of one of the device's threads.
+type LoopBody = fn(Arc<Shared>);
+
+/// Spawn one of the device's loops. A bug that panics inside a loop must not
+/// leave the interface half dead: the loop is logged, counted and restarted
+/// (with fresh buffers) until the device stops.
+fn thread(name: &str, shared: Arc<Shared>, body: LoopBody) -> io::Result<JoinHandle<()>> {
+    let label = name.to_string();
+    std::thread::Builder::new()
+        .name(label.clone())
+        .spawn(move || loop {
+            let s = shared.clone();
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || body(s))) {
+                Ok(()) => return,
+                Err(_) if shared.stopping() => return,
+                Err(_) => {
+                    log::error!("{label}: the loop panicked; restarting it");
+                    shared
+                        .counters
+                        .loop_restarts
+                        .fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        })
 }
 
 impl Device {
@@ -239,20 +261,15 @@ impl Device {
         for p in &config.peers {
             device.set_peer(p);
         }
-        let s = shared.clone();
-        device.threads.push(thread("wg-tun", move || send::run(s))?);
-        let s = shared.clone();
-        device
-            .threads
-            .push(thread("wg-udp", move || receive::run(s))?);
-        let s = shared.clone();
-        device
-            .threads
-            .push(thread("wg-handshake", move || handshake::run(s))?);
-        let s = shared;
-        device
-            .threads
-            .push(thread("wg-timers", move || timers::run(s))?);
+        let loops: [(&str, LoopBody); 4] = [
+            ("wg-tun", send::run),
+            ("wg-udp", receive::run),
+            ("wg-handshake", handshake::run),
+            ("wg-timers", timers::run),
+        ];
+        for (name, body) in loops {
+            device.threads.push(thread(name, shared.clone(), body)?);
+        }
         Ok(device)
     }
 
@@ -269,6 +286,16 @@ impl Device {
     /// Our static public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.shared.public_key
+    }
+
+    /// The socket's fwmark (0: none).
+    pub fn fwmark(&self) -> u32 {
+        self.shared.udp.fwmark()
+    }
+
+    /// Change the socket's fwmark (SO_MARK) at run time; 0 removes it.
+    pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
+        self.shared.udp.set_fwmark(mark)
     }
 
     /// Whether the TUN runs with virtio-net headers and TSO/GRO.
@@ -305,7 +332,6 @@ impl Device {
                 );
                 let s = Arc::new(PeerState {
                     peer,
-                    allowed_ips: Mutex::new(Vec::new()),
                     staged: Mutex::new(VecDeque::new()),
                     has_staged: AtomicBool::new(false),
                     initiation_queued: AtomicBool::new(false),
@@ -321,14 +347,9 @@ impl Device {
                 s
             }
         };
+        // A prefix already routed to another peer moves to this one, as in wg(8).
         for &(ip, cidr) in &config.allowed_ips {
             peers.routes.insert(ip, cidr, state.clone());
-        }
-        let mut mine = state.allowed_ips.lock();
-        for &a in &config.allowed_ips {
-            if !mine.contains(&a) {
-                mine.push(a);
-            }
         }
     }
 
@@ -342,7 +363,6 @@ impl Device {
         for &(ip, cidr) in allowed_ips {
             peers.routes.insert(ip, cidr, state.clone());
         }
-        *state.allowed_ips.lock() = allowed_ips.to_vec();
         true
     }
 
@@ -386,9 +406,13 @@ impl Device {
 
     /// A peer's current state for `wg show`.
     pub fn peer_info(&self, public_key: &[u8; 32]) -> Option<PeerInfo> {
-        let state = self.shared.peer_state(public_key)?;
+        let (state, allowed_ips) = {
+            let peers = self.shared.peers.read();
+            let state = peers.by_key.get(public_key)?.clone();
+            let ips = peers.routes.entries_where(|s| Arc::ptr_eq(s, &state));
+            (state, ips)
+        };
         let p = &state.peer;
-        let allowed_ips = state.allowed_ips.lock().clone();
         Some(PeerInfo {
             public_key: *public_key,
             preshared_key: p.preshared_key(),

@@ -85,6 +85,10 @@ pub(crate) fn run(shared: Arc<Shared>) {
                     for i in 0..n {
                         let (src, data, seg) = batch.slot(i);
                         let Some(src) = src else { continue };
+                        if data.is_empty() {
+                            // An empty datagram is a (malformed) message too.
+                            r.datagram(src, data, now);
+                        }
                         for datagram in data.chunks_mut(seg) {
                             r.datagram(src, datagram, now);
                         }

@@ -139,7 +139,8 @@ impl Sender {
         };
         let mut total = 0;
         for k in 0..segs.count {
-            let slot = &mut self.out[k * stride..(k + 1) * stride];
+            let end = ((k + 1) * stride).min(self.out.len());
+            let slot = &mut self.out[k * stride..end];
             match keypair.encrypt(slot, segs.len_of(k), now) {
                 Ok(wire) if wire == stride || k + 1 == segs.count => total = k * stride + wire,
                 Ok(_) => {

@@ -27,7 +27,12 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 shared.request_initiation(&state);
             }
             if actions.send_keepalive {
-                send_keepalive(&shared, &state, now);
+                // Without a session a keepalive means a handshake (as the kernel does).
+                if state.peer.current_keypair(now).is_some() {
+                    send_keepalive(&shared, &state, now);
+                } else {
+                    shared.request_initiation(&state);
+                }
             }
             if actions.handshake_gave_up {
                 let n = {

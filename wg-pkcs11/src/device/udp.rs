@@ -19,6 +19,7 @@ pub const MAX_UDP_PAYLOAD: usize = 65535;
 
 pub struct UdpSocket {
     fd: OwnedFd,
+    fwmark: std::sync::atomic::AtomicU32,
     v6: bool,
     gso: std::sync::atomic::AtomicBool,
     gro: bool,
@@ -195,11 +196,29 @@ impl UdpSocket {
         let port = from_sockaddr(&bound).map(|a| a.port()).unwrap_or(port);
         Ok(UdpSocket {
             fd,
+            fwmark: std::sync::atomic::AtomicU32::new(fwmark),
             v6,
             gso: std::sync::atomic::AtomicBool::new(true),
             gro,
             port,
         })
+    }
+
+    pub fn fwmark(&self) -> u32 {
+        self.fwmark.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Set SO_MARK on the socket (0 clears it): later sends carry the new mark.
+    pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
+        setsockopt_int(
+            self.fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            mark as libc::c_int,
+        )?;
+        self.fwmark
+            .store(mark, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The bound port (the kernel's choice when 0 was asked for).

