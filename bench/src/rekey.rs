@@ -11,7 +11,7 @@
 //! it) and the gap statistics of the stream from the daemon (`rx_` prefix).
 
 use crate::args::Options;
-use crate::stream::{GapMeter, Pacer, PAYLOAD_LEN};
+use crate::stream::{shared_clock_ns, GapMeter, Pacer, PAYLOAD_LEN};
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Tunn, TunnResult};
 use mock_instant::MockClock;
@@ -85,7 +85,7 @@ impl Peer {
                 }
                 TunnResult::WriteToTunnelV4(packet, _) => {
                     if let Some(payload) = inner_udp_payload(packet) {
-                        meter.arrived(payload, Instant::now());
+                        meter.arrived(payload);
                     }
                     break;
                 }
@@ -163,7 +163,9 @@ pub fn run(options: &Options) -> Result<(), String> {
     let end = first_rekey + rekey_interval * rekeys as u32 + settle;
     let mut next_rekey = first_rekey;
     let mut rekeys_sent = 0usize;
-    let mut pending: Option<Instant> = None;
+    // When the initiation in flight was sent: (for its duration, in ns of the shared clock for the log).
+    let mut pending: Option<(Instant, u64)> = None;
+    let mut windows: Vec<(u64, u64)> = Vec::new();
     let mut handshake_ms: Vec<f64> = Vec::new();
     let mut overlapped = 0usize;
     let mut refused = 0usize;
@@ -181,7 +183,7 @@ pub fn run(options: &Options) -> Result<(), String> {
                 overlapped += 1;
             }
             peer.initiate()?;
-            pending = Some(Instant::now());
+            pending = Some((Instant::now(), shared_clock_ns()));
             rekeys_sent += 1;
             next_rekey += rekey_interval;
         }
@@ -201,8 +203,9 @@ pub fn run(options: &Options) -> Result<(), String> {
             let datagram = buffer[..n].to_vec();
             match peer.receive(&datagram, &mut meter) {
                 Some(true) => {
-                    if let Some(sent_at) = pending.take() {
+                    if let Some((sent_at, sent_ns)) = pending.take() {
                         handshake_ms.push(sent_at.elapsed().as_secs_f64() * 1e3);
+                        windows.push((sent_ns, shared_clock_ns()));
                     }
                 }
                 Some(false) => refused += 1,
@@ -226,6 +229,9 @@ pub fn run(options: &Options) -> Result<(), String> {
             "handshake_ms_max={:.3}",
             handshake_ms[handshake_ms.len() - 1]
         );
+    }
+    for (sent, done) in &windows {
+        println!("handshake_at={sent},{done}");
     }
     println!("stream_sent={sequence}");
     println!("stream_not_sent={not_sent}");

@@ -9,30 +9,49 @@ use std::time::{Duration, Instant};
 /// Sequence-numbered payload: 8 bytes, big-endian.
 pub const PAYLOAD_LEN: usize = 8;
 
+/// Gaps longer than this are listed with their times, so that the driver can tell the ones that
+/// happened during a handshake from the ones the machine's scheduler made elsewhere.
+const LISTED_GAP_NS: u64 = 2_000_000;
+
+/// Wall-clock time in nanoseconds: one clock for every process on the machine, whatever its
+/// network namespace, so gaps seen by one process line up with handshakes seen by another.
+/// (Only differences of a few milliseconds are compared; NTP slewing is far below that.)
+pub fn shared_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Inter-arrival statistics of one stream.
 #[derive(Default)]
 pub struct GapMeter {
-    last_arrival: Option<Instant>,
+    last_arrival_ns: Option<u64>,
     pub received: u64,
     pub highest_sequence: Option<u64>,
-    pub max_gap: Duration,
+    pub max_gap_ns: u64,
     gaps_over_5ms: u64,
+    /// (start, end) in ns of the shared clock of every gap over LISTED_GAP_NS.
+    long_gaps: Vec<(u64, u64)>,
 }
 
 impl GapMeter {
-    pub fn arrived(&mut self, payload: &[u8], now: Instant) {
+    pub fn arrived(&mut self, payload: &[u8]) {
         if payload.len() < PAYLOAD_LEN {
             return;
         }
+        let now = shared_clock_ns();
         let sequence = u64::from_be_bytes(payload[..PAYLOAD_LEN].try_into().unwrap());
-        if let Some(last) = self.last_arrival {
-            let gap = now - last;
-            self.max_gap = self.max_gap.max(gap);
-            if gap > Duration::from_millis(5) {
+        if let Some(last) = self.last_arrival_ns {
+            let gap = now.saturating_sub(last);
+            self.max_gap_ns = self.max_gap_ns.max(gap);
+            if gap > 5_000_000 {
                 self.gaps_over_5ms += 1;
             }
+            if gap > LISTED_GAP_NS {
+                self.long_gaps.push((last, now));
+            }
         }
-        self.last_arrival = Some(now);
+        self.last_arrival_ns = Some(now);
         self.received += 1;
         self.highest_sequence = Some(self.highest_sequence.map_or(sequence, |h| h.max(sequence)));
     }
@@ -44,8 +63,11 @@ impl GapMeter {
             "{prefix}lost={}",
             expected.saturating_sub(self.received.min(expected))
         );
-        println!("{prefix}max_gap_ms={:.3}", self.max_gap.as_secs_f64() * 1e3);
+        println!("{prefix}max_gap_ms={:.3}", self.max_gap_ns as f64 / 1e6);
         println!("{prefix}gaps_over_5ms={}", self.gaps_over_5ms);
+        for (start, end) in &self.long_gaps {
+            println!("{prefix}gap_at={start},{end}");
+        }
     }
 }
 
@@ -127,7 +149,7 @@ pub fn receive(options: &Options) -> Result<(), String> {
             .set_read_timeout(Some((end - now).max(Duration::from_millis(1))))
             .map_err(|e| e.to_string())?;
         match socket.recv(&mut buffer) {
-            Ok(n) => meter.arrived(&buffer[..n], Instant::now()),
+            Ok(n) => meter.arrived(&buffer[..n]),
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.kind() == std::io::ErrorKind::TimedOut => {}
