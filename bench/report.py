@@ -81,6 +81,14 @@ def throughput_section(results):
                              f"UDP received {own['udp_mbps'] / other['udp_mbps']:.2f}x")
     else:
         lines.append("- Ratios of wg-pkcs11 to the others: not measured (no wg-pkcs11 figure).")
+    for row in rows:
+        if row.get("first_handshake_ops"):
+            per_round = "; ".join(
+                f"A (initiator) {a if a is not None else '-'}, B (responder) {b if b is not None else '-'}"
+                for a, b in row["first_handshake_ops"])
+            lines.append(f"- {row['name']}: token operations from start to the first handshake "
+                         f"done, per round: {per_round} (expected 2 for a token side: the "
+                         "once-per-peer static-static DH and the handshake's own)")
     lines.append("")
     return lines
 
