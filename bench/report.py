@@ -16,7 +16,7 @@ def find(rows, name):
 
 def target_line(what, measured, target, ratio, met, unit=""):
     if measured is None:
-        return f"| {what} | {target} | not measured | - | - |"
+        return f"| {what} | {target} | not measured (see its section) | - | - |"
     return (f"| {what} | {target} | {measured}{unit} | {ratio:.2f} | "
             f"{'met' if met else '**not met**'} |")
 
