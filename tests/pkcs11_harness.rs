@@ -11,8 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Environment variable telling a re-executed test binary which test body to run.
+/// Environment variables telling a re-executed test binary which test, and which part of it
+/// (its role), to run.
 const CHILD_ENV: &str = "PKCS11_E2E_CHILD";
+const ROLE_ENV: &str = "PKCS11_E2E_ROLE";
 
 /// The built libpkcs11_se050.so: next to the test executable (target/<profile>/deps) or one
 /// directory up (target/<profile>).
@@ -25,7 +27,10 @@ pub fn module_path() -> PathBuf {
             return candidate;
         }
     }
-    panic!("libpkcs11_se050.so not found next to {} (is pkcs11-se050 built as a cdylib?)", exe.display());
+    panic!(
+        "libpkcs11_se050.so not found next to {} (is pkcs11-se050 built as a cdylib?)",
+        exe.display()
+    );
 }
 
 /// A virtual chip of its own: a temporary directory with a config file and the state file.
@@ -56,31 +61,39 @@ impl TestChip {
 /// Runs `body` in a fresh process of this test binary with its own chip (PKCS11_SE050_CONF set
 /// to it). In that child the body runs directly. `name` must be the test function's name.
 pub fn isolated(name: &str, extra_config: &str, body: impl FnOnce(&Path, &Path)) {
-    if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
+    if role(name).is_some() {
         let conf = PathBuf::from(std::env::var("PKCS11_SE050_CONF").expect("config set by parent"));
         let state = PathBuf::from(std::env::var("PKCS11_E2E_STATE").expect("state set by parent"));
         body(&conf, &state);
         return;
     }
     let chip = TestChip::new(extra_config);
-    run_child(name, &chip, false, &[]);
+    run_role(name, "body", &chip, &[]);
 }
 
-/// Runs test `name` of this binary in a child process against `chip` and asserts it passed.
-/// `ignored` selects helper tests that are marked #[ignore] (they only make sense as children).
-pub fn run_child(name: &str, chip: &TestChip, ignored: bool, env: &[(&str, &str)]) {
-    let output = child_command(name, chip, ignored, env).output().expect("run test child");
+/// In a child started by `run_role` for test `name`: the role it was given. None in the parent.
+pub fn role(name: &str) -> Option<String> {
+    if std::env::var(CHILD_ENV).as_deref() != Ok(name) {
+        return None;
+    }
+    Some(std::env::var(ROLE_ENV).unwrap_or_else(|_| "body".into()))
+}
+
+/// Runs test `name` of this binary in a child process with `role`, against `chip`, and asserts
+/// that it passed.
+pub fn run_role(name: &str, role: &str, chip: &TestChip, env: &[(&str, &str)]) {
+    let output = role_command(name, role, chip, env)
+        .output()
+        .expect("run test child");
     check_child(name, output);
 }
 
-pub fn child_command(name: &str, chip: &TestChip, ignored: bool, env: &[(&str, &str)]) -> Command {
+pub fn role_command(name: &str, role: &str, chip: &TestChip, env: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().expect("test executable path");
     let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
-    if ignored {
-        cmd.arg("--ignored");
-    }
-    cmd.env(CHILD_ENV, name)
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, name)
+        .env(ROLE_ENV, role)
         .env("PKCS11_SE050_CONF", &chip.conf)
         .env("PKCS11_E2E_STATE", &chip.state);
     for (k, v) in env {
@@ -99,9 +112,4 @@ pub fn check_child(name: &str, output: std::process::Output) {
         "child test {name} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status
     );
-}
-
-/// Whether this process is the child running helper test `name`.
-pub fn is_child(name: &str) -> bool {
-    std::env::var(CHILD_ENV).as_deref() == Ok(name)
 }

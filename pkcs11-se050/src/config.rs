@@ -93,14 +93,17 @@ impl Config {
             return Config::from_file(system);
         }
         let config = Config::embedded_default()?;
-        log::info!(
+        static NOTICE: std::sync::Once = std::sync::Once::new();
+        NOTICE.call_once(|| {
+            log::info!(
             "no configuration file ({CONF_ENV} unset, {SYSTEM_CONF} absent): using the virtual \
              SE050 with state {}",
             match &config.transport {
                 TransportConfig::Virtual { state, .. } => state.display().to_string(),
                 TransportConfig::I2c { device, .. } => device.display().to_string(),
             }
-        );
+        )
+        });
         Ok(config)
     }
 

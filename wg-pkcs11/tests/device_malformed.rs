@@ -159,6 +159,10 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
         let before = s.a.counters();
         sock.send_to(&msg, s.a_ep).unwrap();
         assert_no_reply(&sock, what);
+        // (On a loaded machine the UDP thread may be a little behind.)
+        wait_for(2, || {
+            s.a.counters().dropped_total() > before.dropped_total()
+        });
         let after = s.a.counters();
         assert_eq!(
             after.dropped(reason),
@@ -237,6 +241,7 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
     let len = keypair.encrypt(&mut pkt, 20, Instant::now()).unwrap();
     let before = s.a.counters();
     sock.send_to(&pkt[..len], s.a_ep).unwrap();
+    assert_no_reply(&sock, "not IP inside");
     assert_eq!(
         s.a.counters().dropped(DropReason::InnerPacket),
         before.dropped(DropReason::InnerPacket) + 1
@@ -346,5 +351,74 @@ fn initiation_flood_gets_cookies_and_bounded_token_use() {
     assert_eq!(
         after.responses_sent, before.responses_sent,
         "no response to garbage"
+    );
+}
+
+/// An attacker that owns its address (it answers cookies, so its mac2 is
+/// valid) is still held to 20 handshake messages per second under load.
+#[test]
+fn cookie_holding_flooder_is_rate_limited() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let slow: Arc<SlowKey> = Arc::new(SlowKey {
+        inner: SoftKey::generate(),
+        delay: Duration::from_millis(50),
+        calls: Default::default(),
+    });
+    let s = setup(slow.clone());
+    assert!(ping_until(&s.pair.b, "10.9.0.1", 10));
+    std::thread::sleep(Duration::from_millis(200));
+    let sock = raw_socket(&s.pair.b);
+    let mut cookie = CookieState::new(&s.a_pub);
+    // Make A busy, then get a cookie for our address.
+    let mut got_cookie = false;
+    let mut b = [0u8; 256];
+    for i in 100..110u32 {
+        let mut init = header(1, 148);
+        init[8..12].copy_from_slice(&i.to_le_bytes());
+        cookie.add_macs(&mut init, Instant::now());
+        sock.send_to(&init, s.a_ep).unwrap();
+    }
+    // Drain the cookie replies to that burst.
+    while sock.recv_from(&mut b).is_ok() {}
+    for i in 0..50u32 {
+        let mut init = header(1, 148);
+        init[8..12].copy_from_slice(&i.to_le_bytes());
+        cookie.add_macs(&mut init, Instant::now());
+        sock.send_to(&init, s.a_ep).unwrap();
+        if let Ok((64, _)) = sock.recv_from(&mut b) {
+            // The reply answers the message just sent (same mac1).
+            cookie
+                .consume_cookie_reply(&b[..64], Instant::now())
+                .expect("valid cookie reply");
+            got_cookie = true;
+            break;
+        }
+    }
+    assert!(got_cookie, "A demanded a cookie under load");
+    let before = s.a.counters();
+    let calls0 = slow.calls.load(Relaxed);
+    let start = Instant::now();
+    for i in 0..400u32 {
+        let mut init = header(1, 148);
+        init[8..12].copy_from_slice(&(1000 + i).to_le_bytes());
+        cookie.add_macs(&mut init, Instant::now());
+        sock.send_to(&init, s.a_ep).unwrap();
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(3500));
+    let after = s.a.counters();
+    let limited = after.dropped(DropReason::RateLimited) - before.dropped(DropReason::RateLimited);
+    let calls = slow.calls.load(Relaxed) - calls0;
+    assert!(limited >= 300, "rate-limited: {limited} ({after:?})");
+    // Burst of 5 plus 20 per second (plus what was already queued).
+    let bound = 5 + (20.0 * elapsed).ceil() as u64 + 3;
+    assert!(
+        calls <= bound,
+        "token operations {calls} > {bound} in {elapsed:.2} s"
+    );
+    assert!(
+        ping(&s.pair.b, "10.9.0.1", 2),
+        "the legitimate tunnel is unaffected"
     );
 }

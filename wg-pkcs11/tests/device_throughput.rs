@@ -132,6 +132,10 @@ fn single_stream_tcp_against_wireguard_go() {
             .into_iter()
             .enumerate()
         {
+            // ONLY=ours: just wg-pkcs11 on both ends (for profiling).
+            if std::env::var("ONLY").is_ok_and(|v| v == "ours") && i != 0 {
+                continue;
+            }
             let mbps = round(&pair, a, b, secs);
             println!("{}: {mbps:.0} Mbit/s", results[i].0);
             results[i].1.push(mbps);
@@ -141,4 +145,46 @@ fn single_stream_tcp_against_wireguard_go() {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!("median {name}: {:.0} Mbit/s", v[v.len() / 2]);
     }
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Resident memory of a device: idle with one peer, and per additional peer.
+#[test]
+#[ignore = "a benchmark: run by hand with --release --ignored --nocapture"]
+fn resident_memory_idle_and_per_peer() {
+    let ns = Netns::new("wgmem");
+    let base = rss_kib();
+    let mut c = DeviceConfig::new(&unique("wgm"), Arc::new(SoftKey::generate()));
+    c.peers
+        .push(peer(SoftKey::generate().public_key(), None, "10.12.0.2"));
+    let dev = start_device(&ns, c, "10.12.0.1/16", "fd12::1/64");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let one = rss_kib();
+    for i in 0..1000u32 {
+        let ip = format!("10.12.{}.{}", 1 + i / 250, 1 + i % 250);
+        dev.set_peer(&PeerConfig {
+            public_key: SoftKey::generate().public_key(),
+            preshared_key: None,
+            endpoint: Some(format!("192.0.2.1:{}", 1000 + i).parse().unwrap()),
+            allowed_ips: vec![(ip.parse().unwrap(), 32)],
+            persistent_keepalive: 0,
+        });
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let many = rss_kib();
+    println!(
+        "device with 1 peer: +{} KiB over the test process; 1000 more peers: +{} KiB ({:.2} KiB per peer)",
+        one - base,
+        many - one,
+        (many - one) as f64 / 1000.0
+    );
+    dev.stop();
 }

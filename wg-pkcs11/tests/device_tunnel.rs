@@ -158,7 +158,8 @@ fn endpoint_follows_authenticated_packets() {
     let first = t.a.peer_info(&t.b_key).unwrap().endpoint.unwrap();
     assert_eq!(first.ip().to_string(), t.pair.b_addr);
     // B moves: a new address on its veth becomes the source of its packets.
-    let moved = t.pair.b_addr.replace(".2", ".3");
+    let prefix = &t.pair.b_addr[..t.pair.b_addr.len() - 1]; // "192.168.X."
+    let moved = format!("{prefix}3");
     let dev = t.pair.b.ip(&["-o", "link", "show", "type", "veth"]);
     let vb = dev
         .split(':')
@@ -172,7 +173,7 @@ fn endpoint_follows_authenticated_packets() {
     t.pair
         .b
         .ip(&["addr", "add", &format!("{moved}/24"), "dev", &vb]);
-    let subnet = format!("{}0/24", &t.pair.b_addr[..t.pair.b_addr.len() - 1]);
+    let subnet = format!("{prefix}0/24");
     t.pair
         .b
         .ip(&["route", "replace", &subnet, "dev", &vb, "src", &moved]);
@@ -294,27 +295,33 @@ fn one_token_operation_per_handshake_on_each_side() {
     assert!(ping(&t.pair.a, "10.9.0.2", 2));
 }
 
+/// The data path never waits for the token. Not a timing test: the key takes a whole second per
+/// Diffie-Hellman, so a packet that waited for it would come back a second late (or be lost),
+/// while the stream runs at 10 ms intervals. The longest gap with a realistic 50 ms token is
+/// measured by the benchmark (bench/), not asserted here.
 #[test]
 fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
+    const TOKEN_TIME: Duration = Duration::from_millis(1000);
     let slow = || -> Arc<dyn StaticKey> {
         Arc::new(SlowKey {
             inner: SoftKey::generate(),
-            delay: Duration::from_millis(50),
+            delay: TOKEN_TIME,
             calls: Default::default(),
         })
     };
+    let _quiet = heavy_lock();
     let t = tunnel(slow(), slow(), true);
     assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
     let child = t
         .pair
         .a
         .command("ping")
-        .args(["-c", "1300", "-i", "0.01", "-W", "1", "10.9.0.2"])
+        .args(["-c", "2000", "-i", "0.01", "-W", "5", "10.9.0.2"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Rekeys in both directions while the stream runs (5 s apart per peer:
-    // the core's REKEY_TIMEOUT), each costing the slow side 50 ms of token time.
+    // Rekeys in both directions while the stream runs (5 s apart per peer: the core's
+    // REKEY_TIMEOUT), each costing both sides a second of token time.
     let hs0 = (
         t.a.counters().handshakes_completed,
         t.b.counters().handshakes_completed,
@@ -338,17 +345,27 @@ fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(" 0% packet loss"), "{text}");
-    let max_rtt: f64 = text
-        .lines()
+    let max_rtt = max_rtt(&out);
+    println!(
+        "2000 pings at 10 ms, 4 rekeys with a {TOKEN_TIME:?} key on both sides: max RTT \
+         {max_rtt} ms, handshakes {hs:?}"
+    );
+    assert!(
+        max_rtt < TOKEN_TIME.as_secs_f64() * 1000.0,
+        "a packet waited {max_rtt} ms, as long as a token operation: the data path waited for \
+         the token"
+    );
+}
+
+/// The largest RTT in a ping's summary line.
+fn max_rtt(out: &std::process::Output) -> f64 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
         .find(|l| l.contains("rtt min/avg/max"))
         .and_then(|l| l.split('=').nth(1))
         .and_then(|v| v.trim().split('/').nth(2))
         .and_then(|v| v.parse().ok())
-        .expect("ping summary");
-    assert!(
-        max_rtt < 40.0,
-        "a packet waited {max_rtt} ms: the data path waited for the token"
-    );
+        .unwrap_or_else(|| panic!("no ping summary in {text}"))
 }
 
 #[test]
@@ -380,6 +397,7 @@ fn fwmark_changes_at_run_time_steer_the_outer_packets() {
 
 #[test]
 fn a_device_without_tun_offload_interoperates_with_one_using_it() {
+    let _quiet = heavy_lock();
     let t = tunnel_with(soft(), soft(), true, |c| c.offload = false);
     assert!(t.a.offload() && !t.b.offload());
     assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
@@ -464,4 +482,19 @@ fn one_device_routes_to_two_peers_by_allowed_ips() {
     assert!(ib.rx_bytes > 0 && ic.rx_bytes > 0);
     assert_ne!(ib.endpoint, ic.endpoint);
     assert_eq!(a.counters().dropped(DropReason::AllowedIps), 0);
+}
+
+#[test]
+fn bulk_tcp_over_ipv6_inside_through_tso_and_coalescing() {
+    let _quiet = heavy_lock();
+    let t = tunnel(soft(), soft(), true);
+    assert!(ping_until(&t.pair.a, "fd09::2", 10));
+    let up = iperf3_tcp(&t.pair.b, &t.pair.a, "fd09::2", 2);
+    let down = iperf3_tcp(&t.pair.a, &t.pair.b, "fd09::1", 2);
+    println!("IPv6 inside: {up:.0} / {down:.0} Mbit/s");
+    assert!(up > 50.0 && down > 50.0, "{up} / {down} Mbit/s");
+    for d in [&t.a, &t.b] {
+        let c = d.counters();
+        assert_eq!(c.dropped_total(), c.dropped(DropReason::NoRoute), "{c:?}");
+    }
 }

@@ -7,7 +7,7 @@ use crate::token::{self, error::Error};
 use pkcs11_sys::*;
 
 #[no_mangle]
-pub extern "C" fn C_Initialize(pInitArgs: CK_VOID_PTR) -> CK_RV {
+pub unsafe extern "C" fn C_Initialize(pInitArgs: CK_VOID_PTR) -> CK_RV {
     guard("C_Initialize", || {
         if !pInitArgs.is_null() {
             // SAFETY: non-NULL pInitArgs points to a CK_C_INITIALIZE_ARGS (PKCS#11 5.4).
@@ -43,7 +43,7 @@ fn check_init_args(args: &CK_C_INITIALIZE_ARGS) -> Result<(), Error> {
 }
 
 #[no_mangle]
-pub extern "C" fn C_Finalize(pReserved: CK_VOID_PTR) -> CK_RV {
+pub unsafe extern "C" fn C_Finalize(pReserved: CK_VOID_PTR) -> CK_RV {
     guard("C_Finalize", || {
         if !pReserved.is_null() {
             return Err(bad("C_Finalize: pReserved must be NULL"));
@@ -53,7 +53,7 @@ pub extern "C" fn C_Finalize(pReserved: CK_VOID_PTR) -> CK_RV {
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetInfo(pInfo: CK_INFO_PTR) -> CK_RV {
+pub unsafe extern "C" fn C_GetInfo(pInfo: CK_INFO_PTR) -> CK_RV {
     guard("C_GetInfo", || {
         token::current()?;
         let info = CK_INFO {

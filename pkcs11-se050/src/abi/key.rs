@@ -7,7 +7,7 @@ use crate::token::{self, error::Error, DeriveParams};
 use pkcs11_sys::*;
 
 #[no_mangle]
-pub extern "C" fn C_GenerateKeyPair(
+pub unsafe extern "C" fn C_GenerateKeyPair(
     hSession: CK_SESSION_HANDLE,
     pMechanism: CK_MECHANISM_PTR,
     pPublicKeyTemplate: CK_ATTRIBUTE_PTR,
@@ -39,7 +39,7 @@ pub extern "C" fn C_GenerateKeyPair(
 }
 
 #[no_mangle]
-pub extern "C" fn C_DeriveKey(
+pub unsafe extern "C" fn C_DeriveKey(
     hSession: CK_SESSION_HANDLE,
     pMechanism: CK_MECHANISM_PTR,
     hBaseKey: CK_OBJECT_HANDLE,

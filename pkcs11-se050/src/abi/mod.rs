@@ -9,6 +9,11 @@
 //! first) and 2.40 (C_GetFunctionList).
 
 #![allow(non_snake_case)]
+// The entry points are `unsafe extern "C"`: their callers promise what the PKCS#11 spec says
+// about each pointer. Inside them every unsafe operation still needs its own block and reason.
+#![deny(unsafe_op_in_unsafe_fn)]
+// Their `# Safety` contract is the PKCS#11 specification's, for every function alike.
+#![allow(clippy::missing_safety_doc)]
 
 mod general;
 mod guard;
@@ -245,7 +250,7 @@ fn interface_version(interface: &Interface) -> CK_VERSION {
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetFunctionList(ppFunctionList: CK_FUNCTION_LIST_PTR_PTR) -> CK_RV {
+pub unsafe extern "C" fn C_GetFunctionList(ppFunctionList: CK_FUNCTION_LIST_PTR_PTR) -> CK_RV {
     guard("C_GetFunctionList", || {
         if ppFunctionList.is_null() {
             return Err(bad("C_GetFunctionList: ppFunctionList is NULL"));
@@ -259,7 +264,7 @@ pub extern "C" fn C_GetFunctionList(ppFunctionList: CK_FUNCTION_LIST_PTR_PTR) ->
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetInterfaceList(
+pub unsafe extern "C" fn C_GetInterfaceList(
     pInterfacesList: CK_INTERFACE_PTR,
     pulCount: CK_ULONG_PTR,
 ) -> CK_RV {
@@ -291,7 +296,7 @@ pub extern "C" fn C_GetInterfaceList(
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetInterface(
+pub unsafe extern "C" fn C_GetInterface(
     pInterfaceName: CK_UTF8CHAR_PTR,
     pVersion: CK_VERSION_PTR,
     ppInterface: CK_INTERFACE_PTR_PTR,

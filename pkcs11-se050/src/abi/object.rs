@@ -8,7 +8,10 @@ use crate::token::{self, error::Error};
 use pkcs11_sys::*;
 
 #[no_mangle]
-pub extern "C" fn C_DestroyObject(hSession: CK_SESSION_HANDLE, hObject: CK_OBJECT_HANDLE) -> CK_RV {
+pub unsafe extern "C" fn C_DestroyObject(
+    hSession: CK_SESSION_HANDLE,
+    hObject: CK_OBJECT_HANDLE,
+) -> CK_RV {
     guard("C_DestroyObject", || {
         token::current()?.destroy(hSession, hObject)
     })
@@ -18,7 +21,7 @@ pub extern "C" fn C_DestroyObject(hSession: CK_SESSION_HANDLE, hObject: CK_OBJEC
 /// pValue gets the length; otherwise ulValueLen becomes CK_UNAVAILABLE_INFORMATION and the
 /// call returns the problem (sensitive, invalid type, or buffer too small).
 #[no_mangle]
-pub extern "C" fn C_GetAttributeValue(
+pub unsafe extern "C" fn C_GetAttributeValue(
     hSession: CK_SESSION_HANDLE,
     hObject: CK_OBJECT_HANDLE,
     pTemplate: CK_ATTRIBUTE_PTR,
@@ -79,7 +82,7 @@ pub extern "C" fn C_GetAttributeValue(
 }
 
 #[no_mangle]
-pub extern "C" fn C_SetAttributeValue(
+pub unsafe extern "C" fn C_SetAttributeValue(
     hSession: CK_SESSION_HANDLE,
     hObject: CK_OBJECT_HANDLE,
     pTemplate: CK_ATTRIBUTE_PTR,
@@ -94,7 +97,7 @@ pub extern "C" fn C_SetAttributeValue(
 }
 
 #[no_mangle]
-pub extern "C" fn C_FindObjectsInit(
+pub unsafe extern "C" fn C_FindObjectsInit(
     hSession: CK_SESSION_HANDLE,
     pTemplate: CK_ATTRIBUTE_PTR,
     ulCount: CK_ULONG,
@@ -108,7 +111,7 @@ pub extern "C" fn C_FindObjectsInit(
 }
 
 #[no_mangle]
-pub extern "C" fn C_FindObjects(
+pub unsafe extern "C" fn C_FindObjects(
     hSession: CK_SESSION_HANDLE,
     phObject: CK_OBJECT_HANDLE_PTR,
     ulMaxObjectCount: CK_ULONG,
@@ -130,7 +133,7 @@ pub extern "C" fn C_FindObjects(
 }
 
 #[no_mangle]
-pub extern "C" fn C_FindObjectsFinal(hSession: CK_SESSION_HANDLE) -> CK_RV {
+pub unsafe extern "C" fn C_FindObjectsFinal(hSession: CK_SESSION_HANDLE) -> CK_RV {
     guard("C_FindObjectsFinal", || {
         token::current()?.find_final(hSession)
     })

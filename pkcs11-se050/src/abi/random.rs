@@ -7,7 +7,7 @@ use crate::token::{self, error::Error};
 use pkcs11_sys::*;
 
 #[no_mangle]
-pub extern "C" fn C_SeedRandom(
+pub unsafe extern "C" fn C_SeedRandom(
     hSession: CK_SESSION_HANDLE,
     _pSeed: CK_BYTE_PTR,
     _ulSeedLen: CK_ULONG,
@@ -20,7 +20,7 @@ pub extern "C" fn C_SeedRandom(
 }
 
 #[no_mangle]
-pub extern "C" fn C_GenerateRandom(
+pub unsafe extern "C" fn C_GenerateRandom(
     hSession: CK_SESSION_HANDLE,
     RandomData: CK_BYTE_PTR,
     ulRandomLen: CK_ULONG,

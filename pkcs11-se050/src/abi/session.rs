@@ -7,7 +7,7 @@ use crate::token::{self, SLOT_ID};
 use pkcs11_sys::*;
 
 #[no_mangle]
-pub extern "C" fn C_OpenSession(
+pub unsafe extern "C" fn C_OpenSession(
     slotID: CK_SLOT_ID,
     flags: CK_FLAGS,
     _pApplication: CK_VOID_PTR,
@@ -26,21 +26,21 @@ pub extern "C" fn C_OpenSession(
 }
 
 #[no_mangle]
-pub extern "C" fn C_CloseSession(hSession: CK_SESSION_HANDLE) -> CK_RV {
+pub unsafe extern "C" fn C_CloseSession(hSession: CK_SESSION_HANDLE) -> CK_RV {
     guard("C_CloseSession", || {
         token::current()?.close_session(hSession)
     })
 }
 
 #[no_mangle]
-pub extern "C" fn C_CloseAllSessions(slotID: CK_SLOT_ID) -> CK_RV {
+pub unsafe extern "C" fn C_CloseAllSessions(slotID: CK_SLOT_ID) -> CK_RV {
     guard("C_CloseAllSessions", || {
         token::current()?.close_all_sessions(slotID)
     })
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetSessionInfo(
+pub unsafe extern "C" fn C_GetSessionInfo(
     hSession: CK_SESSION_HANDLE,
     pInfo: CK_SESSION_INFO_PTR,
 ) -> CK_RV {
@@ -58,7 +58,7 @@ pub extern "C" fn C_GetSessionInfo(
 }
 
 #[no_mangle]
-pub extern "C" fn C_Login(
+pub unsafe extern "C" fn C_Login(
     hSession: CK_SESSION_HANDLE,
     userType: CK_USER_TYPE,
     pPin: CK_UTF8CHAR_PTR,
@@ -74,7 +74,7 @@ pub extern "C" fn C_Login(
 }
 
 #[no_mangle]
-pub extern "C" fn C_LoginUser(
+pub unsafe extern "C" fn C_LoginUser(
     hSession: CK_SESSION_HANDLE,
     userType: CK_USER_TYPE,
     pPin: CK_UTF8CHAR_PTR,
@@ -82,10 +82,11 @@ pub extern "C" fn C_LoginUser(
     _pUsername: CK_UTF8CHAR_PTR,
     _ulUsernameLen: CK_ULONG,
 ) -> CK_RV {
-    C_Login(hSession, userType, pPin, ulPinLen)
+    // SAFETY: the same pointer contract as C_Login, passed through unchanged.
+    unsafe { C_Login(hSession, userType, pPin, ulPinLen) }
 }
 
 #[no_mangle]
-pub extern "C" fn C_Logout(hSession: CK_SESSION_HANDLE) -> CK_RV {
+pub unsafe extern "C" fn C_Logout(hSession: CK_SESSION_HANDLE) -> CK_RV {
     guard("C_Logout", || token::current()?.logout(hSession))
 }

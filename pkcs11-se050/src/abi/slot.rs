@@ -7,7 +7,7 @@ use crate::token::{self, SLOT_ID};
 use pkcs11_sys::*;
 
 #[no_mangle]
-pub extern "C" fn C_GetSlotList(
+pub unsafe extern "C" fn C_GetSlotList(
     _tokenPresent: CK_BBOOL,
     pSlotList: CK_SLOT_ID_PTR,
     pulCount: CK_ULONG_PTR,
@@ -21,7 +21,7 @@ pub extern "C" fn C_GetSlotList(
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetSlotInfo(slotID: CK_SLOT_ID, pInfo: CK_SLOT_INFO_PTR) -> CK_RV {
+pub unsafe extern "C" fn C_GetSlotInfo(slotID: CK_SLOT_ID, pInfo: CK_SLOT_INFO_PTR) -> CK_RV {
     guard("C_GetSlotInfo", || {
         let info = token::current()?.slot_info(slotID)?;
         let out = CK_SLOT_INFO {
@@ -37,7 +37,7 @@ pub extern "C" fn C_GetSlotInfo(slotID: CK_SLOT_ID, pInfo: CK_SLOT_INFO_PTR) -> 
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetTokenInfo(slotID: CK_SLOT_ID, pInfo: CK_TOKEN_INFO_PTR) -> CK_RV {
+pub unsafe extern "C" fn C_GetTokenInfo(slotID: CK_SLOT_ID, pInfo: CK_TOKEN_INFO_PTR) -> CK_RV {
     guard("C_GetTokenInfo", || {
         let info = token::current()?.token_info(slotID)?;
         let out = CK_TOKEN_INFO {
@@ -66,7 +66,7 @@ pub extern "C" fn C_GetTokenInfo(slotID: CK_SLOT_ID, pInfo: CK_TOKEN_INFO_PTR) -
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetMechanismList(
+pub unsafe extern "C" fn C_GetMechanismList(
     slotID: CK_SLOT_ID,
     pMechanismList: CK_MECHANISM_TYPE_PTR,
     pulCount: CK_ULONG_PTR,
@@ -80,7 +80,7 @@ pub extern "C" fn C_GetMechanismList(
 }
 
 #[no_mangle]
-pub extern "C" fn C_GetMechanismInfo(
+pub unsafe extern "C" fn C_GetMechanismInfo(
     slotID: CK_SLOT_ID,
     type_: CK_MECHANISM_TYPE,
     pInfo: CK_MECHANISM_INFO_PTR,

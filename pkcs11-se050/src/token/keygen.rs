@@ -173,15 +173,18 @@ impl Token {
                     )
                 })?,
         };
-        let meta_file = (KeyMetadata::preferred_file_id(key_id)..=META_END)
-            .chain(META_BASE..KeyMetadata::preferred_file_id(key_id))
-            .find(|f| !cache.is_used(*f))
-            .ok_or_else(|| {
-                refuse(
-                    CKR_DEVICE_MEMORY,
-                    "no free object id for the key's metadata",
-                )
-            })?;
+        let meta_file = match cache.record_file_for(key_id) {
+            Some(stale) => stale,
+            None => (KeyMetadata::preferred_file_id(key_id)..=META_END)
+                .chain(META_BASE..KeyMetadata::preferred_file_id(key_id))
+                .find(|f| !cache.is_used(*f))
+                .ok_or_else(|| {
+                    refuse(
+                        CKR_DEVICE_MEMORY,
+                        "no free object id for the key's metadata",
+                    )
+                })?,
+        };
         let label = label.unwrap_or_else(|| default_label(key_id));
         let id = id.unwrap_or_else(|| default_id(key_id));
         let record = KeyMetadata::new(key_id, true, label.clone(), id.clone())?;

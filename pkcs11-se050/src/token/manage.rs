@@ -2,6 +2,7 @@
 
 use super::attributes::{attr_name, matches, AttrValue, Template};
 use super::chip::ChipErrorKind;
+use super::ec::{decode_point, encode_point};
 use super::error::{answer, refuse, Result};
 use super::metadata::{KeyMetadata, META_BASE, META_END};
 use super::objects::{handle_of, split_handle, Half};
@@ -13,13 +14,10 @@ impl Token {
     /// C_FindObjectsInit: the chip is re-read here (another process may have changed it), so
     /// that later calls on the found handles need no chip round trip.
     pub fn find_init(&self, session: CK_SESSION_HANDLE, template: &Template) -> Result<()> {
-        let mut sessions = self.sessions.lock();
-        if sessions.get(session)?.search.is_some() {
-            return Err(answer(
-                CKR_OPERATION_ACTIVE,
-                "a search is already active in this session",
-            ));
-        }
+        // The chip is read without holding the session table, so that other threads'
+        // derives are not held up by a search; the session is checked again afterwards.
+        self.check_no_search(session)?;
+        let template = &self.normalise_search(template);
         let mut handles = Vec::new();
         {
             let mut cache = self.cache.lock();
@@ -44,8 +42,34 @@ impl Token {
             own.sort_unstable();
             handles.extend(own);
         }
-        sessions.get_mut(session)?.search = Some(Search { handles, next: 0 });
+        let mut sessions = self.sessions.lock();
+        let state = sessions.get_mut(session)?;
+        if state.search.is_some() {
+            return Err(search_active());
+        }
+        state.search = Some(Search { handles, next: 0 });
         Ok(())
+    }
+
+    /// A CKA_EC_POINT to search for may come raw or DER-wrapped whatever the configured
+    /// output form: compare in that form.
+    fn normalise_search(&self, template: &Template) -> Template {
+        let mut t = template.clone();
+        for (ty, value) in &mut t.entries {
+            if *ty == CKA_EC_POINT {
+                if let Some(point) = decode_point(value) {
+                    *value = encode_point(&point, self.config.ec_point);
+                }
+            }
+        }
+        t
+    }
+
+    fn check_no_search(&self, session: CK_SESSION_HANDLE) -> Result<()> {
+        match self.sessions.lock().get(session)?.search {
+            Some(_) => Err(search_active()),
+            None => Ok(()),
+        }
     }
 
     pub fn find_next(
@@ -213,6 +237,13 @@ impl Token {
         log::info!("deleted X25519 key pair {key_id:#010x}");
         Ok(())
     }
+}
+
+fn search_active() -> super::error::Error {
+    answer(
+        CKR_OPERATION_ACTIVE,
+        "a search is already active in this session",
+    )
 }
 
 fn no_object(object: CK_OBJECT_HANDLE) -> super::error::Error {

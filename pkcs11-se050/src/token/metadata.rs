@@ -147,7 +147,7 @@ mod tests {
         let m = KeyMetadata::new(0x5000_0001, true, b"wg0".to_vec(), vec![1, 2, 3, 4]).unwrap();
         let r = m.encode();
         assert_eq!(r.len(), RECORD_LEN);
-        assert!(RECORD_LEN + 20 <= 255);
+        const { assert!(RECORD_LEN + 20 <= 255) };
         assert_eq!(KeyMetadata::decode(&r), Some(m));
         let full = KeyMetadata::new(1, false, vec![b'x'; MAX_LABEL], vec![9; MAX_ID]).unwrap();
         assert_eq!(KeyMetadata::decode(&full.encode()), Some(full));

@@ -19,9 +19,11 @@ pub mod link;
 mod manage;
 pub mod metadata;
 pub mod objects;
+mod se050;
 pub mod secret;
 pub mod session;
-mod se050;
+#[cfg(test)]
+mod tests;
 pub use se050::open_chip;
 
 pub use derive::DeriveParams;

@@ -168,6 +168,11 @@ impl ObjectCache {
                         Ok(kind) => kind,
                         // Deleted between the list and now.
                         Err(e) if e.kind == ChipErrorKind::NotFound => continue,
+                        // An object the chip will not describe is not one of ours.
+                        Err(e) if e.kind == ChipErrorKind::Refused => {
+                            log::debug!("object {id:#010x}: type not readable: {e}");
+                            ObjectKind::Other
+                        }
                         Err(e) => return Err(e.to_ckr(&format!("reading type of {id:#010x}"))),
                     };
                     self.kinds.insert(id, kind);
@@ -206,7 +211,15 @@ impl ObjectCache {
                                 self.records.insert(id, record);
                             }
                         }
-                        Err(e) if e.kind == ChipErrorKind::NotFound => {}
+                        // Gone, or a file the chip will not let us read: not a record of ours.
+                        Err(e)
+                            if matches!(
+                                e.kind,
+                                ChipErrorKind::NotFound | ChipErrorKind::Refused
+                            ) =>
+                        {
+                            log::debug!("binary file {id:#010x} not read: {e}");
+                        }
                         Err(e) => return Err(e.to_ckr(&format!("reading metadata {id:#010x}"))),
                     }
                 }
@@ -246,6 +259,16 @@ impl ObjectCache {
             .filter(|(_, r)| !self.pairs.contains_key(&r.key_id))
             .map(|(f, _)| *f)
             .collect()
+    }
+
+    /// The file of a record naming `key_id`, stale or not: a new pair at that id must reuse
+    /// it, or the old record would keep giving the new key the old key's label.
+    pub fn record_file_for(&self, key_id: u32) -> Option<u32> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.key_id == key_id)
+            .map(|(f, _)| *f)
+            .min()
     }
 
     pub fn insert_pair(&mut self, pair: KeyPair) {

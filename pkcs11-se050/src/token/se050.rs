@@ -15,16 +15,26 @@ pub fn open_chip(config: &Config) -> ChipResult<Box<dyn Chip>> {
             std::fs::create_dir_all(dir).map_err(|e| {
                 ChipError::new(
                     ChipErrorKind::Link,
-                    format!("cannot create the virtual SE050's state directory {}: {e}", dir.display()),
+                    format!(
+                        "cannot create the virtual SE050's state directory {}: {e}",
+                        dir.display()
+                    ),
                 )
             })?;
         }
     }
     let transport = match &config.transport {
-        TransportConfig::I2c { device, address } => Transport::I2c { device: device.clone(), address: *address },
-        TransportConfig::Virtual { state, latency } => Transport::Virtual { state: state.clone(), latency: *latency },
+        TransportConfig::I2c { device, address } => Transport::I2c {
+            device: device.clone(),
+            address: *address,
+        },
+        TransportConfig::Virtual { state, latency } => Transport::Virtual {
+            state: state.clone(),
+            latency: *latency,
+        },
     };
-    let se050 = device::open(&transport).map_err(|e| ChipError::new(ChipErrorKind::Link, e.to_string()))?;
+    let se050 =
+        device::open(&transport).map_err(|e| ChipError::new(ChipErrorKind::Link, e.to_string()))?;
     Ok(Box::new(AppletChip { se050 }))
 }
 
@@ -54,7 +64,10 @@ impl Chip for AppletChip {
     fn identity(&mut self) -> ChipResult<ChipIdentity> {
         let v = self.se050.version();
         let unique_id = self.se050.unique_id().map_err(chip_error)?;
-        Ok(ChipIdentity { applet_version: (v.major, v.minor, v.patch), unique_id })
+        Ok(ChipIdentity {
+            applet_version: (v.major, v.minor, v.patch),
+            unique_id,
+        })
     }
 
     fn generate_x25519(&mut self, id: u32) -> ChipResult<()> {
@@ -62,11 +75,15 @@ impl Chip for AppletChip {
     }
 
     fn read_x25519_public(&mut self, id: u32) -> ChipResult<[u8; 32]> {
-        self.se050.read_x25519_public(object(id)?).map_err(chip_error)
+        self.se050
+            .read_x25519_public(object(id)?)
+            .map_err(chip_error)
     }
 
     fn ecdh_x25519(&mut self, id: u32, peer: &[u8; 32]) -> ChipResult<Zeroizing<[u8; 32]>> {
-        self.se050.ecdh_x25519(object(id)?, peer).map_err(chip_error)
+        self.se050
+            .ecdh_x25519(object(id)?, peer)
+            .map_err(chip_error)
     }
 
     fn delete(&mut self, id: u32) -> ChipResult<()> {
@@ -78,7 +95,13 @@ impl Chip for AppletChip {
     }
 
     fn list_ids(&mut self) -> ChipResult<Vec<u32>> {
-        Ok(self.se050.list_ids().map_err(chip_error)?.into_iter().map(ObjectId::value).collect())
+        Ok(self
+            .se050
+            .list_ids()
+            .map_err(chip_error)?
+            .into_iter()
+            .map(ObjectId::value)
+            .collect())
     }
 
     fn kind(&mut self, id: u32) -> ChipResult<ObjectKind> {
@@ -96,7 +119,9 @@ impl Chip for AppletChip {
     }
 
     fn write_binary(&mut self, id: u32, data: &[u8]) -> ChipResult<()> {
-        self.se050.write_binary(object(id)?, data).map_err(chip_error)
+        self.se050
+            .write_binary(object(id)?, data)
+            .map_err(chip_error)
     }
 
     fn read_binary(&mut self, id: u32) -> ChipResult<Vec<u8>> {

@@ -31,6 +31,8 @@ pub enum DropReason {
     Offload,
     /// The handshake queue is full.
     QueueFull,
+    /// Under load, a source sent handshake messages faster than 20 per second.
+    RateLimited,
     /// The per-peer queue of packets waiting for a session is full.
     StagedOverflow,
     /// The socket or TUN refused a write.
@@ -40,7 +42,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Malformed,
         DropReason::Mac1,
         DropReason::CookieRequired,
@@ -53,6 +55,7 @@ impl DropReason {
         DropReason::NoEndpoint,
         DropReason::Offload,
         DropReason::QueueFull,
+        DropReason::RateLimited,
         DropReason::StagedOverflow,
         DropReason::SendError,
         DropReason::HandshakeFailed,
@@ -72,6 +75,7 @@ impl DropReason {
             DropReason::NoEndpoint => "no_endpoint",
             DropReason::Offload => "offload",
             DropReason::QueueFull => "queue_full",
+            DropReason::RateLimited => "rate_limited",
             DropReason::StagedOverflow => "staged_overflow",
             DropReason::SendError => "send_error",
             DropReason::HandshakeFailed => "handshake_failed",

@@ -27,6 +27,7 @@
 pub mod counters;
 mod handshake;
 pub mod offload;
+mod ratelimit;
 mod receive;
 mod send;
 mod timers;

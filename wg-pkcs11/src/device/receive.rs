@@ -13,12 +13,13 @@ use std::time::Instant;
 use super::counters::DropReason;
 use super::handshake::Job;
 use super::offload::{Coalescer, Offer, VnetHdr};
+use super::ratelimit::RateLimiter;
 use super::tun::VNET_HDR_LEN;
 use super::udp::{RecvBatch, MAX_UDP_PAYLOAD};
 use super::waker::Ready;
 use super::Shared;
 use crate::keypair::Keypair;
-use crate::noise::{self, MessageType, TRANSPORT_HEADER_LEN};
+use crate::noise::{self, MessageType, INITIATION_LEN, RESPONSE_LEN, TRANSPORT_HEADER_LEN};
 use crate::peer::Peer;
 
 /// Receive slots per recvmmsg. With GRO each holds up to 64 KiB of datagrams.
@@ -53,6 +54,7 @@ struct Receiver {
     /// The session of the previous transport packet: consecutive packets
     /// almost always share it, which saves the index-table lookup.
     last: Option<(u32, Arc<Peer>, Arc<Keypair>)>,
+    limiter: RateLimiter,
 }
 
 pub(crate) fn run(shared: Arc<Shared>) {
@@ -67,6 +69,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         coalescer: Coalescer::new(),
         offload: shared.tun.offload(),
         last: None,
+        limiter: RateLimiter::new(),
     };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&shared.udp);
     loop {
@@ -109,25 +112,27 @@ pub(crate) fn run(shared: Arc<Shared>) {
 
 impl Receiver {
     fn datagram(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
-        let shared = &*self.shared;
+        let shared = self.shared.clone();
         match noise::message_type(buf) {
             Some(MessageType::Transport) => self.transport(src, buf, now),
             Some(MessageType::Initiation) => {
+                let Ok(msg) = <[u8; INITIATION_LEN]>::try_from(&buf[..]) else {
+                    shared.counters.discard(DropReason::Malformed);
+                    return;
+                };
                 if !shared.cookies.check_mac1(buf) {
                     shared.counters.discard(DropReason::Mac1);
-                } else if self.demand_cookie(buf, src, now) {
-                    shared.counters.discard(DropReason::CookieRequired);
-                } else {
-                    let job = Job::Initiation {
-                        msg: buf.try_into().expect("length checked by message_type"),
-                        src,
-                    };
-                    if !shared.jobs.push_incoming(job) {
-                        shared.counters.discard(DropReason::QueueFull);
-                    }
+                } else if let Err(reason) = self.admit(buf, src, now) {
+                    shared.counters.discard(reason);
+                } else if !shared.jobs.push_incoming(Job::Initiation { msg, src }) {
+                    shared.counters.discard(DropReason::QueueFull);
                 }
             }
             Some(MessageType::Response) => {
+                let Ok(msg) = <[u8; RESPONSE_LEN]>::try_from(&buf[..]) else {
+                    shared.counters.discard(DropReason::Malformed);
+                    return;
+                };
                 if !shared.cookies.check_mac1(buf) {
                     shared.counters.discard(DropReason::Mac1);
                 } else if noise::receiver_index(buf)
@@ -135,16 +140,10 @@ impl Receiver {
                     .is_none()
                 {
                     shared.counters.discard(DropReason::UnknownIndex);
-                } else if self.demand_cookie(buf, src, now) {
-                    shared.counters.discard(DropReason::CookieRequired);
-                } else {
-                    let job = Job::Response {
-                        msg: buf.try_into().expect("length checked by message_type"),
-                        src,
-                    };
-                    if !shared.jobs.push_incoming(job) {
-                        shared.counters.discard(DropReason::QueueFull);
-                    }
+                } else if let Err(reason) = self.admit(buf, src, now) {
+                    shared.counters.discard(reason);
+                } else if !shared.jobs.push_incoming(Job::Response { msg, src }) {
+                    shared.counters.discard(DropReason::QueueFull);
                 }
             }
             Some(MessageType::CookieReply) => {
@@ -162,22 +161,30 @@ impl Receiver {
         }
     }
 
-    /// Under load, a handshake message without a valid mac2 gets a cookie
-    /// reply instead of a place in the queue (and so costs no token operation).
-    fn demand_cookie(&self, buf: &[u8], src: SocketAddr, now: Instant) -> bool {
+    /// Whether a handshake message (mac1 already valid) may enter the
+    /// worker's queue. Under load it needs a valid mac2 (else it gets a
+    /// cookie reply and costs no token operation), and its source must stay
+    /// under the per-address rate.
+    fn admit(&mut self, buf: &[u8], src: SocketAddr, now: Instant) -> Result<(), DropReason> {
         let shared = &*self.shared;
-        if !shared.jobs.under_load(now) || shared.cookies.check_mac2(buf, src, now) {
-            return false;
+        if !shared.jobs.under_load(now) {
+            return Ok(());
         }
-        if let Some(reply) = shared.cookies.create_cookie_reply(buf, src, now) {
-            if shared.udp.send_to(&reply, src).is_ok() {
-                shared
-                    .counters
-                    .cookie_replies_sent
-                    .fetch_add(1, Ordering::Relaxed);
+        if !shared.cookies.check_mac2(buf, src, now) {
+            if let Some(reply) = shared.cookies.create_cookie_reply(buf, src, now) {
+                if shared.udp.send_to(&reply, src).is_ok() {
+                    shared
+                        .counters
+                        .cookie_replies_sent
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
+            return Err(DropReason::CookieRequired);
         }
-        true
+        if !self.limiter.allow(src.ip(), now) {
+            return Err(DropReason::RateLimited);
+        }
+        Ok(())
     }
 
     fn transport(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {

@@ -367,3 +367,10 @@ pub fn iperf3_tcp(server: &Netns, client: &Netns, server_addr: &str, secs: u32) 
         .collect();
     v.parse::<f64>().unwrap() / 1e6
 }
+
+/// Tests that load the CPU (bulk transfers) and tests that measure latency
+/// take this lock, so they do not run at the same time in one test binary.
+pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
