@@ -10,7 +10,21 @@ use e2e_tests::*;
 
 #[test]
 fn wireguard_go_and_boringtun_tunnel_carries_ping_and_iperf3() {
+    reference_tunnel(false);
+}
+
+#[test]
+fn wireguard_go_and_boringtun_tunnel_over_ipv6_carries_ping_and_iperf3() {
+    reference_tunnel(true);
+}
+
+fn reference_tunnel(ipv6_underlay: bool) {
     let net = NamespacePair::new("ref");
+    let (a_endpoint, b_endpoint) = if ipv6_underlay {
+        (net.a_endpoint6(), net.b_endpoint6())
+    } else {
+        (net.a_endpoint(), net.b_endpoint())
+    };
     let (go_private, go_public) = wg_genkey();
     let (bt_private, bt_public) = wg_genkey();
 
@@ -30,10 +44,7 @@ fn wireguard_go_and_boringtun_tunnel_carries_ping_and_iperf3() {
     go.configure(
         &go_private,
         LISTEN_PORT_A,
-        &[
-            PeerSpec::new(&bt_public, &["10.10.0.2/32", "fd00:10::2/128"])
-                .endpoint(&net.b_endpoint()),
-        ],
+        &[PeerSpec::new(&bt_public, &["10.10.0.2/32", "fd00:10::2/128"]).endpoint(&b_endpoint)],
     );
     bt.configure(
         &bt_private,
@@ -86,7 +97,7 @@ fn wireguard_go_and_boringtun_tunnel_carries_ping_and_iperf3() {
     let peer = bt_view.peer(&go_public).expect("boringtun lost its peer");
     assert_eq!(
         peer.endpoint.as_deref(),
-        Some(net.a_endpoint().as_str()),
+        Some(a_endpoint.as_str()),
         "boringtun did not learn wireguard-go's endpoint from the handshake"
     );
 }

@@ -82,7 +82,10 @@ fn tool_generates_lists_and_deletes_an_x25519_pair() {
     );
     assert_eq!(listed.matches("label:      wg0").count(), 2, "{listed}");
     assert!(listed.contains("Usage:      derive"), "{listed}");
-    assert!(listed.contains("EC_PARAMS:  06032b656e (OID 1.3.101.110)"), "{listed}");
+    assert!(
+        listed.contains("EC_PARAMS:  06032b656e (OID 1.3.101.110)"),
+        "{listed}"
+    );
     assert!(
         listed.contains("Access:     sensitive, always sensitive, never extractable, local"),
         "{listed}"

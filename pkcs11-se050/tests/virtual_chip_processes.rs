@@ -73,7 +73,7 @@ fn child() {
             let label =
                 vec![b'a' + (OsRng.next_u32() % 26) as u8; 1 + (OsRng.next_u32() % 600) as usize];
             chip.write_binary(id(0x100), &label).unwrap();
-            if OsRng.next_u32() % 4 == 0 {
+            if OsRng.next_u32().is_multiple_of(4) {
                 chip.delete(slot).unwrap();
             }
         },

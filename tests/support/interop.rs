@@ -11,7 +11,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::pkcs11_spy::Pkcs11Spy;
 use crate::topology::*;
 use crate::traffic::{iperf3, ping, ping_until_reply};
 use crate::virtual_token::VirtualToken;
@@ -33,12 +32,28 @@ pub enum Initiator {
     Reference,
 }
 
+/// Which network carries the tunnel's UDP packets between the namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Underlay {
+    Ipv4,
+    Ipv6,
+}
+
+/// The scenario over the IPv4 underlay.
 pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
+    run_over(kind, initiator, Underlay::Ipv4);
+}
+
+pub fn run_over(kind: UserspaceWireGuard, initiator: Initiator, underlay: Underlay) {
     let tag = match kind {
         UserspaceWireGuard::WireguardGo => "go",
         UserspaceWireGuard::Boringtun => "bt",
     };
     let net = NamespacePair::new(tag);
+    let (a_endpoint, b_endpoint) = match underlay {
+        Underlay::Ipv4 => (net.a_endpoint(), net.b_endpoint()),
+        Underlay::Ipv6 => (net.a_endpoint6(), net.b_endpoint6()),
+    };
     let token = VirtualToken::new(TOKEN_LATENCY_MS);
 
     let label = "wg-interop";
@@ -53,19 +68,17 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     let reference = UserspacePeer::start(kind, &net.b, &unique_interface_name("ref"), net.dir());
     let mut reference_sees = PeerSpec::new(&token_public, &["10.10.0.1/32", "fd00:10::1/128"]);
     if initiator == Initiator::Reference {
-        reference_sees = reference_sees.endpoint(&net.a_endpoint());
+        reference_sees = reference_sees.endpoint(&a_endpoint);
     }
     reference.configure(&ref_private, LISTEN_PORT_B, &[reference_sees]);
     reference.address_and_up(&["10.10.0.2/24", "fd00:10::2/64"]);
 
     let mut daemon_sees = PeerSpec::new(&ref_public, &["10.10.0.2/32", "fd00:10::2/128"]);
     if initiator == Initiator::WgPkcs11 {
-        daemon_sees = daemon_sees.endpoint(&net.b_endpoint());
+        daemon_sees = daemon_sees.endpoint(&b_endpoint);
     }
-    // The daemon reaches the module through pkcs11-spy, which counts its C_DeriveKey calls.
-    let spy = Pkcs11Spy::new(net.dir(), "wg-pkcs11");
     let conf = WgPkcs11Conf {
-        private_key: token.key_uri_via(label, spy.module()),
+        private_key: token.key_uri(label),
         listen_port: Some(LISTEN_PORT_A),
         addresses: vec!["10.10.0.1/24".into(), "fd00:10::1/64".into()],
         mtu: Some(1420),
@@ -73,7 +86,12 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     };
     let ifname = unique_interface_name("wgp");
     let conf_path = conf.write(net.dir(), &ifname);
-    let mut daemon = WgPkcs11::up_spied(&net.a, &token, &spy, &conf_path, net.dir());
+    let before_up = token.counters();
+    assert_eq!(
+        before_up.keygen, 1,
+        "genkey should have generated exactly one pair: {before_up:?}"
+    );
+    let mut daemon = WgPkcs11::up(&net.a, &token, &conf_path, net.dir());
 
     let (first_ns, first_target) = match initiator {
         Initiator::WgPkcs11 => (&net.a, B_TUNNEL),
@@ -83,7 +101,7 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
         std::panic::catch_unwind(|| ping_until_reply(first_ns, first_target, HANDSHAKE_TIMEOUT))
             .unwrap_or_else(|_| {
                 panic!(
-                    "no handshake between wg-pkcs11 and {} ({initiator:?} initiating) within \
+                    "no handshake between wg-pkcs11 and {} ({initiator:?} initiating, {underlay:?}) within \
              {HANDSHAKE_TIMEOUT:?}\n--- wg-pkcs11 log:\n{}\n--- {} log:\n{}",
                     kind.program(),
                     daemon.log(),
@@ -91,7 +109,7 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
                     reference.log()
                 )
             });
-    eprintln!("{initiator:?} initiated; first reply after {answered_in:?}");
+    eprintln!("{initiator:?} initiated over {underlay:?}; first reply after {answered_in:?}");
     daemon.assert_running();
 
     assert!(
@@ -174,7 +192,7 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     );
     assert_eq!(
         peer.endpoint.as_deref(),
-        Some(net.b_endpoint().as_str()),
+        Some(b_endpoint.as_str()),
         "wg-pkcs11 does not report the peer's endpoint"
     );
 
@@ -189,19 +207,19 @@ pub fn run(kind: UserspaceWireGuard, initiator: Initiator) {
     );
     assert_eq!(
         seen.endpoint.as_deref(),
-        Some(net.a_endpoint().as_str()),
+        Some(a_endpoint.as_str()),
         "{} does not know wg-pkcs11's endpoint",
         kind.program()
     );
 
-    // One handshake happened (REKEY_AFTER_TIME is far away): the static key was used once for
-    // that handshake and at most once more for the per-peer static-static DH.
-    let derives = spy.calls("C_DeriveKey");
-    eprintln!("token operations (C_DeriveKey) by wg-pkcs11: {derives}");
+    // One handshake happened (REKEY_AFTER_TIME is far away): the chip computed one ECDH for
+    // that handshake and at most one more for the per-peer static-static DH, which is cached.
+    let ecdhs = token.counters().ecdh - before_up.ecdh;
+    eprintln!("ECDHs computed by the chip for wg-pkcs11: {ecdhs}");
     assert!(
-        (1..=2).contains(&derives),
-        "wg-pkcs11 made {derives} C_DeriveKey calls for one handshake; expected 1 (the handshake) \
-         plus at most 1 (static-static, cached per peer)"
+        (1..=2).contains(&ecdhs),
+        "the chip computed {ecdhs} ECDHs for one handshake; expected 1 (the handshake) plus at \
+         most 1 (static-static, cached per peer)"
     );
 
     daemon.down();

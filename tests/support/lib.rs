@@ -15,7 +15,6 @@
 pub mod artifacts;
 pub mod interop;
 pub mod netns;
-pub mod pkcs11_spy;
 pub mod process;
 pub mod topology;
 pub mod traffic;
@@ -26,7 +25,6 @@ pub mod wireguard;
 
 pub use artifacts::{module_path, target_profile_dir, wg_pkcs11_binary};
 pub use netns::{require_root, Netns};
-pub use pkcs11_spy::Pkcs11Spy;
 pub use process::Background;
 pub use topology::NamespacePair;
 pub use traffic::{iperf3, ping, ping_until_reply, IperfResult};

@@ -60,6 +60,15 @@ impl NamespacePair {
     pub fn b_endpoint(&self) -> String {
         format!("{B_UNDERLAY}:{LISTEN_PORT_B}")
     }
+
+    /// The same endpoints over the IPv6 underlay, as `wg` writes them.
+    pub fn a_endpoint6(&self) -> String {
+        format!("[{A_UNDERLAY6}]:{LISTEN_PORT_A}")
+    }
+
+    pub fn b_endpoint6(&self) -> String {
+        format!("[{B_UNDERLAY6}]:{LISTEN_PORT_B}")
+    }
 }
 
 impl Drop for NamespacePair {

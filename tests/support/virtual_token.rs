@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pkcs11_se050::virtual_se050::counters::{read_counters, Counters};
 use tempfile::TempDir;
 
 use crate::artifacts::module_path;
@@ -58,6 +59,12 @@ impl VirtualToken {
 
     pub fn state_path(&self) -> &Path {
         &self.state_path
+    }
+
+    /// The chip's operation counters (ECDHs, key generations, ...), cumulative over every
+    /// process that used it: each X25519 ECDH is one the real chip would spend NVM on.
+    pub fn counters(&self) -> Counters {
+        read_counters(&self.state_path)
     }
 
     /// Points `command` (and every PKCS#11 module it loads) at this chip.

@@ -7,7 +7,6 @@ use base64::Engine as _;
 
 use crate::artifacts::wg_pkcs11_binary;
 use crate::netns::Netns;
-use crate::pkcs11_spy::Pkcs11Spy;
 use crate::process::Background;
 use crate::virtual_token::VirtualToken;
 use crate::wait::poll_until;
@@ -116,30 +115,8 @@ pub struct WgPkcs11 {
 }
 
 impl WgPkcs11 {
-    /// Starts the daemon and waits until its UAPI socket answers and its first address is on
-    /// the interface.
+    /// Starts the daemon with the token's configuration and waits until its UAPI socket answers.
     pub fn up(ns: &Netns, token: &VirtualToken, conf_path: &Path, log_dir: &Path) -> WgPkcs11 {
-        Self::up_with(ns, token, conf_path, log_dir, |_| {})
-    }
-
-    /// As `up`, with the module behind `spy` (the config's URI must name `spy.module()`).
-    pub fn up_spied(
-        ns: &Netns,
-        token: &VirtualToken,
-        spy: &Pkcs11Spy,
-        conf_path: &Path,
-        log_dir: &Path,
-    ) -> WgPkcs11 {
-        Self::up_with(ns, token, conf_path, log_dir, |command| spy.apply(command))
-    }
-
-    fn up_with(
-        ns: &Netns,
-        token: &VirtualToken,
-        conf_path: &Path,
-        log_dir: &Path,
-        adjust: impl FnOnce(&mut Command),
-    ) -> WgPkcs11 {
         let ifname = conf_path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -152,7 +129,6 @@ impl WgPkcs11 {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
         token.apply(&mut command);
-        adjust(&mut command);
         let mut process = Background::spawn(&format!("wg-pkcs11-{ifname}"), command, log_dir);
         let socket = uapi_socket(&ifname);
         let ready = poll_until(STARTUP_TIMEOUT, || {

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use crate::uri::Pkcs11Uri;
+use crate::uri::{is_pkcs11_uri, Pkcs11Uri};
 
 /// An address with a prefix length: `10.0.0.1/24`, `fd00::/64`. Host bits are kept (an
 /// interface `Address` needs them); [`Cidr::network`] clears them (what routing wants).
@@ -539,7 +539,7 @@ fn interface_key(
     match lower {
         "privatekey" => {
             once(&mut b.seen, "PrivateKey")?;
-            let source = if value.len() >= 7 && value[..7].eq_ignore_ascii_case("pkcs11:") {
+            let source = if is_pkcs11_uri(value) {
                 PrivateKeySource::Pkcs11(
                     Pkcs11Uri::parse(value).map_err(|e| ConfigErrorKind::BadUri(e.to_string()))?,
                 )
@@ -717,6 +717,13 @@ mod tests {
 
     fn iface(extra: &str) -> String {
         format!("[Interface]\nPrivateKey = {PRIV}\n{extra}")
+    }
+
+    #[test]
+    fn a_multibyte_character_in_the_uri_scheme_is_an_error_not_a_panic() {
+        let e = error("[Interface]\nPrivateKey = pkcs1é:object=wg\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.to_string().contains("PrivateKey"), "{e}");
     }
 
     #[test]

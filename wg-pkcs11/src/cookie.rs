@@ -13,8 +13,9 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
 
-use crate::noise::primitives::{hash, mac};
+use crate::noise::primitives::{hash, mac, verify_mac};
 use crate::noise::{
     message_type, read_u32, sender_index, HandshakeError, MessageType, COOKIE_REPLY_LEN,
     MESSAGE_COOKIE_REPLY,
@@ -43,10 +44,6 @@ fn mac_offsets(msg: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The bytes a cookie is bound to: the source IP address and port.
 fn address_bytes(src: &SocketAddr) -> ([u8; 18], usize) {
     let mut out = [0u8; 18];
@@ -68,7 +65,8 @@ fn address_bytes(src: &SocketAddr) -> ([u8; 18], usize) {
 pub struct CookieChecker {
     mac1_key: [u8; 32],
     cookie_key: [u8; 32],
-    secret: Mutex<Option<(Instant, [u8; 32])>>,
+    /// The rotating secret cookies are made with, and when it was made.
+    secret: Mutex<Option<(Instant, Zeroizing<[u8; 32]>)>>,
 }
 
 impl CookieChecker {
@@ -87,20 +85,20 @@ impl CookieChecker {
         let Some((mac1, mac2)) = mac_offsets(msg) else {
             return false;
         };
-        constant_time_eq(&mac(&self.mac1_key, &[&msg[..mac1]]), &msg[mac1..mac2])
+        verify_mac(&self.mac1_key, &[&msg[..mac1]], &msg[mac1..mac2])
     }
 
     fn cookie_for(&self, src: &SocketAddr, now: Instant) -> [u8; 16] {
         let mut secret = self.secret.lock();
         let fresh = matches!(*secret, Some((born, _)) if now.saturating_duration_since(born) < COOKIE_SECRET_MAX_AGE);
         if !fresh {
-            let mut s = [0u8; 32];
-            OsRng.fill_bytes(&mut s);
+            let mut s = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(&mut *s);
             *secret = Some((now, s));
         }
         let (_, key) = secret.as_ref().expect("just set");
         let (addr, len) = address_bytes(src);
-        mac(key, &[&addr[..len]])
+        mac(&**key, &[&addr[..len]])
     }
 
     /// Whether `msg` (with a valid mac1) carries a mac2 made with the cookie of `src`.
@@ -109,7 +107,7 @@ impl CookieChecker {
             return false;
         };
         let cookie = self.cookie_for(&src, now);
-        constant_time_eq(&mac(&cookie, &[&msg[..mac2]]), &msg[mac2..])
+        verify_mac(&cookie, &[&msg[..mac2]], &msg[mac2..])
     }
 
     /// A cookie reply to `msg` (an initiation or response from `src` whose mac1 was valid): the

@@ -18,16 +18,16 @@
 //! netconfig   addresses, routes, MTU and hooks on the interface
 //! ```
 
-pub mod config;
-pub mod uri;
-pub mod key;
-pub mod noise;
-pub mod cookie;
-pub mod keypair;
-pub mod replay;
 pub mod allowedips;
-pub mod timers;
-pub mod peer;
+pub mod config;
+pub mod cookie;
 pub mod device;
-pub mod uapi;
+pub mod key;
+pub mod keypair;
 pub mod netconfig;
+pub mod noise;
+pub mod peer;
+pub mod replay;
+pub mod timers;
+pub mod uapi;
+pub mod uri;

@@ -30,7 +30,7 @@ Commands:
 
 URI examples:
   pkcs11:token=SE050;object=wg-key;type=private?module-name=pkcs11_se050
-  pkcs11:object=wg-key?module-path=/usr/local/lib/libpkcs11_se050.so&pin-source=/etc/wireguard/pin
+  pkcs11:object=wg-key?module-name=pkcs11-se050&pin-source=/etc/wireguard/pin
 
 Logging: RUST_LOG=debug|info|warn (default info).";
 
@@ -41,7 +41,15 @@ fn usage_error(message: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // std::env::args() would panic on an argument that is not UTF-8.
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(std::ffi::OsString::into_string)
+        .collect();
+    let args = match args {
+        Ok(args) => args,
+        Err(bad) => return usage_error(&format!("argument {bad:?} is not valid UTF-8")),
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         [] => return usage_error("no command given"),

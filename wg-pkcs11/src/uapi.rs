@@ -17,7 +17,7 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,14 +152,18 @@ pub enum Request {
     Set(SetRequest),
 }
 
-fn hex_key(value: &str) -> Result<[u8; 32], String> {
-    if value.len() != 64 {
-        return Err(format!("key `{value}` is not 64 hex digits"));
+/// A 32-byte key as the protocol writes it: exactly 64 hex digits. The error does not repeat
+/// the value: it may be a preshared key, and refused requests are logged.
+fn hex_key(name: &str, value: &str) -> Result<[u8; 32], String> {
+    let not_hex = || format!("{name} is not 64 hex digits");
+    let digits = value.as_bytes();
+    if digits.len() != 64 {
+        return Err(not_hex());
     }
+    let digit = |d: u8| char::from(d).to_digit(16).ok_or_else(not_hex);
     let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&value[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("key `{value}` is not 64 hex digits"))?;
+    for (byte, pair) in key.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
     }
     Ok(key)
 }
@@ -251,7 +255,7 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
         let invalid = |e: String| UapiError::invalid(e);
         if key == "public_key" {
             request.peers.push(PeerUpdate {
-                public_key: hex_key(value).map_err(invalid)?,
+                public_key: hex_key(key, value).map_err(invalid)?,
                 ..Default::default()
             });
             continue;
@@ -287,7 +291,7 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
                 "remove" => peer.remove = parse_true(key, value)?,
                 "update_only" => peer.update_only = parse_true(key, value)?,
                 "preshared_key" => {
-                    peer.preshared_key = Some(Zeroizing::new(hex_key(value).map_err(invalid)?))
+                    peer.preshared_key = Some(Zeroizing::new(hex_key(key, value).map_err(invalid)?))
                 }
                 "endpoint" => peer.endpoint = Some(parse_endpoint(value).map_err(invalid)?),
                 "persistent_keepalive_interval" => {
@@ -377,6 +381,7 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
         }
         let (key, value) = line.split_once('=').ok_or_else(|| bad(line))?;
         let num = |v: &str| v.parse::<u64>().map_err(|_| bad(line));
+        let key_value = |v: &str| hex_key(key, v).map_err(|e| UapiError::new(EPROTO, e));
         if key == "errno" {
             let errno: i32 = value.parse().map_err(|_| bad(line))?;
             if errno != 0 {
@@ -386,23 +391,21 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
         }
         if key == "public_key" {
             device.peers.push(PeerInfo {
-                public_key: hex_key(value).map_err(|_| bad(line))?,
+                public_key: key_value(value)?,
                 ..Default::default()
             });
             continue;
         }
         match device.peers.last_mut() {
             None => match key {
-                PUBLIC_KEY_EXTENSION => {
-                    device.public_key = Some(hex_key(value).map_err(|_| bad(line))?)
-                }
-                "listen_port" => device.listen_port = num(value)? as u16,
-                "fwmark" => device.fwmark = num(value)? as u32,
+                PUBLIC_KEY_EXTENSION => device.public_key = Some(key_value(value)?),
+                "listen_port" => device.listen_port = value.parse().map_err(|_| bad(line))?,
+                "fwmark" => device.fwmark = value.parse().map_err(|_| bad(line))?,
                 _ => {} // keys of other implementations (private_key, ...)
             },
             Some(peer) => match key {
                 "preshared_key" => {
-                    let psk = hex_key(value).map_err(|_| bad(line))?;
+                    let psk = key_value(value)?;
                     peer.preshared_key = (psk != [0; 32]).then_some(psk);
                 }
                 "endpoint" => peer.endpoint = Some(parse_endpoint(value).map_err(|_| bad(line))?),
@@ -412,12 +415,17 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
                 }
                 "last_handshake_time_nsec" => {
                     let secs = peer.last_handshake.unwrap_or_default().as_secs();
-                    peer.last_handshake = Some(Duration::new(secs, num(value)? as u32));
+                    let nanos = value
+                        .parse()
+                        .ok()
+                        .filter(|&n| n < 1_000_000_000)
+                        .ok_or_else(|| bad(line))?;
+                    peer.last_handshake = Some(Duration::new(secs, nanos));
                 }
                 "rx_bytes" => peer.rx_bytes = num(value)?,
                 "tx_bytes" => peer.tx_bytes = num(value)?,
                 "persistent_keepalive_interval" => {
-                    peer.persistent_keepalive_interval = num(value)? as u16
+                    peer.persistent_keepalive_interval = value.parse().map_err(|_| bad(line))?
                 }
                 "allowed_ip" => peer.allowed_ips.push(value.parse().map_err(|_| bad(line))?),
                 _ => {}
@@ -615,9 +623,8 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
         std::process::id(),
         path.file_name().and_then(|f| f.to_str()).unwrap_or("sock")
     ));
-    std::fs::create_dir(&tmp_dir)?;
+    std::fs::DirBuilder::new().mode(0o700).create(&tmp_dir)?;
     let result = (|| {
-        std::fs::set_permissions(&tmp_dir, std::fs::Permissions::from_mode(0o700))?;
         let tmp = tmp_dir.join("s");
         let listener = UnixListener::bind(&tmp)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;

@@ -251,14 +251,26 @@ impl std::str::FromStr for Pkcs11Uri {
     }
 }
 
+/// What follows the `pkcs11:` scheme (case-insensitive, RFC 3986), or None for another text.
+/// Compared as bytes: a text is not cut inside a multi-byte character.
+fn after_scheme(text: &str) -> Option<&str> {
+    const SCHEME: &[u8] = b"pkcs11:";
+    let prefix = text.as_bytes().get(..SCHEME.len())?;
+    // An ASCII prefix ends on a character boundary, so the slice below cannot panic.
+    prefix
+        .eq_ignore_ascii_case(SCHEME)
+        .then(|| &text[SCHEME.len()..])
+}
+
+/// Whether `text` is meant as a pkcs11: URI (whether or not the rest of it is valid).
+pub fn is_pkcs11_uri(text: &str) -> bool {
+    after_scheme(text).is_some()
+}
+
 impl Pkcs11Uri {
     /// Parse a URI. The scheme name is case-insensitive (RFC 3986); attribute names are not.
     pub fn parse(text: &str) -> Result<Pkcs11Uri, UriError> {
-        let text = text.trim();
-        if text.len() < 7 || !text[..7].eq_ignore_ascii_case("pkcs11:") {
-            return Err(UriError::NotPkcs11Scheme);
-        }
-        let rest = &text[7..];
+        let rest = after_scheme(text.trim()).ok_or(UriError::NotPkcs11Scheme)?;
         let (path, query) = match rest.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (rest, None),
@@ -662,6 +674,8 @@ mod tests {
         let err = |s: &str| Pkcs11Uri::parse(s).unwrap_err();
         assert_eq!(err("file:/x"), UriError::NotPkcs11Scheme);
         assert_eq!(err("pkcs"), UriError::NotPkcs11Scheme);
+        // A multi-byte character where the scheme's colon belongs (this used to panic).
+        assert_eq!(err("pkcs1é:object=a"), UriError::NotPkcs11Scheme);
         assert_eq!(
             err("pkcs11:object=a%2"),
             UriError::BadPercentEncoding {

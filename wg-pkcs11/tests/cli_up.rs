@@ -37,6 +37,20 @@ fn must(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `program args` run inside the network namespace `ns`.
+fn run_in(ns: &str, command: &[&str]) -> Output {
+    run("ip", &[&["netns", "exec", ns], command].concat())
+}
+
+fn must_in(ns: &str, command: &[&str]) -> String {
+    must("ip", &[&["netns", "exec", ns], command].concat())
+}
+
+/// Send SIG`name` to a child daemon, as a user or systemd would.
+fn signal(child: &Child, name: &str) {
+    must("kill", &[&format!("-{name}"), &child.id().to_string()]);
+}
+
 /// Two namespaces joined by a veth pair: A = 192.168.77.1, B = 192.168.77.2.
 struct Pair {
     a: String,
@@ -47,10 +61,9 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
-        // SAFETY: geteuid has no preconditions.
         assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
+            must("id", &["-u"]).trim(),
+            "0",
             "these tests create network namespaces: run as root"
         );
         let (a, b) = (unique("wgea"), unique("wgeb"));
@@ -123,7 +136,7 @@ impl Pair {
 
     /// wireguard-go in B on port 51820 with address 10.9.0.2/24; returns its public key.
     fn wireguard_go(&self, ifname: &str, peer_public: &str) -> String {
-        must("ip", &["netns", "exec", &self.b, "wireguard-go", ifname]);
+        must_in(&self.b, &["wireguard-go", ifname]);
         let private = must("wg", &["genkey"]);
         let key_file = self.dir.path().join("b.key");
         std::fs::write(&key_file, &private).unwrap();
@@ -146,12 +159,9 @@ impl Pair {
                 .trim()
                 .to_string()
         };
-        must(
-            "ip",
+        must_in(
+            &self.b,
             &[
-                "netns",
-                "exec",
-                &self.b,
                 "wg",
                 "set",
                 ifname,
@@ -249,12 +259,7 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
         pair.hooks().contains("post-up")
     });
 
-    let ping = run(
-        "ip",
-        &[
-            "netns", "exec", &pair.a, "ping", "-c", "2", "-W", "3", "10.9.0.2",
-        ],
-    );
+    let ping = run_in(&pair.a, &["ping", "-c", "2", "-W", "3", "10.9.0.2"]);
     assert!(
         ping.status.success(),
         "no ping through the tunnel: {}{}",
@@ -263,10 +268,7 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
     );
 
     // The stock wg sees the handshake and the traffic; wg-pkcs11 show adds the public key.
-    let dump = must(
-        "ip",
-        &["netns", "exec", &pair.a, "wg", "show", &ifname, "dump"],
-    );
+    let dump = must_in(&pair.a, &["wg", "show", &ifname, "dump"]);
     let peer: Vec<&str> = dump.lines().nth(1).unwrap().split('\t').collect();
     assert_eq!(peer[0], server_public);
     assert!(
@@ -283,18 +285,7 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
         .unwrap();
     let show = String::from_utf8(show.stdout).unwrap();
     assert!(show.contains(&format!("public key: {public}")), "{show}");
-    let server = must(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &pair.b,
-            "wg",
-            "show",
-            &server_if,
-            "latest-handshakes",
-        ],
-    );
+    let server = must_in(&pair.b, &["wg", "show", &server_if, "latest-handshakes"]);
     assert!(
         !server.contains("\t0"),
         "wireguard-go saw no handshake: {server}"
@@ -308,12 +299,9 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
     );
     assert!(must("ip", &["-n", &pair.a, "route"]).contains(&format!("10.99.0.0/16 dev {ifname}")));
     let key_file = pair.dir.path().join("b.key");
-    let refused = run(
-        "ip",
+    let refused = run_in(
+        &pair.a,
         &[
-            "netns",
-            "exec",
-            &pair.a,
             "wg",
             "set",
             &ifname,
@@ -325,8 +313,7 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Operation not permitted"));
 
     // SIGTERM: exit 0, hooks in wg-quick's order, nothing left behind.
-    // SAFETY: kill(2) on the pid of our own child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    signal(&daemon, "TERM");
     let status = wait_exit(&mut daemon, Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
     assert_eq!(
@@ -359,12 +346,9 @@ fn software_key_and_removing_the_socket_stops_the_daemon() {
     });
     // wg set: add a peer with allowed IPs, then remove it.
     let other = "eORRaeHQ7+F8Q+VjKU/AGBXkVMMMHQIGD4+EQnRImX4=";
-    must(
-        "ip",
+    must_in(
+        &pair.a,
         &[
-            "netns",
-            "exec",
-            &pair.a,
             "wg",
             "set",
             &ifname,
@@ -376,26 +360,14 @@ fn software_key_and_removing_the_socket_stops_the_daemon() {
             "7",
         ],
     );
-    let dump = must(
-        "ip",
-        &["netns", "exec", &pair.a, "wg", "show", &ifname, "dump"],
-    );
+    let dump = must_in(&pair.a, &["wg", "show", &ifname, "dump"]);
     assert!(
         dump.lines()
             .any(|l| l.starts_with(other) && l.contains("10.50.0.0/24") && l.ends_with("\t7")),
         "{dump}"
     );
-    must(
-        "ip",
-        &[
-            "netns", "exec", &pair.a, "wg", "set", &ifname, "peer", other, "remove",
-        ],
-    );
-    assert!(!must(
-        "ip",
-        &["netns", "exec", &pair.a, "wg", "show", &ifname, "peers"]
-    )
-    .contains(other));
+    must_in(&pair.a, &["wg", "set", &ifname, "peer", other, "remove"]);
+    assert!(!must_in(&pair.a, &["wg", "show", &ifname, "peers"]).contains(other));
 
     std::fs::remove_file(socket(&ifname)).unwrap();
     let status = wait_exit(&mut daemon, Duration::from_secs(10));
@@ -523,12 +495,9 @@ fn default_route_through_the_tunnel() {
     let public = pair.genkey("wg-default");
     let server_if = unique("wgs");
     let server_public = pair.wireguard_go(&server_if, &public);
-    must(
-        "ip",
+    must_in(
+        &pair.b,
         &[
-            "netns",
-            "exec",
-            &pair.b,
             "wg",
             "set",
             &server_if,
@@ -564,11 +533,7 @@ fn default_route_through_the_tunnel() {
         "{rules}"
     );
     assert_eq!(
-        must(
-            "ip",
-            &["netns", "exec", &pair.a, "wg", "show", &ifname, "fwmark"]
-        )
-        .trim(),
+        must_in(&pair.a, &["wg", "show", &ifname, "fwmark"]).trim(),
         "0xca6c",
         "the device marks its packets"
     );
@@ -585,31 +550,33 @@ fn default_route_through_the_tunnel() {
             &server_if,
         ],
     );
-    let ping = run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &pair.a,
-            "ping",
-            "-c",
-            "2",
-            "-W",
-            "3",
-            "172.31.9.9",
-        ],
-    );
+    let ping = run_in(&pair.a, &["ping", "-c", "2", "-W", "3", "172.31.9.9"]);
     assert!(
         ping.status.success(),
         "no ping over the default route: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
-    // SAFETY: kill(2) on the pid of our own child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGINT) };
+    signal(&daemon, "INT");
     assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
     let rules = must("ip", &["-n", &pair.a, "rule"]);
     assert!(
         !rules.contains("51820") && !rules.contains("suppress_prefixlength"),
         "{rules}"
     );
+}
+
+#[test]
+fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(BIN)
+        .args([
+            std::ffi::OsStr::new("up"),
+            std::ffi::OsStr::from_bytes(b"wg\xff.conf"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -285,11 +285,7 @@ pub unsafe extern "C" fn C_GetInterfaceList(
         }
         for (i, interface) in INTERFACES.iter().enumerate() {
             // SAFETY: the caller's array has room >= n entries.
-            unsafe {
-                pInterfacesList
-                    .add(i)
-                    .write_unaligned(interface.get())
-            };
+            unsafe { pInterfacesList.add(i).write_unaligned(interface.get()) };
         }
         Ok(())
     })

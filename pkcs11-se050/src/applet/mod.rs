@@ -265,22 +265,7 @@ impl<T: ApduTransport> Se050<T> {
             let mut data = Vec::new();
             tlv::push(&mut data, TAG_1, &(chunk as u16).to_be_bytes());
             let name = || format!("GetRandom {chunk} bytes");
-            let response = self.exchange(
-                &name,
-                INS_MGMT,
-                P1_DEFAULT,
-                P2_RANDOM,
-                data,
-                Some(tlv::encoded_len(chunk)),
-            )?;
-            let value = tag1(&name, &response)?;
-            if value.len() != chunk {
-                return Err(bad(
-                    &name,
-                    format!("{} random bytes, asked for {chunk}", value.len()),
-                ));
-            }
-            out.extend_from_slice(value);
+            self.read_chunk(&name, INS_MGMT, P2_RANDOM, data, chunk, &mut out)?;
         }
         Ok(out)
     }
@@ -336,22 +321,7 @@ impl<T: ApduTransport> Se050<T> {
             tlv::push(&mut data, TAG_2, &(offset as u16).to_be_bytes());
             tlv::push(&mut data, TAG_3, &(chunk as u16).to_be_bytes());
             let name = || format!("ReadObject {id} at offset {offset}");
-            let response = self.exchange(
-                &name,
-                INS_READ,
-                P1_DEFAULT,
-                P2_DEFAULT,
-                data,
-                Some(tlv::encoded_len(chunk)),
-            )?;
-            let value = tag1(&name, &response)?;
-            if value.len() != chunk {
-                return Err(bad(
-                    &name,
-                    format!("{} bytes, asked for {chunk}", value.len()),
-                ));
-            }
-            out.extend_from_slice(value);
+            self.read_chunk(&name, INS_READ, P2_DEFAULT, data, chunk, &mut out)?;
         }
         Ok(out)
     }
@@ -398,6 +368,28 @@ impl<T: ApduTransport> Se050<T> {
         self.transport
     }
 
+    /// Sends a command that answers with exactly `len` bytes in TAG_1 (one chunk of random
+    /// bytes or of a file) and appends them to `out`; a chip that answers more or fewer is
+    /// refused rather than trusted to have meant something else.
+    fn read_chunk(
+        &mut self,
+        name: &dyn Fn() -> String,
+        ins: u8,
+        p2: u8,
+        data: Vec<u8>,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Se050Error> {
+        let le = Some(tlv::encoded_len(len));
+        let response = self.exchange(name, ins, P1_DEFAULT, p2, data, le)?;
+        let value = tag1(name, &response)?;
+        if value.len() != len {
+            return Err(bad(name, format!("{} bytes, asked for {len}", value.len())));
+        }
+        out.extend_from_slice(value);
+        Ok(())
+    }
+
     /// Sends one IoT applet command; the response data when the chip answers 9000.
     fn exchange(
         &mut self,
@@ -415,15 +407,7 @@ impl<T: ApduTransport> Se050<T> {
 
 fn select_applet<T: ApduTransport>(transport: &mut T) -> Result<AppletVersion, Se050Error> {
     let name = || "SELECT IoT applet".to_string();
-    let apdu = CommandApdu::new(
-        CLA_ISO,
-        INS_SELECT,
-        0x04,
-        0x00,
-        IOT_APPLET_AID.to_vec(),
-        Some(256),
-    );
-    let data = transceive(transport, &name, &apdu)?;
+    let data = transceive(transport, &name, &select_command())?;
     AppletVersion::parse(&data).ok_or_else(|| {
         bad(
             &name,
@@ -464,5 +448,7 @@ fn bad(name: &dyn Fn() -> String, reason: String) -> Se050Error {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod rfc7748;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,24 @@
 //! The IoT applet's command bytes (AN12413), shared by the host driver and the virtual chip.
 
+use crate::apdu::CommandApdu;
+
 /// AID of the IoT applet.
 pub const IOT_APPLET_AID: [u8; 16] = [
     0xA0, 0x00, 0x00, 0x03, 0x96, 0x54, 0x53, 0x00, 0x00, 0x00, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00,
 ];
+
+/// SELECT of the IoT applet by AID (answered by its version and feature bits): the one the
+/// driver sends when it opens the chip and again after a reset lost the selection.
+pub fn select_command() -> CommandApdu {
+    CommandApdu::new(
+        CLA_ISO,
+        INS_SELECT,
+        0x04,
+        0x00,
+        IOT_APPLET_AID.to_vec(),
+        Some(256),
+    )
+}
 
 /// The most data bytes one command or response carries on SE050.
 pub const MAX_APDU_PAYLOAD: usize = 889;

@@ -29,14 +29,6 @@ fn raw(chip: &mut Chip, apdu: &[u8]) -> (Vec<u8>, u16) {
     (response[..response.len() - 2].to_vec(), sw)
 }
 
-fn hex32(text: &str) -> [u8; 32] {
-    let bytes: Vec<u8> = (0..64)
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect();
-    bytes.try_into().unwrap()
-}
-
 /// Imports an X25519 private key given in RFC 7748 order (the chip takes it reversed).
 fn import_pair(chip: &mut Chip, at: u32, private_rfc: [u8; 32]) {
     let mut private = private_rfc;
@@ -93,16 +85,13 @@ fn unique_id_is_18_stable_bytes() {
 #[test]
 fn rfc7748_test_vector_through_the_chip() {
     // RFC 7748 section 6.1.
-    let alice_private = hex32("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
-    let alice_public = hex32("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
-    let bob_public = hex32("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
-    let shared = hex32("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+    use crate::applet::rfc7748::{ALICE_PRIVATE, ALICE_PUBLIC, BOB_PUBLIC, SHARED};
     let mut chip = chip();
-    import_pair(&mut chip, 0x20, alice_private);
-    assert_eq!(chip.read_x25519_public(id(0x20)).unwrap(), alice_public);
-    assert_eq!(*chip.ecdh_x25519(id(0x20), &bob_public).unwrap(), shared);
+    import_pair(&mut chip, 0x20, ALICE_PRIVATE);
+    assert_eq!(chip.read_x25519_public(id(0x20)).unwrap(), ALICE_PUBLIC);
+    assert_eq!(*chip.ecdh_x25519(id(0x20), &BOB_PUBLIC).unwrap(), SHARED);
     // Below this API the chip holds and answers the reversed order.
-    let mut reversed = alice_public;
+    let mut reversed = ALICE_PUBLIC;
     reversed.reverse();
     assert_eq!(chip.read_object(id(0x20)).unwrap(), reversed);
 }

@@ -64,6 +64,9 @@ impl DeviceLock {
             .truncate(false)
             // Shared by the daemon (root) and users' tools.
             .mode(0o666)
+            // /run/lock and /tmp are writable by everyone: a symlink planted at the lock's
+            // name must not make root create or open a file elsewhere.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))?;
         Ok(DeviceLock {
@@ -140,5 +143,16 @@ mod tests {
         assert!(err.contains("held by another process"), "{err}");
         drop(held);
         let _again = b.acquire().unwrap();
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("somewhere-else");
+        let path = dir.path().join("chip.lock");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = DeviceLock::open(&path).unwrap_err();
+        assert!(err.contains("cannot open lock file"), "{err}");
+        assert!(!target.exists(), "the lock created the symlink's target");
     }
 }

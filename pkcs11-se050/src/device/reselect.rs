@@ -7,7 +7,7 @@
 //! (CLA with bit 8 set) comes back 6D00 it selects and sends that command once
 //! more; 6D00 means the chip did not run it, so nothing is done twice.
 
-use crate::applet::protocol::IOT_APPLET_AID;
+use crate::applet::protocol::select_command;
 use crate::t1::{ApduTransport, LinkError};
 
 /// SW 6D00: instruction not supported (what an unselected chip says).
@@ -18,14 +18,6 @@ pub struct Reselecting<T> {
     inner: T,
     /// The last exchange failed: the chip may have been reset.
     suspect_reset: bool,
-}
-
-/// SELECT of the IoT applet by AID, as the driver sends it.
-pub fn select_command() -> Vec<u8> {
-    let mut apdu = vec![0x00, 0xA4, 0x04, 0x00, IOT_APPLET_AID.len() as u8];
-    apdu.extend_from_slice(&IOT_APPLET_AID);
-    apdu.push(0x00);
-    apdu
 }
 
 impl<T: ApduTransport> Reselecting<T> {
@@ -45,7 +37,7 @@ impl<T: ApduTransport> Reselecting<T> {
     }
 
     fn reselect(&mut self) -> Result<(), LinkError> {
-        let response = self.inner.transceive(&select_command())?;
+        let response = self.inner.transceive(&select_command().encode())?;
         if response.ends_with(&[0x90, 0x00]) {
             self.suspect_reset = false;
         } else {

@@ -23,14 +23,6 @@ fn virtual_transport(dir: &tempfile::TempDir) -> Transport {
     }
 }
 
-fn hex32(text: &str) -> [u8; 32] {
-    let bytes: Vec<u8> = (0..64)
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect();
-    bytes.try_into().unwrap()
-}
-
 #[test]
 fn byte_order_through_the_full_stack_matches_x25519_dalek() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,13 +43,10 @@ fn byte_order_through_the_full_stack_matches_x25519_dalek() {
 fn rfc7748_vector_through_the_full_stack() {
     // RFC 7748 section 6.1; the private key is imported with a raw WriteECKey
     // (chip order, i.e. reversed), sent through the locked T=1 link.
-    let alice_private = hex32("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
-    let alice_public = hex32("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
-    let bob_public = hex32("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
-    let shared = hex32("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+    use crate::applet::rfc7748::{ALICE_PRIVATE, ALICE_PUBLIC, BOB_PUBLIC, SHARED};
     let dir = tempfile::tempdir().unwrap();
     let mut se = open(&virtual_transport(&dir)).unwrap();
-    let mut chip_private = alice_private;
+    let mut chip_private = ALICE_PRIVATE;
     chip_private.reverse();
     let mut data = Vec::new();
     tlv::push(&mut data, TAG_1, &0x20u32.to_be_bytes());
@@ -66,8 +55,8 @@ fn rfc7748_vector_through_the_full_stack() {
     let apdu = CommandApdu::new(CLA_IOT, INS_WRITE, 0x61, 0x00, data, None).encode();
     let response = se.transport_mut().transceive(&apdu).unwrap();
     assert_eq!(response, [0x90, 0x00]);
-    assert_eq!(se.read_x25519_public(id(0x20)).unwrap(), alice_public);
-    assert_eq!(*se.ecdh_x25519(id(0x20), &bob_public).unwrap(), shared);
+    assert_eq!(se.read_x25519_public(id(0x20)).unwrap(), ALICE_PUBLIC);
+    assert_eq!(*se.ecdh_x25519(id(0x20), &BOB_PUBLIC).unwrap(), SHARED);
 }
 
 #[test]

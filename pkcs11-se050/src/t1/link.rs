@@ -331,7 +331,9 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                     wtx_requests,
                 });
             }
-            let (problem, recovery) = match self.read_frame(window) {
+            // A WTX may ask for up to 255 BWT; the overall limit still holds within one window.
+            let remaining = self.options.max_response_time.saturating_sub(waited);
+            let (problem, recovery) = match self.read_frame(window.min(remaining)) {
                 Ok(reply) => match reply.pcb {
                     Pcb::S {
                         kind: SKind::Wtx,

@@ -352,7 +352,7 @@ fn random_faults_never_give_a_wrong_answer_or_hang() {
                 }
             }
             let len = [5usize, 200, 254, 255, 700][(next(&mut rng) % 5) as usize];
-            let cmd = if next(&mut rng) % 3 == 0 {
+            let cmd = if next(&mut rng).is_multiple_of(3) {
                 vec![0xEE, 0x02, (next(&mut rng) % 0x40) as u8, round]
             } else {
                 apdu(len, round ^ seed as u8)
@@ -418,12 +418,12 @@ fn random_corruptions_and_drops_are_always_recovered() {
         );
         for round in 0..5u8 {
             for _ in 0..(1 + next(&mut rng) % 3) {
-                let direction = if next(&mut rng) % 2 == 0 {
+                let direction = if next(&mut rng).is_multiple_of(2) {
                     Direction::HostToSe
                 } else {
                     Direction::SeToHost
                 };
-                if next(&mut rng) % 3 == 0 {
+                if next(&mut rng).is_multiple_of(3) {
                     r.faults.drop_next_frames(direction, 1);
                 } else {
                     r.faults
@@ -578,6 +578,27 @@ fn device_nacks_while_busy_and_never_runs_a_repeated_block_twice() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// The command of a fault case: `len` bytes to the chip, or (`response`) a short command
+/// asking for a 528-byte answer, so that chaining is exercised in each direction.
+fn fault_case_command(len: usize, response: bool) -> Vec<u8> {
+    if response {
+        vec![0xEE, 0x02, 0x10, 0x00]
+    } else {
+        apdu(len, 3)
+    }
+}
+
+/// Under the faults set on `r`, `cmd` gets exactly its right answer, and the chip ran it once.
+fn assert_answered_once(r: &mut Rig, cmd: &[u8], case: &str) {
+    let got = r.link.transceive(cmd);
+    assert_eq!(
+        got.as_ref().ok(),
+        Some(&expected_response(cmd)),
+        "{case}: {got:?}"
+    );
+    assert_eq!(r.calls.load(Ordering::SeqCst), 1, "{case}");
+}
+
 #[test]
 fn consecutive_corruptions_both_ways_are_recovered() {
     // Damage in each direction starting at every frame position, up to three
@@ -592,20 +613,9 @@ fn consecutive_corruptions_both_ways_are_recovered() {
                         .corrupt_frames_after(Direction::SeToHost, skip_host, n);
                     r.faults
                         .corrupt_frames_after(Direction::HostToSe, skip_se, n);
-                    let cmd = if response {
-                        vec![0xEE, 0x02, 0x10, 0x00]
-                    } else {
-                        apdu(len, 3)
-                    };
-                    let got = r.link.transceive(&cmd);
                     let case =
                         format!("skip {skip_host} to host, {skip_se} to SE, {n} frames, len {len}");
-                    assert_eq!(
-                        got.as_ref().ok(),
-                        Some(&expected_response(&cmd)),
-                        "{case}: {got:?}"
-                    );
-                    assert_eq!(r.calls.load(Ordering::SeqCst), 1, "{case}");
+                    assert_answered_once(&mut r, &fault_case_command(len, response), &case);
                 }
             }
         }
@@ -625,19 +635,8 @@ fn lost_frames_at_every_position_are_recovered() {
                         .drop_frames_after(Direction::SeToHost, skip_host, to_host);
                     r.faults
                         .drop_frames_after(Direction::HostToSe, skip_se, to_se);
-                    let cmd = if response {
-                        vec![0xEE, 0x02, 0x10, 0x00]
-                    } else {
-                        apdu(len, 3)
-                    };
-                    let got = r.link.transceive(&cmd);
                     let case = format!("lose {to_host} to host after {skip_host}, {to_se} to SE after {skip_se}, len {len}");
-                    assert_eq!(
-                        got.as_ref().ok(),
-                        Some(&expected_response(&cmd)),
-                        "{case}: {got:?}"
-                    );
-                    assert_eq!(r.calls.load(Ordering::SeqCst), 1, "{case}");
+                    assert_answered_once(&mut r, &fault_case_command(len, response), &case);
                 }
             }
         }
@@ -725,7 +724,15 @@ fn s_frame(kind: SKind, response: bool, inf: &[u8]) -> Frame {
     Frame::to_host(Pcb::S { kind, response }, inf)
 }
 
-fn scripted_link(mut replies: Vec<Frame>) -> T1Link<ScriptedChip, CountingDelay> {
+fn scripted_link(replies: Vec<Frame>) -> T1Link<ScriptedChip, CountingDelay> {
+    scripted_link_with(replies, T1Options::default())
+}
+
+/// [`scripted_link`] with `options` (its initial BWT set to the script's 5 ms).
+fn scripted_link_with(
+    mut replies: Vec<Frame>,
+    options: T1Options,
+) -> T1Link<ScriptedChip, CountingDelay> {
     // The real ATR with a BWT of 5 ms, so the RESYNCH the link tries after each
     // error gives up quickly on the exhausted script.
     let mut atr = super::atr::REAL_SE050_ATR;
@@ -737,9 +744,37 @@ fn scripted_link(mut replies: Vec<Frame>) -> T1Link<ScriptedChip, CountingDelay>
     script.append(&mut replies);
     let options = T1Options {
         initial_bwt: Duration::from_millis(5),
-        ..T1Options::default()
+        ..options
     };
     T1Link::open(ScriptedChip::new(script), CountingDelay::default(), options).unwrap()
+}
+
+#[test]
+fn the_largest_wtx_does_not_stretch_the_wait_past_the_overall_limit() {
+    // The chip asks for 255 x BWT (1.3 s here), then never answers: the link must give up
+    // when max_response_time has passed, not after four such windows.
+    let options = T1Options {
+        max_response_time: Duration::from_millis(200),
+        ..T1Options::default()
+    };
+    let mut link = scripted_link_with(vec![s_frame(SKind::Wtx, false, &[255])], options);
+    let started = Instant::now();
+    let err = link.transceive(&[0x00, 0x01, 0x02, 0x03]).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "waited {:?} for a chip that asked for 255 x BWT",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            LinkError::ResponseTimeout {
+                wtx_requests: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -637,15 +637,7 @@ mod tests {
     }
 
     fn select_apdu() -> Vec<u8> {
-        CommandApdu::new(
-            CLA_ISO,
-            INS_SELECT,
-            0x04,
-            0x00,
-            IOT_APPLET_AID.to_vec(),
-            Some(256),
-        )
-        .encode()
+        select_command().encode()
     }
 
     fn selected() -> VirtualApplet {

@@ -75,7 +75,9 @@ impl Counters {
 
     fn bump(&mut self, counter: Counter) {
         let mut values = self.values();
-        values[counter as usize] += 1;
+        // The values come from a file another process (or a damaged disk) wrote: a counter at
+        // its maximum stays there rather than overflowing.
+        values[counter as usize] = values[counter as usize].saturating_add(1);
         *self = Counters::from_values(values);
     }
 }
@@ -189,6 +191,19 @@ mod tests {
         store.count_apdu(None);
         let c = store.snapshot();
         assert_eq!((c.apdus, c.ecdh, c.keygen), (2, 1, 0));
+    }
+
+    #[test]
+    fn a_counter_at_its_maximum_stays_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("chip.state");
+        let mut store = CounterStore::open(&state).unwrap();
+        let mut block = MAGIC.to_vec();
+        block.extend(std::iter::repeat_n(0xFF, FILE_LEN - MAGIC.len()));
+        std::fs::write(counters_path(&state), &block).unwrap();
+        store.count_apdu(Some(Counter::Ecdh));
+        let c = store.snapshot();
+        assert_eq!((c.apdus, c.ecdh), (u64::MAX, u64::MAX));
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //! crc         u32 LE   CRC-32/ISO-HDLC of everything before it
 //! ```
 //!
+//! The file holds private keys in clear: a fresh one is readable by its owner only (0600), and
+//! every rewrite keeps the mode the file had, so an administrator's chmod/chgrp for a group of
+//! users sharing the chip lasts.
+//!
 //! Saving writes `<state>.tmp`, fsyncs it, renames it over `<state>` and fsyncs the directory,
 //! so a process killed at any instant leaves the old or the new file. Writers are serialised by
 //! the inter-process lock `<state>.lock`, which the host's `device::LockedTransport` holds
@@ -35,7 +39,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -232,20 +236,20 @@ impl ChipState {
             return Err("checksum mismatch (truncated or corrupted)".into());
         }
         let mut reader = Reader { bytes: body, at: 8 };
-        let version = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
+        let version = u16::from_le_bytes(reader.array()?);
         if version != FORMAT_VERSION {
             return Err(format!(
                 "format version {version}, this build reads {FORMAT_VERSION}"
             ));
         }
-        let count = u32::from_le_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+        let count = u32::from_le_bytes(reader.array()?);
         let mut objects = BTreeMap::new();
         for index in 0..count {
-            let id = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes"));
-            let kind = reader.take(1)?[0];
-            let policy_len = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
+            let id = u32::from_be_bytes(reader.array()?);
+            let [kind] = reader.array()?;
+            let policy_len = u16::from_le_bytes(reader.array()?);
             let policy = reader.take(policy_len as usize)?;
-            let payload_len = u32::from_le_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+            let payload_len = u32::from_le_bytes(reader.array()?);
             let payload = reader.take(payload_len as usize)?;
             let data = ObjectData::from_parts(kind, payload)
                 .ok_or_else(|| format!("object {index} (0x{id:08X}): bad kind {kind} or size"))?;
@@ -276,6 +280,11 @@ impl<'a> Reader<'a> {
         let slice = &self.bytes[self.at..end];
         self.at = end;
         Ok(slice)
+    }
+
+    /// The next `N` bytes, for a number or a one-byte field.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
     }
 }
 
@@ -466,12 +475,18 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<File> {
+/// The mode of a new state file: the private keys in it are the chip's secrets.
+const FRESH_MODE: u32 = 0o600;
+
+/// Writes `bytes` to `path` with permission bits `mode` (set on the open file, so neither the
+/// umask nor the mode of a leftover file of that name decides them).
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(file)
@@ -488,8 +503,9 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
 /// the open file (the same inode as `path` now).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(FileStamp, File), StoreError> {
     let temp = sibling(path, ".tmp");
-    let file =
-        write_synced(&temp, bytes).map_err(|e| io_error(&temp, "write the temporary state", e))?;
+    let mode = fs::metadata(path).map_or(FRESH_MODE, |m| m.permissions().mode() & 0o7777);
+    let file = write_synced(&temp, bytes, mode)
+        .map_err(|e| io_error(&temp, "write the temporary state", e))?;
     let metadata = file
         .metadata()
         .map_err(|e| io_error(&temp, "read its metadata", e))?;
@@ -503,7 +519,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(FileStamp, File), Stor
 /// at once agree on one chip without holding the lock.
 fn create_fresh(path: &Path) -> Result<(), StoreError> {
     let temp = sibling(path, &format!(".new.{}", std::process::id()));
-    write_synced(&temp, &ChipState::fresh().serialize())
+    write_synced(&temp, &ChipState::fresh().serialize(), FRESH_MODE)
         .map_err(|e| io_error(&temp, "write a fresh state", e))?;
     let linked = fs::hard_link(&temp, path);
     let _ = fs::remove_file(&temp);
@@ -643,5 +659,29 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&path.display().to_string()), "{text}");
         assert!(text.contains("corrupt"), "{text}");
+    }
+
+    #[test]
+    fn the_state_file_is_private_and_a_rewrite_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chip.state");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(
+            mode(&path),
+            0o600,
+            "a fresh state file holding keys must be private"
+        );
+        // A leftover temporary file with loose permissions does not leak into the new state.
+        fs::write(sibling(&path, ".tmp"), b"old").unwrap();
+        fs::set_permissions(sibling(&path, ".tmp"), fs::Permissions::from_mode(0o666)).unwrap();
+        store.commit(ChipState::fresh()).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // An administrator shares the chip with a group: the next rewrite keeps that.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let before = fs::metadata(&path).unwrap().ino();
+        store.commit(ChipState::fresh()).unwrap();
+        assert_ne!(fs::metadata(&path).unwrap().ino(), before, "not rewritten");
+        assert_eq!(mode(&path), 0o640);
     }
 }

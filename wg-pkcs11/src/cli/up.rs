@@ -5,10 +5,13 @@
 //! DNS, PostUp ... PreDown, routes etc. undone, socket removed, device closed, PostDown.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::Engine;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use wg_pkcs11::config::{interface_name_from_path, Config, PrivateKeySource};
 use wg_pkcs11::key::{StaticKey, TokenKey};
 use wg_pkcs11::netconfig::NetConfig;
@@ -16,47 +19,54 @@ use wg_pkcs11::uapi::UapiServer;
 
 use super::device::{start_device, RunningDevice};
 
-/// The signals that end the daemon. They are blocked in every thread and collected with
-/// sigtimedwait by the main thread, so no signal handler runs at an arbitrary point.
-const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The signals that end the daemon.
+const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
 
-fn stop_signal_set() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it before sigaddset uses it, and
-    // both only write into the set we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in STOP_SIGNALS {
-            libc::sigaddset(&mut set, signal);
+/// The stop signals, caught by signal-hook from the start of `up` (so one that comes while the
+/// key is still loading is not lost) and handed over by a thread of their own, so none of our
+/// code runs inside a signal handler and the main thread can wait with a timeout.
+struct StopSignals {
+    received: mpsc::Receiver<i32>,
+    handle: signal_hook::iterator::Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StopSignals {
+    fn catch() -> Result<StopSignals, String> {
+        let mut signals = Signals::new(STOP_SIGNALS)
+            .map_err(|e| format!("cannot catch the stop signals: {e}"))?;
+        let handle = signals.handle();
+        let (sender, received) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    if sender.send(signal).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        Ok(StopSignals {
+            received,
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// Wait up to `timeout` for a stop signal; returns it if one came.
+    fn wait(&self, timeout: Duration) -> Option<i32> {
+        self.received.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
-        set
     }
-}
-
-/// Block the stop signals in this thread and every thread it spawns afterwards.
-fn block_stop_signals() -> Result<(), String> {
-    let set = stop_signal_set();
-    // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(format!(
-            "pthread_sigmask: {}",
-            std::io::Error::from_raw_os_error(rc)
-        ));
-    }
-    Ok(())
-}
-
-/// Wait up to `timeout` for a stop signal; returns it if one came.
-fn wait_stop_signal(timeout: Duration) -> Option<libc::c_int> {
-    let set = stop_signal_set();
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: valid set and timespec; a null siginfo pointer is allowed.
-    let signal = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-    (signal > 0).then_some(signal)
 }
 
 /// The static key the config names: in a token (URI) or in the file (base64).
@@ -71,7 +81,7 @@ pub fn load_key(source: &PrivateKeySource) -> Result<Arc<dyn StaticKey>, String>
 }
 
 pub fn run(path: &Path) -> Result<(), String> {
-    block_stop_signals()?;
+    let stop_signals = StopSignals::catch()?;
     let ifname = interface_name_from_path(path)?;
     let mut config = Config::load(path).map_err(|e| e.to_string())?;
     for warning in &config.warnings {
@@ -109,7 +119,7 @@ pub fn run(path: &Path) -> Result<(), String> {
     log::info!("{ifname}: up (UAPI {})", uapi.path().display());
 
     let reason = loop {
-        if let Some(signal) = wait_stop_signal(Duration::from_millis(250)) {
+        if let Some(signal) = stop_signals.wait(Duration::from_millis(250)) {
             break format!("signal {signal}");
         }
         if uapi.socket_removed() {

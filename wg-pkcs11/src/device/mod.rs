@@ -38,7 +38,7 @@ mod waker;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -156,6 +156,9 @@ pub(crate) struct Shared {
     pub(crate) identity: Identity,
     pub(crate) public_key: [u8; 32],
     pub(crate) tun: Tun,
+    /// The TUN's MTU, refreshed by the timer thread: padding never goes beyond it (as the kernel
+    /// and wireguard-go do), so a full-size packet still fits the underlay's MTU.
+    pub(crate) mtu: AtomicUsize,
     pub(crate) udp: UdpSocket,
     pub(crate) index: IndexTable,
     pub(crate) peers: RwLock<Peers>,
@@ -244,6 +247,7 @@ impl Device {
         let shared = Arc::new(Shared {
             identity: Identity::new(key),
             public_key,
+            mtu: AtomicUsize::new(tun.mtu().map_or(DEFAULT_MTU, |m| m as usize)),
             tun,
             udp,
             index: IndexTable::new(),
@@ -471,3 +475,6 @@ pub struct PeerInfo {
 
 /// How often the timer thread ticks.
 pub(crate) const TIMER_TICK: Duration = Duration::from_millis(100);
+
+/// The MTU assumed until the TUN reports its own (wg-quick's default).
+const DEFAULT_MTU: usize = 1420;

@@ -128,7 +128,10 @@ impl Sender {
                 return;
             }
         };
-        let stride = TRANSPORT_HEADER_LEN + pad16(max) + 16;
+        // Padding stops at the MTU, as in the kernel's calculate_skb_padding(): a 1420-byte
+        // packet on a 1420 MTU stays 1420 bytes, which over an IPv6 underlay is exactly 1500.
+        let mtu = shared.mtu.load(Ordering::Relaxed).max(max);
+        let stride = TRANSPORT_HEADER_LEN + pad16(max).min(mtu) + 16;
         let segs = match segment(pkt, &mut self.out, TRANSPORT_HEADER_LEN, stride) {
             Ok(s) => s,
             Err(e) => {

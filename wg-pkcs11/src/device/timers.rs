@@ -16,6 +16,9 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if shared.stopping() {
             return;
         }
+        if let Ok(mtu) = shared.tun.mtu() {
+            shared.mtu.store(mtu as usize, Ordering::Relaxed);
+        }
         let now = Instant::now();
         let states: Vec<Arc<PeerState>> = shared.peers.read().by_key.values().cloned().collect();
         for state in states {

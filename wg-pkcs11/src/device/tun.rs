@@ -1,15 +1,13 @@
-//! The TUN device: /dev/net/tun opened with raw ioctls.
+//! The TUN device: created with the `tun` crate, tuned with two ioctls it lacks.
 //!
-//! The `tun` crate can create a device but leaves out what throughput needs:
-//! it sets IFF_VNET_HDR without TUNSETVNETHDRSZ / TUNSETOFFLOAD, and cannot open
-//! extra queues. The handful of ioctls below are all we need, so the device is
-//! opened directly. With IFF_VNET_HDR and TSO offloads the kernel hands us TCP
-//! "super-packets" of up to 64 KiB (one read instead of ~45) and accepts
-//! coalesced ones back; see `offload.rs` for what we do with them.
+//! The `tun` crate creates the interface (TUNSETIFF, with IFF_VNET_HDR when we ask) but leaves
+//! out what throughput needs: TUNSETVNETHDRSZ and TUNSETOFFLOAD. Those two ioctls are done here,
+//! on the descriptor the crate hands over. With IFF_VNET_HDR and TSO offloads the kernel hands
+//! us TCP "super-packets" of up to 64 KiB (one read instead of ~45) and accepts coalesced ones
+//! back; see `offload.rs` for what we do with them.
 
-use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// Size of `struct virtio_net_hdr` (without num_buffers), which precedes every
 /// packet read from or written to a TUN opened with IFF_VNET_HDR.
@@ -17,13 +15,6 @@ pub const VNET_HDR_LEN: usize = 10;
 
 /// The largest packet the TUN can hand us with TSO (IP total length is 16 bits).
 pub const MAX_SUPER_PACKET: usize = 65535;
-
-#[repr(C)]
-struct IfReqFlags {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
 
 #[repr(C)]
 struct IfReqMtu {
@@ -53,54 +44,55 @@ fn ifname(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
     Ok(out)
 }
 
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no pointers involved.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0
+        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Tun {
     /// Create (or attach to) the TUN interface `name`. With `offload`, the
     /// device carries virtio-net headers and accepts TSO4/TSO6 super-packets
     /// and partial checksums; if the kernel refuses the offloads the device
     /// falls back to plain packets (`offload()` then says false).
     pub fn create(name: &str, offload: bool) -> io::Result<Tun> {
-        let req_name = ifname(name)?;
-        // SAFETY: a NUL-terminated path literal; open(2) has no other preconditions.
-        let raw = unsafe {
-            libc::open(
-                c"/dev/net/tun".as_ptr(),
-                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::new(
-                io::Error::last_os_error().kind(),
-                format!("open /dev/net/tun: {}", io::Error::last_os_error()),
-            ));
-        }
-        // SAFETY: `raw` is a freshly opened descriptor we exclusively own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
-        if offload {
-            flags |= libc::IFF_VNET_HDR;
-        }
-        let mut req = IfReqFlags {
-            name: req_name,
-            flags: flags as libc::c_short,
-            _pad: [0; 22],
-        };
-        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which IfReqFlags
-        // lays out (name, then the flags union member), and it lives across the call.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")));
-        }
-        // SAFETY: the kernel NUL-terminates ifr_name within IFNAMSIZ.
-        let actual = unsafe { CStr::from_ptr(req.name.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
-        let mut tun = Tun {
+        ifname(name)?;
+        let mut config = tun::Configuration::default();
+        config
+            .tun_name(name)
+            .layer(tun::Layer::L3)
+            .platform_config(|p| {
+                p.vnet_hdr(offload);
+                // Addresses, MTU and link state are netconfig's (ip(8)), not the crate's.
+                p.ensure_root_privileges(false);
+            });
+        let device = tun::create(&config)
+            .map_err(|e| io::Error::other(format!("creating TUN {name}: {e}")))?;
+        let actual = tun::AbstractDevice::tun_name(&device)
+            .map_err(|e| io::Error::other(format!("TUN {name}: {e}")))?;
+        // SAFETY: into_raw_fd hands over the crate's descriptor (it will not close it); we are
+        // its only owner from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(device.into_raw_fd()) };
+        set_nonblocking(&fd)?;
+        let tun = Tun {
             fd,
             name: actual,
-            offload: false,
+            offload,
         };
         if offload {
-            tun.offload = tun.enable_offload().is_ok();
+            if let Err(e) = tun.enable_offload() {
+                // Headers without the offloads would only cost: start again without them
+                // (closing the only descriptor removes the interface).
+                log::info!("TUN {name}: offloads refused ({e}); packets go one by one");
+                drop(tun);
+                return Tun::create(name, false);
+            }
         }
         Ok(tun)
     }
@@ -161,9 +153,19 @@ impl Tun {
 
     /// Set the interface MTU (through an AF_INET control socket, as ip(8) does).
     pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
+        self.mtu_ioctl(libc::SIOCSIFMTU, mtu as libc::c_int)
+            .map(drop)
+    }
+
+    /// The interface MTU as it is now (ip(8) or wg-quick may change it at any time).
+    pub fn mtu(&self) -> io::Result<u32> {
+        self.mtu_ioctl(libc::SIOCGIFMTU, 0).map(|mtu| mtu as u32)
+    }
+
+    fn mtu_ioctl(&self, request: libc::c_ulong, mtu: libc::c_int) -> io::Result<libc::c_int> {
         let mut req = IfReqMtu {
             name: ifname(&self.name)?,
-            mtu: mtu as libc::c_int,
+            mtu,
             _pad: [0; 20],
         };
         // SAFETY: plain socket(2) call.
@@ -173,11 +175,12 @@ impl Tun {
         }
         // SAFETY: `s` was just opened and is owned here.
         let s = unsafe { OwnedFd::from_raw_fd(s) };
-        // SAFETY: SIOCSIFMTU reads a `struct ifreq` with ifr_mtu, laid out by IfReqMtu.
-        if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFMTU, &mut req) } < 0 {
+        // SAFETY: SIOCSIFMTU and SIOCGIFMTU take a `struct ifreq` with ifr_mtu, laid out by
+        // IfReqMtu, which lives across the call.
+        if unsafe { libc::ioctl(s.as_raw_fd(), request, &mut req) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(())
+        Ok(req.mtu)
     }
 }
 

@@ -281,6 +281,11 @@ impl UdpSocket {
                         log::info!("UDP GSO unavailable ({e}); sending datagrams one by one");
                         self.gso.store(false, Relaxed);
                     }
+                    // EMSGSIZE: a segment is larger than the path allows, which GSO may not
+                    // fragment; sent alone, the kernel may (IPv6 at the source). GSO stays on.
+                    Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                        log::debug!("UDP GSO send of {segment}-byte segments: {e}; one by one");
+                    }
                     Err(e) => {
                         last = Err(e);
                         continue;

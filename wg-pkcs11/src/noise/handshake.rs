@@ -310,22 +310,53 @@ mod tests {
     use super::*;
     use crate::key::SoftKey;
 
-    fn ss(a: &SoftKey, b: &SoftKey) -> [u8; 32] {
-        *a.diffie_hellman(&b.public_key()).unwrap()
+    /// An initiator and a responder with software keys, and an initiation from one to the
+    /// other sent with `sender_index`.
+    struct Initiated {
+        ipub: [u8; 32],
+        ss_i: [u8; 32],
+        iid: Identity,
+        rid: Identity,
+        init: [u8; INITIATION_LEN],
+        pending: InitiatorPending,
+    }
+
+    fn initiated(sender_index: u32) -> Initiated {
+        let (i, r) = (SoftKey::generate(), SoftKey::generate());
+        let (ipub, rpub) = (i.public_key(), r.public_key());
+        let ss_i = *i.diffie_hellman(&rpub).unwrap();
+        let mut init = [0u8; INITIATION_LEN];
+        let pending = create_initiation(
+            &ipub,
+            &rpub,
+            &ss_i,
+            sender_index,
+            Timestamp::now(),
+            &mut init,
+        )
+        .unwrap();
+        Initiated {
+            ipub,
+            ss_i,
+            iid: Identity::new(Arc::new(i)),
+            rid: Identity::new(Arc::new(r)),
+            init,
+            pending,
+        }
     }
 
     #[test]
     fn both_roles_derive_matching_keys() {
-        let (i, r) = (SoftKey::generate(), SoftKey::generate());
-        let (ipub, rpub) = (i.public_key(), r.public_key());
-        let ss_i = ss(&i, &r);
-        let iid = Identity::new(Arc::new(i));
-        let rid = Identity::new(Arc::new(r));
+        let Initiated {
+            ipub,
+            ss_i,
+            iid,
+            rid,
+            init,
+            pending,
+        } = initiated(11);
         let psk = [5u8; 32];
 
-        let mut init = [0u8; INITIATION_LEN];
-        let pending =
-            create_initiation(&ipub, &rpub, &ss_i, 11, Timestamp::now(), &mut init).unwrap();
         let received = consume_initiation(&rid, &init).unwrap();
         assert_eq!(received.initiator_public(), ipub);
         assert_eq!(received.sender_index(), 11);
@@ -341,14 +372,14 @@ mod tests {
 
     #[test]
     fn wrong_psk_or_ss_is_refused() {
-        let (i, r) = (SoftKey::generate(), SoftKey::generate());
-        let (ipub, rpub) = (i.public_key(), r.public_key());
-        let ss_i = ss(&i, &r);
-        let iid = Identity::new(Arc::new(i));
-        let rid = Identity::new(Arc::new(r));
-        let mut init = [0u8; INITIATION_LEN];
-        let pending =
-            create_initiation(&ipub, &rpub, &ss_i, 1, Timestamp::now(), &mut init).unwrap();
+        let Initiated {
+            ipub,
+            ss_i,
+            iid,
+            rid,
+            init,
+            pending,
+        } = initiated(1);
         let received = consume_initiation(&rid, &init).unwrap();
         assert_eq!(
             accept_initiation(received, &[9u8; 32]).err(),
@@ -366,12 +397,7 @@ mod tests {
 
     #[test]
     fn tampered_initiation_and_low_order_ephemeral_are_refused() {
-        let (i, r) = (SoftKey::generate(), SoftKey::generate());
-        let (ipub, rpub) = (i.public_key(), r.public_key());
-        let ss_i = ss(&i, &r);
-        let rid = Identity::new(Arc::new(r));
-        let mut init = [0u8; INITIATION_LEN];
-        create_initiation(&ipub, &rpub, &ss_i, 1, Timestamp::now(), &mut init).unwrap();
+        let Initiated { rid, init, .. } = initiated(1);
         let mut bad = init;
         bad[INIT_STATIC + 3] ^= 0x80;
         assert_eq!(
@@ -392,14 +418,9 @@ mod tests {
 
     #[test]
     fn random_messages_are_errors_not_panics() {
-        let (i, r) = (SoftKey::generate(), SoftKey::generate());
-        let (ipub, rpub) = (i.public_key(), r.public_key());
-        let ss_i = ss(&i, &r);
-        let iid = Identity::new(Arc::new(i));
-        let rid = Identity::new(Arc::new(r));
-        let mut init = [0u8; INITIATION_LEN];
-        let pending =
-            create_initiation(&ipub, &rpub, &ss_i, 77, Timestamp::now(), &mut init).unwrap();
+        let Initiated {
+            iid, rid, pending, ..
+        } = initiated(77);
         let mut x: u64 = 0x0123_4567_89ab_cdef;
         for round in 0..200 {
             let mut msg = [0u8; INITIATION_LEN];

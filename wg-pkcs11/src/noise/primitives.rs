@@ -30,14 +30,25 @@ pub fn hash(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// MAC(key, input): keyed BLAKE2s with a 16-byte output (mac1, mac2, cookies).
-pub fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+fn keyed_blake2s(key: &[u8], parts: &[&[u8]]) -> Blake2sMac<U16> {
     let mut m =
         <Blake2sMac<U16> as Mac>::new_from_slice(key).expect("BLAKE2s takes keys up to 32 bytes");
     for p in parts {
         Mac::update(&mut m, p);
     }
-    m.finalize_fixed().into()
+    m
+}
+
+/// MAC(key, input): keyed BLAKE2s with a 16-byte output (mac1, mac2, cookies).
+pub fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+    keyed_blake2s(key, parts).finalize_fixed().into()
+}
+
+/// Whether `tag` is MAC(key, input), compared in constant time (digest's `verify_slice`), so
+/// that the time a check takes tells an attacker nothing about how much of a forged mac1 or
+/// mac2 was right.
+pub fn verify_mac(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+    keyed_blake2s(key, parts).verify_slice(tag).is_ok()
 }
 
 /// HMAC-BLAKE2s-256 (the HKDF's PRF).

@@ -9,7 +9,7 @@ const K1: &str = "e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba5202
 const K2: &str = "58402e695ba1772b1cc9309755f043251ea77fdcf10fbe63989ceae086a7c8b2";
 
 fn key(hex: &str) -> [u8; 32] {
-    hex_key(hex).unwrap()
+    hex_key("key", hex).unwrap()
 }
 
 fn request(text: &str) -> Result<Option<Request>, UapiError> {
@@ -505,4 +505,36 @@ fn real_wg_tool_show_and_set() {
 
     server.shutdown();
     assert!(!socket_path(&name).exists());
+}
+
+#[test]
+fn keys_are_exactly_64_hex_digits_and_errors_do_not_echo_them() {
+    // One wrong digit in a preshared key: refused, and the (logged) error holds no part of it.
+    let psk = format!("{}x", &K2[..63]);
+    let e = set_error(&format!("public_key={K1}\npreshared_key={psk}\n"));
+    assert_eq!(e.errno, EINVAL);
+    assert!(e.message.contains("preshared_key"), "{}", e.message);
+    assert!(!e.message.contains(&K2[..63]), "{}", e.message);
+    // Signs that u8::from_str_radix would take, and 64 bytes that are not 64 characters
+    // (slicing them in pairs used to panic).
+    for bad in ["+f".repeat(32), format!("é{}", &K1[..62])] {
+        let e = set_error(&format!("public_key={bad}\n"));
+        assert_eq!(e.errno, EINVAL, "{bad}");
+    }
+}
+
+#[test]
+fn get_reply_numbers_out_of_range_are_errors() {
+    let peer = format!("public_key={K1}\n");
+    for line in [
+        "listen_port=70000".to_string(),
+        "fwmark=4294967296".to_string(),
+        format!("{peer}persistent_keepalive_interval=65536"),
+        // A nanosecond count of a second or more would overflow Duration::new with a huge
+        // second count, and is not a valid reply anyway.
+        format!("{peer}last_handshake_time_sec=18446744073709551615\nlast_handshake_time_nsec=1000000000"),
+    ] {
+        let e = parse_device(&format!("{line}\nerrno=0\n\n")).unwrap_err();
+        assert_eq!(e.errno, EPROTO, "{line}");
+    }
 }
