@@ -190,6 +190,9 @@ def memory_section(results):
         if row.get("not_measured"):
             lines.append(f"| {row['name']} | not measured: {row['not_measured']} | | | | | |")
             continue
+        if "many" not in row or "per_peer_kib" not in row:
+            lines.append(f"| {row['name']} | incomplete: {row.get('not_measured', '?')} | | | | | |")
+            continue
         one, many = row["one"], row["many"]
         lines.append(f"| {row['name']} | {one['rss_kib'] / 1024:.1f} MiB | {many['rss_kib'] / 1024:.1f} MiB | "
                      f"{row['per_peer_kib']:.2f} KiB | {one.get('pss_kib', 0) / 1024:.1f} MiB | "
@@ -294,7 +297,7 @@ def targets_section(results):
         lines.append(target_line("C_DeriveKey vs bare DH", None, "<= 1.25x", 0, False))
 
     memory = find((results.get("memory") or {}).get("implementations"), "wg-pkcs11")
-    if memory and "one" in memory:
+    if memory and "per_peer_kib" in memory:
         mib = memory["one"]["rss_kib"] / 1024
         lines.append(target_line("resident memory idle, 1 peer", f"{mib:.1f} MiB", "< 16 MiB", mib / 16, mib < 16))
         per = memory["per_peer_kib"]
