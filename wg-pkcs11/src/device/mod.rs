@@ -26,6 +26,7 @@
 
 pub mod counters;
 mod handshake;
+mod netns;
 pub mod offload;
 mod ratelimit;
 mod receive;
@@ -240,6 +241,10 @@ impl Device {
         let public_key = key.public_key();
         let tun = Tun::create(&config.tun_name, config.offload)?;
         let udp = UdpSocket::bind(config.listen_port, config.fwmark)?;
+        // Rebinds (wg set listen-port) create their socket in this same namespace.
+        let netns = netns::NetNamespace::current()
+            .map_err(|e| log::warn!("the device's network namespace: {e}"))
+            .ok();
         log::info!(
             "{}: listening on UDP port {} (GRO {}), TUN offload {}",
             tun.name(),
@@ -252,7 +257,7 @@ impl Device {
             public_key,
             mtu: AtomicUsize::new(tun.mtu().map_or(DEFAULT_MTU, |m| m as usize)),
             tun,
-            udp: SocketSlot::new(udp),
+            udp: SocketSlot::new(udp, netns),
             index: IndexTable::new(),
             peers: RwLock::new(Peers::default()),
             cookies: CookieChecker::new(&public_key),

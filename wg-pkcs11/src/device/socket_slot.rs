@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::netns::NetNamespace;
 use super::udp::UdpSocket;
 
 /// How long a rebind waits for the packet threads to drop the old socket.
@@ -26,14 +27,17 @@ pub(crate) struct SocketSlot {
     epoch: AtomicU64,
     /// Serialises the changes (rebind, fwmark) so a mark set during a rebind is not lost.
     reconfigure: Mutex<()>,
+    /// Where new sockets are bound (None: wherever the caller is; /proc was not readable).
+    netns: Option<NetNamespace>,
 }
 
 impl SocketSlot {
-    pub(crate) fn new(socket: UdpSocket) -> SocketSlot {
+    pub(crate) fn new(socket: UdpSocket, netns: Option<NetNamespace>) -> SocketSlot {
         SocketSlot {
             current: RwLock::new(Arc::new(socket)),
             epoch: AtomicU64::new(0),
             reconfigure: Mutex::new(()),
+            netns,
         }
     }
 
@@ -72,7 +76,11 @@ impl SocketSlot {
         if port != 0 && port == old.port() {
             return Ok(port);
         }
-        let new = Arc::new(UdpSocket::bind(port, old.fwmark())?);
+        let mark = old.fwmark();
+        let new = Arc::new(match &self.netns {
+            Some(netns) => netns.run(|| UdpSocket::bind(port, mark))?,
+            None => UdpSocket::bind(port, mark)?,
+        });
         let bound = new.port();
         *self.current.write() = new;
         self.epoch.fetch_add(1, Ordering::Release);
@@ -128,7 +136,7 @@ mod tests {
 
     #[test]
     fn rebind_swaps_the_socket_and_frees_the_old_port() {
-        let slot = SocketSlot::new(UdpSocket::bind(0, 0).unwrap());
+        let slot = SocketSlot::new(UdpSocket::bind(0, 0).unwrap(), NetNamespace::current().ok());
         let first = slot.port();
         let mut cached = CachedSocket::new(&slot);
         assert!(!cached.refresh(&slot));
@@ -154,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_port_in_use_keeps_the_current_socket() {
-        let slot = SocketSlot::new(UdpSocket::bind(0, 0).unwrap());
+        let slot = SocketSlot::new(UdpSocket::bind(0, 0).unwrap(), NetNamespace::current().ok());
         let before = slot.port();
         let taken = UdpSocket::bind(0, 0).unwrap();
         let err = slot.rebind(taken.port(), || {}).unwrap_err();
