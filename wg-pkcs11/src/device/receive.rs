@@ -82,7 +82,10 @@ pub(crate) fn run(shared: Arc<Shared>) {
     };
     loop {
         // A rebind (wg set listen-port) swaps the socket and wakes us.
-        if r.socket.refresh(&shared.udp) {
+        if let Some(old) = r.socket.refresh(&shared.udp) {
+            // What reached the old port before the swap is still good: take it first.
+            r.receive_round(&mut batch, &old);
+            drop(old);
             let size = slot_size(r.socket.get());
             if size != batch.slot_size() {
                 batch = RecvBatch::new(BATCH, size);
@@ -95,8 +98,16 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if ready == Ready::Woken {
             continue;
         }
+        let socket = r.socket.shared();
+        r.receive_round(&mut batch, &socket);
+    }
+}
+
+impl Receiver {
+    /// Receive and handle what `socket` has queued, a bounded number of batches.
+    fn receive_round(&mut self, batch: &mut RecvBatch, socket: &UdpSocket) {
         for _ in 0..64 {
-            match batch.recv(r.socket.get()) {
+            match batch.recv(socket) {
                 Ok(0) => break,
                 Ok(n) => {
                     let now = Instant::now();
@@ -105,14 +116,14 @@ pub(crate) fn run(shared: Arc<Shared>) {
                         let Some(src) = src else { continue };
                         if data.is_empty() {
                             // An empty datagram is a (malformed) message too.
-                            r.datagram(src, data, now);
+                            self.datagram(src, data, now);
                         }
                         for datagram in data.chunks_mut(seg) {
-                            r.datagram(src, datagram, now);
+                            self.datagram(src, datagram, now);
                         }
                     }
-                    r.flush_coalesced();
-                    r.last = None;
+                    self.flush_coalesced();
+                    self.last = None;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -123,9 +134,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             }
         }
     }
-}
 
-impl Receiver {
     fn datagram(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
         let shared = self.shared.clone();
         match noise::message_type(buf) {

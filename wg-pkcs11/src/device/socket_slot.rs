@@ -116,17 +116,22 @@ impl CachedSocket {
         }
     }
 
-    /// Take the slot's socket if it changed; true when it did.
-    pub(crate) fn refresh(&mut self, slot: &SocketSlot) -> bool {
+    /// Take the slot's socket if it changed; returns the one it replaced.
+    pub(crate) fn refresh(&mut self, slot: &SocketSlot) -> Option<Arc<UdpSocket>> {
         if slot.epoch() == self.epoch {
-            return false;
+            return None;
         }
-        *self = CachedSocket::new(slot);
-        true
+        let old = std::mem::replace(self, CachedSocket::new(slot));
+        Some(old.socket)
     }
 
     pub(crate) fn get(&self) -> &UdpSocket {
         &self.socket
+    }
+
+    /// Another reference to the socket, to use it while `self`'s owner is borrowed mutably.
+    pub(crate) fn shared(&self) -> Arc<UdpSocket> {
+        self.socket.clone()
     }
 }
 
@@ -139,14 +144,14 @@ mod tests {
         let slot = SocketSlot::new(UdpSocket::bind(0, 0).unwrap(), NetNamespace::current().ok());
         let first = slot.port();
         let mut cached = CachedSocket::new(&slot);
-        assert!(!cached.refresh(&slot));
+        assert!(cached.refresh(&slot).is_none());
         // A thread holding the old socket lets go when woken.
         let slot = &slot;
         let second = std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let holder = s.spawn(move || {
                 rx.recv().unwrap();
-                assert!(cached.refresh(slot));
+                assert!(cached.refresh(slot).is_some());
                 cached.get().port()
             });
             let port = slot.rebind(0, || tx.send(()).unwrap()).unwrap();
