@@ -831,3 +831,62 @@ fn derive_waits_for_a_slow_chip() {
         },
     );
 }
+
+/// The chip's lock file is shared by every user of the module (0666), so any local process can
+/// hold it. Such a hold must not hang a call: C_DeriveKey fails with CKR_DEVICE_ERROR once the
+/// configured wait has passed, and the log line names the lock file and the process holding it.
+/// Once the lock is free, the same session derives again.
+#[test]
+fn a_held_lock_fails_derive_in_bounded_time_and_names_its_holder() {
+    const NAME: &str = "a_held_lock_fails_derive_in_bounded_time_and_names_its_holder";
+    match role(NAME).as_deref() {
+        None => {
+            let chip = TestChip::new("lock_timeout_ms = 300");
+            let output = harness::role_command(NAME, "body", &chip, &[])
+                .output()
+                .expect("run the test child");
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            harness::check_child(NAME, output);
+            let lock = format!("{}.lock", chip.state.display());
+            let line = stderr
+                .lines()
+                .find(|l| l.contains("CKR_DEVICE_ERROR"))
+                .unwrap_or_else(|| panic!("no CKR_DEVICE_ERROR log line in:\n{stderr}"));
+            assert!(
+                line.contains(&lock)
+                    && line.contains("held by another process after 300 ms")
+                    && line.contains("held by process")
+                    && line.contains("this process"),
+                "{line}"
+            );
+        }
+        Some("body") => {
+            let state = std::path::PathBuf::from(std::env::var("PKCS11_E2E_STATE").unwrap());
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            let (public, private) = generate(&session, "locked-out", None);
+            let token_public = PublicKey::from(public_key(&session, public));
+            let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+            let peer_public = PublicKey::from(&peer);
+
+            // Another open file description of the lock file, as another process would have.
+            let lock = pkcs11_se050::device::lock::DeviceLock::open(
+                &pkcs11_se050::device::lock::state_lock_path(&state),
+            )
+            .unwrap();
+            let held = lock.acquire().unwrap();
+            let started = Instant::now();
+            let err = rv(derive(&session, private, peer_public.as_bytes(), None));
+            let waited = started.elapsed();
+            assert_eq!(err, RvError::DeviceError);
+            assert!(
+                waited >= Duration::from_millis(300) && waited < Duration::from_secs(10),
+                "C_DeriveKey returned after {waited:?} with lock_timeout_ms = 300"
+            );
+            drop(held);
+            let got = derive(&session, private, peer_public.as_bytes(), None).unwrap();
+            assert_eq!(got, peer.diffie_hellman(&token_public).as_bytes());
+        }
+        Some(other) => panic!("unknown role {other}"),
+    }
+}

@@ -20,6 +20,8 @@ const DEFAULT_STATE_FILE: &str = "se050.state";
 pub const DEFAULT_I2C_ADDRESS: u8 = 0x48;
 pub const DEFAULT_I2C_DEVICE: &str = "/dev/i2c-1";
 pub const DEFAULT_TOKEN_LABEL: &str = "SE050";
+/// The most `lock_timeout_ms` may ask for: ten minutes.
+const MAX_LOCK_TIMEOUT_MS: u64 = 600_000;
 
 /// How the module reaches its chip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,9 @@ pub struct Config {
     pub transport: TransportConfig,
     pub token_label: String,
     pub ec_point: EcPointFormat,
+    /// How long one exchange waits for another process's hold on the chip's inter-process
+    /// lock before the call fails (CKR_DEVICE_ERROR) naming the lock file and its holder.
+    pub lock_timeout: Duration,
     /// Where this configuration came from (for messages); None for the embedded default.
     pub source: Option<PathBuf>,
 }
@@ -79,6 +84,7 @@ struct RawConfig {
     i2c_address: Option<i64>,
     token_label: Option<String>,
     ec_point: Option<String>,
+    lock_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -228,10 +234,21 @@ impl Config {
                 ))
             }
         };
+        let lock_timeout = match raw.lock_timeout_ms {
+            None => crate::device::lock::DEFAULT_LOCK_TIMEOUT,
+            Some(ms) if (1..=MAX_LOCK_TIMEOUT_MS).contains(&ms) => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(error(
+                    Some("lock_timeout_ms"),
+                    format!("{ms} is outside 1..={MAX_LOCK_TIMEOUT_MS} milliseconds"),
+                ))
+            }
+        };
         Ok(Config {
             transport,
             token_label,
             ec_point,
+            lock_timeout,
             source: file.map(Path::to_path_buf),
         })
     }
@@ -250,6 +267,7 @@ impl Config {
             },
             token_label: DEFAULT_TOKEN_LABEL.to_string(),
             ec_point: EcPointFormat::Der,
+            lock_timeout: crate::device::lock::DEFAULT_LOCK_TIMEOUT,
             source: None,
         })
     }
@@ -297,6 +315,19 @@ mod tests {
         );
         assert_eq!(c.token_label, "SE050");
         assert_eq!(c.ec_point, EcPointFormat::Der);
+        assert_eq!(c.lock_timeout, crate::device::lock::DEFAULT_LOCK_TIMEOUT);
+    }
+
+    #[test]
+    fn lock_timeout_is_bounded() {
+        let c = parse("lock_timeout_ms = 250").unwrap();
+        assert_eq!(c.lock_timeout, Duration::from_millis(250));
+        for bad in ["0", "600001", "-5", "\"never\""] {
+            let e = parse(&format!("lock_timeout_ms = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("lock_timeout_ms"), "{e}");
+        }
     }
 
     #[test]

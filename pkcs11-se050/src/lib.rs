@@ -14,7 +14,8 @@
 //! ```
 //!
 //! `virtual_se050` is the chip's device side: it implements embedded-hal's `I2c`
-//! at the byte level, so the same driver code runs against it.
+//! at the byte level, so the same driver code runs against it. `wipe` holds the buffers that
+//! carry a secret up from the chip (wiped when dropped or reused).
 
 pub mod abi;
 pub mod apdu;
@@ -24,3 +25,4 @@ pub mod device;
 pub mod t1;
 pub mod token;
 pub mod virtual_se050;
+pub mod wipe;

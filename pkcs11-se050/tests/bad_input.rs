@@ -16,6 +16,7 @@ use pkcs11_se050::t1::{ApduTransport, Atr, Frame, LinkError, Pcb, SKind, T1Link,
 use pkcs11_se050::virtual_se050::applet::{InProcessTransport, VirtualApplet};
 use pkcs11_se050::virtual_se050::store::{ChipState, Store};
 use pkcs11_se050::virtual_se050::{ApduHandler, VirtualOptions, VirtualSe050};
+use zeroize::Zeroizing;
 
 /// xorshift64*: reproducible, spread enough to reach every branch of a length check.
 struct Rng(u64);
@@ -124,7 +125,7 @@ fn t1_frame_decode_never_panics() {
                     response: false,
                 },
             ][i % 2];
-            Frame::to_host(pcb, &inf).encode()
+            Frame::to_host(pcb, &inf).encode().to_vec()
         })
         .collect();
     let mut decoded = 0;
@@ -133,7 +134,7 @@ fn t1_frame_decode_never_panics() {
         must_not_panic("Frame::decode", &input, || match Frame::decode(&input) {
             Ok(frame) => {
                 // What decodes is exactly what was sent: nothing is silently dropped.
-                assert_eq!(frame.encode(), input, "re-encoding a decoded frame");
+                assert_eq!(*frame.encode(), input, "re-encoding a decoded frame");
                 decoded += 1;
             }
             Err(e) => error_text("Frame::decode", &input, e),
@@ -346,11 +347,11 @@ struct DamagingTransport {
 }
 
 impl ApduTransport for &mut DamagingTransport {
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn transceive(&mut self, command: &[u8]) -> Result<Zeroizing<Vec<u8>>, LinkError> {
         let response = self.inner.transceive(command)?;
         Ok(match self.rng.below(3) {
             0 => response,
-            1 => self.rng.mutate(&response),
+            1 => Zeroizing::new(self.rng.mutate(&response)),
             _ => {
                 // Well-formed TLVs and a success status with random contents.
                 let mut out = Vec::new();
@@ -360,7 +361,7 @@ impl ApduTransport for &mut DamagingTransport {
                     tlv::push(&mut out, tag, &value);
                 }
                 out.extend_from_slice(&[0x90, 0x00]);
-                out
+                Zeroizing::new(out)
             }
         })
     }
@@ -531,7 +532,7 @@ fn virtual_chip_fed_garbage_frames_never_panics_and_still_answers() {
         Frame::to_se(Pcb::I { ns: 1, more: true }, &[0x80; 254]),
     ]
     .iter()
-    .map(Frame::encode)
+    .map(|frame| frame.encode().to_vec())
     .collect();
     for _ in 0..ROUNDS / 2 {
         let input = rng.input(&valid, 300);

@@ -30,7 +30,7 @@ Commands:
 
 URI examples:
   pkcs11:token=SE050;object=wg-key;type=private?module-name=pkcs11_se050
-  pkcs11:object=wg-key?module-path=/usr/local/lib/libpkcs11_se050.so&pin-source=/etc/wireguard/pin
+  pkcs11:object=wg-key?module-name=pkcs11-se050&pin-source=/etc/wireguard/pin
 
 Logging: RUST_LOG=debug|info|warn (default info).";
 

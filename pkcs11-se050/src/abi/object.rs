@@ -45,8 +45,11 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         let values = token.attributes(hSession, hObject, &types)?;
         let mut rv = CKR_OK;
         for (entry, value) in template.iter_mut().zip(values) {
-            match value {
-                AttrValue::Value(bytes) => {
+            match &value {
+                AttrValue::Value(_) | AttrValue::Secret(_) => {
+                    // A secret's copy here wipes itself when dropped; the copy into pValue is
+                    // the caller's to wipe.
+                    let bytes = value.revealed().unwrap_or_default();
                     if entry.pValue.is_null() {
                         entry.ulValueLen = bytes.len() as CK_ULONG;
                     } else if entry.ulValueLen >= bytes.len() as CK_ULONG {

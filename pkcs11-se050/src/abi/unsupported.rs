@@ -8,695 +8,82 @@
 
 use pkcs11_sys::*;
 
-#[no_mangle]
-pub extern "C" fn C_InitToken(
-    _slotID: CK_SLOT_ID,
-    _pPin: CK_UTF8CHAR_PTR,
-    _ulPinLen: CK_ULONG,
-    _pLabel: CK_UTF8CHAR_PTR,
-) -> CK_RV {
-    log::debug!("C_InitToken: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
+/// Each function: exported with the C ABI, arguments ignored, a debug log line naming it.
+macro_rules! not_supported {
+    ($(fn $name:ident($($arg:ident: $ty:ty),* $(,)?);)*) => {
+        $(
+            #[no_mangle]
+            pub extern "C" fn $name($(_: $ty),*) -> CK_RV {
+                log::debug!(concat!(stringify!($name), ": not supported"));
+                CKR_FUNCTION_NOT_SUPPORTED
+            }
+        )*
+    };
 }
 
-#[no_mangle]
-pub extern "C" fn C_InitPIN(
-    _hSession: CK_SESSION_HANDLE,
-    _pPin: CK_UTF8CHAR_PTR,
-    _ulPinLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_InitPIN: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SetPIN(
-    _hSession: CK_SESSION_HANDLE,
-    _pOldPin: CK_UTF8CHAR_PTR,
-    _ulOldLen: CK_ULONG,
-    _pNewPin: CK_UTF8CHAR_PTR,
-    _ulNewLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_SetPIN: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_GetOperationState(
-    _hSession: CK_SESSION_HANDLE,
-    _pOperationState: CK_BYTE_PTR,
-    _pulOperationStateLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_GetOperationState: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SetOperationState(
-    _hSession: CK_SESSION_HANDLE,
-    _pOperationState: CK_BYTE_PTR,
-    _ulOperationStateLen: CK_ULONG,
-    _hEncryptionKey: CK_OBJECT_HANDLE,
-    _hAuthenticationKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_SetOperationState: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_CreateObject(
-    _hSession: CK_SESSION_HANDLE,
-    _pTemplate: CK_ATTRIBUTE_PTR,
-    _ulCount: CK_ULONG,
-    _phObject: CK_OBJECT_HANDLE_PTR,
-) -> CK_RV {
-    log::debug!("C_CreateObject: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_CopyObject(
-    _hSession: CK_SESSION_HANDLE,
-    _hObject: CK_OBJECT_HANDLE,
-    _pTemplate: CK_ATTRIBUTE_PTR,
-    _ulCount: CK_ULONG,
-    _phNewObject: CK_OBJECT_HANDLE_PTR,
-) -> CK_RV {
-    log::debug!("C_CopyObject: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_GetObjectSize(
-    _hSession: CK_SESSION_HANDLE,
-    _hObject: CK_OBJECT_HANDLE,
-    _pulSize: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_GetObjectSize: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_EncryptInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_EncryptInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_Encrypt(
-    _hSession: CK_SESSION_HANDLE,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pEncryptedData: CK_BYTE_PTR,
-    _pulEncryptedDataLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_Encrypt: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_EncryptUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pPart: CK_BYTE_PTR,
-    _ulPartLen: CK_ULONG,
-    _pEncryptedPart: CK_BYTE_PTR,
-    _pulEncryptedPartLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_EncryptUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_EncryptFinal(
-    _hSession: CK_SESSION_HANDLE,
-    _pLastEncryptedPart: CK_BYTE_PTR,
-    _pulLastEncryptedPartLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_EncryptFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DecryptInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_DecryptInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_Decrypt(
-    _hSession: CK_SESSION_HANDLE,
-    _pEncryptedData: CK_BYTE_PTR,
-    _ulEncryptedDataLen: CK_ULONG,
-    _pData: CK_BYTE_PTR,
-    _pulDataLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_Decrypt: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DecryptUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pEncryptedPart: CK_BYTE_PTR,
-    _ulEncryptedPartLen: CK_ULONG,
-    _pPart: CK_BYTE_PTR,
-    _pulPartLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_DecryptUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DecryptFinal(
-    _hSession: CK_SESSION_HANDLE,
-    _pLastPart: CK_BYTE_PTR,
-    _pulLastPartLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_DecryptFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DigestInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-) -> CK_RV {
-    log::debug!("C_DigestInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_Digest(
-    _hSession: CK_SESSION_HANDLE,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pDigest: CK_BYTE_PTR,
-    _pulDigestLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_Digest: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DigestUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pPart: CK_BYTE_PTR,
-    _ulPartLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_DigestUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DigestKey(_hSession: CK_SESSION_HANDLE, _hKey: CK_OBJECT_HANDLE) -> CK_RV {
-    log::debug!("C_DigestKey: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DigestFinal(
-    _hSession: CK_SESSION_HANDLE,
-    _pDigest: CK_BYTE_PTR,
-    _pulDigestLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_DigestFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_SignInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_Sign(
-    _hSession: CK_SESSION_HANDLE,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pSignature: CK_BYTE_PTR,
-    _pulSignatureLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_Sign: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pPart: CK_BYTE_PTR,
-    _ulPartLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_SignUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignFinal(
-    _hSession: CK_SESSION_HANDLE,
-    _pSignature: CK_BYTE_PTR,
-    _pulSignatureLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_SignFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignRecoverInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_SignRecoverInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignRecover(
-    _hSession: CK_SESSION_HANDLE,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pSignature: CK_BYTE_PTR,
-    _pulSignatureLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_SignRecover: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_VerifyInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_VerifyInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_Verify(
-    _hSession: CK_SESSION_HANDLE,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pSignature: CK_BYTE_PTR,
-    _ulSignatureLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_Verify: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_VerifyUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pPart: CK_BYTE_PTR,
-    _ulPartLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_VerifyUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_VerifyFinal(
-    _hSession: CK_SESSION_HANDLE,
-    _pSignature: CK_BYTE_PTR,
-    _ulSignatureLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_VerifyFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_VerifyRecoverInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_VerifyRecoverInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_VerifyRecover(
-    _hSession: CK_SESSION_HANDLE,
-    _pSignature: CK_BYTE_PTR,
-    _ulSignatureLen: CK_ULONG,
-    _pData: CK_BYTE_PTR,
-    _pulDataLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_VerifyRecover: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DigestEncryptUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pPart: CK_BYTE_PTR,
-    _ulPartLen: CK_ULONG,
-    _pEncryptedPart: CK_BYTE_PTR,
-    _pulEncryptedPartLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_DigestEncryptUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DecryptDigestUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pEncryptedPart: CK_BYTE_PTR,
-    _ulEncryptedPartLen: CK_ULONG,
-    _pPart: CK_BYTE_PTR,
-    _pulPartLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_DecryptDigestUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignEncryptUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pPart: CK_BYTE_PTR,
-    _ulPartLen: CK_ULONG,
-    _pEncryptedPart: CK_BYTE_PTR,
-    _pulEncryptedPartLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_SignEncryptUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DecryptVerifyUpdate(
-    _hSession: CK_SESSION_HANDLE,
-    _pEncryptedPart: CK_BYTE_PTR,
-    _ulEncryptedPartLen: CK_ULONG,
-    _pPart: CK_BYTE_PTR,
-    _pulPartLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_DecryptVerifyUpdate: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_GenerateKey(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _pTemplate: CK_ATTRIBUTE_PTR,
-    _ulCount: CK_ULONG,
-    _phKey: CK_OBJECT_HANDLE_PTR,
-) -> CK_RV {
-    log::debug!("C_GenerateKey: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_WrapKey(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hWrappingKey: CK_OBJECT_HANDLE,
-    _hKey: CK_OBJECT_HANDLE,
-    _pWrappedKey: CK_BYTE_PTR,
-    _pulWrappedKeyLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_WrapKey: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_UnwrapKey(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hUnwrappingKey: CK_OBJECT_HANDLE,
-    _pWrappedKey: CK_BYTE_PTR,
-    _ulWrappedKeyLen: CK_ULONG,
-    _pTemplate: CK_ATTRIBUTE_PTR,
-    _ulAttributeCount: CK_ULONG,
-    _phKey: CK_OBJECT_HANDLE_PTR,
-) -> CK_RV {
-    log::debug!("C_UnwrapKey: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_GetFunctionStatus(_hSession: CK_SESSION_HANDLE) -> CK_RV {
-    log::debug!("C_GetFunctionStatus: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_CancelFunction(_hSession: CK_SESSION_HANDLE) -> CK_RV {
-    log::debug!("C_CancelFunction: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_WaitForSlotEvent(
-    _flags: CK_FLAGS,
-    _pSlot: CK_SLOT_ID_PTR,
-    _pRserved: CK_VOID_PTR,
-) -> CK_RV {
-    log::debug!("C_WaitForSlotEvent: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SessionCancel(_hSession: CK_SESSION_HANDLE, _flags: CK_FLAGS) -> CK_RV {
-    log::debug!("C_SessionCancel: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_MessageEncryptInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_MessageEncryptInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_EncryptMessage(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pAssociatedData: CK_BYTE_PTR,
-    _ulAssociatedDataLen: CK_ULONG,
-    _pPlaintext: CK_BYTE_PTR,
-    _ulPlaintextLen: CK_ULONG,
-    _pCiphertext: CK_BYTE_PTR,
-    _pulCiphertextLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_EncryptMessage: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_EncryptMessageBegin(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pAssociatedData: CK_BYTE_PTR,
-    _ulAssociatedDataLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_EncryptMessageBegin: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_EncryptMessageNext(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pPlaintextPart: CK_BYTE_PTR,
-    _ulPlaintextPartLen: CK_ULONG,
-    _pCiphertextPart: CK_BYTE_PTR,
-    _pulCiphertextPartLen: CK_ULONG_PTR,
-    _flags: CK_FLAGS,
-) -> CK_RV {
-    log::debug!("C_EncryptMessageNext: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_MessageEncryptFinal(_hSession: CK_SESSION_HANDLE) -> CK_RV {
-    log::debug!("C_MessageEncryptFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_MessageDecryptInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_MessageDecryptInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DecryptMessage(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pAssociatedData: CK_BYTE_PTR,
-    _ulAssociatedDataLen: CK_ULONG,
-    _pCiphertext: CK_BYTE_PTR,
-    _ulCiphertextLen: CK_ULONG,
-    _pPlaintext: CK_BYTE_PTR,
-    _pulPlaintextLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_DecryptMessage: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DecryptMessageBegin(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pAssociatedData: CK_BYTE_PTR,
-    _ulAssociatedDataLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_DecryptMessageBegin: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_DecryptMessageNext(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pCiphertextPart: CK_BYTE_PTR,
-    _ulCiphertextPartLen: CK_ULONG,
-    _pPlaintextPart: CK_BYTE_PTR,
-    _pulPlaintextPartLen: CK_ULONG_PTR,
-    _flags: CK_FLAGS,
-) -> CK_RV {
-    log::debug!("C_DecryptMessageNext: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_MessageDecryptFinal(_hSession: CK_SESSION_HANDLE) -> CK_RV {
-    log::debug!("C_MessageDecryptFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_MessageSignInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_MessageSignInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignMessage(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pSignature: CK_BYTE_PTR,
-    _pulSignatureLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_SignMessage: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignMessageBegin(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_SignMessageBegin: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_SignMessageNext(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pSignature: CK_BYTE_PTR,
-    _pulSignatureLen: CK_ULONG_PTR,
-) -> CK_RV {
-    log::debug!("C_SignMessageNext: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_MessageSignFinal(_hSession: CK_SESSION_HANDLE) -> CK_RV {
-    log::debug!("C_MessageSignFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_MessageVerifyInit(
-    _hSession: CK_SESSION_HANDLE,
-    _pMechanism: CK_MECHANISM_PTR,
-    _hKey: CK_OBJECT_HANDLE,
-) -> CK_RV {
-    log::debug!("C_MessageVerifyInit: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_VerifyMessage(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pSignature: CK_BYTE_PTR,
-    _ulSignatureLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_VerifyMessage: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_VerifyMessageBegin(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_VerifyMessageBegin: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_VerifyMessageNext(
-    _hSession: CK_SESSION_HANDLE,
-    _pParameter: CK_VOID_PTR,
-    _ulParameterLen: CK_ULONG,
-    _pData: CK_BYTE_PTR,
-    _ulDataLen: CK_ULONG,
-    _pSignature: CK_BYTE_PTR,
-    _ulSignatureLen: CK_ULONG,
-) -> CK_RV {
-    log::debug!("C_VerifyMessageNext: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
-}
-
-#[no_mangle]
-pub extern "C" fn C_MessageVerifyFinal(_hSession: CK_SESSION_HANDLE) -> CK_RV {
-    log::debug!("C_MessageVerifyFinal: not supported");
-    CKR_FUNCTION_NOT_SUPPORTED
+not_supported! {
+    fn C_InitToken(slotID: CK_SLOT_ID, pPin: CK_UTF8CHAR_PTR, ulPinLen: CK_ULONG, pLabel: CK_UTF8CHAR_PTR);
+    fn C_InitPIN(hSession: CK_SESSION_HANDLE, pPin: CK_UTF8CHAR_PTR, ulPinLen: CK_ULONG);
+    fn C_SetPIN(hSession: CK_SESSION_HANDLE, pOldPin: CK_UTF8CHAR_PTR, ulOldLen: CK_ULONG, pNewPin: CK_UTF8CHAR_PTR, ulNewLen: CK_ULONG);
+    fn C_GetOperationState(hSession: CK_SESSION_HANDLE, pOperationState: CK_BYTE_PTR, pulOperationStateLen: CK_ULONG_PTR);
+    fn C_SetOperationState(hSession: CK_SESSION_HANDLE, pOperationState: CK_BYTE_PTR, ulOperationStateLen: CK_ULONG, hEncryptionKey: CK_OBJECT_HANDLE, hAuthenticationKey: CK_OBJECT_HANDLE);
+    fn C_CreateObject(hSession: CK_SESSION_HANDLE, pTemplate: CK_ATTRIBUTE_PTR, ulCount: CK_ULONG, phObject: CK_OBJECT_HANDLE_PTR);
+    fn C_CopyObject(hSession: CK_SESSION_HANDLE, hObject: CK_OBJECT_HANDLE, pTemplate: CK_ATTRIBUTE_PTR, ulCount: CK_ULONG, phNewObject: CK_OBJECT_HANDLE_PTR);
+    fn C_GetObjectSize(hSession: CK_SESSION_HANDLE, hObject: CK_OBJECT_HANDLE, pulSize: CK_ULONG_PTR);
+    fn C_EncryptInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_Encrypt(hSession: CK_SESSION_HANDLE, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pEncryptedData: CK_BYTE_PTR, pulEncryptedDataLen: CK_ULONG_PTR);
+    fn C_EncryptUpdate(hSession: CK_SESSION_HANDLE, pPart: CK_BYTE_PTR, ulPartLen: CK_ULONG, pEncryptedPart: CK_BYTE_PTR, pulEncryptedPartLen: CK_ULONG_PTR);
+    fn C_EncryptFinal(hSession: CK_SESSION_HANDLE, pLastEncryptedPart: CK_BYTE_PTR, pulLastEncryptedPartLen: CK_ULONG_PTR);
+    fn C_DecryptInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_Decrypt(hSession: CK_SESSION_HANDLE, pEncryptedData: CK_BYTE_PTR, ulEncryptedDataLen: CK_ULONG, pData: CK_BYTE_PTR, pulDataLen: CK_ULONG_PTR);
+    fn C_DecryptUpdate(hSession: CK_SESSION_HANDLE, pEncryptedPart: CK_BYTE_PTR, ulEncryptedPartLen: CK_ULONG, pPart: CK_BYTE_PTR, pulPartLen: CK_ULONG_PTR);
+    fn C_DecryptFinal(hSession: CK_SESSION_HANDLE, pLastPart: CK_BYTE_PTR, pulLastPartLen: CK_ULONG_PTR);
+    fn C_DigestInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR);
+    fn C_Digest(hSession: CK_SESSION_HANDLE, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pDigest: CK_BYTE_PTR, pulDigestLen: CK_ULONG_PTR);
+    fn C_DigestUpdate(hSession: CK_SESSION_HANDLE, pPart: CK_BYTE_PTR, ulPartLen: CK_ULONG);
+    fn C_DigestKey(hSession: CK_SESSION_HANDLE, hKey: CK_OBJECT_HANDLE);
+    fn C_DigestFinal(hSession: CK_SESSION_HANDLE, pDigest: CK_BYTE_PTR, pulDigestLen: CK_ULONG_PTR);
+    fn C_SignInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_Sign(hSession: CK_SESSION_HANDLE, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pSignature: CK_BYTE_PTR, pulSignatureLen: CK_ULONG_PTR);
+    fn C_SignUpdate(hSession: CK_SESSION_HANDLE, pPart: CK_BYTE_PTR, ulPartLen: CK_ULONG);
+    fn C_SignFinal(hSession: CK_SESSION_HANDLE, pSignature: CK_BYTE_PTR, pulSignatureLen: CK_ULONG_PTR);
+    fn C_SignRecoverInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_SignRecover(hSession: CK_SESSION_HANDLE, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pSignature: CK_BYTE_PTR, pulSignatureLen: CK_ULONG_PTR);
+    fn C_VerifyInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_Verify(hSession: CK_SESSION_HANDLE, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pSignature: CK_BYTE_PTR, ulSignatureLen: CK_ULONG);
+    fn C_VerifyUpdate(hSession: CK_SESSION_HANDLE, pPart: CK_BYTE_PTR, ulPartLen: CK_ULONG);
+    fn C_VerifyFinal(hSession: CK_SESSION_HANDLE, pSignature: CK_BYTE_PTR, ulSignatureLen: CK_ULONG);
+    fn C_VerifyRecoverInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_VerifyRecover(hSession: CK_SESSION_HANDLE, pSignature: CK_BYTE_PTR, ulSignatureLen: CK_ULONG, pData: CK_BYTE_PTR, pulDataLen: CK_ULONG_PTR);
+    fn C_DigestEncryptUpdate(hSession: CK_SESSION_HANDLE, pPart: CK_BYTE_PTR, ulPartLen: CK_ULONG, pEncryptedPart: CK_BYTE_PTR, pulEncryptedPartLen: CK_ULONG_PTR);
+    fn C_DecryptDigestUpdate(hSession: CK_SESSION_HANDLE, pEncryptedPart: CK_BYTE_PTR, ulEncryptedPartLen: CK_ULONG, pPart: CK_BYTE_PTR, pulPartLen: CK_ULONG_PTR);
+    fn C_SignEncryptUpdate(hSession: CK_SESSION_HANDLE, pPart: CK_BYTE_PTR, ulPartLen: CK_ULONG, pEncryptedPart: CK_BYTE_PTR, pulEncryptedPartLen: CK_ULONG_PTR);
+    fn C_DecryptVerifyUpdate(hSession: CK_SESSION_HANDLE, pEncryptedPart: CK_BYTE_PTR, ulEncryptedPartLen: CK_ULONG, pPart: CK_BYTE_PTR, pulPartLen: CK_ULONG_PTR);
+    fn C_GenerateKey(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, pTemplate: CK_ATTRIBUTE_PTR, ulCount: CK_ULONG, phKey: CK_OBJECT_HANDLE_PTR);
+    fn C_WrapKey(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hWrappingKey: CK_OBJECT_HANDLE, hKey: CK_OBJECT_HANDLE, pWrappedKey: CK_BYTE_PTR, pulWrappedKeyLen: CK_ULONG_PTR);
+    fn C_UnwrapKey(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hUnwrappingKey: CK_OBJECT_HANDLE, pWrappedKey: CK_BYTE_PTR, ulWrappedKeyLen: CK_ULONG, pTemplate: CK_ATTRIBUTE_PTR, ulAttributeCount: CK_ULONG, phKey: CK_OBJECT_HANDLE_PTR);
+    fn C_GetFunctionStatus(hSession: CK_SESSION_HANDLE);
+    fn C_CancelFunction(hSession: CK_SESSION_HANDLE);
+    fn C_WaitForSlotEvent(flags: CK_FLAGS, pSlot: CK_SLOT_ID_PTR, pRserved: CK_VOID_PTR);
+    fn C_SessionCancel(hSession: CK_SESSION_HANDLE, flags: CK_FLAGS);
+    fn C_MessageEncryptInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_EncryptMessage(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pAssociatedData: CK_BYTE_PTR, ulAssociatedDataLen: CK_ULONG, pPlaintext: CK_BYTE_PTR, ulPlaintextLen: CK_ULONG, pCiphertext: CK_BYTE_PTR, pulCiphertextLen: CK_ULONG_PTR);
+    fn C_EncryptMessageBegin(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pAssociatedData: CK_BYTE_PTR, ulAssociatedDataLen: CK_ULONG);
+    fn C_EncryptMessageNext(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pPlaintextPart: CK_BYTE_PTR, ulPlaintextPartLen: CK_ULONG, pCiphertextPart: CK_BYTE_PTR, pulCiphertextPartLen: CK_ULONG_PTR, flags: CK_FLAGS);
+    fn C_MessageEncryptFinal(hSession: CK_SESSION_HANDLE);
+    fn C_MessageDecryptInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_DecryptMessage(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pAssociatedData: CK_BYTE_PTR, ulAssociatedDataLen: CK_ULONG, pCiphertext: CK_BYTE_PTR, ulCiphertextLen: CK_ULONG, pPlaintext: CK_BYTE_PTR, pulPlaintextLen: CK_ULONG_PTR);
+    fn C_DecryptMessageBegin(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pAssociatedData: CK_BYTE_PTR, ulAssociatedDataLen: CK_ULONG);
+    fn C_DecryptMessageNext(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pCiphertextPart: CK_BYTE_PTR, ulCiphertextPartLen: CK_ULONG, pPlaintextPart: CK_BYTE_PTR, pulPlaintextPartLen: CK_ULONG_PTR, flags: CK_FLAGS);
+    fn C_MessageDecryptFinal(hSession: CK_SESSION_HANDLE);
+    fn C_MessageSignInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_SignMessage(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pSignature: CK_BYTE_PTR, pulSignatureLen: CK_ULONG_PTR);
+    fn C_SignMessageBegin(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG);
+    fn C_SignMessageNext(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pSignature: CK_BYTE_PTR, pulSignatureLen: CK_ULONG_PTR);
+    fn C_MessageSignFinal(hSession: CK_SESSION_HANDLE);
+    fn C_MessageVerifyInit(hSession: CK_SESSION_HANDLE, pMechanism: CK_MECHANISM_PTR, hKey: CK_OBJECT_HANDLE);
+    fn C_VerifyMessage(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pSignature: CK_BYTE_PTR, ulSignatureLen: CK_ULONG);
+    fn C_VerifyMessageBegin(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG);
+    fn C_VerifyMessageNext(hSession: CK_SESSION_HANDLE, pParameter: CK_VOID_PTR, ulParameterLen: CK_ULONG, pData: CK_BYTE_PTR, ulDataLen: CK_ULONG, pSignature: CK_BYTE_PTR, ulSignatureLen: CK_ULONG);
+    fn C_MessageVerifyFinal(hSession: CK_SESSION_HANDLE);
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::wipe::{self, SecretBytes};
+
 /// The two status bytes ending every response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StatusWord(pub u16);
@@ -40,10 +42,10 @@ impl fmt::Display for StatusWord {
     }
 }
 
-/// One response APDU.
+/// One response APDU. Its data may be a shared secret: wiped when dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseApdu {
-    pub data: Vec<u8>,
+    pub data: SecretBytes,
     pub sw: StatusWord,
 }
 
@@ -62,14 +64,17 @@ impl fmt::Display for ResponseTooShort {
 impl std::error::Error for ResponseTooShort {}
 
 impl ResponseApdu {
-    pub fn new(data: Vec<u8>, sw: StatusWord) -> Self {
-        ResponseApdu { data, sw }
+    pub fn new(data: impl Into<SecretBytes>, sw: StatusWord) -> Self {
+        ResponseApdu {
+            data: data.into(),
+            sw,
+        }
     }
 
     /// A response carrying only a status word.
     pub fn status(sw: StatusWord) -> Self {
         ResponseApdu {
-            data: Vec::new(),
+            data: SecretBytes::default(),
             sw,
         }
     }
@@ -80,13 +85,13 @@ impl ResponseApdu {
         }
         let (data, sw) = bytes.split_at(bytes.len() - 2);
         Ok(ResponseApdu {
-            data: data.to_vec(),
+            data: SecretBytes::new(data.to_vec()),
             sw: StatusWord::from_bytes(sw[0], sw[1]),
         })
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.data.len() + 2);
+    pub fn encode(&self) -> SecretBytes {
+        let mut out = wipe::with_capacity(self.data.len() + 2);
         out.extend_from_slice(&self.data);
         out.extend_from_slice(&self.sw.to_bytes());
         out
@@ -101,7 +106,7 @@ mod tests {
     fn round_trip_and_short_input() {
         let response = ResponseApdu::new(vec![0x41, 0x01, 0x01], StatusWord::OK);
         let bytes = response.encode();
-        assert_eq!(bytes, [0x41, 0x01, 0x01, 0x90, 0x00]);
+        assert_eq!(*bytes, [0x41, 0x01, 0x01, 0x90, 0x00]);
         assert_eq!(ResponseApdu::parse(&bytes).unwrap(), response);
         let bare = ResponseApdu::parse(&[0x69, 0x85]).unwrap();
         assert!(bare.data.is_empty());

@@ -18,6 +18,7 @@ pub use version::AppletVersion;
 
 use crate::apdu::{tlv, ChipRefused, CommandApdu, ResponseApdu, Tlvs};
 use crate::t1::ApduTransport;
+use crate::wipe::SecretBytes;
 use protocol::*;
 use zeroize::Zeroizing;
 
@@ -138,8 +139,7 @@ impl<T: ApduTransport> Se050<T> {
         tlv::push(&mut data, TAG_1, &id.to_be_bytes());
         tlv::push(&mut data, TAG_2, &peer_chip_order);
         let name = || format!("ECDHGenerateSharedSecret {id}");
-        let response =
-            Zeroizing::new(self.exchange(&name, INS_CRYPTO, P1_EC, P2_DH, data, Some(256))?);
+        let response = self.exchange(&name, INS_CRYPTO, P1_EC, P2_DH, data, Some(256))?;
         let value = tag1(&name, &response)?;
         if value.len() != 32 {
             return Err(bad(
@@ -399,7 +399,7 @@ impl<T: ApduTransport> Se050<T> {
         p2: u8,
         data: Vec<u8>,
         le: Option<usize>,
-    ) -> Result<Vec<u8>, Se050Error> {
+    ) -> Result<SecretBytes, Se050Error> {
         let apdu = CommandApdu::new(CLA_IOT, ins, p1, p2, data, le);
         transceive(&mut self.transport, name, &apdu)
     }
@@ -420,14 +420,15 @@ fn transceive<T: ApduTransport>(
     transport: &mut T,
     name: &dyn Fn() -> String,
     apdu: &CommandApdu,
-) -> Result<Vec<u8>, Se050Error> {
-    // The response may carry a shared secret: wipe the link's buffer when done with it.
-    let raw = Zeroizing::new(transport.transceive(&apdu.encode()).map_err(|source| {
-        Se050Error::Link {
+) -> Result<SecretBytes, Se050Error> {
+    // The response may carry a shared secret: `raw` and the data parsed out of it are wiped
+    // when dropped.
+    let raw = transport
+        .transceive(&apdu.encode())
+        .map_err(|source| Se050Error::Link {
             command: name(),
             source,
-        }
-    })?);
+        })?;
     let response = ResponseApdu::parse(&raw).map_err(|e| bad(name, e.to_string()))?;
     if !response.sw.is_ok() {
         return Err(Se050Error::Refused(ChipRefused::new(name(), response.sw)));

@@ -25,8 +25,9 @@ use crate::t1::{ApduTransport, LinkError, T1Link, T1Options};
 use crate::virtual_se050::applet::VirtualApplet;
 use crate::virtual_se050::store::StoreError;
 use crate::virtual_se050::{ApduHandler, VirtualOptions, VirtualSe050};
+use crate::wipe::SecretBytes;
 use i2c::Se050Bus;
-use lock::DeviceLock;
+use lock::{DeviceLock, DEFAULT_LOCK_TIMEOUT};
 pub use reselect::Reselecting;
 
 /// Where the chip is.
@@ -113,7 +114,7 @@ impl<T: ApduTransport> LockedTransport<T> {
 }
 
 impl<T: ApduTransport> ApduTransport for LockedTransport<T> {
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
         let _held = self.lock.acquire().map_err(|m| LinkError::Lock {
             path: self.lock.path().display().to_string(),
             message: m,
@@ -132,6 +133,10 @@ impl<T: ApduTransport> ApduTransport for LockedTransport<T> {
     }
 }
 
+fn lock_error(lock: &DeviceLock, message: String) -> DeviceError {
+    DeviceError::Lock(format!("{}: {message}", lock.path().display()))
+}
+
 /// The T=1 link to a real chip.
 pub type I2cLink = T1Link<Se050Bus, Delay>;
 /// The T=1 link to a virtual chip.
@@ -148,7 +153,7 @@ where
     T1Link<I2C, Delay>: ApduTransport,
 {
     let link = {
-        let _held = lock.acquire().map_err(DeviceError::Lock)?;
+        let _held = lock.acquire().map_err(|m| lock_error(&lock, m))?;
         T1Link::open(bus, Delay, options).map_err(DeviceError::Link)?
     };
     Ok(LockedTransport::new(link, lock))
@@ -156,9 +161,18 @@ where
 
 /// A real SE050 at `address` on the bus `device` (e.g. `/dev/i2c-1`, 0x48).
 pub fn open_i2c(device: &Path, address: u8) -> Result<LockedTransport<I2cLink>, DeviceError> {
+    open_i2c_locked(device, address, DEFAULT_LOCK_TIMEOUT)
+}
+
+fn open_i2c_locked(
+    device: &Path,
+    address: u8,
+    lock_timeout: Duration,
+) -> Result<LockedTransport<I2cLink>, DeviceError> {
     let bus = i2c::open_bus(device).map_err(DeviceError::Bus)?;
-    let lock =
-        DeviceLock::open(&lock::i2c_lock_path(device, address)).map_err(DeviceError::Lock)?;
+    let lock = DeviceLock::open(&lock::i2c_lock_path(device, address))
+        .map_err(DeviceError::Lock)?
+        .with_timeout(lock_timeout);
     let options = T1Options {
         address,
         ..T1Options::default()
@@ -173,6 +187,14 @@ pub fn open_virtual_with(
     options: VirtualOptions,
 ) -> Result<LockedTransport<VirtualLink>, DeviceError> {
     let lock = DeviceLock::open(lock_path).map_err(DeviceError::Lock)?;
+    virtual_on_lock(handler, lock, options)
+}
+
+fn virtual_on_lock(
+    handler: Box<dyn ApduHandler>,
+    lock: DeviceLock,
+    options: VirtualOptions,
+) -> Result<LockedTransport<VirtualLink>, DeviceError> {
     let link_options = T1Options {
         address: options.address,
         ..T1Options::default()
@@ -196,33 +218,67 @@ pub fn open_virtual_with_options(
     latency: Duration,
     options: VirtualOptions,
 ) -> Result<LockedTransport<VirtualLink>, DeviceError> {
+    open_virtual_locked(state, latency, options, DEFAULT_LOCK_TIMEOUT)
+}
+
+fn open_virtual_locked(
+    state: &Path,
+    latency: Duration,
+    options: VirtualOptions,
+    lock_timeout: Duration,
+) -> Result<LockedTransport<VirtualLink>, DeviceError> {
     let lock_path = lock::state_lock_path(state);
+    let lock = DeviceLock::open(&lock_path)
+        .map_err(DeviceError::Lock)?
+        .with_timeout(lock_timeout);
     // The store's own reads are safe without the lock, but loading under it means
     // a state written by a concurrent exchange is seen whole.
     let applet = {
-        let lock = DeviceLock::open(&lock_path).map_err(DeviceError::Lock)?;
-        let _held = lock.acquire().map_err(DeviceError::Lock)?;
+        let _held = lock.acquire().map_err(|m| lock_error(&lock, m))?;
         VirtualApplet::open(state, latency).map_err(DeviceError::Store)?
     };
-    open_virtual_with(Box::new(applet), &lock_path, options)
+    virtual_on_lock(Box::new(applet), lock, options)
 }
 
 /// The link to the chip `transport` names, locked, re-selecting the applet after
 /// a chip reset, as the applet driver takes it.
 pub fn open_transport(transport: &Transport) -> Result<Box<dyn ApduTransport>, DeviceError> {
+    open_transport_with_lock_timeout(transport, DEFAULT_LOCK_TIMEOUT)
+}
+
+/// [`open_transport`] whose exchanges wait at most `lock_timeout` for another holder of
+/// the chip's inter-process lock, then fail with [`LinkError::Lock`] naming the lock file.
+pub fn open_transport_with_lock_timeout(
+    transport: &Transport,
+    lock_timeout: Duration,
+) -> Result<Box<dyn ApduTransport>, DeviceError> {
     Ok(match transport {
-        Transport::I2c { device, address } => {
-            Box::new(Reselecting::new(open_i2c(device, *address)?))
-        }
-        Transport::Virtual { state, latency } => {
-            Box::new(Reselecting::new(open_virtual(state, *latency)?))
-        }
+        Transport::I2c { device, address } => Box::new(Reselecting::new(open_i2c_locked(
+            device,
+            *address,
+            lock_timeout,
+        )?)),
+        Transport::Virtual { state, latency } => Box::new(Reselecting::new(open_virtual_locked(
+            state,
+            *latency,
+            VirtualOptions::default(),
+            lock_timeout,
+        )?)),
     })
 }
 
 /// Open the chip `transport` names and select its IoT applet.
 pub fn open(transport: &Transport) -> Result<Se050<Box<dyn ApduTransport>>, DeviceError> {
-    Se050::select(open_transport(transport)?).map_err(DeviceError::Applet)
+    open_with_lock_timeout(transport, DEFAULT_LOCK_TIMEOUT)
+}
+
+/// [`open`] with the bound on waiting for the chip's inter-process lock.
+pub fn open_with_lock_timeout(
+    transport: &Transport,
+    lock_timeout: Duration,
+) -> Result<Se050<Box<dyn ApduTransport>>, DeviceError> {
+    Se050::select(open_transport_with_lock_timeout(transport, lock_timeout)?)
+        .map_err(DeviceError::Applet)
 }
 
 #[cfg(test)]

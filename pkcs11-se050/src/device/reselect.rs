@@ -9,6 +9,7 @@
 
 use crate::applet::protocol::select_command;
 use crate::t1::{ApduTransport, LinkError};
+use crate::wipe::SecretBytes;
 
 /// SW 6D00: instruction not supported (what an unselected chip says).
 const SW_INS_NOT_SUPPORTED: [u8; 2] = [0x6D, 0x00];
@@ -41,12 +42,13 @@ impl<T: ApduTransport> Reselecting<T> {
         if response.ends_with(&[0x90, 0x00]) {
             self.suspect_reset = false;
         } else {
-            log::warn!("re-selecting the IoT applet failed: {response:02x?}");
+            let sw = &response[response.len().saturating_sub(2)..];
+            log::warn!("re-selecting the IoT applet failed: status {sw:02x?}");
         }
         Ok(())
     }
 
-    fn exchange(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn exchange(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
         let result = self.inner.transceive(command);
         if result.is_err() {
             self.suspect_reset = true;
@@ -56,7 +58,7 @@ impl<T: ApduTransport> Reselecting<T> {
 }
 
 impl<T: ApduTransport> ApduTransport for Reselecting<T> {
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
         let is_select = command.get(1) == Some(&0xA4);
         if self.suspect_reset && !is_select {
             self.reselect().inspect_err(|_| self.suspect_reset = true)?;

@@ -54,7 +54,7 @@ fn rfc7748_vector_through_the_full_stack() {
     tlv::push(&mut data, TAG_3, &chip_private);
     let apdu = CommandApdu::new(CLA_IOT, INS_WRITE, 0x61, 0x00, data, None).encode();
     let response = se.transport_mut().transceive(&apdu).unwrap();
-    assert_eq!(response, [0x90, 0x00]);
+    assert_eq!(*response, [0x90, 0x00]);
     assert_eq!(se.read_x25519_public(id(0x20)).unwrap(), ALICE_PUBLIC);
     assert_eq!(*se.ecdh_x25519(id(0x20), &BOB_PUBLIC).unwrap(), SHARED);
 }
@@ -197,7 +197,7 @@ impl ApduHandler for OverlapDetector {
         let mut response = command.to_vec();
         response.extend_from_slice(&[0x90, 0x00]);
         Processed {
-            response,
+            response: response.into(),
             busy: Duration::ZERO,
         }
     }
@@ -229,7 +229,7 @@ fn count_overlaps(locked: bool) -> u32 {
                 let cmd = [0x80, t, i, 0x00];
                 let mut expected = cmd.to_vec();
                 expected.extend_from_slice(&[0x90, 0x00]);
-                assert_eq!(transport.transceive(&cmd).unwrap(), expected);
+                assert_eq!(*transport.transceive(&cmd).unwrap(), expected);
             }
         }));
     }

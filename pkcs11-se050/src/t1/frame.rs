@@ -3,6 +3,8 @@
 use std::fmt;
 
 use super::crc::crc_bytes;
+use crate::wipe::{self, SecretBytes};
+use zeroize::Zeroizing;
 
 /// Node address of frames from the host to the SE.
 pub const NAD_HOST_TO_SE: u8 = 0x5A;
@@ -166,12 +168,23 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// One block.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One block. Its INF may be part of a shared secret: it is wiped when the frame goes, and
+/// `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
     pub nad: u8,
     pub pcb: Pcb,
-    pub inf: Vec<u8>,
+    pub inf: SecretBytes,
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("nad", &format_args!("{:#04x}", self.nad))
+            .field("pcb", &self.pcb)
+            .field("inf", &format_args!("<{} bytes>", self.inf.len()))
+            .finish()
+    }
 }
 
 impl Frame {
@@ -180,7 +193,7 @@ impl Frame {
         Frame {
             nad: NAD_HOST_TO_SE,
             pcb,
-            inf: inf.to_vec(),
+            inf: Zeroizing::new(inf.to_vec()),
         }
     }
 
@@ -189,14 +202,14 @@ impl Frame {
         Frame {
             nad: NAD_SE_TO_HOST,
             pcb,
-            inf: inf.to_vec(),
+            inf: Zeroizing::new(inf.to_vec()),
         }
     }
 
     /// The bytes on the wire. INF must not exceed [`MAX_INF`] (the link splits before).
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> SecretBytes {
         assert!(self.inf.len() <= MAX_INF, "T=1 INF longer than 254 bytes");
-        let mut out = Vec::with_capacity(HEADER_LEN + self.inf.len() + CRC_LEN);
+        let mut out = wipe::with_capacity(HEADER_LEN + self.inf.len() + CRC_LEN);
         out.push(self.nad);
         out.push(self.pcb.to_byte());
         out.push(self.inf.len() as u8);
@@ -232,7 +245,7 @@ impl Frame {
         Ok(Frame {
             nad: bytes[0],
             pcb,
-            inf: body[HEADER_LEN..].to_vec(),
+            inf: Zeroizing::new(body[HEADER_LEN..].to_vec()),
         })
     }
 }
@@ -254,15 +267,15 @@ mod tests {
     #[test]
     fn known_frames_encode() {
         assert_eq!(
-            s_request(SKind::Resynch).encode(),
+            *s_request(SKind::Resynch).encode(),
             [0x5A, 0xC0, 0x00, 0xFF, 0xFC]
         );
         assert_eq!(
-            s_request(SKind::SoftReset).encode(),
+            *s_request(SKind::SoftReset).encode(),
             [0x5A, 0xCF, 0x00, 0x37, 0x7F]
         );
         assert_eq!(
-            s_request(SKind::GetAtr).encode(),
+            *s_request(SKind::GetAtr).encode(),
             [0x5A, 0xC7, 0x00, 0xF7, 0xB1]
         );
         let r_ack = Frame::to_se(
@@ -272,7 +285,7 @@ mod tests {
             },
             &[],
         );
-        assert_eq!(r_ack.encode(), [0x5A, 0x80, 0x00, 0x99, 0xBA]);
+        assert_eq!(*r_ack.encode(), [0x5A, 0x80, 0x00, 0x99, 0xBA]);
     }
 
     #[test]

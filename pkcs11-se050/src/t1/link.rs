@@ -20,9 +20,17 @@ use embedded_hal::i2c::{Error as _, ErrorKind, I2c, NoAcknowledgeSource};
 use super::atr::Atr;
 use super::frame::{Frame, Pcb, RError, SKind, CRC_LEN, HEADER_LEN, MAX_INF, NAD_SE_TO_HOST};
 use super::{ApduTransport, LinkError};
+use crate::wipe::{self, SecretBytes};
 
 /// The SE050's 7-bit I2C address.
 pub const DEFAULT_ADDRESS: u8 = 0x48;
+
+/// The longest response APDU there can be: 65536 data bytes (extended Le) and SW1 SW2. A chip
+/// that chains more is broken, and must not make the host buffer without end.
+pub const MAX_RESPONSE_APDU: usize = 65536 + 2;
+
+/// Room reserved up front for a response: one ECDH answer (and most others) never grow it.
+const RESPONSE_RESERVE: usize = MAX_INF;
 
 /// Replies that may go missing in one exchange before the chip is declared
 /// unresponsive (each costs one reply window, about 1.5 BWT).
@@ -169,7 +177,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
             )));
         }
         let echoed = self.s_exchange(SKind::Ifs, &[size])?;
-        if echoed != [size] {
+        if *echoed != [size] {
             return Err(LinkError::Protocol {
                 pcb: Pcb::S {
                     kind: SKind::Ifs,
@@ -198,7 +206,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
     }
 
     /// Send an S-request and return the INF of its response.
-    fn s_exchange(&mut self, kind: SKind, inf: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn s_exchange(&mut self, kind: SKind, inf: &[u8]) -> Result<SecretBytes, LinkError> {
         let request = Frame::to_se(
             Pcb::S {
                 kind,
@@ -289,7 +297,8 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
             }
             Err(e) => return Err(ReadFailure::Fatal(e)),
         }
-        let mut bytes = vec![0u8; HEADER_LEN + header[2] as usize + CRC_LEN];
+        // Wiped when dropped: the INF may be part of a shared secret.
+        let mut bytes = SecretBytes::new(vec![0u8; HEADER_LEN + header[2] as usize + CRC_LEN]);
         bytes[..HEADER_LEN].copy_from_slice(&header);
         let body_limit = self.bwt;
         match self.poll("read a frame body", body_limit, |i2c| {
@@ -351,6 +360,14 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                         self.send(&last_sent)?;
                         window = self.reply_window(multiplier);
                         continue;
+                    }
+                    Pcb::S {
+                        kind: SKind::Abort,
+                        response: false,
+                    } => {
+                        // The chip will not take the rest of a chain: the caller knows
+                        // whether there was one.
+                        return Ok(reply);
                     }
                     Pcb::S {
                         kind,
@@ -424,7 +441,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
         }
     }
 
-    fn transceive_inner(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn transceive_inner(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
         if command.is_empty() {
             return Err(LinkError::InvalidCommand("empty command APDU".into()));
         }
@@ -440,6 +457,24 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                 chunk,
             );
             let answer = self.exchange(&block)?;
+            if is_abort_request(&answer) && chunks.len() > 1 {
+                // Acknowledge, so that the chip drops the chain too (the resynchronisation
+                // after this error would as well).
+                let ack = Frame::to_se(
+                    Pcb::S {
+                        kind: SKind::Abort,
+                        response: true,
+                    },
+                    &[],
+                );
+                if let Err(e) = self.send(&ack) {
+                    log::debug!("answering the chip's S(ABORT) failed: {e}");
+                }
+                return Err(LinkError::ChainAborted {
+                    accepted: i * self.ifsc,
+                    total: command.len(),
+                });
+            }
             self.send_seq ^= 1;
             if more {
                 if !matches!(answer.pcb, Pcb::R { .. }) {
@@ -453,13 +488,19 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
             }
         }
         let mut reply = reply.expect("at least one chunk");
-        let mut response = Vec::new();
+        // Grown only through wipe::extend, so no copy of a secret is left behind.
+        let mut response = wipe::with_capacity(RESPONSE_RESERVE);
         let mut duplicates = 0u32;
         loop {
             match reply.pcb {
                 Pcb::I { ns, more } => {
                     if ns == self.recv_seq {
-                        response.extend_from_slice(&reply.inf);
+                        if response.len() + reply.inf.len() > MAX_RESPONSE_APDU {
+                            return Err(LinkError::ResponseTooLong {
+                                limit: MAX_RESPONSE_APDU,
+                            });
+                        }
+                        wipe::extend(&mut response, &reply.inf);
                         self.recv_seq ^= 1;
                         if !more {
                             return Ok(response);
@@ -499,7 +540,7 @@ where
     I2C: I2c + Send,
     D: DelayNs + Send,
 {
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
         if self.needs_resync {
             T1Link::resync(self)?;
         }
@@ -530,6 +571,14 @@ fn is_address_nack(kind: ErrorKind) -> bool {
     )
 }
 
+fn is_abort_request(frame: &Frame) -> bool {
+    frame.pcb
+        == Pcb::S {
+            kind: SKind::Abort,
+            response: false,
+        }
+}
+
 /// Whether R(nr, error) acknowledges `sent`, a chained I-block.
 fn is_chain_ack(sent: &Frame, nr: u8, error: RError) -> bool {
     matches!(sent.pcb, Pcb::I { ns, more: true } if nr != ns && error == RError::None)
@@ -550,7 +599,7 @@ fn s_response_name(kind: SKind) -> &'static str {
 
 fn unexpected_s_request(kind: SKind) -> &'static str {
     match kind {
-        SKind::Abort => "no ABORT request from the chip (chain abort is not supported)",
+        SKind::Abort => "no ABORT request from the chip outside a chain",
         _ => "no S-request from the chip other than WTX",
     }
 }

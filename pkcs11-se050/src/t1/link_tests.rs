@@ -12,8 +12,9 @@ use super::frame::{Frame, Pcb, SKind};
 use super::link::{T1Link, T1Options};
 use super::{ApduTransport, LinkError};
 use crate::virtual_se050::{
-    ApduHandler, Direction, FaultHandle, Processed, VirtualOptions, VirtualSe050,
+    ApduHandler, Direction, FaultHandle, Processed, VirtualOptions, VirtualSe050, MAX_COMMAND_APDU,
 };
+use crate::wipe::SecretBytes;
 
 /// Answers every command deterministically so a test can tell a right response
 /// from a wrong one: `EE hi lo ..` asks for a response of `hi lo` bytes, anything
@@ -24,7 +25,7 @@ struct TestApplet {
     resets: Arc<AtomicU64>,
 }
 
-fn expected_response(command: &[u8]) -> Vec<u8> {
+fn expected_response(command: &[u8]) -> SecretBytes {
     let mut out = if command.len() >= 3 && command[0] == 0xEE {
         let n = u16::from_be_bytes([command[1], command[2]]) as usize;
         (0..n).map(|i| (i * 7 + command.len()) as u8).collect()
@@ -32,7 +33,7 @@ fn expected_response(command: &[u8]) -> Vec<u8> {
         command.iter().rev().copied().collect::<Vec<_>>()
     };
     out.extend_from_slice(&[0x90, 0x00]);
-    out
+    SecretBytes::new(out)
 }
 
 impl ApduHandler for TestApplet {
@@ -141,7 +142,7 @@ fn short_apdu_needs_no_sleep_when_the_chip_answers_at_once() {
 #[test]
 fn chaining_in_both_directions() {
     let mut r = rig(Duration::ZERO, Duration::from_millis(1000));
-    for len in [253, 254, 255, 508, 509, 889, 1500] {
+    for len in [253, 254, 255, 508, 509, 889, MAX_COMMAND_APDU] {
         let cmd = apdu(len, len as u8);
         let response = r.link.transceive(&cmd).unwrap();
         assert_eq!(response, expected_response(&cmd), "len {len}");
@@ -549,7 +550,7 @@ fn device_serves_a_frame_across_single_byte_reads() {
     );
     let reply = read_frame_bytewise(&mut se);
     assert_eq!(reply.nad, 0xA5);
-    assert_eq!(reply.inf, super::atr::REAL_SE050_ATR);
+    assert_eq!(*reply.inf, super::atr::REAL_SE050_ATR);
     // Nothing more to read: the chip NACKs.
     assert!(se.read(0x48, &mut [0u8; 3]).is_err());
     // Other addresses never answer; an empty write probes the address only.
@@ -683,7 +684,7 @@ struct ScriptedChip {
 impl ScriptedChip {
     fn new(replies: Vec<Frame>) -> Self {
         ScriptedChip {
-            replies: replies.iter().map(Frame::encode).collect(),
+            replies: replies.iter().map(|f| f.encode().to_vec()).collect(),
             current: vec![],
         }
     }
@@ -880,4 +881,117 @@ fn abort_drops_a_half_received_chain() {
         expected_response(&[1, 2, 3])
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_command_longer_than_the_chip_takes_is_aborted_clearly() {
+    let mut r = rig(Duration::ZERO, Duration::from_millis(1000));
+    let too_long = apdu(MAX_COMMAND_APDU + 1, 5);
+    let err = r.link.transceive(&too_long).unwrap_err();
+    assert_eq!(
+        err,
+        LinkError::ChainAborted {
+            accepted: 3 * 254,
+            total: MAX_COMMAND_APDU + 1
+        }
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("aborted a chained command of 899 bytes") && text.contains("APDU buffer"),
+        "{text}"
+    );
+    assert_eq!(r.calls.load(Ordering::SeqCst), 0, "no part of it ran");
+    assert_eq!(r.link.bus().stats().chains_aborted, 1);
+    assert_eq!(r.link.bus().buffered_command_len(), 0);
+    // The link is fine afterwards, and the longest command still goes through.
+    for len in [20, MAX_COMMAND_APDU] {
+        let cmd = apdu(len, 6);
+        assert_eq!(r.link.transceive(&cmd).unwrap(), expected_response(&cmd));
+    }
+}
+
+#[test]
+fn an_endless_chain_is_aborted_and_never_buffered_past_the_limit() {
+    let (mut se, calls, _) = chip(Duration::ZERO, Duration::from_millis(1000), 1);
+    let abort_request = Pcb::S {
+        kind: SKind::Abort,
+        response: false,
+    };
+    let mut ns = 0u8;
+    let mut acks = 0;
+    let mut aborts = 0;
+    // A host that never stops chaining, and ignores the chip's requests to stop.
+    for _ in 0..2000 {
+        write_frame(
+            &mut se,
+            &Frame::to_se(Pcb::I { ns, more: true }, &[0x80; 254]),
+        );
+        assert!(se.buffered_command_len() <= MAX_COMMAND_APDU);
+        match read_frame_bytewise(&mut se).pcb {
+            Pcb::R { .. } => {
+                assert_eq!(aborts, 0, "the chip took more after aborting");
+                acks += 1;
+                ns ^= 1;
+            }
+            pcb if pcb == abort_request => aborts += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        acks,
+        MAX_COMMAND_APDU / 254,
+        "blocks taken before the abort"
+    );
+    assert_eq!(aborts, 2000 - acks);
+    assert_eq!(se.buffered_command_len(), 0);
+    // Even a last block is not taken for a command while the abort is unanswered.
+    write_frame(&mut se, &Frame::to_se(Pcb::I { ns, more: false }, &[1]));
+    assert_eq!(read_frame_bytewise(&mut se).pcb, abort_request);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(se.stats().chains_aborted, 1);
+    // Once the host answers the abort, the next command is a command again.
+    let abort_response = Pcb::S {
+        kind: SKind::Abort,
+        response: true,
+    };
+    write_frame(&mut se, &Frame::to_se(abort_response, &[]));
+    write_frame(
+        &mut se,
+        &Frame::to_se(Pcb::I { ns, more: false }, &[1, 2, 3]),
+    );
+    assert_eq!(
+        read_frame_bytewise(&mut se).inf,
+        expected_response(&[1, 2, 3])
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_endless_response_chain_is_refused_not_buffered() {
+    use super::link::MAX_RESPONSE_APDU;
+    // A broken chip that chains response blocks past any response APDU's length.
+    let blocks = MAX_RESPONSE_APDU / 254 + 2;
+    let replies = (0..blocks)
+        .map(|i| {
+            Frame::to_host(
+                Pcb::I {
+                    ns: (i % 2) as u8,
+                    more: true,
+                },
+                &[0x5A; 254],
+            )
+        })
+        .collect();
+    let mut link = scripted_link(replies);
+    let err = link.transceive(&[0x00, 0x01, 0x02, 0x03]).unwrap_err();
+    assert_eq!(
+        err,
+        LinkError::ResponseTooLong {
+            limit: MAX_RESPONSE_APDU
+        }
+    );
+    assert!(
+        err.to_string().contains("longer than any response APDU"),
+        "{err}"
+    );
 }

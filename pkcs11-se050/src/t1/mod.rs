@@ -21,16 +21,20 @@ pub use atr::Atr;
 pub use frame::{Frame, Pcb, RError, SKind};
 pub use link::{T1Link, T1Options};
 
+use crate::wipe::SecretBytes;
+
 /// What the APDU layer needs from the link below it.
 pub trait ApduTransport: Send {
-    /// Exchange one command APDU for its response APDU (data followed by SW1 SW2).
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError>;
+    /// Exchange one command APDU for its response APDU (data followed by SW1 SW2). The
+    /// response may carry a shared secret: it is wiped when dropped, and every buffer it
+    /// crossed on the way was wiped too.
+    fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError>;
     /// Bring the link to a known state (T=1 RESYNCH); called after taking the inter-process lock.
     fn resync(&mut self) -> Result<(), LinkError>;
 }
 
 impl ApduTransport for Box<dyn ApduTransport> {
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
         (**self).transceive(command)
     }
 
@@ -68,6 +72,11 @@ pub enum LinkError {
     InvalidCommand(String),
     /// The inter-process lock around an exchange could not be taken.
     Lock { path: String, message: String },
+    /// The chip aborted a chained command (S(ABORT request)) after taking `accepted` of its
+    /// `total` bytes: it is longer than the chip's APDU buffer.
+    ChainAborted { accepted: usize, total: usize },
+    /// The chip chained a response longer than any response APDU can be.
+    ResponseTooLong { limit: usize },
 }
 
 impl fmt::Display for LinkError {
@@ -115,6 +124,16 @@ impl fmt::Display for LinkError {
             LinkError::Lock { path, message } => {
                 write!(f, "cannot take the SE050 lock {path}: {message}")
             }
+            LinkError::ChainAborted { accepted, total } => write!(
+                f,
+                "the SE050 aborted a chained command of {total} bytes after taking {accepted} \
+                 (S(ABORT)): the command is longer than the chip's APDU buffer"
+            ),
+            LinkError::ResponseTooLong { limit } => write!(
+                f,
+                "the SE050 chained a response of more than {limit} bytes, longer than any \
+                 response APDU: refused"
+            ),
         }
     }
 }

@@ -6,20 +6,46 @@
 
 use super::error::{refuse, Result};
 use pkcs11_sys::*;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Template {
     pub entries: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
 }
 
-/// The answer for one attribute of an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The answer for one attribute of an object. Its `Debug` redacts a `Secret`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum AttrValue {
     Value(Vec<u8>),
+    /// A value that is a secret (CKA_VALUE of an extractable derived key): revealed like
+    /// `Value`, but every copy of it this module makes is wiped when dropped.
+    Secret(Zeroizing<Vec<u8>>),
     /// The attribute exists but must not be revealed (CKR_ATTRIBUTE_SENSITIVE).
     Sensitive,
     /// The object has no such attribute (CKR_ATTRIBUTE_TYPE_INVALID).
     Invalid,
+}
+
+impl std::fmt::Debug for AttrValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttrValue::Value(bytes) => f.debug_tuple("Value").field(bytes).finish(),
+            AttrValue::Secret(bytes) => write!(f, "Secret(<{} bytes redacted>)", bytes.len()),
+            AttrValue::Sensitive => f.write_str("Sensitive"),
+            AttrValue::Invalid => f.write_str("Invalid"),
+        }
+    }
+}
+
+impl AttrValue {
+    /// The bytes to hand out, for `Value` and `Secret`.
+    pub fn revealed(&self) -> Option<&[u8]> {
+        match self {
+            AttrValue::Value(bytes) => Some(bytes),
+            AttrValue::Secret(bytes) => Some(bytes),
+            AttrValue::Sensitive | AttrValue::Invalid => None,
+        }
+    }
 }
 
 pub fn bool_value(b: bool) -> Vec<u8> {
@@ -125,6 +151,7 @@ impl Template {
 pub fn matches(template: &Template, lookup: impl Fn(CK_ATTRIBUTE_TYPE) -> AttrValue) -> bool {
     template.entries.iter().all(|(t, want)| match lookup(*t) {
         AttrValue::Value(have) => &have == want,
+        AttrValue::Secret(have) => *have == *want,
         _ => false,
     })
 }

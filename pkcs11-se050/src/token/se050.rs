@@ -33,8 +33,8 @@ pub fn open_chip(config: &Config) -> ChipResult<Box<dyn Chip>> {
             latency: *latency,
         },
     };
-    let se050 =
-        device::open(&transport).map_err(|e| ChipError::new(ChipErrorKind::Link, e.to_string()))?;
+    let se050 = device::open_with_lock_timeout(&transport, config.lock_timeout)
+        .map_err(|e| ChipError::new(ChipErrorKind::Link, e.to_string()))?;
     Ok(Box::new(AppletChip { se050 }))
 }
 

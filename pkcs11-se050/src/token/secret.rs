@@ -3,9 +3,11 @@
 use super::attributes::{bool_value, ulong_value, AttrValue};
 use pkcs11_sys::*;
 use std::collections::HashMap;
+use std::fmt;
 use zeroize::Zeroizing;
 
-#[derive(Debug)]
+/// One derived secret. Its `Debug` shows everything but the value, so that logging an object
+/// (or a store of them) can never print a shared secret.
 pub struct SecretKey {
     /// The session that made it: the object dies with that session.
     pub session: CK_SESSION_HANDLE,
@@ -29,6 +31,23 @@ pub const SECRET_USAGE_ATTRIBUTES: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_UNWRAP,
     CKA_DERIVE,
 ];
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretKey")
+            .field("session", &self.session)
+            .field(
+                "value",
+                &format_args!("<{} bytes redacted>", self.value.len()),
+            )
+            .field("label", &self.label)
+            .field("id", &self.id)
+            .field("sensitive", &self.sensitive)
+            .field("extractable", &self.extractable)
+            .field("usage", &self.usage)
+            .finish()
+    }
+}
 
 impl SecretKey {
     pub fn attribute(&self, t: CK_ATTRIBUTE_TYPE) -> AttrValue {
@@ -54,7 +73,8 @@ impl SecretKey {
                 if self.sensitive || !self.extractable {
                     return Sensitive;
                 }
-                self.value.to_vec()
+                // The copy handed to the ABI layer is wiped when that layer drops it.
+                return Secret(Zeroizing::new(self.value.to_vec()));
             }
             t if SECRET_USAGE_ATTRIBUTES.contains(&t) => bool_value(
                 self.usage
@@ -117,7 +137,7 @@ mod tests {
     fn value_only_when_neither_sensitive_nor_unextractable() {
         assert_eq!(
             key(false, true).attribute(CKA_VALUE),
-            AttrValue::Value(vec![5; 32])
+            AttrValue::Secret(Zeroizing::new(vec![5; 32]))
         );
         assert_eq!(key(true, true).attribute(CKA_VALUE), AttrValue::Sensitive);
         assert_eq!(key(false, false).attribute(CKA_VALUE), AttrValue::Sensitive);
@@ -130,6 +150,24 @@ mod tests {
             AttrValue::Value(vec![0])
         );
         assert_eq!(key(false, true).attribute(CKA_EC_POINT), AttrValue::Invalid);
+    }
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let mut k = key(false, true);
+        k.value = Zeroizing::new(vec![0xA7; 32]);
+        let mut store = SecretStore::default();
+        let shown = format!("{k:?} {:?}", k.attribute(CKA_VALUE));
+        store.insert(k);
+        let shown_store = format!("{store:?} {store:#?}");
+        for text in [&shown, &shown_store] {
+            assert!(text.contains("<32 bytes redacted>"), "{text}");
+            // Neither as Debug of a byte list (167) nor as hex.
+            assert!(
+                !text.contains("167") && !text.to_lowercase().contains("a7"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The token layer on the real virtual SE050 (a temporary state file), without the C ABI.
 
-use super::attributes::{ulong_value, AttrValue, Template};
+use super::attributes::{ulong_value, Template};
 use super::objects::{split_handle, Half};
 use super::{DeriveParams, Token};
 use crate::config::Config;
@@ -37,9 +37,10 @@ fn generate(
 }
 
 fn value(t: &Token, s: CK_SESSION_HANDLE, h: CK_OBJECT_HANDLE, a: CK_ATTRIBUTE_TYPE) -> Vec<u8> {
-    match t.attributes(s, h, &[a]).unwrap().remove(0) {
-        AttrValue::Value(v) => v,
-        other => panic!("{other:?}"),
+    let answer = t.attributes(s, h, &[a]).unwrap().remove(0);
+    match answer.revealed() {
+        Some(v) => v.to_vec(),
+        None => panic!("{answer:?}"),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::applet::policy;
 use crate::applet::protocol::*;
 use crate::applet::version::AppletVersion;
 use crate::t1::{ApduTransport, LinkError};
+use crate::wipe::SecretBytes;
 use rand_core::{OsRng, RngCore};
 use std::path::Path;
 use std::time::Duration;
@@ -43,9 +44,10 @@ pub const LIST_PAGE: usize = 32;
 
 type Answer = Result<Reply, StatusWord>;
 
-/// A successful answer: response data, what to count, how long the chip is busy.
+/// A successful answer: response data (wiped when dropped: it may be a shared secret), what to
+/// count, how long the chip is busy.
 struct Reply {
-    data: Vec<u8>,
+    data: SecretBytes,
     counter: Option<Counter>,
     busy: Duration,
 }
@@ -53,7 +55,7 @@ struct Reply {
 impl Reply {
     fn data(data: Vec<u8>) -> Self {
         Reply {
-            data,
+            data: data.into(),
             counter: None,
             busy: Duration::ZERO,
         }
@@ -250,7 +252,7 @@ impl VirtualApplet {
         };
         self.put_object(id, data, policy, needed)?;
         Ok(Reply {
-            data: Vec::new(),
+            data: SecretBytes::default(),
             counter: Some(counter),
             busy,
         })
@@ -458,7 +460,8 @@ impl VirtualApplet {
         let mut chip_order = Zeroizing::new(*shared.as_bytes());
         chip_order.reverse();
         Ok(Reply {
-            data: tag1(chip_order.as_slice()),
+            // tag1 allocates exactly the TLV's size: no unwiped copy is left by its growth.
+            data: SecretBytes::new(tag1(chip_order.as_slice())),
             counter: Some(Counter::Ecdh),
             busy: self.latency,
         })
@@ -539,7 +542,7 @@ impl<H: ApduHandler> InProcessTransport<H> {
 }
 
 impl<H: ApduHandler> ApduTransport for InProcessTransport<H> {
-    fn transceive(&mut self, command: &[u8]) -> Result<Vec<u8>, LinkError> {
+    fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
         let processed = self.handler.process(command);
         if !processed.busy.is_zero() {
             std::thread::sleep(processed.busy);
@@ -724,13 +727,13 @@ mod tests {
             0x80, 0x04, 0x00, 0x27, 0x06, 0x41, 0x04, 0x7F, 0xFF, 0x02, 0x06,
         ];
         let processed = applet.process(&bare);
-        assert_eq!(processed.response, [0x41, 0x01, 0x01, 0x90, 0x00]);
+        assert_eq!(*processed.response, [0x41, 0x01, 0x01, 0x90, 0x00]);
         // The same, extended with Le.
         let mut apdu =
             CommandApdu::new(CLA_IOT, INS_MGMT, 0, P2_EXIST, bare[5..].to_vec(), Some(3));
         apdu.extended = true;
         assert_eq!(
-            applet.process(&apdu.encode()).response,
+            *applet.process(&apdu.encode()).response,
             [0x41, 0x01, 0x01, 0x90, 0x00]
         );
     }

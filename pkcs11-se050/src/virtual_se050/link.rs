@@ -17,25 +17,44 @@
 //!   interface soft reset; resets call `ApduHandler::reset`;
 //! - after an unexpected internal reset (fault injection) the chip refuses I- and
 //!   R-blocks until the host resynchronises, so the tail of an interrupted chain
-//!   can never be taken for a whole command.
+//!   can never be taken for a whole command;
+//! - a chained command longer than the chip's APDU buffer ([`MAX_COMMAND_APDU`]) is
+//!   aborted: the chip drops what it buffered and sends S(ABORT request), the T=1 way
+//!   (ISO 7816-3 §11.6.3) for a receiver to end a chain it cannot take. It repeats that
+//!   request to every I- or R-block until the host answers S(ABORT response) or
+//!   resynchronises, so no tail of the chain can be taken for a command. (How a real
+//!   SE050 ends such a chain is not public: a 6700 after the last block would need it
+//!   to acknowledge an endless chain first; the abort bounds memory and time at once.)
+//!
+//! Every buffer that holds a command or response is wiped when dropped or reused: the
+//! virtual chip lives in the host's process, and a response may be a shared secret.
 
 use std::time::{Duration, Instant};
 
 use super::faults::{Direction, FaultHandle};
 use super::{ApduHandler, LinkStats};
+use crate::applet::protocol::MAX_APDU_PAYLOAD;
 use crate::t1::atr::REAL_SE050_ATR;
 use crate::t1::frame::{Frame, Pcb, RError, SKind, MAX_INF, NAD_HOST_TO_SE};
+use crate::wipe::{self, SecretBytes};
+
+/// The longest command APDU the chip takes: an extended APDU with the largest payload,
+/// CLA INS P1 P2, Lc `00 HH LL`, 889 data bytes and a two-byte Le.
+pub const MAX_COMMAND_APDU: usize = 4 + 3 + MAX_APDU_PAYLOAD + 2;
 
 /// Where the chip is in the exchange of one APDU.
 enum State {
     Idle,
     /// Chained command blocks received so far.
     ReceivingChain {
-        apdu: Vec<u8>,
+        apdu: SecretBytes,
     },
+    /// A chain grew past [`MAX_COMMAND_APDU`]: S(ABORT request) is out, and nothing but
+    /// the host's S(ABORT response) (or a RESYNCH) ends this state.
+    Aborting,
     /// Working on a command; the response becomes readable at `done_at`.
     Processing {
-        response: Vec<u8>,
+        response: SecretBytes,
         done_at: Instant,
         /// When the chip next speaks: the response, or a WTX request.
         next_event: Instant,
@@ -43,7 +62,7 @@ enum State {
     },
     /// A chained response part is out; `rest` follows after the host's R-block.
     SendingChain {
-        rest: Vec<u8>,
+        rest: SecretBytes,
     },
 }
 
@@ -62,7 +81,7 @@ pub(crate) struct DeviceLink {
     /// The last I- or S-block sent: what an R-block asks for again. R-blocks
     /// themselves are never repeated, they are recomputed from the state.
     last_block: Option<Frame>,
-    outgoing: Vec<u8>,
+    outgoing: SecretBytes,
     read_pos: usize,
     needs_resync: bool,
     pub(crate) stats: LinkStats,
@@ -85,11 +104,18 @@ impl DeviceLink {
             dev_seq: 0,
             state: State::Idle,
             last_block: None,
-            outgoing: Vec::new(),
+            outgoing: SecretBytes::default(),
             read_pos: 0,
             needs_resync: false,
             stats: LinkStats::default(),
             last_error: None,
+        }
+    }
+
+    pub(crate) fn buffered_command_len(&self) -> usize {
+        match &self.state {
+            State::ReceivingChain { apdu } => apdu.len(),
+            _ => 0,
         }
     }
 
@@ -128,13 +154,13 @@ impl DeviceLink {
             return;
         }
         // Whatever the host did not read is gone: it has moved on.
-        self.outgoing.clear();
+        wipe::clear(&mut self.outgoing);
         self.read_pos = 0;
         if self.faults.take_drop(Direction::HostToSe) {
             self.stats.frames_lost += 1;
             return;
         }
-        let mut bytes = bytes.to_vec();
+        let mut bytes = SecretBytes::new(bytes.to_vec());
         self.faults.maybe_corrupt(Direction::HostToSe, &mut bytes);
         self.stats.frames_received += 1;
         let frame = match Frame::decode(&bytes) {
@@ -174,6 +200,13 @@ impl DeviceLink {
                 kind: SKind::Wtx,
                 response: true,
             } => self.handle_wtx_response(&frame.inf),
+            Pcb::S {
+                kind: SKind::Abort,
+                response: true,
+            } if matches!(self.state, State::Aborting) => {
+                // The chain is over; the host speaks next.
+                self.state = State::Idle;
+            }
             Pcb::S { kind, .. } => {
                 self.protocol_error(format!("host sent an S-response {kind:?} nobody asked for"))
             }
@@ -251,7 +284,16 @@ impl DeviceLink {
         }
     }
 
-    fn handle_i(&mut self, ns: u8, more: bool, inf: Vec<u8>) {
+    fn handle_i(&mut self, ns: u8, more: bool, inf: SecretBytes) {
+        if matches!(self.state, State::Aborting) {
+            // Still the aborted chain as far as the chip knows: ask again to end it.
+            self.stats.protocol_errors += 1;
+            self.last_error = Some(format!(
+                "I-block N(S)={ns} while the chip waits for S(ABORT response)"
+            ));
+            self.retransmit();
+            return;
+        }
         if ns != self.host_seq {
             // The host repeats a block we already took: it lost our answer to it.
             self.stats.retransmissions += 1;
@@ -277,12 +319,32 @@ impl DeviceLink {
             ));
             return;
         }
-        self.host_seq ^= 1;
+        // The host's next command acknowledges our last answer: it will never be asked for
+        // again, and may have been a shared secret.
+        self.last_block = None;
         let mut apdu = match std::mem::replace(&mut self.state, State::Idle) {
             State::ReceivingChain { apdu } => apdu,
-            _ => Vec::new(),
+            _ => wipe::with_capacity(inf.len()),
         };
-        apdu.extend_from_slice(&inf);
+        if apdu.len() + inf.len() > MAX_COMMAND_APDU {
+            // Dropping `apdu` wipes what was buffered.
+            self.stats.chains_aborted += 1;
+            self.last_error = Some(format!(
+                "chained command longer than {MAX_COMMAND_APDU} bytes: aborted after {}",
+                apdu.len()
+            ));
+            self.state = State::Aborting;
+            self.emit(Frame::to_host(
+                Pcb::S {
+                    kind: SKind::Abort,
+                    response: false,
+                },
+                &[],
+            ));
+            return;
+        }
+        self.host_seq ^= 1;
+        wipe::extend(&mut apdu, &inf);
         if more {
             self.state = State::ReceivingChain { apdu };
             self.emit_r(self.host_seq, RError::None);
@@ -326,8 +388,8 @@ impl DeviceLink {
                 self.stats.retransmissions += 1;
                 self.emit_r(self.host_seq, RError::None)
             }
-            // Only a WTX request can be out while working.
-            State::Processing { .. } => {
+            // Only a WTX request can be out while working; only an ABORT while aborting.
+            State::Processing { .. } | State::Aborting => {
                 self.stats.retransmissions += 1;
                 self.retransmit()
             }
@@ -385,8 +447,9 @@ impl DeviceLink {
     }
 
     /// Send the next part of a response (chained when longer than IFSD).
-    fn send_response(&mut self, mut data: Vec<u8>) {
-        let rest = data.split_off(data.len().min(self.ifsd));
+    fn send_response(&mut self, mut data: SecretBytes) {
+        let part = data.len().min(self.ifsd);
+        let rest = SecretBytes::new(data.split_off(part));
         let more = !rest.is_empty();
         let ns = self.dev_seq;
         self.dev_seq ^= 1;
@@ -409,7 +472,7 @@ impl DeviceLink {
         if !matches!(frame.pcb, Pcb::R { .. }) {
             self.last_block = Some(frame);
         }
-        self.outgoing.clear();
+        wipe::clear(&mut self.outgoing);
         self.read_pos = 0;
         if self.faults.take_drop(Direction::SeToHost) {
             self.stats.frames_lost += 1;
@@ -441,7 +504,7 @@ impl DeviceLink {
             return;
         }
         self.reset_chip();
-        self.outgoing.clear();
+        wipe::clear(&mut self.outgoing);
         self.read_pos = 0;
         self.needs_resync = true;
         self.last_error = Some("chip reset in the middle of an APDU (injected)".into());

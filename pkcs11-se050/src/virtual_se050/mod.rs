@@ -26,6 +26,7 @@ use embedded_hal::i2c::{
 
 pub use faults::{Direction, FaultHandle};
 use link::DeviceLink;
+pub use link::MAX_COMMAND_APDU;
 
 use crate::t1::link::DEFAULT_ADDRESS;
 
@@ -38,9 +39,10 @@ pub trait ApduHandler: Send {
     fn reset(&mut self) {}
 }
 
-/// The answer to one command APDU and how long the chip takes to produce it.
+/// The answer to one command APDU and how long the chip takes to produce it. The response may
+/// be a shared secret: it is wiped when dropped, here and in every buffer of the link.
 pub struct Processed {
-    pub response: Vec<u8>,
+    pub response: crate::wipe::SecretBytes,
     pub busy: std::time::Duration,
 }
 
@@ -86,6 +88,8 @@ pub struct LinkStats {
     pub resets: u64,
     /// Blocks not allowed at that point of the protocol.
     pub protocol_errors: u64,
+    /// Chained commands aborted for being longer than the chip's APDU buffer.
+    pub chains_aborted: u64,
     /// Address NACKs given (busy, nothing to read, injected storm).
     pub nacks: u64,
 }
@@ -140,6 +144,11 @@ impl VirtualSe050 {
     /// The last protocol problem the chip saw (damaged frame, unexpected block).
     pub fn last_error(&self) -> Option<&str> {
         self.link.last_error.as_deref()
+    }
+
+    /// Bytes of a chained command buffered so far (never more than [`MAX_COMMAND_APDU`]).
+    pub fn buffered_command_len(&self) -> usize {
+        self.link.buffered_command_len()
     }
 
     fn nack(&mut self, reason: &'static str) -> VirtualI2cError {

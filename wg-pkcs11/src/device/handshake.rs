@@ -4,8 +4,11 @@
 //!
 //! Two lanes: our own initiations (at most one queued per peer) go first, so a
 //! flood of incoming initiations cannot delay our rekeys; incoming handshake
-//! messages are bounded and dropped when the lane is full. The incoming lane's
-//! depth is the "under load" signal the UDP thread uses to demand cookies.
+//! messages are bounded and dropped when the lane is full. "Under load", the
+//! signal the UDP thread uses to demand cookies, is the incoming lane's depth
+//! (as in wireguard-go) or its rate: a token fast enough to keep the queue
+//! short must still not be spent without bound, since every ECDH wears the
+//! SE050's NVM.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -25,6 +28,12 @@ const MAX_INCOMING: usize = 64;
 const UNDER_LOAD_DEPTH: usize = 2;
 /// Once under load, stay so this long (wireguard-go keeps one second too).
 const UNDER_LOAD_HOLD: Duration = Duration::from_secs(1);
+/// Incoming handshake messages per second the worker takes before the device
+/// counts as under load even with a short queue. Legitimate peers rekey every
+/// two minutes (1,000 peers: about 8 a second); past this, initiations need a
+/// cookie (mac2) and each source is rate-limited.
+const INCOMING_PER_SECOND: u64 = 20;
+const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 pub(crate) enum Job {
     /// Compute and cache the peer's static-static DH.
@@ -52,6 +61,10 @@ pub(crate) struct JobQueue {
     depth: AtomicUsize,
     /// Nanoseconds since `epoch` until which we count as under load.
     load_until: AtomicU64,
+    /// Start (nanoseconds since `epoch`) of the current rate window, and the
+    /// incoming messages queued in it.
+    window_start: AtomicU64,
+    window_count: AtomicU64,
     epoch: Instant,
 }
 
@@ -62,6 +75,8 @@ impl JobQueue {
             ready: Condvar::new(),
             depth: AtomicUsize::new(0),
             load_until: AtomicU64::new(0),
+            window_start: AtomicU64::new(0),
+            window_count: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -72,11 +87,12 @@ impl JobQueue {
     }
 
     /// Queue an incoming handshake message; false (dropped) when full.
-    pub(crate) fn push_incoming(&self, job: Job) -> bool {
+    pub(crate) fn push_incoming(&self, job: Job, now: Instant) -> bool {
         let mut lanes = self.lanes.lock();
         if lanes.incoming.len() >= MAX_INCOMING {
             return false;
         }
+        self.count_incoming(now);
         lanes.incoming.push_back(job);
         self.depth.store(lanes.incoming.len(), Ordering::Relaxed);
         drop(lanes);
@@ -84,10 +100,31 @@ impl JobQueue {
         true
     }
 
+    /// Count one queued incoming message in the current rate window (called
+    /// with the lanes locked, so windows are not restarted concurrently).
+    fn count_incoming(&self, now: Instant) {
+        let t = self.nanos(now);
+        if t.saturating_sub(self.window_start.load(Ordering::Relaxed))
+            >= RATE_WINDOW.as_nanos() as u64
+        {
+            self.window_start.store(t, Ordering::Relaxed);
+            self.window_count.store(0, Ordering::Relaxed);
+        }
+        self.window_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn nanos(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
     /// Whether initiations must carry a valid mac2 before they are queued.
     pub(crate) fn under_load(&self, now: Instant) -> bool {
-        let t = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        if self.depth.load(Ordering::Relaxed) >= UNDER_LOAD_DEPTH {
+        let t = self.nanos(now);
+        let in_window = t.saturating_sub(self.window_start.load(Ordering::Relaxed))
+            < RATE_WINDOW.as_nanos() as u64;
+        if self.depth.load(Ordering::Relaxed) >= UNDER_LOAD_DEPTH
+            || (in_window && self.window_count.load(Ordering::Relaxed) >= INCOMING_PER_SECOND)
+        {
             self.load_until
                 .store(t + UNDER_LOAD_HOLD.as_nanos() as u64, Ordering::Relaxed);
             return true;
@@ -225,6 +262,52 @@ fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr) {
         Err(e) => {
             log::debug!("response from {src} refused: {e}");
             shared.counters.discard(DropReason::Handshake);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn initiation() -> Job {
+        Job::Initiation {
+            msg: [0; INITIATION_LEN],
+            src: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    /// A fast token keeps the queue short; the rate alone must still bring
+    /// cookies in, so a flood cannot spend token operations without bound.
+    #[test]
+    fn a_high_rate_of_incoming_messages_is_load_even_with_a_short_queue() {
+        let queue = JobQueue::new();
+        let t0 = Instant::now();
+        for i in 0..INCOMING_PER_SECOND {
+            let now = t0 + Duration::from_millis(i * 10);
+            assert!(!queue.under_load(now), "under load after {i} messages");
+            assert!(queue.push_incoming(initiation(), now));
+            // The worker keeps up: the queue never grows past one.
+            queue.lanes.lock().incoming.clear();
+            queue.depth.store(0, Ordering::Relaxed);
+        }
+        let now = t0 + Duration::from_millis(INCOMING_PER_SECOND * 10);
+        assert!(queue.under_load(now));
+        // Load is held for a second after it was last seen, then lifts.
+        assert!(queue.under_load(now + Duration::from_millis(900)));
+        assert!(!queue.under_load(now + RATE_WINDOW + UNDER_LOAD_HOLD));
+    }
+
+    #[test]
+    fn a_slow_rate_is_never_load() {
+        let queue = JobQueue::new();
+        let t0 = Instant::now();
+        for i in 0..100u64 {
+            let now = t0 + Duration::from_millis(i * 100);
+            assert!(!queue.under_load(now), "message {i}");
+            assert!(queue.push_incoming(initiation(), now));
+            queue.lanes.lock().incoming.clear();
+            queue.depth.store(0, Ordering::Relaxed);
         }
     }
 }

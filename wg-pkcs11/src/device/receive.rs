@@ -148,7 +148,7 @@ impl Receiver {
                     shared.counters.discard(DropReason::Mac1);
                 } else if let Err(reason) = self.admit(buf, src, now) {
                     shared.counters.discard(reason);
-                } else if !shared.jobs.push_incoming(Job::Initiation { msg, src }) {
+                } else if !shared.jobs.push_incoming(Job::Initiation { msg, src }, now) {
                     shared.counters.discard(DropReason::QueueFull);
                 }
             }
@@ -166,7 +166,7 @@ impl Receiver {
                     shared.counters.discard(DropReason::UnknownIndex);
                 } else if let Err(reason) = self.admit(buf, src, now) {
                     shared.counters.discard(reason);
-                } else if !shared.jobs.push_incoming(Job::Response { msg, src }) {
+                } else if !shared.jobs.push_incoming(Job::Response { msg, src }, now) {
                     shared.counters.discard(DropReason::QueueFull);
                 }
             }
