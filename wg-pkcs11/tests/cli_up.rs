@@ -580,3 +580,128 @@ fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
     assert!(stderr.contains("not valid UTF-8"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Whether one ping from A reaches B's tunnel address within a second.
+fn ping_once(pair: &Pair) -> bool {
+    run_in(&pair.a, &["ping", "-c", "1", "-W", "1", "10.9.0.2"])
+        .status
+        .success()
+}
+
+/// A ping that may need a retry while a peer learns a new endpoint.
+fn ping_works(pair: &Pair) -> bool {
+    (0..3).any(|_| ping_once(pair))
+}
+
+/// `wg show IF key` trimmed.
+fn show(ns: &str, ifname: &str, key: &str) -> String {
+    must_in(ns, &["wg", "show", ifname, key]).trim().to_string()
+}
+
+/// Whether a UDP socket in `ns` is bound to `port`.
+fn udp_port_bound(ns: &str, port: u16) -> bool {
+    must_in(ns, &["ss", "-Huan", &format!("sport = :{port}")])
+        .lines()
+        .any(|l| !l.trim().is_empty())
+}
+
+/// wg(8) habits on a running tunnel: `wg set IF fwmark` marks the outer packets from then on
+/// (checked with a policy rule that black-holes B for unmarked packets), `wg set IF
+/// listen-port` moves the socket without losing the session (a port in use is refused and the
+/// old one keeps working; 0 picks a free port), and `wg show` reports each change.
+#[test]
+fn wg_set_listen_port_and_fwmark_on_a_running_tunnel() {
+    let pair = Pair::new();
+    let public = pair.genkey("wg-rebind");
+    let server_if = unique("wgs");
+    let server_public = pair.wireguard_go(&server_if, &public);
+    let ifname = unique("wgp");
+    let conf = pair.write_conf(&ifname, &pair.uri("wg-rebind"), &server_public);
+    let mut daemon = pair
+        .wg_pkcs11(Some(&pair.a), &["up", conf.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    wait_for("PostUp", Duration::from_secs(10), || {
+        pair.hooks().contains("post-up")
+    });
+    assert!(ping_works(&pair), "no tunnel to start with");
+    assert_eq!(show(&pair.a, &ifname, "listen-port"), "51821");
+    assert_eq!(show(&pair.a, &ifname, "fwmark"), "off");
+
+    // Unmarked packets to B's underlay address go to a black hole; marked ones pass.
+    must(
+        "ip",
+        &[
+            "-n",
+            &pair.a,
+            "route",
+            "add",
+            "blackhole",
+            "192.168.77.2/32",
+            "table",
+            "1234",
+        ],
+    );
+    must(
+        "ip",
+        &[
+            "-n", &pair.a, "rule", "add", "not", "fwmark", "0x1234", "table", "1234", "pref", "100",
+        ],
+    );
+    assert!(!ping_once(&pair), "unmarked outer packets must not reach B");
+    must_in(&pair.a, &["wg", "set", &ifname, "fwmark", "0x1234"]);
+    assert_eq!(show(&pair.a, &ifname, "fwmark"), "0x1234");
+    assert!(ping_works(&pair), "marked outer packets reach B");
+
+    // A port another WireGuard interface holds: refused, the old port keeps working.
+    let holder = unique("wgh");
+    must_in(&pair.a, &["wireguard-go", &holder]);
+    must_in(&pair.a, &["wg", "set", &holder, "listen-port", "51830"]);
+    let refused = run_in(&pair.a, &["wg", "set", &ifname, "listen-port", "51830"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert_eq!(show(&pair.a, &ifname, "listen-port"), "51821");
+    assert!(ping_works(&pair), "the old port stopped working");
+
+    // A free port: the session survives, B learns the new endpoint by roaming, the old port
+    // is released, and the new socket carries the mark (the black hole is still there).
+    must_in(&pair.a, &["wg", "set", &ifname, "listen-port", "51822"]);
+    assert_eq!(show(&pair.a, &ifname, "listen-port"), "51822");
+    assert!(udp_port_bound(&pair.a, 51822) && !udp_port_bound(&pair.a, 51821));
+    let handshakes = show(&pair.a, &ifname, "latest-handshakes");
+    assert!(ping_works(&pair), "no tunnel after moving to port 51822");
+    assert_eq!(
+        show(&pair.b, &server_if, "endpoints"),
+        format!("{public}\t192.168.77.1:51822")
+    );
+    let from_b = run_in(&pair.b, &["ping", "-c", "1", "-W", "2", "10.9.0.1"]);
+    assert!(from_b.status.success(), "B cannot reach A on its new port");
+    assert_eq!(
+        show(&pair.a, &ifname, "latest-handshakes"),
+        handshakes,
+        "the move cost a handshake: the session should have been kept"
+    );
+
+    // Port 0: a free port of the kernel's choice, reported by wg show.
+    must_in(&pair.a, &["wg", "set", &ifname, "listen-port", "0"]);
+    let random: u16 = show(&pair.a, &ifname, "listen-port").parse().unwrap();
+    assert!(random != 0 && random != 51822, "port {random}");
+    assert!(udp_port_bound(&pair.a, random) && !udp_port_bound(&pair.a, 51822));
+    assert!(ping_works(&pair), "no tunnel after moving to port {random}");
+    assert_eq!(
+        show(&pair.b, &server_if, "endpoints"),
+        format!("{public}\t192.168.77.1:{random}")
+    );
+
+    // fwmark 0 is off again: outer packets fall into the black hole.
+    must_in(&pair.a, &["wg", "set", &ifname, "fwmark", "0"]);
+    assert_eq!(show(&pair.a, &ifname, "fwmark"), "off");
+    assert!(
+        !ping_once(&pair),
+        "outer packets still marked after fwmark 0"
+    );
+
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
+}

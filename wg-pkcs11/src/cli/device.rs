@@ -1,9 +1,10 @@
 //! The integration point between `up` and the data path (device/**): start a
 //! [`Device`] for a parsed config and offer it to the UAPI server as a [`UapiBackend`].
 //!
-//! The device can change peers at run time but not its UDP port or fwmark: a `set` that asks
-//! for a different port or mark is refused with EOPNOTSUPP (`wg` prints "Operation not
-//! supported") and nothing of it is applied.
+//! Everything `wg set` can change is applied at run time, in wg(8)'s order: the fwmark, the
+//! listen port (a new socket bound before the old one goes; a port in use is refused with
+//! EADDRINUSE and the old port keeps working), then the peers. As in wireguard-go, what came
+//! before a failing step stays applied.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -61,7 +62,6 @@ pub fn start_device(
         .collect();
     let device = Device::start(device_config).map_err(|e| e.to_string())?;
     let backend = Arc::new(DeviceBackend {
-        fwmark: config.interface.fwmark.unwrap_or(0),
         device: RwLock::new(Some(device)),
     });
     Ok(RunningDevice {
@@ -72,7 +72,6 @@ pub fn start_device(
 
 /// The UAPI view of a running [`Device`].
 struct DeviceBackend {
-    fwmark: u32,
     device: RwLock<Option<Device>>,
 }
 
@@ -109,7 +108,7 @@ impl UapiBackend for DeviceBackend {
         Ok(DeviceInfo {
             public_key: Some(device.public_key()),
             listen_port: device.listen_port(),
-            fwmark: self.fwmark,
+            fwmark: device.fwmark(),
             peers,
         })
     }
@@ -117,21 +116,15 @@ impl UapiBackend for DeviceBackend {
     fn set(&self, request: SetRequest) -> Result<(), UapiError> {
         let guard = self.device.read();
         let device = guard.as_ref().ok_or_else(gone)?;
-        if let Some(port) = request.listen_port {
-            if port != device.listen_port() && port != 0 {
-                return Err(UapiError::new(
-                    libc::EOPNOTSUPP,
-                    format!("changing the listen port to {port} at run time is not supported: change ListenPort and restart"),
-                ));
-            }
-        }
         if let Some(mark) = request.fwmark {
-            if mark != self.fwmark {
-                return Err(UapiError::new(
-                    libc::EOPNOTSUPP,
-                    format!("changing the fwmark to {mark} at run time is not supported: change FwMark and restart"),
-                ));
-            }
+            device
+                .set_fwmark(mark)
+                .map_err(|e| os_error(&e, format!("setting fwmark {mark:#x}")))?;
+        }
+        if let Some(port) = request.listen_port {
+            device
+                .set_listen_port(port)
+                .map_err(|e| os_error(&e, format!("changing the listen port to {port}")))?;
         }
         if request.replace_peers {
             device.clear_peers();
@@ -141,6 +134,19 @@ impl UapiBackend for DeviceBackend {
         }
         Ok(())
     }
+}
+
+/// An I/O error as the errno `wg` prints (its message names what failed).
+fn os_error(e: &std::io::Error, what: String) -> UapiError {
+    use std::io::ErrorKind;
+    let errno = e.raw_os_error().unwrap_or(match e.kind() {
+        ErrorKind::AddrInUse => libc::EADDRINUSE,
+        ErrorKind::AddrNotAvailable => libc::EADDRNOTAVAIL,
+        ErrorKind::PermissionDenied => libc::EACCES,
+        ErrorKind::InvalidInput => libc::EINVAL,
+        _ => libc::EIO,
+    });
+    UapiError::new(errno, format!("{what}: {e}"))
 }
 
 fn apply_peer(device: &Device, update: &PeerUpdate) {

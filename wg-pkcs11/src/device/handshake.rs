@@ -186,7 +186,7 @@ fn initiate(shared: &Shared, state: &Arc<PeerState>) {
         .peer
         .create_initiation(&shared.identity, &shared.index, is_retry, Instant::now())
     {
-        Ok(msg) => match shared.udp.send_to(&msg, endpoint) {
+        Ok(msg) => match shared.udp.load().send_to(&msg, endpoint) {
             Ok(()) => {
                 shared
                     .counters
@@ -222,7 +222,7 @@ fn respond(shared: &Shared, msg: &[u8; INITIATION_LEN], src: SocketAddr) {
         .peer
         .accept_initiation(&shared.identity, &shared.index, received, src, now)
     {
-        Ok(response) => match shared.udp.send_to(&response, src) {
+        Ok(response) => match shared.udp.load().send_to(&response, src) {
             Ok(()) => {
                 shared
                     .counters

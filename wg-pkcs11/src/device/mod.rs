@@ -26,10 +26,12 @@
 
 pub mod counters;
 mod handshake;
+mod netns;
 pub mod offload;
 mod ratelimit;
 mod receive;
 mod send;
+mod socket_slot;
 mod timers;
 pub mod tun;
 pub mod udp;
@@ -55,6 +57,7 @@ use crate::peer::Peer;
 use counters::Counters;
 pub use counters::{CounterSnapshot, DropReason};
 use handshake::JobQueue;
+use socket_slot::SocketSlot;
 use tun::Tun;
 use udp::UdpSocket;
 use waker::Waker;
@@ -159,7 +162,8 @@ pub(crate) struct Shared {
     /// The TUN's MTU, refreshed by the timer thread: padding never goes beyond it (as the kernel
     /// and wireguard-go do), so a full-size packet still fits the underlay's MTU.
     pub(crate) mtu: AtomicUsize,
-    pub(crate) udp: UdpSocket,
+    /// The current UDP socket; `wg set IF listen-port` replaces it.
+    pub(crate) udp: SocketSlot,
     pub(crate) index: IndexTable,
     pub(crate) peers: RwLock<Peers>,
     pub(crate) cookies: CookieChecker,
@@ -237,6 +241,10 @@ impl Device {
         let public_key = key.public_key();
         let tun = Tun::create(&config.tun_name, config.offload)?;
         let udp = UdpSocket::bind(config.listen_port, config.fwmark)?;
+        // Rebinds (wg set listen-port) create their socket in this same namespace.
+        let netns = netns::NetNamespace::current()
+            .map_err(|e| log::warn!("the device's network namespace: {e}"))
+            .ok();
         log::info!(
             "{}: listening on UDP port {} (GRO {}), TUN offload {}",
             tun.name(),
@@ -249,7 +257,7 @@ impl Device {
             public_key,
             mtu: AtomicUsize::new(tun.mtu().map_or(DEFAULT_MTU, |m| m as usize)),
             tun,
-            udp,
+            udp: SocketSlot::new(udp, netns),
             index: IndexTable::new(),
             peers: RwLock::new(Peers::default()),
             cookies: CookieChecker::new(&public_key),
@@ -286,6 +294,21 @@ impl Device {
     /// The UDP port actually bound.
     pub fn listen_port(&self) -> u16 {
         self.shared.udp.port()
+    }
+
+    /// Move to another UDP port at run time (0: any free port); returns the port bound.
+    ///
+    /// The new socket is bound first (with the current fwmark): if that fails (EADDRINUSE...)
+    /// the current socket stays and the error is returned. Sessions are kept; a peer learns
+    /// the new port from our next authenticated packet (roaming), as with the kernel's device.
+    pub fn set_listen_port(&self, port: u16) -> io::Result<u16> {
+        let shared = &self.shared;
+        let bound = shared.udp.rebind(port, || {
+            shared.udp_waker.wake();
+            shared.tun_waker.wake();
+        })?;
+        log::info!("{}: listening on UDP port {bound}", shared.tun.name());
+        Ok(bound)
     }
 
     /// Our static public key.

@@ -6,6 +6,7 @@
 //! static-key operation and never waits for the worker.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,8 +15,9 @@ use super::counters::DropReason;
 use super::handshake::Job;
 use super::offload::{Coalescer, Offer, VnetHdr};
 use super::ratelimit::RateLimiter;
+use super::socket_slot::CachedSocket;
 use super::tun::VNET_HDR_LEN;
-use super::udp::{RecvBatch, MAX_UDP_PAYLOAD};
+use super::udp::{RecvBatch, UdpSocket, MAX_UDP_PAYLOAD};
 use super::waker::Ready;
 use super::Shared;
 use crate::keypair::Keypair;
@@ -49,6 +51,8 @@ fn inner_source(ip: &[u8]) -> Option<(IpAddr, usize)> {
 
 struct Receiver {
     shared: Arc<Shared>,
+    /// This thread's copy of the current socket (refreshed when a rebind bumps the epoch).
+    socket: CachedSocket,
     coalescer: Coalescer,
     offload: bool,
     /// The session of the previous transport packet: consecutive packets
@@ -57,31 +61,53 @@ struct Receiver {
     limiter: RateLimiter,
 }
 
-pub(crate) fn run(shared: Arc<Shared>) {
-    let slot_size = if shared.udp.gro() {
+fn slot_size(socket: &UdpSocket) -> usize {
+    if socket.gro() {
         MAX_UDP_PAYLOAD
     } else {
         2048
-    };
-    let mut batch = RecvBatch::new(BATCH, slot_size);
+    }
+}
+
+pub(crate) fn run(shared: Arc<Shared>) {
+    let socket = CachedSocket::new(&shared.udp);
+    let mut batch = RecvBatch::new(BATCH, slot_size(socket.get()));
     let mut r = Receiver {
         shared: shared.clone(),
+        socket,
         coalescer: Coalescer::new(),
         offload: shared.tun.offload(),
         last: None,
         limiter: RateLimiter::new(),
     };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&shared.udp);
     loop {
-        let ready = shared.udp_waker.wait(fd);
+        // A rebind (wg set listen-port) swaps the socket and wakes us.
+        if let Some(old) = r.socket.refresh(&shared.udp) {
+            // What reached the old port before the swap is still good: take it first.
+            r.receive_round(&mut batch, &old);
+            drop(old);
+            let size = slot_size(r.socket.get());
+            if size != batch.slot_size() {
+                batch = RecvBatch::new(BATCH, size);
+            }
+        }
+        let ready = shared.udp_waker.wait(r.socket.get().as_raw_fd());
         if shared.stopping() {
             return;
         }
         if ready == Ready::Woken {
             continue;
         }
+        let socket = r.socket.shared();
+        r.receive_round(&mut batch, &socket);
+    }
+}
+
+impl Receiver {
+    /// Receive and handle what `socket` has queued, a bounded number of batches.
+    fn receive_round(&mut self, batch: &mut RecvBatch, socket: &UdpSocket) {
         for _ in 0..64 {
-            match batch.recv(&shared.udp) {
+            match batch.recv(socket) {
                 Ok(0) => break,
                 Ok(n) => {
                     let now = Instant::now();
@@ -90,14 +116,14 @@ pub(crate) fn run(shared: Arc<Shared>) {
                         let Some(src) = src else { continue };
                         if data.is_empty() {
                             // An empty datagram is a (malformed) message too.
-                            r.datagram(src, data, now);
+                            self.datagram(src, data, now);
                         }
                         for datagram in data.chunks_mut(seg) {
-                            r.datagram(src, datagram, now);
+                            self.datagram(src, datagram, now);
                         }
                     }
-                    r.flush_coalesced();
-                    r.last = None;
+                    self.flush_coalesced();
+                    self.last = None;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -108,9 +134,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             }
         }
     }
-}
 
-impl Receiver {
     fn datagram(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
         let shared = self.shared.clone();
         match noise::message_type(buf) {
@@ -172,7 +196,7 @@ impl Receiver {
         }
         if !shared.cookies.check_mac2(buf, src, now) {
             if let Some(reply) = shared.cookies.create_cookie_reply(buf, src, now) {
-                if shared.udp.send_to(&reply, src).is_ok() {
+                if self.socket.get().send_to(&reply, src).is_ok() {
                     shared
                         .counters
                         .cookie_replies_sent

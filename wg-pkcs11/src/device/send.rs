@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::counters::DropReason;
 use super::offload::{max_segment_len, segment};
+use super::socket_slot::CachedSocket;
 use super::tun::{MAX_SUPER_PACKET, VNET_HDR_LEN};
 use super::waker::Ready;
 use super::{PeerState, Shared, MAX_STAGED_PACKETS};
@@ -39,12 +40,15 @@ fn pad16(n: usize) -> usize {
 
 struct Sender {
     shared: Arc<Shared>,
+    /// This thread's copy of the current socket (refreshed when a rebind bumps the epoch).
+    socket: CachedSocket,
     read_buf: Box<[u8]>,
     out: Box<[u8]>,
 }
 
 pub(crate) fn run(shared: Arc<Shared>) {
     let mut s = Sender {
+        socket: CachedSocket::new(&shared.udp),
         shared: shared.clone(),
         read_buf: vec![0u8; VNET_HDR_LEN + MAX_SUPER_PACKET].into_boxed_slice(),
         out: vec![0u8; OUT_BUFFER].into_boxed_slice(),
@@ -55,6 +59,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if shared.stopping() {
             return;
         }
+        // A rebind (wg set listen-port) swaps the socket and wakes us.
+        s.socket.refresh(&shared.udp);
         if ready != Ready::Readable {
             s.flush_staged();
         }
@@ -161,8 +167,9 @@ impl Sender {
                 }
             }
         }
-        if let Err(e) = shared
-            .udp
+        if let Err(e) = self
+            .socket
+            .get()
             .send_segments(&self.out[..total], stride, endpoint)
         {
             log::debug!("sending to {endpoint}: {e}");

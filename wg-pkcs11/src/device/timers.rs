@@ -61,7 +61,7 @@ pub(crate) fn send_keepalive(shared: &Shared, state: &PeerState, now: Instant) {
     let mut buf = [0u8; TRANSPORT_OVERHEAD];
     match keypair.encrypt(&mut buf, 0, now) {
         Ok(n) => {
-            if shared.udp.send_to(&buf[..n], endpoint).is_ok() {
+            if shared.udp.load().send_to(&buf[..n], endpoint).is_ok() {
                 shared
                     .counters
                     .keepalives_sent

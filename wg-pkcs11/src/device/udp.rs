@@ -385,6 +385,11 @@ impl RecvBatch {
         b
     }
 
+    /// The capacity of one slot.
+    pub fn slot_size(&self) -> usize {
+        self.bufs.first().map_or(0, |b| b.len())
+    }
+
     /// Slots filled by the last `recv`.
     pub fn len(&self) -> usize {
         self.count

@@ -1,0 +1,155 @@
+//! Reconfiguring a running device as `wg set` does: moving its UDP port under a running TCP
+//! stream (the sessions stay, the peer follows by roaming), a port in use refused with the old
+//! one still working, and the fwmark kept across a move. Two wg-pkcs11 devices (software keys)
+//! in two network namespaces; the moves are asked from the test's own thread, outside both
+//! namespaces, so they also show the new socket lands in the device's namespace. Needs root.
+
+mod device_support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use device_support::*;
+use wg_pkcs11::device::{Device, DeviceConfig, PeerConfig};
+use wg_pkcs11::key::soft::SoftKey;
+use wg_pkcs11::key::StaticKey;
+
+struct Tunnel {
+    pair: Pair,
+    a: Device,
+    b: Device,
+    a_key: [u8; 32],
+    a_port: u16,
+}
+
+fn peer(key: [u8; 32], endpoint: Option<SocketAddr>, allowed: &[(&str, u8)]) -> PeerConfig {
+    PeerConfig {
+        public_key: key,
+        preshared_key: None,
+        endpoint,
+        allowed_ips: allowed
+            .iter()
+            .map(|(ip, c)| (ip.parse::<IpAddr>().unwrap(), *c))
+            .collect(),
+        persistent_keepalive: 0,
+    }
+}
+
+/// A at 10.9.0.1 and B at 10.9.0.2; each knows the other's endpoint.
+fn tunnel() -> Tunnel {
+    require_root();
+    let pair = Pair::new();
+    let (a_key, b_key): (Arc<dyn StaticKey>, Arc<dyn StaticKey>) =
+        (Arc::new(SoftKey::generate()), Arc::new(SoftKey::generate()));
+    let (ak, bk) = (a_key.public_key(), b_key.public_key());
+    let a_port = 30000 + (std::process::id() % 10000) as u16;
+    let b_port = a_port + 1;
+    let a_ep: SocketAddr = format!("{}:{a_port}", pair.a_addr).parse().unwrap();
+    let b_ep: SocketAddr = format!("{}:{b_port}", pair.b_addr).parse().unwrap();
+    let mut ca = DeviceConfig::new(&unique("wga"), a_key);
+    ca.listen_port = a_port;
+    ca.peers.push(peer(bk, Some(b_ep), &[("10.9.0.2", 32)]));
+    let mut cb = DeviceConfig::new(&unique("wgb"), b_key);
+    cb.listen_port = b_port;
+    cb.peers.push(peer(ak, Some(a_ep), &[("10.9.0.0", 24)]));
+    let a = start_device(&pair.a, ca, "10.9.0.1/24", "fd09::1/64");
+    let b = start_device(&pair.b, cb, "10.9.0.2/24", "fd09::2/64");
+    assert!(
+        ping_until(&pair.a, "10.9.0.2", 10),
+        "no tunnel to start with"
+    );
+    Tunnel {
+        pair,
+        a,
+        b,
+        a_key: ak,
+        a_port,
+    }
+}
+
+/// Whether a UDP socket in `ns` is bound to `port`.
+fn bound_in(ns: &Netns, port: u16) -> bool {
+    let out = ns.exec("ss", &["-Huan", &format!("sport = :{port}")]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| !l.trim().is_empty())
+}
+
+#[test]
+fn listen_port_moves_under_a_running_tcp_stream_without_a_new_handshake() {
+    let _quiet = heavy_lock();
+    let t = tunnel();
+    let (ha, hb) = (
+        t.a.counters().handshakes_completed,
+        t.b.counters().handshakes_completed,
+    );
+    let moves = std::thread::scope(|s| {
+        let stream = s.spawn(|| iperf3_tcp(&t.pair.b, &t.pair.a, "10.9.0.2", 4));
+        let mut ports = Vec::new();
+        for ask in [t.a_port + 10, 0, t.a_port + 11] {
+            std::thread::sleep(std::time::Duration::from_millis(900));
+            let got = t.a.set_listen_port(ask).expect("rebind");
+            assert!(ask == 0 || got == ask, "asked {ask}, got {got}");
+            assert_eq!(t.a.listen_port(), got);
+            ports.push(got);
+        }
+        let mbps = stream.join().expect("iperf3");
+        assert!(
+            mbps > 1.0,
+            "the stream collapsed across the moves: {mbps} Mbit/s"
+        );
+        ports
+    });
+    assert!(moves[1] != 0 && !moves.contains(&t.a_port), "{moves:?}");
+    // Only the last socket is open, in A's namespace (not the test's).
+    assert!(bound_in(&t.pair.a, moves[2]), "{moves:?}");
+    for old in [t.a_port, moves[0], moves[1]] {
+        assert!(!bound_in(&t.pair.a, old), "port {old} still bound");
+    }
+    // B follows A to its last port by roaming; nobody needed a new handshake.
+    let endpoint = t.b.peer_info(&t.a_key).unwrap().endpoint.unwrap();
+    assert_eq!(endpoint.port(), moves[2]);
+    assert!(
+        ping(&t.pair.b, "10.9.0.1", 2),
+        "B reaches A on its new port"
+    );
+    assert_eq!(t.a.counters().handshakes_completed, ha);
+    assert_eq!(t.b.counters().handshakes_completed, hb);
+}
+
+#[test]
+fn a_port_in_use_is_refused_and_the_old_one_keeps_working() {
+    let t = tunnel();
+    // Holders in A's namespace: an IPv6 (dual-stack) and an IPv4 socket.
+    let (p6, p4) = (t.a_port + 20, t.a_port + 21);
+    let holders = t.pair.a.enter(move || {
+        (
+            std::net::UdpSocket::bind(("::", p6)).unwrap(),
+            std::net::UdpSocket::bind(("0.0.0.0", p4)).unwrap(),
+        )
+    });
+    for port in [p6, p4] {
+        let err = t.a.set_listen_port(port).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+        assert!(err.to_string().contains(&port.to_string()), "{err}");
+        assert_eq!(t.a.listen_port(), t.a_port);
+    }
+    assert!(
+        ping(&t.pair.a, "10.9.0.2", 2),
+        "the old port stopped working"
+    );
+    assert!(ping(&t.pair.b, "10.9.0.1", 2), "B lost A");
+    // Asking for the port it has changes nothing.
+    assert_eq!(t.a.set_listen_port(t.a_port).unwrap(), t.a_port);
+    assert!(bound_in(&t.pair.a, t.a_port));
+    drop(holders);
+    // Once free, the port is taken; the fwmark set before comes along.
+    t.a.set_fwmark(0x5a).unwrap();
+    assert_eq!(t.a.set_listen_port(p6).unwrap(), p6);
+    assert_eq!(t.a.fwmark(), 0x5a);
+    assert!(ping_until(&t.pair.a, "10.9.0.2", 5));
+    assert_eq!(
+        t.b.peer_info(&t.a_key).unwrap().endpoint.unwrap().port(),
+        p6
+    );
+}
