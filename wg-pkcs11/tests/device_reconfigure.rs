@@ -117,6 +117,33 @@ fn listen_port_moves_under_a_running_tcp_stream_without_a_new_handshake() {
     assert_eq!(t.b.counters().handshakes_completed, hb);
 }
 
+/// After a move each peer hears from the new port at once (a keepalive), so a peer that sends
+/// first does not aim at the closed old port until we happen to have data for it.
+#[test]
+fn peers_learn_the_new_port_without_waiting_for_data() {
+    let t = tunnel();
+    let keepalives = t.a.counters().keepalives_sent;
+    let moved = t.a.set_listen_port(t.a_port + 30).expect("rebind");
+    assert!(
+        t.a.counters().keepalives_sent > keepalives,
+        "no keepalive after the move"
+    );
+    let start = std::time::Instant::now();
+    let port = loop {
+        let port = t.b.peer_info(&t.a_key).unwrap().endpoint.unwrap().port();
+        if port == moved || start.elapsed() > std::time::Duration::from_secs(5) {
+            break port;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(port, moved, "B still sends to A's old port");
+    // B speaks first after the move and reaches A.
+    assert!(
+        ping(&t.pair.b, "10.9.0.1", 2),
+        "B does not reach A on its new port"
+    );
+}
+
 #[test]
 fn a_port_in_use_is_refused_and_the_old_one_keeps_working() {
     let t = tunnel();

@@ -308,6 +308,14 @@ impl Device {
             shared.tun_waker.wake();
         })?;
         log::info!("{}: listening on UDP port {bound}", shared.tun.name());
+        // Tell every peer with a session at once (an authenticated keepalive from the new port
+        // moves its endpoint for us), instead of leaving it to send to the old port until we
+        // next have data for it.
+        let now = Instant::now();
+        let states: Vec<Arc<PeerState>> = shared.peers.read().by_key.values().cloned().collect();
+        for state in &states {
+            timers::send_keepalive(shared, state, now);
+        }
         Ok(bound)
     }
 
