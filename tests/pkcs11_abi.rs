@@ -335,66 +335,54 @@ fn null_pointers_bad_handles_and_short_buffers() {
             let s = m.open_rw();
             let (public, private) = m.generate(s);
 
-            // Templates with NULL where data is promised.
+            // Templates with NULL where data is promised, and no place for the public handle.
             let mut mech = CK_MECHANISM {
                 mechanism: CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
                 pParameter: null_mut(),
                 ulParameterLen: 0,
             };
             let (mut a, mut b) = (0, 0);
-            assert_eq!(
-                f.C_GenerateKeyPair.unwrap()(
-                    s,
-                    null_mut(),
-                    null_mut(),
-                    0,
-                    null_mut(),
-                    0,
-                    &mut a,
-                    &mut b
-                ),
-                CKR_ARGUMENTS_BAD
-            );
-            assert_eq!(
-                f.C_GenerateKeyPair.unwrap()(
-                    s,
+            let broken = [attr::<u8>(CKA_LABEL, null(), 5)];
+            let bad_calls: [(
+                &str,
+                CK_MECHANISM_PTR,
+                CK_ATTRIBUTE_PTR,
+                CK_ULONG,
+                CK_OBJECT_HANDLE_PTR,
+            ); 4] = [
+                ("NULL mechanism", null_mut(), null_mut(), 0, &mut a),
+                (
+                    "NULL template of 2 entries",
                     &mut mech,
                     null_mut(),
                     2,
-                    null_mut(),
-                    0,
                     &mut a,
-                    &mut b
                 ),
-                CKR_ARGUMENTS_BAD
-            );
-            let broken = [attr::<u8>(CKA_LABEL, null(), 5)];
-            assert_eq!(
-                f.C_GenerateKeyPair.unwrap()(
-                    s,
+                (
+                    "NULL value of 5 bytes",
                     &mut mech,
                     broken.as_ptr() as *mut _,
                     1,
-                    null_mut(),
-                    0,
                     &mut a,
-                    &mut b
                 ),
-                CKR_ARGUMENTS_BAD
-            );
-            assert_eq!(
-                f.C_GenerateKeyPair.unwrap()(
-                    s,
-                    &mut mech,
-                    null_mut(),
-                    0,
-                    null_mut(),
-                    0,
-                    null_mut(),
-                    &mut b
-                ),
-                CKR_ARGUMENTS_BAD
-            );
+                ("NULL public handle", &mut mech, null_mut(), 0, null_mut()),
+            ];
+            for (what, mechanism, public, public_count, public_handle) in bad_calls {
+                assert_eq!(
+                    f.C_GenerateKeyPair.unwrap()(
+                        s,
+                        mechanism,
+                        public,
+                        public_count,
+                        null_mut(),
+                        0,
+                        public_handle,
+                        &mut b
+                    ),
+                    CKR_ARGUMENTS_BAD,
+                    "{what}"
+                );
+            }
 
             // C_GetAttributeValue: every entry answered, problems reported per entry.
             let mut label = [0u8; 2];

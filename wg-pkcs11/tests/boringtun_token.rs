@@ -6,14 +6,16 @@
 //! Needs the module built first (`cargo build -p pkcs11-se050`): the test fails, loudly, without it.
 
 mod boringtun_support;
+mod virtual_se050_module;
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boringtun::x25519;
 use boringtun_support::*;
 use mock_instant::MockClock;
+use virtual_se050_module::virtual_se050_module;
 use wg_pkcs11::key::token::{genkey, TokenKey};
 use wg_pkcs11::key::StaticKey;
 use wg_pkcs11::uri::Pkcs11Uri;
@@ -21,39 +23,10 @@ use wg_pkcs11::uri::Pkcs11Uri;
 /// Every token operation of the simulated chip takes this long (a real SE050: tens of ms).
 const TOKEN_LATENCY_MS: u64 = 50;
 
-/// The module of this build, on a virtual SE050 private to this test process (a PKCS#11 module
-/// reads its configuration once per process, so every test here shares it).
+/// The module of this build, on a virtual SE050 private to this test process whose every operation
+/// takes TOKEN_LATENCY_MS (every test here shares it).
 fn se050_module() -> PathBuf {
-    static MODULE: OnceLock<PathBuf> = OnceLock::new();
-    MODULE
-        .get_or_init(|| {
-            let module = match std::env::var_os("WG_PKCS11_TEST_MODULE") {
-                Some(path) => PathBuf::from(path),
-                None => {
-                    let exe = std::env::current_exe().unwrap();
-                    // target/<profile>/deps/<test> -> target/<profile>/libpkcs11_se050.so
-                    exe.parent().unwrap().parent().unwrap().join("libpkcs11_se050.so")
-                }
-            };
-            assert!(
-                module.is_file(),
-                "{} is missing: build it first (cargo build -p pkcs11-se050)",
-                module.display()
-            );
-            let dir = tempfile::tempdir().unwrap().keep();
-            let conf = dir.join("se050.toml");
-            std::fs::write(
-                &conf,
-                format!(
-                    "transport = \"virtual\"\nvirtual_state = \"{}\"\nvirtual_latency_ms = {TOKEN_LATENCY_MS}\n",
-                    dir.join("state").display()
-                ),
-            )
-            .unwrap();
-            std::env::set_var("PKCS11_SE050_CONF", &conf);
-            module
-        })
-        .clone()
+    virtual_se050_module(TOKEN_LATENCY_MS)
 }
 
 /// A fresh X25519 key generated in the token under `label`, opened by URI.

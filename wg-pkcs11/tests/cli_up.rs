@@ -204,6 +204,47 @@ impl Pair {
     fn hooks(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("hooks.log")).unwrap_or_default()
     }
+
+    /// `wg-pkcs11 up CONF` in A.
+    fn up(&self, conf: &Path) -> Command {
+        self.wg_pkcs11(Some(&self.a), &["up", conf.to_str().unwrap()])
+    }
+
+    /// PostUp runs last: once it has, addresses and routes are in place.
+    fn wait_for_post_up(&self) {
+        wait_for("PostUp", Duration::from_secs(10), || {
+            self.hooks().contains("post-up")
+        });
+    }
+
+    /// A token key `label` in A, wireguard-go in B as its peer, and the configuration of an
+    /// interface `<if_prefix>…` in A for that tunnel, not yet brought up.
+    fn token_tunnel(&self, label: &str, if_prefix: &str) -> TokenTunnel {
+        let public = self.genkey(label);
+        let server_if = unique("wgs");
+        let server_public = self.wireguard_go(&server_if, &public);
+        let ifname = unique(if_prefix);
+        let conf = self.write_conf(&ifname, &self.uri(label), &server_public);
+        TokenTunnel {
+            public,
+            server_if,
+            server_public,
+            ifname,
+            conf,
+        }
+    }
+}
+
+/// What [`Pair::token_tunnel`] set up.
+struct TokenTunnel {
+    /// A's public key, from the token.
+    public: String,
+    /// wireguard-go's interface in B.
+    server_if: String,
+    server_public: String,
+    /// A's interface, named in `conf`.
+    ifname: String,
+    conf: PathBuf,
 }
 
 impl Drop for Pair {
@@ -244,20 +285,15 @@ fn socket(ifname: &str) -> PathBuf {
 #[test]
 fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
     let pair = Pair::new();
-    let public = pair.genkey("wg-up");
-    let server_if = unique("wgs");
-    let server_public = pair.wireguard_go(&server_if, &public);
-    let ifname = unique("wgc");
-    let conf = pair.write_conf(&ifname, &pair.uri("wg-up"), &server_public);
-    let mut daemon = pair
-        .wg_pkcs11(Some(&pair.a), &["up", conf.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // PostUp runs last: then addresses and routes are in place.
-    wait_for("PostUp", Duration::from_secs(10), || {
-        pair.hooks().contains("post-up")
-    });
+    let TokenTunnel {
+        public,
+        server_if,
+        server_public,
+        ifname,
+        conf,
+    } = pair.token_tunnel("wg-up", "wgc");
+    let mut daemon = pair.up(&conf).stderr(Stdio::piped()).spawn().unwrap();
+    pair.wait_for_post_up();
 
     let ping = run_in(&pair.a, &["ping", "-c", "2", "-W", "3", "10.9.0.2"]);
     assert!(
@@ -337,10 +373,7 @@ fn software_key_and_removing_the_socket_stops_the_daemon() {
     let ifname = unique("wgd");
     let some_peer = "hNwrkRsuKu+T7x7HxIxlGa9hsIKLgRJwKp5u8zYBGGY=";
     let conf = pair.write_conf(&ifname, &private, some_peer);
-    let mut daemon = pair
-        .wg_pkcs11(Some(&pair.a), &["up", conf.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut daemon = pair.up(&conf).spawn().unwrap();
     wait_for("the UAPI socket", Duration::from_secs(10), || {
         socket(&ifname).exists()
     });
@@ -390,10 +423,7 @@ fn failures_are_reported_and_leave_nothing() {
     let pair = Pair::new();
     let ifname = unique("wgf");
     let fail = |conf: &Path| {
-        let out = pair
-            .wg_pkcs11(Some(&pair.a), &["up", conf.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let out = pair.up(conf).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(!run("ip", &["-n", &pair.a, "link", "show", &ifname])
             .status
@@ -520,13 +550,8 @@ fn default_route_through_the_tunnel() {
         ),
     )
     .unwrap();
-    let mut daemon = pair
-        .wg_pkcs11(Some(&pair.a), &["up", conf.to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    wait_for("PostUp", Duration::from_secs(10), || {
-        pair.hooks().contains("post-up")
-    });
+    let mut daemon = pair.up(&conf).spawn().unwrap();
+    pair.wait_for_post_up();
     let rules = must("ip", &["-n", &pair.a, "rule"]);
     assert!(
         rules.contains("not from all fwmark 0xca6c lookup 51820"),
@@ -612,18 +637,15 @@ fn udp_port_bound(ns: &str, port: u16) -> bool {
 #[test]
 fn wg_set_listen_port_and_fwmark_on_a_running_tunnel() {
     let pair = Pair::new();
-    let public = pair.genkey("wg-rebind");
-    let server_if = unique("wgs");
-    let server_public = pair.wireguard_go(&server_if, &public);
-    let ifname = unique("wgp");
-    let conf = pair.write_conf(&ifname, &pair.uri("wg-rebind"), &server_public);
-    let mut daemon = pair
-        .wg_pkcs11(Some(&pair.a), &["up", conf.to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    wait_for("PostUp", Duration::from_secs(10), || {
-        pair.hooks().contains("post-up")
-    });
+    let TokenTunnel {
+        public,
+        server_if,
+        ifname,
+        conf,
+        ..
+    } = pair.token_tunnel("wg-rebind", "wgp");
+    let mut daemon = pair.up(&conf).spawn().unwrap();
+    pair.wait_for_post_up();
     assert!(ping_works(&pair), "no tunnel to start with");
     assert_eq!(show(&pair.a, &ifname, "listen-port"), "51821");
     assert_eq!(show(&pair.a, &ifname, "fwmark"), "off");

@@ -91,6 +91,20 @@ fn assert_no_reply(s: &UdpSocket, what: &str) {
     }
 }
 
+/// Sends `msg` to A, expects no answer and exactly one more drop for `reason`.
+fn send_and_expect_one_drop(
+    s: &Setup,
+    sock: &UdpSocket,
+    msg: &[u8],
+    what: &str,
+    reason: DropReason,
+) {
+    let before = s.a.counters();
+    sock.send_to(msg, s.a_ep).unwrap();
+    assert_no_reply(sock, what);
+    assert_eq!(s.a.counters().dropped(reason), before.dropped(reason) + 1);
+}
+
 fn header(t: u8, len: usize) -> Vec<u8> {
     let mut m: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
     if len >= 4 {
@@ -214,13 +228,7 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
     // A transport packet with the right index and a forged tag.
     let mut forged = header(4, 64);
     forged[4..8].copy_from_slice(&keypair.remote_index().to_le_bytes());
-    let before = s.a.counters();
-    sock.send_to(&forged, s.a_ep).unwrap();
-    assert_no_reply(&sock, "forged transport");
-    assert_eq!(
-        s.a.counters().dropped(DropReason::Decrypt),
-        before.dropped(DropReason::Decrypt) + 1
-    );
+    send_and_expect_one_drop(&s, &sock, &forged, "forged transport", DropReason::Decrypt);
     // A valid packet whose inner source is outside the peer's allowed IPs (10.9.0.3/32).
     let inner = ipv4_udp([10, 9, 0, 99], [10, 9, 0, 1]);
     let mut pkt = vec![0u8; 16 + inner.len() + 32];
@@ -228,31 +236,31 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
     let len = keypair
         .encrypt(&mut pkt, inner.len(), Instant::now())
         .unwrap();
-    let before = s.a.counters();
-    sock.send_to(&pkt[..len], s.a_ep).unwrap();
-    assert_no_reply(&sock, "spoofed inner source");
-    assert_eq!(
-        s.a.counters().dropped(DropReason::AllowedIps),
-        before.dropped(DropReason::AllowedIps) + 1
+    send_and_expect_one_drop(
+        &s,
+        &sock,
+        &pkt[..len],
+        "spoofed inner source",
+        DropReason::AllowedIps,
     );
     // A valid packet that is not IP inside.
     let mut pkt = vec![0u8; 16 + 20 + 32];
     pkt[16..36].copy_from_slice(&[0x99; 20]);
     let len = keypair.encrypt(&mut pkt, 20, Instant::now()).unwrap();
-    let before = s.a.counters();
-    sock.send_to(&pkt[..len], s.a_ep).unwrap();
-    assert_no_reply(&sock, "not IP inside");
-    assert_eq!(
-        s.a.counters().dropped(DropReason::InnerPacket),
-        before.dropped(DropReason::InnerPacket) + 1
+    send_and_expect_one_drop(
+        &s,
+        &sock,
+        &pkt[..len],
+        "not IP inside",
+        DropReason::InnerPacket,
     );
     // Replaying that same packet: the replay window drops it.
-    let before = s.a.counters();
-    sock.send_to(&pkt[..len], s.a_ep).unwrap();
-    assert_no_reply(&sock, "replayed transport");
-    assert_eq!(
-        s.a.counters().dropped(DropReason::Decrypt),
-        before.dropped(DropReason::Decrypt) + 1
+    send_and_expect_one_drop(
+        &s,
+        &sock,
+        &pkt[..len],
+        "replayed transport",
+        DropReason::Decrypt,
     );
 
     // The daemon is alive and the legitimate tunnel works.
@@ -273,11 +281,8 @@ fn ipv4_udp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
     p
 }
 
-/// Initiations with a valid mac1 at full speed against a 50 ms token: the
-/// device answers with cookie replies once its queue is deep, spends the
-/// token only a bounded number of times, and the legitimate tunnel keeps going.
-#[test]
-fn initiation_flood_gets_cookies_and_bounded_token_use() {
+/// A device whose key takes 50 ms per operation, with the tunnel up and settled.
+fn setup_with_slow_token() -> (Setup, Arc<SlowKey>) {
     let slow: Arc<SlowKey> = Arc::new(SlowKey {
         inner: SoftKey::generate(),
         delay: Duration::from_millis(50),
@@ -286,6 +291,24 @@ fn initiation_flood_gets_cookies_and_bounded_token_use() {
     let s = setup(slow.clone());
     assert!(ping_until(&s.pair.b, "10.9.0.1", 10));
     std::thread::sleep(Duration::from_millis(200));
+    (s, slow)
+}
+
+/// A flood initiation: garbage inside under sender index `index`, with a valid mac1 (and a
+/// valid mac2 once `cookie` holds a cookie), sent to `to`.
+fn send_flood_initiation(sock: &UdpSocket, to: SocketAddr, cookie: &mut CookieState, index: u32) {
+    let mut init = header(1, 148);
+    init[8..12].copy_from_slice(&index.to_le_bytes());
+    cookie.add_macs(&mut init, Instant::now());
+    sock.send_to(&init, to).unwrap();
+}
+
+/// Initiations with a valid mac1 at full speed against a 50 ms token: the
+/// device answers with cookie replies once its queue is deep, spends the
+/// token only a bounded number of times, and the legitimate tunnel keeps going.
+#[test]
+fn initiation_flood_gets_cookies_and_bounded_token_use() {
+    let (s, slow) = setup_with_slow_token();
     let before = s.a.counters();
     let calls_before = slow.calls.load(std::sync::atomic::Ordering::Relaxed);
     let mut ping = s
@@ -302,10 +325,7 @@ fn initiation_flood_gets_cookies_and_bounded_token_use() {
     let mut replies = 0;
     let mut b = [0u8; 256];
     for i in 0..1000u32 {
-        let mut init = header(1, 148);
-        init[8..12].copy_from_slice(&i.to_le_bytes());
-        cookie.add_macs(&mut init, Instant::now());
-        sock.send_to(&init, s.a_ep).unwrap();
+        send_flood_initiation(&sock, s.a_ep, &mut cookie, i);
         while let Ok((n, _)) = sock.recv_from(&mut b) {
             assert_eq!(n, 64, "only cookie replies");
             assert_eq!(b[0], 3);
@@ -359,32 +379,19 @@ fn initiation_flood_gets_cookies_and_bounded_token_use() {
 #[test]
 fn cookie_holding_flooder_is_rate_limited() {
     use std::sync::atomic::Ordering::Relaxed;
-    let slow: Arc<SlowKey> = Arc::new(SlowKey {
-        inner: SoftKey::generate(),
-        delay: Duration::from_millis(50),
-        calls: Default::default(),
-    });
-    let s = setup(slow.clone());
-    assert!(ping_until(&s.pair.b, "10.9.0.1", 10));
-    std::thread::sleep(Duration::from_millis(200));
+    let (s, slow) = setup_with_slow_token();
     let sock = raw_socket(&s.pair.b);
     let mut cookie = CookieState::new(&s.a_pub);
     // Make A busy, then get a cookie for our address.
     let mut got_cookie = false;
     let mut b = [0u8; 256];
     for i in 100..110u32 {
-        let mut init = header(1, 148);
-        init[8..12].copy_from_slice(&i.to_le_bytes());
-        cookie.add_macs(&mut init, Instant::now());
-        sock.send_to(&init, s.a_ep).unwrap();
+        send_flood_initiation(&sock, s.a_ep, &mut cookie, i);
     }
     // Drain the cookie replies to that burst.
     while sock.recv_from(&mut b).is_ok() {}
     for i in 0..50u32 {
-        let mut init = header(1, 148);
-        init[8..12].copy_from_slice(&i.to_le_bytes());
-        cookie.add_macs(&mut init, Instant::now());
-        sock.send_to(&init, s.a_ep).unwrap();
+        send_flood_initiation(&sock, s.a_ep, &mut cookie, i);
         if let Ok((64, _)) = sock.recv_from(&mut b) {
             // The reply answers the message just sent (same mac1).
             cookie
@@ -399,10 +406,7 @@ fn cookie_holding_flooder_is_rate_limited() {
     let calls0 = slow.calls.load(Relaxed);
     let start = Instant::now();
     for i in 0..400u32 {
-        let mut init = header(1, 148);
-        init[8..12].copy_from_slice(&(1000 + i).to_le_bytes());
-        cookie.add_macs(&mut init, Instant::now());
-        sock.send_to(&init, s.a_ep).unwrap();
+        send_flood_initiation(&sock, s.a_ep, &mut cookie, 1000 + i);
         std::thread::sleep(Duration::from_micros(500));
     }
     let elapsed = start.elapsed().as_secs_f64();

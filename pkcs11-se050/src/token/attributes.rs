@@ -8,6 +8,23 @@ use super::error::{refuse, Result};
 use pkcs11_sys::*;
 use zeroize::Zeroizing;
 
+/// The storage-object and common key attributes (PKCS#11 3.0 sections 4.4 and 4.7) that a
+/// template for any key this token makes may name; each kind of key adds its own.
+pub const KEY_TEMPLATE_COMMON: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_CLASS,
+    CKA_KEY_TYPE,
+    CKA_TOKEN,
+    CKA_PRIVATE,
+    CKA_MODIFIABLE,
+    CKA_COPYABLE,
+    CKA_DESTROYABLE,
+    CKA_LABEL,
+    CKA_ID,
+    CKA_DERIVE,
+    CKA_START_DATE,
+    CKA_END_DATE,
+];
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Template {
     pub entries: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
@@ -133,10 +150,10 @@ impl Template {
         }
     }
 
-    /// Refuses every attribute not in `allowed`, naming it.
-    pub fn only(&self, allowed: &[CK_ATTRIBUTE_TYPE], what: &str) -> Result<()> {
+    /// Refuses every attribute in none of the `allowed` lists, naming it.
+    pub fn only(&self, allowed: &[&[CK_ATTRIBUTE_TYPE]], what: &str) -> Result<()> {
         for t in self.types() {
-            if !allowed.contains(&t) {
+            if !allowed.iter().any(|list| list.contains(&t)) {
                 return Err(refuse(
                     CKR_ATTRIBUTE_TYPE_INVALID,
                     format_args!("{} is not supported in the {what} template", attr_name(t)),
@@ -224,7 +241,7 @@ mod tests {
         );
         assert_eq!(t.get_bool(CKA_SIGN).unwrap(), None);
         assert_eq!(
-            t.only(&[CKA_TOKEN], "x").unwrap_err().rv(),
+            t.only(&[&[CKA_TOKEN]], "x").unwrap_err().rv(),
             CKR_ATTRIBUTE_TYPE_INVALID
         );
     }

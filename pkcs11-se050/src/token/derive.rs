@@ -4,7 +4,7 @@
 //! looked up in the cache (no listing, no metadata read), the chip does one ECDH, and the
 //! result never touches the chip again.
 
-use super::attributes::{attr_name, Template};
+use super::attributes::{attr_name, Template, KEY_TEMPLATE_COMMON};
 use super::chip::ChipErrorKind;
 use super::ec::{decode_point, hex};
 use super::error::{answer, refuse, Result};
@@ -22,16 +22,8 @@ pub struct DeriveParams {
     pub public_data: Vec<u8>,
 }
 
-const SECRET_TEMPLATE: &[CK_ATTRIBUTE_TYPE] = &[
-    CKA_CLASS,
-    CKA_KEY_TYPE,
-    CKA_TOKEN,
-    CKA_PRIVATE,
-    CKA_MODIFIABLE,
-    CKA_COPYABLE,
-    CKA_DESTROYABLE,
-    CKA_LABEL,
-    CKA_ID,
+/// What a derived key's template may name besides KEY_TEMPLATE_COMMON.
+const SECRET_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_VALUE_LEN,
     CKA_SENSITIVE,
     CKA_EXTRACTABLE,
@@ -41,9 +33,6 @@ const SECRET_TEMPLATE: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_VERIFY,
     CKA_WRAP,
     CKA_UNWRAP,
-    CKA_DERIVE,
-    CKA_START_DATE,
-    CKA_END_DATE,
 ];
 
 impl Token {
@@ -175,7 +164,7 @@ struct SecretTemplate {
 
 impl SecretTemplate {
     fn parse(t: &Template) -> Result<SecretTemplate> {
-        t.only(SECRET_TEMPLATE, "derived key")?;
+        t.only(&[KEY_TEMPLATE_COMMON, SECRET_ONLY], "derived key")?;
         t.expect_ulong(CKA_CLASS, CKO_SECRET_KEY, "derived key")?;
         t.expect_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET, "derived key")?;
         t.expect_bool(

@@ -6,11 +6,11 @@
 //! given `--usage-derive`) are refused with a message saying so, rather than accepted and then
 //! silently reported false.
 
-use super::attributes::{attr_name, Template};
+use super::attributes::{attr_name, Template, KEY_TEMPLATE_COMMON};
 use super::chip::ChipErrorKind;
 use super::ec::check_ec_params;
 use super::error::{refuse, Result};
-use super::metadata::{default_id, default_label, KeyMetadata, META_BASE, META_END};
+use super::metadata::{default_id, default_label, KeyMetadata, META_BASE};
 use super::objects::{handle_of, Half, KeyPair};
 use super::Token;
 use pkcs11_sys::*;
@@ -21,23 +21,8 @@ pub const KEY_BASE: u32 = 0x5000_0000;
 pub const CUSTOMER_FIRST: u32 = 0x0000_0001;
 pub const CUSTOMER_LAST: u32 = META_BASE - 1;
 
-const COMMON: &[CK_ATTRIBUTE_TYPE] = &[
-    CKA_CLASS,
-    CKA_KEY_TYPE,
-    CKA_TOKEN,
-    CKA_PRIVATE,
-    CKA_MODIFIABLE,
-    CKA_COPYABLE,
-    CKA_DESTROYABLE,
-    CKA_LABEL,
-    CKA_ID,
-    CKA_EC_PARAMS,
-    CKA_DERIVE,
-    CKA_START_DATE,
-    CKA_END_DATE,
-    CKA_SUBJECT,
-    CKA_ALLOWED_MECHANISMS,
-];
+/// What both halves' templates may name besides KEY_TEMPLATE_COMMON.
+const PAIR_COMMON: &[CK_ATTRIBUTE_TYPE] = &[CKA_EC_PARAMS, CKA_SUBJECT, CKA_ALLOWED_MECHANISMS];
 const PUBLIC_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_VERIFY,
     CKA_VERIFY_RECOVER,
@@ -74,10 +59,14 @@ impl Token {
                 format_args!("key pair generation with mechanism {mechanism:#x}; only CKM_EC_MONTGOMERY_KEY_PAIR_GEN"),
             ));
         }
-        let allowed_public: Vec<_> = COMMON.iter().chain(PUBLIC_ONLY).copied().collect();
-        let allowed_private: Vec<_> = COMMON.iter().chain(PRIVATE_ONLY).copied().collect();
-        public.only(&allowed_public, "public key")?;
-        private.only(&allowed_private, "private key")?;
+        public.only(
+            &[KEY_TEMPLATE_COMMON, PAIR_COMMON, PUBLIC_ONLY],
+            "public key",
+        )?;
+        private.only(
+            &[KEY_TEMPLATE_COMMON, PAIR_COMMON, PRIVATE_ONLY],
+            "private key",
+        )?;
         public.expect_ulong(CKA_CLASS, CKO_PUBLIC_KEY, "public key")?;
         private.expect_ulong(CKA_CLASS, CKO_PRIVATE_KEY, "private key")?;
         for t in [public, private] {
@@ -175,15 +164,7 @@ impl Token {
         };
         let meta_file = match cache.record_file_for(key_id) {
             Some(stale) => stale,
-            None => (KeyMetadata::preferred_file_id(key_id)..=META_END)
-                .chain(META_BASE..KeyMetadata::preferred_file_id(key_id))
-                .find(|f| !cache.is_used(*f))
-                .ok_or_else(|| {
-                    refuse(
-                        CKR_DEVICE_MEMORY,
-                        "no free object id for the key's metadata",
-                    )
-                })?,
+            None => cache.free_record_file(key_id)?,
         };
         let label = label.unwrap_or_else(|| default_label(key_id));
         let id = id.unwrap_or_else(|| default_id(key_id));

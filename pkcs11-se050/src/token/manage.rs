@@ -4,8 +4,8 @@ use super::attributes::{attr_name, matches, AttrValue, Template};
 use super::chip::ChipErrorKind;
 use super::ec::{decode_point, encode_point};
 use super::error::{answer, refuse, Result};
-use super::metadata::{KeyMetadata, META_BASE, META_END};
-use super::objects::{handle_of, split_handle, Half};
+use super::metadata::KeyMetadata;
+use super::objects::{handle_of, split_handle, Half, KeyPair, ObjectCache};
 use super::session::Search;
 use super::Token;
 use pkcs11_sys::*;
@@ -144,13 +144,7 @@ impl Token {
                 false => Err(no_object(object)),
             };
         };
-        self.check_session(session, true)?;
-        let mut cache = self.loaded_cache()?;
-        let pair = cache
-            .pairs
-            .get(&key_id)
-            .ok_or_else(|| no_object(object))?
-            .clone();
+        let (mut cache, pair) = self.pair_to_change(session, object, key_id)?;
         let mut label = pair.label.clone();
         let mut id = pair.id.clone();
         for (t, value) in &template.entries {
@@ -174,15 +168,7 @@ impl Token {
         let record = KeyMetadata::new(key_id, pair.generated, label.clone(), id.clone())?;
         let file = match pair.meta_file {
             Some(file) => file,
-            None => (KeyMetadata::preferred_file_id(key_id)..=META_END)
-                .chain(META_BASE..KeyMetadata::preferred_file_id(key_id))
-                .find(|f| !cache.is_used(*f))
-                .ok_or_else(|| {
-                    refuse(
-                        CKR_DEVICE_MEMORY,
-                        "no free object id for the key's metadata",
-                    )
-                })?,
+            None => cache.free_record_file(key_id)?,
         };
         self.with_chip(
             |chip| chip.write_binary(file, &record.encode()),
@@ -196,6 +182,24 @@ impl Token {
         Ok(())
     }
 
+    /// The cache and (a copy of) the pair `object` names by its chip id `key_id`, for a change
+    /// that needs a read/write session.
+    fn pair_to_change(
+        &self,
+        session: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        key_id: u32,
+    ) -> Result<(parking_lot::MutexGuard<'_, ObjectCache>, KeyPair)> {
+        self.check_session(session, true)?;
+        let cache = self.loaded_cache()?;
+        let pair = cache
+            .pairs
+            .get(&key_id)
+            .ok_or_else(|| no_object(object))?
+            .clone();
+        Ok((cache, pair))
+    }
+
     /// C_DestroyObject: a derived secret is dropped (and wiped); a key pair is deleted from
     /// the chip with its metadata record, whichever half is named.
     pub fn destroy(&self, session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<()> {
@@ -206,13 +210,7 @@ impl Token {
                 None => Err(no_object(object)),
             };
         };
-        self.check_session(session, true)?;
-        let mut cache = self.loaded_cache()?;
-        let pair = cache
-            .pairs
-            .get(&key_id)
-            .ok_or_else(|| no_object(object))?
-            .clone();
+        let (mut cache, pair) = self.pair_to_change(session, object, key_id)?;
         let mut link = self.link.lock();
         let chip = link
             .chip(&self.config)

@@ -7,7 +7,7 @@
 use super::attributes::{bool_value, ulong_value, AttrValue};
 use super::chip::{Chip, ChipErrorKind, ObjectKind};
 use super::ec;
-use super::error::Result;
+use super::error::{refuse, Result};
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE, META_END};
 use crate::config::EcPointFormat;
 use pkcs11_sys::*;
@@ -269,6 +269,21 @@ impl ObjectCache {
             .filter(|(_, r)| r.key_id == key_id)
             .map(|(f, _)| *f)
             .min()
+    }
+
+    /// A free file id for a new metadata record of `key_id`: its preferred id if free, else the
+    /// next free one of the metadata range, wrapping around.
+    pub fn free_record_file(&self, key_id: u32) -> Result<u32> {
+        let preferred = KeyMetadata::preferred_file_id(key_id);
+        (preferred..=META_END)
+            .chain(META_BASE..preferred)
+            .find(|f| !self.is_used(*f))
+            .ok_or_else(|| {
+                refuse(
+                    CKR_DEVICE_MEMORY,
+                    "no free object id for the key's metadata",
+                )
+            })
     }
 
     pub fn insert_pair(&mut self, pair: KeyPair) {

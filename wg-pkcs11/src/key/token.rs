@@ -621,46 +621,19 @@ pub fn pubkey(uri: &Pkcs11Uri) -> Result<[u8; 32], TokenError> {
     Ok(TokenKey::open(uri)?.public_key())
 }
 
+/// Shared with the integration tests (tests/boringtun_token.rs), which cannot see a `cfg(test)` item.
+#[cfg(test)]
+#[path = "../../tests/virtual_se050_module/mod.rs"]
+mod virtual_se050_module;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::OnceLock;
 
-    /// The real libpkcs11_se050.so of this build (target/<profile>/), on a virtual SE050 whose
-    /// state lives in a directory private to this test process. Every test shares it: a module
-    /// is initialised once per process, and the module reads its configuration then.
+    /// The real libpkcs11_se050.so of this build on a virtual SE050 without added latency, shared
+    /// by every test here (a module is initialised once per process).
     fn se050_module() -> PathBuf {
-        static MODULE: OnceLock<PathBuf> = OnceLock::new();
-        MODULE
-            .get_or_init(|| {
-                // WG_PKCS11_TEST_MODULE may name another build of the module.
-                let module = match std::env::var_os("WG_PKCS11_TEST_MODULE") {
-                    Some(path) => PathBuf::from(path),
-                    None => {
-                        let exe = std::env::current_exe().unwrap();
-                        let profile = exe.parent().unwrap().parent().unwrap();
-                        profile.join("libpkcs11_se050.so")
-                    }
-                };
-                assert!(
-                    module.is_file(),
-                    "{} is missing: build it first (cargo build -p pkcs11-se050)",
-                    module.display()
-                );
-                let dir = tempfile::tempdir().unwrap().keep();
-                let conf = dir.join("se050.toml");
-                std::fs::write(
-                    &conf,
-                    format!(
-                        "transport = \"virtual\"\nvirtual_state = \"{}\"\n",
-                        dir.join("state").display()
-                    ),
-                )
-                .unwrap();
-                std::env::set_var("PKCS11_SE050_CONF", &conf);
-                module
-            })
-            .clone()
+        super::virtual_se050_module::virtual_se050_module(0)
     }
 
     /// Token tests share the module's sessions; the one that closes them all runs alone.
