@@ -22,18 +22,9 @@ pub struct DeriveParams {
     pub public_data: Vec<u8>,
 }
 
-/// What a derived key's template may name besides KEY_TEMPLATE_COMMON.
-const SECRET_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
-    CKA_VALUE_LEN,
-    CKA_SENSITIVE,
-    CKA_EXTRACTABLE,
-    CKA_ENCRYPT,
-    CKA_DECRYPT,
-    CKA_SIGN,
-    CKA_VERIFY,
-    CKA_WRAP,
-    CKA_UNWRAP,
-];
+/// What a derived key's template may name besides KEY_TEMPLATE_COMMON and the usage flags
+/// (SECRET_USAGE_ATTRIBUTES) the secret keeps.
+const SECRET_ONLY: &[CK_ATTRIBUTE_TYPE] = &[CKA_VALUE_LEN, CKA_SENSITIVE, CKA_EXTRACTABLE];
 
 impl Token {
     pub fn derive(
@@ -164,7 +155,10 @@ struct SecretTemplate {
 
 impl SecretTemplate {
     fn parse(t: &Template) -> Result<SecretTemplate> {
-        t.only(&[KEY_TEMPLATE_COMMON, SECRET_ONLY], "derived key")?;
+        t.only(
+            &[KEY_TEMPLATE_COMMON, SECRET_ONLY, SECRET_USAGE_ATTRIBUTES],
+            "derived key",
+        )?;
         t.expect_ulong(CKA_CLASS, CKO_SECRET_KEY, "derived key")?;
         t.expect_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET, "derived key")?;
         t.expect_bool(
