@@ -6,11 +6,11 @@
 
 mod device_support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use device_support::*;
-use wg_pkcs11::device::{Device, DeviceConfig, PeerConfig};
+use wg_pkcs11::device::{Device, DeviceConfig};
 use wg_pkcs11::key::soft::SoftKey;
 use wg_pkcs11::key::StaticKey;
 
@@ -20,19 +20,6 @@ struct Tunnel {
     b: Device,
     a_key: [u8; 32],
     a_port: u16,
-}
-
-fn peer(key: [u8; 32], endpoint: Option<SocketAddr>, allowed: &[(&str, u8)]) -> PeerConfig {
-    PeerConfig {
-        public_key: key,
-        preshared_key: None,
-        endpoint,
-        allowed_ips: allowed
-            .iter()
-            .map(|(ip, c)| (ip.parse::<IpAddr>().unwrap(), *c))
-            .collect(),
-        persistent_keepalive: 0,
-    }
 }
 
 /// A at 10.9.0.1 and B at 10.9.0.2; each knows the other's endpoint.

@@ -13,16 +13,6 @@ use wg_pkcs11::device::{Device, DeviceConfig, PeerConfig};
 use wg_pkcs11::key::soft::SoftKey;
 use wg_pkcs11::key::StaticKey;
 
-fn peer(key: [u8; 32], endpoint: Option<SocketAddr>, ip: &str) -> PeerConfig {
-    PeerConfig {
-        public_key: key,
-        preshared_key: None,
-        endpoint,
-        allowed_ips: vec![(ip.parse().unwrap(), 32)],
-        persistent_keepalive: 0,
-    }
-}
-
 /// One end of the tunnel, kept alive for the round (dropped: stopped).
 #[allow(dead_code)]
 enum Side {
@@ -47,7 +37,7 @@ fn side(
             Arc::new(SoftKey::from_bytes(*key.private_bytes())),
         );
         c.listen_port = port;
-        c.peers.push(peer(peer_key, Some(peer_ep), them));
+        c.peers.push(peer(peer_key, Some(peer_ep), &[(them, 32)]));
         Side::Ours(start_device(
             ns,
             c,
@@ -163,8 +153,11 @@ fn resident_memory_idle_and_per_peer() {
     let ns = Netns::new("wgmem");
     let base = rss_kib();
     let mut c = DeviceConfig::new(&unique("wgm"), Arc::new(SoftKey::generate()));
-    c.peers
-        .push(peer(SoftKey::generate().public_key(), None, "10.12.0.2"));
+    c.peers.push(peer(
+        SoftKey::generate().public_key(),
+        None,
+        &[("10.12.0.2", 32)],
+    ));
     let dev = start_device(&ns, c, "10.12.0.1/16", "fd12::1/64");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let one = rss_kib();

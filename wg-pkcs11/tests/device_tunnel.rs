@@ -5,12 +5,12 @@
 
 mod device_support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use device_support::*;
-use wg_pkcs11::device::{Device, DeviceConfig, DropReason, PeerConfig};
+use wg_pkcs11::device::{Device, DeviceConfig, DropReason};
 use wg_pkcs11::key::soft::SoftKey;
 use wg_pkcs11::key::StaticKey;
 
@@ -20,19 +20,6 @@ struct Tunnel {
     b: Device,
     a_key: [u8; 32],
     b_key: [u8; 32],
-}
-
-fn peer(key: [u8; 32], endpoint: Option<SocketAddr>, allowed: &[(&str, u8)]) -> PeerConfig {
-    PeerConfig {
-        public_key: key,
-        preshared_key: None,
-        endpoint,
-        allowed_ips: allowed
-            .iter()
-            .map(|(ip, c)| (ip.parse::<IpAddr>().unwrap(), *c))
-            .collect(),
-        persistent_keepalive: 0,
-    }
 }
 
 /// A at 10.9.0.1 / fd09::1, B at 10.9.0.2 / fd09::2. `b_knows_a_endpoint`:

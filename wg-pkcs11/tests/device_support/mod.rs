@@ -374,3 +374,21 @@ pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
     static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A peer with no preshared key and no keepalive, allowed `allowed` (address, prefix length).
+pub fn peer(
+    key: [u8; 32],
+    endpoint: Option<std::net::SocketAddr>,
+    allowed: &[(&str, u8)],
+) -> wg_pkcs11::device::PeerConfig {
+    wg_pkcs11::device::PeerConfig {
+        public_key: key,
+        preshared_key: None,
+        endpoint,
+        allowed_ips: allowed
+            .iter()
+            .map(|(ip, c)| (ip.parse::<std::net::IpAddr>().unwrap(), *c))
+            .collect(),
+        persistent_keepalive: 0,
+    }
+}
