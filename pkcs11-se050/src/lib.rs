@@ -8,6 +8,7 @@
 //! config         the module's TOML configuration
 //! device         opening a chip (real I2C or virtual), inter-process lock, resync on lock
 //! applet         typed IoT applet commands, RFC 7748 byte order at this API
+//! scp03          PlatformSCP03: the encrypted, authenticated channel to the chip (optional)
 //! apdu           command/response APDUs, BER-TLV, status words -> typed errors
 //! t1             T=1 over I2C (UM11225): frames, CRC, chaining, R/S-blocks, WTX, ATR
 //! I2C bytes      embedded-hal `I2c`: linux-embedded-hal's I2cdev, or the virtual SE050
@@ -22,6 +23,7 @@ pub mod apdu;
 pub mod applet;
 pub mod config;
 pub mod device;
+pub mod scp03;
 pub mod t1;
 pub mod token;
 pub mod virtual_se050;

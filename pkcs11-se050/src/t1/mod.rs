@@ -77,6 +77,9 @@ pub enum LinkError {
     ChainAborted { accepted: usize, total: usize },
     /// The chip chained a response longer than any response APDU can be.
     ResponseTooLong { limit: usize },
+    /// The PlatformSCP03 secure channel failed (wrong cryptogram, MAC error, key file):
+    /// the channel was dropped and is opened again before the next command.
+    SecureChannel(crate::scp03::Scp03Error),
 }
 
 impl fmt::Display for LinkError {
@@ -134,6 +137,7 @@ impl fmt::Display for LinkError {
                 "the SE050 chained a response of more than {limit} bytes, longer than any \
                  response APDU: refused"
             ),
+            LinkError::SecureChannel(e) => write!(f, "{e}"),
         }
     }
 }
