@@ -345,7 +345,23 @@ mod tests {
             assert_eq!(host.wrap_command(&hex(plain)).unwrap(), hex(wrapped), "{plain}");
             // pySim's test sends no responses for these; a bare error SW keeps the sequence.
             host.unwrap_response(&[0x6A, 0x80]).unwrap();
+        }
+    }
 
+    /// Under NXP's rule (the SE050's) the same sequence agrees up to the first command with data
+    /// after data-less ones, and differs exactly there: the counter is all that differs.
+    #[test]
+    fn scp03_nxp_counter_rule_differs_from_pysim_only_after_dataless_commands() {
+        let mut host = pysim_session_with(CounterRule::DataCommandsOnly);
+        let wrapped = host.wrap_command(&hex(pysim::GET_EID_CMD_PLAIN)).unwrap();
+        assert_eq!(wrapped, hex(pysim::GET_EID_CMD));
+        let mut response = hex(pysim::GET_EID_RSP);
+        response.extend_from_slice(&[0x90, 0x00]);
+        host.unwrap_response(&response).unwrap();
+        for (i, (plain, wrapped)) in pysim::CASES.into_iter().enumerate() {
+            let got = host.wrap_command(&hex(plain)).unwrap();
+            assert_eq!(got == hex(wrapped), i < 2, "case {}", i + 1);
+            host.unwrap_response(&[0x6A, 0x80]).unwrap();
         }
     }
 
