@@ -39,6 +39,42 @@ pub enum EcPointFormat {
     Raw,
 }
 
+/// PlatformSCP03 (scp03/): the host's keys, and the virtual chip's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scp03Config {
+    /// `scp03_keys`: the host's key file (NXP format). Set: every applet command goes through
+    /// the secure channel, never in plain. None: the plain link.
+    pub keys_file: Option<PathBuf>,
+    /// `scp03_kvn`: the key version (NXP's default 0x0B).
+    pub kvn: u8,
+    /// `virtual_scp03_keys`: the virtual chip's initial keys.
+    pub virtual_keys: VirtualScp03Keys,
+    /// `virtual_scp03_required`: the virtual chip refuses plain applet commands.
+    pub virtual_required: bool,
+}
+
+/// The virtual chip's initial PlatformSCP03 keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VirtualScp03Keys {
+    /// NXP's published development keys of a variant (e.g. "SE050C2").
+    Published(String),
+    /// A key file in NXP's format.
+    File(PathBuf),
+}
+
+impl Default for Scp03Config {
+    fn default() -> Self {
+        Scp03Config {
+            keys_file: None,
+            kvn: crate::scp03::keys::DEFAULT_KVN,
+            virtual_keys: VirtualScp03Keys::Published(
+                crate::scp03::keys::DEFAULT_VIRTUAL_VARIANT.to_string(),
+            ),
+            virtual_required: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub transport: TransportConfig,
@@ -49,6 +85,8 @@ pub struct Config {
     pub lock_timeout: Duration,
     /// Where this configuration came from (for messages); None for the embedded default.
     pub source: Option<PathBuf>,
+    /// PlatformSCP03 settings.
+    pub scp03: Scp03Config,
 }
 
 #[derive(Debug)]
@@ -85,6 +123,11 @@ struct RawConfig {
     token_label: Option<String>,
     ec_point: Option<String>,
     lock_timeout_ms: Option<u64>,
+    // PlatformSCP03 (scp03/)
+    scp03_keys: Option<PathBuf>,
+    scp03_kvn: Option<i64>,
+    virtual_scp03_keys: Option<String>,
+    virtual_scp03_required: Option<bool>,
 }
 
 impl Config {
@@ -143,6 +186,8 @@ impl Config {
             error(key, format!("line {line_no}: {}", e.message().trim()))
         })?;
 
+        let scp03 = parse_scp03(&raw, file, raw.transport.as_deref() != Some("i2c"))
+            .map_err(|(k, p)| error(Some(k), p))?;
         let transport_name = raw.transport.as_deref().unwrap_or("virtual");
         let transport = match transport_name {
             "virtual" => {
@@ -250,6 +295,7 @@ impl Config {
             ec_point,
             lock_timeout,
             source: file.map(Path::to_path_buf),
+            scp03,
         })
     }
 
@@ -269,8 +315,68 @@ impl Config {
             ec_point: EcPointFormat::Der,
             lock_timeout: crate::device::lock::DEFAULT_LOCK_TIMEOUT,
             source: None,
+            scp03: Scp03Config::default(),
         })
     }
+}
+
+/// A path from the file, relative ones anchored at the file's directory.
+fn anchored(path: &Path, file: Option<&Path>) -> PathBuf {
+    match file.and_then(Path::parent) {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The PlatformSCP03 keys; the error names the key.
+fn parse_scp03(
+    raw: &RawConfig,
+    file: Option<&Path>,
+    is_virtual: bool,
+) -> Result<Scp03Config, (&'static str, String)> {
+    let mut out = Scp03Config::default();
+    if let Some(path) = &raw.scp03_keys {
+        if path.as_os_str().is_empty() {
+            return Err(("scp03_keys", "empty path".into()));
+        }
+        out.keys_file = Some(anchored(path, file));
+    }
+    match raw.scp03_kvn {
+        None => {}
+        Some(_) if raw.scp03_keys.is_none() => {
+            return Err(("scp03_kvn", "only meaningful with scp03_keys".into()))
+        }
+        Some(kvn) if (0x01..=0x7F).contains(&kvn) => out.kvn = kvn as u8,
+        Some(kvn) => {
+            return Err(("scp03_kvn", format!("{kvn:#x} is not a key version (0x01..=0x7F)")))
+        }
+    }
+    if !is_virtual && (raw.virtual_scp03_keys.is_some() || raw.virtual_scp03_required.is_some()) {
+        let key = if raw.virtual_scp03_keys.is_some() {
+            "virtual_scp03_keys"
+        } else {
+            "virtual_scp03_required"
+        };
+        return Err((key, "only meaningful with transport = \"virtual\"".into()));
+    }
+    if let Some(keys) = &raw.virtual_scp03_keys {
+        out.virtual_keys = if crate::scp03::StaticKeys::published(keys).is_some() {
+            VirtualScp03Keys::Published(keys.clone())
+        } else if keys.contains('/') || keys.contains('.') {
+            VirtualScp03Keys::File(anchored(Path::new(keys), file))
+        } else {
+            let names: Vec<&str> = crate::scp03::keys::VARIANTS.iter().map(|v| v.0).collect();
+            return Err((
+                "virtual_scp03_keys",
+                format!(
+                    "`{keys}` is neither a variant ({}) nor a key file path",
+                    names.join(", ")
+                ),
+            ));
+        };
+    }
+    out.virtual_required = raw.virtual_scp03_required.unwrap_or(false);
+    Ok(out)
 }
 
 /// /var/lib/pkcs11-se050 for root, $XDG_STATE_HOME/pkcs11-se050 (or ~/.local/state/...) else.
@@ -316,6 +422,35 @@ mod tests {
         assert_eq!(c.token_label, "SE050");
         assert_eq!(c.ec_point, EcPointFormat::Der);
         assert_eq!(c.lock_timeout, crate::device::lock::DEFAULT_LOCK_TIMEOUT);
+    }
+
+    #[test]
+    fn scp03_settings_and_their_errors() {
+        let c = parse("").unwrap();
+        assert_eq!(c.scp03, Scp03Config::default());
+        assert_eq!(c.scp03.kvn, 0x0B);
+        let c = parse(
+            "scp03_keys = \"keys/scp.txt\"\nscp03_kvn = 0x21\nvirtual_scp03_keys = \"se050e\"\n\
+             virtual_scp03_required = true",
+        )
+        .unwrap();
+        assert_eq!(c.scp03.keys_file, Some(PathBuf::from("/etc/x/keys/scp.txt")));
+        assert_eq!(c.scp03.kvn, 0x21);
+        assert_eq!(c.scp03.virtual_keys, VirtualScp03Keys::Published("se050e".into()));
+        assert!(c.scp03.virtual_required);
+        let c = parse("virtual_scp03_keys = \"chip.keys\"").unwrap();
+        assert_eq!(c.scp03.virtual_keys, VirtualScp03Keys::File("/etc/x/chip.keys".into()));
+        for (text, key) in [
+            ("scp03_kvn = 3", "scp03_kvn"),
+            ("scp03_keys = \"k\"\nscp03_kvn = 0x80", "scp03_kvn"),
+            ("scp03_keys = \"\"", "scp03_keys"),
+            ("virtual_scp03_keys = \"SE999\"", "virtual_scp03_keys"),
+            ("transport = \"i2c\"\nvirtual_scp03_required = true", "virtual_scp03_required"),
+            ("virtual_scp03_required = \"yes\"", "virtual_scp03_required"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -54,7 +54,11 @@ impl Refusal {
     pub fn describe(self) -> &'static str {
         match self {
             Refusal::WrongLength => "wrong length",
-            Refusal::SecurityStatus => "security status not satisfied (authentication required)",
+            Refusal::SecurityStatus => {
+                "security status not satisfied (authentication required; an SE050 provisioned \
+                 with \"Platform SCP required\" answers this to every plain command: configure \
+                 scp03_keys)"
+            }
             Refusal::DataInvalid => "data invalid",
             Refusal::ConditionsNotSatisfied => {
                 "conditions of use not satisfied (e.g. the object is a private key or secret, \

@@ -98,6 +98,12 @@ impl DeviceLock {
         &self.path
     }
 
+    /// Another handle on the lock file (scp03::owner keeps a token in it). Locking is done
+    /// through this `DeviceLock` only.
+    pub fn try_clone_file(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Take the lock, waiting for other holders up to the timeout. The error says why, and
     /// who holds it; the caller adds the lock file's path.
     pub fn acquire(&self) -> Result<LockGuard<'_>, String> {

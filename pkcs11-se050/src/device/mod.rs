@@ -6,12 +6,14 @@
 //! lock.rs      flock(2) around every APDU exchange
 //! i2c.rs       /dev/i2c-N through linux-embedded-hal
 //! reselect.rs  the IoT applet selected again after a chip reset
+//! secure.rs    opening with PlatformSCP03 (config scp03_keys), the virtual chip's SCP03 side
 //! mod.rs       LockedTransport, Transport, open()
 //! ```
 
 pub mod i2c;
 pub mod lock;
 pub mod reselect;
+pub mod secure;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,8 @@ pub enum DeviceError {
     Link(LinkError),
     /// Selecting the IoT applet failed.
     Applet(Se050Error),
+    /// The PlatformSCP03 keys could not be used (key file missing, unreadable, too open).
+    SecureChannel(crate::scp03::Scp03Error),
 }
 
 impl fmt::Display for DeviceError {
@@ -73,6 +77,7 @@ impl fmt::Display for DeviceError {
             DeviceError::Store(e) => write!(f, "virtual SE050 state: {e}"),
             DeviceError::Link(e) => write!(f, "cannot start a T=1 session with the SE050: {e}"),
             DeviceError::Applet(e) => write!(f, "cannot select the SE050 IoT applet: {e}"),
+            DeviceError::SecureChannel(e) => write!(f, "{e}"),
         }
     }
 }

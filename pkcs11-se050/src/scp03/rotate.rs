@@ -51,6 +51,20 @@ pub fn check_put_key_response(response: &[u8], expected: &[u8]) -> Result<(), Sc
     Ok(())
 }
 
+/// Replaces the chip's key set `kvn` by `new` through `channel`, which must be a PlatformSCP03
+/// channel opened with the current keys (`current_dek` is their DEK). Returns once the chip has
+/// accepted the new keys and answered their check values.
+pub fn put_keys(
+    channel: &mut dyn crate::t1::ApduTransport,
+    kvn: u8,
+    current_dek: &[u8; 16],
+    new: &StaticKeys,
+) -> Result<(), crate::t1::LinkError> {
+    let (command, expected) = put_key_command(kvn, current_dek, new);
+    let response = channel.transceive(&command)?;
+    check_put_key_response(&response, &expected).map_err(crate::t1::LinkError::SecureChannel)
+}
+
 /// The chip's side: the new key version and keys in a PUT KEY data field, decrypted with
 /// `dek`; the error is the status word to answer.
 pub fn parse_put_key(data: &[u8], dek: &[u8; 16]) -> Result<(u8, StaticKeys, Vec<u8>), u16> {

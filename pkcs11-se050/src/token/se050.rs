@@ -33,7 +33,7 @@ pub fn open_chip(config: &Config) -> ChipResult<Box<dyn Chip>> {
             latency: *latency,
         },
     };
-    let se050 = device::open_with_lock_timeout(&transport, config.lock_timeout)
+    let se050 = device::secure::open_secured(&transport, config.lock_timeout, &config.scp03)
         .map_err(|e| ChipError::new(ChipErrorKind::Link, e.to_string()))?;
     Ok(Box::new(AppletChip { se050 }))
 }

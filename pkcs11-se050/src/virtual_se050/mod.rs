@@ -9,12 +9,14 @@
 //! applet.rs  the IoT applet interpreter: ApduHandler for the link
 //! store.rs   persistent state: one file, atomic write, reload on change
 //! counters.rs operation counters (ECDHs, key generations, ...)
+//! scp03.rs   PlatformSCP03, the chip's side, wrapped around the applet handler
 //! ```
 
 pub mod applet;
 pub mod counters;
 pub mod faults;
 mod link;
+pub mod scp03;
 pub mod store;
 
 use std::fmt;

@@ -1,0 +1,125 @@
+//! pkcs11-se050-tool: maintenance of the SE050 behind the PKCS#11 module.
+//!
+//! ```text
+//! pkcs11-se050-tool scp03-rotate [NEWKEYFILE]
+//! ```
+//! Replaces the chip's PlatformSCP03 keys (PUT KEY, the new keys encrypted with the current DEK,
+//! inside the secure channel opened with the current keys). The chip and the key file are the
+//! ones the module configuration names ($PKCS11_SE050_CONF, else
+//! /etc/pkcs11-se050/pkcs11-se050.toml; `scp03_keys` must be set). The new keys come from
+//! NEWKEYFILE (NXP's format, private) or are generated at random.
+//!
+//! Order, so that no key is ever lost: the new keys are first written to `SCP03_KEYS.new`
+//! (mode 0600); then PUT KEY; only once the chip has accepted them is `SCP03_KEYS.new` renamed
+//! over `SCP03_KEYS` (atomic), and a channel is opened with the new keys to prove it. If the
+//! chip refuses, `SCP03_KEYS` is untouched and `.new` removed. If the process dies between the
+//! chip's acceptance and the rename, `SCP03_KEYS.new` holds the chip's keys.
+//! Exit status 0 on success, 1 with a message on stderr otherwise: scriptable.
+
+use pkcs11_se050::config::{Config, TransportConfig};
+use pkcs11_se050::device::{secure, Transport};
+use pkcs11_se050::scp03::{rotate, StaticKeys};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn usage() -> String {
+    "usage: pkcs11-se050-tool scp03-rotate [NEWKEYFILE]\n\
+     Replaces the SE050's PlatformSCP03 keys with those of NEWKEYFILE (or random ones) and \
+     then writes them to the configured scp03_keys file."
+        .into()
+}
+
+fn transport(config: &Config) -> Transport {
+    match &config.transport {
+        TransportConfig::I2c { device, address } => Transport::I2c {
+            device: device.clone(),
+            address: *address,
+        },
+        TransportConfig::Virtual { state, latency } => Transport::Virtual {
+            state: state.clone(),
+            latency: *latency,
+        },
+    }
+}
+
+fn pending_path(keys_file: &Path) -> PathBuf {
+    let mut name = keys_file.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
+fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
+    let config = Config::load().map_err(|e| e.to_string())?;
+    let keys_file = config.scp03.keys_file.clone().ok_or_else(|| {
+        let source = config
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the built-in configuration".into());
+        format!("{source} sets no scp03_keys: there are no PlatformSCP03 keys to rotate")
+    })?;
+    let current = StaticKeys::load(&keys_file).map_err(|e| e.to_string())?;
+    let new = match new_key_file {
+        Some(path) => StaticKeys::load(path).map_err(|e| e.to_string())?,
+        None => StaticKeys::random(),
+    };
+    if new == current {
+        return Err("the new keys are the current ones: nothing to rotate".into());
+    }
+    let pending = pending_path(&keys_file);
+    new.write_atomically(&pending).map_err(|e| e.to_string())?;
+    let kvn = config.scp03.kvn;
+    let mut channel = secure::open_transport_secured(&transport(&config), config.lock_timeout, &config.scp03)
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&pending);
+            e.to_string()
+        })?;
+    if let Err(e) = rotate::put_keys(channel.as_mut(), kvn, &current.dek, &new) {
+        let _ = std::fs::remove_file(&pending);
+        return Err(format!("the SE050 did not accept the new keys ({e}); {} is unchanged", keys_file.display()));
+    }
+    drop(channel);
+    std::fs::rename(&pending, &keys_file).map_err(|e| {
+        format!(
+            "the SE050 now has the new keys, but {} could not be renamed to {}: {e}. \
+             Move it there by hand: it holds the chip's keys",
+            pending.display(),
+            keys_file.display()
+        )
+    })?;
+    // Prove it: a channel with the new keys (as the module will open it from the file).
+    let mut check = secure::open_secured(&transport(&config), config.lock_timeout, &config.scp03)
+        .map_err(|e| format!("the keys were replaced and written, but a channel with them failed: {e}"))?;
+    check
+        .get_version()
+        .map_err(|e| format!("the keys were replaced and written, but a channel with them failed: {e}"))?;
+    Ok(format!(
+        "PlatformSCP03 keys of key version {kvn:#04x} replaced; the new keys are in {}",
+        keys_file.display()
+    ))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PKCS11_SE050_LOG", "error"))
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["scp03-rotate"] => rotate_keys(None),
+        ["scp03-rotate", file] => rotate_keys(Some(Path::new(file))),
+        ["-h" | "--help"] => {
+            println!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(usage()),
+    };
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("pkcs11-se050-tool: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
