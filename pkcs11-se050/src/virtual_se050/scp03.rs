@@ -291,6 +291,9 @@ impl PlatformScp03 {
 impl ApduHandler for PlatformScp03 {
     fn process(&mut self, command: &[u8]) -> Processed {
         let Ok(apdu) = CommandApdu::parse(command) else {
+            if command.first().is_some_and(|cla| cla & 0x84 == 0x84) {
+                return status(0x6700);
+            }
             return self.inner.process(command);
         };
         match (apdu.cla, apdu.ins) {
