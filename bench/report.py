@@ -173,6 +173,40 @@ def derive_section(results):
             lines.append(f"\nECDHs counted by the virtual chip per C_DeriveKey: "
                          f"{row['chip_ecdh_per_derive']:.2f}.")
     lines.append("")
+    lines += scp03_section(results)
+    return lines
+
+
+def i2c_ms(bytes_, transfers, hz):
+    """I2C time of `bytes_` data bytes and one address byte per transfer, 9 clocks a byte."""
+    return (bytes_ + transfers) * 9 / hz * 1000
+
+
+def scp03_section(results):
+    row = results.get("scp03")
+    if row is None:
+        return []
+    lines = ["### PlatformSCP03 cost per C_DeriveKey", "",
+             "Through the module: `derive-rate` with `scp03_keys` set, on a virtual chip that "
+             "requires Platform SCP. On the counted bus (`wg-bench scp03-cost`): the module's host "
+             "stack (lock, secure channel or not, T=1) on one virtual chip each, bytes on the I2C "
+             "bus counted; I2C time = (bytes + one address byte per transfer) x 9 clocks.", ""]
+    if row.get("not_measured"):
+        return lines + [f"Not measured: {row['not_measured']}", ""]
+    derive = results.get("derive") or {}
+    if "derive_us" in derive:
+        lines.append(f"C_DeriveKey through the module: {derive['derive_us']:.1f} µs plain, "
+                     f"{row['module_scp03_derive_us']:.1f} µs with SCP03.")
+        lines.append("")
+    lines += ["| link | APDUs | bytes on the bus | µs (virtual chip) | I2C ms at 400 kHz | at 1 MHz |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, key in [("plain", "plain"), ("SCP03, channel open", "scp03"),
+                      ("SCP03, channel re-opened first", "scp03_reopen")]:
+        b, t = row[f"{key}_bytes_per_derive"], row[f"{key}_transfers_per_derive"]
+        lines.append(f"| {name} | {row[f'{key}_apdus_per_derive']:.0f} | {b:.0f} | "
+                     f"{row[f'{key}_us_per_derive']:.0f} | {i2c_ms(b, t, 400e3):.2f} | "
+                     f"{i2c_ms(b, t, 1e6):.2f} |")
+    lines.append("")
     return lines
 
 

@@ -6,6 +6,7 @@ mod derive_rate;
 mod flood;
 mod keys;
 mod rekey;
+mod scp03_cost;
 mod stream;
 
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ commands:
                [--interval-us 1000] [--settle-ms 1000]
   flood        --to IP:PORT --responder-public B64 --rate PPS --seconds S
   derive-rate  --module PATH [--label NAME] [--pin PIN] [--seconds S]
+  scp03-cost   [--seconds S]
   keys         --count N";
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         "rekey-peer" => rekey::run(&options),
         "flood" => flood::run(&options),
         "derive-rate" => derive_rate::run(&options),
+        "scp03-cost" => scp03_cost::run(&options),
         "keys" => keys::run(&options),
         _ => Err(format!("unknown command {command:?}")),
     };
