@@ -347,3 +347,27 @@ fn scp03_rotation_replaces_the_keys_old_ones_refused() {
     let bus = bench.log.0.lock().clone();
     assert!(!contains(&bus, &new.enc[..]) && !contains(&bus, &new.dek[..]));
 }
+
+#[test]
+fn scp03_keys_changed_under_a_running_host_fail_and_never_go_plain() {
+    // A chip that would take plain commands, so that a fallback would be seen to work.
+    let dir = tempfile::tempdir().unwrap();
+    let key_state = dir.path().join("chip.scp03-keys");
+    let (link, bench) = chip(dev_keys(), false, Some(key_state.clone()));
+    let mut se = Se050::select(Scp03Transport::new(link, dev_keys(), DEFAULT_KVN)).unwrap();
+    key_and_ecdh(&mut se);
+    // Another process rotates the chip's keys; this one resyncs (it took the lock again).
+    let other = StaticKeys::random();
+    let text = format!("KVN 0B\n{}", &*other.to_file_text());
+    std::fs::write(&key_state, text).unwrap();
+    se.transport_mut().resync().unwrap();
+    let (_, peer_public) = peer();
+    let seen_before = bench.at_chip.0.lock().len();
+    let e = se.ecdh_x25519(id(), &peer_public).unwrap_err().to_string();
+    assert!(e.contains("wrong card cryptogram"), "{e}");
+    let seen = bench.at_chip.0.lock()[seen_before..].to_vec();
+    assert!(
+        seen.iter().all(|c| c[..2] == [0x00, 0xA4] || c[..2] == [0x80, 0x50]),
+        "sent after the failed handshake: {seen:02x?}"
+    );
+}
