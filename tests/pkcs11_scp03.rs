@@ -92,6 +92,15 @@ fn child(name: &str) -> bool {
             derive_checked(&s);
         }
         "derive" => derive_checked(&session(&init())),
+        "derive_loop" => {
+            // Many derives while another process does the same on the chip: each process's
+            // channel is taken over by the other's in between, and must be re-opened, never wrong.
+            let pkcs11 = init();
+            let s = session(&pkcs11);
+            for _ in 0..150 {
+                derive_checked(&s);
+            }
+        }
         "init_fails" => {
             let pkcs11 = Pkcs11::new(module_path()).unwrap();
             let result = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
@@ -151,6 +160,45 @@ fn scp03_module_works_on_a_chip_that_requires_platform_scp() {
     run_role(NAME, "keygen_and_derive", &chip, &[]);
     let counters = read_counters(&chip.state);
     assert_eq!((counters.keygen, counters.ecdh), (1, 1));
+}
+
+#[test]
+fn scp03_two_processes_share_the_chip_each_with_its_own_channel() {
+    const NAME: &str = "scp03_two_processes_share_the_chip_each_with_its_own_channel";
+    if child(NAME) {
+        return;
+    }
+    let chip = required_chip(Some((&dev_keys(), 0o600)), "");
+    run_role(NAME, "keygen_and_derive", &chip, &[]);
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            harness::role_command(NAME, "derive_loop", &chip, &[])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        harness::check_child(NAME, output);
+    }
+    assert_eq!(read_counters(&chip.state).ecdh, 301);
+}
+
+#[test]
+fn scp03_slow_chips_30_and_300_ms() {
+    const NAME: &str = "scp03_slow_chips_30_and_300_ms";
+    if child(NAME) {
+        return;
+    }
+    for latency in [30, 300] {
+        let chip = required_chip(
+            Some((&dev_keys(), 0o600)),
+            &format!("virtual_latency_ms = {latency}\n"),
+        );
+        run_role(NAME, "keygen_and_derive", &chip, &[]);
+    }
 }
 
 #[test]
