@@ -52,7 +52,10 @@ fn generate(session: &Session) {
 
 fn find(session: &Session, class: ObjectClass) -> ObjectHandle {
     let found = session
-        .find_objects(&[Attribute::Class(class), Attribute::Label(LABEL.as_bytes().to_vec())])
+        .find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(LABEL.as_bytes().to_vec()),
+        ])
         .unwrap();
     assert_eq!(found.len(), 1, "{class:?} {LABEL}");
     found[0]
@@ -62,8 +65,12 @@ fn find(session: &Session, class: ObjectClass) -> ObjectHandle {
 fn derive_checked(session: &Session) {
     let public = find(session, ObjectClass::PUBLIC_KEY);
     let private = find(session, ObjectClass::PRIVATE_KEY);
-    let attrs = session.get_attributes(public, &[AttributeType::EcPoint]).unwrap();
-    let Attribute::EcPoint(point) = &attrs[0] else { panic!("no EC point") };
+    let attrs = session
+        .get_attributes(public, &[AttributeType::EcPoint])
+        .unwrap();
+    let Attribute::EcPoint(point) = &attrs[0] else {
+        panic!("no EC point")
+    };
     let chip_public: [u8; 32] = point[point.len() - 32..].try_into().unwrap();
     let peer = StaticSecret::random_from_rng(rand_core::OsRng);
     let template = [
@@ -73,12 +80,24 @@ fn derive_checked(session: &Session) {
         Attribute::Extractable(true),
     ];
     let peer_public = PublicKey::from(&peer);
-    let mechanism =
-        Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer_public.as_bytes()));
-    let secret = session.derive_key(&mechanism, private, &template).expect("C_DeriveKey");
-    let value = session.get_attributes(secret, &[AttributeType::Value]).unwrap();
-    let Attribute::Value(value) = &value[0] else { panic!() };
-    assert_eq!(value[..], peer.diffie_hellman(&PublicKey::from(chip_public)).to_bytes());
+    let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(
+        EcKdf::null(),
+        peer_public.as_bytes(),
+    ));
+    let secret = session
+        .derive_key(&mechanism, private, &template)
+        .expect("C_DeriveKey");
+    let value = session
+        .get_attributes(secret, &[AttributeType::Value])
+        .unwrap();
+    let Attribute::Value(value) = &value[0] else {
+        panic!()
+    };
+    assert_eq!(
+        value[..],
+        peer.diffie_hellman(&PublicKey::from(chip_public))
+            .to_bytes()
+    );
 }
 
 /// The roles a child process plays (named by PKCS11_E2E_ROLE, see the harness).
@@ -106,7 +125,10 @@ fn child(name: &str) -> bool {
             let result = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
             let opened = result.is_ok() && {
                 // Some errors may only show at the first chip command.
-                pkcs11.get_slots_with_token().map(|s| !s.is_empty()).unwrap_or(false)
+                pkcs11
+                    .get_slots_with_token()
+                    .map(|s| !s.is_empty())
+                    .unwrap_or(false)
                     && session(&pkcs11).generate_random_vec(8).is_ok()
             };
             assert!(!opened, "the module worked without a secure channel");
@@ -224,16 +246,27 @@ fn scp03_wrong_missing_or_exposed_keys_fail_clearly_and_never_in_plain() {
             },
             &["SCP03 secure channel", "wrong card cryptogram"],
         ),
-        ("no keys configured", required_chip(None, ""), &["6982", "Platform SCP required", "scp03_keys"]),
+        (
+            "no keys configured",
+            required_chip(None, ""),
+            &["6982", "Platform SCP required", "scp03_keys"],
+        ),
         (
             "key file missing",
             required_chip(None, "scp03_keys = \"absent.keys\"\n"),
-            &["SCP03 secure channel", "cannot read the key file", "absent.keys"],
+            &[
+                "SCP03 secure channel",
+                "cannot read the key file",
+                "absent.keys",
+            ],
         ),
         (
             "key file readable by others",
             required_chip(Some((&dev_keys(), 0o644)), ""),
-            &["SCP03 secure channel", "readable or writable by group or others"],
+            &[
+                "SCP03 secure channel",
+                "readable or writable by group or others",
+            ],
         ),
     ];
     for (what, chip, expected) in cases {
@@ -243,7 +276,10 @@ fn scp03_wrong_missing_or_exposed_keys_fail_clearly_and_never_in_plain() {
         }
         // No applet command but SELECT ever ran on the chip.
         let counters = read_counters(&chip.state);
-        assert!(counters.apdus <= 2 && counters.keygen + counters.random == 0, "{what}: {counters:?}");
+        assert!(
+            counters.apdus <= 2 && counters.keygen + counters.random == 0,
+            "{what}: {counters:?}"
+        );
     }
 }
 
@@ -263,8 +299,14 @@ fn scp03_rotation_end_to_end_with_the_tool() {
         .env("PKCS11_SE050_CONF", &chip.conf)
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}", tool.display()));
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "rotation failed:\n{stdout}\n{stderr}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success(),
+        "rotation failed:\n{stdout}\n{stderr}"
+    );
     let new = StaticKeys::load(&key_file).expect("the new key file, private");
     assert_ne!(new, dev_keys(), "the key file was not replaced");
     assert!(!Path::new(&format!("{}.new", key_file.display())).exists());
@@ -285,6 +327,13 @@ fn scp03_rotation_end_to_end_with_the_tool() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("wrong card cryptogram") && stderr.contains("unchanged"), "{stderr}");
-    assert_eq!(StaticKeys::load(&key_file).unwrap(), dev_keys(), "key file changed on failure");
+    assert!(
+        stderr.contains("wrong card cryptogram") && stderr.contains("unchanged"),
+        "{stderr}"
+    );
+    assert_eq!(
+        StaticKeys::load(&key_file).unwrap(),
+        dev_keys(),
+        "key file changed on failure"
+    );
 }

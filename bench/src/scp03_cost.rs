@@ -45,7 +45,9 @@ impl ErrorType for Counted {
 impl I2c<SevenBitAddress> for Counted {
     fn transaction(&mut self, address: u8, ops: &mut [Operation<'_>]) -> Result<(), Self::Error> {
         let result = self.chip.transaction(address, ops);
-        self.tally.apdus.store(self.chip.stats().apdus, Ordering::Relaxed);
+        self.tally
+            .apdus
+            .store(self.chip.stats().apdus, Ordering::Relaxed);
         for op in ops.iter() {
             self.tally.transfers.fetch_add(1, Ordering::Relaxed);
             if result.is_ok() {
@@ -69,8 +71,18 @@ struct Side {
     derives: u64,
 }
 
-fn link(lock_dir: &std::path::Path, name: &str, keys: &StaticKeys) -> Result<(Link, DeviceLock, Arc<Tally>), String> {
-    let chip = PlatformScp03::new(Box::new(VirtualApplet::in_memory()), keys.clone(), DEFAULT_KVN, None, false);
+fn link(
+    lock_dir: &std::path::Path,
+    name: &str,
+    keys: &StaticKeys,
+) -> Result<(Link, DeviceLock, Arc<Tally>), String> {
+    let chip = PlatformScp03::new(
+        Box::new(VirtualApplet::in_memory()),
+        keys.clone(),
+        DEFAULT_KVN,
+        None,
+        false,
+    );
     let tally = Arc::new(Tally::default());
     let bus = Counted {
         chip: VirtualSe050::new(Box::new(chip), VirtualOptions::default()),
@@ -82,8 +94,10 @@ fn link(lock_dir: &std::path::Path, name: &str, keys: &StaticKeys) -> Result<(Li
 }
 
 fn peer() -> [u8; 32] {
-    x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::random_from_rng(rand_core::OsRng))
-        .to_bytes()
+    x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::random_from_rng(
+        rand_core::OsRng,
+    ))
+    .to_bytes()
 }
 
 pub fn run(options: &Options) -> Result<(), String> {
@@ -116,16 +130,18 @@ pub fn run(options: &Options) -> Result<(), String> {
     }
 
     // Steady state: one process, the channel kept across exchanges.
-    let snapshot = |t: &Tally| {
-        [&t.bytes, &t.transfers, &t.apdus].map(|c| c.load(Ordering::Relaxed))
-    };
+    let snapshot =
+        |t: &Tally| [&t.bytes, &t.transfers, &t.apdus].map(|c| c.load(Ordering::Relaxed));
     let before: Vec<[u64; 3]> = sides.iter().map(|s| snapshot(&s.tally)).collect();
     let slices = 10;
     for _ in 0..slices {
         for side in sides.iter_mut() {
             let started = Instant::now();
             while started.elapsed() < seconds / (2 * slices) {
-                let secret = side.se.ecdh_x25519(id, &peer()).map_err(|e| e.to_string())?;
+                let secret = side
+                    .se
+                    .ecdh_x25519(id, &peer())
+                    .map_err(|e| e.to_string())?;
                 std::hint::black_box(&secret);
                 side.derives += 1;
             }
@@ -138,7 +154,10 @@ pub fn run(options: &Options) -> Result<(), String> {
         let n = side.derives.max(1) as f64;
         println!("{name}_apdus_per_derive={:.2}", apdus as f64 / n);
         println!("{name}_derives={}", side.derives);
-        println!("{name}_us_per_derive={:.2}", side.time.as_secs_f64() * 1e6 / n);
+        println!(
+            "{name}_us_per_derive={:.2}",
+            side.time.as_secs_f64() * 1e6 / n
+        );
         println!("{name}_bytes_per_derive={:.1}", bytes as f64 / n);
         println!("{name}_transfers_per_derive={:.1}", transfers as f64 / n);
     }
@@ -160,10 +179,22 @@ pub fn run(options: &Options) -> Result<(), String> {
     let elapsed = started.elapsed();
     let now = snapshot(&scp.tally);
     let [bytes, transfers, apdus] = [0, 1, 2].map(|k| now[k] - start[k]);
-    println!("scp03_reopen_apdus_per_derive={:.2}", apdus as f64 / rounds as f64);
-    println!("scp03_reopen_us_per_derive={:.2}", elapsed.as_secs_f64() * 1e6 / rounds as f64);
-    println!("scp03_reopen_bytes_per_derive={:.1}", bytes as f64 / rounds as f64);
-    println!("scp03_reopen_transfers_per_derive={:.1}", transfers as f64 / rounds as f64);
+    println!(
+        "scp03_reopen_apdus_per_derive={:.2}",
+        apdus as f64 / rounds as f64
+    );
+    println!(
+        "scp03_reopen_us_per_derive={:.2}",
+        elapsed.as_secs_f64() * 1e6 / rounds as f64
+    );
+    println!(
+        "scp03_reopen_bytes_per_derive={:.1}",
+        bytes as f64 / rounds as f64
+    );
+    println!(
+        "scp03_reopen_transfers_per_derive={:.1}",
+        transfers as f64 / rounds as f64
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -348,7 +348,10 @@ fn parse_scp03(
         }
         Some(kvn) if (0x01..=0x7F).contains(&kvn) => out.kvn = kvn as u8,
         Some(kvn) => {
-            return Err(("scp03_kvn", format!("{kvn:#x} is not a key version (0x01..=0x7F)")))
+            return Err((
+                "scp03_kvn",
+                format!("{kvn:#x} is not a key version (0x01..=0x7F)"),
+            ))
         }
     }
     if !is_virtual && (raw.virtual_scp03_keys.is_some() || raw.virtual_scp03_required.is_some()) {
@@ -434,18 +437,30 @@ mod tests {
              virtual_scp03_required = true",
         )
         .unwrap();
-        assert_eq!(c.scp03.keys_file, Some(PathBuf::from("/etc/x/keys/scp.txt")));
+        assert_eq!(
+            c.scp03.keys_file,
+            Some(PathBuf::from("/etc/x/keys/scp.txt"))
+        );
         assert_eq!(c.scp03.kvn, 0x21);
-        assert_eq!(c.scp03.virtual_keys, VirtualScp03Keys::Published("se050e".into()));
+        assert_eq!(
+            c.scp03.virtual_keys,
+            VirtualScp03Keys::Published("se050e".into())
+        );
         assert!(c.scp03.virtual_required);
         let c = parse("virtual_scp03_keys = \"chip.keys\"").unwrap();
-        assert_eq!(c.scp03.virtual_keys, VirtualScp03Keys::File("/etc/x/chip.keys".into()));
+        assert_eq!(
+            c.scp03.virtual_keys,
+            VirtualScp03Keys::File("/etc/x/chip.keys".into())
+        );
         for (text, key) in [
             ("scp03_kvn = 3", "scp03_kvn"),
             ("scp03_keys = \"k\"\nscp03_kvn = 0x80", "scp03_kvn"),
             ("scp03_keys = \"\"", "scp03_keys"),
             ("virtual_scp03_keys = \"SE999\"", "virtual_scp03_keys"),
-            ("transport = \"i2c\"\nvirtual_scp03_required = true", "virtual_scp03_required"),
+            (
+                "transport = \"i2c\"\nvirtual_scp03_required = true",
+                "virtual_scp03_required",
+            ),
             ("virtual_scp03_required = \"yes\"", "virtual_scp03_required"),
         ] {
             let e = parse(text).unwrap_err().to_string();

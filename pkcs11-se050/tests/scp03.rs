@@ -161,8 +161,13 @@ fn ecdh_checked<T: ApduTransport>(se: &mut Se050<T>) -> [u8; 32] {
     let (peer_secret, peer_public) = peer();
     let chip_public = se.read_x25519_public(id()).unwrap();
     let secret = se.ecdh_x25519(id(), &peer_public).unwrap();
-    let expected = peer_secret.diffie_hellman(&PublicKey::from(chip_public)).to_bytes();
-    assert_eq!(*secret, expected, "the chip's ECDH disagrees with x25519-dalek");
+    let expected = peer_secret
+        .diffie_hellman(&PublicKey::from(chip_public))
+        .to_bytes();
+    assert_eq!(
+        *secret, expected,
+        "the chip's ECDH disagrees with x25519-dalek"
+    );
     *secret
 }
 
@@ -175,14 +180,23 @@ fn scp03_bus_never_shows_the_ecdh_result_or_the_peer_key() {
     let bus = bench.log.0.lock().clone();
     assert!(bus.len() > 200, "nothing recorded");
     for (what, value) in [("ECDH result", secret), ("peer public key", peer_public)] {
-        assert!(!contains(&bus, &value), "{what} in clear on the bus (RFC 7748 order)");
-        assert!(!contains(&bus, &reversed(&value)), "{what} in clear on the bus (chip order)");
+        assert!(
+            !contains(&bus, &value),
+            "{what} in clear on the bus (RFC 7748 order)"
+        );
+        assert!(
+            !contains(&bus, &reversed(&value)),
+            "{what} in clear on the bus (chip order)"
+        );
     }
     // Every applet command crossed the bus wrapped: only SELECT, INITIALIZE UPDATE and
     // EXTERNAL AUTHENTICATE are not CLA 84 with a MAC.
     for command in bench.at_chip.0.lock().iter() {
         let plain_ok = command[..2] == [0x00, 0xA4] || command[..2] == [0x80, 0x50];
-        assert!(command[0] == 0x84 || plain_ok, "plain command {command:02x?}");
+        assert!(
+            command[0] == 0x84 || plain_ok,
+            "plain command {command:02x?}"
+        );
     }
 
     // The same on the plain link shows the secret: the check above can see it.
@@ -190,7 +204,10 @@ fn scp03_bus_never_shows_the_ecdh_result_or_the_peer_key() {
     let mut se = Se050::select(link).unwrap();
     let secret = key_and_ecdh(&mut se);
     let bus = bench.log.0.lock().clone();
-    assert!(contains(&bus, &reversed(&secret)), "the plain control did not show the secret");
+    assert!(
+        contains(&bus, &reversed(&secret)),
+        "the plain control did not show the secret"
+    );
 }
 
 #[test]
@@ -200,8 +217,15 @@ fn scp03_required_chip_refuses_plain_commands() {
     let mut se = Se050::select(link).unwrap();
     // ... every applet command is not.
     let e = se.get_version().unwrap_err().to_string();
-    assert!(e.contains("6982") && e.contains("Platform SCP required"), "{e}");
-    assert_eq!(bench.at_applet.0.lock().len(), 1, "only SELECT may reach the applet");
+    assert!(
+        e.contains("6982") && e.contains("Platform SCP required"),
+        "{e}"
+    );
+    assert_eq!(
+        bench.at_applet.0.lock().len(),
+        1,
+        "only SELECT may reach the applet"
+    );
 }
 
 #[test]
@@ -212,11 +236,22 @@ fn scp03_wrong_keys_fail_with_a_clear_error_and_never_in_plain() {
         Ok(_) => panic!("opened with the wrong keys"),
         Err(e) => e.to_string(),
     };
-    assert!(e.contains("SCP03 secure channel") && e.contains("wrong card cryptogram"), "{e}");
+    assert!(
+        e.contains("SCP03 secure channel") && e.contains("wrong card cryptogram"),
+        "{e}"
+    );
     // Nothing but SELECT reached the applet, and no applet command was sent in plain.
     let applet: Vec<_> = bench.at_applet.0.lock().clone();
-    assert!(applet.iter().all(|c| c[..2] == [0x00, 0xA4]), "{applet:02x?}");
-    assert!(bench.at_chip.0.lock().iter().all(|c| c[0] != 0x80 || c[1] == 0x50));
+    assert!(
+        applet.iter().all(|c| c[..2] == [0x00, 0xA4]),
+        "{applet:02x?}"
+    );
+    assert!(bench
+        .at_chip
+        .0
+        .lock()
+        .iter()
+        .all(|c| c[0] != 0x80 || c[1] == 0x50));
 
     // A wrong key version: the chip refuses INITIALIZE UPDATE, the message says so.
     let (link, _) = chip(dev_keys(), true, None);
@@ -224,7 +259,10 @@ fn scp03_wrong_keys_fail_with_a_clear_error_and_never_in_plain() {
         Ok(_) => panic!("opened with the wrong key version"),
         Err(e) => e.to_string(),
     };
-    assert!(e.contains("secure channel") && e.contains("6A88") && e.contains("scp03_kvn"), "{e}");
+    assert!(
+        e.contains("secure channel") && e.contains("6A88") && e.contains("scp03_kvn"),
+        "{e}"
+    );
 }
 
 /// An attacker on the bus rewriting one bit of a response (with a valid T=1 CRC): modelled as a
@@ -276,12 +314,22 @@ fn scp03_flipped_bit_fails_clearly_then_the_channel_is_opened_again() {
         se.transport_mut().inner_mut().flip_response_bit = Some(bit);
         let (_, peer_public) = peer();
         let e = se.ecdh_x25519(id(), &peer_public).unwrap_err().to_string();
-        assert!(e.contains("SCP03 secure channel") && e.contains("MAC"), "bit {bit}: {e}");
-        assert!(!se.transport_mut().is_open(), "channel kept after a MAC error");
+        assert!(
+            e.contains("SCP03 secure channel") && e.contains("MAC"),
+            "bit {bit}: {e}"
+        );
+        assert!(
+            !se.transport_mut().is_open(),
+            "channel kept after a MAC error"
+        );
         // The next call opens the channel again and is right.
         assert_eq!(ecdh_checked(&mut se), good);
         let stats = se.transport_mut().stats();
-        assert_eq!((stats.handshakes, stats.dropped_on_error), (2, 1), "bit {bit}");
+        assert_eq!(
+            (stats.handshakes, stats.dropped_on_error),
+            (2, 1),
+            "bit {bit}"
+        );
 
         // A command bit flipped: the chip refuses it (6982, not run, its session closed); the
         // transport opens the channel again and sends the command once more.
@@ -319,7 +367,10 @@ fn scp03_chip_reset_mid_session_is_recovered_from() {
         }
         assert_eq!(ecdh_checked(&mut se), good, "round {round}: not recovered");
     }
-    assert!(se.transport_mut().stats().handshakes >= 2, "the channel was never re-opened");
+    assert!(
+        se.transport_mut().stats().handshakes >= 2,
+        "the channel was never re-opened"
+    );
 }
 
 #[test]
@@ -367,7 +418,8 @@ fn scp03_keys_changed_under_a_running_host_fail_and_never_go_plain() {
     assert!(e.contains("wrong card cryptogram"), "{e}");
     let seen = bench.at_chip.0.lock()[seen_before..].to_vec();
     assert!(
-        seen.iter().all(|c| c[..2] == [0x00, 0xA4] || c[..2] == [0x80, 0x50]),
+        seen.iter()
+            .all(|c| c[..2] == [0x00, 0xA4] || c[..2] == [0x80, 0x50]),
         "sent after the failed handshake: {seen:02x?}"
     );
 }

@@ -69,14 +69,18 @@ fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
     let pending = pending_path(&keys_file);
     new.write_atomically(&pending).map_err(|e| e.to_string())?;
     let kvn = config.scp03.kvn;
-    let mut channel = secure::open_transport_secured(&transport(&config), config.lock_timeout, &config.scp03)
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&pending);
-            e.to_string()
-        })?;
+    let mut channel =
+        secure::open_transport_secured(&transport(&config), config.lock_timeout, &config.scp03)
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&pending);
+                e.to_string()
+            })?;
     if let Err(e) = rotate::put_keys(channel.as_mut(), kvn, &current.dek, &new) {
         let _ = std::fs::remove_file(&pending);
-        return Err(format!("the SE050 did not accept the new keys ({e}); {} is unchanged", keys_file.display()));
+        return Err(format!(
+            "the SE050 did not accept the new keys ({e}); {} is unchanged",
+            keys_file.display()
+        ));
     }
     drop(channel);
     std::fs::rename(&pending, &keys_file).map_err(|e| {
@@ -89,10 +93,12 @@ fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
     })?;
     // Prove it: a channel with the new keys (as the module will open it from the file).
     let mut check = secure::open_secured(&transport(&config), config.lock_timeout, &config.scp03)
-        .map_err(|e| format!("the keys were replaced and written, but a channel with them failed: {e}"))?;
-    check
-        .get_version()
-        .map_err(|e| format!("the keys were replaced and written, but a channel with them failed: {e}"))?;
+        .map_err(|e| {
+        format!("the keys were replaced and written, but a channel with them failed: {e}")
+    })?;
+    check.get_version().map_err(|e| {
+        format!("the keys were replaced and written, but a channel with them failed: {e}")
+    })?;
     Ok(format!(
         "PlatformSCP03 keys of key version {kvn:#04x} replaced; the new keys are in {}",
         keys_file.display()

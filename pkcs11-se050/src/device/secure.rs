@@ -89,9 +89,11 @@ pub fn open_transport_secured(
 ) -> Result<Box<dyn ApduTransport>, DeviceError> {
     let keys = host_keys(scp03)?;
     match transport {
-        Transport::I2c { device, address } => {
-            finish(open_i2c_locked(device, *address, lock_timeout)?, keys, scp03.kvn)
-        }
+        Transport::I2c { device, address } => finish(
+            open_i2c_locked(device, *address, lock_timeout)?,
+            keys,
+            scp03.kvn,
+        ),
         Transport::Virtual { state, latency } => {
             let lock_path = lock::state_lock_path(state);
             let lock = lock::DeviceLock::open(&lock_path)

@@ -111,7 +111,7 @@ pub fn pad(data: &[u8]) -> Zeroizing<Vec<u8>> {
 
 /// Removes method-2 padding; `None` when it is not there (a wrong key or a damaged message).
 pub fn unpad(data: &[u8]) -> Option<&[u8]> {
-    if data.is_empty() || data.len() % BLOCK != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(BLOCK) {
         return None;
     }
     let end = data.iter().rposition(|&b| b != 0x00)?;
@@ -137,7 +137,7 @@ pub fn cbc_encrypt(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) {
 
 /// AES-CBC decryption of whole blocks in place; `None` when not a multiple of 16 bytes.
 pub fn cbc_decrypt(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) -> Option<()> {
-    if data.len() % BLOCK != 0 {
+    if !data.len().is_multiple_of(BLOCK) {
         return None;
     }
     cbc::Decryptor::<Aes128>::new(key.into(), iv.into())
@@ -169,36 +169,37 @@ pub fn unwrap_key(dek: &[u8; 16], wrapped: &[u8; 16]) -> Key {
 /// Published vectors shared by the tests of this module and of `session`.
 #[cfg(test)]
 pub(crate) mod tests_support {
-/// pySim's SCP03 AES-128 vectors at security level 0x33:
-/// osmocom/pysim, tests/unittests/test_globalplatform.py, class SCP03_Test_AES128_33
-/// (keyset KEYSET_AES128: ENC 000102..0f, MAC 101112..1f, DEK 202122..2f, KVN 0x30).
-pub mod pysim {
-    pub const ENC: &str = "000102030405060708090a0b0c0d0e0f";
-    pub const MAC: &str = "101112131415161718191a1b1c1d1e1f";
-    pub const DEK: &str = "202122232425262728292a2b2c2d2e2f";
-    pub const INIT_UPDATE_CMD: &str = "8050300008fdf38259a1e0de4400";
-    pub const INIT_UPDATE_RSP: &str =
-        "000000000000000000003003703b1aca81e821f219081cdc01c26b372d000003";
-    pub const EXT_AUTH_CMD: &str = "84823300108c36f96bcc00724a4e13ad591d7da3f0";
-    pub const GET_EID_CMD_PLAIN: &str = "80E2910006BF3E035C015A00";
-    pub const GET_EID_CMD: &str = "84e2910018267a85dfe4a98fca6fb0527e0dfecce4914e40401433c87f00";
-    pub const GET_EID_RSP_PLAIN: &str = "bf3e125a1089882119900000000000000000000005";
-    pub const GET_EID_RSP: &str =
-        "f3ba2b1013aa6224f5e1c138d71805c569e5439b47576260b75fc021b25097cb2e68f8a0144975b9";
-    /// (plain, wrapped): the four APDU cases sent after GET EID, in that order.
-    pub const CASES: [(&str, &str); 4] = [
-        ("80F22002", "84f2200208ac6a59024bed84cc"),
-        ("80ca006600", "84ca006608409912ad8fb7aed000"),
-        (
-            "80F220020a4f0212345c054f9f70c5",
-            "84f22002185f3dafc3ac14c381536a488bf44e06d056df9d74dbd21e5a",
-        ),
-        (
-            "80f28002024f0000",
-            "84f280021865165105be3373347d0424d4400af2ac393f569ec779389e00",
-        ),
-    ];
-}
+    /// pySim's SCP03 AES-128 vectors at security level 0x33:
+    /// osmocom/pysim, tests/unittests/test_globalplatform.py, class SCP03_Test_AES128_33
+    /// (keyset KEYSET_AES128: ENC 000102..0f, MAC 101112..1f, DEK 202122..2f, KVN 0x30).
+    pub mod pysim {
+        pub const ENC: &str = "000102030405060708090a0b0c0d0e0f";
+        pub const MAC: &str = "101112131415161718191a1b1c1d1e1f";
+        pub const DEK: &str = "202122232425262728292a2b2c2d2e2f";
+        pub const INIT_UPDATE_CMD: &str = "8050300008fdf38259a1e0de4400";
+        pub const INIT_UPDATE_RSP: &str =
+            "000000000000000000003003703b1aca81e821f219081cdc01c26b372d000003";
+        pub const EXT_AUTH_CMD: &str = "84823300108c36f96bcc00724a4e13ad591d7da3f0";
+        pub const GET_EID_CMD_PLAIN: &str = "80E2910006BF3E035C015A00";
+        pub const GET_EID_CMD: &str =
+            "84e2910018267a85dfe4a98fca6fb0527e0dfecce4914e40401433c87f00";
+        pub const GET_EID_RSP_PLAIN: &str = "bf3e125a1089882119900000000000000000000005";
+        pub const GET_EID_RSP: &str =
+            "f3ba2b1013aa6224f5e1c138d71805c569e5439b47576260b75fc021b25097cb2e68f8a0144975b9";
+        /// (plain, wrapped): the four APDU cases sent after GET EID, in that order.
+        pub const CASES: [(&str, &str); 4] = [
+            ("80F22002", "84f2200208ac6a59024bed84cc"),
+            ("80ca006600", "84ca006608409912ad8fb7aed000"),
+            (
+                "80F220020a4f0212345c054f9f70c5",
+                "84f22002185f3dafc3ac14c381536a488bf44e06d056df9d74dbd21e5a",
+            ),
+            (
+                "80f28002024f0000",
+                "84f280021865165105be3373347d0424d4400af2ac393f569ec779389e00",
+            ),
+        ];
+    }
 }
 
 #[cfg(test)]
@@ -234,7 +235,11 @@ mod tests {
             (64, "51f0bebf 7e3b9d92 fc497417 79363cfe"),
         ];
         for (len, expected) in cases {
-            assert_eq!(cmac(&k, &[&msg[..len]]).to_vec(), hex(expected), "Mlen = {len}");
+            assert_eq!(
+                cmac(&k, &[&msg[..len]]).to_vec(),
+                hex(expected),
+                "Mlen = {len}"
+            );
         }
         // Split input is the same MAC as whole input.
         assert_eq!(cmac(&k, &[&msg[..7], &msg[7..40]]), cmac(&k, &[&msg[..40]]));
@@ -286,7 +291,10 @@ mod tests {
     fn scp03_aes_block_fips197_vector_and_key_wrap() {
         let k = key("000102030405060708090a0b0c0d0e0f");
         let pt = key("00112233445566778899aabbccddeeff");
-        assert_eq!(encrypt_block(&k, &pt).to_vec(), hex("69c4e0d86a7b0430d8cdb78070b4c55a"));
+        assert_eq!(
+            encrypt_block(&k, &pt).to_vec(),
+            hex("69c4e0d86a7b0430d8cdb78070b4c55a")
+        );
         let dek = key(pysim::DEK);
         let wrapped = wrap_key(&dek, &k);
         assert_ne!(wrapped, k);

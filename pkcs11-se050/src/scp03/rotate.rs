@@ -40,8 +40,15 @@ pub fn put_key_command(kvn: u8, current_dek: &[u8; 16], new: &StaticKeys) -> (Ve
 pub fn check_put_key_response(response: &[u8], expected: &[u8]) -> Result<(), Scp03Error> {
     let n = response.len();
     if n < 2 || response[n - 2..] != [0x90, 0x00] {
-        let sw = if n >= 2 { u16::from_be_bytes([response[n - 2], response[n - 1]]) } else { 0 };
-        return Err(Scp03Error::HandshakeRefused { command: "PUT KEY", sw });
+        let sw = if n >= 2 {
+            u16::from_be_bytes([response[n - 2], response[n - 1]])
+        } else {
+            0
+        };
+        return Err(Scp03Error::HandshakeRefused {
+            command: "PUT KEY",
+            sw,
+        });
     }
     if response[..n - 2] != *expected {
         return Err(Scp03Error::Protocol(
@@ -108,7 +115,9 @@ mod tests {
         assert_eq!(apdu[..4], [0x80, 0xD8, 0x0B, 0x81]);
         assert_eq!(apdu[4] as usize, apdu.len() - 6);
         // The new keys never appear in clear in the command.
-        assert!(!apdu.windows(16).any(|w| w == &new.enc[..] || w == &new.dek[..]));
+        assert!(!apdu
+            .windows(16)
+            .any(|w| w == &new.enc[..] || w == &new.dek[..]));
         let (kvn, parsed, answer) = parse_put_key(&apdu[5..apdu.len() - 1], &dek).unwrap();
         assert_eq!((kvn, &parsed), (0x0B, &new));
         assert_eq!(answer, expected);
@@ -116,10 +125,16 @@ mod tests {
         ok.extend_from_slice(&[0x90, 0x00]);
         check_put_key_response(&ok, &expected).unwrap();
         // Under another DEK the check values do not match.
-        assert_eq!(parse_put_key(&apdu[5..apdu.len() - 1], &[8u8; 16]).unwrap_err(), 0x6A80);
+        assert_eq!(
+            parse_put_key(&apdu[5..apdu.len() - 1], &[8u8; 16]).unwrap_err(),
+            0x6A80
+        );
         let mut wrong = ok.clone();
         wrong[1] ^= 1;
         assert!(check_put_key_response(&wrong, &expected).is_err());
-        assert!(check_put_key_response(&[0x69, 0x82], &expected).unwrap_err().to_string().contains("6982"));
+        assert!(check_put_key_response(&[0x69, 0x82], &expected)
+            .unwrap_err()
+            .to_string()
+            .contains("6982"));
     }
 }

@@ -95,10 +95,7 @@ impl SecureMessaging {
     }
 
     fn c_mac(&mut self, cla: u8, header: [u8; 3], lc: &[u8], data: &[u8]) -> [u8; 8] {
-        let mac = crypto::cmac(
-            &self.keys.s_mac,
-            &[&self.mcv, &[cla], &header, lc, data],
-        );
+        let mac = crypto::cmac(&self.keys.s_mac, &[&self.mcv, &[cla], &header, lc, data]);
         self.mcv = mac;
         crypto::first8(&mac)
     }
@@ -200,7 +197,7 @@ impl SecureMessaging {
         }
         let mut out = crate::wipe::with_capacity(body.len() + 2);
         if !body.is_empty() {
-            if body.len() % BLOCK != 0 {
+            if !body.len().is_multiple_of(BLOCK) {
                 return Err(Scp03Error::Protocol(format!(
                     "encrypted response data of {} bytes is not whole AES blocks",
                     body.len()
@@ -234,13 +231,17 @@ impl SecureMessaging {
         let expected = self.c_mac(apdu.cla, [apdu.ins, apdu.p1, apdu.p2], &lc, body);
         if !crypto::equal(&expected, mac) {
             self.mcv = saved;
-            return Err(Scp03Error::CommandMac("the command's C-MAC does not verify".into()));
+            return Err(Scp03Error::CommandMac(
+                "the command's C-MAC does not verify".into(),
+            ));
         }
         let data = if body.is_empty() {
             Vec::new()
         } else {
-            if body.len() % BLOCK != 0 {
-                return Err(Scp03Error::Protocol("encrypted data is not whole blocks".into()));
+            if !body.len().is_multiple_of(BLOCK) {
+                return Err(Scp03Error::Protocol(
+                    "encrypted data is not whole blocks".into(),
+                ));
             }
             let mut plain = Zeroizing::new(body.to_vec());
             let iv = self.command_iv();
@@ -342,7 +343,11 @@ mod tests {
         expected.extend_from_slice(&[0x90, 0x00]);
         assert_eq!(*plain, expected);
         for (plain, wrapped) in pysim::CASES {
-            assert_eq!(host.wrap_command(&hex(plain)).unwrap(), hex(wrapped), "{plain}");
+            assert_eq!(
+                host.wrap_command(&hex(plain)).unwrap(),
+                hex(wrapped),
+                "{plain}"
+            );
             // pySim's test sends no responses for these; a bare error SW keeps the sequence.
             host.unwrap_response(&[0x6A, 0x80]).unwrap();
         }
@@ -369,15 +374,30 @@ mod tests {
     fn scp03_card_side_reads_what_the_host_wrote_and_the_reverse() {
         let mut host = pysim_session();
         let mut card = pysim_session();
-        for (plain, _) in pysim::CASES.iter().chain([(pysim::GET_EID_CMD_PLAIN, "")].iter()) {
+        for (plain, _) in pysim::CASES
+            .iter()
+            .chain([(pysim::GET_EID_CMD_PLAIN, "")].iter())
+        {
             let wrapped = host.wrap_command(&hex(plain)).unwrap();
             let inner = card.unwrap_command(&wrapped).unwrap();
             let original = CommandApdu::parse(&hex(plain)).unwrap();
             let got = CommandApdu::parse(&inner).unwrap();
-            assert_eq!((got.cla, got.ins, got.p1, got.p2, &got.data), (original.cla, original.ins, original.p1, original.p2, &original.data));
+            assert_eq!(
+                (got.cla, got.ins, got.p1, got.p2, &got.data),
+                (
+                    original.cla,
+                    original.ins,
+                    original.p1,
+                    original.p2,
+                    &original.data
+                )
+            );
             let answer = [&[0x11u8; 33][..], &[0x90, 0x00]].concat();
             let on_bus = card.wrap_response(&answer);
-            assert!(!on_bus.windows(33).any(|w| w == &answer[..33]), "data in clear");
+            assert!(
+                !on_bus.windows(33).any(|w| w == &answer[..33]),
+                "data in clear"
+            );
             assert_eq!(*host.unwrap_response(&on_bus).unwrap(), answer);
         }
     }
@@ -392,7 +412,10 @@ mod tests {
             let mut bad = wrapped.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
             let err = pysim_session().unwrap_command(&bad).unwrap_err();
-            assert!(err.to_string().contains("secure channel"), "bit {bit}: {err}");
+            assert!(
+                err.to_string().contains("secure channel"),
+                "bit {bit}: {err}"
+            );
         }
         card.unwrap_command(&wrapped).unwrap();
         let response = card.wrap_response(&[1, 2, 3, 0x90, 0x00]);

@@ -58,9 +58,15 @@ impl ChipKeys {
     }
 
     fn save(&self) -> Result<(), String> {
-        let Some(path) = &self.file else { return Ok(()) };
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
         // The KVN line first, then NXP's format; written atomically and private.
-        let text = Zeroizing::new(format!("KVN {:02X}\n{}", self.kvn, &*self.keys.to_file_text()));
+        let text = Zeroizing::new(format!(
+            "KVN {:02X}\n{}",
+            self.kvn,
+            &*self.keys.to_file_text()
+        ));
         let temp = path.with_extension("scp03-keys.new");
         write_private(&temp, text.as_bytes()).map_err(|e| e.to_string())?;
         std::fs::rename(&temp, path).map_err(|e| e.to_string())
@@ -320,4 +326,3 @@ impl ApduHandler for PlatformScp03 {
         self.inner.reset();
     }
 }
-
