@@ -194,17 +194,25 @@ fn scp03_two_processes_share_the_chip_each_with_its_own_channel() {
     run_role(NAME, "keygen_and_derive", &chip, &[]);
     let children: Vec<_> = (0..2)
         .map(|_| {
-            harness::role_command(NAME, "derive_loop", &chip, &[])
+            harness::role_command(NAME, "derive_loop", &chip, &[("PKCS11_SE050_LOG", "debug")])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
+    let mut channels_opened = 0;
     for child in children {
         let output = child.wait_with_output().unwrap();
+        channels_opened += String::from_utf8_lossy(&output.stderr)
+            .matches("SCP03 secure channel opened")
+            .count();
         harness::check_child(NAME, output);
     }
+    // Each opened one at least; more means they took the chip's session from each other and
+    // re-opened (the interleaving depends on the scheduler, so only reported).
+    assert!(channels_opened >= 2, "{channels_opened} channels opened");
+    println!("secure channels opened by the two processes: {channels_opened}");
     assert_eq!(read_counters(&chip.state).ecdh, 301);
 }
 
