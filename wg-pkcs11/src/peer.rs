@@ -33,6 +33,15 @@ fn retire(table: &IndexTable, keypair: &Keypair) {
     table.free(keypair.local_index());
 }
 
+/// What an authenticated transport message did (`Peer::receive_transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Start a handshake: the session is old (already rate-limited by `wants_handshake`).
+    pub rekey: bool,
+    /// The message confirmed a responder session: a handshake completed.
+    pub confirmed: bool,
+}
+
 /// The three session slots of a peer, as in the kernel's noise_keypairs.
 #[derive(Default)]
 struct Keypairs {
@@ -78,6 +87,10 @@ pub struct Peer {
     retired_indices: Mutex<Vec<u32>>,
     /// A responder session waits in `next`: lets the packet path skip the keypairs lock.
     has_next: AtomicBool,
+    /// The peer was removed (`clear`): no session is installed and no secret cached from now
+    /// on. Set under the keypairs lock, which every installation holds, so a handshake that
+    /// finishes after the removal cannot leave keys behind.
+    closed: AtomicBool,
 }
 
 impl Peer {
@@ -110,6 +123,7 @@ impl Peer {
             sent_lastminute_handshake: AtomicBool::new(false),
             retired_indices: Mutex::new(Vec::new()),
             has_next: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -168,11 +182,15 @@ impl Peer {
     }
 
     fn static_static(&self, id: &Identity) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
-        let mut slot = self.static_static.lock();
-        if let Some(ss) = slot.as_ref() {
+        if let Some(ss) = self.static_static.lock().as_ref() {
             return Ok(ss.clone());
         }
+        // The token works without the lock held: `clear` never waits for it.
         let ss = id.key().diffie_hellman(&self.public)?;
+        let mut slot = self.static_static.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(HandshakeError::PeerRemoved);
+        }
         *slot = Some(ss.clone());
         Ok(ss)
     }
@@ -291,6 +309,10 @@ impl Peer {
             // A responder cannot send with the new session before it is confirmed: it goes to
             // `next`, replacing an unconfirmed one; `previous` is dropped too (the kernel's rule).
             let mut kp = self.keypairs.write();
+            if self.closed.load(Ordering::Acquire) {
+                retire(table, &keypair);
+                return Err(HandshakeError::PeerRemoved);
+            }
             if let Some(old) = kp.next.replace(keypair) {
                 retire(table, &old);
             }
@@ -324,19 +346,40 @@ impl Peer {
         now: Instant,
     ) -> Result<(), HandshakeError> {
         self.free_retired(table);
-        let mut hs = self.handshake.lock();
-        let pending = hs
-            .pending
-            .as_ref()
-            .ok_or(HandshakeError::NoPendingHandshake)?;
+        // The pending handshake leaves the lock while the token works (tens of ms, up to the
+        // chip-lock timeout if it hangs): `clear` and `zero_keys` never wait for a token.
+        let pending = {
+            let mut hs = self.handshake.lock();
+            match hs.pending.as_ref() {
+                Some(p) if crate::noise::receiver_index(msg) == Some(p.local_index) => {}
+                // An answer to an initiation we replaced: no token operation for it.
+                _ => return Err(HandshakeError::NoPendingHandshake),
+            }
+            hs.pending.take().expect("checked above")
+        };
         let psk = **self.preshared_key.read();
-        let keys = handshake::consume_response(id, pending, &psk, msg)?;
+        let keys = match handshake::consume_response(id, &pending, &psk, msg) {
+            Ok(keys) => keys,
+            Err(e) => {
+                // Not the answer: the initiation stays pending for the real one, unless the
+                // peer was removed or a newer initiation replaced it meanwhile.
+                let mut hs = self.handshake.lock();
+                if hs.pending.is_none() && !self.closed.load(Ordering::Acquire) {
+                    hs.pending = Some(pending);
+                } else {
+                    table.free(pending.local_index);
+                }
+                return Err(e);
+            }
+        };
         // The pending handshake's index lives on as the session's local index.
-        hs.pending = None;
-        drop(hs);
         let keypair = Arc::new(Keypair::new(&keys, now));
         {
             let mut kp = self.keypairs.write();
+            if self.closed.load(Ordering::Acquire) {
+                retire(table, &keypair);
+                return Err(HandshakeError::PeerRemoved);
+            }
             self.has_next.store(false, Ordering::Release);
             let old_previous = if let Some(next) = kp.next.take() {
                 // An unconfirmed responder session becomes `previous`; `current` is dropped.
@@ -434,6 +477,20 @@ impl Peer {
         is_keepalive: bool,
         now: Instant,
     ) -> bool {
+        self.receive_transport(keypair, src, wire_len, is_keepalive, now)
+            .rekey
+    }
+
+    /// `received_transport`, also telling whether this message completed a handshake (the
+    /// responder's `next` session confirmed), for the device's counters.
+    pub fn receive_transport(
+        &self,
+        keypair: &Arc<Keypair>,
+        src: SocketAddr,
+        wire_len: usize,
+        is_keepalive: bool,
+        now: Instant,
+    ) -> Received {
         let confirmed = !keypair.is_initiator()
             && self.has_next.load(Ordering::Acquire)
             && self.confirm_next(keypair);
@@ -461,10 +518,10 @@ impl Peer {
                 .current
                 .as_ref()
                 .is_some_and(|k| k.needs_rekey_on_receive(now));
-        if stale && !self.sent_lastminute_handshake.swap(true, Ordering::Relaxed) {
-            return self.wants_handshake(now);
-        }
-        false
+        let rekey = stale
+            && !self.sent_lastminute_handshake.swap(true, Ordering::Relaxed)
+            && self.wants_handshake(now);
+        Received { rekey, confirmed }
     }
 
     /// The responder's first message with its `next` session: it becomes current.
@@ -546,10 +603,22 @@ impl Peer {
         }
     }
 
-    /// Before a removed peer is dropped: zero its keys, free its indices, stop its timers.
+    /// Before a removed peer is dropped: zero its keys, free its indices, stop its timers, wipe
+    /// its cached static-static secret. From now on no session is installed: a handshake the
+    /// worker finishes after this is refused (`PeerRemoved`) and its keys wiped.
     pub fn clear(&self, table: &IndexTable) {
+        {
+            let _kp = self.keypairs.write();
+            self.closed.store(true, Ordering::Release);
+        }
         self.zero_keys(table);
+        *self.static_static.lock() = None;
         self.timers.lock().stop();
+    }
+
+    /// Whether `clear` was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 

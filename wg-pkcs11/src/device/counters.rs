@@ -39,10 +39,17 @@ pub enum DropReason {
     SendError,
     /// Staged packets thrown away when the handshake attempts gave up.
     HandshakeFailed,
+    /// An initiation not answered because its sender has replaced it: it waited longer than
+    /// REKEY_TIMEOUT, or a newer one from the same source took its place in the queue.
+    Stale,
+    /// An initiation whose ephemeral key was already consumed (a replay): no token operation.
+    Replayed,
+    /// An initiation with a small-order ephemeral key: refused before any token operation.
+    LowOrder,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::Mac1,
         DropReason::CookieRequired,
@@ -59,6 +66,9 @@ impl DropReason {
         DropReason::StagedOverflow,
         DropReason::SendError,
         DropReason::HandshakeFailed,
+        DropReason::Stale,
+        DropReason::Replayed,
+        DropReason::LowOrder,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +89,9 @@ impl DropReason {
             DropReason::StagedOverflow => "staged_overflow",
             DropReason::SendError => "send_error",
             DropReason::HandshakeFailed => "handshake_failed",
+            DropReason::Stale => "stale_initiation",
+            DropReason::Replayed => "replayed_initiation",
+            DropReason::LowOrder => "low_order_key",
         }
     }
 }
@@ -94,6 +107,8 @@ pub struct Counters {
     pub responses_sent: AtomicU64,
     /// Handshakes completed as initiator (a valid response consumed).
     pub handshakes_completed: AtomicU64,
+    /// Handshakes completed as responder (the initiator's first message confirmed the session).
+    pub sessions_confirmed: AtomicU64,
     pub cookie_replies_sent: AtomicU64,
     pub keepalives_sent: AtomicU64,
     pub rx_packets: AtomicU64,
@@ -112,6 +127,7 @@ pub struct CounterSnapshot {
     pub initiations_sent: u64,
     pub responses_sent: u64,
     pub handshakes_completed: u64,
+    pub sessions_confirmed: u64,
     pub cookie_replies_sent: u64,
     pub keepalives_sent: u64,
     pub rx_packets: u64,
@@ -159,6 +175,7 @@ impl Counters {
             initiations_sent: self.initiations_sent.load(Relaxed),
             responses_sent: self.responses_sent.load(Relaxed),
             handshakes_completed: self.handshakes_completed.load(Relaxed),
+            sessions_confirmed: self.sessions_confirmed.load(Relaxed),
             cookie_replies_sent: self.cookie_replies_sent.load(Relaxed),
             keepalives_sent: self.keepalives_sent.load(Relaxed),
             rx_packets: self.rx_packets.load(Relaxed),
