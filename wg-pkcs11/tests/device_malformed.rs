@@ -208,6 +208,26 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
         .dropped(DropReason::Handshake)
         == before.dropped(DropReason::Handshake) + 1));
     assert_eq!(s.a.counters().responses_sent, before.responses_sent);
+    assert_eq!(
+        s.a.counters().token_operations,
+        before.token_operations + 1,
+        "garbage with a valid mac1 costs the responder's one DH"
+    );
+
+    // The same garbage again, and garbage with a small-order ephemeral key: both are refused
+    // before the token is asked (a replay and a low-order point), counted, never answered.
+    let before = s.a.counters();
+    send_and_expect_one_drop(&s, &sock, &init, "replayed garbage", DropReason::Replayed);
+    let mut low = header(1, 148);
+    low[8..40].fill(0);
+    low[8] = 1; // u = 1: order 1
+    cookie.add_macs(&mut low, Instant::now());
+    send_and_expect_one_drop(&s, &sock, &low, "low-order ephemeral", DropReason::LowOrder);
+    assert_eq!(
+        s.a.counters().token_operations,
+        before.token_operations,
+        "no token operation for a replay or a low-order key"
+    );
 
     // A real handshake with a peer A knows, run in-process with the core,
     // to reach the transport checks behind a valid receiver index.
@@ -225,6 +245,19 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
     peer.consume_response(&id, &table, &buf[..n], from, Instant::now())
         .expect("valid response");
     let keypair = peer.current_keypair(Instant::now()).unwrap();
+    // Replaying the initiation A answered costs no token operation and gets no answer.
+    let before = s.a.counters();
+    send_and_expect_one_drop(&s, &sock, &msg, "replayed initiation", DropReason::Replayed);
+    assert_eq!(s.a.counters().token_operations, before.token_operations);
+    assert_eq!(s.a.counters().responses_sent, before.responses_sent);
+    let raw_pub = s.raw_key.public_key();
+    let here = sock.local_addr().unwrap().port();
+    let endpoint_port = || s.a.peer_info(&raw_pub).unwrap().endpoint.unwrap().port();
+    assert_eq!(
+        endpoint_port(),
+        here,
+        "A learned the endpoint from the initiation"
+    );
     // A transport packet with the right index and a forged tag.
     let mut forged = header(4, 64);
     forged[4..8].copy_from_slice(&keypair.remote_index().to_le_bytes());
@@ -236,6 +269,7 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
     let len = keypair
         .encrypt(&mut pkt, inner.len(), Instant::now())
         .unwrap();
+    let confirmed = s.a.counters().sessions_confirmed;
     send_and_expect_one_drop(
         &s,
         &sock,
@@ -243,6 +277,10 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
         "spoofed inner source",
         DropReason::AllowedIps,
     );
+    // It authenticated: as in the kernel it still confirms A's responder session (and feeds
+    // the timers) before the inner source is refused.
+    assert_eq!(s.a.counters().sessions_confirmed, confirmed + 1);
+    assert!(s.a.peer_info(&raw_pub).unwrap().last_handshake.is_some());
     // A valid packet that is not IP inside.
     let mut pkt = vec![0u8; 16 + 20 + 32];
     pkt[16..36].copy_from_slice(&[0x99; 20]);
@@ -261,6 +299,48 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
         &pkt[..len],
         "replayed transport",
         DropReason::Decrypt,
+    );
+
+    // Roaming follows authenticated packets only: from another port, a replayed and a forged
+    // packet reach A's receive path and move nothing; a fresh valid one moves the endpoint.
+    let elsewhere = raw_socket(&s.pair.b);
+    let there = elsewhere.local_addr().unwrap().port();
+    assert_ne!(there, here);
+    send_and_expect_one_drop(
+        &s,
+        &elsewhere,
+        &pkt[..len],
+        "replay from elsewhere",
+        DropReason::Decrypt,
+    );
+    let mut tampered = pkt[..len].to_vec();
+    tampered[20] ^= 1;
+    send_and_expect_one_drop(
+        &s,
+        &elsewhere,
+        &tampered,
+        "forged from elsewhere",
+        DropReason::Decrypt,
+    );
+    assert_eq!(
+        endpoint_port(),
+        here,
+        "unauthenticated packets do not move the endpoint"
+    );
+    let mut fresh = vec![0u8; 16 + 20 + 32];
+    fresh[16..36].copy_from_slice(&[0x99; 20]);
+    let flen = keypair.encrypt(&mut fresh, 20, Instant::now()).unwrap();
+    send_and_expect_one_drop(
+        &s,
+        &elsewhere,
+        &fresh[..flen],
+        "valid from elsewhere",
+        DropReason::InnerPacket,
+    );
+    assert_eq!(
+        endpoint_port(),
+        there,
+        "an authenticated packet moves the endpoint"
     );
 
     // The daemon is alive and the legitimate tunnel works.
@@ -382,10 +462,11 @@ fn cookie_holding_flooder_is_rate_limited() {
     let (s, slow) = setup_with_slow_token();
     let sock = raw_socket(&s.pair.b);
     let mut cookie = CookieState::new(&s.a_pub);
-    // Make A busy, then get a cookie for our address.
+    // Make A busy (more than 20 a second: from one source they replace each other in the
+    // queue, so it is the rate that puts A under load), then get a cookie for our address.
     let mut got_cookie = false;
     let mut b = [0u8; 256];
-    for i in 100..110u32 {
+    for i in 100..130u32 {
         send_flood_initiation(&sock, s.a_ep, &mut cookie, i);
     }
     // Drain the cookie replies to that burst.
