@@ -327,6 +327,25 @@ mod tests {
     }
 
     #[test]
+    fn stop_disarms_every_timer_but_keeps_the_keepalive_interval() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(0);
+        t.set_persistent_keepalive(25, t0);
+        t.handshake_initiated(t0, false);
+        t.data_received(t0);
+        t.data_sent(t0);
+        t.session_derived(t0);
+        assert!(t.next_deadline().is_some());
+        t.stop();
+        assert_eq!(t.next_deadline(), None);
+        assert!(
+            t.tick(t0 + secs(10_000)).is_empty(),
+            "nothing fires after stop"
+        );
+        assert_eq!(t.persistent_keepalive_interval(), 25);
+    }
+
+    #[test]
     fn keys_zeroed_three_reject_after_times_after_the_last_session() {
         let t0 = Instant::now();
         let mut t = Timers::new(0);
