@@ -224,9 +224,9 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
     cookie.add_macs(&mut low, Instant::now());
     send_and_expect_one_drop(&s, &sock, &low, "low-order ephemeral", DropReason::LowOrder);
     assert_eq!(
-        s.a.counters().token_operations,
-        before.token_operations,
-        "no token operation for a replay or a low-order key"
+        s.a.counters().dropped(DropReason::Handshake),
+        before.dropped(DropReason::Handshake),
+        "neither reached the token (which would end in a Handshake drop)"
     );
 
     // A real handshake with a peer A knows, run in-process with the core,
@@ -248,7 +248,14 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
     // Replaying the initiation A answered costs no token operation and gets no answer.
     let before = s.a.counters();
     send_and_expect_one_drop(&s, &sock, &msg, "replayed initiation", DropReason::Replayed);
-    assert_eq!(s.a.counters().token_operations, before.token_operations);
+    // Refused before the token: a replay refused after it (by its timestamp) would count as a
+    // Handshake drop. (Token counts are not compared: the A-B tunnel may rekey meanwhile.)
+    assert_eq!(
+        s.a.counters().dropped(DropReason::Handshake),
+        before.dropped(DropReason::Handshake),
+        "{before:?} -> {:?}",
+        s.a.counters()
+    );
     assert_eq!(s.a.counters().responses_sent, before.responses_sent);
     let raw_pub = s.raw_key.public_key();
     let here = sock.local_addr().unwrap().port();
@@ -429,9 +436,13 @@ fn initiation_flood_gets_cookies_and_bounded_token_use() {
     std::thread::sleep(Duration::from_millis(3500));
     let after = s.a.counters();
     let calls = slow.calls.load(std::sync::atomic::Ordering::Relaxed) - calls_before;
+    // Each flood message got a cookie reply, or was replaced in the queue by the next one from
+    // the same source (Stale: it never reached the token), or reached the worker.
+    let stale = after.dropped(DropReason::Stale) - before.dropped(DropReason::Stale);
+    let queued = after.dropped(DropReason::Handshake) - before.dropped(DropReason::Handshake);
     assert!(
-        replies >= 900,
-        "cookie replies received: {replies} ({after:?})"
+        replies >= 800 && (950..=1000).contains(&(replies as u64 + stale + queued)),
+        "cookie replies received: {replies}, stale {stale}, queued {queued} ({after:?})"
     );
     assert_eq!(
         after.cookie_replies_sent - before.cookie_replies_sent,
@@ -439,7 +450,6 @@ fn initiation_flood_gets_cookies_and_bounded_token_use() {
     );
     // Every flood initiation that reached the worker cost one token operation
     // (and was then rejected); the rest never touched the token.
-    let queued = after.dropped(DropReason::Handshake) - before.dropped(DropReason::Handshake);
     assert_eq!(
         calls, queued,
         "token operations = initiations that reached the worker"

@@ -19,7 +19,7 @@ use super::counters::DropReason;
 pub(crate) use super::queue::{Job, JobQueue};
 use super::queue::{Next, Queued};
 use super::{PeerState, Shared};
-use crate::noise::{self, HandshakeError, INITIATION_LEN, RESPONSE_LEN};
+use crate::noise::{self, INITIATION_LEN, RESPONSE_LEN};
 
 /// The configured peers' current endpoints: their initiations are served first under load.
 fn known_endpoints(shared: &Shared) -> HashSet<SocketAddr> {
@@ -148,7 +148,6 @@ fn respond(
                 shared.counters.discard(DropReason::SendError);
             }
         },
-        Err(HandshakeError::ReplayedTimestamp) => shared.counters.discard(DropReason::Replayed),
         Err(e) => {
             log::debug!("initiation from {src} refused: {e}");
             shared.counters.discard(DropReason::Handshake);

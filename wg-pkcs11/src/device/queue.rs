@@ -33,8 +33,15 @@ use super::PeerState;
 use crate::noise::{INITIATION_LEN, RESPONSE_LEN};
 use crate::timers::REKEY_TIMEOUT;
 
-/// Incoming handshake messages the queue holds before dropping.
-const MAX_INCOMING: usize = 64;
+/// Incoming handshake messages the queue holds before dropping (wireguard-go: 1024). Long
+/// enough for a storm of peers answering cookies at once; what waits too long is dropped
+/// unprocessed when its turn comes, so a long queue never means answering stale messages.
+const MAX_INCOMING: usize = 1024;
+/// Initiations from one IP address (several peers behind one NAT, each its own port) queued at
+/// once; a further one takes the place of that address's oldest. Under load a source needs a
+/// cookie for its address and is rate-limited per address, but without this cap a flood from
+/// many ports of one address would still fill the queue ahead of everyone else.
+const MAX_PER_ADDRESS: usize = 4;
 /// From this depth on the device is "under load": initiations need a valid mac2.
 const UNDER_LOAD_DEPTH: usize = 2;
 /// Once under load, stay so this long (wireguard-go keeps one second too).
@@ -149,13 +156,23 @@ impl JobQueue {
         let mut lanes = self.lanes.lock();
         if let Job::Initiation { src, .. } = &job {
             let src = *src;
-            if let Some(q) = lanes
-                .incoming
-                .iter_mut()
-                .find(|q| matches!(q.job, Job::Initiation { src: s, .. } if s == src))
-            {
-                // Only the newest initiation per source is worth a chip operation.
-                *q = Queued { job, arrived: now };
+            let same_source =
+                |q: &Queued| matches!(q.job, Job::Initiation { src: s, .. } if s == src);
+            let same_address =
+                |q: &Queued| matches!(q.job, Job::Initiation { src: s, .. } if s.ip() == src.ip());
+            // Only the newest initiation per source is worth a chip operation; and one address
+            // gets at most MAX_PER_ADDRESS places.
+            let slot = match lanes.incoming.iter().position(same_source) {
+                Some(i) => Some(i),
+                None if lanes.incoming.iter().filter(|q| same_address(q)).count()
+                    >= MAX_PER_ADDRESS =>
+                {
+                    lanes.incoming.iter().position(same_address)
+                }
+                None => None,
+            };
+            if let Some(i) = slot {
+                lanes.incoming[i] = Queued { job, arrived: now };
                 self.count_incoming(now);
                 return Pushed::Replaced;
             }
@@ -436,6 +453,33 @@ mod tests {
             .collect();
         assert_eq!(order, [3, 9, 1, 2]);
         assert!(next_incoming(&queue, t0, &known).is_none());
+    }
+
+    #[test]
+    fn one_address_holds_at_most_a_few_places() {
+        let queue = JobQueue::new();
+        let t0 = Instant::now();
+        for port in 1..=MAX_PER_ADDRESS as u16 {
+            let src = format!("10.0.0.1:{port}");
+            assert_eq!(
+                queue.push_incoming(initiation_from(&src, port as u8), t0),
+                Pushed::Queued
+            );
+        }
+        assert_eq!(
+            queue.push_incoming(initiation_from("10.0.0.2:1", 50), t0),
+            Pushed::Queued
+        );
+        // A fifth port of the same address replaces that address's oldest entry.
+        assert_eq!(
+            queue.push_incoming(initiation_from("10.0.0.1:99", 99), t0),
+            Pushed::Replaced
+        );
+        assert_eq!(queue.incoming_depth(), MAX_PER_ADDRESS + 1);
+        let order: Vec<u8> = (0..=MAX_PER_ADDRESS)
+            .map(|_| next_incoming(&queue, t0, &none()).unwrap().1)
+            .collect();
+        assert_eq!(order, [99, 2, 3, 4, 50]);
     }
 
     #[test]
