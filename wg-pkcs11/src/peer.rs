@@ -20,6 +20,7 @@ use crate::noise::{
     HandshakeError, Identity, IndexTable, ReceivedInitiation, Timestamp, INITIATION_LEN,
     RESPONSE_LEN,
 };
+use crate::secret_mem::Secret32;
 use crate::timers::{TimerActions, Timers, REKEY_TIMEOUT};
 
 /// Initiations from one peer are consumed at most this often (the kernel's
@@ -66,9 +67,10 @@ struct HandshakeSlot {
 /// One configured peer.
 pub struct Peer {
     public: [u8; 32],
-    preshared_key: RwLock<Zeroizing<[u8; 32]>>,
+    /// In locked, non-dumpable memory (`secret_mem`), as the cached static-static DH.
+    preshared_key: RwLock<Secret32>,
     /// DH(our static, their static): one static-key operation per peer, then cached.
-    static_static: Mutex<Option<Zeroizing<[u8; 32]>>>,
+    static_static: Mutex<Option<Secret32>>,
     handshake: Mutex<HandshakeSlot>,
     keypairs: RwLock<Keypairs>,
     endpoint: RwLock<Option<SocketAddr>>,
@@ -108,7 +110,7 @@ impl Peer {
         timers.set_persistent_keepalive(persistent_keepalive, now);
         Arc::new(Peer {
             public,
-            preshared_key: RwLock::new(Zeroizing::new(preshared_key.unwrap_or([0; 32]))),
+            preshared_key: RwLock::new(Secret32::new(&preshared_key.unwrap_or([0; 32]))),
             static_static: Mutex::new(None),
             handshake: Mutex::new(HandshakeSlot::default()),
             keypairs: RwLock::new(Keypairs::default()),
@@ -134,12 +136,12 @@ impl Peer {
 
     /// The preshared key (all zeros when none is configured, as the protocol defines).
     pub fn preshared_key(&self) -> Option<[u8; 32]> {
-        let k = **self.preshared_key.read();
+        let k = *self.preshared_key.read().expose();
         (k != [0; 32]).then_some(k)
     }
 
     pub fn set_preshared_key(&self, key: Option<[u8; 32]>) {
-        *self.preshared_key.write() = Zeroizing::new(key.unwrap_or([0; 32]));
+        *self.preshared_key.write() = Secret32::new(&key.unwrap_or([0; 32]));
     }
 
     /// Where we send to: configured, or learned from the last authenticated packet (roaming).
@@ -183,7 +185,7 @@ impl Peer {
 
     fn static_static(&self, id: &Identity) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
         if let Some(ss) = self.static_static.lock().as_ref() {
-            return Ok(ss.clone());
+            return Ok(Zeroizing::new(*ss.expose()));
         }
         // The token works without the lock held: `clear` never waits for it.
         let ss = id.key().diffie_hellman(&self.public)?;
@@ -191,7 +193,7 @@ impl Peer {
         if self.closed.load(Ordering::Acquire) {
             return Err(HandshakeError::PeerRemoved);
         }
-        *slot = Some(ss.clone());
+        *slot = Some(Secret32::new(&ss));
         Ok(ss)
     }
 
@@ -291,7 +293,7 @@ impl Peer {
         }
         hs.greatest_timestamp = Some(timestamp);
         hs.last_initiation_consumed = Some(now);
-        let psk = **self.preshared_key.read();
+        let psk = Zeroizing::new(*self.preshared_key.read().expose());
         let local_index = table.allocate(self);
         let mut msg = [0u8; RESPONSE_LEN];
         let keys =
@@ -357,7 +359,7 @@ impl Peer {
             }
             hs.pending.take().expect("checked above")
         };
-        let psk = **self.preshared_key.read();
+        let psk = Zeroizing::new(*self.preshared_key.read().expose());
         let keys = match handshake::consume_response(id, &pending, &psk, msg) {
             Ok(keys) => keys,
             Err(e) => {

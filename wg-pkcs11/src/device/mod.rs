@@ -236,6 +236,10 @@ fn thread(name: &str, shared: Arc<Shared>, body: LoopBody) -> io::Result<JoinHan
 impl Device {
     /// Create the TUN and the socket, add the peers and start the threads.
     pub fn start(config: DeviceConfig) -> io::Result<Device> {
+        // Secrets stay in RAM: no core dump, no ptrace or /proc/PID/mem by other users.
+        if let Err(e) = crate::secret_mem::harden_process() {
+            log::warn!("making the process non-dumpable: {e}");
+        }
         let counters = Arc::new(Counters::default());
         let key: Arc<dyn StaticKey> = Arc::new(CountingKey {
             inner: config.private_key.clone(),
