@@ -350,6 +350,18 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
         "an authenticated packet moves the endpoint"
     );
 
+    // A peer configured with the interface's own public key is ignored, as the kernel does.
+    let peers = s.a.peer_keys().len();
+    s.a.set_peer(&PeerConfig {
+        public_key: s.a_pub,
+        preshared_key: None,
+        endpoint: Some(s.a_ep),
+        allowed_ips: vec![("10.9.0.77".parse::<IpAddr>().unwrap(), 32)],
+        persistent_keepalive: 0,
+    });
+    assert_eq!(s.a.peer_keys().len(), peers);
+    assert!(s.a.peer_info(&s.a_pub).is_none());
+
     // The daemon is alive and the legitimate tunnel works.
     assert!(ping(&s.pair.b, "10.9.0.1", 2));
     assert_eq!(s.a.counters().loop_restarts, 0, "no packet loop panicked");
