@@ -482,6 +482,47 @@ mod tests {
         assert_eq!(order, [99, 2, 3, 4, 50]);
     }
 
+    fn peer_state() -> Arc<PeerState> {
+        use std::sync::atomic::AtomicBool;
+        Arc::new(PeerState {
+            peer: crate::peer::Peer::new([9; 32], None, None, 0, Instant::now()),
+            staged: Mutex::new(VecDeque::new()),
+            has_staged: AtomicBool::new(false),
+            initiation_queued: AtomicBool::new(false),
+            initiation_is_retry: AtomicBool::new(false),
+            flush_pending: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+        })
+    }
+
+    /// A bulk `wg set` of new peers queues their static-static DHs behind every handshake
+    /// message: they run only when nothing else waits.
+    #[test]
+    fn precomputation_waits_for_handshakes_and_our_initiations() {
+        let queue = JobQueue::new();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            queue.push_precompute(peer_state());
+        }
+        queue.push_incoming(initiation_from("10.0.0.1:1", 1), t0);
+        queue.push_own(Job::Initiate(peer_state()), t0);
+        assert!(matches!(
+            queue.take(t0, &none()).next,
+            Next::Job(Queued {
+                job: Job::Initiate(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            next_incoming(&queue, t0, &none()),
+            Some(("10.0.0.1:1".parse().unwrap(), 1))
+        );
+        for _ in 0..3 {
+            assert!(matches!(queue.take(t0, &none()).next, Next::Precompute(_)));
+        }
+        assert!(matches!(queue.take(t0, &none()).next, Next::Nothing));
+    }
+
     #[test]
     fn the_lane_is_bounded() {
         let queue = JobQueue::new();
