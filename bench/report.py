@@ -1,5 +1,7 @@
 """The results of bench/run as markdown for people, with the targets of issue 5 next to them."""
 
+import storm
+
 
 def fmt(value, digits=0):
     if value is None:
@@ -53,6 +55,7 @@ def markdown(results):
     lines += derive_section(results)
     lines += memory_section(results)
     lines += flood_section(results)
+    lines += storm.storm_section(results)
     lines += targets_section(results)
     return "\n".join(lines) + "\n"
 

@@ -329,6 +329,27 @@ mod tests {
         );
     }
 
+    /// The header is not covered by the AEAD (only the counter is, as the nonce): without the
+    /// header check a packet with another type or non-zero reserved bytes would be accepted.
+    #[test]
+    fn a_header_other_than_transport_with_zero_reserved_bytes_is_malformed() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        for (at, value) in [(0, 1u8), (0, 5), (1, 1), (2, 0x80), (3, 1)] {
+            let mut buf = [0u8; 64];
+            let wire = a.encrypt(&mut buf, 16, now).unwrap();
+            let mut bad = buf;
+            bad[at] = value;
+            assert_eq!(
+                b.decrypt(&mut bad[..wire], now),
+                Err(TransportError::Malformed),
+                "byte {at} = {value}"
+            );
+            // The untouched packet (same counter) still opens: the refusal cost nothing.
+            assert_eq!(b.decrypt(&mut buf[..wire], now), Ok(16));
+        }
+    }
+
     #[test]
     fn limits_of_time_and_messages() {
         let now = Instant::now();

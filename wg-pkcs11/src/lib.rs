@@ -28,6 +28,7 @@ pub mod netconfig;
 pub mod noise;
 pub mod peer;
 pub mod replay;
+pub mod secret_mem;
 pub mod timers;
 pub mod uapi;
 pub mod uri;

@@ -20,6 +20,7 @@ use crate::noise::{
     HandshakeError, Identity, IndexTable, ReceivedInitiation, Timestamp, INITIATION_LEN,
     RESPONSE_LEN,
 };
+use crate::secret_mem::Secret32;
 use crate::timers::{TimerActions, Timers, REKEY_TIMEOUT};
 
 /// Initiations from one peer are consumed at most this often (the kernel's
@@ -31,6 +32,15 @@ const MIN_INITIATION_INTERVAL: Duration = Duration::from_millis(20);
 fn retire(table: &IndexTable, keypair: &Keypair) {
     keypair.invalidate();
     table.free(keypair.local_index());
+}
+
+/// What an authenticated transport message did (`Peer::receive_transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Start a handshake: the session is old (already rate-limited by `wants_handshake`).
+    pub rekey: bool,
+    /// The message confirmed a responder session: a handshake completed.
+    pub confirmed: bool,
 }
 
 /// The three session slots of a peer, as in the kernel's noise_keypairs.
@@ -57,9 +67,10 @@ struct HandshakeSlot {
 /// One configured peer.
 pub struct Peer {
     public: [u8; 32],
-    preshared_key: RwLock<Zeroizing<[u8; 32]>>,
+    /// In locked, non-dumpable memory (`secret_mem`), as the cached static-static DH.
+    preshared_key: RwLock<Secret32>,
     /// DH(our static, their static): one static-key operation per peer, then cached.
-    static_static: Mutex<Option<Zeroizing<[u8; 32]>>>,
+    static_static: Mutex<Option<Secret32>>,
     handshake: Mutex<HandshakeSlot>,
     keypairs: RwLock<Keypairs>,
     endpoint: RwLock<Option<SocketAddr>>,
@@ -78,6 +89,10 @@ pub struct Peer {
     retired_indices: Mutex<Vec<u32>>,
     /// A responder session waits in `next`: lets the packet path skip the keypairs lock.
     has_next: AtomicBool,
+    /// The peer was removed (`clear`): no session is installed and no secret cached from now
+    /// on. Set under the keypairs lock, which every installation holds, so a handshake that
+    /// finishes after the removal cannot leave keys behind.
+    closed: AtomicBool,
 }
 
 impl Peer {
@@ -95,7 +110,7 @@ impl Peer {
         timers.set_persistent_keepalive(persistent_keepalive, now);
         Arc::new(Peer {
             public,
-            preshared_key: RwLock::new(Zeroizing::new(preshared_key.unwrap_or([0; 32]))),
+            preshared_key: RwLock::new(Secret32::new(&preshared_key.unwrap_or([0; 32]))),
             static_static: Mutex::new(None),
             handshake: Mutex::new(HandshakeSlot::default()),
             keypairs: RwLock::new(Keypairs::default()),
@@ -110,6 +125,7 @@ impl Peer {
             sent_lastminute_handshake: AtomicBool::new(false),
             retired_indices: Mutex::new(Vec::new()),
             has_next: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -120,12 +136,12 @@ impl Peer {
 
     /// The preshared key (all zeros when none is configured, as the protocol defines).
     pub fn preshared_key(&self) -> Option<[u8; 32]> {
-        let k = **self.preshared_key.read();
+        let k = *self.preshared_key.read().expose();
         (k != [0; 32]).then_some(k)
     }
 
     pub fn set_preshared_key(&self, key: Option<[u8; 32]>) {
-        *self.preshared_key.write() = Zeroizing::new(key.unwrap_or([0; 32]));
+        *self.preshared_key.write() = Secret32::new(&key.unwrap_or([0; 32]));
     }
 
     /// Where we send to: configured, or learned from the last authenticated packet (roaming).
@@ -168,12 +184,16 @@ impl Peer {
     }
 
     fn static_static(&self, id: &Identity) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
-        let mut slot = self.static_static.lock();
-        if let Some(ss) = slot.as_ref() {
-            return Ok(ss.clone());
+        if let Some(ss) = self.static_static.lock().as_ref() {
+            return Ok(Zeroizing::new(*ss.expose()));
         }
+        // The token works without the lock held: `clear` never waits for it.
         let ss = id.key().diffie_hellman(&self.public)?;
-        *slot = Some(ss.clone());
+        let mut slot = self.static_static.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(HandshakeError::PeerRemoved);
+        }
+        *slot = Some(Secret32::new(&ss));
         Ok(ss)
     }
 
@@ -273,7 +293,7 @@ impl Peer {
         }
         hs.greatest_timestamp = Some(timestamp);
         hs.last_initiation_consumed = Some(now);
-        let psk = **self.preshared_key.read();
+        let psk = Zeroizing::new(*self.preshared_key.read().expose());
         let local_index = table.allocate(self);
         let mut msg = [0u8; RESPONSE_LEN];
         let keys =
@@ -291,6 +311,10 @@ impl Peer {
             // A responder cannot send with the new session before it is confirmed: it goes to
             // `next`, replacing an unconfirmed one; `previous` is dropped too (the kernel's rule).
             let mut kp = self.keypairs.write();
+            if self.closed.load(Ordering::Acquire) {
+                retire(table, &keypair);
+                return Err(HandshakeError::PeerRemoved);
+            }
             if let Some(old) = kp.next.replace(keypair) {
                 retire(table, &old);
             }
@@ -324,19 +348,40 @@ impl Peer {
         now: Instant,
     ) -> Result<(), HandshakeError> {
         self.free_retired(table);
-        let mut hs = self.handshake.lock();
-        let pending = hs
-            .pending
-            .as_ref()
-            .ok_or(HandshakeError::NoPendingHandshake)?;
-        let psk = **self.preshared_key.read();
-        let keys = handshake::consume_response(id, pending, &psk, msg)?;
+        // The pending handshake leaves the lock while the token works (tens of ms, up to the
+        // chip-lock timeout if it hangs): `clear` and `zero_keys` never wait for a token.
+        let pending = {
+            let mut hs = self.handshake.lock();
+            match hs.pending.as_ref() {
+                Some(p) if crate::noise::receiver_index(msg) == Some(p.local_index) => {}
+                // An answer to an initiation we replaced: no token operation for it.
+                _ => return Err(HandshakeError::NoPendingHandshake),
+            }
+            hs.pending.take().expect("checked above")
+        };
+        let psk = Zeroizing::new(*self.preshared_key.read().expose());
+        let keys = match handshake::consume_response(id, &pending, &psk, msg) {
+            Ok(keys) => keys,
+            Err(e) => {
+                // Not the answer: the initiation stays pending for the real one, unless the
+                // peer was removed or a newer initiation replaced it meanwhile.
+                let mut hs = self.handshake.lock();
+                if hs.pending.is_none() && !self.closed.load(Ordering::Acquire) {
+                    hs.pending = Some(pending);
+                } else {
+                    table.free(pending.local_index);
+                }
+                return Err(e);
+            }
+        };
         // The pending handshake's index lives on as the session's local index.
-        hs.pending = None;
-        drop(hs);
         let keypair = Arc::new(Keypair::new(&keys, now));
         {
             let mut kp = self.keypairs.write();
+            if self.closed.load(Ordering::Acquire) {
+                retire(table, &keypair);
+                return Err(HandshakeError::PeerRemoved);
+            }
             self.has_next.store(false, Ordering::Release);
             let old_previous = if let Some(next) = kp.next.take() {
                 // An unconfirmed responder session becomes `previous`; `current` is dropped.
@@ -434,6 +479,20 @@ impl Peer {
         is_keepalive: bool,
         now: Instant,
     ) -> bool {
+        self.receive_transport(keypair, src, wire_len, is_keepalive, now)
+            .rekey
+    }
+
+    /// `received_transport`, also telling whether this message completed a handshake (the
+    /// responder's `next` session confirmed), for the device's counters.
+    pub fn receive_transport(
+        &self,
+        keypair: &Arc<Keypair>,
+        src: SocketAddr,
+        wire_len: usize,
+        is_keepalive: bool,
+        now: Instant,
+    ) -> Received {
         let confirmed = !keypair.is_initiator()
             && self.has_next.load(Ordering::Acquire)
             && self.confirm_next(keypair);
@@ -461,10 +520,10 @@ impl Peer {
                 .current
                 .as_ref()
                 .is_some_and(|k| k.needs_rekey_on_receive(now));
-        if stale && !self.sent_lastminute_handshake.swap(true, Ordering::Relaxed) {
-            return self.wants_handshake(now);
-        }
-        false
+        let rekey = stale
+            && !self.sent_lastminute_handshake.swap(true, Ordering::Relaxed)
+            && self.wants_handshake(now);
+        Received { rekey, confirmed }
     }
 
     /// The responder's first message with its `next` session: it becomes current.
@@ -546,422 +605,25 @@ impl Peer {
         }
     }
 
-    /// Before a removed peer is dropped: zero its keys, free its indices, stop its timers.
+    /// Before a removed peer is dropped: zero its keys, free its indices, stop its timers, wipe
+    /// its cached static-static secret. From now on no session is installed: a handshake the
+    /// worker finishes after this is refused (`PeerRemoved`) and its keys wiped.
     pub fn clear(&self, table: &IndexTable) {
+        {
+            let _kp = self.keypairs.write();
+            self.closed.store(true, Ordering::Release);
+        }
         self.zero_keys(table);
+        *self.static_static.lock() = None;
         self.timers.lock().stop();
+    }
+
+    /// Whether `clear` was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cookie::CookieChecker;
-    use crate::key::{KeyError, SoftKey, StaticKey};
-    use crate::noise::{consume_initiation, receiver_index};
-    use crate::timers::{REJECT_AFTER_TIME, REKEY_AFTER_TIME};
-    use std::sync::atomic::AtomicUsize;
-
-    /// A software key that counts its Diffie-Hellman operations (a token's C_DeriveKey calls).
-    struct CountingKey {
-        inner: SoftKey,
-        count: AtomicUsize,
-    }
-
-    impl StaticKey for CountingKey {
-        fn public_key(&self) -> [u8; 32] {
-            self.inner.public_key()
-        }
-        fn diffie_hellman(&self, p: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-            self.count.fetch_add(1, Ordering::SeqCst);
-            self.inner.diffie_hellman(p)
-        }
-    }
-
-    /// A key whose token can be switched off, like an unplugged or failing secure element.
-    struct FlakyKey {
-        inner: SoftKey,
-        failing: std::sync::atomic::AtomicBool,
-    }
-
-    impl StaticKey for FlakyKey {
-        fn public_key(&self) -> [u8; 32] {
-            self.inner.public_key()
-        }
-        fn diffie_hellman(&self, p: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(KeyError::Token("CKR_DEVICE_ERROR".into()));
-            }
-            self.inner.diffie_hellman(p)
-        }
-    }
-
-    #[test]
-    fn a_failing_token_keeps_the_current_session_and_later_handshakes_succeed() {
-        let t0 = Instant::now();
-        let flaky = Arc::new(FlakyKey {
-            inner: SoftKey::generate(),
-            failing: AtomicBool::new(true),
-        });
-        let a_id = Identity::new(flaky.clone());
-        let a_table = IndexTable::new();
-        let b = {
-            let mut b = Side::new("192.0.2.2:1");
-            b.peer = Some(Peer::new(a_id.public_key(), None, None, 0, t0));
-            b
-        };
-        let a_peer = Peer::new(b.id.public_key(), None, Some(b.addr), 0, t0);
-        // The per-peer ss fails: no initiation, and nothing cached.
-        assert!(matches!(
-            a_peer.create_initiation(&a_id, &a_table, false, t0),
-            Err(HandshakeError::Key(KeyError::Token(_)))
-        ));
-        flaky.failing.store(false, Ordering::SeqCst);
-        let a = Side {
-            key: Arc::new(CountingKey {
-                inner: SoftKey::generate(),
-                count: AtomicUsize::new(0),
-            }),
-            id: a_id,
-            table: a_table,
-            peer: Some(a_peer),
-            addr: "192.0.2.1:1".parse().unwrap(),
-        };
-        handshake(&a, &b, t0).unwrap();
-        transfer(&a, &b, b"up", t0).unwrap();
-        // The token fails during the rekey (se when the response arrives): the old session goes on.
-        let t1 = t0 + Duration::from_secs(121);
-        let init = a
-            .peer()
-            .create_initiation(&a.id, &a.table, false, t1)
-            .unwrap();
-        let rx = consume_initiation(&b.id, &init).unwrap();
-        let resp = b
-            .peer()
-            .accept_initiation(&b.id, &b.table, rx, a.addr, t1)
-            .unwrap();
-        flaky.failing.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            a.peer()
-                .consume_response(&a.id, &a.table, &resp, b.addr, t1),
-            Err(HandshakeError::Key(_))
-        ));
-        assert_eq!(transfer(&a, &b, b"still up", t1).unwrap(), b"still up");
-        assert_eq!(transfer(&b, &a, b"both ways", t1).unwrap(), b"both ways");
-        // The retransmit timer asks again; with the token back the handshake completes.
-        flaky.failing.store(false, Ordering::SeqCst);
-        let t2 = a.peer().next_deadline().unwrap().max(t1 + REKEY_TIMEOUT);
-        let actions = a.peer().tick(&a.table, t2);
-        assert!(actions.send_initiation && actions.initiation_is_retry);
-        handshake(&a, &b, t2).unwrap();
-        assert_eq!(
-            transfer(&a, &b, b"new session", t2).unwrap(),
-            b"new session"
-        );
-    }
-
-    struct Side {
-        key: Arc<CountingKey>,
-        id: Identity,
-        table: IndexTable,
-        peer: Option<Arc<Peer>>,
-        addr: SocketAddr,
-    }
-
-    impl Side {
-        fn new(addr: &str) -> Side {
-            let key = Arc::new(CountingKey {
-                inner: SoftKey::generate(),
-                count: AtomicUsize::new(0),
-            });
-            let id = Identity::new(key.clone());
-            Side {
-                key,
-                id,
-                table: IndexTable::new(),
-                peer: None,
-                addr: addr.parse().unwrap(),
-            }
-        }
-        fn dh_count(&self) -> usize {
-            self.key.count.load(Ordering::SeqCst)
-        }
-        fn peer(&self) -> &Arc<Peer> {
-            self.peer.as_ref().unwrap()
-        }
-    }
-
-    fn pair(psk: Option<[u8; 32]>, now: Instant) -> (Side, Side) {
-        let mut a = Side::new("192.0.2.1:51820");
-        let mut b = Side::new("[2001:db8::2]:51821");
-        a.peer = Some(Peer::new(b.id.public_key(), psk, Some(b.addr), 0, now));
-        b.peer = Some(Peer::new(a.id.public_key(), psk, None, 0, now));
-        (a, b)
-    }
-
-    /// One full handshake, `i` initiating; the responder's reply goes through the index table.
-    fn handshake(i: &Side, r: &Side, now: Instant) -> Result<(), HandshakeError> {
-        let init = i.peer().create_initiation(&i.id, &i.table, false, now)?;
-        assert!(CookieChecker::new(&r.id.public_key()).check_mac1(&init));
-        let received = consume_initiation(&r.id, &init)?;
-        assert_eq!(received.initiator_public(), i.id.public_key());
-        let resp = r
-            .peer()
-            .accept_initiation(&r.id, &r.table, received, i.addr, now)?;
-        assert!(CookieChecker::new(&i.id.public_key()).check_mac1(&resp));
-        let peer = i
-            .table
-            .get(receiver_index(&resp).unwrap())
-            .expect("index maps to the peer");
-        assert!(Arc::ptr_eq(&peer, i.peer()));
-        peer.consume_response(&i.id, &i.table, &resp, r.addr, now)
-    }
-
-    /// Send `payload` from `s` to `d` through the current sessions; returns the received bytes.
-    fn transfer(s: &Side, d: &Side, payload: &[u8], now: Instant) -> Result<Vec<u8>, String> {
-        let kp = s.peer().current_keypair(now).ok_or("no sending session")?;
-        let mut buf = vec![0u8; payload.len() + 64];
-        buf[16..16 + payload.len()].copy_from_slice(payload);
-        let len = kp
-            .encrypt(&mut buf, payload.len(), now)
-            .map_err(|e| e.to_string())?;
-        s.peer().sent_transport(&kp, len, payload.is_empty(), now);
-        buf.truncate(len);
-        let peer = d
-            .table
-            .get(receiver_index(&buf).unwrap())
-            .ok_or("unknown index")?;
-        let rkp = peer
-            .keypair_for_index(receiver_index(&buf).unwrap())
-            .ok_or("no session")?;
-        let n = rkp.decrypt(&mut buf, now).map_err(|e| e.to_string())?;
-        peer.received_transport(&rkp, s.addr, len, n == 0, now);
-        Ok(buf[16..16 + payload.len()].to_vec())
-    }
-
-    #[test]
-    fn handshake_then_transport_with_one_static_dh_per_side_plus_ss_once() {
-        let t0 = Instant::now();
-        let (a, b) = pair(Some([9; 32]), t0);
-        handshake(&a, &b, t0).unwrap();
-        assert_eq!(a.dh_count(), 2, "initiator: ss (once) + se");
-        assert_eq!(b.dh_count(), 2, "responder: es + ss (once)");
-        assert!(a.peer().current_keypair(t0).is_some());
-        assert!(
-            b.peer().current_keypair(t0).is_none(),
-            "responder waits for confirmation"
-        );
-        assert_eq!(transfer(&a, &b, b"hello", t0).unwrap(), b"hello");
-        assert!(
-            b.peer().current_keypair(t0).is_some(),
-            "first message confirmed it"
-        );
-        assert_eq!(transfer(&b, &a, b"world", t0).unwrap(), b"world");
-        assert!(a.peer().last_handshake().is_some() && b.peer().last_handshake().is_some());
-        assert_eq!(
-            b.peer().endpoint(),
-            Some(a.addr),
-            "responder learned the endpoint"
-        );
-
-        // Later handshakes, in either role, cost exactly one static DH per side.
-        let t1 = t0 + Duration::from_secs(10);
-        handshake(&b, &a, t1).unwrap();
-        assert_eq!((a.dh_count(), b.dh_count()), (3, 3));
-        let t2 = t1 + Duration::from_secs(10);
-        handshake(&a, &b, t2).unwrap();
-        assert_eq!((a.dh_count(), b.dh_count()), (4, 4));
-        assert_eq!(transfer(&a, &b, b"again", t2).unwrap(), b"again");
-        assert_eq!(transfer(&b, &a, b"and back", t2).unwrap(), b"and back");
-        assert!(a.peer().tx_bytes() > 0 && a.peer().rx_bytes() > 0);
-    }
-
-    #[test]
-    fn old_sessions_keep_working_during_rekey_and_indices_are_freed() {
-        let t0 = Instant::now();
-        let (a, b) = pair(None, t0);
-        for round in 0..20u64 {
-            let now = t0 + Duration::from_secs(6 * round);
-            let (i, r) = if round % 3 == 0 { (&b, &a) } else { (&a, &b) };
-            handshake(i, r, now).unwrap();
-            // A packet from the responder's old session still arrives (it is `previous`/current).
-            let _ = transfer(r, i, b"old", now);
-            assert_eq!(transfer(i, r, b"new", now).unwrap(), b"new");
-            assert_eq!(transfer(r, i, b"reply", now).unwrap(), b"reply");
-            assert!(
-                a.table.len() <= 3 && b.table.len() <= 3,
-                "round {round}: {} {}",
-                a.table.len(),
-                b.table.len()
-            );
-        }
-        a.peer().clear(&a.table);
-        assert_eq!(a.table.len(), 0);
-        assert!(a.peer().current_keypair(t0).is_none());
-    }
-
-    #[test]
-    fn replayed_initiation_and_wrong_psk_are_refused() {
-        let t0 = Instant::now();
-        let (a, b) = pair(Some([1; 32]), t0);
-        let init = a
-            .peer()
-            .create_initiation(&a.id, &a.table, false, t0)
-            .unwrap();
-        let rx = consume_initiation(&b.id, &init).unwrap();
-        b.peer()
-            .accept_initiation(&b.id, &b.table, rx, a.addr, t0)
-            .unwrap();
-        let rx = consume_initiation(&b.id, &init).unwrap();
-        let later = t0 + Duration::from_secs(1);
-        assert_eq!(
-            b.peer()
-                .accept_initiation(&b.id, &b.table, rx, a.addr, later)
-                .err(),
-            Some(HandshakeError::ReplayedTimestamp)
-        );
-        // An initiation for another peer object is refused.
-        let stranger = Peer::new([3; 32], None, None, 0, t0);
-        let rx = consume_initiation(&b.id, &init).unwrap();
-        assert_eq!(
-            stranger
-                .accept_initiation(&b.id, &b.table, rx, a.addr, later)
-                .err(),
-            Some(HandshakeError::UnknownPeer)
-        );
-        // Mismatched preshared keys: the initiator refuses the response.
-        b.peer().set_preshared_key(Some([2; 32]));
-        let t1 = t0 + Duration::from_secs(6);
-        assert_eq!(
-            handshake(&a, &b, t1),
-            Err(HandshakeError::Decrypt("response"))
-        );
-        // Initiations are rate-limited to one per REKEY_TIMEOUT.
-        assert_eq!(
-            a.peer()
-                .create_initiation(&a.id, &a.table, false, t1 + Duration::from_secs(1))
-                .err(),
-            Some(HandshakeError::RateLimited)
-        );
-    }
-
-    #[test]
-    fn roaming_follows_authenticated_packets_only() {
-        let t0 = Instant::now();
-        let (mut a, b) = pair(None, t0);
-        handshake(&a, &b, t0).unwrap();
-        transfer(&a, &b, b"x", t0).unwrap();
-        assert_eq!(b.peer().endpoint(), Some(a.addr));
-        a.addr = "198.51.100.7:4000".parse().unwrap();
-        transfer(&a, &b, b"y", t0).unwrap();
-        assert_eq!(b.peer().endpoint(), Some(a.addr), "moved with the peer");
-        // A forged packet from elsewhere does not authenticate, so it moves nothing.
-        let kp = a.peer().current_keypair(t0).unwrap();
-        let mut buf = [0u8; 64];
-        let len = kp.encrypt(&mut buf, 8, t0).unwrap();
-        buf[20] ^= 1;
-        let rkp = b
-            .peer()
-            .keypair_for_index(receiver_index(&buf[..len]).unwrap())
-            .unwrap();
-        assert!(rkp.decrypt(&mut buf[..len], t0).is_err());
-        assert_eq!(b.peer().endpoint(), Some(a.addr));
-    }
-
-    #[test]
-    fn rekey_after_time_and_reject_after_time() {
-        let t0 = Instant::now();
-        let (a, b) = pair(None, t0);
-        handshake(&a, &b, t0).unwrap();
-        transfer(&a, &b, b"x", t0).unwrap();
-        let kp = a.peer().current_keypair(t0).unwrap();
-        let later = t0 + REKEY_AFTER_TIME;
-        assert!(
-            a.peer().sent_transport(&kp, 32, false, later),
-            "initiator rekeys after 120 s"
-        );
-        assert!(
-            !a.peer().sent_transport(&kp, 32, false, later),
-            "asked once per REKEY_TIMEOUT"
-        );
-        let bkp = b.peer().current_keypair(t0).unwrap();
-        assert!(
-            !b.peer().sent_transport(&bkp, 32, false, later),
-            "the responder does not"
-        );
-        assert!(a.peer().current_keypair(t0 + REJECT_AFTER_TIME).is_none());
-        assert!(b.peer().current_keypair(t0 + REJECT_AFTER_TIME).is_none());
-    }
-
-    #[test]
-    fn timers_drive_keepalive_retries_and_zeroing() {
-        let t0 = Instant::now();
-        let (a, b) = pair(None, t0);
-        handshake(&a, &b, t0).unwrap();
-        transfer(&a, &b, b"data", t0).unwrap();
-        // b received data and sent nothing: a keepalive after KEEPALIVE_TIMEOUT.
-        assert!(
-            b.peer()
-                .tick(&b.table, t0 + Duration::from_secs(10))
-                .send_keepalive
-        );
-        // a sent data and heard nothing: a new handshake after 15 s (+ jitter).
-        let act = a.peer().tick(&a.table, t0 + Duration::from_secs(16));
-        assert!(act.send_initiation && !act.initiation_is_retry);
-        // Keys are zeroed 3 x REJECT_AFTER_TIME after the last session; indices freed.
-        let act = b.peer().tick(&b.table, t0 + REJECT_AFTER_TIME * 3);
-        assert!(act.zero_keys);
-        assert_eq!(b.table.len(), 0);
-        assert!(b.peer().keypair_for_index(1).is_none());
-    }
-
-    #[test]
-    fn sessions_held_elsewhere_stop_working_once_dropped() {
-        let t0 = Instant::now();
-        let (a, b) = pair(None, t0);
-        handshake(&a, &b, t0).unwrap();
-        transfer(&a, &b, b"x", t0).unwrap();
-        let held = b.peer().current_keypair(t0).unwrap();
-        let sender = a.peer().current_keypair(t0).unwrap();
-        b.peer().zero_keys(&b.table);
-        let mut buf = [0u8; 64];
-        let len = sender.encrypt(&mut buf, 8, t0).unwrap();
-        assert!(
-            held.decrypt(&mut buf[..len], t0).is_err(),
-            "a cached Arc must not outlive zeroing"
-        );
-        assert!(!held.is_valid());
-    }
-
-    #[test]
-    fn a_configured_peer_stays_small() {
-        // Issue 5: under 4 KiB per additional configured peer, AllowedIPs and device state included.
-        let size = std::mem::size_of::<Peer>();
-        eprintln!(
-            "size_of::<Peer>() = {size}, size_of::<Keypair>() = {}",
-            std::mem::size_of::<Keypair>()
-        );
-        assert!(size < 1024, "Peer is {size} bytes");
-    }
-
-    #[test]
-    fn cookie_reply_makes_the_next_initiation_pass_mac2() {
-        let t0 = Instant::now();
-        let (a, b) = pair(None, t0);
-        let checker = CookieChecker::new(&b.id.public_key());
-        let init = a
-            .peer()
-            .create_initiation(&a.id, &a.table, false, t0)
-            .unwrap();
-        assert!(checker.check_mac1(&init) && !checker.check_mac2(&init, a.addr, t0));
-        let reply = checker.create_cookie_reply(&init, a.addr, t0).unwrap();
-        let peer = a.table.get(receiver_index(&reply).unwrap()).unwrap();
-        peer.consume_cookie_reply(&reply, t0).unwrap();
-        let t1 = t0 + Duration::from_secs(5);
-        let init = a
-            .peer()
-            .create_initiation(&a.id, &a.table, true, t1)
-            .unwrap();
-        assert!(checker.check_mac1(&init) && checker.check_mac2(&init, a.addr, t1));
-    }
-}
+#[path = "peer_tests.rs"]
+mod tests;

@@ -194,7 +194,9 @@ impl Timers {
         };
 
         if due(&mut self.retransmit_handshake) {
-            if self.handshake_attempts >= MAX_TIMER_HANDSHAKES {
+            // `>` as timers.c's wg_expired_retransmit_handshake: the first initiation plus
+            // MAX_TIMER_HANDSHAKES + 1 retries, then give up.
+            if self.handshake_attempts > MAX_TIMER_HANDSHAKES {
                 // Tried for REKEY_ATTEMPT_TIME: give up, and clean up what is left later.
                 self.send_keepalive = None;
                 actions.handshake_gave_up = true;
@@ -299,10 +301,14 @@ mod tests {
             retries += 1;
             t.handshake_initiated(now, true);
         }
-        assert_eq!(retries, MAX_TIMER_HANDSHAKES);
+        // As the kernel's timers.c (`timer_handshake_attempts > MAX_TIMER_HANDSHAKES`): 19
+        // retries after the first initiation, giving up at the 20th timeout (about 100 s).
+        assert_eq!(retries, MAX_TIMER_HANDSHAKES + 1);
         let total = now - t0;
+        let timeouts = MAX_TIMER_HANDSHAKES + 2;
         assert!(
-            total >= REKEY_ATTEMPT_TIME && total < REKEY_ATTEMPT_TIME + secs(12),
+            total >= REKEY_TIMEOUT * timeouts
+                && total < (REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX) * timeouts,
             "{total:?}"
         );
         // What is left of the attempt is zeroed 3 x REJECT_AFTER_TIME later.
@@ -318,6 +324,25 @@ mod tests {
         t.handshake_complete();
         assert!(t.tick(t0 + secs(60)).is_empty());
         assert_eq!(t.handshake_attempts(), 0);
+    }
+
+    #[test]
+    fn stop_disarms_every_timer_but_keeps_the_keepalive_interval() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(0);
+        t.set_persistent_keepalive(25, t0);
+        t.handshake_initiated(t0, false);
+        t.data_received(t0);
+        t.data_sent(t0);
+        t.session_derived(t0);
+        assert!(t.next_deadline().is_some());
+        t.stop();
+        assert_eq!(t.next_deadline(), None);
+        assert!(
+            t.tick(t0 + secs(10_000)).is_empty(),
+            "nothing fires after stop"
+        );
+        assert_eq!(t.persistent_keepalive_interval(), 25);
     }
 
     #[test]

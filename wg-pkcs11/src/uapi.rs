@@ -43,6 +43,11 @@ const EPROTO: i32 = libc::EPROTO;
 const MAX_LINE: usize = 4096;
 /// Most lines in one `set` (a config with many peers and allowed IPs).
 const MAX_LINES: usize = 1 << 20;
+/// Most bytes in one `set`: 65,536 peers with a few allowed IPs each fit; a client cannot make
+/// the daemon hold gigabytes (MAX_LINES x MAX_LINE alone would allow 4 GiB).
+pub const MAX_REQUEST_BYTES: usize = 32 << 20;
+/// Most peers in one `set`, and on a device: wireguard-go's MaxPeers (1 << 16).
+pub const MAX_PEERS: usize = 1 << 16;
 /// How long a client may stay silent in the middle of a request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the accept loop checks for shutdown and for removal of its socket file.
@@ -222,6 +227,7 @@ pub fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, UapiEr
         },
         "set=1" => {
             let mut lines = Vec::new();
+            let mut bytes = 0usize;
             loop {
                 match read_line(reader)? {
                     None => {
@@ -232,7 +238,8 @@ pub fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, UapiEr
                     }
                     Some(line) if line.is_empty() => break,
                     Some(line) => {
-                        if lines.len() >= MAX_LINES {
+                        bytes += line.len() + 1;
+                        if lines.len() >= MAX_LINES || bytes > MAX_REQUEST_BYTES {
                             return Err(UapiError::new(EPROTO, "set request too long"));
                         }
                         lines.push(Zeroizing::new(line));
@@ -254,6 +261,11 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
             .ok_or_else(|| UapiError::new(EPROTO, format!("line `{line}` is not key=value")))?;
         let invalid = |e: String| UapiError::invalid(e);
         if key == "public_key" {
+            if request.peers.len() >= MAX_PEERS {
+                return Err(UapiError::invalid(format!(
+                    "more than {MAX_PEERS} peers in one request"
+                )));
+            }
             request.peers.push(PeerUpdate {
                 public_key: hex_key(key, value).map_err(invalid)?,
                 ..Default::default()

@@ -995,3 +995,74 @@ fn an_endless_response_chain_is_refused_not_buffered() {
         "{err}"
     );
 }
+
+#[test]
+fn an_s_response_of_another_kind_is_refused() {
+    // RESYNCH answered with an IFS response: an S-block, but not the one asked for.
+    let mut link = scripted_link(vec![s_frame(SKind::Ifs, true, &[])]);
+    let err = link.resync().unwrap_err();
+    assert!(
+        matches!(err, LinkError::Protocol { pcb: 0xE1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("RESYNCH response"), "{err}");
+    // END OF APDU SESSION answered with a chip reset response.
+    let mut link = scripted_link(vec![s_frame(SKind::ChipReset, true, &[])]);
+    let err = link.end_apdu_session().unwrap_err();
+    assert!(
+        matches!(err, LinkError::Protocol { pcb: 0xE6, .. }),
+        "{err:?}"
+    );
+    // And the request itself echoed back is not its response either.
+    let mut link = scripted_link(vec![s_frame(SKind::EndOfApduSession, false, &[])]);
+    assert!(link.end_apdu_session().is_err());
+}
+
+/// A bus that fails with an error other than a NACK (arbitration lost, bus error...).
+struct BrokenBus {
+    attempts: Arc<AtomicU32>,
+}
+
+#[derive(Debug)]
+struct BusFault;
+
+impl embedded_hal::i2c::Error for BusFault {
+    fn kind(&self) -> embedded_hal::i2c::ErrorKind {
+        embedded_hal::i2c::ErrorKind::Bus
+    }
+}
+
+impl ErrorType for BrokenBus {
+    type Error = BusFault;
+}
+
+impl I2c for BrokenBus {
+    fn transaction(&mut self, _: u8, _: &mut [Operation<'_>]) -> Result<(), BusFault> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        Err(BusFault)
+    }
+}
+
+#[test]
+fn only_an_address_nack_is_polled_as_busy_other_bus_errors_fail_at_once() {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let delay = CountingDelay::default();
+    let delays = delay.0.clone();
+    let err = T1Link::open(
+        BrokenBus {
+            attempts: attempts.clone(),
+        },
+        delay,
+        T1Options::default(),
+    )
+    .err()
+    .expect("a broken bus cannot open a link");
+    assert!(matches!(err, LinkError::I2c { .. }), "{err:?}");
+    // Polled as "busy", it would retry for a whole reply window (hundreds of attempts).
+    assert!(
+        attempts.load(Ordering::SeqCst) <= 2,
+        "{} attempts on a broken bus",
+        attempts.load(Ordering::SeqCst)
+    );
+    assert_eq!(delays.load(Ordering::SeqCst), 0, "no polling sleep");
+}

@@ -39,10 +39,17 @@ pub enum DropReason {
     SendError,
     /// Staged packets thrown away when the handshake attempts gave up.
     HandshakeFailed,
+    /// An initiation not answered because its sender has replaced it: it waited longer than
+    /// REKEY_TIMEOUT, or a newer one from the same source took its place in the queue.
+    Stale,
+    /// An initiation whose ephemeral key was already consumed (a replay): no token operation.
+    Replayed,
+    /// An initiation with a small-order ephemeral key: refused before any token operation.
+    LowOrder,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::Mac1,
         DropReason::CookieRequired,
@@ -59,6 +66,9 @@ impl DropReason {
         DropReason::StagedOverflow,
         DropReason::SendError,
         DropReason::HandshakeFailed,
+        DropReason::Stale,
+        DropReason::Replayed,
+        DropReason::LowOrder,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +89,9 @@ impl DropReason {
             DropReason::StagedOverflow => "staged_overflow",
             DropReason::SendError => "send_error",
             DropReason::HandshakeFailed => "handshake_failed",
+            DropReason::Stale => "stale_initiation",
+            DropReason::Replayed => "replayed_initiation",
+            DropReason::LowOrder => "low_order_key",
         }
     }
 }
@@ -94,6 +107,8 @@ pub struct Counters {
     pub responses_sent: AtomicU64,
     /// Handshakes completed as initiator (a valid response consumed).
     pub handshakes_completed: AtomicU64,
+    /// Handshakes completed as responder (the initiator's first message confirmed the session).
+    pub sessions_confirmed: AtomicU64,
     pub cookie_replies_sent: AtomicU64,
     pub keepalives_sent: AtomicU64,
     pub rx_packets: AtomicU64,
@@ -112,6 +127,7 @@ pub struct CounterSnapshot {
     pub initiations_sent: u64,
     pub responses_sent: u64,
     pub handshakes_completed: u64,
+    pub sessions_confirmed: u64,
     pub cookie_replies_sent: u64,
     pub keepalives_sent: u64,
     pub rx_packets: u64,
@@ -130,6 +146,43 @@ impl CounterSnapshot {
 
     pub fn dropped_total(&self) -> u64 {
         self.drops.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl CounterSnapshot {
+    /// Handshakes completed in either role.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes_completed + self.sessions_confirmed
+    }
+
+    /// One info line on the handshake path since `before`, or None when nothing happened
+    /// there: handshakes completed, initiations not answered (stale, replayed, low-order),
+    /// cookie replies sent under load, and the chip operations spent.
+    pub fn handshake_summary(&self, before: &CounterSnapshot) -> Option<String> {
+        let d = |now: u64, then: u64| now.saturating_sub(then);
+        let drop = |r: DropReason| d(self.dropped(r), before.dropped(r));
+        let handshakes = d(self.handshakes(), before.handshakes());
+        let (stale, replayed, low) = (
+            drop(DropReason::Stale),
+            drop(DropReason::Replayed),
+            drop(DropReason::LowOrder),
+        );
+        let cookies = d(self.cookie_replies_sent, before.cookie_replies_sent);
+        let chip = d(self.token_operations, before.token_operations);
+        let failed = d(self.token_failures, before.token_failures);
+        if handshakes + stale + replayed + low + cookies + chip == 0 {
+            return None;
+        }
+        let per = if handshakes > 0 {
+            format!(" ({:.2} per handshake)", chip as f64 / handshakes as f64)
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "handshakes completed: {handshakes}; initiations dropped: {stale} stale, {replayed} \
+             replayed, {low} low-order; cookie replies sent under load: {cookies}; chip \
+             operations: {chip}{per}, {failed} failed"
+        ))
     }
 }
 
@@ -159,6 +212,7 @@ impl Counters {
             initiations_sent: self.initiations_sent.load(Relaxed),
             responses_sent: self.responses_sent.load(Relaxed),
             handshakes_completed: self.handshakes_completed.load(Relaxed),
+            sessions_confirmed: self.sessions_confirmed.load(Relaxed),
             cookie_replies_sent: self.cookie_replies_sent.load(Relaxed),
             keepalives_sent: self.keepalives_sent.load(Relaxed),
             rx_packets: self.rx_packets.load(Relaxed),
@@ -182,5 +236,35 @@ mod tests {
         assert_eq!(s.dropped(DropReason::SendError), 3);
         assert_eq!(s.dropped(DropReason::Malformed), 0);
         assert_eq!(s.dropped_total(), 4);
+    }
+
+    #[test]
+    fn the_summary_counts_what_happened_since_the_last_one() {
+        let c = Counters::default();
+        let quiet = c.snapshot();
+        assert_eq!(
+            c.snapshot().handshake_summary(&quiet),
+            None,
+            "nothing to say"
+        );
+        c.handshakes_completed.fetch_add(1, Relaxed);
+        c.sessions_confirmed.fetch_add(3, Relaxed);
+        c.token_operations.fetch_add(6, Relaxed);
+        c.cookie_replies_sent.fetch_add(7, Relaxed);
+        c.discard_n(DropReason::Stale, 2);
+        c.discard(DropReason::Replayed);
+        c.discard_n(DropReason::LowOrder, 5);
+        let busy = c.snapshot();
+        assert_eq!(
+            busy.handshake_summary(&quiet).unwrap(),
+            "handshakes completed: 4; initiations dropped: 2 stale, 1 replayed, 5 low-order; \
+             cookie replies sent under load: 7; chip operations: 6 (1.50 per handshake), 0 failed"
+        );
+        c.token_operations.fetch_add(1, Relaxed);
+        assert_eq!(
+            c.snapshot().handshake_summary(&busy).unwrap(),
+            "handshakes completed: 0; initiations dropped: 0 stale, 0 replayed, 0 low-order; \
+             cookie replies sent under load: 0; chip operations: 1, 0 failed"
+        );
     }
 }

@@ -24,10 +24,12 @@
 //! and the queue's depth decides "under load" (cookie replies before any token
 //! operation), as in wireguard-go.
 
+mod consumed;
 pub mod counters;
 mod handshake;
 mod netns;
 pub mod offload;
+mod queue;
 mod ratelimit;
 mod receive;
 mod send;
@@ -182,7 +184,8 @@ impl Shared {
     /// Ask the handshake worker for an initiation to `state` (at most one queued per peer).
     pub(crate) fn request_initiation(&self, state: &Arc<PeerState>) {
         if !state.initiation_queued.swap(true, Ordering::AcqRel) {
-            self.jobs.push_own(handshake::Job::Initiate(state.clone()));
+            self.jobs
+                .push_own(handshake::Job::Initiate(state.clone()), Instant::now());
         }
     }
 
@@ -233,6 +236,10 @@ fn thread(name: &str, shared: Arc<Shared>, body: LoopBody) -> io::Result<JoinHan
 impl Device {
     /// Create the TUN and the socket, add the peers and start the threads.
     pub fn start(config: DeviceConfig) -> io::Result<Device> {
+        // Secrets stay in RAM: no core dump, no ptrace or /proc/PID/mem by other users.
+        if let Err(e) = crate::secret_mem::harden_process() {
+            log::warn!("making the process non-dumpable: {e}");
+        }
         let counters = Arc::new(Counters::default());
         let key: Arc<dyn StaticKey> = Arc::new(CountingKey {
             inner: config.private_key.clone(),
@@ -346,6 +353,15 @@ impl Device {
     /// Add a peer, or update an existing one (preshared key, endpoint,
     /// keepalive; allowed IPs are added to its existing ones).
     pub fn set_peer(&self, config: &PeerConfig) {
+        if config.public_key == self.shared.public_key {
+            // As the kernel does: a peer with our own public key could only ever handshake
+            // with ourselves (and would cost a token operation per message to find out).
+            log::warn!(
+                "{}: ignoring a peer configured with the interface's own public key",
+                self.shared.tun.name()
+            );
+            return;
+        }
         let now = Instant::now();
         let mut peers = self.shared.peers.write();
         let state = match peers.by_key.get(&config.public_key) {
@@ -376,10 +392,9 @@ impl Device {
                     removed: AtomicBool::new(false),
                 });
                 peers.by_key.insert(config.public_key, s.clone());
-                // The one static-key operation per peer (ss), done ahead of the first handshake.
-                self.shared
-                    .jobs
-                    .push_own(handshake::Job::Precompute(s.clone()));
+                // The one static-key operation per peer (ss): ahead of the first handshake when
+                // the worker is idle, never ahead of a handshake (it is also computed lazily).
+                self.shared.jobs.push_precompute(s.clone());
                 s
             }
         };
@@ -403,12 +418,20 @@ impl Device {
     }
 
     /// Remove a peer: its routes, its sessions and indices; false if unknown.
+    ///
+    /// The peer table is write-locked only to take the peer out: its keys are wiped after the
+    /// lock is released, so both packet threads never wait for the handshake worker (which may
+    /// be in a token operation for this peer). A session the worker derives meanwhile is
+    /// refused by the peer (`Peer::clear` closes it first).
     pub fn remove_peer(&self, public_key: &[u8; 32]) -> bool {
-        let mut peers = self.shared.peers.write();
-        let Some(state) = peers.by_key.remove(public_key) else {
-            return false;
+        let state = {
+            let mut peers = self.shared.peers.write();
+            let Some(state) = peers.by_key.remove(public_key) else {
+                return false;
+            };
+            peers.routes.remove_where(|s| Arc::ptr_eq(s, &state));
+            state
         };
-        peers.routes.remove_where(|s| Arc::ptr_eq(s, &state));
         state.removed.store(true, Ordering::Release);
         state.staged.lock().clear();
         state.peer.clear(&self.shared.index);

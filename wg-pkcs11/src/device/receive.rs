@@ -14,6 +14,7 @@ use std::time::Instant;
 use super::counters::DropReason;
 use super::handshake::Job;
 use super::offload::{Coalescer, Offer, VnetHdr};
+use super::queue::Pushed;
 use super::ratelimit::RateLimiter;
 use super::socket_slot::CachedSocket;
 use super::tun::VNET_HDR_LEN;
@@ -61,12 +62,11 @@ struct Receiver {
     limiter: RateLimiter,
 }
 
-fn slot_size(socket: &UdpSocket) -> usize {
-    if socket.gro() {
-        MAX_UDP_PAYLOAD
-    } else {
-        2048
-    }
+/// Every slot takes the largest UDP payload: without GRO a single datagram can still be longer
+/// than 2048 bytes (a peer with a large MTU, or jumbo frames), and a shorter slot would truncate
+/// it into an authentication failure. 32 slots of 64 KiB: 2 MiB, allocated once.
+fn slot_size(_socket: &UdpSocket) -> usize {
+    MAX_UDP_PAYLOAD
 }
 
 pub(crate) fn run(shared: Arc<Shared>) {
@@ -148,8 +148,12 @@ impl Receiver {
                     shared.counters.discard(DropReason::Mac1);
                 } else if let Err(reason) = self.admit(buf, src, now) {
                     shared.counters.discard(reason);
-                } else if !shared.jobs.push_incoming(Job::Initiation { msg, src }, now) {
-                    shared.counters.discard(DropReason::QueueFull);
+                } else {
+                    match shared.jobs.push_incoming(Job::Initiation { msg, src }, now) {
+                        Pushed::Queued => {}
+                        Pushed::Replaced => shared.counters.discard(DropReason::Stale),
+                        Pushed::Full => shared.counters.discard(DropReason::QueueFull),
+                    }
                 }
             }
             Some(MessageType::Response) => {
@@ -166,7 +170,8 @@ impl Receiver {
                     shared.counters.discard(DropReason::UnknownIndex);
                 } else if let Err(reason) = self.admit(buf, src, now) {
                     shared.counters.discard(reason);
-                } else if !shared.jobs.push_incoming(Job::Response { msg, src }, now) {
+                } else if shared.jobs.push_incoming(Job::Response { msg, src }, now) == Pushed::Full
+                {
                     shared.counters.discard(DropReason::QueueFull);
                 }
             }
@@ -240,28 +245,37 @@ impl Receiver {
                 return;
             }
         };
-        if n == 0 {
-            if peer.received_transport(&keypair, src, wire_len, true, now) {
-                if let Some(state) = shared.peer_state(&peer.public_key()) {
-                    shared.request_initiation(&state);
-                }
+        // The packet authenticated: it confirms the session, moves the endpoint and feeds the
+        // timers whatever it carries, as the kernel's wg_packet_consume_data_done does before
+        // it looks at the inner packet. Only then may the inner source be refused.
+        let received = peer.receive_transport(&keypair, src, wire_len, n == 0, now);
+        if received.confirmed {
+            shared
+                .counters
+                .sessions_confirmed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if received.rekey {
+            if let Some(state) = shared.peer_state(&peer.public_key()) {
+                shared.request_initiation(&state);
             }
+        }
+        if n == 0 {
             self.after_session_use(&peer);
             return;
         }
         let inner = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
         let Some((inner_src, len)) = inner_source(inner) else {
             shared.counters.discard(DropReason::InnerPacket);
+            self.after_session_use(&peer);
             return;
         };
-        let state = shared.peers.read().routes.lookup(inner_src).cloned();
-        let Some(state) = state.filter(|s| Arc::ptr_eq(&s.peer, &peer)) else {
+        let routed = shared.peers.read().routes.lookup(inner_src).cloned();
+        let Some(state) = routed.filter(|s| Arc::ptr_eq(&s.peer, &peer)) else {
             shared.counters.discard(DropReason::AllowedIps);
+            self.after_session_use(&peer);
             return;
         };
-        if peer.received_transport(&keypair, src, wire_len, false, now) {
-            shared.request_initiation(&state);
-        }
         if state.has_staged.load(Ordering::Acquire) {
             shared.request_flush(&state);
         }

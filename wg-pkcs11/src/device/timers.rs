@@ -4,17 +4,33 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::counters::DropReason;
 use super::{PeerState, Shared, TIMER_TICK};
 use crate::noise::TRANSPORT_OVERHEAD;
 
+/// The handshake path's summary is logged at most this often (and only when something
+/// happened): a storm or a flood gives one line per interval, never one per packet.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+
 pub(crate) fn run(shared: Arc<Shared>) {
+    let mut last_summary = (Instant::now(), shared.counters.snapshot());
     loop {
         std::thread::park_timeout(TIMER_TICK);
         if shared.stopping() {
             return;
+        }
+        if last_summary.0.elapsed() >= SUMMARY_INTERVAL {
+            let now = shared.counters.snapshot();
+            if let Some(line) = now.handshake_summary(&last_summary.1) {
+                log::info!(
+                    "{}: last {} s: {line}",
+                    shared.tun.name(),
+                    SUMMARY_INTERVAL.as_secs()
+                );
+            }
+            last_summary = (Instant::now(), now);
         }
         if let Ok(mtu) = shared.tun.mtu() {
             shared.mtu.store(mtu as usize, Ordering::Relaxed);

@@ -13,6 +13,7 @@ use rand_core::OsRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
+use super::low_order::is_low_order;
 use super::primitives::{aead_open, aead_seal, hash, kdf1, kdf2, kdf3, CONSTRUCTION, IDENTIFIER};
 use super::{
     message_type, read_u32, HandshakeError, MessageType, Timestamp, INITIATION_LEN,
@@ -167,6 +168,12 @@ impl ReceivedInitiation {
     }
 }
 
+/// The initiator's ephemeral public key in an initiation (unauthenticated: what the responder's
+/// token DH would use), for the checks that avoid that DH.
+pub fn initiation_ephemeral(msg: &[u8; INITIATION_LEN]) -> [u8; 32] {
+    array32(&msg[INIT_EPHEMERAL..INIT_STATIC])
+}
+
 /// Responder, step 1: decrypt who sent this initiation. Performs the ONE static-key DH of the
 /// responder's handshake (es), so it runs on the handshake worker, after mac1 (and under load
 /// mac2) were checked on the packet path.
@@ -175,6 +182,11 @@ pub fn consume_initiation(id: &Identity, msg: &[u8]) -> Result<ReceivedInitiatio
         return Err(HandshakeError::Malformed("not a 148-byte initiation"));
     }
     let initiator_ephemeral = array32(&msg[INIT_EPHEMERAL..INIT_STATIC]);
+    // Checked before the token is asked: a small-order ephemeral would only give an all-zero
+    // secret after the chip spent an ECDH on it.
+    if is_low_order(&initiator_ephemeral) {
+        return Err(HandshakeError::LowOrderPoint);
+    }
     let ck = kdf1(&initial_chaining_key(), &initiator_ephemeral);
     let h = hash(&[&id.responder_hash, &initiator_ephemeral]);
     let es = id.key.diffie_hellman(&initiator_ephemeral)?;
@@ -406,14 +418,78 @@ mod tests {
         );
         let mut low = init;
         low[INIT_EPHEMERAL..INIT_STATIC].fill(0);
-        assert!(matches!(
+        assert_eq!(
             consume_initiation(&rid, &low).err(),
-            Some(HandshakeError::Key(crate::key::KeyError::NonContributory))
-        ));
+            Some(HandshakeError::LowOrderPoint)
+        );
         assert!(matches!(
             consume_initiation(&rid, &init[..100]).err(),
             Some(HandshakeError::Malformed(_))
         ));
+    }
+
+    /// A key that refuses to work: any call to it is a token operation the code should have
+    /// avoided.
+    struct NoTokenCalls([u8; 32]);
+
+    impl StaticKey for NoTokenCalls {
+        fn public_key(&self) -> [u8; 32] {
+            self.0
+        }
+        fn diffie_hellman(
+            &self,
+            _: &[u8; 32],
+        ) -> Result<Zeroizing<[u8; 32]>, crate::key::KeyError> {
+            panic!("a token operation for a message a software check should have refused");
+        }
+    }
+
+    #[test]
+    fn a_low_order_ephemeral_costs_no_token_operation() {
+        let Initiated { rid, init, .. } = initiated(1);
+        let id = Identity::new(Arc::new(NoTokenCalls(rid.public_key())));
+        // The seven small-order encodings (and their top-bit aliases) all stop before the DH.
+        let seven = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        for hex in seven {
+            for top in [0u8, 0x80] {
+                let mut low = init;
+                for (i, b) in low[INIT_EPHEMERAL..INIT_STATIC].iter_mut().enumerate() {
+                    *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+                }
+                low[INIT_STATIC - 1] |= top;
+                assert_eq!(
+                    consume_initiation(&id, &low).err(),
+                    Some(HandshakeError::LowOrderPoint),
+                    "{hex} top bit {top:#x}"
+                );
+            }
+        }
+    }
+
+    /// Known answer: C_i = HASH(CONSTRUCTION) and H_i = HASH(C_i || IDENTIFIER), as boringtun
+    /// states them precomputed (cloudflare/boringtun, src/noise/handshake.rs, INITIAL_CHAIN_KEY
+    /// and INITIAL_CHAIN_HASH; WireGuard paper, section 5.4.2). Replacing either function with
+    /// another constant, or changing CONSTRUCTION/IDENTIFIER, turns this red.
+    #[test]
+    fn initial_chaining_key_and_hash_match_the_published_values() {
+        let ck: [u8; 32] = [
+            96, 226, 109, 174, 243, 39, 239, 192, 46, 195, 53, 226, 160, 37, 210, 208, 22, 235, 66,
+            6, 248, 114, 119, 245, 45, 56, 209, 152, 139, 120, 205, 54,
+        ];
+        let h: [u8; 32] = [
+            34, 17, 179, 97, 8, 26, 197, 102, 105, 18, 67, 219, 69, 138, 213, 50, 45, 156, 108,
+            102, 34, 147, 232, 183, 14, 225, 156, 101, 186, 7, 158, 243,
+        ];
+        assert_eq!(initial_chaining_key(), ck);
+        assert_eq!(initial_hash(), h);
     }
 
     #[test]

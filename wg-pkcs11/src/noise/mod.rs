@@ -5,6 +5,7 @@
 
 pub mod handshake;
 pub mod index;
+pub mod low_order;
 pub mod primitives;
 pub mod tai64n;
 
@@ -12,8 +13,9 @@ use std::fmt;
 
 use crate::key::KeyError;
 
-pub use handshake::{consume_initiation, Identity, ReceivedInitiation};
+pub use handshake::{consume_initiation, initiation_ephemeral, Identity, ReceivedInitiation};
 pub use index::IndexTable;
+pub use low_order::is_low_order;
 pub use tai64n::Timestamp;
 
 /// Message type of a handshake initiation.
@@ -105,6 +107,8 @@ pub enum HandshakeError {
     RateLimited,
     /// A cookie reply did not decrypt or answers nothing we sent.
     BadCookieReply,
+    /// The peer was removed while its handshake was in progress: its session is discarded.
+    PeerRemoved,
 }
 
 impl fmt::Display for HandshakeError {
@@ -126,6 +130,7 @@ impl fmt::Display for HandshakeError {
             }
             HandshakeError::RateLimited => write!(f, "initiation sent less than REKEY_TIMEOUT ago"),
             HandshakeError::BadCookieReply => write!(f, "cookie reply does not decrypt"),
+            HandshakeError::PeerRemoved => write!(f, "the peer was removed during its handshake"),
         }
     }
 }

@@ -538,3 +538,25 @@ fn get_reply_numbers_out_of_range_are_errors() {
         assert_eq!(e.errno, EPROTO, "{line}");
     }
 }
+
+#[test]
+fn a_set_request_is_bounded_in_bytes_and_peers() {
+    // Bytes: lines of a legal length, but too many of them together.
+    let line = format!("allowed_ip=10.0.0.1/32\n");
+    let mut big = format!("set=1\npublic_key={K1}\n");
+    while big.len() <= MAX_REQUEST_BYTES {
+        big.push_str(&line);
+    }
+    big.push('\n');
+    let e = read_request(&mut Cursor::new(big.into_bytes())).unwrap_err();
+    assert_eq!(e.errno, EPROTO, "{}", e.message);
+    // Peers: one more than the device may hold.
+    let mut peers = String::from("set=1\n");
+    for i in 0..=MAX_PEERS {
+        peers.push_str(&format!("public_key={:064x}\n", i + 1));
+    }
+    peers.push('\n');
+    let e = read_request(&mut Cursor::new(peers.into_bytes())).unwrap_err();
+    assert_eq!(e.errno, EINVAL, "{}", e.message);
+    assert!(e.message.contains("peers"), "{}", e.message);
+}

@@ -1,0 +1,230 @@
+//! Where long-lived secrets live: memory locked against swap and left out of core dumps.
+//!
+//! A Raspberry Pi swaps to its SD card, where a swapped-out preshared key outlives the process;
+//! a core dump writes every secret of the process to disk. So the daemon makes itself
+//! non-dumpable with a core limit of 0 at start (`harden_process`), and keeps the secrets it holds
+//! for a long time (preshared keys, the per-peer static-static DH) in `Secret32`: 32-byte slots in
+//! pages that are `mlock`ed and marked `MADV_DONTDUMP`, wiped when the slot is dropped.
+//!
+//! This is the only file with `unsafe` outside the C ABI, TUN and socket edges: three system
+//! calls and the raw slots of the page arena, each with its SAFETY comment.
+
+use std::io;
+use std::ptr::NonNull;
+
+use parking_lot::Mutex;
+use zeroize::Zeroize;
+
+const PAGE: usize = 4096;
+const SLOT: usize = 32;
+const SLOTS_PER_PAGE: usize = PAGE / SLOT;
+
+/// Not dumpable (no core file, no ptrace by other users, /proc/PID/mem closed to them) and a core
+/// size limit of 0, as the first thing the daemon does.
+pub fn harden_process() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the rlimit we pass by reference for the duration of the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One page of slots, mapped on its own so that locking and the dump flag cover exactly it.
+struct Page {
+    base: NonNull<u8>,
+    used: u128,
+    /// Whether mlock succeeded (it can fail without CAP_IPC_LOCK past RLIMIT_MEMLOCK).
+    locked: bool,
+}
+
+// SAFETY: a Page is only touched under the arena's mutex; its memory belongs to the arena.
+unsafe impl Send for Page {}
+
+struct Arena {
+    pages: Vec<Page>,
+}
+
+static ARENA: Mutex<Arena> = Mutex::new(Arena { pages: Vec::new() });
+
+fn new_page() -> io::Result<Page> {
+    // SAFETY: an anonymous private mapping of one page; we check the result.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: p is the page just mapped, PAGE bytes long.
+    let locked = unsafe { libc::mlock(p, PAGE) } == 0;
+    if !locked {
+        log::warn!(
+            "mlock of a secret page failed ({}): secrets may be swapped out",
+            io::Error::last_os_error()
+        );
+    }
+    // SAFETY: as above; MADV_DONTDUMP only changes what a core dump includes.
+    if unsafe { libc::madvise(p, PAGE, libc::MADV_DONTDUMP) } != 0 {
+        log::warn!(
+            "MADV_DONTDUMP on a secret page failed: {}",
+            io::Error::last_os_error()
+        );
+    }
+    Ok(Page {
+        base: NonNull::new(p.cast()).expect("mmap returned a non-null page"),
+        used: 0,
+        locked,
+    })
+}
+
+/// A 32-byte secret in locked, non-dumpable memory, wiped when dropped.
+pub struct Secret32 {
+    slot: NonNull<[u8; 32]>,
+}
+
+// SAFETY: the slot is owned by this value alone (the arena hands each slot out once).
+unsafe impl Send for Secret32 {}
+// SAFETY: shared access only reads through `&self`.
+unsafe impl Sync for Secret32 {}
+
+impl Secret32 {
+    /// A slot holding `value`; the caller should wipe its own copy.
+    pub fn new(value: &[u8; 32]) -> Secret32 {
+        let mut arena = ARENA.lock();
+        let free = arena
+            .pages
+            .iter()
+            .position(|p| p.used != u128::MAX >> (128 - SLOTS_PER_PAGE));
+        let page = match free {
+            Some(i) => i,
+            None => {
+                let page = new_page().expect("mapping a page for secrets");
+                arena.pages.push(page);
+                arena.pages.len() - 1
+            }
+        };
+        let p = &mut arena.pages[page];
+        let index = (!p.used).trailing_zeros() as usize;
+        p.used |= 1 << index;
+        // SAFETY: index < SLOTS_PER_PAGE, so the slot lies inside the page, 32-byte aligned.
+        let slot: NonNull<[u8; 32]> =
+            unsafe { NonNull::new_unchecked(p.base.as_ptr().add(index * SLOT).cast()) };
+        // SAFETY: the slot is ours alone from now on; writing 32 bytes stays inside it.
+        unsafe { slot.as_ptr().write(*value) };
+        Secret32 { slot }
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        // SAFETY: the slot stays mapped and ours until drop.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// Whether this secret's page is locked against swap.
+    pub fn is_locked(&self) -> bool {
+        let arena = ARENA.lock();
+        let addr = self.slot.as_ptr() as usize;
+        arena.pages.iter().any(|p| {
+            p.locked && (p.base.as_ptr() as usize..p.base.as_ptr() as usize + PAGE).contains(&addr)
+        })
+    }
+}
+
+impl Clone for Secret32 {
+    fn clone(&self) -> Secret32 {
+        Secret32::new(self.expose())
+    }
+}
+
+impl Drop for Secret32 {
+    fn drop(&mut self) {
+        // SAFETY: the slot is ours until we return it below.
+        unsafe { self.slot.as_mut() }.zeroize();
+        let mut arena = ARENA.lock();
+        let addr = self.slot.as_ptr() as usize;
+        for p in arena.pages.iter_mut() {
+            let base = p.base.as_ptr() as usize;
+            if (base..base + PAGE).contains(&addr) {
+                p.used &= !(1 << ((addr - base) / SLOT));
+                return;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret32(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The VmFlags line of the /proc/self/smaps mapping that contains `addr`.
+    fn vm_flags(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((a, b)) = range.split_once('-') {
+                    if let (Ok(a), Ok(b)) =
+                        (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                    {
+                        inside = (a..b).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if inside && line.starts_with("VmFlags:") {
+                return line.to_string();
+            }
+        }
+        panic!("no mapping for {addr:#x}");
+    }
+
+    #[test]
+    fn a_secret_lives_in_a_locked_page_left_out_of_core_dumps() {
+        let s = Secret32::new(&[7; 32]);
+        assert_eq!(s.expose(), &[7; 32]);
+        let flags = vm_flags(s.expose().as_ptr() as usize);
+        assert!(
+            flags.split_whitespace().any(|f| f == "dd"),
+            "not MADV_DONTDUMP: {flags}"
+        );
+        // As root (the daemon and these tests), mlock cannot fail for lack of a limit.
+        assert!(s.is_locked());
+        assert!(
+            flags.split_whitespace().any(|f| f == "lo"),
+            "not mlocked: {flags}"
+        );
+    }
+
+    #[test]
+    fn a_dropped_secret_is_wiped_and_its_slot_reused() {
+        let a = Secret32::new(&[0xa5; 32]);
+        let addr = a.slot.as_ptr();
+        drop(a);
+        // SAFETY (test): the page stays mapped for the process's life; the slot is free.
+        let after = unsafe { addr.read() };
+        assert_eq!(after, [0; 32], "wiped on drop");
+        let many: Vec<Secret32> = (0..200).map(|i| Secret32::new(&[i as u8; 32])).collect();
+        for (i, s) in many.iter().enumerate() {
+            assert_eq!(s.expose(), &[i as u8; 32]);
+        }
+    }
+}

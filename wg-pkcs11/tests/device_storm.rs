@@ -1,0 +1,448 @@
+//! A handshake storm (issue 15): N boringtun peers, each on its own source address, all initiate
+//! at once against a device whose key is in a virtual SE050 taking 300 ms per ECDH (the real
+//! libpkcs11_se050.so, as `wg-pkcs11 up` uses it). Before the handshake queue dropped stale and
+//! superseded initiations, half of 40 such peers never got a session: the daemon answered
+//! initiations their senders had already replaced. Every peer must get a session, on both sides.
+//!
+//! Asserts protocol outcomes under generous deadlines, not speed; it prints the figures the
+//! benchmark (`bench/run storm`) records. STORM_PEERS and STORM_LATENCY_MS change the size and
+//! the chip's latency. Needs root and the module built (`cargo build -p pkcs11-se050`).
+
+mod device_support;
+mod virtual_se050_module;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boringtun::noise::{Tunn, TunnResult};
+use boringtun::x25519;
+use device_support::*;
+use mock_instant::MockClock;
+use virtual_se050_module::virtual_se050_module;
+use wg_pkcs11::device::{DeviceConfig, DropReason, PeerConfig};
+use wg_pkcs11::key::token::{genkey, TokenKey};
+use wg_pkcs11::key::StaticKey;
+use wg_pkcs11::uri::Pkcs11Uri;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The veth interface that carries `addr` in `ns`.
+fn device_of(ns: &Netns, addr: &str) -> String {
+    let out = ns.ip(&["-o", "addr", "show"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!(" {addr}/")))
+        .unwrap_or_else(|| panic!("no interface with {addr}: {out}"));
+    let dev = line.split_whitespace().nth(1).unwrap();
+    dev.split('@').next().unwrap().to_string()
+}
+
+/// What the peers' side saw.
+struct StormResult {
+    peers: Vec<(Tunn, UdpSocket)>,
+    /// When each peer had its session (from the start of the storm).
+    established: Vec<Option<Duration>>,
+    initiations_sent: u64,
+    cookie_replies_received: u64,
+}
+
+/// Drive every `Tunn` from one thread (boringtun's clock here is mock_instant's, per thread:
+/// advanced with the real time) until all have a session or `deadline` passes.
+fn run_storm(
+    mut peers: Vec<(Tunn, UdpSocket)>,
+    device: SocketAddr,
+    deadline: Duration,
+) -> StormResult {
+    let start = Instant::now();
+    let mut last = start;
+    let mut buf = vec![0u8; 2048];
+    let mut out = vec![0u8; 2048];
+    let mut result = StormResult {
+        peers: Vec::new(),
+        established: vec![None; peers.len()],
+        initiations_sent: 0,
+        cookie_replies_received: 0,
+    };
+    let send = |sock: &UdpSocket, pkt: &[u8], sent: &mut u64| {
+        if pkt.first() == Some(&1) {
+            *sent += 1;
+        }
+        sock.send_to(pkt, device).unwrap();
+    };
+    for (tunn, sock) in peers.iter_mut() {
+        if let TunnResult::WriteToNetwork(p) = tunn.format_handshake_initiation(&mut out, false) {
+            send(sock, p, &mut result.initiations_sent);
+        }
+    }
+    while start.elapsed() < deadline {
+        let now = Instant::now();
+        MockClock::advance(now - last);
+        last = now;
+        for (i, (tunn, sock)) in peers.iter_mut().enumerate() {
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if buf[0] == 3 {
+                    result.cookie_replies_received += 1;
+                }
+                let mut r = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
+                while let TunnResult::WriteToNetwork(p) = r {
+                    send(sock, p, &mut result.initiations_sent);
+                    r = tunn.decapsulate(None, &[], &mut out);
+                }
+            }
+            if let TunnResult::WriteToNetwork(p) = tunn.update_timers(&mut out) {
+                send(sock, p, &mut result.initiations_sent);
+            }
+            if result.established[i].is_none() && tunn.time_since_last_handshake().is_some() {
+                result.established[i] = Some(start.elapsed());
+            }
+        }
+        if result.established.iter().all(Option::is_some) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    result.peers = peers;
+    result
+}
+
+/// A device in its own namespace with `n` peers, their boringtun secrets, and `n + extra`
+/// source addresses added to the other namespace's veth (the last `extra` for flooders).
+struct Setup {
+    _chip: std::sync::MutexGuard<'static, ()>,
+    pair: Pair,
+    a: wg_pkcs11::device::Device,
+    a_pub: [u8; 32],
+    device: SocketAddr,
+    secrets: Vec<x25519::StaticSecret>,
+    sources: Vec<IpAddr>,
+    chip: Duration,
+}
+
+fn setup(label: &str, n: usize, extra: usize, latency_ms: u64) -> Setup {
+    // The tests share one virtual chip, which serves one operation at a time: one test at once.
+    static CHIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = CHIP.lock().unwrap_or_else(|e| e.into_inner());
+    let module = virtual_se050_module(latency_ms);
+    let uri = Pkcs11Uri::parse(&format!(
+        "pkcs11:token=SE050;object={label}?module-path={}",
+        module.display()
+    ))
+    .unwrap();
+    genkey(&uri).unwrap();
+    let key: Arc<dyn StaticKey> = Arc::new(TokenKey::open(&uri).unwrap());
+    let a_pub = key.public_key();
+
+    let pair = Pair::new();
+    let vb = device_of(&pair.b, &pair.b_addr);
+    let prefix = pair.b_addr.rsplit_once('.').unwrap().0.to_string();
+    let sources: Vec<IpAddr> = (0..n + extra)
+        .map(|i| format!("{prefix}.{}", 10 + i).parse().unwrap())
+        .collect();
+    for s in &sources {
+        pair.b.ip(&["addr", "add", &format!("{s}/24"), "dev", &vb]);
+    }
+    let secrets: Vec<x25519::StaticSecret> = (0..n)
+        .map(|_| x25519::StaticSecret::random_from_rng(rand_core::OsRng))
+        .collect();
+    let port = 44000 + (std::process::id() % 10000) as u16;
+    let mut config = DeviceConfig::new(&unique("wgst"), key);
+    config.listen_port = port;
+    for (i, s) in secrets.iter().enumerate() {
+        config.peers.push(PeerConfig {
+            public_key: x25519::PublicKey::from(s).to_bytes(),
+            preshared_key: None,
+            endpoint: None,
+            allowed_ips: vec![(
+                format!("10.77.{}.{}", i / 200, i % 200 + 2)
+                    .parse()
+                    .unwrap(),
+                32,
+            )],
+            persistent_keepalive: 0,
+        });
+    }
+    let a = start_device(&pair.a, config, "10.77.0.1/16", "fd77::1/64");
+    let device: SocketAddr = format!("{}:{port}", pair.a_addr).parse().unwrap();
+    // The per-peer static-static DHs run while the worker is idle (one each); the storm
+    // starts after them, as against a daemon that has been up for a moment.
+    let chip = Duration::from_millis(latency_ms);
+    let precompute = (chip * n as u32) * 3 + Duration::from_secs(30);
+    assert!(
+        wait_for(precompute.as_secs(), || a.counters().token_operations
+            >= n as u64),
+        "static-static precompute: {:?}",
+        a.counters()
+    );
+    Setup {
+        _chip: guard,
+        pair,
+        a,
+        a_pub,
+        device,
+        secrets,
+        sources,
+        chip,
+    }
+}
+
+fn tunnels(
+    secrets: Vec<x25519::StaticSecret>,
+    sources: &[IpAddr],
+    a_pub: [u8; 32],
+) -> Vec<(Tunn, UdpSocket)> {
+    secrets
+        .into_iter()
+        .zip(sources)
+        .enumerate()
+        .map(|(i, (secret, src))| {
+            let sock = UdpSocket::bind((*src, 0)).unwrap();
+            sock.set_nonblocking(true).unwrap();
+            let tunn = Tunn::new(
+                secret,
+                x25519::PublicKey::from(a_pub),
+                None,
+                None,
+                i as u32 + 1,
+                None,
+            );
+            (tunn, sock)
+        })
+        .collect()
+}
+
+#[test]
+fn every_peer_of_a_storm_on_distinct_addresses_gets_a_session_with_a_slow_chip() {
+    let n = env_or("STORM_PEERS", 30) as usize;
+    let latency_ms = env_or("STORM_LATENCY_MS", 300);
+    assert!((1..=200).contains(&n), "STORM_PEERS 1..=200");
+    let Setup {
+        _chip,
+        pair,
+        a,
+        a_pub,
+        device,
+        secrets,
+        sources,
+        chip,
+    } = setup("wg-storm", n, 0, latency_ms);
+    let before = a.counters();
+
+    let deadline = Duration::from_secs(30) + chip * (n as u32) * 6;
+    let result = pair
+        .b
+        .enter(move || run_storm(tunnels(secrets, &sources, a_pub), device, deadline));
+    // The device's side: every session confirmed by the peer's first message.
+    let confirmed = wait_for(10, || {
+        a.counters().sessions_confirmed - before.sessions_confirmed >= n as u64
+    });
+    let after = a.counters();
+    let up: Vec<Duration> = result.established.iter().flatten().copied().collect();
+    let all_up = up.iter().max().copied().unwrap_or_default();
+    let chip_ops = after.token_operations - before.token_operations;
+    let handshakes = after.handshakes() - before.handshakes();
+    let per_handshake = chip_ops as f64 / handshakes.max(1) as f64;
+    println!(
+        "STORM peers={n} latency_ms={latency_ms} up={}/{n} all_up_s={:.2} chip_ops={chip_ops} \
+         handshakes={handshakes} chip_ops_per_handshake={per_handshake:.2} initiations_sent={} \
+         cookie_replies={} stale_dropped={} replayed_dropped={} responses_sent={}",
+        up.len(),
+        all_up.as_secs_f64(),
+        result.initiations_sent,
+        result.cookie_replies_received,
+        after.dropped(DropReason::Stale) - before.dropped(DropReason::Stale),
+        after.dropped(DropReason::Replayed) - before.dropped(DropReason::Replayed),
+        after.responses_sent - before.responses_sent,
+    );
+    assert_eq!(
+        up.len(),
+        n,
+        "peers without a session after {deadline:?}: {:?}",
+        result
+            .established
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_none())
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        confirmed,
+        "the device confirmed {} of {n} sessions: {after:?}",
+        after.sessions_confirmed - before.sessions_confirmed
+    );
+    // Responses answer initiations their senders still wait for: almost every one completes a
+    // handshake. (Answering superseded initiations, as a FIFO queue did, wasted 22 of 85 here,
+    // and 167 of 187 against wireguard-go peers in the issue.) The slack covers a peer that
+    // retries while its answer is being computed.
+    let responses = after.responses_sent - before.responses_sent;
+    let completed = after.sessions_confirmed - before.sessions_confirmed;
+    assert!(
+        responses <= completed + 2 + n as u64 / 10,
+        "{responses} responses for {completed} completed handshakes"
+    );
+    // Every completed handshake cost the responder's one ECDH; none was spent on a replay.
+    assert!(
+        chip_ops >= handshakes,
+        "{chip_ops} chip operations for {handshakes} handshakes"
+    );
+    assert_eq!(
+        after.dropped(DropReason::Replayed),
+        before.dropped(DropReason::Replayed)
+    );
+    assert_eq!(after.loop_restarts, 0);
+}
+
+/// A flooder that owns its address: initiations with a valid mac1 and garbage inside from
+/// several ports of one address, at the per-address limit (20 a second), answering every
+/// cookie reply so that its mac2 is valid under load, as a real attacker's peer would.
+fn flood(src: IpAddr, a_pub: [u8; 32], device: SocketAddr, stop: &AtomicBool) -> u64 {
+    use wg_pkcs11::cookie::CookieState;
+    let socks: Vec<UdpSocket> = (0..8)
+        .map(|_| {
+            let s = UdpSocket::bind((src, 0)).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let mut cookies: Vec<CookieState> = socks.iter().map(|_| CookieState::new(&a_pub)).collect();
+    let mut sent = 0u64;
+    let mut buf = [0u8; 256];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(src.to_string().len() as u32);
+    while !stop.load(Ordering::Relaxed) {
+        let i = (sent % socks.len() as u64) as usize;
+        while let Ok((n, _)) = socks[i].recv_from(&mut buf) {
+            if n == 64 && buf[0] == 3 {
+                let _ = cookies[i].consume_cookie_reply(&buf[..64], Instant::now());
+            }
+        }
+        let mut init = [0u8; 148];
+        for b in init[4..116].iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        init[0] = 1;
+        cookies[i].add_macs(&mut init, Instant::now());
+        let _ = socks[i].send_to(&init, device);
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sent
+}
+
+/// Issue 15's flood: legitimate peers rekey while two addresses flood at their per-address
+/// limit and answer cookie replies. Every rekey completes (the benchmark reports how fast,
+/// against 2 x REKEY_TIMEOUT); the flood costs chip operations only at the bounded rate.
+#[test]
+fn legitimate_rekeys_complete_under_a_cookie_answering_flood() {
+    let n = env_or("FLOOD_PEERS", 10) as usize;
+    let latency_ms = env_or("STORM_LATENCY_MS", 300);
+    let Setup {
+        _chip,
+        pair,
+        a,
+        a_pub,
+        device,
+        secrets,
+        sources,
+        chip,
+    } = setup("wg-flood", n, 2, latency_ms);
+    let flooders = [sources[n], sources[n + 1]];
+    let deadline = Duration::from_secs(60) + chip * (n as u32) * 6;
+    let before = a.counters();
+    let (rekeys, floods) = pair.b.enter(move || {
+        let mut peers = tunnels(secrets, &sources[..n], a_pub);
+        // Sessions first, without the flood.
+        let up = run_storm(std::mem::take(&mut peers), device, deadline);
+        assert!(
+            up.established.iter().all(Option::is_some),
+            "initial sessions"
+        );
+        peers = up.peers;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flood_threads: Vec<_> = flooders
+            .into_iter()
+            .map(|src| {
+                let stop = stop.clone();
+                std::thread::spawn(move || flood(src, a_pub, device, &stop))
+            })
+            .collect();
+        // (Flooder threads are spawned from this thread: they are in this namespace too.)
+        std::thread::sleep(Duration::from_secs(2));
+        let rekeys = rekey_all(peers, device, deadline);
+        stop.store(true, Ordering::Relaxed);
+        let floods: Vec<u64> = flood_threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        (rekeys, floods)
+    });
+    let after = a.counters();
+    let done: Vec<Duration> = rekeys.iter().flatten().copied().collect();
+    let slowest = done.iter().max().copied().unwrap_or_default();
+    println!(
+        "FLOOD peers={n} latency_ms={latency_ms} rekeyed={}/{n} slowest_rekey_s={:.2} \
+         flood_initiations={} cookie_replies_sent={} rate_limited={} chip_ops={} handshakes={}",
+        done.len(),
+        slowest.as_secs_f64(),
+        floods.iter().sum::<u64>(),
+        after.cookie_replies_sent - before.cookie_replies_sent,
+        after.dropped(DropReason::RateLimited) - before.dropped(DropReason::RateLimited),
+        after.token_operations - before.token_operations,
+        after.handshakes() - before.handshakes(),
+    );
+    assert_eq!(done.len(), n, "rekeys that never completed: {rekeys:?}");
+    assert_eq!(after.loop_restarts, 0);
+}
+
+/// Every peer starts a new handshake at once; when did each complete (from its start)?
+fn rekey_all(
+    mut peers: Vec<(Tunn, UdpSocket)>,
+    device: SocketAddr,
+    deadline: Duration,
+) -> Vec<Option<Duration>> {
+    let mut out = vec![0u8; 2048];
+    let mut buf = vec![0u8; 2048];
+    let start = Instant::now();
+    let mut last = start;
+    for (tunn, sock) in peers.iter_mut() {
+        if let TunnResult::WriteToNetwork(p) = tunn.format_handshake_initiation(&mut out, true) {
+            sock.send_to(p, device).unwrap();
+        }
+    }
+    let mut done = vec![None; peers.len()];
+    while start.elapsed() < deadline && done.iter().any(Option::is_none) {
+        let now = Instant::now();
+        MockClock::advance(now - last);
+        last = now;
+        for (i, (tunn, sock)) in peers.iter_mut().enumerate() {
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let mut r = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
+                while let TunnResult::WriteToNetwork(p) = r {
+                    sock.send_to(p, device).unwrap();
+                    r = tunn.decapsulate(None, &[], &mut out);
+                }
+            }
+            if let TunnResult::WriteToNetwork(p) = tunn.update_timers(&mut out) {
+                sock.send_to(p, device).unwrap();
+            }
+            if done[i].is_none()
+                && tunn
+                    .time_since_last_handshake()
+                    .is_some_and(|t| t < start.elapsed())
+            {
+                done[i] = Some(start.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    done
+}
