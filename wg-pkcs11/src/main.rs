@@ -4,6 +4,7 @@
 //! wg-pkcs11 up CONF          run the interface of CONF (wg-quick format) in the foreground
 //! wg-pkcs11 genkey URI       create an X25519 key pair in the token, print its public key
 //! wg-pkcs11 pubkey [URI]     print the public key of a token key (or of a base64 key on stdin)
+//! wg-pkcs11 list [URI]      the token's X25519 keys, each with its pkcs11: URI
 //! wg-pkcs11 show [IFNAME]    what `wg show` says, plus the interface's public key
 //! ```
 
@@ -25,6 +26,8 @@ Commands:
                     id=ID name the new key) and print its public key in base64.
   pubkey [URI]      Print the base64 public key of the token key named by URI; without URI,
                     read a base64 private key on stdin like `wg pubkey`.
+  list [URI]        List the X25519 keys of the token(s) URI names (default: every token of
+                    p11-kit's proxy): label, id, public key and the pkcs11: URI that opens it.
   show [IFNAME]     Show the state of one interface, or of every wg-pkcs11/userspace interface.
   help, --help      This text.
 
@@ -64,6 +67,9 @@ fn main() -> ExitCode {
         ["pubkey"] => cli::keys::pubkey_from_stdin(),
         ["pubkey", uri] => cli::keys::pubkey(uri),
         ["pubkey", ..] => return usage_error("`pubkey` takes at most one argument: a pkcs11: URI"),
+        ["list"] => cli::list::run(None),
+        ["list", uri] => cli::list::run(Some(uri)),
+        ["list", ..] => return usage_error("`list` takes at most one argument: a pkcs11: URI"),
         ["show"] => cli::show::show_all(),
         ["show", ifname] => cli::show::show(ifname),
         ["show", ..] => return usage_error("`show` takes at most one argument: an interface name"),

@@ -2,5 +2,6 @@
 
 pub mod device;
 pub mod keys;
+pub mod list;
 pub mod show;
 pub mod up;

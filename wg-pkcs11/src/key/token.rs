@@ -44,12 +44,12 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-fn ck(what: &str, e: CkError) -> TokenError {
+pub(crate) fn ck(what: &str, e: CkError) -> TokenError {
     TokenError(format!("{what}: {}", describe(&e)))
 }
 
 /// cryptoki's Display of a CK_RV is a paragraph; a log line wants the name.
-fn describe(e: &CkError) -> String {
+pub(crate) fn describe(e: &CkError) -> String {
     match e {
         CkError::Pkcs11(rv, function) => format!("{function:?} returned {rv:?}"),
         other => other.to_string(),
@@ -82,15 +82,15 @@ pub fn module_context(module: &Path) -> Result<Pkcs11, TokenError> {
 }
 
 /// A token slot the URI selects, with what we know about it for messages.
-struct MatchedToken {
-    slot: Slot,
-    label: String,
-    serial: String,
+pub(crate) struct MatchedToken {
+    pub(crate) slot: Slot,
+    pub(crate) label: String,
+    pub(crate) serial: String,
 }
 
 /// Every slot whose library, slot and token attributes satisfy the URI. The error lists what
 /// is there when nothing matches, so a typo in `token=` is easy to see.
-fn matching_tokens(
+pub(crate) fn matching_tokens(
     context: &Pkcs11,
     uri: &Pkcs11Uri,
     module: &Path,
@@ -161,7 +161,7 @@ fn matching_tokens(
     Ok(matched)
 }
 
-fn open_session(
+pub(crate) fn open_session(
     context: &Pkcs11,
     token: &MatchedToken,
     pin: Option<&Zeroizing<String>>,
@@ -181,7 +181,7 @@ fn open_session(
 }
 
 /// The search template for the key object the URI names (label and/or id).
-fn key_template(uri: &Pkcs11Uri, class: ObjectClass) -> Vec<Attribute> {
+pub(crate) fn key_template(uri: &Pkcs11Uri, class: ObjectClass) -> Vec<Attribute> {
     let mut template = vec![
         Attribute::Class(class),
         Attribute::KeyType(KeyType::EC_MONTGOMERY),
@@ -210,7 +210,7 @@ pub fn parse_ec_point(bytes: &[u8]) -> Result<[u8; 32], TokenError> {
     Ok(raw.try_into().expect("length checked"))
 }
 
-fn read_attribute(
+pub(crate) fn read_attribute(
     session: &Session,
     object: ObjectHandle,
     kind: AttributeType,
