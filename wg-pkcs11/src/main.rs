@@ -28,7 +28,10 @@ Commands:
                     read a base64 private key on stdin like `wg pubkey`.
   list [URI]        List the X25519 keys of the token(s) URI names (default: every token of
                     p11-kit's proxy): label, id, public key and the pkcs11: URI that opens it.
-  show [IFNAME]     Show the state of one interface, or of every wg-pkcs11/userspace interface.
+  show [--json] [IFNAME]
+                    Show the state of one interface, or of every wg-pkcs11/userspace interface,
+                    with the key's health (URI, hardware or virtual chip, token model and
+                    serial, ECDHs, latency, errors, reconnects, PIN state); --json: as JSON.
   help, --help      This text.
 
 URI examples:
@@ -70,6 +73,8 @@ fn main() -> ExitCode {
         ["list"] => cli::list::run(None),
         ["list", uri] => cli::list::run(Some(uri)),
         ["list", ..] => return usage_error("`list` takes at most one argument: a pkcs11: URI"),
+        ["show", "--json"] => cli::show_health::show_all_json(),
+        ["show", "--json", ifname] | ["show", ifname, "--json"] => cli::show_health::show_json(ifname),
         ["show"] => cli::show::show_all(),
         ["show", ifname] => cli::show::show(ifname),
         ["show", ..] => return usage_error("`show` takes at most one argument: an interface name"),

@@ -34,6 +34,8 @@ pub const SOCKET_DIR: &str = "/var/run/wireguard";
 
 /// The device-level key this daemon adds to `get` replies (ignored by `wg`).
 pub const PUBLIC_KEY_EXTENSION: &str = "wg_pkcs11_public_key";
+/// The prefix of every other device key this daemon adds to `get` replies.
+pub const EXTENSION_PREFIX: &str = "wg_pkcs11_";
 
 const EPERM: i32 = libc::EPERM;
 const EINVAL: i32 = libc::EINVAL;
@@ -77,6 +79,9 @@ pub struct DeviceInfo {
     /// 0 = none.
     pub fwmark: u32,
     pub peers: Vec<PeerInfo>,
+    /// More device keys of this daemon, sent as `wg_pkcs11_NAME=VALUE` (the key's health,
+    /// see `key::health`); (NAME, VALUE) without the prefix. `wg` ignores them.
+    pub extensions: Vec<(String, String)>,
 }
 
 /// One peer's part of a `set`.
@@ -346,6 +351,9 @@ pub fn serialize_device(device: &DeviceInfo) -> String {
     if device.fwmark != 0 {
         let _ = writeln!(out, "fwmark={}", device.fwmark);
     }
+    for (name, value) in &device.extensions {
+        let _ = writeln!(out, "{EXTENSION_PREFIX}{name}={value}");
+    }
     for peer in &device.peers {
         let _ = writeln!(out, "public_key={}", key_to_hex(&peer.public_key));
         let psk = peer.preshared_key.unwrap_or([0; 32]);
@@ -399,6 +407,10 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
         match device.peers.last_mut() {
             None => match key {
                 PUBLIC_KEY_EXTENSION => device.public_key = Some(key_value(value)?),
+                _ if key.starts_with(EXTENSION_PREFIX) => device.extensions.push((
+                    key[EXTENSION_PREFIX.len()..].to_string(),
+                    value.to_string(),
+                )),
                 "listen_port" => device.listen_port = value.parse().map_err(|_| bad(line))?,
                 "fwmark" => device.fwmark = value.parse().map_err(|_| bad(line))?,
                 _ => {} // keys of other implementations (private_key, ...)

@@ -110,6 +110,15 @@ impl UapiBackend for DeviceBackend {
             listen_port: device.listen_port(),
             fwmark: device.fwmark(),
             peers,
+            extensions: device
+                .key_health()
+                .map(|h| {
+                    h.to_pairs()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 

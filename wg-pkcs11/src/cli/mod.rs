@@ -4,4 +4,5 @@ pub mod device;
 pub mod keys;
 pub mod list;
 pub mod show;
+pub mod show_health;
 pub mod up;

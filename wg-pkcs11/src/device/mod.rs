@@ -26,6 +26,7 @@
 
 pub mod counters;
 mod handshake;
+mod key_switch;
 mod netns;
 pub mod offload;
 mod ratelimit;
@@ -151,6 +152,10 @@ impl StaticKey for CountingKey {
             c.token_failures.fetch_add(1, Ordering::Relaxed);
         }
         r
+    }
+
+    fn health(&self) -> Option<crate::key::health::KeyHealth> {
+        self.inner.health()
     }
 }
 

@@ -26,6 +26,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::health::{self, HealthRecorder, KeyHealth, TokenFacts};
 use super::{KeyError, StaticKey};
 use crate::uri::{ObjectType, Pkcs11Uri};
 
@@ -302,6 +303,10 @@ pub struct TokenKey {
     /// `object `wg` in token `SE050` (serial ...)`, for messages.
     description: String,
     live: Mutex<Option<Live>>,
+    /// What the module says about the slot and token (for `show`), or why it could not say.
+    facts: Result<TokenFacts, String>,
+    /// ECDH count, latency, errors and reconnects since the key was opened.
+    health: HealthRecorder,
 }
 
 impl fmt::Debug for TokenKey {
@@ -349,6 +354,7 @@ impl TokenKey {
                     token.serial
                 );
                 log::info!("using X25519 key {description} from {}", module.display());
+                let facts = TokenFacts::read(&context, token.slot);
                 Ok(TokenKey {
                     uri: uri.clone(),
                     module,
@@ -358,6 +364,8 @@ impl TokenKey {
                     public_key,
                     description,
                     live: Mutex::new(Some(Live { session, private_key })),
+                    facts,
+                    health: HealthRecorder::default(),
                 })
             }
             n => {
@@ -377,6 +385,11 @@ impl TokenKey {
 
     pub fn module(&self) -> &Path {
         &self.module
+    }
+
+    /// The key's health now (see `key::health`).
+    pub fn health_snapshot(&self) -> KeyHealth {
+        health::snapshot(&self.uri, &self.context, self.slot, &self.facts, &self.health)
     }
 
     /// Reopen the session and find the key again (after the token dropped our session).
@@ -482,18 +495,35 @@ impl StaticKey for TokenKey {
         self.public_key
     }
 
+    fn health(&self) -> Option<KeyHealth> {
+        Some(self.health_snapshot())
+    }
+
     fn diffie_hellman(&self, peer_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let mut last_error = None;
         for attempt in 0..2 {
             if live.is_none() {
                 match self.reconnect() {
-                    Ok(fresh) => *live = Some(fresh),
-                    Err(e) => return Err(KeyError::Token(e.0)),
+                    Ok(fresh) => {
+                        self.health.reconnect();
+                        *live = Some(fresh)
+                    }
+                    Err(e) => {
+                        self.health.error();
+                        return Err(KeyError::Token(e.0));
+                    }
                 }
             }
             let current = live.as_ref().expect("just ensured");
-            match TokenKey::derive(current, peer_public) {
+            let started = std::time::Instant::now();
+            let derived = TokenKey::derive(current, peer_public);
+            if derived.is_ok() {
+                self.health.ecdh_done(started.elapsed());
+            } else {
+                self.health.error();
+            }
+            match derived {
                 Ok(secret) if *secret == [0u8; 32] => return Err(KeyError::NonContributory),
                 Ok(secret) => return Ok(secret),
                 Err(e) if attempt == 0 && session_lost(&e) => {
