@@ -26,6 +26,14 @@ Commands:
                     id=ID name the new key) and print its public key in base64.
   pubkey [URI]      Print the base64 public key of the token key named by URI; without URI,
                     read a base64 private key on stdin like `wg pubkey`.
+  set IFNAME private-key-uri URI
+                    Switch the running interface to the token key URI names and handshake with
+                    every peer at once (key rotation; the config file is not changed).
+  rotate IFNAME [--config FILE] [--label NEW] [--hook CMD] [--check CMD] [--timeout S]
+                    Rotate the interface's token key without downtime: a new key in the chip,
+                    its public key printed, the hook (or Enter) registers it with the server,
+                    switch and handshake, verify, rewrite FILE's PrivateKey atomically, and
+                    only then delete the old key. Rolls back to the old key on failure.
   list [URI]        List the X25519 keys of the token(s) URI names (default: every token of
                     p11-kit's proxy): label, id, public key and the pkcs11: URI that opens it.
   show [--json] [IFNAME]
@@ -70,6 +78,11 @@ fn main() -> ExitCode {
         ["pubkey"] => cli::keys::pubkey_from_stdin(),
         ["pubkey", uri] => cli::keys::pubkey(uri),
         ["pubkey", ..] => return usage_error("`pubkey` takes at most one argument: a pkcs11: URI"),
+        ["set", ifname, "private-key-uri", uri] => cli::rotate::set_private_key_uri(ifname, uri),
+        ["rotate", rest @ ..] => match cli::rotate::parse_rotate_args(rest) {
+            Ok(options) => cli::rotate::rotate(&options),
+            Err(e) => return usage_error(&e),
+        },
         ["list"] => cli::list::run(None),
         ["list", uri] => cli::list::run(Some(uri)),
         ["list", ..] => return usage_error("`list` takes at most one argument: a pkcs11: URI"),

@@ -34,6 +34,8 @@ pub const SOCKET_DIR: &str = "/var/run/wireguard";
 
 /// The device-level key this daemon adds to `get` replies (ignored by `wg`).
 pub const PUBLIC_KEY_EXTENSION: &str = "wg_pkcs11_public_key";
+/// The device key of a `set` that switches the interface to another token key (rotation).
+pub const PRIVATE_KEY_URI_EXTENSION: &str = "wg_pkcs11_private_key_uri";
 /// The prefix of every other device key this daemon adds to `get` replies.
 pub const EXTENSION_PREFIX: &str = "wg_pkcs11_";
 
@@ -112,6 +114,9 @@ pub struct SetRequest {
     /// Remove every peer before applying `peers`.
     pub replace_peers: bool,
     pub peers: Vec<PeerUpdate>,
+    /// `wg_pkcs11_private_key_uri=URI`: switch to this token key (key rotation; applied after
+    /// everything else in the request). The URI may carry a PIN: wiped when dropped.
+    pub private_key_uri: Option<Zeroizing<String>>,
 }
 
 /// An error answered as `errno=`.
@@ -289,6 +294,9 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
                         })
                     }
                     "replace_peers" => request.replace_peers = parse_true(key, value)?,
+                    PRIVATE_KEY_URI_EXTENSION => {
+                        request.private_key_uri = Some(Zeroizing::new(value.to_string()))
+                    }
                     _ => return Err(invalid(format!("unknown device key `{key}`"))),
                 }
             }
@@ -464,6 +472,9 @@ pub fn serialize_set(request: &SetRequest) -> String {
     }
     if request.replace_peers {
         out.push_str("replace_peers=true\n");
+    }
+    if let Some(uri) = &request.private_key_uri {
+        let _ = writeln!(out, "{PRIVATE_KEY_URI_EXTENSION}={}", uri.as_str());
     }
     for peer in &request.peers {
         let _ = writeln!(out, "public_key={}", key_to_hex(&peer.public_key));

@@ -141,6 +141,9 @@ impl UapiBackend for DeviceBackend {
         for update in &request.peers {
             apply_peer(device, update);
         }
+        if let Some(uri) = &request.private_key_uri {
+            super::rotate::switch_device_key(device, uri)?;
+        }
         Ok(())
     }
 }

@@ -47,6 +47,8 @@ pub(crate) enum Job {
         msg: [u8; RESPONSE_LEN],
         src: SocketAddr,
     },
+    /// Key rotation: use this static key from now on (see key_switch.rs).
+    ReplaceKey(super::key_switch::Replacement),
 }
 
 #[derive(Default)]
@@ -168,6 +170,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             Job::Initiate(state) => initiate(&shared, &state),
             Job::Initiation { msg, src } => respond(&shared, &msg, src),
             Job::Response { msg, src } => complete(&shared, &msg, src),
+            Job::ReplaceKey(replacement) => super::key_switch::apply(&shared, replacement),
         }
     }
 }

@@ -162,7 +162,6 @@ impl StaticKey for CountingKey {
 /// State shared by the device's threads.
 pub(crate) struct Shared {
     pub(crate) identity: Identity,
-    pub(crate) public_key: [u8; 32],
     pub(crate) tun: Tun,
     /// The TUN's MTU, refreshed by the timer thread: padding never goes beyond it (as the kernel
     /// and wireguard-go do), so a full-size packet still fits the underlay's MTU.
@@ -259,7 +258,6 @@ impl Device {
         );
         let shared = Arc::new(Shared {
             identity: Identity::new(key),
-            public_key,
             mtu: AtomicUsize::new(tun.mtu().map_or(DEFAULT_MTU, |m| m as usize)),
             tun,
             udp: SocketSlot::new(udp, netns),
@@ -326,7 +324,7 @@ impl Device {
 
     /// Our static public key.
     pub fn public_key(&self) -> [u8; 32] {
-        self.shared.public_key
+        self.shared.identity.public_key()
     }
 
     /// The socket's fwmark (0: none).

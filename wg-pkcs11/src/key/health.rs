@@ -42,8 +42,8 @@ impl HealthRecorder {
         samples.push_back(took.as_micros() as u64);
     }
 
-    /// A Diffie-Hellman the token refused or failed (not a low-order peer key: that is the
-    /// peer's fault, and the chip answered).
+    /// A Diffie-Hellman the token refused or failed. This includes a low-order peer key that
+    /// the module refuses (the SE050 module answers CKR_FUNCTION_FAILED for it).
     pub fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }

@@ -103,3 +103,83 @@ pub fn list_keys(query: &Pkcs11Uri) -> Result<Vec<ListedKey>, TokenError> {
     }
     Ok(listed)
 }
+
+/// Delete the X25519 key pair the URI names (its private key, exactly one, and the public key
+/// object with the same CKA_ID, or the same label if it has no id): the last step of a
+/// rotation. Returns how many objects were destroyed.
+pub fn delete_key(uri: &Pkcs11Uri) -> Result<usize, TokenError> {
+    if uri.object.is_none() && uri.id.is_none() {
+        return Err(TokenError(
+            "refusing to delete without object= or id= in the URI".into(),
+        ));
+    }
+    let module = uri.module().map_err(TokenError)?;
+    let context = module_context(&module)?;
+    let pin = uri.pin().map_err(TokenError)?;
+    let mut holders = Vec::new();
+    for token in matching_tokens(&context, uri, &module)? {
+        let session = open_session(&context, &token, pin.as_ref())?;
+        let private = session
+            .find_objects(&key_template(uri, ObjectClass::PRIVATE_KEY))
+            .map_err(|e| ck(&format!("C_FindObjects in token `{}`", token.label), e))?;
+        if !private.is_empty() {
+            holders.push((token, session, private));
+        }
+    }
+    let (token, session, private) = match holders.len() {
+        0 => {
+            return Err(TokenError(format!(
+                "no X25519 private key matches {}",
+                uri.redacted()
+            )))
+        }
+        1 => holders.pop().expect("one"),
+        n => {
+            return Err(TokenError(format!(
+                "{n} tokens hold a key matching {}: add token= or serial=",
+                uri.redacted()
+            )))
+        }
+    };
+    let [private] = private.as_slice() else {
+        return Err(TokenError(format!(
+            "{} private keys in token `{}` match {}: refusing to delete more than one",
+            private.len(),
+            token.label,
+            uri.redacted()
+        )));
+    };
+    let mut public_template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
+    match read_attribute(&session, *private, AttributeType::Id) {
+        Some(Attribute::Id(id)) if !id.is_empty() => public_template.push(Attribute::Id(id)),
+        _ => match read_attribute(&session, *private, AttributeType::Label) {
+            Some(Attribute::Label(label)) if !label.is_empty() => {
+                public_template.push(Attribute::Label(label))
+            }
+            _ => public_template.clear(),
+        },
+    }
+    let publics = if public_template.is_empty() {
+        Vec::new()
+    } else {
+        session
+            .find_objects(&public_template)
+            .map_err(|e| ck("C_FindObjects (public key)", e))?
+    };
+    let mut destroyed = 0;
+    for handle in std::iter::once(*private).chain(publics) {
+        match session.destroy_object(handle) {
+            Ok(()) => destroyed += 1,
+            // The module may delete the pair as one object (the SE050 keeps one key object).
+            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::ObjectHandleInvalid, _))
+                if destroyed > 0 => {}
+            Err(e) => {
+                return Err(ck(
+                    &format!("C_DestroyObject in token `{}`", token.label),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(destroyed)
+}

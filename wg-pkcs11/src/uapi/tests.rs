@@ -207,8 +207,10 @@ fn set_request_round_trips() {
                 ..Default::default()
             },
         ],
+        private_key_uri: Some(Zeroizing::new("pkcs11:object=wg-2026".into())),
     };
     let text = serialize_set(&set);
+    assert!(text.contains("\nwg_pkcs11_private_key_uri=pkcs11:object=wg-2026\npublic_key="));
     assert_eq!(request(&text).unwrap(), Some(Request::Set(set)));
 }
 
