@@ -94,6 +94,7 @@ fn show_and_show_json_report_the_keys_health() {
 
     // The human form.
     let text = show(&net.a, &[&ifname]);
+    eprintln!("wg-pkcs11 show:\n{text}");
     assert_eq!(line(&text, "public key: "), public, "{text}");
     assert_eq!(line(&text, "key uri: "), token.key_uri(label), "{text}");
     let chip = line(&text, "chip: ");
