@@ -144,41 +144,62 @@ const PING_INTERVAL_MS: u64 = 10;
 /// the article's procedure does, loses several times this.
 const MAX_LOST_PINGS: usize = 100;
 
-/// A client (wg-pkcs11, key in a 30 ms virtual SE050) and a wireguard-go server, tunnel up.
+/// One wireguard-go server of the rotation tests: server i is 10.10.i.2 in the tunnel (the
+/// client is 10.10.i.1), listening on port LISTEN_PORT_B + i in namespace b.
+struct Server {
+    peer: UserspacePeer,
+    public: String,
+    tunnel: String,
+}
+
+/// A client (wg-pkcs11, key in a virtual SE050 of `chip_ms` per operation) and `servers`
+/// wireguard-go servers, every tunnel up.
 struct RotationSetup {
     net: NamespacePair,
     token: VirtualToken,
-    server: UserspacePeer,
-    server_public: String,
+    servers: Vec<Server>,
     old_public: String,
     client: WgPkcs11,
     conf_path: std::path::PathBuf,
 }
 
-fn rotation_setup(tag: &str) -> RotationSetup {
+fn rotation_setup(tag: &str, chip_ms: u32, servers: u8) -> RotationSetup {
     let net = NamespacePair::new(tag);
-    let token = VirtualToken::new(ROTATION_CHIP_MS);
+    let token = VirtualToken::new(chip_ms);
     let old_public = wg_pkcs11_genkey(&token, "wg-2025");
-    let (server_private, server_public) = wg_genkey();
-    let server = UserspacePeer::start(
-        UserspaceWireGuard::WireguardGo,
-        &net.b,
-        &unique_interface_name("srv"),
-        net.dir(),
-    );
-    server.configure(
-        &server_private,
-        LISTEN_PORT_B,
-        &[PeerSpec::new(&old_public, &["10.10.0.1/32"])],
-    );
-    server.address_and_up(&["10.10.0.2/24"]);
+    let mut list = Vec::new();
+    let mut client_peers = Vec::new();
+    let mut client_addresses = Vec::new();
+    for i in 0..servers {
+        let (private, public) = wg_genkey();
+        let peer = UserspacePeer::start(
+            UserspaceWireGuard::WireguardGo,
+            &net.b,
+            &unique_interface_name("srv"),
+            net.dir(),
+        );
+        let port = LISTEN_PORT_B + u16::from(i);
+        peer.configure(
+            &private,
+            port,
+            &[PeerSpec::new(&old_public, &[&format!("10.10.{i}.1/32")])],
+        );
+        peer.address_and_up(&[&format!("10.10.{i}.2/24")]);
+        let tunnel = format!("10.10.{i}.2");
+        client_peers.push(
+            PeerSpec::new(&public, &[&format!("{tunnel}/32")])
+                .endpoint(&format!("{B_UNDERLAY}:{port}")),
+        );
+        client_addresses.push(format!("10.10.{i}.1/24"));
+        list.push(Server { peer, public, tunnel });
+    }
     let ifname = unique_interface_name("rot");
     let conf = WgPkcs11Conf {
         private_key: token.key_uri("wg-2025"),
         listen_port: Some(LISTEN_PORT_A),
-        addresses: vec!["10.10.0.1/24".into()],
+        addresses: client_addresses,
         mtu: Some(1420),
-        peers: vec![PeerSpec::new(&server_public, &["10.10.0.2/32"]).endpoint(&net.b_endpoint())],
+        peers: client_peers,
     };
     let conf_path = conf.write(net.dir(), &ifname);
     {
@@ -186,12 +207,13 @@ fn rotation_setup(tag: &str) -> RotationSetup {
         std::fs::set_permissions(&conf_path, std::fs::Permissions::from_mode(0o640)).unwrap();
     }
     let client = WgPkcs11::up(&net.a, &token, &conf_path, net.dir());
-    ping_until_reply(&net.a, B_TUNNEL, HANDSHAKE_TIMEOUT);
+    for server in &list {
+        ping_until_reply(&net.a, &server.tunnel, HANDSHAKE_TIMEOUT);
+    }
     RotationSetup {
         net,
         token,
-        server,
-        server_public,
+        servers: list,
         old_public,
         client,
         conf_path,
@@ -216,15 +238,22 @@ fn run_rotate(s: &RotationSetup, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The shipped hook, reaching the server's namespace instead of ssh.
+/// The shipped hook, once per server, reaching the servers' namespace instead of ssh.
 fn hook_command(s: &RotationSetup) -> String {
-    format!(
-        "WG_ROTATE_SERVER_CMD='ip netns exec {}' WG_ROTATE_SERVER_SCRIPT={} WG_ROTATE_SERVER_IF={} sh {}",
-        s.net.b.name(),
-        conf_dir().join("wg-rotate-server").display(),
-        s.server.ifname,
-        conf_dir().join("wg-rotate-hook").display()
-    )
+    let calls: Vec<String> = s
+        .servers
+        .iter()
+        .map(|server| {
+            format!(
+                "WG_ROTATE_SERVER_CMD='ip netns exec {}' WG_ROTATE_SERVER_SCRIPT={} WG_ROTATE_SERVER_IF={} sh {}",
+                s.net.b.name(),
+                conf_dir().join("wg-rotate-server").display(),
+                server.peer.ifname,
+                conf_dir().join("wg-rotate-hook").display()
+            )
+        })
+        .collect();
+    calls.join(" && ")
 }
 
 /// Sequence numbers answered by `ping -n` (its log), and how many were sent.
@@ -244,7 +273,7 @@ fn answered_pings(log: &str) -> (std::collections::BTreeSet<u64>, u64) {
 
 #[test]
 fn rotate_switches_keys_under_a_ping_stream_and_deletes_the_old_key_last() {
-    let s = rotation_setup("rotz");
+    let s = rotation_setup("rotz", ROTATION_CHIP_MS, 1);
     let old_uri = s.token.key_uri("wg-2025");
     let new_uri_label = "wg-2026";
 
@@ -346,7 +375,7 @@ fn rotate_switches_keys_under_a_ping_stream_and_deletes_the_old_key_last() {
     // The daemon runs the new key; the server knows only it, with the device's address.
     let shown = s.client.ns.run([wg_pkcs11_binary().to_str().unwrap(), "show", &s.client.ifname]);
     assert!(shown.contains(&format!("public key: {new_public}")), "{shown}");
-    let server = s.server.dump();
+    let server = s.servers[0].peer.dump();
     assert!(server.peer(&s.old_public).is_none(), "the server kept the old key: {server:?}");
     let peer = server.peer(&new_public).expect("the server lacks the new key");
     assert_eq!(peer.allowed_ips, vec!["10.10.0.1/32".to_string()], "{server:?}");
@@ -354,7 +383,7 @@ fn rotate_switches_keys_under_a_ping_stream_and_deletes_the_old_key_last() {
     // The config names the new key, kept its mode, and nothing else changed.
     let conf = std::fs::read_to_string(&s.conf_path).unwrap();
     assert!(conf.contains(&format!("PrivateKey = pkcs11:token=SE050;object={new_uri_label}?")), "{conf}");
-    assert!(conf.contains(&format!("PublicKey = {}", s.server_public)), "{conf}");
+    assert!(conf.contains(&format!("PublicKey = {}", s.servers[0].public)), "{conf}");
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&s.conf_path).unwrap().permissions().mode() & 0o777;
@@ -375,7 +404,7 @@ fn rotate_switches_keys_under_a_ping_stream_and_deletes_the_old_key_last() {
 
 #[test]
 fn a_rotation_the_server_never_accepts_rolls_back_to_the_old_key() {
-    let s = rotation_setup("rotb");
+    let s = rotation_setup("rotb", ROTATION_CHIP_MS, 1);
     let before = std::fs::read_to_string(&s.conf_path).unwrap();
     // A hook that "registers" nothing: the server never hears of the new key.
     let (ok, stdout, stderr) = run_rotate(
@@ -410,4 +439,74 @@ fn a_rotation_the_server_never_accepts_rolls_back_to_the_old_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("wg-no-such-key"));
     assert!(ping(&s.net.a, B_TUNNEL, 2), "the tunnel broke after a refused switch");
+}
+
+/// Pings every PING_INTERVAL_MS from the client to `target` for `seconds`, in the background.
+fn ping_stream(s: &RotationSetup, target: &str, seconds: u64) -> Background {
+    let mut command = s.net.a.command("ping");
+    command.args([
+        "-n",
+        "-i",
+        &format!("0.{:03}", PING_INTERVAL_MS),
+        "-c",
+        &(seconds * 1000 / PING_INTERVAL_MS).to_string(),
+        "-W",
+        "1",
+        target,
+    ]);
+    Background::spawn(&format!("ping-stream-{target}"), command, s.net.dir())
+}
+
+/// Waits for the stream to end; (sent, lost).
+fn lost_pings(mut pings: Background) -> (u64, usize) {
+    let done = poll_until(std::time::Duration::from_secs(30), || !pings.is_running());
+    assert!(done, "the ping stream did not end");
+    let (answered, sent) = answered_pings(&pings.log());
+    let lost = (1..=sent).filter(|seq| !answered.contains(seq)).count();
+    (sent, lost)
+}
+
+/// The slow chip and several peers: a 300 ms chip, three wireguard-go servers; rotate must
+/// handshake with every one of them (each server moves the device's address at its first
+/// handshake with the new key), and the stream to the first loses at most one handshake's
+/// packets.
+#[test]
+fn rotate_with_three_servers_and_a_300_ms_chip() {
+    let s = rotation_setup("rot3", 300, 3);
+    let pings = ping_stream(&s, B_TUNNEL, 12);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let checks: Vec<String> = s
+        .servers
+        .iter()
+        .map(|server| format!("ping -n -c 1 -W 1 {} >/dev/null", server.tunnel))
+        .collect();
+    let (ok, stdout, stderr) = run_rotate(
+        &s,
+        &[
+            "--config",
+            s.conf_path.to_str().unwrap(),
+            "--label",
+            "wg-2026",
+            "--hook",
+            &hook_command(&s),
+            "--check",
+            &checks.join(" && "),
+            "--timeout",
+            "30",
+        ],
+    );
+    assert!(ok, "rotate failed:\n{stdout}\n{stderr}\n--- client log:\n{}", s.client.log());
+    let new_public = stdout.trim().to_string();
+    for server in &s.servers {
+        let dump = server.peer.dump();
+        assert!(dump.peer(&s.old_public).is_none(), "{} kept the old key", server.peer.ifname);
+        let peer = dump.peer(&new_public).expect("a server lacks the new key");
+        assert!(peer.latest_handshake > 0, "{dump:?}");
+        assert_eq!(peer.allowed_ips.len(), 1, "{dump:?}");
+        assert!(ping(&s.net.b, &peer.allowed_ips[0].replace("/32", ""), 1));
+    }
+    let (sent, lost) = lost_pings(pings);
+    eprintln!("300 ms chip, 3 servers: {sent} pings every {PING_INTERVAL_MS} ms, {lost} lost");
+    assert!(lost <= MAX_LOST_PINGS, "{lost} pings lost");
+    assert!(!pkcs11_tool_list_objects(&s.token).contains("wg-2025"));
 }
