@@ -21,7 +21,11 @@ fn pkcs11_tool_token(token: &VirtualToken) -> (String, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let field = |name: &str| {
         text.lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim_start_matches([' ', ':']).trim().to_string()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(name)
+                    .map(|v| v.trim_start_matches([' ', ':']).trim().to_string())
+            })
             .unwrap_or_else(|| panic!("pkcs11-tool -L shows no {name}:\n{text}"))
     };
     (field("token model"), field("serial num"))
@@ -99,8 +103,14 @@ fn show_and_show_json_report_the_keys_health() {
     assert_eq!(line(&text, "key uri: "), token.key_uri(label), "{text}");
     let chip = line(&text, "chip: ");
     assert!(chip.starts_with("virtual (token SE050"), "{text}");
-    assert!(chip.contains(&format!("model {model}")), "model is not pkcs11-tool's {model}: {text}");
-    assert!(chip.contains(&format!("serial {serial})")), "serial is not pkcs11-tool's {serial}: {text}");
+    assert!(
+        chip.contains(&format!("model {model}")),
+        "model is not pkcs11-tool's {model}: {text}"
+    );
+    assert!(
+        chip.contains(&format!("serial {serial})")),
+        "serial is not pkcs11-tool's {serial}: {text}"
+    );
     assert_eq!(
         line(&text, "chip ECDH since start: "),
         format!("{chip_ecdh} (errors 0, reconnects 0)"),
@@ -114,10 +124,17 @@ fn show_and_show_json_report_the_keys_health() {
     let p99 = micros(parts[2].strip_prefix("p99 ").unwrap());
     let floor = u64::from(TOKEN_LATENCY_MS) * 1000;
     for (what, v) in [("last", last), ("median", median), ("p99", p99)] {
-        assert!(v >= floor, "{what} latency {v} us is below the chip's simulated {floor} us: {text}");
+        assert!(
+            v >= floor,
+            "{what} latency {v} us is below the chip's simulated {floor} us: {text}"
+        );
     }
     assert!(median <= p99, "{text}");
-    assert_eq!(line(&text, "pin: "), "no PIN (the token requires no login)", "{text}");
+    assert_eq!(
+        line(&text, "pin: "),
+        "no PIN (the token requires no login)",
+        "{text}"
+    );
 
     // The machine form says the same.
     let json: serde_json::Value =
@@ -133,9 +150,18 @@ fn show_and_show_json_report_the_keys_health() {
     assert_eq!(key["ecdh_count"], chip_ecdh);
     assert_eq!(key["errors"], 0);
     assert_eq!(key["reconnects"], 0);
-    assert!(key["latency_us"]["median"].as_u64().unwrap() >= floor, "{json}");
-    assert!(key["latency_us"]["p99"].as_u64().unwrap() >= floor, "{json}");
-    assert!(key["latency_us"]["last"].as_u64().unwrap() >= floor, "{json}");
+    assert!(
+        key["latency_us"]["median"].as_u64().unwrap() >= floor,
+        "{json}"
+    );
+    assert!(
+        key["latency_us"]["p99"].as_u64().unwrap() >= floor,
+        "{json}"
+    );
+    assert!(
+        key["latency_us"]["last"].as_u64().unwrap() >= floor,
+        "{json}"
+    );
     assert_eq!(key["pin"], "no PIN (the token requires no login)");
     let peer = &json["peers"][0];
     assert_eq!(peer["public_key"], server_public.as_str());
@@ -144,12 +170,19 @@ fn show_and_show_json_report_the_keys_health() {
     // Every interface: an array that holds this one.
     let all: serde_json::Value = serde_json::from_str(&show(&net.a, &["--json"])).unwrap();
     assert!(
-        all.as_array().unwrap().iter().any(|d| d["interface"] == ifname.as_str()),
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["interface"] == ifname.as_str()),
         "{all}"
     );
 
     // The extra UAPI keys do not disturb the stock tool.
     let dump = client.dump();
-    assert!(dump.peer(&server_public).is_some_and(|p| p.latest_handshake > 0), "{dump:?}");
+    assert!(
+        dump.peer(&server_public)
+            .is_some_and(|p| p.latest_handshake > 0),
+        "{dump:?}"
+    );
     client.down();
 }

@@ -28,10 +28,17 @@ fn pkcs11_tool_keypair(token: &VirtualToken, extra: &[&str]) {
     command
         .arg("--module")
         .arg(module_path())
-        .args(["--keypairgen", "--key-type", "EC:curve25519", "--usage-derive"])
+        .args([
+            "--keypairgen",
+            "--key-type",
+            "EC:curve25519",
+            "--usage-derive",
+        ])
         .args(extra);
     token.apply(&mut command);
-    let out = command.output().expect("cannot run pkcs11-tool (install opensc)");
+    let out = command
+        .output()
+        .expect("cannot run pkcs11-tool (install opensc)");
     assert!(
         out.status.success(),
         "pkcs11-tool {extra:?} failed: {}",
@@ -73,15 +80,28 @@ fn every_listed_uri_opens_the_key_it_is_listed_with() {
 
     let mut listed = BTreeSet::new();
     for (label, id, public, uri) in &keys {
-        assert!(uri.starts_with("pkcs11:") && uri.contains("type=private"), "{uri}");
-        assert!(!uri.contains("pin-value"), "a listing must not carry a PIN: {uri}");
+        assert!(
+            uri.starts_with("pkcs11:") && uri.contains("type=private"),
+            "{uri}"
+        );
+        assert!(
+            !uri.contains("pin-value"),
+            "a listing must not carry a PIN: {uri}"
+        );
         // The round trip: the printed URI, as it is, opens the key printed with it.
         let (ok, again, err) = run(&token, &["pubkey", uri]);
-        assert!(ok, "`wg-pkcs11 pubkey {uri}` failed (listed as {label} {id}): {err}");
+        assert!(
+            ok,
+            "`wg-pkcs11 pubkey {uri}` failed (listed as {label} {id}): {err}"
+        );
         assert_eq!(again.trim(), public, "{uri} opens another key than listed");
         listed.insert(public.clone());
     }
-    assert_eq!(listed.len(), 5, "two listed keys share a public key:\n{stdout}");
+    assert_eq!(
+        listed.len(),
+        5,
+        "two listed keys share a public key:\n{stdout}"
+    );
     assert!(
         generated.is_subset(&listed),
         "a key wg-pkcs11 genkey made is missing:\n{stdout}"

@@ -191,7 +191,11 @@ fn rotation_setup(tag: &str, chip_ms: u32, servers: u8) -> RotationSetup {
                 .endpoint(&format!("{B_UNDERLAY}:{port}")),
         );
         client_addresses.push(format!("10.10.{i}.1/24"));
-        list.push(Server { peer, public, tunnel });
+        list.push(Server {
+            peer,
+            public,
+            tunnel,
+        });
     }
     let ifname = unique_interface_name("rot");
     let conf = WgPkcs11Conf {
@@ -265,7 +269,11 @@ fn answered_pings(log: &str) -> (std::collections::BTreeSet<u64>, u64) {
         .collect();
     let sent = log
         .lines()
-        .find_map(|l| l.split(" packets transmitted").next().filter(|_| l.contains("packets transmitted")))
+        .find_map(|l| {
+            l.split(" packets transmitted")
+                .next()
+                .filter(|_| l.contains("packets transmitted"))
+        })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no ping summary in:\n{log}"));
     (answered, sent)
@@ -373,29 +381,69 @@ fn rotate_switches_keys_under_a_ping_stream_and_deletes_the_old_key_last() {
     );
 
     // The daemon runs the new key; the server knows only it, with the device's address.
-    let shown = s.client.ns.run([wg_pkcs11_binary().to_str().unwrap(), "show", &s.client.ifname]);
-    assert!(shown.contains(&format!("public key: {new_public}")), "{shown}");
+    let shown = s.client.ns.run([
+        wg_pkcs11_binary().to_str().unwrap(),
+        "show",
+        &s.client.ifname,
+    ]);
+    assert!(
+        shown.contains(&format!("public key: {new_public}")),
+        "{shown}"
+    );
     let server = s.servers[0].peer.dump();
-    assert!(server.peer(&s.old_public).is_none(), "the server kept the old key: {server:?}");
-    let peer = server.peer(&new_public).expect("the server lacks the new key");
-    assert_eq!(peer.allowed_ips, vec!["10.10.0.1/32".to_string()], "{server:?}");
+    assert!(
+        server.peer(&s.old_public).is_none(),
+        "the server kept the old key: {server:?}"
+    );
+    let peer = server
+        .peer(&new_public)
+        .expect("the server lacks the new key");
+    assert_eq!(
+        peer.allowed_ips,
+        vec!["10.10.0.1/32".to_string()],
+        "{server:?}"
+    );
     assert!(peer.latest_handshake > 0 && peer.rx_bytes > 0, "{server:?}");
     // The config names the new key, kept its mode, and nothing else changed.
     let conf = std::fs::read_to_string(&s.conf_path).unwrap();
-    assert!(conf.contains(&format!("PrivateKey = pkcs11:token=SE050;object={new_uri_label}?")), "{conf}");
-    assert!(conf.contains(&format!("PublicKey = {}", s.servers[0].public)), "{conf}");
+    assert!(
+        conf.contains(&format!(
+            "PrivateKey = pkcs11:token=SE050;object={new_uri_label}?"
+        )),
+        "{conf}"
+    );
+    assert!(
+        conf.contains(&format!("PublicKey = {}", s.servers[0].public)),
+        "{conf}"
+    );
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&s.conf_path).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&s.conf_path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o640, "the config's mode changed");
     }
     // The old key is gone from the chip; the new one stays.
     let objects = pkcs11_tool_list_objects(&s.token);
-    assert!(!objects.contains("wg-2025"), "the old key is still in the chip:\n{objects}");
+    assert!(
+        !objects.contains("wg-2025"),
+        "the old key is still in the chip:\n{objects}"
+    );
     assert!(objects.contains(new_uri_label), "{objects}");
     // And the tunnel works both ways, also after the daemon restarts from the rewritten config.
-    assert!(ping(&s.net.b, A_TUNNEL, 2), "server -> client ping failed after the rotation");
-    let RotationSetup { net, token, client, conf_path, .. } = s;
+    assert!(
+        ping(&s.net.b, A_TUNNEL, 2),
+        "server -> client ping failed after the rotation"
+    );
+    let RotationSetup {
+        net,
+        token,
+        client,
+        conf_path,
+        ..
+    } = s;
     client.down();
     let client = WgPkcs11::up(&net.a, &token, &conf_path, net.dir());
     ping_until_reply(&net.a, B_TUNNEL, HANDSHAKE_TIMEOUT);
@@ -423,8 +471,15 @@ fn a_rotation_the_server_never_accepts_rolls_back_to_the_old_key() {
     assert!(!ok, "rotate claimed success:\n{stdout}\n{stderr}");
     assert!(stderr.contains("switched back to the old key"), "{stderr}");
     // Back on the old key, which is still in the chip; the config is untouched.
-    let shown = s.client.ns.run([wg_pkcs11_binary().to_str().unwrap(), "show", &s.client.ifname]);
-    assert!(shown.contains(&format!("public key: {}", s.old_public)), "{shown}");
+    let shown = s.client.ns.run([
+        wg_pkcs11_binary().to_str().unwrap(),
+        "show",
+        &s.client.ifname,
+    ]);
+    assert!(
+        shown.contains(&format!("public key: {}", s.old_public)),
+        "{shown}"
+    );
     assert_eq!(wg_pkcs11_pubkey(&s.token, "wg-2025"), s.old_public);
     assert_eq!(std::fs::read_to_string(&s.conf_path).unwrap(), before);
     ping_until_reply(&s.net.a, B_TUNNEL, HANDSHAKE_TIMEOUT);
@@ -438,7 +493,10 @@ fn a_rotation_the_server_never_accepts_rolls_back_to_the_old_key() {
     let out = command.output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("wg-no-such-key"));
-    assert!(ping(&s.net.a, B_TUNNEL, 2), "the tunnel broke after a refused switch");
+    assert!(
+        ping(&s.net.a, B_TUNNEL, 2),
+        "the tunnel broke after a refused switch"
+    );
 }
 
 /// Pings every PING_INTERVAL_MS from the client to `target` for `seconds`, in the background.
@@ -495,11 +553,19 @@ fn rotate_with_three_servers_and_a_300_ms_chip() {
             "30",
         ],
     );
-    assert!(ok, "rotate failed:\n{stdout}\n{stderr}\n--- client log:\n{}", s.client.log());
+    assert!(
+        ok,
+        "rotate failed:\n{stdout}\n{stderr}\n--- client log:\n{}",
+        s.client.log()
+    );
     let new_public = stdout.trim().to_string();
     for server in &s.servers {
         let dump = server.peer.dump();
-        assert!(dump.peer(&s.old_public).is_none(), "{} kept the old key", server.peer.ifname);
+        assert!(
+            dump.peer(&s.old_public).is_none(),
+            "{} kept the old key",
+            server.peer.ifname
+        );
         let peer = dump.peer(&new_public).expect("a server lacks the new key");
         assert!(peer.latest_handshake > 0, "{dump:?}");
         assert_eq!(peer.allowed_ips.len(), 1, "{dump:?}");

@@ -87,7 +87,9 @@ fn main() -> ExitCode {
         ["list", uri] => cli::list::run(Some(uri)),
         ["list", ..] => return usage_error("`list` takes at most one argument: a pkcs11: URI"),
         ["show", "--json"] => cli::show_health::show_all_json(),
-        ["show", "--json", ifname] | ["show", ifname, "--json"] => cli::show_health::show_json(ifname),
+        ["show", "--json", ifname] | ["show", ifname, "--json"] => {
+            cli::show_health::show_json(ifname)
+        }
         ["show"] => cli::show::show_all(),
         ["show", ifname] => cli::show::show(ifname),
         ["show", ..] => return usage_error("`show` takes at most one argument: an interface name"),

@@ -415,10 +415,9 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
         match device.peers.last_mut() {
             None => match key {
                 PUBLIC_KEY_EXTENSION => device.public_key = Some(key_value(value)?),
-                _ if key.starts_with(EXTENSION_PREFIX) => device.extensions.push((
-                    key[EXTENSION_PREFIX.len()..].to_string(),
-                    value.to_string(),
-                )),
+                _ if key.starts_with(EXTENSION_PREFIX) => device
+                    .extensions
+                    .push((key[EXTENSION_PREFIX.len()..].to_string(), value.to_string())),
                 "listen_port" => device.listen_port = value.parse().map_err(|_| bad(line))?,
                 "fwmark" => device.fwmark = value.parse().map_err(|_| bad(line))?,
                 _ => {} // keys of other implementations (private_key, ...)

@@ -23,7 +23,9 @@ pub fn run(uri: Option<&str>) -> Result<(), String> {
     // not take a partial list for the whole.
     let unnamed = keys.iter().filter(|k| k.opened.is_err()).count();
     if unnamed > 0 {
-        return Err(format!("{unnamed} key(s) could not be opened by a URI (see above)"));
+        return Err(format!(
+            "{unnamed} key(s) could not be opened by a URI (see above)"
+        ));
     }
     Ok(())
 }
@@ -36,7 +38,15 @@ pub fn format_keys(keys: &[ListedKey]) -> String {
             out.push('\n');
         }
         let _ = writeln!(out, "key: {}", key.label.as_deref().unwrap_or("(no label)"));
-        let _ = writeln!(out, "  id: {}", if key.id.is_empty() { "(none)".into() } else { hex(&key.id) });
+        let _ = writeln!(
+            out,
+            "  id: {}",
+            if key.id.is_empty() {
+                "(none)".into()
+            } else {
+                hex(&key.id)
+            }
+        );
         let _ = writeln!(out, "  token: {} (serial {})", key.token, key.serial);
         match &key.opened {
             Ok((uri, public)) => {

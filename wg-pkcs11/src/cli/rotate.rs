@@ -45,7 +45,9 @@ pub fn switch_device_key(device: &Device, uri: &str) -> Result<(), UapiError> {
 /// the URI is reported with the token's own words (the daemon only answers an errno).
 pub fn set_private_key_uri(ifname: &str, uri: &str) -> Result<(), String> {
     let parsed = Pkcs11Uri::parse(uri).map_err(|e| format!("`{uri}`: {e}"))?;
-    let public = TokenKey::open(&parsed).map_err(|e| e.to_string())?.public_key();
+    let public = TokenKey::open(&parsed)
+        .map_err(|e| e.to_string())?
+        .public_key();
     send_switch(ifname, &parsed)?;
     println!("{}", b64(&public));
     Ok(())
@@ -223,7 +225,11 @@ fn run_shell(command: &str, env: &[(&str, String)]) -> Result<(), String> {
 fn new_key_in_use(ifname: &str, since: std::time::Duration) -> Result<bool, String> {
     let device = uapi::client::get(&uapi::socket_path(ifname))
         .map_err(|e| format!("interface `{ifname}`: {}", e.message))?;
-    let peers: Vec<_> = device.peers.iter().filter(|p| p.endpoint.is_some()).collect();
+    let peers: Vec<_> = device
+        .peers
+        .iter()
+        .filter(|p| p.endpoint.is_some())
+        .collect();
     Ok(!peers.is_empty()
         && peers
             .iter()
@@ -259,7 +265,9 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
             config_path.display()
         )
     })?;
-    let old_public = TokenKey::open(&old_uri).map_err(|e| e.to_string())?.public_key();
+    let old_public = TokenKey::open(&old_uri)
+        .map_err(|e| e.to_string())?
+        .public_key();
     let running = uapi::client::get(&uapi::socket_path(ifname))
         .map_err(|e| format!("interface `{ifname}` is not running: {}", e.message))?;
     if running.public_key != Some(old_public) {
@@ -276,10 +284,7 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        format!(
-            "{}-{secs}",
-            old_uri.object.as_deref().unwrap_or("wg")
-        )
+        format!("{}-{secs}", old_uri.object.as_deref().unwrap_or("wg"))
     });
     let mut new_uri = old_uri.clone();
     new_uri.object = Some(label.clone());
@@ -353,7 +358,9 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
         loop {
             match run_shell(check, &env) {
                 Ok(()) => break,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 Err(e) => return Err(roll_back(format!("check: {e}"))),
             }
         }
@@ -403,13 +410,20 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temporary file left"
+        );
     }
 
     #[test]
     fn options() {
         let o = parse_rotate_args(&["wg0", "--hook", "x", "--timeout", "5"]).unwrap();
-        assert_eq!((o.ifname.as_str(), o.hook.as_deref(), o.timeout_secs), ("wg0", Some("x"), 5));
+        assert_eq!(
+            (o.ifname.as_str(), o.hook.as_deref(), o.timeout_secs),
+            ("wg0", Some("x"), 5)
+        );
         assert!(parse_rotate_args(&[]).is_err());
         assert!(parse_rotate_args(&["wg0", "--timeout", "0"]).is_err());
         assert!(parse_rotate_args(&["wg0", "--bogus"]).is_err());

@@ -219,12 +219,24 @@ mod tests {
             ..Default::default()
         };
         let text = format_health(&device);
-        assert!(text.contains("  chip: virtual (token SE050, model SE050 3.1.0"), "{text}");
-        assert!(text.contains("chip ECDH since start: 2 (errors 0, reconnects 0)"), "{text}");
-        assert!(text.contains("last 31.20 ms, median 31.00 ms, p99 33.00 ms"), "{text}");
+        assert!(
+            text.contains("  chip: virtual (token SE050, model SE050 3.1.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chip ECDH since start: 2 (errors 0, reconnects 0)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last 31.20 ms, median 31.00 ms, p99 33.00 ms"),
+            "{text}"
+        );
         let json = device_json("wg0", &device);
         assert!(json.contains("\"ecdh_count\":2"), "{json}");
-        assert!(json.contains("\"latency_us\":{\"last\":31200,\"median\":31000,\"p99\":33000}"), "{json}");
+        assert!(
+            json.contains("\"latency_us\":{\"last\":31200,\"median\":31000,\"p99\":33000}"),
+            "{json}"
+        );
         assert!(format_health(&DeviceInfo::default()).is_empty());
         assert!(device_json("wg0", &DeviceInfo::default()).contains("\"key\":null"));
     }

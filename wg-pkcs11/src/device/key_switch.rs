@@ -57,7 +57,10 @@ impl Device {
         let (done, applied) = mpsc::channel();
         self.shared
             .jobs
-            .push_own(handshake::Job::ReplaceKey(Replacement { key: counted, done }));
+            .push_own(handshake::Job::ReplaceKey(Replacement {
+                key: counted,
+                done,
+            }));
         applied.recv_timeout(APPLY_TIMEOUT).map_err(|_| {
             "the handshake worker did not take the new key in time (it may still do so)".to_string()
         })

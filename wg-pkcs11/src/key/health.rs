@@ -239,7 +239,9 @@ impl KeyHealth {
 
     /// Back from the pairs (names without the prefix); `None` if the key fields are absent
     /// (a software key, or a daemon without health reporting).
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<KeyHealth> {
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<KeyHealth> {
         let mut health = KeyHealth::default();
         let mut any = false;
         for (name, value) in pairs {
@@ -289,7 +291,13 @@ pub fn snapshot(
         ),
         Err(e) => {
             let unknown = format!("unknown ({e})");
-            (unknown.clone(), unknown.clone(), unknown.clone(), unknown.clone(), unknown)
+            (
+                unknown.clone(),
+                unknown.clone(),
+                unknown.clone(),
+                unknown.clone(),
+                unknown,
+            )
         }
     };
     KeyHealth {
@@ -359,10 +367,22 @@ mod tests {
 
     #[test]
     fn hardware_only_with_the_flag_and_no_word_virtual() {
-        assert_eq!(ChipKind::classify(true, &["NXP SE050 at /dev/i2c-1", "NXP"]), ChipKind::Hardware);
-        assert_eq!(ChipKind::classify(false, &["NXP SE050", "NXP"]), ChipKind::Virtual);
-        assert_eq!(ChipKind::classify(true, &["Virtual NXP SE050"]), ChipKind::Virtual);
-        assert_eq!(ChipKind::classify(true, &["SE050", "VIRTUAL"]), ChipKind::Virtual);
+        assert_eq!(
+            ChipKind::classify(true, &["NXP SE050 at /dev/i2c-1", "NXP"]),
+            ChipKind::Hardware
+        );
+        assert_eq!(
+            ChipKind::classify(false, &["NXP SE050", "NXP"]),
+            ChipKind::Virtual
+        );
+        assert_eq!(
+            ChipKind::classify(true, &["Virtual NXP SE050"]),
+            ChipKind::Virtual
+        );
+        assert_eq!(
+            ChipKind::classify(true, &["SE050", "VIRTUAL"]),
+            ChipKind::Virtual
+        );
     }
 
     #[test]
@@ -386,7 +406,13 @@ mod tests {
         assert!(pairs.iter().all(|(_, v)| !v.contains('\n')));
         let back = KeyHealth::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
         assert_eq!(back.uri, "pkcs11:object=ab");
-        assert_eq!(KeyHealth { uri: back.uri.clone(), ..health }, back);
+        assert_eq!(
+            KeyHealth {
+                uri: back.uri.clone(),
+                ..health
+            },
+            back
+        );
         assert_eq!(KeyHealth::from_pairs([("chip", "virtual")]), None);
     }
 }

@@ -171,8 +171,10 @@ pub fn delete_key(uri: &Pkcs11Uri) -> Result<usize, TokenError> {
         match session.destroy_object(handle) {
             Ok(()) => destroyed += 1,
             // The module may delete the pair as one object (the SE050 keeps one key object).
-            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::ObjectHandleInvalid, _))
-                if destroyed > 0 => {}
+            Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::ObjectHandleInvalid,
+                _,
+            )) if destroyed > 0 => {}
             Err(e) => {
                 return Err(ck(
                     &format!("C_DestroyObject in token `{}`", token.label),

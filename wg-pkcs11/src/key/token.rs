@@ -389,7 +389,13 @@ impl TokenKey {
 
     /// The key's health now (see `key::health`).
     pub fn health_snapshot(&self) -> KeyHealth {
-        health::snapshot(&self.uri, &self.context, self.slot, &self.facts, &self.health)
+        health::snapshot(
+            &self.uri,
+            &self.context,
+            self.slot,
+            &self.facts,
+            &self.health,
+        )
     }
 
     /// Reopen the session and find the key again (after the token dropped our session).
