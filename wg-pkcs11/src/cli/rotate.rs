@@ -326,7 +326,7 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
     let since = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    send_switch(ifname, &new_uri).map_err(|e| discard_new(e))?;
+    send_switch(ifname, &new_uri).map_err(discard_new)?;
     step("interface switched to the new key; handshaking with every peer");
     // 5. Verify: handshakes, then the check, within the timeout; else back to the old key.
     let deadline = Instant::now() + Duration::from_secs(options.timeout_secs);
