@@ -234,6 +234,7 @@ fn run_rotate(s: &RotationSetup, args: &[&str]) -> (bool, String, String) {
     let mut command = s.net.a.command(wg_pkcs11_binary());
     command.arg("rotate").arg(&s.client.ifname).args(args);
     s.token.apply(&mut command);
+    command.stdin(std::process::Stdio::null());
     let out = command.output().expect("cannot run wg-pkcs11 rotate");
     (
         out.status.success(),
@@ -483,6 +484,28 @@ fn a_rotation_the_server_never_accepts_rolls_back_to_the_old_key() {
     assert_eq!(wg_pkcs11_pubkey(&s.token, "wg-2025"), s.old_public);
     assert_eq!(std::fs::read_to_string(&s.conf_path).unwrap(), before);
     ping_until_reply(&s.net.a, B_TUNNEL, HANDSHAKE_TIMEOUT);
+
+    // Without a hook rotate waits for Enter; end of input aborts before the switch, and the
+    // new key it made is deleted again.
+    let (ok, _, stderr) = run_rotate(
+        &s,
+        &[
+            "--config",
+            s.conf_path.to_str().unwrap(),
+            "--label",
+            "wg-aborted",
+        ],
+    );
+    assert!(
+        !ok && stderr.contains("aborted before the switch"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the new key `wg-aborted` was deleted"),
+        "{stderr}"
+    );
+    assert!(!pkcs11_tool_list_objects(&s.token).contains("wg-aborted"));
+    assert_eq!(std::fs::read_to_string(&s.conf_path).unwrap(), before);
 
     // And `set private-key-uri` refuses a key that does not exist, changing nothing.
     let mut command = s.net.a.command(wg_pkcs11_binary());

@@ -241,6 +241,36 @@ mod tests {
         m
     }
 
+    /// Key rotation: after `set_public_key`, only messages made for the new key pass mac1, and
+    /// cookie replies are sealed under the new key's cookie key.
+    #[test]
+    fn a_new_public_key_replaces_the_mac1_and_cookie_keys() {
+        let (old, new) = ([7u8; 32], [9u8; 32]);
+        let checker = CookieChecker::new(&old);
+        let now = Instant::now();
+        let mut for_old = initiation(5);
+        CookieState::new(&old).add_macs(&mut for_old, now);
+        let mut for_new = initiation(6);
+        let mut sender_of_new = CookieState::new(&new);
+        sender_of_new.add_macs(&mut for_new, now);
+        assert!(checker.check_mac1(&for_old) && !checker.check_mac1(&for_new));
+        checker.set_public_key(&new);
+        assert!(
+            !checker.check_mac1(&for_old),
+            "the old key's mac1 still passes"
+        );
+        assert!(
+            checker.check_mac1(&for_new),
+            "the new key's mac1 does not pass"
+        );
+        let src: SocketAddr = "10.0.0.1:5".parse().unwrap();
+        let reply = checker.create_cookie_reply(&for_new, src, now).unwrap();
+        assert!(
+            sender_of_new.consume_cookie_reply(&reply, now).is_ok(),
+            "the cookie reply is not sealed under the new key's cookie key"
+        );
+    }
+
     #[test]
     fn mac1_needs_the_right_public_key() {
         let ours = [7u8; 32];
