@@ -354,6 +354,11 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
         }
     }
     step("handshake with every peer done with the new key");
+    if options.check.is_none() {
+        step(
+            "no --check given: the handshakes are the only proof that the new key carries traffic",
+        );
+    }
     if let Some(check) = &options.check {
         loop {
             match run_shell(check, &env) {
