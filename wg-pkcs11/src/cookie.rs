@@ -63,8 +63,9 @@ fn address_bytes(src: &SocketAddr) -> ([u8; 18], usize) {
 
 /// The receiving side: checks mac1/mac2 of messages to us and makes cookie replies.
 pub struct CookieChecker {
-    mac1_key: [u8; 32],
-    cookie_key: [u8; 32],
+    /// (mac1 key, cookie key), both derived from our public key: replaced with it
+    /// ([`CookieChecker::set_public_key`]) when the interface's key is rotated.
+    keys: parking_lot::RwLock<([u8; 32], [u8; 32])>,
     /// The rotating secret cookies are made with, and when it was made.
     secret: Mutex<Option<(Instant, Zeroizing<[u8; 32]>)>>,
 }
@@ -73,10 +74,22 @@ impl CookieChecker {
     /// The checker for messages to the interface whose public key is `our_public`.
     pub fn new(our_public: &[u8; 32]) -> CookieChecker {
         CookieChecker {
-            mac1_key: hash(&[LABEL_MAC1, our_public]),
-            cookie_key: hash(&[LABEL_COOKIE, our_public]),
+            keys: parking_lot::RwLock::new(Self::keys_of(our_public)),
             secret: Mutex::new(None),
         }
+    }
+
+    fn keys_of(our_public: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
+        (
+            hash(&[LABEL_MAC1, our_public]),
+            hash(&[LABEL_COOKIE, our_public]),
+        )
+    }
+
+    /// Our public key changed (key rotation): from now on only messages made for the new key
+    /// pass mac1, and cookie replies are sealed under the new key's cookie key.
+    pub fn set_public_key(&self, our_public: &[u8; 32]) {
+        *self.keys.write() = Self::keys_of(our_public);
     }
 
     /// Whether `msg` is a well-framed initiation or response with a valid mac1. If not, drop it
@@ -85,7 +98,8 @@ impl CookieChecker {
         let Some((mac1, mac2)) = mac_offsets(msg) else {
             return false;
         };
-        verify_mac(&self.mac1_key, &[&msg[..mac1]], &msg[mac1..mac2])
+        let mac1_key = self.keys.read().0;
+        verify_mac(&mac1_key, &[&msg[..mac1]], &msg[mac1..mac2])
     }
 
     fn cookie_for(&self, src: &SocketAddr, now: Instant) -> [u8; 16] {
@@ -127,7 +141,8 @@ impl CookieChecker {
         let cookie = self.cookie_for(&src, now);
         let (head, sealed) = reply.split_at_mut(COOKIE_NONCE + 24);
         sealed[..MAC_LEN].copy_from_slice(&cookie);
-        let tag = XChaCha20Poly1305::new(Key::from_slice(&self.cookie_key))
+        let cookie_key = self.keys.read().1;
+        let tag = XChaCha20Poly1305::new(Key::from_slice(&cookie_key))
             .encrypt_in_place_detached(
                 XNonce::from_slice(&head[COOKIE_NONCE..]),
                 &msg[mac1..mac2],
@@ -224,6 +239,36 @@ mod tests {
             *b = i as u8;
         }
         m
+    }
+
+    /// Key rotation: after `set_public_key`, only messages made for the new key pass mac1, and
+    /// cookie replies are sealed under the new key's cookie key.
+    #[test]
+    fn a_new_public_key_replaces_the_mac1_and_cookie_keys() {
+        let (old, new) = ([7u8; 32], [9u8; 32]);
+        let checker = CookieChecker::new(&old);
+        let now = Instant::now();
+        let mut for_old = initiation(5);
+        CookieState::new(&old).add_macs(&mut for_old, now);
+        let mut for_new = initiation(6);
+        let mut sender_of_new = CookieState::new(&new);
+        sender_of_new.add_macs(&mut for_new, now);
+        assert!(checker.check_mac1(&for_old) && !checker.check_mac1(&for_new));
+        checker.set_public_key(&new);
+        assert!(
+            !checker.check_mac1(&for_old),
+            "the old key's mac1 still passes"
+        );
+        assert!(
+            checker.check_mac1(&for_new),
+            "the new key's mac1 does not pass"
+        );
+        let src: SocketAddr = "10.0.0.1:5".parse().unwrap();
+        let reply = checker.create_cookie_reply(&for_new, src, now).unwrap();
+        assert!(
+            sender_of_new.consume_cookie_reply(&reply, now).is_ok(),
+            "the cookie reply is not sealed under the new key's cookie key"
+        );
     }
 
     #[test]

@@ -605,6 +605,19 @@ impl Peer {
         }
     }
 
+    /// Handshake worker: our static key was replaced (key rotation). Forget what was derived
+    /// from the old key (the cached static-static DH, a pending initiation) and allow an
+    /// initiation at once: the REKEY_TIMEOUT spacing was between the old key's handshakes.
+    /// The sessions stay and carry traffic until the new key's handshake replaces them.
+    pub fn static_key_replaced(&self, table: &IndexTable) {
+        *self.static_static.lock() = None;
+        let mut hs = self.handshake.lock();
+        if let Some(pending) = hs.pending.take() {
+            table.free(pending.local_index);
+        }
+        hs.last_initiation_sent = None;
+    }
+
     /// Before a removed peer is dropped: zero its keys, free its indices, stop its timers, wipe
     /// its cached static-static secret. From now on no session is installed: a handshake the
     /// worker finishes after this is refused (`PeerRemoved`) and its keys wiped.

@@ -34,6 +34,10 @@ pub const SOCKET_DIR: &str = "/var/run/wireguard";
 
 /// The device-level key this daemon adds to `get` replies (ignored by `wg`).
 pub const PUBLIC_KEY_EXTENSION: &str = "wg_pkcs11_public_key";
+/// The device key of a `set` that switches the interface to another token key (rotation).
+pub const PRIVATE_KEY_URI_EXTENSION: &str = "wg_pkcs11_private_key_uri";
+/// The prefix of every other device key this daemon adds to `get` replies.
+pub const EXTENSION_PREFIX: &str = "wg_pkcs11_";
 
 const EPERM: i32 = libc::EPERM;
 const EINVAL: i32 = libc::EINVAL;
@@ -82,6 +86,9 @@ pub struct DeviceInfo {
     /// 0 = none.
     pub fwmark: u32,
     pub peers: Vec<PeerInfo>,
+    /// More device keys of this daemon, sent as `wg_pkcs11_NAME=VALUE` (the key's health,
+    /// see `key::health`); (NAME, VALUE) without the prefix. `wg` ignores them.
+    pub extensions: Vec<(String, String)>,
 }
 
 /// One peer's part of a `set`.
@@ -112,6 +119,9 @@ pub struct SetRequest {
     /// Remove every peer before applying `peers`.
     pub replace_peers: bool,
     pub peers: Vec<PeerUpdate>,
+    /// `wg_pkcs11_private_key_uri=URI`: switch to this token key (key rotation; applied after
+    /// everything else in the request). The URI may carry a PIN: wiped when dropped.
+    pub private_key_uri: Option<Zeroizing<String>>,
 }
 
 /// An error answered as `errno=`.
@@ -296,6 +306,9 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
                         })
                     }
                     "replace_peers" => request.replace_peers = parse_true(key, value)?,
+                    PRIVATE_KEY_URI_EXTENSION => {
+                        request.private_key_uri = Some(Zeroizing::new(value.to_string()))
+                    }
                     _ => return Err(invalid(format!("unknown device key `{key}`"))),
                 }
             }
@@ -358,6 +371,9 @@ pub fn serialize_device(device: &DeviceInfo) -> String {
     if device.fwmark != 0 {
         let _ = writeln!(out, "fwmark={}", device.fwmark);
     }
+    for (name, value) in &device.extensions {
+        let _ = writeln!(out, "{EXTENSION_PREFIX}{name}={value}");
+    }
     for peer in &device.peers {
         let _ = writeln!(out, "public_key={}", key_to_hex(&peer.public_key));
         let psk = peer.preshared_key.unwrap_or([0; 32]);
@@ -411,6 +427,9 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
         match device.peers.last_mut() {
             None => match key {
                 PUBLIC_KEY_EXTENSION => device.public_key = Some(key_value(value)?),
+                _ if key.starts_with(EXTENSION_PREFIX) => device
+                    .extensions
+                    .push((key[EXTENSION_PREFIX.len()..].to_string(), value.to_string())),
                 "listen_port" => device.listen_port = value.parse().map_err(|_| bad(line))?,
                 "fwmark" => device.fwmark = value.parse().map_err(|_| bad(line))?,
                 _ => {} // keys of other implementations (private_key, ...)
@@ -464,6 +483,9 @@ pub fn serialize_set(request: &SetRequest) -> String {
     }
     if request.replace_peers {
         out.push_str("replace_peers=true\n");
+    }
+    if let Some(uri) = &request.private_key_uri {
+        let _ = writeln!(out, "{PRIVATE_KEY_URI_EXTENSION}={}", uri.as_str());
     }
     for peer in &request.peers {
         let _ = writeln!(out, "public_key={}", key_to_hex(&peer.public_key));

@@ -110,6 +110,15 @@ impl UapiBackend for DeviceBackend {
             listen_port: device.listen_port(),
             fwmark: device.fwmark(),
             peers,
+            extensions: device
+                .key_health()
+                .map(|h| {
+                    h.to_pairs()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -131,6 +140,9 @@ impl UapiBackend for DeviceBackend {
         }
         for update in &request.peers {
             apply_peer(device, update);
+        }
+        if let Some(uri) = &request.private_key_uri {
+            super::rotate::switch_device_key(device, uri)?;
         }
         Ok(())
     }

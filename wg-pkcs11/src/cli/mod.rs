@@ -2,5 +2,8 @@
 
 pub mod device;
 pub mod keys;
+pub mod list;
+pub mod rotate;
 pub mod show;
+pub mod show_health;
 pub mod up;

@@ -97,6 +97,7 @@ pub fn format_device(ifname: &str, device: &DeviceInfo, now: SystemTime) -> Stri
         let _ = writeln!(out, "  public key: {}", b64(key));
         let _ = writeln!(out, "  private key: (in the PKCS#11 token)");
     }
+    out.push_str(&super::show_health::format_health(device));
     if device.listen_port != 0 {
         let _ = writeln!(out, "  listening port: {}", device.listen_port);
     }
@@ -192,6 +193,7 @@ mod tests {
                     allowed_ips: vec!["10.8.0.0/24".parse().unwrap(), "fd08::/64".parse().unwrap()],
                 },
             ],
+            extensions: Vec::new(),
         };
         let text = format_device("wg0", &device, now);
         let expected = format!(

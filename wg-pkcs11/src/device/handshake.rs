@@ -61,6 +61,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 Job::Initiate(state) => initiate(&shared, &state),
                 Job::Initiation { msg, src } => respond(&shared, &mut consumed, &msg, src, arrived),
                 Job::Response { msg, src } => complete(&shared, &msg, src),
+                Job::ReplaceKey(replacement) => super::key_switch::apply(&shared, replacement),
             },
         }
     }

@@ -27,6 +27,7 @@
 mod consumed;
 pub mod counters;
 mod handshake;
+mod key_switch;
 mod netns;
 pub mod offload;
 mod queue;
@@ -154,12 +155,15 @@ impl StaticKey for CountingKey {
         }
         r
     }
+
+    fn health(&self) -> Option<crate::key::health::KeyHealth> {
+        self.inner.health()
+    }
 }
 
 /// State shared by the device's threads.
 pub(crate) struct Shared {
     pub(crate) identity: Identity,
-    pub(crate) public_key: [u8; 32],
     pub(crate) tun: Tun,
     /// The TUN's MTU, refreshed by the timer thread: padding never goes beyond it (as the kernel
     /// and wireguard-go do), so a full-size packet still fits the underlay's MTU.
@@ -261,7 +265,6 @@ impl Device {
         );
         let shared = Arc::new(Shared {
             identity: Identity::new(key),
-            public_key,
             mtu: AtomicUsize::new(tun.mtu().map_or(DEFAULT_MTU, |m| m as usize)),
             tun,
             udp: SocketSlot::new(udp, netns),
@@ -328,7 +331,7 @@ impl Device {
 
     /// Our static public key.
     pub fn public_key(&self) -> [u8; 32] {
-        self.shared.public_key
+        self.shared.identity.public_key()
     }
 
     /// The socket's fwmark (0: none).
@@ -353,7 +356,7 @@ impl Device {
     /// Add a peer, or update an existing one (preshared key, endpoint,
     /// keepalive; allowed IPs are added to its existing ones).
     pub fn set_peer(&self, config: &PeerConfig) {
-        if config.public_key == self.shared.public_key {
+        if config.public_key == self.public_key() {
             // As the kernel does: a peer with our own public key could only ever handshake
             // with ourselves (and would cost a token operation per message to find out).
             log::warn!(

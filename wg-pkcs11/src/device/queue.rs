@@ -66,6 +66,8 @@ pub(crate) enum Job {
         msg: [u8; RESPONSE_LEN],
         src: SocketAddr,
     },
+    /// Key rotation: use this static key from now on (see key_switch.rs).
+    ReplaceKey(super::key_switch::Replacement),
 }
 
 /// A job and the time it was queued (for an incoming initiation: when its latest version came).
@@ -120,7 +122,7 @@ pub(crate) struct JobQueue {
 fn source(job: &Job) -> Option<SocketAddr> {
     match job {
         Job::Initiation { src, .. } | Job::Response { src, .. } => Some(*src),
-        Job::Initiate(_) => None,
+        Job::Initiate(_) | Job::ReplaceKey(_) => None,
     }
 }
 

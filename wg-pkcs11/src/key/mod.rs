@@ -4,6 +4,8 @@
 //! time. A software key (`soft::SoftKey`) answers in microseconds; a token key (`token::TokenKey`)
 //! in tens of milliseconds, which is why only the handshake worker ever calls `diffie_hellman`.
 
+pub mod health;
+pub mod inventory;
 pub mod soft;
 pub mod token;
 
@@ -22,6 +24,11 @@ pub trait StaticKey: Send + Sync {
         &self,
         peer_public: &[u8; 32],
     ) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyError>;
+    /// The key's health (token keys: chip, counters, latency, PIN state); `None` for a key
+    /// with nothing to report (a software key).
+    fn health(&self) -> Option<health::KeyHealth> {
+        None
+    }
 }
 
 /// Why a static-key Diffie-Hellman failed.

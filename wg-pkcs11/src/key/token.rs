@@ -26,6 +26,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::health::{self, HealthRecorder, KeyHealth, TokenFacts};
 use super::{KeyError, StaticKey};
 use crate::uri::{ObjectType, Pkcs11Uri};
 
@@ -44,12 +45,12 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-fn ck(what: &str, e: CkError) -> TokenError {
+pub(crate) fn ck(what: &str, e: CkError) -> TokenError {
     TokenError(format!("{what}: {}", describe(&e)))
 }
 
 /// cryptoki's Display of a CK_RV is a paragraph; a log line wants the name.
-fn describe(e: &CkError) -> String {
+pub(crate) fn describe(e: &CkError) -> String {
     match e {
         CkError::Pkcs11(rv, function) => format!("{function:?} returned {rv:?}"),
         other => other.to_string(),
@@ -82,15 +83,15 @@ pub fn module_context(module: &Path) -> Result<Pkcs11, TokenError> {
 }
 
 /// A token slot the URI selects, with what we know about it for messages.
-struct MatchedToken {
-    slot: Slot,
-    label: String,
-    serial: String,
+pub(crate) struct MatchedToken {
+    pub(crate) slot: Slot,
+    pub(crate) label: String,
+    pub(crate) serial: String,
 }
 
 /// Every slot whose library, slot and token attributes satisfy the URI. The error lists what
 /// is there when nothing matches, so a typo in `token=` is easy to see.
-fn matching_tokens(
+pub(crate) fn matching_tokens(
     context: &Pkcs11,
     uri: &Pkcs11Uri,
     module: &Path,
@@ -161,7 +162,7 @@ fn matching_tokens(
     Ok(matched)
 }
 
-fn open_session(
+pub(crate) fn open_session(
     context: &Pkcs11,
     token: &MatchedToken,
     pin: Option<&Zeroizing<String>>,
@@ -181,7 +182,7 @@ fn open_session(
 }
 
 /// The search template for the key object the URI names (label and/or id).
-fn key_template(uri: &Pkcs11Uri, class: ObjectClass) -> Vec<Attribute> {
+pub(crate) fn key_template(uri: &Pkcs11Uri, class: ObjectClass) -> Vec<Attribute> {
     let mut template = vec![
         Attribute::Class(class),
         Attribute::KeyType(KeyType::EC_MONTGOMERY),
@@ -210,7 +211,7 @@ pub fn parse_ec_point(bytes: &[u8]) -> Result<[u8; 32], TokenError> {
     Ok(raw.try_into().expect("length checked"))
 }
 
-fn read_attribute(
+pub(crate) fn read_attribute(
     session: &Session,
     object: ObjectHandle,
     kind: AttributeType,
@@ -302,6 +303,10 @@ pub struct TokenKey {
     /// `object `wg` in token `SE050` (serial ...)`, for messages.
     description: String,
     live: Mutex<Option<Live>>,
+    /// What the module says about the slot and token (for `show`), or why it could not say.
+    facts: Result<TokenFacts, String>,
+    /// ECDH count, latency, errors and reconnects since the key was opened.
+    health: HealthRecorder,
 }
 
 impl fmt::Debug for TokenKey {
@@ -349,6 +354,7 @@ impl TokenKey {
                     token.serial
                 );
                 log::info!("using X25519 key {description} from {}", module.display());
+                let facts = TokenFacts::read(&context, token.slot);
                 Ok(TokenKey {
                     uri: uri.clone(),
                     module,
@@ -358,6 +364,8 @@ impl TokenKey {
                     public_key,
                     description,
                     live: Mutex::new(Some(Live { session, private_key })),
+                    facts,
+                    health: HealthRecorder::default(),
                 })
             }
             n => {
@@ -377,6 +385,17 @@ impl TokenKey {
 
     pub fn module(&self) -> &Path {
         &self.module
+    }
+
+    /// The key's health now (see `key::health`).
+    pub fn health_snapshot(&self) -> KeyHealth {
+        health::snapshot(
+            &self.uri,
+            &self.context,
+            self.slot,
+            &self.facts,
+            &self.health,
+        )
     }
 
     /// Reopen the session and find the key again (after the token dropped our session).
@@ -482,18 +501,35 @@ impl StaticKey for TokenKey {
         self.public_key
     }
 
+    fn health(&self) -> Option<KeyHealth> {
+        Some(self.health_snapshot())
+    }
+
     fn diffie_hellman(&self, peer_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let mut last_error = None;
         for attempt in 0..2 {
             if live.is_none() {
                 match self.reconnect() {
-                    Ok(fresh) => *live = Some(fresh),
-                    Err(e) => return Err(KeyError::Token(e.0)),
+                    Ok(fresh) => {
+                        self.health.reconnect();
+                        *live = Some(fresh)
+                    }
+                    Err(e) => {
+                        self.health.error();
+                        return Err(KeyError::Token(e.0));
+                    }
                 }
             }
             let current = live.as_ref().expect("just ensured");
-            match TokenKey::derive(current, peer_public) {
+            let started = std::time::Instant::now();
+            let derived = TokenKey::derive(current, peer_public);
+            if derived.is_ok() {
+                self.health.ecdh_done(started.elapsed());
+            } else {
+                self.health.error();
+            }
+            match derived {
                 Ok(secret) if *secret == [0u8; 32] => return Err(KeyError::NonContributory),
                 Ok(secret) => return Ok(secret),
                 Err(e) if attempt == 0 && session_lost(&e) => {

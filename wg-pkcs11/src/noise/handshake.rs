@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+
 use rand_core::OsRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -36,34 +38,60 @@ const RESP_EMPTY: usize = 44;
 /// Where a response's mac1 starts.
 pub const RESP_MAC1: usize = 60;
 
-/// The interface's own static key and what is derived from its public half.
+/// The interface's own static key and what is derived from its public half. The key can be
+/// replaced while the device runs (key rotation, `device/key_switch.rs`): each handshake step
+/// takes one consistent snapshot of key, public key and hash.
 pub struct Identity {
+    current: RwLock<Arc<IdentityKeys>>,
+}
+
+struct IdentityKeys {
     key: Arc<dyn StaticKey>,
     public: [u8; 32],
     /// HASH(HASH(CONSTRUCTION) || IDENTIFIER || our public): the responder's initial hash.
     responder_hash: [u8; 32],
 }
 
-impl Identity {
-    /// The identity of `key` (asks it for its public key once).
-    pub fn new(key: Arc<dyn StaticKey>) -> Identity {
+impl IdentityKeys {
+    fn of(key: Arc<dyn StaticKey>) -> IdentityKeys {
         let public = key.public_key();
         let responder_hash = hash(&[&initial_hash(), &public]);
-        Identity {
+        IdentityKeys {
             key,
             public,
             responder_hash,
         }
     }
+}
+
+impl Identity {
+    /// The identity of `key` (asks it for its public key once).
+    pub fn new(key: Arc<dyn StaticKey>) -> Identity {
+        Identity {
+            current: RwLock::new(Arc::new(IdentityKeys::of(key))),
+        }
+    }
+
+    fn snapshot(&self) -> Arc<IdentityKeys> {
+        self.current.read().clone()
+    }
 
     /// Our static public key.
     pub fn public_key(&self) -> [u8; 32] {
-        self.public
+        self.current.read().public
     }
 
     /// The static key itself (the handshake worker computes per-peer `ss` with it).
-    pub fn key(&self) -> &Arc<dyn StaticKey> {
-        &self.key
+    pub fn key(&self) -> Arc<dyn StaticKey> {
+        self.current.read().key.clone()
+    }
+
+    /// Use `key` from now on. Handshakes under way with the old key fail from here (their
+    /// messages no longer match); whoever replaces the key also drops per-peer state derived
+    /// from the old one (the cached static-static DH, pending initiations).
+    pub fn replace(&self, key: Arc<dyn StaticKey>) {
+        let keys = Arc::new(IdentityKeys::of(key));
+        *self.current.write() = keys;
     }
 }
 
@@ -188,6 +216,7 @@ pub fn consume_initiation(id: &Identity, msg: &[u8]) -> Result<ReceivedInitiatio
         return Err(HandshakeError::LowOrderPoint);
     }
     let ck = kdf1(&initial_chaining_key(), &initiator_ephemeral);
+    let id = id.snapshot();
     let h = hash(&[&id.responder_hash, &initiator_ephemeral]);
     let es = id.key.diffie_hellman(&initiator_ephemeral)?;
     let (ck, k) = kdf2(&ck, &*es);
@@ -300,7 +329,7 @@ pub fn consume_response(
     let h = hash(&[&pending.hash, &responder_ephemeral]);
     let ee = ephemeral_dh(&pending.ephemeral, &responder_ephemeral)?;
     let ck = kdf1(&ck, &*ee);
-    let se = id.key.diffie_hellman(&responder_ephemeral)?;
+    let se = id.key().diffie_hellman(&responder_ephemeral)?;
     let ck = kdf1(&ck, &*se);
     let (ck, t, k) = kdf3(&ck, psk);
     let h = hash(&[&h, &*t]);

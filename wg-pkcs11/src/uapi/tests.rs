@@ -150,6 +150,10 @@ fn sample_device() -> DeviceInfo {
                 ..Default::default()
             },
         ],
+        extensions: vec![
+            ("chip".into(), "virtual".into()),
+            ("ecdh_count".into(), "2".into()),
+        ],
     }
 }
 
@@ -166,6 +170,7 @@ fn get_reply_round_trips() {
     assert!(text.contains("endpoint=[::1]:5\n"));
     assert!(text.contains("last_handshake_time_sec=1700000000\nlast_handshake_time_nsec=123\n"));
     assert!(!text.contains("private_key"));
+    assert!(text.contains("fwmark=32\nwg_pkcs11_chip=virtual\nwg_pkcs11_ecdh_count=2\npublic_key="));
     assert_eq!(parse_device(&format!("{text}errno=0\n\n")).unwrap(), device);
     // A reply without fwmark, peers or public key.
     let bare = DeviceInfo {
@@ -202,8 +207,10 @@ fn set_request_round_trips() {
                 ..Default::default()
             },
         ],
+        private_key_uri: Some(Zeroizing::new("pkcs11:object=wg-2026".into())),
     };
     let text = serialize_set(&set);
+    assert!(text.contains("\nwg_pkcs11_private_key_uri=pkcs11:object=wg-2026\npublic_key="));
     assert_eq!(request(&text).unwrap(), Some(Request::Set(set)));
 }
 

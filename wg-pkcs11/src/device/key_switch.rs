@@ -1,0 +1,95 @@
+//! The device's static key seen from outside: its health (for `show`), and replacing it while
+//! the interface runs (key rotation without downtime).
+//!
+//! The replacement runs on the handshake worker, the one thread that uses the static key, so no
+//! handshake step ever mixes the old key with the new one, and nothing derived from the old key
+//! can be cached after it was dropped. In order:
+//! 1. the identity (key, public key, the responder's initial hash) becomes the new key's;
+//! 2. the mac1 and cookie keys (derived from our public key) follow: from here on only
+//!    handshake messages made for the new key pass mac1;
+//! 3. every peer forgets its static-static DH and its pending initiation (made with the old key);
+//! 4. an initiation goes to every peer at once (the static-static DH is computed for it).
+//!
+//! The sessions stay: traffic keeps flowing on them until each peer's new handshake completes
+//! and replaces them, so the switch itself costs no packet. (The kernel and wireguard-go expire
+//! the current sessions on a key change instead; keeping them is what lets a server that only
+//! moves the device's AllowedIPs once it sees the new key's handshake lose nothing.)
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::queue::Job;
+use super::{CountingKey, Device, PeerState, Shared};
+use crate::key::health::KeyHealth;
+use crate::key::StaticKey;
+
+/// How long `replace_static_key` waits for the worker (busy with at most a few token
+/// operations, each bounded by the module's own timeouts).
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A new static key on its way to the handshake worker, and who waits for it to be in use.
+pub(crate) struct Replacement {
+    key: Arc<dyn StaticKey>,
+    done: mpsc::Sender<()>,
+}
+
+impl Device {
+    /// The static key's health, if it is a key that reports one (a token key).
+    pub fn key_health(&self) -> Option<KeyHealth> {
+        self.shared.identity.key().health()
+    }
+
+    /// Switch the running interface to `key` and start a handshake with every peer. Refused
+    /// (nothing changes) if the new key is the current one or a peer's.
+    pub fn replace_static_key(&self, key: Arc<dyn StaticKey>) -> Result<(), String> {
+        let public = key.public_key();
+        if public == self.public_key() {
+            return Err("the new key is the key already in use".into());
+        }
+        if self.shared.peers.read().by_key.contains_key(&public) {
+            return Err("the new key's public key is one of the interface's peers".into());
+        }
+        let counted: Arc<dyn StaticKey> = Arc::new(CountingKey {
+            inner: key,
+            shared_counters: self.shared.counters.clone(),
+        });
+        let (done, applied) = mpsc::channel();
+        self.shared
+            .jobs
+            .push_own(
+                Job::ReplaceKey(Replacement {
+                    key: counted,
+                    done,
+                }),
+                std::time::Instant::now(),
+            );
+        applied.recv_timeout(APPLY_TIMEOUT).map_err(|_| {
+            "the handshake worker did not take the new key in time (it may still do so)".to_string()
+        })
+    }
+}
+
+/// On the handshake worker: steps 1-4 of the module comment.
+pub(crate) fn apply(shared: &Shared, replacement: Replacement) {
+    let Replacement { key, done } = replacement;
+    let public = key.public_key();
+    shared.identity.replace(key);
+    shared.cookies.set_public_key(&public);
+    let states: Vec<Arc<PeerState>> = shared.peers.read().by_key.values().cloned().collect();
+    for state in &states {
+        state.peer.static_key_replaced(&shared.index);
+    }
+    log::info!(
+        "{}: static key replaced; handshaking with {} peer(s)",
+        shared.tun.name(),
+        states.len()
+    );
+    for state in &states {
+        if !state.removed.load(Ordering::Acquire) {
+            shared.request_initiation(state);
+        }
+    }
+    let _ = done.send(());
+}
