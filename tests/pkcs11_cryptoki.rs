@@ -115,8 +115,11 @@ fn info_slot_token_and_mechanisms() {
         assert_eq!(slots.len(), 1);
         let token = pkcs11.get_token_info(slots[0]).unwrap();
         assert_eq!(token.label(), "e2e");
-        assert_eq!(token.manufacturer_id(), "NXP");
-        assert!(token.model().starts_with("SE050"), "{}", token.model());
+        // The virtual chip says what it is, wherever one looks.
+        assert_eq!(token.manufacturer_id(), "pkcs11-se050 virtual (software)");
+        assert_eq!(token.model(), "VIRTUAL SE050");
+        let slot_info = pkcs11.get_slot_info(slots[0]).unwrap();
+        assert!(!slot_info.hardware_slot(), "{slot_info:?}");
         let serial = token.serial_number();
         assert!(
             serial.len() == 16 && serial.chars().all(|c| c.is_ascii_hexdigit()),
@@ -133,12 +136,12 @@ fn info_slot_token_and_mechanisms() {
         let gen = pkcs11
             .get_mechanism_info(slots[0], MechanismType::ECC_MONTGOMERY_KEY_PAIR_GEN)
             .unwrap();
-        assert!(gen.generate_key_pair() && gen.hardware() && !gen.derive());
+        assert!(gen.generate_key_pair() && !gen.hardware() && !gen.derive());
         assert_eq!((gen.min_key_size(), gen.max_key_size()), (255, 255));
         let dh = pkcs11
             .get_mechanism_info(slots[0], MechanismType::ECDH1_DERIVE)
             .unwrap();
-        assert!(dh.derive() && dh.hardware() && !dh.generate_key_pair());
+        assert!(dh.derive() && !dh.hardware() && !dh.generate_key_pair());
         assert_eq!(
             rv(pkcs11.get_mechanism_info(slots[0], MechanismType::AES_CBC)),
             RvError::MechanismInvalid

@@ -11,7 +11,7 @@ type Entries = Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>;
 
 fn token(dir: &tempfile::TempDir) -> Token {
     let text = format!(
-        "virtual_state = \"{}\"\n",
+        "transport = \"virtual\"\nvirtual_state = \"{}\"\n",
         dir.path().join("chip.state").display()
     );
     let config = Config::parse(&text, None).unwrap();

@@ -22,6 +22,11 @@ pub trait StaticKey: Send + Sync {
         &self,
         peer_public: &[u8; 32],
     ) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyError>;
+    /// Whether the private key is held by hardware (a token whose slot has CKF_HW_SLOT).
+    /// A software key, or a software token such as the virtual SE050, is not.
+    fn in_hardware(&self) -> bool {
+        false
+    }
 }
 
 /// Why a static-key Diffie-Hellman failed.
