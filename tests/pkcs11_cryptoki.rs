@@ -251,8 +251,9 @@ fn derive_agrees_with_x25519_dalek_for_raw_and_der_peer_keys() {
                 );
                 assert_eq!(
                     after.apdus - before.apdus,
-                    1,
-                    "and no other chip round trip"
+                    2,
+                    "and no other chip round trip than reading the public key (the handle's \
+                     key must still be the one it was made for)"
                 );
                 let mut der = vec![0x04, 0x20];
                 der.extend_from_slice(peer_public.as_bytes());
@@ -438,8 +439,15 @@ fn labels_ids_find_set_and_destroy() {
             rv(session.update_attributes(b_priv, &[Attribute::Derive(false)])),
             RvError::AttributeReadOnly
         );
-        // Destroying either half removes the pair from the chip.
+        // Each half is its own object: destroying the public half leaves the private one
+        // (its handle included); destroying that too removes the pair from the chip.
         session.destroy_object(b_pub).unwrap();
+        assert_eq!(find(vec![Attribute::Label(b"gamma".to_vec())]), vec![b_priv]);
+        assert_eq!(
+            rv(session.get_attributes(b_pub, &[AttributeType::Label])),
+            RvError::ObjectHandleInvalid
+        );
+        session.destroy_object(b_priv).unwrap();
         assert!(find(vec![Attribute::Label(b"gamma".to_vec())]).is_empty());
         assert_eq!(
             rv(session.get_attributes(b_priv, &[AttributeType::Label])),

@@ -123,15 +123,30 @@ fn tool_generates_lists_and_deletes_an_x25519_pair() {
         &chip,
         &["--delete-object", "--type", "privkey", "--label", "wg0"],
     );
+    // The private half is gone from the chip; the public half is its own object and stays
+    // (kept in the pair's metadata record) until it is deleted too.
+    let after = ok(&chip, &["-O"]);
+    assert_eq!(after.matches("label:      wg0").count(), 1, "{after}");
+    assert!(!after.contains("Private Key Object; EC_MONTGOMERY\n  label:      wg0"), "{after}");
+    ok(
+        &chip,
+        &["--delete-object", "--type", "pubkey", "--label", "wg0"],
+    );
     let after = ok(&chip, &["-O"]);
     assert!(
         !after.contains("wg0"),
         "the pair is gone from the chip:\n{after}"
     );
     assert_eq!(after.matches("label:      wg1").count(), 2, "{after}");
+    // Deleting the public half leaves the private half; deleting that too removes the pair.
     ok(
         &chip,
         &["--delete-object", "--type", "pubkey", "--id", "10000001"],
+    );
+    assert_eq!(ok(&chip, &["-O"]).matches("label:      wg1").count(), 1);
+    ok(
+        &chip,
+        &["--delete-object", "--type", "privkey", "--id", "10000001"],
     );
     assert!(!ok(&chip, &["-O"]).contains("wg1"));
 }
