@@ -4,8 +4,10 @@
 //! Fidelity notes (where the real applet's behaviour is not public, the choice made here):
 //! - a missing object answers 6A80; reading a private key or secret answers 6985; creating or
 //!   deleting in a reserved range answers 6985; no room answers 6A84;
-//! - a policy (tag 0x11) is honoured for auth object 0 (no session): an operation its entry does
-//!   not allow answers 6986; an object whose policy has no entry for 0 allows nothing;
+//! - a policy (tag 0x11) is honoured for the caller: the session's authentication object inside
+//!   a verified session (its entry, else the entry for 0), auth object 0 outside any; an
+//!   operation the entry does not allow answers 6986; no entry at all allows nothing;
+//! - UserIDs, sessions and session-wrapped commands: see `auth.rs`;
 //! - commands before SELECT answer 6D00 (the card manager does not know them), CLA 0x84
 //!   (SCP03-wrapped) answers 6982, INS flags (transient, auth, attest) answer 6D00;
 //! - ReadIDList pages hold [`LIST_PAGE`] ids; a response longer than `Le` or than the 889-byte
@@ -73,12 +75,19 @@ fn tag1(value: &[u8]) -> Vec<u8> {
     out
 }
 
+#[path = "auth.rs"]
+mod auth;
+
 /// The IoT applet of a virtual SE050.
 pub struct VirtualApplet {
     store: Store,
     counters: CounterStore,
     selected: bool,
     latency: Duration,
+    /// Open applet sessions (chip RAM: gone at a reset).
+    sessions: auth::Sessions,
+    /// The authentication object the current command runs as (0: no session).
+    auth: u32,
 }
 
 impl VirtualApplet {
@@ -97,6 +106,8 @@ impl VirtualApplet {
             counters,
             selected: false,
             latency: per_operation_latency,
+            sessions: Default::default(),
+            auth: 0,
         })
     }
 
@@ -107,6 +118,8 @@ impl VirtualApplet {
             counters: CounterStore::in_memory(),
             selected: false,
             latency: Duration::ZERO,
+            sessions: Default::default(),
+            auth: 0,
         }
     }
 
@@ -169,6 +182,17 @@ impl VirtualApplet {
             (INS_WRITE, P1_AES, P2_DEFAULT) => self.write_aes_key(&tlvs),
             (INS_WRITE, P1_BINARY, P2_DEFAULT) => self.write_binary(&tlvs),
             (INS_WRITE, _, _) => Err(StatusWord::WRONG_P1P2),
+            (ins, P1_USERID, P2_DEFAULT) if ins == INS_WRITE | INS_FLAG_AUTH_OBJECT => {
+                self.write_user_id(&tlvs)
+            }
+            (INS_MGMT, P1_DEFAULT, P2_SESSION_CREATE) if self.auth == 0 => {
+                self.create_session(&tlvs)
+            }
+            (INS_PROCESS, P1_DEFAULT, P2_DEFAULT) if self.auth == 0 => self.process_session(&tlvs),
+            // VerifySessionUserID and CloseSession only make sense inside a session.
+            (INS_MGMT, P1_DEFAULT, P2_SESSION_USERID | P2_SESSION_CLOSE) => {
+                Err(StatusWord::CONDITIONS_NOT_SATISFIED)
+            }
             (INS_READ, P1_DEFAULT, P2_DEFAULT) => self.read_object(&tlvs),
             (INS_READ, P1_DEFAULT, P2_SIZE) => self.read_size(&tlvs),
             (INS_READ, P1_DEFAULT, P2_LIST) => self.read_id_list(&tlvs),
@@ -289,7 +313,7 @@ impl VirtualApplet {
                 {
                     return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
                 }
-                if !allows(existing, needed) {
+                if !allows(self.auth, existing, needed) {
                     return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
                 }
                 existing.data = data;
@@ -325,7 +349,7 @@ impl VirtualApplet {
         let mut next = self.store.state().clone();
         match next.objects.get_mut(&id) {
             Some(existing) => {
-                if !allows(existing, POLICY_ALLOW_WRITE) {
+                if !allows(self.auth, existing, POLICY_ALLOW_WRITE) {
                     return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
                 }
                 let ObjectData::BinaryFile { data } = &mut existing.data else {
@@ -369,14 +393,14 @@ impl VirtualApplet {
         let offset = optional_u16(tlvs, TAG_2)?;
         let length = optional_u16(tlvs, TAG_3)?;
         let object = self.object(id)?;
-        if !allows(object, POLICY_ALLOW_READ) {
+        if !allows(self.auth, object, POLICY_ALLOW_READ) {
             return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
         }
         let contents: &[u8] = match &object.data {
             ObjectData::X25519Pair { public, .. } => public,
-            ObjectData::X25519Private { .. } | ObjectData::AesKey { .. } => {
-                return Err(StatusWord::CONDITIONS_NOT_SATISFIED)
-            }
+            ObjectData::X25519Private { .. }
+            | ObjectData::AesKey { .. }
+            | ObjectData::UserId { .. } => return Err(StatusWord::CONDITIONS_NOT_SATISFIED),
             ObjectData::BinaryFile { data } => data,
         };
         let start = offset.unwrap_or(0);
@@ -449,7 +473,7 @@ impl VirtualApplet {
             }
             _ => return Err(StatusWord::CONDITIONS_NOT_SATISFIED),
         };
-        if !allows(object, POLICY_ALLOW_KA) {
+        if !allows(self.auth, object, POLICY_ALLOW_KA) {
             return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
         }
         let secret = StaticSecret::from(*rfc_order(private.as_slice())?);
@@ -483,7 +507,7 @@ impl VirtualApplet {
         if ObjectId::new(id).map_or(true, ObjectId::is_reserved) {
             return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
         }
-        if !allows(object, POLICY_ALLOW_DELETE) {
+        if !allows(self.auth, object, POLICY_ALLOW_DELETE) {
             return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
         }
         let mut next = self.store.state().clone();
@@ -525,6 +549,8 @@ impl ApduHandler for VirtualApplet {
 
     fn reset(&mut self) {
         self.selected = false;
+        // Sessions live in the chip's RAM.
+        self.sessions.clear();
     }
 }
 
@@ -594,15 +620,17 @@ fn policy_of(tlvs: &Tlvs) -> Result<Option<Vec<u8>>, StatusWord> {
     }
 }
 
-/// Whether the object's policy lets auth object 0 (no session) do `access`.
-fn allows(object: &SecureObject, access: u32) -> bool {
+/// Whether the object's policy lets `auth` (the session's authentication object, 0 without a
+/// session) do `access`: its own entry decides, else the entry for 0 ("everyone else").
+fn allows(auth: u32, object: &SecureObject, access: u32) -> bool {
     let Some(bytes) = &object.policy else {
         return true;
     };
-    policy::decode(bytes)
-        .unwrap_or_default()
+    let entries = policy::decode(bytes).unwrap_or_default();
+    entries
         .iter()
-        .find(|entry| entry.auth_object == 0)
+        .find(|entry| entry.auth_object == auth && auth != 0)
+        .or_else(|| entries.iter().find(|entry| entry.auth_object == 0))
         .is_some_and(|entry| entry.access & access == access)
 }
 
@@ -612,6 +640,7 @@ fn object_type(object: &SecureObject) -> ObjectType {
         ObjectData::X25519Private { .. } => ObjectType::EcPrivateKey,
         ObjectData::AesKey { .. } => ObjectType::AesKey,
         ObjectData::BinaryFile { .. } => ObjectType::BinaryFile,
+        ObjectData::UserId { .. } => ObjectType::UserId,
     }
 }
 
