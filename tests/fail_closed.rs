@@ -59,7 +59,10 @@ fn without_config(program: &Path, args: &[&str], home: &Path) -> Output {
 
 fn assert_names_config_and_device(out: &Output, what: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{what} succeeded without a chip:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "{what} succeeded without a chip:\n{stderr}"
+    );
     assert!(
         stderr.contains(SYSTEM_CONF) && stderr.contains(DEFAULT_DEVICE) && stderr.contains("0x48"),
         "{what}: the error should name {SYSTEM_CONF} and {DEFAULT_DEVICE} 0x48:\n{stderr}"
@@ -97,7 +100,10 @@ fn without_a_config_file_no_key_is_written_anywhere() {
     assert!(out.stdout.is_empty(), "genkey printed a key without a chip");
 
     let written = files_under(home.path());
-    assert!(written.is_empty(), "files written without a config: {written:?}");
+    assert!(
+        written.is_empty(),
+        "files written without a config: {written:?}"
+    );
     assert_eq!(
         files_under(Path::new(ROOT_STATE_DIR)),
         root_state_before,

@@ -572,34 +572,38 @@ fn null_pointers_bad_handles_and_short_buffers() {
 /// CKR_ACTION_PROHIBITED (both were CKR_FUNCTION_NOT_SUPPORTED).
 #[test]
 fn legacy_parallel_calls_and_copying_a_non_copyable_object() {
-    isolated("legacy_parallel_calls_and_copying_a_non_copyable_object", "", |_, _| {
-        let m = Module::load();
-        let f = m.list;
-        m.init();
-        let s = m.open_rw();
-        let (public, private) = m.generate(s);
-        // SAFETY (whole block): pointers valid or deliberately NULL, as each line tests.
-        unsafe {
-            assert_eq!(f.C_GetFunctionStatus.unwrap()(s), CKR_FUNCTION_NOT_PARALLEL);
-            assert_eq!(f.C_CancelFunction.unwrap()(s), CKR_FUNCTION_NOT_PARALLEL);
-            let mut copy = 0;
-            for object in [public, private] {
+    isolated(
+        "legacy_parallel_calls_and_copying_a_non_copyable_object",
+        "",
+        |_, _| {
+            let m = Module::load();
+            let f = m.list;
+            m.init();
+            let s = m.open_rw();
+            let (public, private) = m.generate(s);
+            // SAFETY (whole block): pointers valid or deliberately NULL, as each line tests.
+            unsafe {
+                assert_eq!(f.C_GetFunctionStatus.unwrap()(s), CKR_FUNCTION_NOT_PARALLEL);
+                assert_eq!(f.C_CancelFunction.unwrap()(s), CKR_FUNCTION_NOT_PARALLEL);
+                let mut copy = 0;
+                for object in [public, private] {
+                    assert_eq!(
+                        f.C_CopyObject.unwrap()(s, object, null_mut(), 0, &mut copy),
+                        CKR_ACTION_PROHIBITED
+                    );
+                }
                 assert_eq!(
-                    f.C_CopyObject.unwrap()(s, object, null_mut(), 0, &mut copy),
-                    CKR_ACTION_PROHIBITED
+                    f.C_CopyObject.unwrap()(s, 0xdead, null_mut(), 0, &mut copy),
+                    CKR_OBJECT_HANDLE_INVALID
                 );
+                assert_eq!(
+                    f.C_CopyObject.unwrap()(s, public, null_mut(), 0, null_mut()),
+                    CKR_ARGUMENTS_BAD
+                );
+                assert_eq!(copy, 0, "no handle written");
             }
-            assert_eq!(
-                f.C_CopyObject.unwrap()(s, 0xdead, null_mut(), 0, &mut copy),
-                CKR_OBJECT_HANDLE_INVALID
-            );
-            assert_eq!(
-                f.C_CopyObject.unwrap()(s, public, null_mut(), 0, null_mut()),
-                CKR_ARGUMENTS_BAD
-            );
-            assert_eq!(copy, 0, "no handle written");
-        }
-    });
+        },
+    );
 }
 
 /// A C host that loads the module, calls C_GetFunctionList (which sets up logging) and unloads it,
@@ -648,10 +652,20 @@ int main(int argc, char **argv) {
         report
             .lines()
             .find_map(|l| l.split_once(&format!("{kind} lost: ")))
-            .map(|(_, rest)| rest.split(' ').next().unwrap().replace(',', "").parse().unwrap())
+            .map(|(_, rest)| {
+                rest.split(' ')
+                    .next()
+                    .unwrap()
+                    .replace(',', "")
+                    .parse()
+                    .unwrap()
+            })
             .unwrap_or(0)
     };
-    assert!(report.contains("HEAP SUMMARY"), "no valgrind report:\n{report}");
+    assert!(
+        report.contains("HEAP SUMMARY"),
+        "no valgrind report:\n{report}"
+    );
     (lost("definitely") + lost("indirectly"), report)
 }
 
@@ -662,7 +676,10 @@ fn unloading_the_module_loses_no_memory() {
     let dir = tempfile::tempdir().unwrap();
     for cycles in [1, 3] {
         let (lost, report) = bytes_lost_over_unload_cycles(dir.path(), cycles);
-        assert_eq!(lost, 0, "{cycles} load/unload cycles lost {lost} bytes:\n{report}");
+        assert_eq!(
+            lost, 0,
+            "{cycles} load/unload cycles lost {lost} bytes:\n{report}"
+        );
     }
 }
 

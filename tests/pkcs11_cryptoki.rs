@@ -442,7 +442,10 @@ fn labels_ids_find_set_and_destroy() {
         // Each half is its own object: destroying the public half leaves the private one
         // (its handle included); destroying that too removes the pair from the chip.
         session.destroy_object(b_pub).unwrap();
-        assert_eq!(find(vec![Attribute::Label(b"gamma".to_vec())]), vec![b_priv]);
+        assert_eq!(
+            find(vec![Attribute::Label(b"gamma".to_vec())]),
+            vec![b_priv]
+        );
         assert_eq!(
             rv(session.get_attributes(b_pub, &[AttributeType::Label])),
             RvError::ObjectHandleInvalid

@@ -48,7 +48,10 @@ fn tool_shows_info_slots_and_mechanisms() {
         slots.contains("token manufacturer : pkcs11-se050 virtual (software)"),
         "{slots}"
     );
-    assert!(slots.contains("token model        : VIRTUAL SE050"), "{slots}");
+    assert!(
+        slots.contains("token model        : VIRTUAL SE050"),
+        "{slots}"
+    );
     let mechs = ok(&chip, &["-M"]);
     assert!(
         mechs.contains("EC-MONTGOMERY-KEY-PAIR-GEN, keySize={255,255}, generate_key_pair"),
@@ -127,7 +130,10 @@ fn tool_generates_lists_and_deletes_an_x25519_pair() {
     // (kept in the pair's metadata record) until it is deleted too.
     let after = ok(&chip, &["-O"]);
     assert_eq!(after.matches("label:      wg0").count(), 1, "{after}");
-    assert!(!after.contains("Private Key Object; EC_MONTGOMERY\n  label:      wg0"), "{after}");
+    assert!(
+        !after.contains("Private Key Object; EC_MONTGOMERY\n  label:      wg0"),
+        "{after}"
+    );
     ok(
         &chip,
         &["--delete-object", "--type", "pubkey", "--label", "wg0"],

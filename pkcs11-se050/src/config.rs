@@ -366,7 +366,10 @@ mod tests {
         assert!(!c.is_virtual());
         // Settings of the virtual chip without asking for it are an error, not a fallback.
         let e = parse("virtual_state = \"/x\"").unwrap_err().to_string();
-        assert!(e.contains("virtual_state") && e.contains("transport = \"virtual\""), "{e}");
+        assert!(
+            e.contains("virtual_state") && e.contains("transport = \"virtual\""),
+            "{e}"
+        );
         let d = Config::embedded_default();
         assert_eq!(d.transport, c.transport);
         assert!(d.origin().contains(SYSTEM_CONF) && d.origin().contains(CONF_ENV));

@@ -104,7 +104,10 @@ mod log_tests {
         assert_eq!(level_from(None), LevelFilter::Error);
         assert_eq!(level_from(Some("debug")), LevelFilter::Debug);
         assert_eq!(level_from(Some("pkcs11_se050=info")), LevelFilter::Info);
-        assert_eq!(level_from(Some("warn,pkcs11_se050=trace")), LevelFilter::Trace);
+        assert_eq!(
+            level_from(Some("warn,pkcs11_se050=trace")),
+            LevelFilter::Trace
+        );
         assert_eq!(level_from(Some("nonsense")), LevelFilter::Error);
         assert_eq!(level_from(Some("off")), LevelFilter::Off);
     }

@@ -56,6 +56,19 @@ pub const P2_TYPE: u8 = 0x26;
 pub const P2_EXIST: u8 = 0x27;
 pub const P2_DELETE_OBJECT: u8 = 0x28;
 pub const P2_RANDOM: u8 = 0x49;
+/// GetFreeMemory, DeleteAll, GetTimestamp (NXP middleware `kSE05x_P2_MEMORY`, `_DELETE_ALL`,
+/// `_TIME`).
+pub const P2_MEMORY: u8 = 0x22;
+pub const P2_DELETE_ALL: u8 = 0x2A;
+pub const P2_TIME: u8 = 0x3D;
+/// GetFreeMemory's memory types (`SE05x_MemoryType_t`).
+pub const MEMORY_PERSISTENT: u8 = 0x01;
+pub const MEMORY_TRANSIENT_RESET: u8 = 0x02;
+pub const MEMORY_TRANSIENT_DESELECT: u8 = 0x03;
+/// The authentication object whose session may run DeleteAll (`RESERVED_ID_FACTORY_RESET`).
+pub const FACTORY_RESET_ID: u32 = 0x7FFF_0202;
+/// GetTimestamp's answer: 12 bytes.
+pub const TIMESTAMP_LEN: usize = 12;
 /// Sessions (AN12413 4.5; NXP middleware `kSE05x_P2_SESSION_CREATE` / `_CLOSE` / `_UserID`).
 pub const P2_SESSION_CREATE: u8 = 0x1B;
 pub const P2_SESSION_CLOSE: u8 = 0x1C;

@@ -29,7 +29,14 @@ pub fn wrap(session: &[u8; 8], inner: &CommandApdu) -> CommandApdu {
     tlv::push(&mut data, TAG_SESSION_ID, session);
     tlv::push(&mut data, TAG_1, &inner);
     // The inner answer may be as long as any answer: ask for all of it.
-    CommandApdu::new(CLA_IOT, INS_PROCESS, P1_DEFAULT, P2_DEFAULT, data, Some(256))
+    CommandApdu::new(
+        CLA_IOT,
+        INS_PROCESS,
+        P1_DEFAULT,
+        P2_DEFAULT,
+        data,
+        Some(256),
+    )
 }
 
 impl<T: ApduTransport> Se050<T> {
@@ -43,7 +50,10 @@ impl<T: ApduTransport> Se050<T> {
         max_attempts: u16,
         policy: &[PolicyEntry],
     ) -> Result<(), Se050Error> {
-        id.check_user_writable()?;
+        // The factory-reset credential is the one reserved id a user creates.
+        if id.value() != FACTORY_RESET_ID {
+            id.check_user_writable()?;
+        }
         if !USER_ID_LEN.contains(&value.len()) {
             return Err(Se050Error::InvalidArgument(format!(
                 "a UserID value has 4 to 16 bytes, not {}",
@@ -145,5 +155,36 @@ impl<T: ApduTransport> Se050<T> {
     /// Forgets the session without telling the chip (it was reset: its sessions are gone).
     pub fn forget_session(&mut self) {
         self.session = None;
+    }
+}
+
+impl<T: ApduTransport> Se050<T> {
+    /// GetFreeMemory: free bytes of `kind` (MEMORY_PERSISTENT, _TRANSIENT_RESET, _DESELECT).
+    pub fn free_memory(&mut self, kind: u8) -> Result<u16, Se050Error> {
+        let mut data = Vec::new();
+        tlv::push(&mut data, TAG_1, &[kind]);
+        let name = || format!("GetFreeMemory {kind:#04x}");
+        let answer = self.exchange(&name, INS_MGMT, P1_DEFAULT, P2_MEMORY, data, Some(256))?;
+        let value: [u8; 2] = tag1(&name, &answer)?
+            .try_into()
+            .map_err(|_| bad(&name, "free memory has 2 bytes".into()))?;
+        Ok(u16::from_be_bytes(value))
+    }
+
+    /// GetTimestamp: the chip's 12-byte timestamp.
+    pub fn timestamp(&mut self) -> Result<[u8; TIMESTAMP_LEN], Se050Error> {
+        let name = || "GetTimestamp".to_string();
+        let answer = self.exchange(&name, INS_MGMT, P1_DEFAULT, P2_TIME, Vec::new(), Some(256))?;
+        tag1(&name, &answer)?
+            .try_into()
+            .map_err(|_| bad(&name, format!("a timestamp has {TIMESTAMP_LEN} bytes")))
+    }
+
+    /// DeleteAll: deletes every object but the reserved ones. The chip runs it only in a
+    /// session authenticated as the factory-reset credential (FACTORY_RESET_ID).
+    pub fn delete_all(&mut self) -> Result<(), Se050Error> {
+        let name = || "DeleteAll".to_string();
+        self.exchange(&name, INS_MGMT, P1_DEFAULT, P2_DELETE_ALL, Vec::new(), None)?;
+        Ok(())
     }
 }

@@ -56,31 +56,52 @@ fn the_chip_refuses_a_key_operation_outside_an_authenticated_session() {
     let peer_public = *PublicKey::from(&peer).as_bytes();
 
     // No session: the policy has no entry for "everyone else" (auth object 0).
-    assert_eq!(refusal(chip.ecdh_x25519(id(KEY), &peer_public)), Refusal::NotAllowedByPolicy);
-    assert_eq!(refusal(chip.read_x25519_public(id(KEY))), Refusal::NotAllowedByPolicy);
+    assert_eq!(
+        refusal(chip.ecdh_x25519(id(KEY), &peer_public)),
+        Refusal::NotAllowedByPolicy
+    );
+    assert_eq!(
+        refusal(chip.read_x25519_public(id(KEY))),
+        Refusal::NotAllowedByPolicy
+    );
     assert_eq!(refusal(chip.delete(id(KEY))), Refusal::NotAllowedByPolicy);
 
     // A session not yet verified runs nothing but the verification.
     chip.open_session(id(USER)).unwrap();
-    assert_eq!(refusal(chip.ecdh_x25519(id(KEY), &peer_public)), Refusal::SecurityStatus);
+    assert_eq!(
+        refusal(chip.ecdh_x25519(id(KEY), &peer_public)),
+        Refusal::SecurityStatus
+    );
     // A wrong value: refused, counted by the chip.
-    assert_eq!(refusal(chip.verify_user_id(b"9999")), Refusal::SecurityStatus);
+    assert_eq!(
+        refusal(chip.verify_user_id(b"9999")),
+        Refusal::SecurityStatus
+    );
     assert_eq!(failures(&mut chip), 1);
     // The right one: the counter is reset and the key works, inside the session only.
     chip.verify_user_id(b"1234").unwrap();
     assert_eq!(failures(&mut chip), 0);
     let public = chip.read_x25519_public(id(KEY)).unwrap();
     let shared = chip.ecdh_x25519(id(KEY), &peer_public).unwrap();
-    assert_eq!(*shared, peer.diffie_hellman(&PublicKey::from(public)).to_bytes());
+    assert_eq!(
+        *shared,
+        peer.diffie_hellman(&PublicKey::from(public)).to_bytes()
+    );
     chip.close_session().unwrap();
-    assert_eq!(refusal(chip.ecdh_x25519(id(KEY), &peer_public)), Refusal::NotAllowedByPolicy);
+    assert_eq!(
+        refusal(chip.ecdh_x25519(id(KEY), &peer_public)),
+        Refusal::NotAllowedByPolicy
+    );
 
     // A chip reset closes its sessions: the old session id is refused.
     chip.open_session(id(USER)).unwrap();
     chip.verify_user_id(b"1234").unwrap();
     chip.transport_mut().handler.reset();
     select_applet(&mut chip.transport).unwrap();
-    assert_eq!(refusal(chip.ecdh_x25519(id(KEY), &peer_public)), Refusal::SecurityStatus);
+    assert_eq!(
+        refusal(chip.ecdh_x25519(id(KEY), &peer_public)),
+        Refusal::SecurityStatus
+    );
     chip.forget_session();
 }
 
@@ -91,8 +112,14 @@ fn wrong_values_block_the_user_id_until_it_is_written_again() {
     let mut chip = chip_on(VirtualApplet::open(&state, Duration::ZERO).unwrap());
     provisioned(&mut chip);
     chip.open_session(id(USER)).unwrap();
-    assert_eq!(refusal(chip.verify_user_id(b"0000")), Refusal::SecurityStatus);
-    assert_eq!(refusal(chip.verify_user_id(b"0001")), Refusal::SecurityStatus);
+    assert_eq!(
+        refusal(chip.verify_user_id(b"0000")),
+        Refusal::SecurityStatus
+    );
+    assert_eq!(
+        refusal(chip.verify_user_id(b"0001")),
+        Refusal::SecurityStatus
+    );
     // The third wrong value uses up the attempts.
     assert_eq!(refusal(chip.verify_user_id(b"0002")), Refusal::AuthBlocked);
     // Blocked: even the right value, and no new session.
@@ -107,7 +134,10 @@ fn wrong_values_block_the_user_id_until_it_is_written_again() {
     // Writing the UserID again resets the counter (how an SO unblocks a PIN).
     chip.write_user_id(id(USER), b"5678", 0, &[]).unwrap();
     chip.open_session(id(USER)).unwrap();
-    assert_eq!(refusal(chip.verify_user_id(b"1234")), Refusal::SecurityStatus);
+    assert_eq!(
+        refusal(chip.verify_user_id(b"1234")),
+        Refusal::SecurityStatus
+    );
     chip.verify_user_id(b"5678").unwrap();
     chip.close_session().unwrap();
 }
@@ -129,12 +159,16 @@ fn wire_encoding_of_write_user_id_create_session_and_process_session() {
     ];
     assert_eq!(send(&write).1, 0x9000);
     // CreateSession 80 04 00 1B: 41 7000 0010 -> 41 08 <session id>.
-    let (answer, sw) = send(&[0x80, 0x04, 0x00, 0x1B, 0x06, 0x41, 0x04, 0x70, 0x00, 0x00, 0x10, 0x00]);
+    let (answer, sw) = send(&[
+        0x80, 0x04, 0x00, 0x1B, 0x06, 0x41, 0x04, 0x70, 0x00, 0x00, 0x10, 0x00,
+    ]);
     assert_eq!(sw, 0x9000);
     assert_eq!(&answer[..2], &[0x41, 0x08]);
     let session = &answer[2..10];
     // ProcessSessionCmd 80 05 00 00: 10 08 <session>, 41 <VerifySessionUserID 80 04 00 2C 06 41 04 "1234">.
-    let inner = [0x80, 0x04, 0x00, 0x2C, 0x06, 0x41, 0x04, b'1', b'2', b'3', b'4'];
+    let inner = [
+        0x80, 0x04, 0x00, 0x2C, 0x06, 0x41, 0x04, b'1', b'2', b'3', b'4',
+    ];
     let mut data = vec![0x10, 0x08];
     data.extend_from_slice(session);
     data.extend_from_slice(&[0x41, inner.len() as u8]);
@@ -153,4 +187,56 @@ fn wire_encoding_of_write_user_id_create_session_and_process_session() {
     assert_eq!(send(&apdu).1, 0x9000);
     // The session is gone.
     assert_eq!(send(&apdu).1, 0x6982);
+}
+
+/// Commands a real SE050 answers and the virtual chip refused before (issue 9, item 5).
+#[test]
+fn free_memory_timestamp_read_size_and_delete_all() {
+    let mut chip = chip_on(VirtualApplet::in_memory());
+    // Answered in two bytes: a chip with more free NVM says 0x7FFF.
+    assert_eq!(chip.free_memory(MEMORY_PERSISTENT).unwrap(), 0x7FFF);
+    chip.write_binary(id(0x5000_0100), &vec![7u8; 0x7000])
+        .unwrap();
+    let before = chip.free_memory(MEMORY_PERSISTENT).unwrap();
+    assert!(before > 0 && before < 0x7FFF, "{before}");
+    provisioned(&mut chip);
+    assert!(
+        chip.free_memory(MEMORY_PERSISTENT).unwrap() < before,
+        "the key took room"
+    );
+    assert!(chip.free_memory(MEMORY_TRANSIENT_DESELECT).unwrap() > 0);
+    assert_eq!(refusal(chip.free_memory(0x09)), Refusal::WrongData);
+
+    let first = chip.timestamp().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(
+        chip.timestamp().unwrap() > first,
+        "the timestamp goes forward"
+    );
+
+    // ReadSize of an EC key is the curve's size: 32 bytes for X25519.
+    chip.generate_x25519(id(0x5000_0002)).unwrap();
+    assert_eq!(chip.read_size(id(0x5000_0002)).unwrap(), 32);
+
+    // DeleteAll: refused outside a factory-reset session, even in a user's session.
+    assert_eq!(refusal(chip.delete_all()), Refusal::SecurityStatus);
+    chip.open_session(id(USER)).unwrap();
+    chip.verify_user_id(b"1234").unwrap();
+    assert_eq!(refusal(chip.delete_all()), Refusal::SecurityStatus);
+    chip.close_session().unwrap();
+    assert!(chip.exists(id(0x5000_0002)).unwrap());
+    // With the factory-reset credential: everything but the reserved objects goes.
+    chip.write_user_id(id(FACTORY_RESET_ID), b"reset-me", 0, &[])
+        .unwrap();
+    chip.open_session(id(FACTORY_RESET_ID)).unwrap();
+    chip.verify_user_id(b"reset-me").unwrap();
+    chip.delete_all().unwrap();
+    chip.close_session().unwrap();
+    for gone in [KEY, USER, 0x5000_0002, 0x5000_0100] {
+        assert!(
+            !chip.exists(id(gone)).unwrap(),
+            "{gone:#x} survived DeleteAll"
+        );
+    }
+    assert_eq!(chip.unique_id().unwrap().len(), 18, "reserved objects stay");
 }

@@ -86,21 +86,20 @@ impl Token {
                 format_args!("no key {base:#x}"),
             ));
         }
-        let (key_id, bound_public) = match self.loaded_cache()?.resolve(base) {
-            Some((pair, Half::Private)) => (pair.key_id, pair.public),
-            Some((_, Half::Public)) => {
-                return Err(refuse(
+        let (key_id, bound_public) =
+            match self.loaded_cache()?.resolve(base) {
+                Some((pair, Half::Private)) => (pair.key_id, pair.public),
+                Some((_, Half::Public)) => return Err(refuse(
                     CKR_KEY_TYPE_INCONSISTENT,
                     "the base key of CKM_ECDH1_DERIVE must be the private key, not the public one",
-                ))
-            }
-            None => {
-                return Err(answer(
-                    CKR_KEY_HANDLE_INVALID,
-                    format_args!("no key {base:#x}"),
-                ))
-            }
-        };
+                )),
+                None => {
+                    return Err(answer(
+                        CKR_KEY_HANDLE_INVALID,
+                        format_args!("no key {base:#x}"),
+                    ))
+                }
+            };
 
         let shared = {
             let mut link = self.link.lock();
@@ -124,7 +123,11 @@ impl Token {
             Err(e) if e.kind == ChipErrorKind::NotFound => {
                 // Deleted (or replaced) by another process since we listed it.
                 let mut cache = self.cache.lock();
-                if cache.pairs.get(&key_id).is_some_and(|p| p.public == bound_public) {
+                if cache
+                    .pairs
+                    .get(&key_id)
+                    .is_some_and(|p| p.public == bound_public)
+                {
                     cache.remove_pair(key_id);
                 }
                 return Err(refuse(

@@ -218,9 +218,9 @@ impl Token {
             ..KeyPair::on_chip(key_id, public_key)
         });
         let handle = |cache: &mut super::objects::ObjectCache, half| {
-            cache.handle(key_id, half).ok_or_else(|| {
-                refuse(CKR_GENERAL_ERROR, "no object handle left in this process")
-            })
+            cache
+                .handle(key_id, half)
+                .ok_or_else(|| refuse(CKR_GENERAL_ERROR, "no object handle left in this process"))
         };
         Ok((
             handle(&mut cache, Half::Public)?,

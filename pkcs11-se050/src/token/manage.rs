@@ -217,9 +217,8 @@ impl Token {
         session: CK_SESSION_HANDLE,
         object: CK_OBJECT_HANDLE,
     ) -> Result<(parking_lot::MutexGuard<'_, ObjectCache>, KeyPair)> {
-        Ok(self
-            .half_to_change(session, object)
-            .map(|(cache, pair, _)| (cache, pair))?)
+        self.half_to_change(session, object)
+            .map(|(cache, pair, _)| (cache, pair))
     }
 
     fn half_to_change(

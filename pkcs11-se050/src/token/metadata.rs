@@ -128,8 +128,16 @@ impl KeyMetadata {
         r[6..10].copy_from_slice(&self.key_id.to_be_bytes());
         let mut at = 10;
         if let Some(public) = &self.public {
-            r[5] |= if self.public_destroyed { FLAG_PUBLIC_DESTROYED } else { 0 };
-            r[5] |= if self.private_destroyed { FLAG_PRIVATE_DESTROYED } else { 0 };
+            r[5] |= if self.public_destroyed {
+                FLAG_PUBLIC_DESTROYED
+            } else {
+                0
+            };
+            r[5] |= if self.private_destroyed {
+                FLAG_PRIVATE_DESTROYED
+            } else {
+                0
+            };
             r[at..at + 32].copy_from_slice(public);
             at += 32;
         }
@@ -228,7 +236,11 @@ mod tests {
         assert_eq!((r.len(), r[4]), (RECORD_LEN_V2, VERSION_2));
         assert_eq!(KeyMetadata::decode(&r), Some(v2.clone()));
         v2.public_destroyed = true;
-        assert_eq!(KeyMetadata::decode(&v2.encode()), None, "both halves gone: no record");
+        assert_eq!(
+            KeyMetadata::decode(&v2.encode()),
+            None,
+            "both halves gone: no record"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ struct Binding {
 /// objects, garbage). Which object it names is [`ObjectCache::resolve`]'s business.
 pub fn split_handle(handle: CK_OBJECT_HANDLE) -> Option<(u32, Half)> {
     let id = (handle & 0xFFFF_FFFF) as u32;
-    if handle >= SESSION_HANDLE_BASE && handle < (1 << GENERATION_SHIFT) {
+    if (SESSION_HANDLE_BASE..(1 << GENERATION_SHIFT)).contains(&handle) {
         return None; // session objects (derived secrets) count up from SESSION_HANDLE_BASE
     }
     match handle & (3 << 32) {
@@ -466,7 +466,11 @@ mod tests {
         assert_ne!(private, public);
         assert_eq!(cache.handle(0x5000_0001, Half::Private), Some(private));
         assert_eq!(split_handle(private), Some((0x5000_0001, Half::Private)));
-        assert_eq!(private, PRIVATE_TAG | 0x5000_0001, "the first key at an id: a stable handle");
+        assert_eq!(
+            private,
+            PRIVATE_TAG | 0x5000_0001,
+            "the first key at an id: a stable handle"
+        );
         assert_eq!(split_handle(0), None);
         assert_eq!(split_handle(SESSION_HANDLE_BASE + 1), None);
         assert_eq!(cache.resolve(private).map(|(_, h)| h), Some(Half::Private));

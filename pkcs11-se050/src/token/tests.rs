@@ -240,11 +240,18 @@ fn handles_stay_bound_to_the_key_they_were_made_for() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (token(&dir), token(&dir));
     let rw = CKF_SERIAL_SESSION | CKF_RW_SESSION;
-    let (sa, sb) = (a.open_session(0, rw).unwrap(), b.open_session(0, rw).unwrap());
+    let (sa, sb) = (
+        a.open_session(0, rw).unwrap(),
+        b.open_session(0, rw).unwrap(),
+    );
     let id = || (CKA_ID, vec![0x50, 0, 0, 0x42]);
-    let (old_public, old_private) =
-        generate(&a, sa, vec![(CKA_EC_PARAMS, params()), id()], vec![(CKA_DERIVE, vec![1]), id()])
-            .unwrap();
+    let (old_public, old_private) = generate(
+        &a,
+        sa,
+        vec![(CKA_EC_PARAMS, params()), id()],
+        vec![(CKA_DERIVE, vec![1]), id()],
+    )
+    .unwrap();
     let old_point = value(&a, sa, old_public, CKA_EC_POINT);
 
     // Process b replaces the pair at the same object id (CKA_ID names it).
@@ -253,9 +260,13 @@ fn handles_stay_bound_to_the_key_they_were_made_for() {
     for h in found {
         b.destroy(sb, h).unwrap();
     }
-    let (new_public, _) =
-        generate(&b, sb, vec![(CKA_EC_PARAMS, params()), id()], vec![(CKA_DERIVE, vec![1]), id()])
-            .unwrap();
+    let (new_public, _) = generate(
+        &b,
+        sb,
+        vec![(CKA_EC_PARAMS, params()), id()],
+        vec![(CKA_DERIVE, vec![1]), id()],
+    )
+    .unwrap();
     let new_point = value(&b, sb, new_public, CKA_EC_POINT);
     assert_ne!(old_point, new_point);
 
@@ -265,25 +276,37 @@ fn handles_stay_bound_to_the_key_they_were_made_for() {
         shared_data: vec![],
         public_data: PublicKey::from(&peer).as_bytes().to_vec(),
     };
-    let attempt = |t: &Token, s, h| t.derive(s, CKM_ECDH1_DERIVE, Some(&derive), h, &Template::default());
+    let attempt =
+        |t: &Token, s, h| t.derive(s, CKM_ECDH1_DERIVE, Some(&derive), h, &Template::default());
     // Without a search in between: the derive path checks the key itself.
-    assert_eq!(attempt(&a, sa, old_private).unwrap_err().rv(), CKR_KEY_HANDLE_INVALID);
+    assert_eq!(
+        attempt(&a, sa, old_private).unwrap_err().rv(),
+        CKR_KEY_HANDLE_INVALID
+    );
     // After a search: the old handles name nothing; the search finds the new key by new handles.
     let found = find(&a, sa, vec![(CKA_ID, id().1)]);
     assert_eq!(found.len(), 2);
     assert!(!found.contains(&old_private) && !found.contains(&old_public));
     assert_eq!(
-        a.attributes(sa, old_public, &[CKA_EC_POINT]).unwrap_err().rv(),
+        a.attributes(sa, old_public, &[CKA_EC_POINT])
+            .unwrap_err()
+            .rv(),
         CKR_OBJECT_HANDLE_INVALID
     );
-    assert_eq!(attempt(&a, sa, old_private).unwrap_err().rv(), CKR_KEY_HANDLE_INVALID);
+    assert_eq!(
+        attempt(&a, sa, old_private).unwrap_err().rv(),
+        CKR_KEY_HANDLE_INVALID
+    );
     let new_private = found
         .into_iter()
         .find(|h| split_handle(*h).map(|(_, half)| half) == Some(Half::Private))
         .unwrap();
     let secret = attempt(&a, sa, new_private).unwrap();
     let new_key = PublicKey::from(<[u8; 32]>::try_from(&new_point[2..]).unwrap());
-    assert_eq!(value(&a, sa, secret, CKA_VALUE), peer.diffie_hellman(&new_key).as_bytes());
+    assert_eq!(
+        value(&a, sa, secret, CKA_VALUE),
+        peer.diffie_hellman(&new_key).as_bytes()
+    );
 }
 
 /// Conformance finding: destroying one half of a pair leaves the other half's handle valid,
@@ -293,11 +316,19 @@ fn destroying_one_half_keeps_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (token(&dir), token(&dir));
     let rw = CKF_SERIAL_SESSION | CKF_RW_SESSION;
-    let (sa, sb) = (a.open_session(0, rw).unwrap(), b.open_session(0, rw).unwrap());
+    let (sa, sb) = (
+        a.open_session(0, rw).unwrap(),
+        b.open_session(0, rw).unwrap(),
+    );
     let label = || (CKA_LABEL, b"halves".to_vec());
     let make = || {
-        generate(&a, sa, vec![(CKA_EC_PARAMS, params()), label()], vec![(CKA_DERIVE, vec![1]), label()])
-            .unwrap()
+        generate(
+            &a,
+            sa,
+            vec![(CKA_EC_PARAMS, params()), label()],
+            vec![(CKA_DERIVE, vec![1]), label()],
+        )
+        .unwrap()
     };
 
     // Private first: the public key lives on (in its metadata record), here and in b.
@@ -308,7 +339,10 @@ fn destroying_one_half_keeps_the_other() {
     assert_eq!(value(&a, sa, public, CKA_LABEL), b"halves");
     let in_b = find(&b, sb, vec![label()]);
     assert_eq!(in_b.len(), 1, "only the public half is left");
-    assert_eq!(value(&b, sb, in_b[0], CKA_CLASS), ulong_value(CKO_PUBLIC_KEY));
+    assert_eq!(
+        value(&b, sb, in_b[0], CKA_CLASS),
+        ulong_value(CKO_PUBLIC_KEY)
+    );
     assert_eq!(value(&b, sb, in_b[0], CKA_EC_POINT), point);
     assert_eq!(
         a.attributes(sa, private, &[CKA_CLASS]).unwrap_err().rv(),
@@ -326,11 +360,20 @@ fn destroying_one_half_keeps_the_other() {
         shared_data: vec![],
         public_data: PublicKey::from(&peer).as_bytes().to_vec(),
     };
-    a.derive(sa, CKM_ECDH1_DERIVE, Some(&derive), private, &Template::default())
-        .unwrap();
+    a.derive(
+        sa,
+        CKM_ECDH1_DERIVE,
+        Some(&derive),
+        private,
+        &Template::default(),
+    )
+    .unwrap();
     let in_b = find(&b, sb, vec![label()]);
     assert_eq!(in_b.len(), 1, "only the private half is left");
-    assert_eq!(value(&b, sb, in_b[0], CKA_CLASS), ulong_value(CKO_PRIVATE_KEY));
+    assert_eq!(
+        value(&b, sb, in_b[0], CKA_CLASS),
+        ulong_value(CKO_PRIVATE_KEY)
+    );
     a.destroy(sa, private).unwrap();
     assert!(find(&b, sb, vec![label()]).is_empty());
     // Nothing of ours left on the chip.

@@ -77,6 +77,8 @@ fn tag1(value: &[u8]) -> Vec<u8> {
 
 #[path = "auth.rs"]
 mod auth;
+#[path = "management.rs"]
+mod management;
 
 /// The IoT applet of a virtual SE050.
 pub struct VirtualApplet {
@@ -206,6 +208,9 @@ impl VirtualApplet {
             (INS_MGMT, P1_DEFAULT, P2_EXIST) => self.exists(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_DELETE_OBJECT) => self.delete(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_RANDOM) => self.random(&tlvs),
+            (INS_MGMT, P1_DEFAULT, P2_MEMORY) => self.free_memory(&tlvs),
+            (INS_MGMT, P1_DEFAULT, P2_TIME) => self.timestamp(),
+            (INS_MGMT, P1_DEFAULT, P2_DELETE_ALL) => self.delete_all(),
             (INS_MGMT, _, _) => Err(StatusWord::WRONG_P1P2),
             // Unknown instructions, and the transient/auth/attest flag variants.
             _ => Err(StatusWord::INS_NOT_SUPPORTED),
@@ -416,7 +421,12 @@ impl VirtualApplet {
 
     fn read_size(&mut self, tlvs: &Tlvs) -> Answer {
         let object = self.object(object_id(tlvs)?)?;
-        let size = object.data.size() as u16;
+        let size = match &object.data {
+            // For EC keys the applet answers the size of the curve (NXP's Se05x_API_ReadSize
+            // documentation): 32 bytes for X25519, not the bytes the key takes.
+            ObjectData::X25519Pair { .. } | ObjectData::X25519Private { .. } => 32,
+            data => data.size() as u16,
+        };
         Ok(Reply::data(tag1(&size.to_be_bytes())))
     }
 
@@ -595,6 +605,8 @@ fn object_id(tlvs: &Tlvs) -> Result<u32, StatusWord> {
 fn new_object_id(tlvs: &Tlvs) -> Result<u32, StatusWord> {
     let id = object_id(tlvs)?;
     match ObjectId::new(id) {
+        // The factory-reset credential is the one reserved id a user may create (a UserID).
+        Ok(_) if id == FACTORY_RESET_ID => Ok(id),
         Ok(oid) if !oid.is_reserved() => Ok(id),
         _ => Err(StatusWord::CONDITIONS_NOT_SATISFIED),
     }

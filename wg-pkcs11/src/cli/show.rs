@@ -96,7 +96,10 @@ pub fn format_device(ifname: &str, device: &DeviceInfo, now: SystemTime) -> Stri
     if let Some(key) = &device.public_key {
         let _ = writeln!(out, "  public key: {}", b64(key));
         let _ = match device.key_in_hardware {
-            Some(false) => writeln!(out, "  private key: NOT IN HARDWARE (a software key or token: it can be copied)"),
+            Some(false) => writeln!(
+                out,
+                "  private key: NOT IN HARDWARE (a software key or token: it can be copied)"
+            ),
             _ => writeln!(out, "  private key: (in the PKCS#11 token)"),
         };
     }

@@ -158,11 +158,7 @@ fn matching_tokens(
                 label: token.label().to_string(),
                 serial: token.serial_number().to_string(),
                 in_hardware: slot_info.hardware_slot(),
-                maker: format!(
-                    "model `{}` by `{}`",
-                    token.model(),
-                    token.manufacturer_id()
-                ),
+                maker: format!("model `{}` by `{}`", token.model(), token.manufacturer_id()),
             });
         }
     }
