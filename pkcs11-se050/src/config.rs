@@ -1,8 +1,11 @@
 //! The module's configuration: a small TOML file.
 //!
-//! Found through `$PKCS11_SE050_CONF`, else `/etc/pkcs11-se050/pkcs11-se050.toml`. Without any
-//! file the module runs on the virtual SE050 with its state in a per-user directory, so that
-//! `pkcs11-tool --module libpkcs11_se050.so -L` works out of the box; it logs once that it does.
+//! Found through `$PKCS11_SE050_CONF`, else `/etc/pkcs11-se050/pkcs11-se050.toml`.
+//!
+//! Fail closed: the virtual SE050 (whose private keys sit in a plain state file) is used only
+//! when a configuration file says `transport = "virtual"`. Without any file, or with a file that
+//! does not name a transport, the module means the real chip on `/dev/i2c-1` at 0x48; if there is
+//! none, opening fails with an error naming the configuration file looked for and the device.
 //! Every error names the file and the key that is wrong: a PKCS#11 host can only print a CKR code.
 
 use serde::Deserialize;
@@ -141,19 +144,7 @@ impl Config {
         if system.exists() {
             return Config::from_file(system);
         }
-        let config = Config::embedded_default()?;
-        static NOTICE: std::sync::Once = std::sync::Once::new();
-        NOTICE.call_once(|| {
-            log::info!(
-            "no configuration file ({CONF_ENV} unset, {SYSTEM_CONF} absent): using the virtual \
-             SE050 with state {}",
-            match &config.transport {
-                TransportConfig::Virtual { state, .. } => state.display().to_string(),
-                TransportConfig::I2c { device, .. } => device.display().to_string(),
-            }
-        )
-        });
-        Ok(config)
+        Ok(Config::embedded_default())
     }
 
     /// Reads and checks one file.
@@ -186,9 +177,10 @@ impl Config {
             error(key, format!("line {line_no}: {}", e.message().trim()))
         })?;
 
-        let scp03 = parse_scp03(&raw, file, raw.transport.as_deref() != Some("i2c"))
+        // No transport named means the real chip: the virtual one must be asked for.
+        let scp03 = parse_scp03(&raw, file, raw.transport.as_deref() == Some("virtual"))
             .map_err(|(k, p)| error(Some(k), p))?;
-        let transport_name = raw.transport.as_deref().unwrap_or("virtual");
+        let transport_name = raw.transport.as_deref().unwrap_or("i2c");
         let transport = match transport_name {
             "virtual" => {
                 if raw.i2c_device.is_some() || raw.i2c_address.is_some() {
@@ -299,24 +291,37 @@ impl Config {
         })
     }
 
-    /// The configuration without any file: the virtual chip in a per-user state directory.
-    pub fn embedded_default() -> Result<Config, ConfigError> {
-        let dir = default_state_dir().map_err(|problem| ConfigError {
-            file: None,
-            key: Some("virtual_state".into()),
-            problem,
-        })?;
-        Ok(Config {
-            transport: TransportConfig::Virtual {
-                state: dir.join(DEFAULT_STATE_FILE),
-                latency: Duration::ZERO,
+    /// The configuration without any file: the real chip at its default place. Never the
+    /// virtual chip, whose keys would be a copyable file.
+    pub fn embedded_default() -> Config {
+        Config {
+            transport: TransportConfig::I2c {
+                device: PathBuf::from(DEFAULT_I2C_DEVICE),
+                address: DEFAULT_I2C_ADDRESS,
             },
             token_label: DEFAULT_TOKEN_LABEL.to_string(),
             ec_point: EcPointFormat::Der,
             lock_timeout: crate::device::lock::DEFAULT_LOCK_TIMEOUT,
             source: None,
             scp03: Scp03Config::default(),
-        })
+        }
+    }
+
+    /// Where this configuration came from, for error messages: the file, or which files were
+    /// looked for when there was none.
+    pub fn origin(&self) -> String {
+        match &self.source {
+            Some(path) => format!("configuration {}", path.display()),
+            None => format!(
+                "no configuration file (${CONF_ENV} is unset and {SYSTEM_CONF} does not exist), \
+                 so the real chip at its default place"
+            ),
+        }
+    }
+
+    /// Whether the chip is the virtual SE050, whose keys are not in hardware.
+    pub fn is_virtual(&self) -> bool {
+        matches!(self.transport, TransportConfig::Virtual { .. })
     }
 }
 
@@ -433,7 +438,8 @@ mod tests {
         assert_eq!(c.scp03, Scp03Config::default());
         assert_eq!(c.scp03.kvn, 0x0B);
         let c = parse(
-            "scp03_keys = \"keys/scp.txt\"\nscp03_kvn = 0x21\nvirtual_scp03_keys = \"se050e\"\n\
+            "transport = \"virtual\"\nscp03_keys = \"keys/scp.txt\"\nscp03_kvn = 0x21\n\
+             virtual_scp03_keys = \"se050e\"\n\
              virtual_scp03_required = true",
         )
         .unwrap();
@@ -447,7 +453,7 @@ mod tests {
             VirtualScp03Keys::Published("se050e".into())
         );
         assert!(c.scp03.virtual_required);
-        let c = parse("virtual_scp03_keys = \"chip.keys\"").unwrap();
+        let c = parse("transport = \"virtual\"\nvirtual_scp03_keys = \"chip.keys\"").unwrap();
         assert_eq!(
             c.scp03.virtual_keys,
             VirtualScp03Keys::File("/etc/x/chip.keys".into())
@@ -456,12 +462,18 @@ mod tests {
             ("scp03_kvn = 3", "scp03_kvn"),
             ("scp03_keys = \"k\"\nscp03_kvn = 0x80", "scp03_kvn"),
             ("scp03_keys = \"\"", "scp03_keys"),
-            ("virtual_scp03_keys = \"SE999\"", "virtual_scp03_keys"),
+            (
+                "transport = \"virtual\"\nvirtual_scp03_keys = \"SE999\"",
+                "virtual_scp03_keys",
+            ),
             (
                 "transport = \"i2c\"\nvirtual_scp03_required = true",
                 "virtual_scp03_required",
             ),
-            ("virtual_scp03_required = \"yes\"", "virtual_scp03_required"),
+            (
+                "transport = \"virtual\"\nvirtual_scp03_required = \"yes\"",
+                "virtual_scp03_required",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
@@ -470,7 +482,7 @@ mod tests {
 
     #[test]
     fn lock_timeout_is_bounded() {
-        let c = parse("lock_timeout_ms = 250").unwrap();
+        let c = parse("transport = \"virtual\"\nlock_timeout_ms = 250").unwrap();
         assert_eq!(c.lock_timeout, Duration::from_millis(250));
         for bad in ["0", "600001", "-5", "\"never\""] {
             let e = parse(&format!("lock_timeout_ms = {bad}"))
@@ -498,6 +510,30 @@ mod tests {
     }
 
     #[test]
+    fn the_virtual_chip_only_when_asked_for() {
+        // A file without `transport` means the real chip, as no file does.
+        let c = parse("token_label = \"wg\"").unwrap();
+        assert_eq!(
+            c.transport,
+            TransportConfig::I2c {
+                device: PathBuf::from(DEFAULT_I2C_DEVICE),
+                address: DEFAULT_I2C_ADDRESS
+            }
+        );
+        assert!(!c.is_virtual());
+        // Settings of the virtual chip without asking for it are an error, not a fallback.
+        let e = parse("virtual_state = \"/x\"").unwrap_err().to_string();
+        assert!(
+            e.contains("virtual_state") && e.contains("transport = \"virtual\""),
+            "{e}"
+        );
+        let d = Config::embedded_default();
+        assert_eq!(d.transport, c.transport);
+        assert!(d.origin().contains(SYSTEM_CONF) && d.origin().contains(CONF_ENV));
+        assert!(parse("transport = \"virtual\"").unwrap().is_virtual());
+    }
+
+    #[test]
     fn errors_name_file_and_key() {
         let e = parse("transport = \"usb\"").unwrap_err().to_string();
         assert!(
@@ -512,7 +548,7 @@ mod tests {
         assert!(e.contains("i2c_address"), "{e}");
         let e = parse("ec_point = \"pem\"").unwrap_err().to_string();
         assert!(e.contains("ec_point"), "{e}");
-        let e = parse("virtual_latency_ms = \"fast\"")
+        let e = parse("transport = \"virtual\"\nvirtual_latency_ms = \"fast\"")
             .unwrap_err()
             .to_string();
         assert!(e.contains("virtual_latency_ms"), "{e}");

@@ -128,7 +128,7 @@ fn derive_and_cka_value_leave_no_unwiped_copy() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "virtual_state = \"{}\"\n",
+        "transport = \"virtual\"\nvirtual_state = \"{}\"\n",
         dir.path().join("chip.state").display()
     );
     let token = Token::open(Config::parse(&text, None).unwrap(), Box::new(open_chip)).unwrap();

@@ -38,6 +38,8 @@ pub const PUBLIC_KEY_EXTENSION: &str = "wg_pkcs11_public_key";
 pub const PRIVATE_KEY_URI_EXTENSION: &str = "wg_pkcs11_private_key_uri";
 /// The prefix of every other device key this daemon adds to `get` replies.
 pub const EXTENSION_PREFIX: &str = "wg_pkcs11_";
+/// The device-level key saying whether the private key is in hardware (`1`) or not (`0`).
+pub const KEY_IN_HARDWARE_EXTENSION: &str = "wg_pkcs11_key_in_hardware";
 
 const EPERM: i32 = libc::EPERM;
 const EINVAL: i32 = libc::EINVAL;
@@ -82,6 +84,8 @@ pub struct PeerInfo {
 pub struct DeviceInfo {
     /// The interface's public key, from the token (sent as [`PUBLIC_KEY_EXTENSION`]).
     pub public_key: Option<[u8; 32]>,
+    /// Whether the private key is in hardware (sent as [`KEY_IN_HARDWARE_EXTENSION`]).
+    pub key_in_hardware: Option<bool>,
     pub listen_port: u16,
     /// 0 = none.
     pub fwmark: u32,
@@ -367,6 +371,9 @@ pub fn serialize_device(device: &DeviceInfo) -> String {
     if let Some(key) = &device.public_key {
         let _ = writeln!(out, "{PUBLIC_KEY_EXTENSION}={}", key_to_hex(key));
     }
+    if let Some(hardware) = device.key_in_hardware {
+        let _ = writeln!(out, "{KEY_IN_HARDWARE_EXTENSION}={}", u8::from(hardware));
+    }
     let _ = writeln!(out, "listen_port={}", device.listen_port);
     if device.fwmark != 0 {
         let _ = writeln!(out, "fwmark={}", device.fwmark);
@@ -427,6 +434,13 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
         match device.peers.last_mut() {
             None => match key {
                 PUBLIC_KEY_EXTENSION => device.public_key = Some(key_value(value)?),
+                KEY_IN_HARDWARE_EXTENSION => {
+                    device.key_in_hardware = Some(match value {
+                        "1" => true,
+                        "0" => false,
+                        _ => return Err(bad(line)),
+                    })
+                }
                 _ if key.starts_with(EXTENSION_PREFIX) => device
                     .extensions
                     .push((key[EXTENSION_PREFIX.len()..].to_string(), value.to_string())),

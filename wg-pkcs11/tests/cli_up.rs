@@ -321,6 +321,8 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
         .unwrap();
     let show = String::from_utf8(show.stdout).unwrap();
     assert!(show.contains(&format!("public key: {public}")), "{show}");
+    // The virtual SE050 is a software token: `show` says the key is not in hardware.
+    assert!(show.contains("private key: NOT IN HARDWARE"), "{show}");
     let server = must_in(&pair.b, &["wg", "show", &server_if, "latest-handshakes"]);
     assert!(
         !server.contains("\t0"),
@@ -352,6 +354,10 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
     signal(&daemon, "TERM");
     let status = wait_exit(&mut daemon, Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
+    // ... and so did its start, as a warning (shown at the default log level).
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("is NOT in hardware"), "{log}");
     assert_eq!(
         pair.hooks(),
         format!("pre-up {ifname}\npost-up {ifname}\npre-down {ifname}\npost-down {ifname}\n")

@@ -277,3 +277,9 @@ pub unsafe extern "C" fn C_GetInterface(
         }
     })
 }
+
+/// The module's own logger (quiet by default, `$PKCS11_SE050_LOG`), for the crate's command-line
+/// tool: the same static logger the module uses, so the tool needs no logging crate of its own.
+pub fn init_logging() {
+    guard::init_logging();
+}

@@ -7,6 +7,24 @@ use crate::token::attributes::AttrValue;
 use crate::token::{self, error::Error};
 use pkcs11_sys::*;
 
+/// No object of this token is copyable (CKA_COPYABLE false): a valid object gets
+/// CKR_ACTION_PROHIBITED, as PKCS#11 3.0 section 4.4 says.
+#[no_mangle]
+pub unsafe extern "C" fn C_CopyObject(
+    hSession: CK_SESSION_HANDLE,
+    hObject: CK_OBJECT_HANDLE,
+    _pTemplate: CK_ATTRIBUTE_PTR,
+    _ulCount: CK_ULONG,
+    phNewObject: CK_OBJECT_HANDLE_PTR,
+) -> CK_RV {
+    guard("C_CopyObject", || {
+        if phNewObject.is_null() {
+            return Err(bad("C_CopyObject: phNewObject is NULL"));
+        }
+        token::current()?.copy_object(hSession, hObject)
+    })
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn C_DestroyObject(
     hSession: CK_SESSION_HANDLE,

@@ -12,6 +12,8 @@ impl StatusWord {
     pub const OK: StatusWord = StatusWord(0x9000);
     pub const WRONG_LENGTH: StatusWord = StatusWord(0x6700);
     pub const SECURITY_STATUS: StatusWord = StatusWord(0x6982);
+    /// ISO 7816-4 "authentication method blocked": a UserID whose attempts are used up.
+    pub const AUTH_BLOCKED: StatusWord = StatusWord(0x6983);
     pub const DATA_INVALID: StatusWord = StatusWord(0x6984);
     pub const CONDITIONS_NOT_SATISFIED: StatusWord = StatusWord(0x6985);
     pub const NOT_ALLOWED_BY_POLICY: StatusWord = StatusWord(0x6986);

@@ -10,6 +10,8 @@ pub enum Refusal {
     WrongLength,
     /// 6982: security status not satisfied (authentication or secure channel required).
     SecurityStatus,
+    /// 6983: authentication method blocked (a UserID whose attempts are used up).
+    AuthBlocked,
     /// 6984: the referenced data is invalid.
     DataInvalid,
     /// 6985: conditions of use not satisfied (e.g. reading a private key or a secret).
@@ -37,6 +39,7 @@ impl Refusal {
         match sw {
             StatusWord::WRONG_LENGTH => Refusal::WrongLength,
             StatusWord::SECURITY_STATUS => Refusal::SecurityStatus,
+            StatusWord::AUTH_BLOCKED => Refusal::AuthBlocked,
             StatusWord::DATA_INVALID => Refusal::DataInvalid,
             StatusWord::CONDITIONS_NOT_SATISFIED => Refusal::ConditionsNotSatisfied,
             StatusWord::NOT_ALLOWED_BY_POLICY => Refusal::NotAllowedByPolicy,
@@ -59,6 +62,7 @@ impl Refusal {
                  with \"Platform SCP required\" answers this to every plain command: configure \
                  scp03_keys)"
             }
+            Refusal::AuthBlocked => "authentication blocked (no attempts left)",
             Refusal::DataInvalid => "data invalid",
             Refusal::ConditionsNotSatisfied => {
                 "conditions of use not satisfied (e.g. the object is a private key or secret, \

@@ -8,6 +8,7 @@ pub mod object_id;
 pub mod object_type;
 pub mod policy;
 pub mod protocol;
+pub mod session;
 pub mod version;
 
 pub use error::Se050Error;
@@ -37,6 +38,8 @@ const MAX_LIST_PAGES: usize = 4096;
 pub struct Se050<T: ApduTransport> {
     transport: T,
     version: AppletVersion,
+    /// The applet session commands are wrapped in (ProcessSessionCmd), if one is open.
+    session: Option<[u8; 8]>,
 }
 
 impl<T: ApduTransport> Se050<T> {
@@ -46,7 +49,11 @@ impl<T: ApduTransport> Se050<T> {
         if !version.has_x25519() {
             return Err(Se050Error::NoX25519 { version });
         }
-        Ok(Se050 { transport, version })
+        Ok(Se050 {
+            transport,
+            version,
+            session: None,
+        })
     }
 
     /// The version SELECT returned.
@@ -401,7 +408,13 @@ impl<T: ApduTransport> Se050<T> {
         le: Option<usize>,
     ) -> Result<SecretBytes, Se050Error> {
         let apdu = CommandApdu::new(CLA_IOT, ins, p1, p2, data, le);
-        transceive(&mut self.transport, name, &apdu)
+        match self.session {
+            Some(session) => {
+                let wrapped = session::wrap(&session, &apdu);
+                transceive(&mut self.transport, name, &wrapped)
+            }
+            None => transceive(&mut self.transport, name, &apdu),
+        }
     }
 }
 
@@ -451,5 +464,7 @@ fn bad(name: &dyn Fn() -> String, reason: String) -> Se050Error {
 
 #[cfg(test)]
 pub(crate) mod rfc7748;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;

@@ -34,11 +34,15 @@ pub const INS_MGMT: u8 = 0x04;
 pub const INS_PROCESS: u8 = 0x05;
 /// OR-flag on WRITE: the object's contents are transient.
 pub const INS_FLAG_TRANSIENT: u8 = 0x80;
+/// OR-flag on WRITE: the object is an authentication object (a UserID, AN12413 table 18).
+pub const INS_FLAG_AUTH_OBJECT: u8 = 0x40;
 
 pub const P1_DEFAULT: u8 = 0x00;
 pub const P1_EC: u8 = 0x01;
 pub const P1_AES: u8 = 0x03;
 pub const P1_BINARY: u8 = 0x06;
+/// WriteUserID (NXP middleware `kSE05x_P1_UserID`).
+pub const P1_USERID: u8 = 0x07;
 pub const P1_KEY_PAIR: u8 = 0x60;
 pub const P1_PRIVATE: u8 = 0x40;
 pub const P1_PUBLIC: u8 = 0x20;
@@ -52,8 +56,29 @@ pub const P2_TYPE: u8 = 0x26;
 pub const P2_EXIST: u8 = 0x27;
 pub const P2_DELETE_OBJECT: u8 = 0x28;
 pub const P2_RANDOM: u8 = 0x49;
+/// GetFreeMemory, DeleteAll, GetTimestamp (NXP middleware `kSE05x_P2_MEMORY`, `_DELETE_ALL`,
+/// `_TIME`).
+pub const P2_MEMORY: u8 = 0x22;
+pub const P2_DELETE_ALL: u8 = 0x2A;
+pub const P2_TIME: u8 = 0x3D;
+/// GetFreeMemory's memory types (`SE05x_MemoryType_t`).
+pub const MEMORY_PERSISTENT: u8 = 0x01;
+pub const MEMORY_TRANSIENT_RESET: u8 = 0x02;
+pub const MEMORY_TRANSIENT_DESELECT: u8 = 0x03;
+/// The authentication object whose session may run DeleteAll (`RESERVED_ID_FACTORY_RESET`).
+pub const FACTORY_RESET_ID: u32 = 0x7FFF_0202;
+/// GetTimestamp's answer: 12 bytes.
+pub const TIMESTAMP_LEN: usize = 12;
+/// Sessions (AN12413 4.5; NXP middleware `kSE05x_P2_SESSION_CREATE` / `_CLOSE` / `_UserID`).
+pub const P2_SESSION_CREATE: u8 = 0x1B;
+pub const P2_SESSION_CLOSE: u8 = 0x1C;
+pub const P2_SESSION_USERID: u8 = 0x2C;
 
+/// The session id of a session-wrapped command (ProcessSessionCmd).
+pub const TAG_SESSION_ID: u8 = 0x10;
 pub const TAG_POLICY: u8 = 0x11;
+/// The maximum number of failed authentications of a UserID (2 bytes, big-endian).
+pub const TAG_MAX_ATTEMPTS: u8 = 0x12;
 pub const TAG_1: u8 = 0x41;
 pub const TAG_2: u8 = 0x42;
 pub const TAG_3: u8 = 0x43;

@@ -106,8 +106,7 @@ fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PKCS11_SE050_LOG", "error"))
-        .init();
+    pkcs11_se050::abi::init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["scp03-rotate"] => rotate_keys(None),

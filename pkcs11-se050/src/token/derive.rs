@@ -74,19 +74,25 @@ impl Token {
         })?;
         let secret = SecretTemplate::parse(template)?;
 
-        let key_id =
-            match split_handle(base) {
-                Some((key_id, Half::Private)) => key_id,
+        if split_handle(base).is_none() {
+            if self.secrets.lock().objects.contains_key(&base) {
+                return Err(refuse(
+                    CKR_KEY_TYPE_INCONSISTENT,
+                    "the base key is a secret, not an X25519 private key",
+                ));
+            }
+            return Err(answer(
+                CKR_KEY_HANDLE_INVALID,
+                format_args!("no key {base:#x}"),
+            ));
+        }
+        let (key_id, bound_public) =
+            match self.loaded_cache()?.resolve(base) {
+                Some((pair, Half::Private)) => (pair.key_id, pair.public),
                 Some((_, Half::Public)) => return Err(refuse(
                     CKR_KEY_TYPE_INCONSISTENT,
                     "the base key of CKM_ECDH1_DERIVE must be the private key, not the public one",
                 )),
-                None if self.secrets.lock().objects.contains_key(&base) => {
-                    return Err(refuse(
-                        CKR_KEY_TYPE_INCONSISTENT,
-                        "the base key is a secret, not an X25519 private key",
-                    ))
-                }
                 None => {
                     return Err(answer(
                         CKR_KEY_HANDLE_INVALID,
@@ -94,28 +100,39 @@ impl Token {
                     ))
                 }
             };
-        if !self.loaded_cache()?.pairs.contains_key(&key_id) {
-            return Err(answer(
-                CKR_KEY_HANDLE_INVALID,
-                format_args!("no key {base:#x}"),
-            ));
-        }
 
         let shared = {
             let mut link = self.link.lock();
             let chip = link
                 .chip(&self.config)
                 .map_err(|e| e.to_ckr("opening the chip"))?;
-            chip.ecdh_x25519(key_id, &peer)
+            // The handle is bound to the key it was made for: another process may have deleted
+            // it and made a new pair at the same id. Reading the public key costs no NVM write
+            // (the ECDH does) and keeps the old handle from deriving with someone else's key.
+            match chip.read_x25519_public(key_id) {
+                Ok(public) if public == bound_public => chip.ecdh_x25519(key_id, &peer),
+                Ok(_) => Err(super::chip::ChipError::new(
+                    ChipErrorKind::NotFound,
+                    "replaced by another key at the same object id",
+                )),
+                Err(e) => Err(e),
+            }
         };
         let shared = match shared {
             Ok(shared) => shared,
             Err(e) if e.kind == ChipErrorKind::NotFound => {
-                // Deleted by another process since we listed it.
-                self.cache.lock().remove_pair(key_id);
+                // Deleted (or replaced) by another process since we listed it.
+                let mut cache = self.cache.lock();
+                if cache
+                    .pairs
+                    .get(&key_id)
+                    .is_some_and(|p| p.public == bound_public)
+                {
+                    cache.remove_pair(key_id);
+                }
                 return Err(refuse(
                     CKR_KEY_HANDLE_INVALID,
-                    format_args!("key {key_id:#010x} is gone from the chip"),
+                    format_args!("key {key_id:#010x} is gone from the chip: {e}"),
                 ));
             }
             Err(e) => return Err(e.to_ckr(&format!("ECDH with key {key_id:#010x}"))),

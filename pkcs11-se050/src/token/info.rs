@@ -11,6 +11,10 @@ pub const SLOT_ID: CK_SLOT_ID = 0;
 pub const LIBRARY_MANUFACTURER: &str = "pkcs11-se050";
 pub const LIBRARY_DESCRIPTION: &str = "SE050 X25519 PKCS#11 module";
 pub const CRYPTOKI_VERSION: (u8, u8) = (3, 0);
+/// What the virtual chip calls itself wherever a program or a person looks (token manufacturer
+/// and model, slot manufacturer): its keys are in a file, not in hardware.
+pub const VIRTUAL_MANUFACTURER: &str = "pkcs11-se050 virtual (software)";
+pub const VIRTUAL_MODEL: &str = "VIRTUAL SE050";
 
 pub fn library_version() -> (u8, u8) {
     let major = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap_or(0);
@@ -75,12 +79,20 @@ impl Token {
                 format!("NXP SE050 at {} {address:#04x}", device.display()),
                 CKF_HW_SLOT,
             ),
-            TransportConfig::Virtual { .. } => ("Virtual NXP SE050".to_string(), 0),
+            TransportConfig::Virtual { state, .. } => (
+                format!("Virtual SE050 (software, keys in {})", state.display()),
+                0,
+            ),
+        };
+        let manufacturer = if self.config.is_virtual() {
+            VIRTUAL_MANUFACTURER
+        } else {
+            "NXP"
         };
         let (major, minor, _) = self.identity.applet_version;
         Ok(SlotInfo {
             description,
-            manufacturer: "NXP".into(),
+            manufacturer: manufacturer.into(),
             flags: CKF_TOKEN_PRESENT | hw,
             hardware_version: (major, minor),
             firmware_version: (major, minor),
@@ -91,10 +103,18 @@ impl Token {
         self.check_slot(slot)?;
         let (major, minor, patch) = self.identity.applet_version;
         let (sessions, rw) = self.sessions.lock().count();
+        let (manufacturer, model) = if self.config.is_virtual() {
+            (VIRTUAL_MANUFACTURER.to_string(), VIRTUAL_MODEL.to_string())
+        } else {
+            (
+                "NXP".to_string(),
+                truncate(&format!("SE050 {major}.{minor}.{patch}"), 16),
+            )
+        };
         Ok(TokenInfo {
             label: self.config.token_label.clone(),
-            manufacturer: "NXP".into(),
-            model: truncate(&format!("SE050 {major}.{minor}.{patch}"), 16),
+            manufacturer,
+            model,
             serial: serial_of(&self.identity.unique_id),
             // No CKF_LOGIN_REQUIRED: there is no PIN yet, keys are usable without login.
             flags: CKF_RNG | CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED,
@@ -111,10 +131,19 @@ impl Token {
         mechanism: CK_MECHANISM_TYPE,
     ) -> Result<MechanismInfo> {
         self.check_slot(slot)?;
+        let virtual_chip = self.config.is_virtual();
         MECHANISMS
             .iter()
             .find(|(m, _)| *m == mechanism)
-            .map(|(_, info)| *info)
+            .map(|(_, info)| MechanismInfo {
+                // The virtual chip computes in software: no CKF_HW.
+                flags: if virtual_chip {
+                    info.flags & !CKF_HW
+                } else {
+                    info.flags
+                },
+                ..*info
+            })
             .ok_or_else(|| {
                 answer(
                     CKR_MECHANISM_INVALID,

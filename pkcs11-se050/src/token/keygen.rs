@@ -11,7 +11,7 @@ use super::chip::ChipErrorKind;
 use super::ec::check_ec_params;
 use super::error::{refuse, Result};
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE};
-use super::objects::{handle_of, Half, KeyPair};
+use super::objects::{Half, KeyPair};
 use super::Token;
 use pkcs11_sys::*;
 
@@ -178,7 +178,16 @@ impl Token {
             .map_err(|e| e.to_ckr(&format!("generating an X25519 key pair at {key_id:#010x}")))?;
         let finish = (|| -> super::chip::ChipResult<[u8; 32]> {
             let public = chip.read_x25519_public(key_id)?;
-            chip.write_binary(meta_file, &record.encode())?;
+            // A version 2 record: it carries the public key (see metadata.rs). A stale version 1
+            // file at this id has another length: it goes first.
+            if cache.is_used(meta_file) {
+                match chip.delete(meta_file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind == ChipErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            chip.write_binary(meta_file, &record.clone().with_public(public).encode())?;
             Ok(public)
         })();
         let public_key = match finish {
@@ -199,17 +208,23 @@ impl Token {
             "generated X25519 key pair {key_id:#010x} ({})",
             String::from_utf8_lossy(&label)
         );
+        cache.forget(meta_file);
         cache.insert_pair(KeyPair {
-            key_id,
-            public: public_key,
             label,
             id,
             generated: true,
             meta_file: Some(meta_file),
+            meta_v2: true,
+            ..KeyPair::on_chip(key_id, public_key)
         });
+        let handle = |cache: &mut super::objects::ObjectCache, half| {
+            cache
+                .handle(key_id, half)
+                .ok_or_else(|| refuse(CKR_GENERAL_ERROR, "no object handle left in this process"))
+        };
         Ok((
-            handle_of(key_id, Half::Public),
-            handle_of(key_id, Half::Private),
+            handle(&mut cache, Half::Public)?,
+            handle(&mut cache, Half::Private)?,
         ))
     }
 }

@@ -5,7 +5,7 @@ use super::chip::ChipErrorKind;
 use super::ec::{decode_point, encode_point};
 use super::error::{answer, refuse, Result};
 use super::metadata::KeyMetadata;
-use super::objects::{handle_of, split_handle, Half, KeyPair, ObjectCache};
+use super::objects::{split_handle, Half, KeyPair, ObjectCache};
 use super::session::Search;
 use super::Token;
 use pkcs11_sys::*;
@@ -23,13 +23,19 @@ impl Token {
             let mut cache = self.cache.lock();
             self.refresh(&mut cache)?;
             let format = self.config.ec_point;
+            let mut found = Vec::new();
             for pair in cache.pairs.values() {
                 for half in [Half::Private, Half::Public] {
-                    if matches(template, |t| pair.attribute(half, t, format)) {
-                        handles.push(handle_of(pair.key_id, half));
+                    if pair.has(half) && matches(template, |t| pair.attribute(half, t, format)) {
+                        found.push((pair.key_id, half));
                     }
                 }
             }
+            handles.extend(
+                found
+                    .into_iter()
+                    .filter_map(|(key_id, half)| cache.handle(key_id, half)),
+            );
         }
         {
             let secrets = self.secrets.lock();
@@ -109,9 +115,9 @@ impl Token {
         types: &[CK_ATTRIBUTE_TYPE],
     ) -> Result<Vec<AttrValue>> {
         self.check_session(session, false)?;
-        if let Some((key_id, half)) = split_handle(object) {
+        if split_handle(object).is_some() {
             let cache = self.loaded_cache()?;
-            let pair = cache.pairs.get(&key_id).ok_or_else(|| no_object(object))?;
+            let (pair, half) = cache.resolve(object).ok_or_else(|| no_object(object))?;
             let format = self.config.ec_point;
             return Ok(types
                 .iter()
@@ -126,6 +132,21 @@ impl Token {
         Ok(types.iter().map(|&t| key.attribute(t)).collect())
     }
 
+    /// C_CopyObject: every object here has CKA_COPYABLE false, so a copy of one that exists
+    /// is CKR_ACTION_PROHIBITED (PKCS#11 3.0, 4.4); an unknown handle stays invalid.
+    pub fn copy_object(&self, session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<()> {
+        match self.attributes(session, object, &[CKA_COPYABLE])?.first() {
+            Some(AttrValue::Value(v)) if v.as_slice() == [CK_TRUE] => Err(answer(
+                CKR_FUNCTION_NOT_SUPPORTED,
+                format_args!("copying object {object:#x}"),
+            )),
+            _ => Err(refuse(
+                CKR_ACTION_PROHIBITED,
+                format_args!("object {object:#x} is not copyable (CKA_COPYABLE is false)"),
+            )),
+        }
+    }
+
     /// C_SetAttributeValue: CKA_LABEL and CKA_ID of a key pair, written to its record on the
     /// chip (both halves share them). Nothing else of a chip key can change.
     pub fn set_attributes(
@@ -134,7 +155,7 @@ impl Token {
         object: CK_OBJECT_HANDLE,
         template: &Template,
     ) -> Result<()> {
-        let Some((key_id, _)) = split_handle(object) else {
+        if split_handle(object).is_none() {
             self.check_session(session, false)?;
             return match self.secrets.lock().objects.contains_key(&object) {
                 true => Err(refuse(
@@ -143,8 +164,9 @@ impl Token {
                 )),
                 false => Err(no_object(object)),
             };
-        };
-        let (mut cache, pair) = self.pair_to_change(session, object, key_id)?;
+        }
+        let (mut cache, pair) = self.pair_to_change(session, object)?;
+        let key_id = pair.key_id;
         let mut label = pair.label.clone();
         let mut id = pair.id.clone();
         for (t, value) in &template.entries {
@@ -165,66 +187,118 @@ impl Token {
         if label == pair.label && id == pair.id {
             return Ok(());
         }
-        let record = KeyMetadata::new(key_id, pair.generated, label.clone(), id.clone())?;
-        let file = match pair.meta_file {
-            Some(file) => file,
-            None => cache.free_record_file(key_id)?,
+        KeyMetadata::new(key_id, pair.generated, label.clone(), id.clone())?;
+        let mut updated = pair.clone();
+        updated.label = label;
+        updated.id = id;
+        let (file, v2) = match pair.meta_file {
+            // Rewritten in place, in the version it has (a file keeps its length).
+            Some(file) => (file, pair.meta_v2),
+            None => (cache.free_record_file(key_id)?, true),
         };
+        let mut record = updated.record();
+        if !v2 {
+            record.public = None;
+        }
         self.with_chip(
             |chip| chip.write_binary(file, &record.encode()),
             "writing a key's label and id",
         )?;
-        let mut updated = pair;
-        updated.label = label;
-        updated.id = id;
         updated.meta_file = Some(file);
+        updated.meta_v2 = v2;
         cache.insert_pair(updated);
         Ok(())
     }
 
-    /// The cache and (a copy of) the pair `object` names by its chip id `key_id`, for a change
-    /// that needs a read/write session.
+    /// The cache and (a copy of) the pair `object` names, for a change that needs a
+    /// read/write session.
     fn pair_to_change(
         &self,
         session: CK_SESSION_HANDLE,
         object: CK_OBJECT_HANDLE,
-        key_id: u32,
     ) -> Result<(parking_lot::MutexGuard<'_, ObjectCache>, KeyPair)> {
-        self.check_session(session, true)?;
-        let cache = self.loaded_cache()?;
-        let pair = cache
-            .pairs
-            .get(&key_id)
-            .ok_or_else(|| no_object(object))?
-            .clone();
-        Ok((cache, pair))
+        self.half_to_change(session, object)
+            .map(|(cache, pair, _)| (cache, pair))
     }
 
-    /// C_DestroyObject: a derived secret is dropped (and wiped); a key pair is deleted from
-    /// the chip with its metadata record, whichever half is named.
+    fn half_to_change(
+        &self,
+        session: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+    ) -> Result<(parking_lot::MutexGuard<'_, ObjectCache>, KeyPair, Half)> {
+        self.check_session(session, true)?;
+        let cache = self.loaded_cache()?;
+        let (pair, half) = cache
+            .resolve(object)
+            .map(|(pair, half)| (pair.clone(), half))
+            .ok_or_else(|| no_object(object))?;
+        Ok((cache, pair, half))
+    }
+
+    /// C_DestroyObject: a derived secret is dropped (and wiped). Each half of a key pair is its
+    /// own object: destroying the private half deletes the pair from the chip and keeps the
+    /// public key in the pair's metadata record while the public half lives on; destroying the
+    /// public half only marks it destroyed in that record. When both are gone, so is the record.
     pub fn destroy(&self, session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<()> {
-        let Some((key_id, _)) = split_handle(object) else {
+        if split_handle(object).is_none() {
             self.check_session(session, false)?;
             return match self.secrets.lock().objects.remove(&object) {
                 Some(_) => Ok(()),
                 None => Err(no_object(object)),
             };
-        };
-        let (mut cache, pair) = self.pair_to_change(session, object, key_id)?;
+        }
+        let (mut cache, pair, half) = self.half_to_change(session, object)?;
+        let key_id = pair.key_id;
         let mut link = self.link.lock();
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        match chip.delete(key_id) {
-            Ok(()) => {}
-            Err(e) if e.kind == ChipErrorKind::NotFound => {}
-            Err(e) => return Err(e.to_ckr(&format!("deleting key {key_id:#010x}"))),
+        let other_half_lives = match half {
+            Half::Private => pair.has_public,
+            Half::Public => pair.has_private,
+        };
+        if half == Half::Private {
+            match chip.delete(key_id) {
+                Ok(()) => {}
+                Err(e) if e.kind == ChipErrorKind::NotFound => {}
+                Err(e) => return Err(e.to_ckr(&format!("deleting key {key_id:#010x}"))),
+            }
+            log::info!("deleted X25519 key pair {key_id:#010x} (its private half destroyed)");
         }
-        // The key is gone; a record left behind would be stale, so remove it too (and any
-        // stale records found on the way).
+        if other_half_lives {
+            // Keep the other half: its data goes into a version 2 record (with the public key).
+            let mut kept = pair.clone();
+            match half {
+                Half::Private => kept.has_private = false,
+                Half::Public => kept.has_public = false,
+            }
+            let record = kept.record().encode();
+            let file = match (pair.meta_file, pair.meta_v2) {
+                (Some(file), true) => file,
+                (old, _) => {
+                    // A version 1 file has another length: replace it by a new one.
+                    if let Some(old) = old {
+                        match chip.delete(old) {
+                            Ok(()) => cache.forget(old),
+                            Err(e) if e.kind == ChipErrorKind::NotFound => cache.forget(old),
+                            Err(e) => return Err(e.to_ckr("replacing a key's metadata record")),
+                        }
+                    }
+                    cache.remove_pair(key_id);
+                    cache.free_record_file(key_id)?
+                }
+            };
+            let written = chip.write_binary(file, &record);
+            kept.meta_file = Some(file);
+            kept.meta_v2 = true;
+            cache.insert_pair(kept);
+            written.map_err(|e| e.to_ckr("keeping the other half of a key pair"))?;
+            return Ok(());
+        }
+        // Both halves gone: the record goes too (and any stale records found on the way).
         let mut files: Vec<u32> = pair.meta_file.into_iter().collect();
-        files.extend(cache.stale_records());
         cache.remove_pair(key_id);
+        files.extend(cache.stale_records());
         for file in files {
             match chip.delete(file) {
                 Ok(()) => cache.forget(file),
@@ -232,7 +306,6 @@ impl Token {
                 Err(e) => log::warn!("could not delete metadata file {file:#010x}: {e}"),
             }
         }
-        log::info!("deleted X25519 key pair {key_id:#010x}");
         Ok(())
     }
 }

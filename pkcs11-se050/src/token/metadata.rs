@@ -6,6 +6,8 @@
 //! file written by anything else is never misread as ours, and a record whose key is gone is
 //! recognised as stale.
 //!
+//! Version 1 (192 bytes, still read and rewritten in place):
+//!
 //! ```text
 //! offset size
 //!  0      4   magic "P11K"
@@ -18,14 +20,37 @@
 //! 12+L    N   CKA_ID
 //! ...         zero padding up to RECORD_LEN
 //! ```
+//!
+//! Version 2 (224 bytes, written for every new pair) adds the public key, so that the public
+//! object survives when its private half is destroyed, and two flags: each half of a pair can be
+//! destroyed on its own (PKCS#11 treats them as two objects, and cleanup code destroys the private
+//! key, then the public one). The chip's key pair is deleted with the private half; the record
+//! goes when both halves are gone.
+//!
+//! ```text
+//!  0      4   magic "P11K"
+//!  4      1   format version (2)
+//!  5      1   flags: bit 0 generated here, bit 1 public half destroyed, bit 2 private half
+//!             destroyed (the chip's pair deleted; the record alone holds the public key)
+//!  6      4   object id of the key pair, big-endian
+//! 10     32   the public key (RFC 7748 order)
+//! 42      1   label length L, then the label, id length N, then the id, as in version 1
+//! ...         zero padding up to RECORD_LEN_V2
+//! ```
+//!
+//! A version-2 record also binds the record to its key: a pair at the same id whose public key
+//! differs (made later by another tool) does not take the old record's label.
 
 use super::error::{refuse, Result};
 use pkcs11_sys::*;
 
 pub const MAGIC: &[u8; 4] = b"P11K";
 pub const VERSION: u8 = 1;
+pub const VERSION_2: u8 = 2;
 /// Fits one short WriteBinary APDU together with its TLV headers.
 pub const RECORD_LEN: usize = 192;
+/// Version 2, with the public key: still one short WriteBinary APDU.
+pub const RECORD_LEN_V2: usize = 224;
 pub const MAX_LABEL: usize = 127;
 pub const MAX_ID: usize = 48;
 
@@ -40,9 +65,17 @@ pub struct KeyMetadata {
     pub generated: bool,
     pub label: Vec<u8>,
     pub id: Vec<u8>,
+    /// The public key (version 2 records); None in a version 1 record.
+    pub public: Option<[u8; 32]>,
+    /// The public-key object was destroyed (the private half lives on).
+    pub public_destroyed: bool,
+    /// The private-key object was destroyed: the chip's pair is gone, the public key is here.
+    pub private_destroyed: bool,
 }
 
 const FLAG_GENERATED: u8 = 0x01;
+const FLAG_PUBLIC_DESTROYED: u8 = 0x02;
+const FLAG_PRIVATE_DESTROYED: u8 = 0x04;
 
 impl KeyMetadata {
     /// Checks lengths, naming the attribute that is too long.
@@ -70,16 +103,44 @@ impl KeyMetadata {
             generated,
             label,
             id,
+            public: None,
+            public_destroyed: false,
+            private_destroyed: false,
         })
     }
 
-    pub fn encode(&self) -> [u8; RECORD_LEN] {
-        let mut r = [0u8; RECORD_LEN];
+    /// The same record carrying the public key (a version 2 record).
+    pub fn with_public(mut self, public: [u8; 32]) -> KeyMetadata {
+        self.public = Some(public);
+        self
+    }
+
+    /// The encoded record: version 2 when it carries the public key, else version 1.
+    pub fn encode(&self) -> Vec<u8> {
+        let (len, version) = match self.public {
+            Some(_) => (RECORD_LEN_V2, VERSION_2),
+            None => (RECORD_LEN, VERSION),
+        };
+        let mut r = vec![0u8; len];
         r[..4].copy_from_slice(MAGIC);
-        r[4] = VERSION;
+        r[4] = version;
         r[5] = if self.generated { FLAG_GENERATED } else { 0 };
         r[6..10].copy_from_slice(&self.key_id.to_be_bytes());
         let mut at = 10;
+        if let Some(public) = &self.public {
+            r[5] |= if self.public_destroyed {
+                FLAG_PUBLIC_DESTROYED
+            } else {
+                0
+            };
+            r[5] |= if self.private_destroyed {
+                FLAG_PRIVATE_DESTROYED
+            } else {
+                0
+            };
+            r[at..at + 32].copy_from_slice(public);
+            at += 32;
+        }
         r[at] = self.label.len() as u8;
         at += 1;
         r[at..at + self.label.len()].copy_from_slice(&self.label);
@@ -92,20 +153,29 @@ impl KeyMetadata {
 
     /// Parses a binary file; None when it is not one of our records.
     pub fn decode(bytes: &[u8]) -> Option<KeyMetadata> {
-        if bytes.len() != RECORD_LEN || &bytes[..4] != MAGIC || bytes[4] != VERSION {
+        if bytes.len() < 10 || &bytes[..4] != MAGIC {
             return None;
         }
-        if bytes[5] & !FLAG_GENERATED != 0 {
+        let (allowed_flags, public) = match (bytes[4], bytes.len()) {
+            (VERSION, RECORD_LEN) => (FLAG_GENERATED, None),
+            (VERSION_2, RECORD_LEN_V2) => (
+                FLAG_GENERATED | FLAG_PUBLIC_DESTROYED | FLAG_PRIVATE_DESTROYED,
+                Some(<[u8; 32]>::try_from(&bytes[10..42]).ok()?),
+            ),
+            _ => return None,
+        };
+        let flags = bytes[5];
+        if flags & !allowed_flags != 0 {
             return None;
         }
-        let generated = bytes[5] & FLAG_GENERATED != 0;
         let key_id = u32::from_be_bytes(bytes[6..10].try_into().ok()?);
-        let label_len = bytes[10] as usize;
+        let start = if public.is_some() { 42 } else { 10 };
+        let label_len = bytes[start] as usize;
         if label_len > MAX_LABEL {
             return None;
         }
-        let label = bytes[11..11 + label_len].to_vec();
-        let at = 11 + label_len;
+        let label = bytes[start + 1..start + 1 + label_len].to_vec();
+        let at = start + 1 + label_len;
         let id_len = bytes[at] as usize;
         if id_len > MAX_ID {
             return None;
@@ -114,11 +184,19 @@ impl KeyMetadata {
         if bytes[at + 1 + id_len..].iter().any(|&b| b != 0) {
             return None;
         }
+        let private_destroyed = flags & FLAG_PRIVATE_DESTROYED != 0;
+        let public_destroyed = flags & FLAG_PUBLIC_DESTROYED != 0;
+        if private_destroyed && public_destroyed {
+            return None; // such a record is deleted, never written
+        }
         Some(KeyMetadata {
             key_id,
-            generated,
+            generated: flags & FLAG_GENERATED != 0,
             label,
             id,
+            public,
+            public_destroyed,
+            private_destroyed,
         })
     }
 
@@ -147,10 +225,22 @@ mod tests {
         let m = KeyMetadata::new(0x5000_0001, true, b"wg0".to_vec(), vec![1, 2, 3, 4]).unwrap();
         let r = m.encode();
         assert_eq!(r.len(), RECORD_LEN);
-        const { assert!(RECORD_LEN + 20 <= 255) };
-        assert_eq!(KeyMetadata::decode(&r), Some(m));
+        const { assert!(RECORD_LEN_V2 + 20 <= 255) };
+        assert_eq!(KeyMetadata::decode(&r), Some(m.clone()));
         let full = KeyMetadata::new(1, false, vec![b'x'; MAX_LABEL], vec![9; MAX_ID]).unwrap();
-        assert_eq!(KeyMetadata::decode(&full.encode()), Some(full));
+        assert_eq!(KeyMetadata::decode(&full.encode()), Some(full.clone()));
+        // Version 2: the public key and which half was destroyed.
+        let mut v2 = full.with_public([7; 32]);
+        v2.private_destroyed = true;
+        let r = v2.encode();
+        assert_eq!((r.len(), r[4]), (RECORD_LEN_V2, VERSION_2));
+        assert_eq!(KeyMetadata::decode(&r), Some(v2.clone()));
+        v2.public_destroyed = true;
+        assert_eq!(
+            KeyMetadata::decode(&v2.encode()),
+            None,
+            "both halves gone: no record"
+        );
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! The token objects: X25519 key pairs on the chip, each seen as a private and a public key.
 //!
-//! Object handles are derived from the chip's object id, so they stay the same across cache
-//! refreshes and across sessions, and a handle can never silently point at another key: the
-//! high half says private or public, the low half is the object id.
+//! A handle is bound to the chip object it was made for: to its object id *and* its public key
+//! (which names the private key). The low 32 bits are the object id, bits 32-33 say private or
+//! public, the bits above count the keys this process has seen at that id: the first key at an
+//! id gets the same handle in every process and across C_Finalize; if another process deletes a
+//! pair and generates a new one at the same id, the new key gets a new handle and the old handles
+//! name a key that no longer exists (CKR_OBJECT_HANDLE_INVALID / CKR_KEY_HANDLE_INVALID), never
+//! the new key. Handles are never reused in a process.
+//!
+//! Each half of a pair is its own PKCS#11 object and can be destroyed alone: see `metadata.rs`
+//! for where a public key whose private half was destroyed is kept (its metadata record).
 
 use super::attributes::{bool_value, ulong_value, AttrValue};
 use super::chip::{Chip, ChipErrorKind, ObjectKind};
@@ -19,23 +26,41 @@ const PUBLIC_TAG: CK_OBJECT_HANDLE = 2 << 32;
 pub const SESSION_HANDLE_BASE: CK_OBJECT_HANDLE = 3 << 32;
 
 /// Which half of a pair a handle names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Half {
     Private,
     Public,
 }
 
-pub fn handle_of(key_id: u32, half: Half) -> CK_OBJECT_HANDLE {
-    match half {
-        Half::Private => PRIVATE_TAG | key_id as CK_OBJECT_HANDLE,
-        Half::Public => PUBLIC_TAG | key_id as CK_OBJECT_HANDLE,
-    }
+/// Bits above the half tag: which of the keys seen at one object id.
+const GENERATION_SHIFT: u32 = 34;
+/// Generations that fit in a 64-bit CK_OBJECT_HANDLE above the tag.
+const MAX_GENERATION: u64 = (1 << (64 - GENERATION_SHIFT)) - 1;
+
+fn tagged(key_id: u32, half: Half, generation: u64) -> CK_OBJECT_HANDLE {
+    let tag = match half {
+        Half::Private => PRIVATE_TAG,
+        Half::Public => PUBLIC_TAG,
+    };
+    (generation << GENERATION_SHIFT) as CK_OBJECT_HANDLE | tag | key_id as CK_OBJECT_HANDLE
 }
 
-/// Splits a token-object handle; None for anything else (session objects, garbage).
+/// What a token-object handle was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Binding {
+    key_id: u32,
+    half: Half,
+    public: [u8; 32],
+}
+
+/// Splits a token-object handle into its number and half; None for anything else (session
+/// objects, garbage). Which object it names is [`ObjectCache::resolve`]'s business.
 pub fn split_handle(handle: CK_OBJECT_HANDLE) -> Option<(u32, Half)> {
     let id = (handle & 0xFFFF_FFFF) as u32;
-    match handle & !0xFFFF_FFFF {
+    if (SESSION_HANDLE_BASE..(1 << GENERATION_SHIFT)).contains(&handle) {
+        return None; // session objects (derived secrets) count up from SESSION_HANDLE_BASE
+    }
+    match handle & (3 << 32) {
         PRIVATE_TAG => Some((id, Half::Private)),
         PUBLIC_TAG => Some((id, Half::Public)),
         _ => None,
@@ -54,9 +79,51 @@ pub struct KeyPair {
     pub generated: bool,
     /// The binary file holding this pair's metadata record, if it has one.
     pub meta_file: Option<u32>,
+    /// That record is a version 2 one (it carries the public key).
+    pub meta_v2: bool,
+    /// The private half exists: the chip holds the pair. False once it was destroyed while the
+    /// public half lives on in the metadata record.
+    pub has_private: bool,
+    /// The public half exists (not destroyed on its own).
+    pub has_public: bool,
 }
 
 impl KeyPair {
+    /// A pair found on the chip (or just generated), both halves present, default names.
+    pub fn on_chip(key_id: u32, public: [u8; 32]) -> KeyPair {
+        KeyPair {
+            key_id,
+            public,
+            label: default_label(key_id),
+            id: default_id(key_id),
+            generated: false,
+            meta_file: None,
+            meta_v2: false,
+            has_private: true,
+            has_public: true,
+        }
+    }
+
+    pub fn has(&self, half: Half) -> bool {
+        match half {
+            Half::Private => self.has_private,
+            Half::Public => self.has_public,
+        }
+    }
+
+    /// The metadata record describing this pair as it is now (version 2: with its public key).
+    pub fn record(&self) -> KeyMetadata {
+        KeyMetadata {
+            key_id: self.key_id,
+            generated: self.generated,
+            label: self.label.clone(),
+            id: self.id.clone(),
+            public: Some(self.public),
+            public_destroyed: !self.has_public,
+            private_destroyed: !self.has_private,
+        }
+    }
+
     /// The value of one attribute of either half.
     pub fn attribute(
         &self,
@@ -141,6 +208,11 @@ pub struct ObjectCache {
     /// Metadata records found, by file id.
     records: HashMap<u32, KeyMetadata>,
     loaded: bool,
+    /// Handles given out in this process, and what each was made for.
+    handles: HashMap<CK_OBJECT_HANDLE, Binding>,
+    bound: HashMap<Binding, CK_OBJECT_HANDLE>,
+    /// How many keys this process has given handles at each (object id, half).
+    generations: HashMap<(u32, Half), u64>,
 }
 
 impl ObjectCache {
@@ -153,8 +225,39 @@ impl ObjectCache {
         self.kinds.keys().copied()
     }
 
+    /// The handle of one half of the pair at `key_id` as it is now (None if there is none).
+    pub fn handle(&mut self, key_id: u32, half: Half) -> Option<CK_OBJECT_HANDLE> {
+        let pair = self.pairs.get(&key_id)?;
+        let binding = Binding {
+            key_id,
+            half,
+            public: pair.public,
+        };
+        if let Some(handle) = self.bound.get(&binding) {
+            return Some(*handle);
+        }
+        let generation = self.generations.entry((key_id, half)).or_insert(0);
+        if *generation > MAX_GENERATION {
+            return None;
+        }
+        let handle = tagged(key_id, half, *generation);
+        *generation += 1;
+        self.handles.insert(handle, binding);
+        self.bound.insert(binding, handle);
+        Some(handle)
+    }
+
+    /// The pair and half a handle names, if that very object still exists: same object id,
+    /// same public key, that half not destroyed.
+    pub fn resolve(&self, handle: CK_OBJECT_HANDLE) -> Option<(&KeyPair, Half)> {
+        let binding = self.handles.get(&handle)?;
+        let pair = self.pairs.get(&binding.key_id)?;
+        (pair.public == binding.public && pair.has(binding.half)).then_some((pair, binding.half))
+    }
+
     /// Brings the cache in line with the chip: new ids are examined, vanished ones dropped,
-    /// metadata records re-read (a label may have been changed by another process).
+    /// public keys and metadata records re-read (another process may have replaced a pair at
+    /// the same id, or changed a label).
     pub fn refresh(&mut self, chip: &mut dyn Chip) -> Result<()> {
         let ids = chip.list_ids().map_err(|e| e.to_ckr("listing objects"))?;
         self.kinds.retain(|id, _| ids.contains(id));
@@ -180,7 +283,7 @@ impl ObjectCache {
                 }
             };
             match kind {
-                ObjectKind::X25519Pair if !self.pairs.contains_key(&id) => {
+                ObjectKind::X25519Pair => {
                     let public = match chip.read_x25519_public(id) {
                         Ok(public) => public,
                         Err(e) if e.kind == ChipErrorKind::NotFound => continue,
@@ -192,17 +295,10 @@ impl ObjectCache {
                         }
                         Err(e) => return Err(e.to_ckr(&format!("reading public key {id:#010x}"))),
                     };
-                    self.pairs.insert(
-                        id,
-                        KeyPair {
-                            key_id: id,
-                            public,
-                            label: default_label(id),
-                            id: default_id(id),
-                            generated: false,
-                            meta_file: None,
-                        },
-                    );
+                    // A pair regenerated at this id is a new object: old handles stay unbound.
+                    if self.pairs.get(&id).map(|p| p.public) != Some(public) {
+                        self.pairs.insert(id, KeyPair::on_chip(id, public));
+                    }
                 }
                 ObjectKind::BinaryFile if (META_BASE..=META_END).contains(&id) => {
                     match chip.read_binary(id) {
@@ -231,23 +327,36 @@ impl ObjectCache {
         Ok(())
     }
 
-    /// Gives every pair the label and id of its record, or the defaults.
+    /// Gives every pair the label and id of its record, or the defaults; adds the public keys
+    /// whose private half was destroyed (kept in their records).
     fn apply_records(&mut self) {
+        // Only pairs on the chip came from the listing; public-only ones come from records.
+        self.pairs.retain(|_, pair| pair.has_private);
         for pair in self.pairs.values_mut() {
-            pair.label = default_label(pair.key_id);
-            pair.id = default_id(pair.key_id);
-            pair.generated = false;
-            pair.meta_file = None;
+            *pair = KeyPair::on_chip(pair.key_id, pair.public);
         }
         // Lowest file id wins if two records name one key (should not happen).
         let mut files: Vec<_> = self.records.iter().collect();
         files.sort_by_key(|(file, _)| **file);
         for (file, record) in files.into_iter().rev() {
+            if record.private_destroyed {
+                // The chip's pair is gone; the record holds the public key. A pair on the chip
+                // at the same id is a newer key that this record does not describe.
+                if let (Some(public), false) =
+                    (record.public, self.kinds.contains_key(&record.key_id))
+                {
+                    let mut pair = KeyPair::on_chip(record.key_id, public);
+                    pair.has_private = false;
+                    apply(&mut pair, *file, record);
+                    self.pairs.insert(record.key_id, pair);
+                }
+                continue;
+            }
             if let Some(pair) = self.pairs.get_mut(&record.key_id) {
-                pair.label = record.label.clone();
-                pair.id = record.id.clone();
-                pair.generated = record.generated;
-                pair.meta_file = Some(*file);
+                if record.public.is_some_and(|p| p != pair.public) {
+                    continue; // the record of an older key at this id
+                }
+                apply(pair, *file, record);
             }
         }
     }
@@ -287,15 +396,17 @@ impl ObjectCache {
     }
 
     pub fn insert_pair(&mut self, pair: KeyPair) {
-        self.kinds.insert(pair.key_id, ObjectKind::X25519Pair);
+        if pair.has_private {
+            self.kinds.insert(pair.key_id, ObjectKind::X25519Pair);
+        } else {
+            self.kinds.remove(&pair.key_id);
+        }
         if let Some(file) = pair.meta_file {
             self.kinds.insert(file, ObjectKind::BinaryFile);
-            let record = KeyMetadata {
-                key_id: pair.key_id,
-                generated: pair.generated,
-                label: pair.label.clone(),
-                id: pair.id.clone(),
-            };
+            let mut record = pair.record();
+            if !pair.meta_v2 {
+                record.public = None;
+            }
             self.records.insert(file, record);
         }
         self.pairs.insert(pair.key_id, pair);
@@ -316,9 +427,21 @@ impl ObjectCache {
         self.records.remove(&id);
     }
 
+    /// Used on the chip, or by a public key whose private half was destroyed (a new pair
+    /// there would take over its record).
     pub fn is_used(&self, id: u32) -> bool {
-        self.kinds.contains_key(&id)
+        self.kinds.contains_key(&id) || self.pairs.contains_key(&id)
     }
+}
+
+/// A record's names on its pair.
+fn apply(pair: &mut KeyPair, file: u32, record: &KeyMetadata) {
+    pair.label = record.label.clone();
+    pair.id = record.id.clone();
+    pair.generated = record.generated;
+    pair.meta_file = Some(file);
+    pair.meta_v2 = record.public.is_some();
+    pair.has_public = !record.public_destroyed;
 }
 
 #[cfg(test)]
@@ -327,26 +450,37 @@ mod tests {
 
     fn pair() -> KeyPair {
         KeyPair {
-            key_id: 0x5000_0001,
-            public: [9; 32],
             label: b"wg0".to_vec(),
             id: vec![1],
             generated: true,
-            meta_file: None,
+            ..KeyPair::on_chip(0x5000_0001, [9; 32])
         }
     }
 
     #[test]
-    fn handles_round_trip_and_reject_others() {
-        let h = handle_of(0x7000_0001, Half::Private);
-        assert_eq!(split_handle(h), Some((0x7000_0001, Half::Private)));
+    fn handles_are_bound_to_the_object_they_were_made_for() {
+        let mut cache = ObjectCache::default();
+        cache.insert_pair(pair());
+        let private = cache.handle(0x5000_0001, Half::Private).unwrap();
+        let public = cache.handle(0x5000_0001, Half::Public).unwrap();
+        assert_ne!(private, public);
+        assert_eq!(cache.handle(0x5000_0001, Half::Private), Some(private));
+        assert_eq!(split_handle(private), Some((0x5000_0001, Half::Private)));
         assert_eq!(
-            split_handle(handle_of(5, Half::Public)),
-            Some((5, Half::Public))
+            private,
+            PRIVATE_TAG | 0x5000_0001,
+            "the first key at an id: a stable handle"
         );
         assert_eq!(split_handle(0), None);
         assert_eq!(split_handle(SESSION_HANDLE_BASE + 1), None);
-        assert_ne!(handle_of(5, Half::Public), handle_of(5, Half::Private));
+        assert_eq!(cache.resolve(private).map(|(_, h)| h), Some(Half::Private));
+        // Another key at the same object id: the old handles name nothing.
+        cache.insert_pair(KeyPair::on_chip(0x5000_0001, [10; 32]));
+        assert!(cache.resolve(private).is_none() && cache.resolve(public).is_none());
+        let new_private = cache.handle(0x5000_0001, Half::Private).unwrap();
+        assert_ne!(new_private, private);
+        assert!(cache.resolve(new_private).is_some());
+        assert!(cache.resolve(0x1234).is_none());
     }
 
     #[test]

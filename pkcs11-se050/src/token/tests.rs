@@ -11,7 +11,7 @@ type Entries = Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>;
 
 fn token(dir: &tempfile::TempDir) -> Token {
     let text = format!(
-        "virtual_state = \"{}\"\n",
+        "transport = \"virtual\"\nvirtual_state = \"{}\"\n",
         dir.path().join("chip.state").display()
     );
     let config = Config::parse(&text, None).unwrap();
@@ -89,7 +89,10 @@ fn two_views_of_one_chip_share_keys_labels_and_deletions() {
             (CKA_CLASS, ulong_value(CKO_PRIVATE_KEY)),
         ],
     );
-    assert_eq!(found, vec![private]);
+    // Handles are numbered per process: b has its own for the same key.
+    assert_eq!(found.len(), 1);
+    let b_private = found[0];
+    assert_eq!(split_handle(b_private).map(|(_, h)| h), Some(Half::Private));
     let peer = StaticSecret::random_from_rng(rand_core::OsRng);
     let derive = DeriveParams {
         kdf: CKD_NULL,
@@ -101,7 +104,7 @@ fn two_views_of_one_chip_share_keys_labels_and_deletions() {
             sb,
             CKM_ECDH1_DERIVE,
             Some(&derive),
-            private,
+            b_private,
             &Template::default(),
         )
         .unwrap();
@@ -113,7 +116,7 @@ fn two_views_of_one_chip_share_keys_labels_and_deletions() {
     // A label set through one view is read from the chip by the other.
     b.set_attributes(
         sb,
-        private,
+        b_private,
         &Template::new(vec![(CKA_LABEL, b"renamed".to_vec())]),
     )
     .unwrap();
@@ -122,13 +125,15 @@ fn two_views_of_one_chip_share_keys_labels_and_deletions() {
         2
     );
 
-    // Deleted through one view: the other's derive fails cleanly, its search drops it.
+    // Deleted through one view (private half, then public half, as cleanup code does): the
+    // other's derive fails cleanly, its search drops it.
+    a.destroy(sa, private).unwrap();
     a.destroy(sa, public).unwrap();
     let gone = b.derive(
         sb,
         CKM_ECDH1_DERIVE,
         Some(&derive),
-        private,
+        b_private,
         &Template::default(),
     );
     assert_eq!(gone.unwrap_err().rv(), CKR_KEY_HANDLE_INVALID);
@@ -225,4 +230,154 @@ fn key_generation_templates_are_checked() {
         0,
         "no refused template touched the chip"
     );
+}
+
+/// Conformance finding: another process deletes a pair and generates a new one at the same
+/// object id. The first process's old handles must not name the new key: the private handle
+/// does not derive with it, the public handle does not report a key, before and after a search.
+#[test]
+fn handles_stay_bound_to_the_key_they_were_made_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (token(&dir), token(&dir));
+    let rw = CKF_SERIAL_SESSION | CKF_RW_SESSION;
+    let (sa, sb) = (
+        a.open_session(0, rw).unwrap(),
+        b.open_session(0, rw).unwrap(),
+    );
+    let id = || (CKA_ID, vec![0x50, 0, 0, 0x42]);
+    let (old_public, old_private) = generate(
+        &a,
+        sa,
+        vec![(CKA_EC_PARAMS, params()), id()],
+        vec![(CKA_DERIVE, vec![1]), id()],
+    )
+    .unwrap();
+    let old_point = value(&a, sa, old_public, CKA_EC_POINT);
+
+    // Process b replaces the pair at the same object id (CKA_ID names it).
+    let found = find(&b, sb, vec![(CKA_ID, id().1)]);
+    assert_eq!(found.len(), 2);
+    for h in found {
+        b.destroy(sb, h).unwrap();
+    }
+    let (new_public, _) = generate(
+        &b,
+        sb,
+        vec![(CKA_EC_PARAMS, params()), id()],
+        vec![(CKA_DERIVE, vec![1]), id()],
+    )
+    .unwrap();
+    let new_point = value(&b, sb, new_public, CKA_EC_POINT);
+    assert_ne!(old_point, new_point);
+
+    let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+    let derive = DeriveParams {
+        kdf: CKD_NULL,
+        shared_data: vec![],
+        public_data: PublicKey::from(&peer).as_bytes().to_vec(),
+    };
+    let attempt =
+        |t: &Token, s, h| t.derive(s, CKM_ECDH1_DERIVE, Some(&derive), h, &Template::default());
+    // Without a search in between: the derive path checks the key itself.
+    assert_eq!(
+        attempt(&a, sa, old_private).unwrap_err().rv(),
+        CKR_KEY_HANDLE_INVALID
+    );
+    // After a search: the old handles name nothing; the search finds the new key by new handles.
+    let found = find(&a, sa, vec![(CKA_ID, id().1)]);
+    assert_eq!(found.len(), 2);
+    assert!(!found.contains(&old_private) && !found.contains(&old_public));
+    assert_eq!(
+        a.attributes(sa, old_public, &[CKA_EC_POINT])
+            .unwrap_err()
+            .rv(),
+        CKR_OBJECT_HANDLE_INVALID
+    );
+    assert_eq!(
+        attempt(&a, sa, old_private).unwrap_err().rv(),
+        CKR_KEY_HANDLE_INVALID
+    );
+    let new_private = found
+        .into_iter()
+        .find(|h| split_handle(*h).map(|(_, half)| half) == Some(Half::Private))
+        .unwrap();
+    let secret = attempt(&a, sa, new_private).unwrap();
+    let new_key = PublicKey::from(<[u8; 32]>::try_from(&new_point[2..]).unwrap());
+    assert_eq!(
+        value(&a, sa, secret, CKA_VALUE),
+        peer.diffie_hellman(&new_key).as_bytes()
+    );
+}
+
+/// Conformance finding: destroying one half of a pair leaves the other half's handle valid,
+/// in either order, and in another process too; the second destroy succeeds.
+#[test]
+fn destroying_one_half_keeps_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (token(&dir), token(&dir));
+    let rw = CKF_SERIAL_SESSION | CKF_RW_SESSION;
+    let (sa, sb) = (
+        a.open_session(0, rw).unwrap(),
+        b.open_session(0, rw).unwrap(),
+    );
+    let label = || (CKA_LABEL, b"halves".to_vec());
+    let make = || {
+        generate(
+            &a,
+            sa,
+            vec![(CKA_EC_PARAMS, params()), label()],
+            vec![(CKA_DERIVE, vec![1]), label()],
+        )
+        .unwrap()
+    };
+
+    // Private first: the public key lives on (in its metadata record), here and in b.
+    let (public, private) = make();
+    let point = value(&a, sa, public, CKA_EC_POINT);
+    a.destroy(sa, private).unwrap();
+    assert_eq!(value(&a, sa, public, CKA_EC_POINT), point);
+    assert_eq!(value(&a, sa, public, CKA_LABEL), b"halves");
+    let in_b = find(&b, sb, vec![label()]);
+    assert_eq!(in_b.len(), 1, "only the public half is left");
+    assert_eq!(
+        value(&b, sb, in_b[0], CKA_CLASS),
+        ulong_value(CKO_PUBLIC_KEY)
+    );
+    assert_eq!(value(&b, sb, in_b[0], CKA_EC_POINT), point);
+    assert_eq!(
+        a.attributes(sa, private, &[CKA_CLASS]).unwrap_err().rv(),
+        CKR_OBJECT_HANDLE_INVALID
+    );
+    a.destroy(sa, public).unwrap();
+    assert!(find(&b, sb, vec![label()]).is_empty());
+
+    // Public first: the private key still derives.
+    let (public, private) = make();
+    a.destroy(sa, public).unwrap();
+    let peer = StaticSecret::random_from_rng(rand_core::OsRng);
+    let derive = DeriveParams {
+        kdf: CKD_NULL,
+        shared_data: vec![],
+        public_data: PublicKey::from(&peer).as_bytes().to_vec(),
+    };
+    a.derive(
+        sa,
+        CKM_ECDH1_DERIVE,
+        Some(&derive),
+        private,
+        &Template::default(),
+    )
+    .unwrap();
+    let in_b = find(&b, sb, vec![label()]);
+    assert_eq!(in_b.len(), 1, "only the private half is left");
+    assert_eq!(
+        value(&b, sb, in_b[0], CKA_CLASS),
+        ulong_value(CKO_PRIVATE_KEY)
+    );
+    a.destroy(sa, private).unwrap();
+    assert!(find(&b, sb, vec![label()]).is_empty());
+    // Nothing of ours left on the chip.
+    let mut cache = a.cache.lock();
+    a.refresh(&mut cache).unwrap();
+    assert_eq!(cache.ids().filter(|id| *id < 0x7FFF_0000).count(), 0);
 }

@@ -4,8 +4,10 @@
 //! Fidelity notes (where the real applet's behaviour is not public, the choice made here):
 //! - a missing object answers 6A80; reading a private key or secret answers 6985; creating or
 //!   deleting in a reserved range answers 6985; no room answers 6A84;
-//! - a policy (tag 0x11) is honoured for auth object 0 (no session): an operation its entry does
-//!   not allow answers 6986; an object whose policy has no entry for 0 allows nothing;
+//! - a policy (tag 0x11) is honoured for the caller: the session's authentication object inside
+//!   a verified session (its entry, else the entry for 0), auth object 0 outside any; an
+//!   operation the entry does not allow answers 6986; no entry at all allows nothing;
+//! - UserIDs, sessions and session-wrapped commands: see `auth.rs`;
 //! - commands before SELECT answer 6D00 (the card manager does not know them), CLA 0x84
 //!   (SCP03-wrapped) answers 6982, INS flags (transient, auth, attest) answer 6D00;
 //! - ReadIDList pages hold [`LIST_PAGE`] ids; a response longer than `Le` or than the 889-byte
@@ -73,12 +75,21 @@ fn tag1(value: &[u8]) -> Vec<u8> {
     out
 }
 
+#[path = "auth.rs"]
+mod auth;
+#[path = "management.rs"]
+mod management;
+
 /// The IoT applet of a virtual SE050.
 pub struct VirtualApplet {
     store: Store,
     counters: CounterStore,
     selected: bool,
     latency: Duration,
+    /// Open applet sessions (chip RAM: gone at a reset).
+    sessions: auth::Sessions,
+    /// The authentication object the current command runs as (0: no session).
+    auth: u32,
 }
 
 impl VirtualApplet {
@@ -97,6 +108,8 @@ impl VirtualApplet {
             counters,
             selected: false,
             latency: per_operation_latency,
+            sessions: Default::default(),
+            auth: 0,
         })
     }
 
@@ -107,6 +120,8 @@ impl VirtualApplet {
             counters: CounterStore::in_memory(),
             selected: false,
             latency: Duration::ZERO,
+            sessions: Default::default(),
+            auth: 0,
         }
     }
 
@@ -169,6 +184,17 @@ impl VirtualApplet {
             (INS_WRITE, P1_AES, P2_DEFAULT) => self.write_aes_key(&tlvs),
             (INS_WRITE, P1_BINARY, P2_DEFAULT) => self.write_binary(&tlvs),
             (INS_WRITE, _, _) => Err(StatusWord::WRONG_P1P2),
+            (ins, P1_USERID, P2_DEFAULT) if ins == INS_WRITE | INS_FLAG_AUTH_OBJECT => {
+                self.write_user_id(&tlvs)
+            }
+            (INS_MGMT, P1_DEFAULT, P2_SESSION_CREATE) if self.auth == 0 => {
+                self.create_session(&tlvs)
+            }
+            (INS_PROCESS, P1_DEFAULT, P2_DEFAULT) if self.auth == 0 => self.process_session(&tlvs),
+            // VerifySessionUserID and CloseSession only make sense inside a session.
+            (INS_MGMT, P1_DEFAULT, P2_SESSION_USERID | P2_SESSION_CLOSE) => {
+                Err(StatusWord::CONDITIONS_NOT_SATISFIED)
+            }
             (INS_READ, P1_DEFAULT, P2_DEFAULT) => self.read_object(&tlvs),
             (INS_READ, P1_DEFAULT, P2_SIZE) => self.read_size(&tlvs),
             (INS_READ, P1_DEFAULT, P2_LIST) => self.read_id_list(&tlvs),
@@ -182,6 +208,9 @@ impl VirtualApplet {
             (INS_MGMT, P1_DEFAULT, P2_EXIST) => self.exists(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_DELETE_OBJECT) => self.delete(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_RANDOM) => self.random(&tlvs),
+            (INS_MGMT, P1_DEFAULT, P2_MEMORY) => self.free_memory(&tlvs),
+            (INS_MGMT, P1_DEFAULT, P2_TIME) => self.timestamp(),
+            (INS_MGMT, P1_DEFAULT, P2_DELETE_ALL) => self.delete_all(),
             (INS_MGMT, _, _) => Err(StatusWord::WRONG_P1P2),
             // Unknown instructions, and the transient/auth/attest flag variants.
             _ => Err(StatusWord::INS_NOT_SUPPORTED),
@@ -289,7 +318,7 @@ impl VirtualApplet {
                 {
                     return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
                 }
-                if !allows(existing, needed) {
+                if !allows(self.auth, existing, needed) {
                     return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
                 }
                 existing.data = data;
@@ -325,7 +354,7 @@ impl VirtualApplet {
         let mut next = self.store.state().clone();
         match next.objects.get_mut(&id) {
             Some(existing) => {
-                if !allows(existing, POLICY_ALLOW_WRITE) {
+                if !allows(self.auth, existing, POLICY_ALLOW_WRITE) {
                     return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
                 }
                 let ObjectData::BinaryFile { data } = &mut existing.data else {
@@ -369,14 +398,14 @@ impl VirtualApplet {
         let offset = optional_u16(tlvs, TAG_2)?;
         let length = optional_u16(tlvs, TAG_3)?;
         let object = self.object(id)?;
-        if !allows(object, POLICY_ALLOW_READ) {
+        if !allows(self.auth, object, POLICY_ALLOW_READ) {
             return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
         }
         let contents: &[u8] = match &object.data {
             ObjectData::X25519Pair { public, .. } => public,
-            ObjectData::X25519Private { .. } | ObjectData::AesKey { .. } => {
-                return Err(StatusWord::CONDITIONS_NOT_SATISFIED)
-            }
+            ObjectData::X25519Private { .. }
+            | ObjectData::AesKey { .. }
+            | ObjectData::UserId { .. } => return Err(StatusWord::CONDITIONS_NOT_SATISFIED),
             ObjectData::BinaryFile { data } => data,
         };
         let start = offset.unwrap_or(0);
@@ -392,7 +421,12 @@ impl VirtualApplet {
 
     fn read_size(&mut self, tlvs: &Tlvs) -> Answer {
         let object = self.object(object_id(tlvs)?)?;
-        let size = object.data.size() as u16;
+        let size = match &object.data {
+            // For EC keys the applet answers the size of the curve (NXP's Se05x_API_ReadSize
+            // documentation): 32 bytes for X25519, not the bytes the key takes.
+            ObjectData::X25519Pair { .. } | ObjectData::X25519Private { .. } => 32,
+            data => data.size() as u16,
+        };
         Ok(Reply::data(tag1(&size.to_be_bytes())))
     }
 
@@ -449,7 +483,7 @@ impl VirtualApplet {
             }
             _ => return Err(StatusWord::CONDITIONS_NOT_SATISFIED),
         };
-        if !allows(object, POLICY_ALLOW_KA) {
+        if !allows(self.auth, object, POLICY_ALLOW_KA) {
             return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
         }
         let secret = StaticSecret::from(*rfc_order(private.as_slice())?);
@@ -483,7 +517,7 @@ impl VirtualApplet {
         if ObjectId::new(id).map_or(true, ObjectId::is_reserved) {
             return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
         }
-        if !allows(object, POLICY_ALLOW_DELETE) {
+        if !allows(self.auth, object, POLICY_ALLOW_DELETE) {
             return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
         }
         let mut next = self.store.state().clone();
@@ -525,6 +559,8 @@ impl ApduHandler for VirtualApplet {
 
     fn reset(&mut self) {
         self.selected = false;
+        // Sessions live in the chip's RAM.
+        self.sessions.clear();
     }
 }
 
@@ -569,6 +605,8 @@ fn object_id(tlvs: &Tlvs) -> Result<u32, StatusWord> {
 fn new_object_id(tlvs: &Tlvs) -> Result<u32, StatusWord> {
     let id = object_id(tlvs)?;
     match ObjectId::new(id) {
+        // The factory-reset credential is the one reserved id a user may create (a UserID).
+        Ok(_) if id == FACTORY_RESET_ID => Ok(id),
         Ok(oid) if !oid.is_reserved() => Ok(id),
         _ => Err(StatusWord::CONDITIONS_NOT_SATISFIED),
     }
@@ -594,15 +632,17 @@ fn policy_of(tlvs: &Tlvs) -> Result<Option<Vec<u8>>, StatusWord> {
     }
 }
 
-/// Whether the object's policy lets auth object 0 (no session) do `access`.
-fn allows(object: &SecureObject, access: u32) -> bool {
+/// Whether the object's policy lets `auth` (the session's authentication object, 0 without a
+/// session) do `access`: its own entry decides, else the entry for 0 ("everyone else").
+fn allows(auth: u32, object: &SecureObject, access: u32) -> bool {
     let Some(bytes) = &object.policy else {
         return true;
     };
-    policy::decode(bytes)
-        .unwrap_or_default()
+    let entries = policy::decode(bytes).unwrap_or_default();
+    entries
         .iter()
-        .find(|entry| entry.auth_object == 0)
+        .find(|entry| entry.auth_object == auth && auth != 0)
+        .or_else(|| entries.iter().find(|entry| entry.auth_object == 0))
         .is_some_and(|entry| entry.access & access == access)
 }
 
@@ -612,6 +652,7 @@ fn object_type(object: &SecureObject) -> ObjectType {
         ObjectData::X25519Private { .. } => ObjectType::EcPrivateKey,
         ObjectData::AesKey { .. } => ObjectType::AesKey,
         ObjectData::BinaryFile { .. } => ObjectType::BinaryFile,
+        ObjectData::UserId { .. } => ObjectType::UserId,
     }
 }
 

@@ -8,13 +8,15 @@
 //! count       u32 LE   number of objects
 //! objects     count x:
 //!   id        u32 BE
-//!   kind      u8       1 X25519 pair, 2 X25519 private key, 3 AES key, 4 binary file
+//!   kind      u8       1 X25519 pair, 2 X25519 private key, 3 AES key, 4 binary file,
+//!                      5 UserID (authentication object)
 //!   policy    u16 LE length, then the policy TLV value as received (0: no policy)
 //!   payload   u32 LE length, then:
 //!               pair:    private key (32, chip order) || public key (32, chip order)
 //!               private: private key (32, chip order)
 //!               AES:     key bytes
 //!               file:    file bytes
+//!               UserID:  max attempts (u16 BE) || failed attempts (u16 BE) || value (4..=16)
 //! crc         u32 LE   CRC-32/ISO-HDLC of everything before it
 //! ```
 //!
@@ -72,6 +74,13 @@ pub enum ObjectData {
     AesKey { key: Zeroizing<Vec<u8>> },
     /// A binary file; its size is fixed at creation.
     BinaryFile { data: Vec<u8> },
+    /// A UserID authentication object (a PIN): its value, the attempts allowed, and the failed
+    /// attempts since the last success (persistent, as on the chip: a reset does not clear it).
+    UserId {
+        value: Zeroizing<Vec<u8>>,
+        max_attempts: u16,
+        failures: u16,
+    },
 }
 
 impl fmt::Debug for ObjectData {
@@ -82,6 +91,11 @@ impl fmt::Debug for ObjectData {
             ObjectData::X25519Private { .. } => f.write_str("X25519Private"),
             ObjectData::AesKey { key } => write!(f, "AesKey({} bytes)", key.len()),
             ObjectData::BinaryFile { data } => write!(f, "BinaryFile({} bytes)", data.len()),
+            ObjectData::UserId {
+                max_attempts,
+                failures,
+                ..
+            } => write!(f, "UserId({failures}/{max_attempts} failures)"),
         }
     }
 }
@@ -93,6 +107,7 @@ impl ObjectData {
             ObjectData::X25519Private { .. } => 2,
             ObjectData::AesKey { .. } => 3,
             ObjectData::BinaryFile { .. } => 4,
+            ObjectData::UserId { .. } => 5,
         }
     }
 
@@ -106,6 +121,16 @@ impl ObjectData {
             ObjectData::X25519Private { private } => private.to_vec(),
             ObjectData::AesKey { key } => key.to_vec(),
             ObjectData::BinaryFile { data } => data.clone(),
+            ObjectData::UserId {
+                value,
+                max_attempts,
+                failures,
+            } => {
+                let mut out = max_attempts.to_be_bytes().to_vec();
+                out.extend_from_slice(&failures.to_be_bytes());
+                out.extend_from_slice(value);
+                out
+            }
         })
     }
 
@@ -127,6 +152,11 @@ impl ObjectData {
             4 if !payload.is_empty() => Some(ObjectData::BinaryFile {
                 data: payload.to_vec(),
             }),
+            5 if (4 + 4..=4 + 16).contains(&payload.len()) => Some(ObjectData::UserId {
+                max_attempts: u16::from_be_bytes([payload[0], payload[1]]),
+                failures: u16::from_be_bytes([payload[2], payload[3]]),
+                value: Zeroizing::new(payload[4..].to_vec()),
+            }),
             _ => None,
         }
     }
@@ -138,6 +168,7 @@ impl ObjectData {
             ObjectData::X25519Private { .. } => 32,
             ObjectData::AesKey { key } => key.len(),
             ObjectData::BinaryFile { data } => data.len(),
+            ObjectData::UserId { value, .. } => 4 + value.len(),
         }
     }
 }

@@ -46,6 +46,7 @@ pub fn start_device(
     key: Arc<dyn StaticKey>,
     config: &Config,
 ) -> Result<RunningDevice, String> {
+    let key_in_hardware = key.in_hardware();
     let mut device_config = DeviceConfig::new(ifname, key);
     device_config.listen_port = config.interface.listen_port.unwrap_or(0);
     device_config.fwmark = config.interface.fwmark.unwrap_or(0);
@@ -63,6 +64,7 @@ pub fn start_device(
     let device = Device::start(device_config).map_err(|e| e.to_string())?;
     let backend = Arc::new(DeviceBackend {
         device: RwLock::new(Some(device)),
+        key_in_hardware,
     });
     Ok(RunningDevice {
         backend: backend.clone(),
@@ -73,6 +75,8 @@ pub fn start_device(
 /// The UAPI view of a running [`Device`].
 struct DeviceBackend {
     device: RwLock<Option<Device>>,
+    /// Reported by `show`: a key that is not in hardware can be copied.
+    key_in_hardware: bool,
 }
 
 fn gone() -> UapiError {
@@ -107,6 +111,7 @@ impl UapiBackend for DeviceBackend {
             .collect();
         Ok(DeviceInfo {
             public_key: Some(device.public_key()),
+            key_in_hardware: Some(self.key_in_hardware),
             listen_port: device.listen_port(),
             fwmark: device.fwmark(),
             peers,

@@ -95,7 +95,13 @@ pub fn format_device(ifname: &str, device: &DeviceInfo, now: SystemTime) -> Stri
     let _ = writeln!(out, "interface: {ifname}");
     if let Some(key) = &device.public_key {
         let _ = writeln!(out, "  public key: {}", b64(key));
-        let _ = writeln!(out, "  private key: (in the PKCS#11 token)");
+        let _ = match device.key_in_hardware {
+            Some(false) => writeln!(
+                out,
+                "  private key: NOT IN HARDWARE (a software key or token: it can be copied)"
+            ),
+            _ => writeln!(out, "  private key: (in the PKCS#11 token)"),
+        };
     }
     out.push_str(&super::show_health::format_health(device));
     if device.listen_port != 0 {
@@ -175,6 +181,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_100);
         let device = DeviceInfo {
             public_key: Some([1; 32]),
+            key_in_hardware: Some(true),
             listen_port: 51820,
             fwmark: 0xca6c,
             peers: vec![
@@ -207,5 +214,11 @@ mod tests {
             b64(&[2; 32])
         );
         assert_eq!(text, expected);
+        let software = DeviceInfo {
+            key_in_hardware: Some(false),
+            ..device
+        };
+        let text = format_device("wg0", &software, now);
+        assert!(text.contains("private key: NOT IN HARDWARE"), "{text}");
     }
 }

@@ -29,6 +29,11 @@ pub trait StaticKey: Send + Sync {
     fn health(&self) -> Option<health::KeyHealth> {
         None
     }
+    /// Whether the private key is held by hardware (a token whose slot has CKF_HW_SLOT).
+    /// A software key, or a software token such as the virtual SE050, is not.
+    fn in_hardware(&self) -> bool {
+        false
+    }
 }
 
 /// Why a static-key Diffie-Hellman failed.

@@ -87,6 +87,20 @@ pub(crate) struct MatchedToken {
     pub(crate) slot: Slot,
     pub(crate) label: String,
     pub(crate) serial: String,
+    /// The slot says CKF_HW_SLOT; a software token (the virtual SE050, SoftHSM) does not.
+    pub(crate) in_hardware: bool,
+    /// `model `...` by `...``, for the warning about a key that is not in hardware.
+    pub(crate) maker: String,
+}
+
+/// The warning every start (and every genkey) gives when the key is not in hardware.
+fn warn_not_in_hardware(what: &str, token: &MatchedToken) {
+    log::warn!(
+        "{what} is NOT in hardware: token `{}` ({}) is a software token (its slot has no \
+         CKF_HW_SLOT), so its private key can be copied with the files that hold it",
+        token.label,
+        token.maker
+    );
 }
 
 /// Every slot whose library, slot and token attributes satisfy the URI. The error lists what
@@ -144,6 +158,8 @@ pub(crate) fn matching_tokens(
                 slot,
                 label: token.label().to_string(),
                 serial: token.serial_number().to_string(),
+                in_hardware: slot_info.hardware_slot(),
+                maker: format!("model `{}` by `{}`", token.model(), token.manufacturer_id()),
             });
         }
     }
@@ -300,6 +316,8 @@ pub struct TokenKey {
     slot: Slot,
     pin: Option<Zeroizing<String>>,
     public_key: [u8; 32],
+    /// Whether the token's slot is a hardware slot (CKF_HW_SLOT).
+    in_hardware: bool,
     /// `object `wg` in token `SE050` (serial ...)`, for messages.
     description: String,
     live: Mutex<Option<Live>>,
@@ -355,6 +373,9 @@ impl TokenKey {
                 );
                 log::info!("using X25519 key {description} from {}", module.display());
                 let facts = TokenFacts::read(&context, token.slot);
+                if !token.in_hardware {
+                    warn_not_in_hardware(&format!("the key {description}"), &token);
+                }
                 Ok(TokenKey {
                     uri: uri.clone(),
                     module,
@@ -362,6 +383,7 @@ impl TokenKey {
                     slot: token.slot,
                     pin,
                     public_key,
+                    in_hardware: token.in_hardware,
                     description,
                     live: Mutex::new(Some(Live { session, private_key })),
                     facts,
@@ -398,12 +420,19 @@ impl TokenKey {
         )
     }
 
+    /// Whether the key is in a hardware token (its slot has CKF_HW_SLOT).
+    pub fn in_hardware(&self) -> bool {
+        self.in_hardware
+    }
+
     /// Reopen the session and find the key again (after the token dropped our session).
     fn reconnect(&self) -> Result<Live, TokenError> {
         let token = MatchedToken {
             slot: self.slot,
             label: self.description.clone(),
             serial: String::new(),
+            in_hardware: self.in_hardware,
+            maker: String::new(),
         };
         let session = open_session(&self.context, &token, self.pin.as_ref())?;
         let (private_key, public) = find_key(&session, &self.uri, &token)?.ok_or_else(|| {
@@ -505,6 +534,10 @@ impl StaticKey for TokenKey {
         Some(self.health_snapshot())
     }
 
+    fn in_hardware(&self) -> bool {
+        self.in_hardware
+    }
+
     fn diffie_hellman(&self, peer_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let mut last_error = None;
@@ -583,6 +616,9 @@ pub fn genkey(uri: &Pkcs11Uri) -> Result<[u8; 32], TokenError> {
         )));
     }
     let token = tokens.pop().expect("matching_tokens returns at least one");
+    if !token.in_hardware {
+        warn_not_in_hardware(&format!("the new key {}", object_name(uri)), &token);
+    }
     let session = open_session(&context, &token, pin.as_ref())?;
     let existing = session
         .find_objects(&key_template(uri, ObjectClass::PRIVATE_KEY))

@@ -128,6 +128,7 @@ fn protocol_errors() {
 fn sample_device() -> DeviceInfo {
     DeviceInfo {
         public_key: Some(key(K2)),
+        key_in_hardware: Some(false),
         listen_port: 51820,
         fwmark: 0x20,
         peers: vec![
@@ -162,7 +163,7 @@ fn get_reply_round_trips() {
     let device = sample_device();
     let text = serialize_device(&device);
     assert!(text.starts_with(&format!(
-        "{PUBLIC_KEY_EXTENSION}={K2}\nlisten_port=51820\nfwmark=32\n"
+        "{PUBLIC_KEY_EXTENSION}={K2}\n{KEY_IN_HARDWARE_EXTENSION}=0\nlisten_port=51820\nfwmark=32\n"
     )));
     assert!(text.contains(&format!(
         "public_key={K1}\npreshared_key={K2}\nprotocol_version=1\n"
