@@ -87,7 +87,11 @@ impl Cpio {
                 Entry::Symlink { target } => (S_IFLNK | 0o777, target.as_bytes(), (0, 0)),
                 Entry::CharDevice { major, minor, mode } => (S_IFCHR | mode, &[], (*major, *minor)),
             };
-            let nlink = if matches!(entry, Entry::Directory) { 2 } else { 1 };
+            let nlink = if matches!(entry, Entry::Directory) {
+                2
+            } else {
+                1
+            };
             write_member(&mut out, ino as u32 + 1, mode, nlink, rdev, path, data);
         }
         write_member(&mut out, 0, 0, 1, (0, 0), "TRAILER!!!", &[]);

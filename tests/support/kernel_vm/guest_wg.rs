@@ -71,8 +71,10 @@ impl<'vm> GuestWg<'vm> {
     pub fn dump(&self) -> WgDump {
         let text = self.vm.run_ok(&format!("wg show {} dump", self.ifname));
         parse_dump(&text).unwrap_or_else(|| {
-            self.vm
-                .fail(&format!("cannot parse the guest's `wg show {} dump`:\n{text}", self.ifname))
+            self.vm.fail(&format!(
+                "cannot parse the guest's `wg show {} dump`:\n{text}",
+                self.ifname
+            ))
         })
     }
 
@@ -137,7 +139,16 @@ pub fn iperf3_with_guest(
     let port = port.to_string();
     let seconds = seconds.to_string();
     let mut argv = vec![
-        "iperf3", "-c", addr, "-p", &port, "-t", &seconds, "-J", "--connect-timeout", "10000",
+        "iperf3",
+        "-c",
+        addr,
+        "-p",
+        &port,
+        "-t",
+        &seconds,
+        "-J",
+        "--connect-timeout",
+        "10000",
     ];
     if reverse {
         argv.push("-R");

@@ -24,7 +24,16 @@ pub struct GuestNetwork {
 /// Writes the initramfs for `kernel` to `path`.
 pub fn build(kernel: &KernelPackage, network: &GuestNetwork, path: &Path) {
     let mut cpio = Cpio::new();
-    for dir in ["proc", "sys", "dev", "tmp", "run", "var/run/wireguard", "sbin", "usr/bin"] {
+    for dir in [
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "run",
+        "var/run/wireguard",
+        "sbin",
+        "usr/bin",
+    ] {
         cpio.add_directory(dir);
     }
     // The kernel opens /dev/console for init before anything is mounted.
@@ -100,7 +109,17 @@ fn parse_ldd(text: &str) -> Vec<String> {
 fn init_script(modules: &[String], network: &GuestNetwork) -> String {
     let insmods: String = modules
         .iter()
-        .map(|m| format!("insmod /modules/{m} || fail 'insmod {m}'\n"))
+        .map(|m| {
+            // wireguard's debug messages (handshakes sent and received, packets dropped and why)
+            // on: the console then shows a refusal by the kernel. insmod does not read
+            // `wireguard.dyndbg` from the kernel's command line as modprobe does.
+            let params = if m.ends_with("/wireguard.ko") {
+                " dyndbg=+p"
+            } else {
+                ""
+            };
+            format!("insmod /modules/{m}{params} || fail 'insmod {m}'\n")
+        })
         .collect();
     format!(
         r#"#!/bin/sh
@@ -152,7 +171,10 @@ mod tests {
                     \t/lib64/ld-linux-x86-64.so.2 (0x00007f5c)\n";
         assert_eq!(
             parse_ldd(text),
-            ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
+            [
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
         );
     }
 }

@@ -173,13 +173,8 @@ fn copy(from: &Path, to: &Path) {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).expect("cannot create a directory in the cache");
     }
-    std::fs::copy(from, to).unwrap_or_else(|e| {
-        panic!(
-            "cannot copy {} to {}: {e}",
-            from.display(),
-            to.display()
-        )
-    });
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", from.display(), to.display()));
 }
 
 /// `kernel/x/y.ko: kernel/a.ko kernel/b.ko` lines.

@@ -199,10 +199,7 @@ impl KernelTunnel {
 
     /// Panics with `message`, wg-pkcs11's log, both `wg show`s and the VM's console.
     pub fn fail(&self, message: &str) -> ! {
-        let host_show = self
-            .host
-            .ns
-            .output(["wg", "show", &self.daemon.ifname]);
+        let host_show = self.host.ns.output(["wg", "show", &self.daemon.ifname]);
         let guest_show = self.vm.run(&format!("wg show {}", self.guest.ifname));
         self.vm.fail(&format!(
             "{message}\n--- wg-pkcs11 log:\n{}\n--- wg show on wg-pkcs11's side:\n{}\n--- wg show \

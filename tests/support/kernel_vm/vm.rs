@@ -177,10 +177,21 @@ impl KernelVm {
         let result = channel.run(script, timeout, || self.qemu_running());
         match result {
             Ok(output) => output,
-            Err(e) => self.fail(&format!(
-                "no answer from the guest to {script:?}: {}",
-                describe(&e)
-            )),
+            Err(e) => {
+                // Is the guest still there? A short probe tells a lost answer from a hung guest.
+                let probe = channel.run("uptime; ps", Duration::from_secs(15), || {
+                    self.qemu_running()
+                });
+                let probe = match probe {
+                    Ok(out) => format!("the guest then answered `uptime; ps`:\n{}", out.output),
+                    Err(e) => format!("the guest did not answer a probe either: {}", describe(&e)),
+                };
+                drop(channel);
+                self.fail(&format!(
+                    "no answer from the guest to {script:?} within {timeout:?}: {}\n{probe}",
+                    describe(&e)
+                ))
+            }
         }
     }
 
@@ -204,9 +215,7 @@ impl KernelVm {
     /// Writes `contents` to `path` in the guest (mode 0600: keys).
     pub fn write_file(&self, path: &str, contents: &str) {
         let escaped = contents.replace('\'', r"'\''");
-        self.run_ok(&format!(
-            "umask 077; printf '%s' '{escaped}' > '{path}'"
-        ));
+        self.run_ok(&format!("umask 077; printf '%s' '{escaped}' > '{path}'"));
     }
 
     /// Everything the guest's kernel and init printed on the console so far.
@@ -239,7 +248,17 @@ impl KernelVm {
         let k = self.next_index();
         let port = format!("vp{k}");
         self.switch.run([
-            "ip", "link", "add", &port, "type", "veth", "peer", "name", "vm0", "netns", ns.name(),
+            "ip",
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vm0",
+            "netns",
+            ns.name(),
         ]);
         self.switch
             .run(["ip", "link", "set", &port, "master", "br0", "up"]);
@@ -288,7 +307,10 @@ extern "C" fn stop_shared_vm() {
             .args(["netns", "delete", vm.switch.name()])
             .status();
         if std::env::var_os("E2E_KEEP").is_some() {
-            eprintln!("E2E_KEEP: the kernel VM's files kept in {}", vm.dir().display());
+            eprintln!(
+                "E2E_KEEP: the kernel VM's files kept in {}",
+                vm.dir().display()
+            );
         } else {
             let _ = std::fs::remove_dir_all(vm.dir());
         }
@@ -389,7 +411,13 @@ fn start(
     let mut command = switch.command("qemu-system-x86_64");
     command
         .args(["-accel", accel, "-m", "384M", "-smp", "1"])
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
         .args(["-monitor", "none"])
         .arg("-kernel")
         .arg(kernel.vmlinuz())
@@ -397,9 +425,9 @@ fn start(
         .arg(initrd)
         .args([
             "-append",
-            // wireguard.dyndbg=+p and loglevel=8: the module's debug messages (handshakes sent and
-            // received, packets it drops and why) reach the console.
-            "console=ttyS0 panic=-1 loglevel=8 wireguard.dyndbg=+p rdinit=/init",
+            // loglevel=8: wireguard's debug messages (enabled when /init loads it) reach the
+            // console.
+            "console=ttyS0 panic=-1 loglevel=8 rdinit=/init",
         ])
         .arg("-chardev")
         .arg(format!("file,id=console,path={}", console_path.display()))
@@ -451,7 +479,10 @@ fn start(
         stream.is_some() || !matches!(child.try_wait(), Ok(None))
     });
     let Some(stream) = stream else {
-        return Err(fail(&mut child, "qemu never opened the channel socket".into()));
+        return Err(fail(
+            &mut child,
+            "qemu never opened the channel socket".into(),
+        ));
     };
     let mut channel = Channel::new(stream);
 
