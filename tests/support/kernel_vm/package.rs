@@ -91,7 +91,7 @@ impl KernelPackage {
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
         let release = self.name.trim_start_matches("linux-image-").to_string();
         // modules.dep is made at install time, not shipped: depmod on the unpacked tree.
-        run(Command::new("depmod").arg("-b").arg(&root).arg(&release));
+        run(Command::new(depmod()).arg("-b").arg(&root).arg(&release));
 
         let modules = root.join("lib/modules").join(&release);
         let staged = scratch.path().join("staged");
@@ -146,6 +146,15 @@ fn query_apt() -> Option<(String, String)> {
         .find(|v| *v != "(none)")?
         .to_string();
     Some((name, version))
+}
+
+/// kmod's depmod, which is in /usr/sbin: not on every user's PATH.
+fn depmod() -> PathBuf {
+    ["/usr/sbin/depmod", "/sbin/depmod"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("depmod"))
 }
 
 fn output(command: &mut Command) -> Option<String> {
