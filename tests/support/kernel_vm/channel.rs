@@ -84,7 +84,12 @@ impl Channel {
             .write_all(format!("@@CMD {id} {encoded}\n").as_bytes())
             .map_err(ChannelError::Io)?;
         let begin = format!("@@BEGIN {id}");
-        self.wait_for_line(&begin, deadline, &mut alive)?;
+        loop {
+            // Exactly this command's: "@@BEGIN 1" is also a prefix of "@@BEGIN 12".
+            if self.wait_for_line(&begin, deadline, &mut alive)? == begin {
+                break;
+            }
+        }
         let mut body = String::new();
         loop {
             let line = self.read_line(deadline, &mut alive)?;
