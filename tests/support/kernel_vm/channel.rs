@@ -1,5 +1,5 @@
-//! The command channel to the guest: its second serial port (ttyS1), which qemu connects to a
-//! unix socket in the test's directory. The guest's `/init` (initramfs.rs) reads one command per
+//! The command channel to the guest: a virtio-serial port, which qemu connects to a unix socket
+//! in the test's directory. The guest's `/init` (initramfs.rs) reads one command per
 //! line and answers with the command's exit status and its output, base64 both ways so that no
 //! byte of a script or its output can be mistaken for the protocol:
 //!
@@ -51,6 +51,11 @@ impl Channel {
             pending: Vec::new(),
             next_id: 1,
         }
+    }
+
+    /// The id of the last command sent.
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
     }
 
     /// Waits for the line starting with `prefix` (the guest's `@@READY`); returns it.

@@ -1,7 +1,7 @@
 //! The guest's whole userland, as an initramfs: Debian's busybox-static, the kernel's
 //! wireguard.ko, virtio modules and their dependencies, the host's own `wg` and `iperf3` with the
 //! shared libraries `ldd` names, and `/init`, which loads the modules, brings up the network and
-//! then serves the command channel (see `channel.rs`) on the second serial port.
+//! then serves the command channel (see `channel.rs`) on a virtio-serial port.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,6 +11,10 @@ use super::package::{load_order, KernelPackage, GUEST_MODULES};
 
 /// Busybox from Debian's busybox-static (a static binary: it needs no library in the guest).
 const BUSYBOX: &str = "/bin/busybox";
+
+/// The name of the virtio-serial port that carries the command channel (qemu's
+/// `virtserialport,name=...`; the guest finds it in /sys/class/virtio-ports/*/name).
+pub const CHANNEL_PORT_NAME: &str = "wg-pkcs11-tests.channel";
 
 /// Host programs copied into the guest with their libraries.
 const HOST_PROGRAMS: &[&str] = &["/usr/bin/wg", "/usr/bin/iperf3"];
@@ -136,27 +140,34 @@ mkdir -p /run/wireguard
 ip link set lo up || fail 'lo up'
 ip link set eth0 up || fail 'eth0 missing (virtio_net did not find the NIC)'
 ip address add {address} dev eth0 || fail 'address'
-# The command channel: raw bytes both ways on the second serial port.
-stty -F /dev/ttyS1 raw -echo || fail 'stty ttyS1'
-exec 0</dev/ttyS1 1>/dev/ttyS1 2>/dev/console
+# The command channel: a virtio-serial port (opened once: a port allows one opener).
+port=
+for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = {port_name} ] && port=/dev/${{p##*/}}
+done
+[ -n "$port" ] || fail 'no virtio-serial port named {port_name}'
+exec 3<>"$port" 1>&3 2>/dev/console
 echo "@@READY $(uname -r)"
-while IFS= read -r line; do
+while IFS= read -r line <&3; do
     case "$line" in
         "@@CMD "*) ;;
-        *) continue ;;
+        *) echo "$(cut -d' ' -f1 /proc/uptime) ignored: $line" >> /tmp/channel.log; continue ;;
     esac
     rest=${{line#@@CMD }}
     id=${{rest%% *}}
+    echo "$(cut -d' ' -f1 /proc/uptime) $id start" >> /tmp/channel.log
     printf '%s\n' "${{rest#* }}" | base64 -d > /tmp/cmd.sh
     sh /tmp/cmd.sh </dev/null >/tmp/cmd.out 2>&1
     rc=$?
+    echo "$(cut -d' ' -f1 /proc/uptime) $id exit $rc" >> /tmp/channel.log
     echo "@@BEGIN $id"
     base64 < /tmp/cmd.out
     echo "@@END $id $rc"
 done
 fail 'command channel closed'
 "#,
-        address = network.address
+        address = network.address,
+        port_name = CHANNEL_PORT_NAME
     )
 }
 

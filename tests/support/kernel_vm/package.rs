@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!   /var/cache/wg-pkcs11-tests/linux-image-6.1.0-57-amd64_6.1.192-3/
-//!       vmlinuz
+//!       vmlinuz              (the bzImage as shipped)
+//!       vmlinux              (the same, uncompressed: what qemu boots)
 //!       modules.dep          (depmod's, for the whole package)
 //!       kernel/...           (the modules the VM loads and their dependencies)
 //! ```
@@ -23,7 +24,13 @@ const METAPACKAGE: &str = "linux-image-amd64";
 pub const DEFAULT_CACHE: &str = "/var/cache/wg-pkcs11-tests";
 
 /// The modules the guest loads, by module name (dependencies are added from `modules.dep`).
-pub const GUEST_MODULES: &[&str] = &["virtio_pci", "virtio_net", "virtio_rng", "wireguard"];
+pub const GUEST_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "virtio_rng",
+    "virtio_console",
+    "wireguard",
+];
 
 /// An unpacked kernel: its image and modules.
 pub struct KernelPackage {
@@ -43,14 +50,73 @@ impl KernelPackage {
         let (name, version) = resolve_kernel_package();
         let dir = cache.join(format!("{name}_{version}"));
         let package = KernelPackage { name, version, dir };
-        if !package.dir.join("vmlinuz").is_file() {
+        if !package.is_complete() {
             package.fetch(&cache);
+        }
+        if !package.vmlinux().is_file() {
+            package.extract_vmlinux();
         }
         package
     }
 
+    /// The kernel as Debian ships it: a bzImage, xz-compressed.
     pub fn vmlinuz(&self) -> PathBuf {
         self.dir.join("vmlinuz")
+    }
+
+    /// The same kernel uncompressed, an ELF file with a PVH entry point (Debian's kernel has
+    /// CONFIG_PVH=y), which qemu boots directly: under TCG that saves the 15-25 s the bzImage
+    /// spends decompressing itself in emulation.
+    pub fn vmlinux(&self) -> PathBuf {
+        self.dir.join("vmlinux")
+    }
+
+    /// Finds the xz stream inside the bzImage and decompresses it with xz(1) (as the kernel's
+    /// scripts/extract-vmlinux does), into the cache entry.
+    fn extract_vmlinux(&self) {
+        const XZ_MAGIC: &[u8] = b"\xfd7zXZ\x00";
+        let image = std::fs::read(self.vmlinuz())
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.vmlinuz().display()));
+        let start = image
+            .windows(XZ_MAGIC.len())
+            .position(|w| w == XZ_MAGIC)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} holds no xz stream: this kernel is not compressed the way Debian 12's is",
+                    self.vmlinuz().display()
+                )
+            });
+        let partial = self.dir.join(".vmlinux.partial");
+        let output = std::fs::File::create(&partial)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", partial.display()));
+        let mut child = Command::new("xz")
+            .args(["-dc", "--single-stream"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(output)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run xz (package xz-utils): {e}"));
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            // xz stops reading at the end of the stream; what follows it in the image is not
+            // xz's business, so a broken pipe here is expected.
+            let _ = stdin.write_all(&image[start..]);
+        }
+        let out = child.wait_with_output().expect("xz did not finish");
+        let elf = std::fs::read(&partial)
+            .map(|d| d.starts_with(b"\x7fELF"))
+            .unwrap_or(false);
+        if !out.status.success() || !elf {
+            panic!(
+                "cannot extract the uncompressed kernel from {} ({}): {}",
+                self.vmlinuz().display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::rename(&partial, self.vmlinux())
+            .unwrap_or_else(|e| panic!("cannot move {} into place: {e}", partial.display()));
     }
 
     /// `modules.dep`: module path (relative to the modules directory) -> its dependencies.
@@ -59,6 +125,16 @@ impl KernelPackage {
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         parse_modules_dep(&text)
+    }
+
+    /// Whether the cache entry has the image and every module the guest loads (an entry made
+    /// when the guest loaded fewer modules lacks some).
+    fn is_complete(&self) -> bool {
+        self.vmlinuz().is_file()
+            && self.dir.join("modules.dep").is_file()
+            && load_order(&self.modules_dep(), GUEST_MODULES)
+                .iter()
+                .all(|m| self.dir.join(m).is_file())
     }
 
     /// Downloads the package, unpacks it in a scratch directory inside the cache, runs depmod on
@@ -105,10 +181,15 @@ impl KernelPackage {
         for module in load_order(&dep, GUEST_MODULES) {
             copy(&modules.join(&module), &staged.join(&module));
         }
+        if self.dir.exists() && !self.is_complete() {
+            // An entry with fewer modules: moved aside into the scratch directory, which goes
+            // when this function returns.
+            let _ = std::fs::rename(&self.dir, scratch.path().join("old"));
+        }
         match std::fs::rename(&staged, &self.dir) {
             Ok(()) => {}
             // Another test binary filled the same entry meanwhile: use theirs.
-            Err(_) if self.dir.join("vmlinuz").is_file() => {}
+            Err(_) if self.is_complete() => {}
             Err(e) => panic!("cannot move the kernel into {}: {e}", self.dir.display()),
         }
     }

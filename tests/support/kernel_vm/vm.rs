@@ -1,6 +1,6 @@
 //! The VM: Debian's kernel booted by qemu-system-x86_64 on the initramfs, its NIC a tap device
-//! in a network namespace the test made, its console in a file and its second serial port the
-//! command channel.
+//! in a network namespace the test made, its console (ttyS0) in a file and a virtio-serial port
+//! the command channel.
 //!
 //! ```text
 //!   namespace e2e-...-kvm ("the switch")            each test's own namespace (attach_host)
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::channel::{Channel, ChannelError, GuestOutput};
-use super::initramfs::{self, GuestNetwork};
+use super::initramfs::{self, GuestNetwork, CHANNEL_PORT_NAME};
 use super::package::KernelPackage;
 use crate::netns::{add_address, Netns};
 use crate::wait::poll_until;
@@ -178,17 +178,22 @@ impl KernelVm {
         match result {
             Ok(output) => output,
             Err(e) => {
+                let id = channel.last_id();
                 // Is the guest still there? A short probe tells a lost answer from a hung guest.
-                let probe = channel.run("uptime; ps", Duration::from_secs(15), || {
-                    self.qemu_running()
-                });
+                let probe = channel.run(
+                    "uptime; ps; echo '--- the channel log (guest uptime, command id):'; \
+                     tail -n 20 /tmp/channel.log",
+                    Duration::from_secs(15),
+                    || self.qemu_running(),
+                );
                 let probe = match probe {
-                    Ok(out) => format!("the guest then answered `uptime; ps`:\n{}", out.output),
+                    Ok(out) => format!("the guest then answered a probe:\n{}", out.output),
                     Err(e) => format!("the guest did not answer a probe either: {}", describe(&e)),
                 };
                 drop(channel);
                 self.fail(&format!(
-                    "no answer from the guest to {script:?} within {timeout:?}: {}\n{probe}",
+                    "no answer from the guest to command {id} {script:?} within {timeout:?}: \
+                     {}\n{probe}",
                     describe(&e)
                 ))
             }
@@ -420,14 +425,14 @@ fn start(
         ])
         .args(["-monitor", "none"])
         .arg("-kernel")
-        .arg(kernel.vmlinuz())
+        .arg(kernel.vmlinux())
         .arg("-initrd")
         .arg(initrd)
         .args([
             "-append",
             // loglevel=8: wireguard's debug messages (enabled when /init loads it) reach the
-            // console.
-            "console=ttyS0 panic=-1 loglevel=8 rdinit=/init",
+            // console. cryptomgr.notests: the crypto self-tests cost seconds under TCG.
+            "console=ttyS0 panic=-1 loglevel=8 cryptomgr.notests rdinit=/init",
         ])
         .arg("-chardev")
         .arg(format!("file,id=console,path={}", console_path.display()))
@@ -437,7 +442,14 @@ fn start(
             "socket,id=channel,path={},server=on,wait=on",
             socket_path.display()
         ))
-        .args(["-device", "isa-serial,chardev=channel"])
+        // The command channel on virtio-serial rather than a second UART: virtio queues have
+        // flow control end to end, where an emulated 16550's receive FIFO could leave the end
+        // of a command line unread.
+        .args(["-device", "virtio-serial-pci"])
+        .arg("-device")
+        .arg(format!(
+            "virtserialport,chardev=channel,name={CHANNEL_PORT_NAME}"
+        ))
         .args([
             "-netdev",
             "tap,id=net0,ifname=tap0,script=no,downscript=no",
