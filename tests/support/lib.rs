@@ -14,6 +14,7 @@
 
 pub mod artifacts;
 pub mod interop;
+pub mod kernel_vm;
 pub mod netns;
 pub mod process;
 pub mod topology;

@@ -86,30 +86,34 @@ pub fn iperf3(
         "5000",
     ]);
     let text = String::from_utf8_lossy(&output.stdout);
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+    parse_iperf3_json(&text).unwrap_or_else(|e| {
         panic!(
-            "iperf3 client printed no JSON ({e}); stdout:\n{text}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    if let Some(error) = json.get("error") {
-        panic!(
-            "iperf3 to {server_addr} failed: {error}; server said:\n{}",
+            "iperf3 to {server_addr} failed: {e}\nstderr:\n{}\nserver said:\n{}",
+            String::from_utf8_lossy(&output.stderr),
             server.log()
-        );
+        )
+    })
+}
+
+/// The figures of an iperf3 client's JSON report (`-J`), or what went wrong.
+pub fn parse_iperf3_json(text: &str) -> Result<IperfResult, String> {
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("iperf3 client printed no JSON ({e}); stdout:\n{text}"))?;
+    if let Some(error) = json.get("error") {
+        return Err(format!("iperf3 reports: {error}"));
     }
     let end = &json["end"];
-    let number = |path: &[&str]| -> f64 {
+    let number = |path: &[&str]| -> Result<f64, String> {
         let mut v = end;
         for key in path {
             v = &v[*key];
         }
         v.as_f64()
-            .unwrap_or_else(|| panic!("iperf3 JSON has no end.{}:\n{text}", path.join(".")))
+            .ok_or_else(|| format!("iperf3 JSON has no end.{}:\n{text}", path.join(".")))
     };
-    IperfResult {
-        bytes_sent: number(&["sum_sent", "bytes"]) as u64,
-        bytes_received: number(&["sum_received", "bytes"]) as u64,
-        bits_per_second: number(&["sum_received", "bits_per_second"]),
-    }
+    Ok(IperfResult {
+        bytes_sent: number(&["sum_sent", "bytes"])? as u64,
+        bytes_received: number(&["sum_received", "bytes"])? as u64,
+        bits_per_second: number(&["sum_received", "bits_per_second"])?,
+    })
 }

@@ -83,6 +83,9 @@ pub struct PeerSpec {
     pub endpoint: Option<String>,
     pub allowed_ips: Vec<String>,
     pub persistent_keepalive: Option<u16>,
+    /// A preshared key (base64). `wg set` takes it only from a file: `wg_set_args` refuses it,
+    /// and the callers that support it (wg-quick files, `kernel_vm::GuestWg`) write it out.
+    pub preshared_key: Option<String>,
 }
 
 impl PeerSpec {
@@ -104,8 +107,18 @@ impl PeerSpec {
         self
     }
 
+    pub fn preshared_key(mut self, key: &str) -> PeerSpec {
+        self.preshared_key = Some(key.to_string());
+        self
+    }
+
     /// The `peer ...` words of a `wg set` command line.
     pub fn wg_set_args(&self) -> Vec<String> {
+        assert!(
+            self.preshared_key.is_none(),
+            "wg set reads a preshared key from a file only: write it out and pass \
+             `preshared-key FILE` (see kernel_vm::GuestWg::set_peer)"
+        );
         let mut args = vec!["peer".to_string(), self.public_key.clone()];
         if !self.allowed_ips.is_empty() {
             args.push("allowed-ips".into());
@@ -133,6 +146,9 @@ impl PeerSpec {
         }
         if let Some(seconds) = self.persistent_keepalive {
             let _ = writeln!(s, "PersistentKeepalive = {seconds}");
+        }
+        if let Some(key) = &self.preshared_key {
+            let _ = writeln!(s, "PresharedKey = {key}");
         }
         s
     }
@@ -171,7 +187,8 @@ pub fn wg_show_dump(ns: &Netns, ifname: &str) -> WgDump {
     parse_dump(&text).unwrap_or_else(|| panic!("cannot parse `wg show {ifname} dump`:\n{text}"))
 }
 
-fn parse_dump(text: &str) -> Option<WgDump> {
+/// Parses the text of `wg show IF dump` (one interface); None if it is not that.
+pub fn parse_dump(text: &str) -> Option<WgDump> {
     let mut lines = text.lines();
     let interface: Vec<&str> = lines.next()?.split('\t').collect();
     let mut dump = WgDump {
