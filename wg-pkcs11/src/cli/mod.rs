@@ -1,6 +1,14 @@
-//! The commands of the `wg-pkcs11` binary, one file each.
+//! The commands of the `wg-pkcs11` binary, one file each, and what they share.
 
+pub mod detach;
 pub mod device;
+pub mod keyfile;
 pub mod keys;
+pub mod logging;
+pub mod notify;
+pub mod quick;
 pub mod show;
+pub mod signals;
 pub mod up;
+pub mod userspace;
+pub mod watch;
