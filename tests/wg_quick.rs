@@ -341,6 +341,30 @@ fn wg_pkcs11_up_and_down_by_name_in_etc_wireguard() {
     let again = by_name(&["up", &s.ifname]);
     assert_eq!(again.status.code(), Some(1));
 
+    // save by name: a peer added at run time goes into the file, the pkcs11: PrivateKey stays.
+    let (_, runtime_peer) = wg_genkey();
+    s.a().run([
+        "wg",
+        "set",
+        &s.ifname,
+        "peer",
+        &runtime_peer,
+        "allowed-ips",
+        "10.79.0.0/24",
+    ]);
+    let save = by_name(&["save", &s.ifname]);
+    assert!(save.status.success(), "{}", String::from_utf8_lossy(&save.stderr));
+    let saved = std::fs::read_to_string(&etc_conf).unwrap();
+    assert!(saved.contains("PrivateKey = pkcs11:"), "save lost the key:\n{saved}");
+    assert!(saved.contains(&runtime_peer), "{saved}");
+    assert!(saved.contains(&format!("Address = {A_TUNNEL}/24")), "{saved}");
+    // strip by name: for wg, without the URI and wg-quick's keys.
+    let strip = by_name(&["strip", &s.ifname]);
+    let stripped = String::from_utf8_lossy(&strip.stdout);
+    assert!(strip.status.success());
+    assert!(!stripped.contains("pkcs11:") && !stripped.contains("Address"), "{stripped}");
+    assert!(stripped.contains(&runtime_peer), "{stripped}");
+
     let down = by_name(&["down", &s.ifname]);
     assert!(
         down.status.success(),
