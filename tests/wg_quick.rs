@@ -365,6 +365,12 @@ fn wg_pkcs11_up_and_down_by_name_in_etc_wireguard() {
     assert!(!stripped.contains("pkcs11:") && !stripped.contains("Address"), "{stripped}");
     assert!(stripped.contains(&runtime_peer), "{stripped}");
 
+    // SaveConfig = true: the daemon saves on its way down (what `wg set` added since is kept).
+    let text = std::fs::read_to_string(&etc_conf).unwrap();
+    std::fs::write(&etc_conf, text.replacen("[Interface]\n", "[Interface]\nSaveConfig = true\n", 1))
+        .unwrap();
+    let (_, late_peer) = wg_genkey();
+    s.a().run(["wg", "set", &s.ifname, "peer", &late_peer, "allowed-ips", "10.80.0.0/24"]);
     let down = by_name(&["down", &s.ifname]);
     assert!(
         down.status.success(),
@@ -375,6 +381,9 @@ fn wg_pkcs11_up_and_down_by_name_in_etc_wireguard() {
     assert!(!link_exists(s.a(), &s.ifname));
     assert!(!uapi_socket(&s.ifname).exists());
     assert!(daemons_of(&s.ifname).is_empty());
+    let saved = std::fs::read_to_string(&etc_conf).unwrap();
+    assert!(saved.contains(&late_peer), "SaveConfig did not save on down:\n{saved}");
+    assert!(saved.contains("PrivateKey = pkcs11:"), "{saved}");
     // Down again: not a WireGuard interface, exit 1 as wg-quick.
     let twice = by_name(&["down", &s.ifname]);
     assert_eq!(twice.status.code(), Some(1));

@@ -624,8 +624,8 @@ fn interface_key(
         "saveconfig" => {
             if value.eq_ignore_ascii_case("true") {
                 warnings.push(
-                    "SaveConfig = true is ignored: wg-pkcs11 never rewrites its configuration \
-                     (the private key is a token reference, not a value to save)"
+                    "SaveConfig = true: the running peers, listen port and fwmark are saved into \
+                     this file when the interface goes down (the PrivateKey line is kept)"
                         .to_string(),
                 );
             } else if !value.eq_ignore_ascii_case("false") {

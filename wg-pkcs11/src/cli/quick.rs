@@ -2,7 +2,8 @@
 //!
 //! - `down` asks the daemon that serves IFNAME's UAPI socket to go down (SIGTERM to the socket's
 //!   owner, found with SO_PEERCRED) and waits until it has: PreDown, routes, PostDown are the
-//!   daemon's (as `up` ran them). With `SaveConfig = true` the config is saved first.
+//!   daemon's (as `up` ran them). With `SaveConfig = true` the daemon saves the config first
+//!   (on any SIGTERM, so `systemctl stop` saves as wg-quick@ does).
 //! - `save` rewrites the file from the running interface (listen port, fwmark, peers) and keeps
 //!   every line of `[Interface]` wg-quick's own save keeps or rebuilds, PrivateKey above all:
 //!   a `pkcs11:` URI is never dropped (wg-quick's save would write what `wg showconf` says, and
@@ -169,7 +170,7 @@ pub fn save(argument: &str) -> Result<(), String> {
     save_config(&path, &ifname)
 }
 
-fn save_config(path: &Path, ifname: &str) -> Result<(), String> {
+pub fn save_config(path: &Path, ifname: &str) -> Result<(), String> {
     let device = uapi::client::get(&uapi::socket_path(ifname))
         .map_err(|_| format!("`{ifname}' is not a WireGuard interface"))?;
     let original =
@@ -204,6 +205,11 @@ fn save_config(path: &Path, ifname: &str) -> Result<(), String> {
     })?;
     log::info!("{ifname}: saved to {}", path.display());
     Ok(())
+}
+
+/// Whether the file at `path` says `SaveConfig = true`.
+pub fn wants_save(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| save_config_on_down(&text))
 }
 
 /// SaveConfig = true in `[Interface]`.
@@ -256,14 +262,10 @@ fn has_exited(pid: libc::pid_t) -> bool {
 }
 
 pub fn down(argument: &str) -> Result<(), String> {
-    let (path, ifname) = resolve(argument)?;
+    // With SaveConfig = true the daemon saves the file itself on its way down.
+    let (_, ifname) = resolve(argument)?;
     let socket = uapi::socket_path(&ifname);
     let pid = socket_owner(&socket).map_err(|_| format!("`{ifname}' is not a WireGuard interface"))?;
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if save_config_on_down(&text) {
-            save_config(&path, &ifname)?;
-        }
-    }
     // SAFETY: kill(2) with a pid and a signal number; no memory involved.
     if unsafe { libc::kill(pid, libc::SIGTERM) } < 0 {
         return Err(format!(

@@ -117,6 +117,13 @@ fn run_foreground(path: &Path) -> Result<(), String> {
     };
     log::info!("{ifname}: going down ({reason})");
     readiness.stopping();
+    // SaveConfig = true: as wg-quick's down, save before anything is taken down (a deleted
+    // interface has nothing left to save).
+    if !device.tun_gone() && super::quick::wants_save(path) {
+        if let Err(e) = super::quick::save_config(path, &ifname) {
+            log::error!("{ifname}: SaveConfig: {e}");
+        }
+    }
     take_down(net, uapi, device);
     Ok(())
 }
