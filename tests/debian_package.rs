@@ -117,7 +117,10 @@ fn build_install_run_a_tunnel_and_purge() {
     assert_eq!(lock.permissions().mode() & 0o777, 0o660);
     assert!(Path::new("/run/wireguard").is_dir());
     // The unit is valid as systemd reads it.
-    let verify = run("systemd-analyze", &["verify", "--man=no", "wg-pkcs11@wgpkg0.service"]);
+    let verify = run(
+        "systemd-analyze",
+        &["verify", "--man=no", "wg-pkcs11@wgpkg0.service"],
+    );
     assert!(
         verify.status.success() && verify.stderr.is_empty(),
         "systemd-analyze verify: {}",
@@ -129,9 +132,8 @@ fn build_install_run_a_tunnel_and_purge() {
     // A tunnel from the installed files only: a virtual chip (the package's config in /etc
     // names the I2C bus of a real one), the key made through the p11-kit registration.
     let token = VirtualToken::new(10);
-    let via_p11_kit = |label: &str| {
-        format!("pkcs11:token=SE050;object={label}?module-name=pkcs11-se050")
-    };
+    let via_p11_kit =
+        |label: &str| format!("pkcs11:token=SE050;object={label}?module-name=pkcs11-se050");
     let mut genkey = Command::new("/usr/bin/wg-pkcs11");
     genkey.args(["genkey", &via_p11_kit("pkg-key")]);
     token.apply(&mut genkey);
@@ -146,7 +148,10 @@ fn build_install_run_a_tunnel_and_purge() {
     list.arg("list-modules");
     token.apply(&mut list);
     let listed = String::from_utf8_lossy(&list.output().unwrap().stdout).into_owned();
-    assert!(listed.contains("pkcs11-se050"), "p11-kit does not list the module:\n{listed}");
+    assert!(
+        listed.contains("pkcs11-se050"),
+        "p11-kit does not list the module:\n{listed}"
+    );
 
     let pair = NamespacePair::new("deb");
     let peer_if = unique_interface_name("pkb");
@@ -180,9 +185,7 @@ fn build_install_run_a_tunnel_and_purge() {
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
     let installed_cli = |args: &[&str]| {
         let mut command = pair.a.command("/usr/bin/wg-pkcs11");
-        command
-            .args(args)
-            .env("WG_PKCS11_CONFIG_DIR", &config_dir);
+        command.args(args).env("WG_PKCS11_CONFIG_DIR", &config_dir);
         token.apply(&mut command);
         command.output().unwrap()
     };

@@ -14,8 +14,8 @@ use e2e_tests::topology::{A_TUNNEL, B_TUNNEL, LISTEN_PORT_A, LISTEN_PORT_B};
 use e2e_tests::wireguard::{uapi_socket, wg_show_dump};
 use e2e_tests::{
     ping, poll_until, unique_interface_name, wait_until, wg_genkey, wg_pkcs11_binary,
-    wg_pkcs11_genkey, NamespacePair, Netns, PeerSpec, UserspacePeer,
-    UserspaceWireGuard, VirtualToken,
+    wg_pkcs11_genkey, NamespacePair, Netns, PeerSpec, UserspacePeer, UserspaceWireGuard,
+    VirtualToken,
 };
 
 /// The protocol deadline for a daemon whose TUN was deleted (the "within a second").
@@ -105,7 +105,10 @@ impl Setup {
                 std::env::var("PATH").unwrap_or_default()
             ))
             .arg("WG_QUICK_USERSPACE_IMPLEMENTATION=wg-pkcs11")
-            .arg(format!("WG_PKCS11_CONFIG_DIR={}", self.config_dir.display()))
+            .arg(format!(
+                "WG_PKCS11_CONFIG_DIR={}",
+                self.config_dir.display()
+            ))
             .arg(program);
         self.token.apply(&mut command);
         command
@@ -129,10 +132,6 @@ impl Setup {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wg_pkcs11(&self, args: &[&str]) -> Output {
-        self.command_in_a("wg-pkcs11").args(args).output().unwrap()
     }
 
     /// The peer's view of us: the latest handshake (seconds since the epoch, 0 for none).
@@ -175,7 +174,10 @@ fn daemons_of(ifname: &str) -> Vec<u32> {
                 .any(|a| a == ifname || a.ends_with(&format!("/{ifname}.conf")));
         let zombie = std::fs::read_to_string(entry.path().join("stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true);
         if is_daemon && !zombie {
             pids.push(pid);
@@ -199,7 +201,10 @@ fn stock_wg_quick_up_strip_syncconf_save_down_and_up_again() {
         "wg-quick did not run the userspace implementation:\n{stderr}"
     );
     assert_eq!(daemons_of(&s.ifname).len(), 1, "one daemon runs on");
-    assert!(s.tunnel_works(), "no ping through the tunnel wg-quick brought up");
+    assert!(
+        s.tunnel_works(),
+        "no ping through the tunnel wg-quick brought up"
+    );
     let first_handshake = s.peer_handshake();
     assert_ne!(first_handshake, 0);
 
@@ -213,7 +218,10 @@ fn stock_wg_quick_up_strip_syncconf_save_down_and_up_again() {
         "private-key",
         other_key.to_str().unwrap(),
     ]);
-    assert!(!refused.status.success(), "wg set private-key with another key was accepted");
+    assert!(
+        !refused.status.success(),
+        "wg set private-key with another key was accepted"
+    );
 
     // strip: what wg reads; syncconf (systemctl reload wg-quick@) adds a peer and keeps the
     // session of the one that stays.
@@ -247,7 +255,10 @@ fn stock_wg_quick_up_strip_syncconf_save_down_and_up_again() {
         String::from_utf8_lossy(&sync.stderr)
     );
     let dump = wg_show_dump(s.a(), &s.ifname);
-    assert!(dump.peer(&added_peer).is_some(), "syncconf did not add the peer");
+    assert!(
+        dump.peer(&added_peer).is_some(),
+        "syncconf did not add the peer"
+    );
     assert!(ping(s.a(), B_TUNNEL, 1));
     assert_eq!(
         s.peer_handshake(),
@@ -256,7 +267,10 @@ fn stock_wg_quick_up_strip_syncconf_save_down_and_up_again() {
     );
     // The added peer's static-static DH is computed ahead (one chip operation per new peer);
     // a handshake with the kept peer would be another.
-    assert!(s.token.counters().ecdh <= ecdh_before + 1, "syncconf cost a handshake");
+    assert!(
+        s.token.counters().ecdh <= ecdh_before + 1,
+        "syncconf cost a handshake"
+    );
 
     // save: wg-quick rewrites the file from `wg showconf`; a peer added at run time is kept,
     // and so is the key, which was never in the file.
@@ -275,7 +289,9 @@ fn stock_wg_quick_up_strip_syncconf_save_down_and_up_again() {
     assert!(saved.contains(&runtime_peer), "{saved}");
     let key_file = s.config_dir.join(format!("{}.pkcs11", s.ifname));
     assert!(
-        std::fs::read_to_string(&key_file).unwrap().starts_with("pkcs11:"),
+        std::fs::read_to_string(&key_file)
+            .unwrap()
+            .starts_with("pkcs11:"),
         "the key file was touched"
     );
 
@@ -353,24 +369,48 @@ fn wg_pkcs11_up_and_down_by_name_in_etc_wireguard() {
         "10.79.0.0/24",
     ]);
     let save = by_name(&["save", &s.ifname]);
-    assert!(save.status.success(), "{}", String::from_utf8_lossy(&save.stderr));
+    assert!(
+        save.status.success(),
+        "{}",
+        String::from_utf8_lossy(&save.stderr)
+    );
     let saved = std::fs::read_to_string(&etc_conf).unwrap();
-    assert!(saved.contains("PrivateKey = pkcs11:"), "save lost the key:\n{saved}");
+    assert!(
+        saved.contains("PrivateKey = pkcs11:"),
+        "save lost the key:\n{saved}"
+    );
     assert!(saved.contains(&runtime_peer), "{saved}");
-    assert!(saved.contains(&format!("Address = {A_TUNNEL}/24")), "{saved}");
+    assert!(
+        saved.contains(&format!("Address = {A_TUNNEL}/24")),
+        "{saved}"
+    );
     // strip by name: for wg, without the URI and wg-quick's keys.
     let strip = by_name(&["strip", &s.ifname]);
     let stripped = String::from_utf8_lossy(&strip.stdout);
     assert!(strip.status.success());
-    assert!(!stripped.contains("pkcs11:") && !stripped.contains("Address"), "{stripped}");
+    assert!(
+        !stripped.contains("pkcs11:") && !stripped.contains("Address"),
+        "{stripped}"
+    );
     assert!(stripped.contains(&runtime_peer), "{stripped}");
 
     // SaveConfig = true: the daemon saves on its way down (what `wg set` added since is kept).
     let text = std::fs::read_to_string(&etc_conf).unwrap();
-    std::fs::write(&etc_conf, text.replacen("[Interface]\n", "[Interface]\nSaveConfig = true\n", 1))
-        .unwrap();
+    std::fs::write(
+        &etc_conf,
+        text.replacen("[Interface]\n", "[Interface]\nSaveConfig = true\n", 1),
+    )
+    .unwrap();
     let (_, late_peer) = wg_genkey();
-    s.a().run(["wg", "set", &s.ifname, "peer", &late_peer, "allowed-ips", "10.80.0.0/24"]);
+    s.a().run([
+        "wg",
+        "set",
+        &s.ifname,
+        "peer",
+        &late_peer,
+        "allowed-ips",
+        "10.80.0.0/24",
+    ]);
     let down = by_name(&["down", &s.ifname]);
     assert!(
         down.status.success(),
@@ -382,7 +422,10 @@ fn wg_pkcs11_up_and_down_by_name_in_etc_wireguard() {
     assert!(!uapi_socket(&s.ifname).exists());
     assert!(daemons_of(&s.ifname).is_empty());
     let saved = std::fs::read_to_string(&etc_conf).unwrap();
-    assert!(saved.contains(&late_peer), "SaveConfig did not save on down:\n{saved}");
+    assert!(
+        saved.contains(&late_peer),
+        "SaveConfig did not save on down:\n{saved}"
+    );
     assert!(saved.contains("PrivateKey = pkcs11:"), "{saved}");
     // Down again: not a WireGuard interface, exit 1 as wg-quick.
     let twice = by_name(&["down", &s.ifname]);
@@ -399,7 +442,10 @@ fn help_and_version_are_not_file_names() {
             .unwrap();
         assert!(out.status.success(), "{command} --help: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.starts_with(&format!("Usage: wg-pkcs11 {command}")), "{text}");
+        assert!(
+            text.starts_with(&format!("Usage: wg-pkcs11 {command}")),
+            "{text}"
+        );
     }
     let out = Command::new(wg_pkcs11_binary())
         .arg("--version")
@@ -407,7 +453,10 @@ fn help_and_version_are_not_file_names() {
         .unwrap();
     assert!(out.status.success());
     let version = String::from_utf8_lossy(&out.stdout);
-    let number = version.trim().strip_prefix("wg-pkcs11 ").expect("`wg-pkcs11 VERSION`");
+    let number = version
+        .trim()
+        .strip_prefix("wg-pkcs11 ")
+        .expect("`wg-pkcs11 VERSION`");
     assert!(number.split('.').count() == 3, "{version}");
     // Usage errors exit 1, as wg-quick's.
     let out = Command::new(wg_pkcs11_binary())
@@ -464,8 +513,13 @@ fn sd_notify_ready_sighup_reload_keeps_sessions_and_a_deleted_tun_ends_the_daemo
     assert!(ready.starts_with("READY=1"), "{ready}");
     assert!(link_exists(s.a(), &s.ifname));
     let address = s.a().run(["ip", "-brief", "address", "show", &s.ifname]);
-    assert!(address.contains(A_TUNNEL), "READY before the address: {address}");
-    assert!(wg_show_dump(s.a(), &s.ifname).peer(&s.peer_public).is_some());
+    assert!(
+        address.contains(A_TUNNEL),
+        "READY before the address: {address}"
+    );
+    assert!(wg_show_dump(s.a(), &s.ifname)
+        .peer(&s.peer_public)
+        .is_some());
 
     assert!(s.tunnel_works());
     let handshake = s.peer_handshake();
@@ -488,39 +542,65 @@ fn sd_notify_ready_sighup_reload_keeps_sessions_and_a_deleted_tun_ends_the_daemo
         unsafe { libc::kill(daemon.id() as i32, libc::SIGHUP) };
     };
     hup(&daemon);
-    let reloading = notify.next(Duration::from_secs(10)).expect("no RELOADING=1");
+    let reloading = notify
+        .next(Duration::from_secs(10))
+        .expect("no RELOADING=1");
     assert!(reloading.starts_with("RELOADING=1"), "{reloading}");
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
-    let ready = notify.next(Duration::from_secs(10)).expect("no READY=1 after reload");
+    let ready = notify
+        .next(Duration::from_secs(10))
+        .expect("no READY=1 after reload");
     assert!(ready.starts_with("READY=1"), "{ready}");
     let dump = wg_show_dump(s.a(), &s.ifname);
-    assert!(dump.peer(&added_peer).is_some(), "SIGHUP did not add the peer");
+    assert!(
+        dump.peer(&added_peer).is_some(),
+        "SIGHUP did not add the peer"
+    );
     let kept = dump.peer(&s.peer_public).expect("the kept peer is gone");
-    assert!(kept.allowed_ips.iter().any(|ip| ip == "10.66.0.0/24"), "{kept:?}");
+    assert!(
+        kept.allowed_ips.iter().any(|ip| ip == "10.66.0.0/24"),
+        "{kept:?}"
+    );
     assert!(ping(s.a(), B_TUNNEL, 1), "the tunnel stopped after SIGHUP");
     assert_eq!(s.peer_handshake(), handshake, "the reload cost the session");
-    assert!(s.token.counters().ecdh <= ecdh + 1, "the reload cost a handshake");
-    assert!(daemon.try_wait().unwrap().is_none(), "SIGHUP stopped the daemon");
+    assert!(
+        s.token.counters().ecdh <= ecdh + 1,
+        "the reload cost a handshake"
+    );
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the daemon"
+    );
 
     // SIGHUP with the added peer gone again.
     write_private(
         &s.conf,
-        &std::fs::read_to_string(&s.conf)
-            .unwrap()
-            .replace(&format!("\n[Peer]\nPublicKey = {added_peer}\nAllowedIPs = 10.77.0.0/24\n"), ""),
+        &std::fs::read_to_string(&s.conf).unwrap().replace(
+            &format!("\n[Peer]\nPublicKey = {added_peer}\nAllowedIPs = 10.77.0.0/24\n"),
+            "",
+        ),
     );
     hup(&daemon);
-    notify.next(Duration::from_secs(10)).expect("no RELOADING=1");
+    notify
+        .next(Duration::from_secs(10))
+        .expect("no RELOADING=1");
     notify.next(Duration::from_secs(10)).expect("no READY=1");
     assert!(wg_show_dump(s.a(), &s.ifname).peer(&added_peer).is_none());
 
     // A config that no longer parses: nothing changes, the tunnel runs on.
     write_private(&s.conf, "[Interface]\nthis is not a config\n");
     hup(&daemon);
-    notify.next(Duration::from_secs(10)).expect("no RELOADING=1");
+    notify
+        .next(Duration::from_secs(10))
+        .expect("no RELOADING=1");
     notify.next(Duration::from_secs(10)).expect("no READY=1");
-    assert!(daemon.try_wait().unwrap().is_none(), "a bad reload stopped the daemon");
-    assert!(wg_show_dump(s.a(), &s.ifname).peer(&s.peer_public).is_some());
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "a bad reload stopped the daemon"
+    );
+    assert!(wg_show_dump(s.a(), &s.ifname)
+        .peer(&s.peer_public)
+        .is_some());
     assert!(ping(s.a(), B_TUNNEL, 1));
 
     // The TUN deleted under the daemon (ip link del): it exits, cleanly and promptly.
@@ -538,13 +618,18 @@ fn sd_notify_ready_sighup_reload_keeps_sessions_and_a_deleted_tun_ends_the_daemo
     );
     assert!(daemon.wait().unwrap().success());
     assert!(!uapi_socket(&s.ifname).exists());
-    assert!(!log.contains("reading the TUN"), "the daemon spun on its dead TUN:\n{log}");
+    assert!(
+        !log.contains("reading the TUN"),
+        "the daemon spun on its dead TUN:\n{log}"
+    );
     let stopping = notify.next(Duration::from_secs(1)).expect("no STOPPING=1");
     assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
     // journald's form: a priority on every line, no timestamps of our own.
     for line in log.lines() {
         assert!(
-            line.starts_with("<3>") || line.starts_with("<4>") || line.starts_with("<6>")
+            line.starts_with("<3>")
+                || line.starts_with("<4>")
+                || line.starts_with("<6>")
                 || line.starts_with("<7>"),
             "not a journald line: {line:?}"
         );

@@ -51,25 +51,39 @@ WG_PKCS11_CONFIG_DIR (instead of /etc/wireguard). Exit status: 0 on success, 1 o
 /// One line of help per command, for `COMMAND --help`.
 fn command_help(command: &str) -> Option<&'static str> {
     Some(match command {
-        "up" => "Usage: wg-pkcs11 up [-f|--foreground] [ CONFIG_FILE | INTERFACE ]\n\n\
+        "up" => {
+            "Usage: wg-pkcs11 up [-f|--foreground] [ CONFIG_FILE | INTERFACE ]\n\n\
                  Bring up the interface and return once it is up (the daemon runs on). With\n\
                  --foreground, run in the foreground until SIGINT/SIGTERM (for systemd).\n\
-                 SIGHUP re-reads the config and applies peer changes as `wg syncconf` does.",
-        "down" => "Usage: wg-pkcs11 down [ CONFIG_FILE | INTERFACE ]\n\n\
-                   Take the interface down (saving it first if SaveConfig = true).",
-        "save" => "Usage: wg-pkcs11 save [ CONFIG_FILE | INTERFACE ]\n\n\
+                 SIGHUP re-reads the config and applies peer changes as `wg syncconf` does."
+        }
+        "down" => {
+            "Usage: wg-pkcs11 down [ CONFIG_FILE | INTERFACE ]\n\n\
+                   Take the interface down (saving it first if SaveConfig = true)."
+        }
+        "save" => {
+            "Usage: wg-pkcs11 save [ CONFIG_FILE | INTERFACE ]\n\n\
                    Save the running peers, listen port and fwmark into the config, keeping\n\
-                   its [Interface] lines (PrivateKey included).",
-        "strip" => "Usage: wg-pkcs11 strip [ CONFIG_FILE | INTERFACE ]\n\n\
+                   its [Interface] lines (PrivateKey included)."
+        }
+        "strip" => {
+            "Usage: wg-pkcs11 strip [ CONFIG_FILE | INTERFACE ]\n\n\
                     Print the config as `wg setconf` reads it: without wg-quick's keys and\n\
-                    without a pkcs11: PrivateKey (the daemon keeps its key).",
-        "genkey" => "Usage: wg-pkcs11 genkey URI\n\n\
-                     Generate an X25519 key pair in the token, print its public key.",
-        "pubkey" => "Usage: wg-pkcs11 pubkey [URI]\n\n\
+                    without a pkcs11: PrivateKey (the daemon keeps its key)."
+        }
+        "genkey" => {
+            "Usage: wg-pkcs11 genkey URI\n\n\
+                     Generate an X25519 key pair in the token, print its public key."
+        }
+        "pubkey" => {
+            "Usage: wg-pkcs11 pubkey [URI]\n\n\
                      Print the public key of the token key named by URI (or of a base64\n\
-                     private key read on stdin).",
-        "show" => "Usage: wg-pkcs11 show [INTERFACE]\n\n\
-                   Show the interface's state, with its public key.",
+                     private key read on stdin)."
+        }
+        "show" => {
+            "Usage: wg-pkcs11 show [INTERFACE]\n\n\
+                   Show the interface's state, with its public key."
+        }
         _ => return None,
     })
 }
@@ -120,9 +134,7 @@ fn main() -> ExitCode {
         }
         ["up", target] => cli::up::run(target, false),
         ["up", f, target] | ["up", target, f] if is_foreground(f) => cli::up::run(target, true),
-        ["up", ..] => {
-            return usage_error("`up` takes one config file or interface name (and -f)")
-        }
+        ["up", ..] => return usage_error("`up` takes one config file or interface name (and -f)"),
         ["down", target] => cli::quick::down(target),
         ["save", target] => cli::quick::save(target),
         ["strip", target] => cli::quick::strip(target),

@@ -112,8 +112,14 @@ mod tests {
         assert_eq!(module_dir_for(amd64), "/usr/lib/x86_64-linux-gnu/pkcs11");
         assert_eq!(module_dir_for(arm64), "/usr/lib/aarch64-linux-gnu/pkcs11");
         assert_eq!(module_dir_for(armhf), "/usr/lib/arm-linux-gnueabihf/pkcs11");
-        assert_eq!(proxy_for(arm64), "/usr/lib/aarch64-linux-gnu/p11-kit-proxy.so");
-        assert_eq!(proxy_for(armhf), "/usr/lib/arm-linux-gnueabihf/p11-kit-proxy.so");
+        assert_eq!(
+            proxy_for(arm64),
+            "/usr/lib/aarch64-linux-gnu/p11-kit-proxy.so"
+        );
+        assert_eq!(
+            proxy_for(armhf),
+            "/usr/lib/arm-linux-gnueabihf/p11-kit-proxy.so"
+        );
         assert_eq!(debian_multiarch("x86_64", "macos", "", ""), None);
         assert_eq!(module_dir_for(None), "/usr/lib/pkcs11");
     }

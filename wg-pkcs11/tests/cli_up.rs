@@ -207,7 +207,10 @@ impl Pair {
 
     /// `wg-pkcs11 up --foreground CONF` in A.
     fn up(&self, conf: &Path) -> Command {
-        self.wg_pkcs11(Some(&self.a), &["up", "--foreground", conf.to_str().unwrap()])
+        self.wg_pkcs11(
+            Some(&self.a),
+            &["up", "--foreground", conf.to_str().unwrap()],
+        )
     }
 
     /// PostUp runs last: once it has, addresses and routes are in place.

@@ -59,13 +59,23 @@ impl RunningDevice {
     /// ones added, the others updated in place (their sessions stay); the listen port and
     /// fwmark follow the file (a file without ListenPort keeps the current port). The
     /// interface key cannot change at run time: a config naming another key is refused whole.
-    pub fn sync(&self, config: &Config, running_key: &PrivateKeySource) -> Result<SyncSummary, String> {
+    pub fn sync(
+        &self,
+        config: &Config,
+        running_key: &PrivateKeySource,
+    ) -> Result<SyncSummary, String> {
         let guard = self.device.device.read();
         let device = guard.as_ref().ok_or("the interface is going down")?;
-        if !same_key(&config.interface.private_key, running_key, &device.public_key()) {
-            return Err("PrivateKey names another key than the running one: restart the \
+        if !same_key(
+            &config.interface.private_key,
+            running_key,
+            &device.public_key(),
+        ) {
+            return Err(
+                "PrivateKey names another key than the running one: restart the \
                         interface to change keys (nothing was applied)"
-                .into());
+                    .into(),
+            );
         }
         let mut summary = SyncSummary::default();
         if let Some(port) = config.interface.listen_port {
@@ -272,7 +282,10 @@ fn os_error(e: &std::io::Error, what: String) -> UapiError {
 /// Peer changes over UAPI, at info (what `wg set` / `wg syncconf` did, for the journal).
 fn log_peer_changes(ifname: &str, request: &SetRequest) {
     if request.replace_peers {
-        log::info!("{ifname}: peers replaced ({} in the new set)", request.peers.len());
+        log::info!(
+            "{ifname}: peers replaced ({} in the new set)",
+            request.peers.len()
+        );
         return;
     }
     for update in &request.peers {

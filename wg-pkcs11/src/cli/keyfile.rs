@@ -146,9 +146,11 @@ mod tests {
         assert!(parse_key_file("pkcs11:object=a\npkcs11:object=b\n")
             .unwrap_err()
             .contains("more than one"));
-        assert!(parse_key_file("yGp5pJYu8m5nW0e0WgXL4Xl2jY1fSyVX8+5M8A1X0mE=\n")
-            .unwrap_err()
-            .contains("not a pkcs11: URI"));
+        assert!(
+            parse_key_file("yGp5pJYu8m5nW0e0WgXL4Xl2jY1fSyVX8+5M8A1X0mE=\n")
+                .unwrap_err()
+                .contains("not a pkcs11: URI")
+        );
         assert!(parse_key_file("pkcs11:colour=red\n").is_err());
     }
 
@@ -160,7 +162,9 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(read_key_file(&path).is_ok());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
-        assert!(read_key_file(&path).unwrap_err().contains("group or others"));
+        assert!(read_key_file(&path)
+            .unwrap_err()
+            .contains("group or others"));
     }
 
     #[test]

@@ -68,7 +68,11 @@ fn format(buf: &mut Formatter, record: &Record) -> io::Result<()> {
             record.args()
         )
     } else {
-        writeln!(buf, "{}", journal_line(record.level(), &record.args().to_string()))
+        writeln!(
+            buf,
+            "{}",
+            journal_line(record.level(), &record.args().to_string())
+        )
     }
 }
 

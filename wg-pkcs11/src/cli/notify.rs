@@ -25,7 +25,9 @@ impl Readiness {
     /// From the environment: `$NOTIFY_SOCKET` and our own pipe marker. Both are removed from
     /// the environment so hooks (PostUp...) and their children do not inherit them.
     pub fn from_env() -> Readiness {
-        let notify_socket = std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty());
+        let notify_socket = std::env::var("NOTIFY_SOCKET")
+            .ok()
+            .filter(|s| !s.is_empty());
         let ready_pipe = std::env::var_os(READY_PIPE_ENV).is_some();
         std::env::remove_var("NOTIFY_SOCKET");
         std::env::remove_var(READY_PIPE_ENV);
@@ -37,7 +39,10 @@ impl Readiness {
 
     /// The interface is up and configured.
     pub fn ready(&mut self, status: &str) {
-        self.notify(&format!("READY=1\nSTATUS={status}\nMAINPID={}", std::process::id()));
+        self.notify(&format!(
+            "READY=1\nSTATUS={status}\nMAINPID={}",
+            std::process::id()
+        ));
         if self.ready_pipe {
             self.ready_pipe = false;
             let mut out = std::io::stdout().lock();

@@ -29,7 +29,15 @@ const DOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `[Interface]` keys wg-quick handles itself (not for `wg setconf`).
 const WG_QUICK_KEYS: [&str; 9] = [
-    "address", "dns", "mtu", "table", "preup", "postup", "predown", "postdown", "saveconfig",
+    "address",
+    "dns",
+    "mtu",
+    "table",
+    "preup",
+    "postup",
+    "predown",
+    "postdown",
+    "saveconfig",
 ];
 
 fn resolve(argument: &str) -> Result<(PathBuf, String), String> {
@@ -133,7 +141,10 @@ pub fn saved_text(original: &str, device: &DeviceInfo) -> String {
         out.push_str(&format!("FwMark = {:#x}\n", device.fwmark));
     }
     for peer in &device.peers {
-        out.push_str(&format!("\n[Peer]\nPublicKey = {}\n", b64(&peer.public_key)));
+        out.push_str(&format!(
+            "\n[Peer]\nPublicKey = {}\n",
+            b64(&peer.public_key)
+        ));
         if let Some(psk) = &peer.preshared_key {
             out.push_str(&format!("PresharedKey = {}\n", b64(psk)));
         }
@@ -173,8 +184,7 @@ pub fn save(argument: &str) -> Result<(), String> {
 pub fn save_config(path: &Path, ifname: &str) -> Result<(), String> {
     let device = uapi::client::get(&uapi::socket_path(ifname))
         .map_err(|_| format!("`{ifname}' is not a WireGuard interface"))?;
-    let original =
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let original = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let text = saved_text(&original, &device);
     // Fail closed: a save that would lose the key would leave the next start without one.
     if has_private_key(&original) && !has_private_key(&text) {
@@ -220,8 +230,7 @@ fn save_config_on_down(text: &str) -> bool {
             in_interface = section == "[interface]";
             return false;
         }
-        in_interface
-            && key_value(line).is_some_and(|(k, v)| k == "saveconfig" && v == "true")
+        in_interface && key_value(line).is_some_and(|(k, v)| k == "saveconfig" && v == "true")
     })
 }
 
@@ -265,7 +274,8 @@ pub fn down(argument: &str) -> Result<(), String> {
     // With SaveConfig = true the daemon saves the file itself on its way down.
     let (_, ifname) = resolve(argument)?;
     let socket = uapi::socket_path(&ifname);
-    let pid = socket_owner(&socket).map_err(|_| format!("`{ifname}' is not a WireGuard interface"))?;
+    let pid =
+        socket_owner(&socket).map_err(|_| format!("`{ifname}' is not a WireGuard interface"))?;
     // SAFETY: kill(2) with a pid and a signal number; no memory involved.
     if unsafe { libc::kill(pid, libc::SIGTERM) } < 0 {
         return Err(format!(
@@ -276,7 +286,9 @@ pub fn down(argument: &str) -> Result<(), String> {
     let deadline = Instant::now() + DOWN_TIMEOUT;
     while !has_exited(pid) {
         if Instant::now() > deadline {
-            return Err(format!("{ifname}: the daemon (pid {pid}) did not exit within {DOWN_TIMEOUT:?}"));
+            return Err(format!(
+                "{ifname}: the daemon (pid {pid}) did not exit within {DOWN_TIMEOUT:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

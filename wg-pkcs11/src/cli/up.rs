@@ -89,7 +89,10 @@ fn run_foreground(path: &Path) -> Result<(), String> {
         return Err(format!("{ifname}: {e}"));
     }
     if let Some(signal) = signals.stop_pending() {
-        log::info!("{ifname}: {} while starting: going down", signals::name(signal));
+        log::info!(
+            "{ifname}: {} while starting: going down",
+            signals::name(signal)
+        );
         take_down(net, uapi, device);
         return Ok(());
     }

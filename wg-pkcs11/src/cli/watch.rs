@@ -33,7 +33,11 @@ impl HandshakeLog {
         for (key, at) in &current {
             let before = self.seen.get(key).copied().flatten();
             if at.is_some() && *at != before {
-                log::info!("{}: peer {}: handshake completed", self.ifname, short_key(key));
+                log::info!(
+                    "{}: peer {}: handshake completed",
+                    self.ifname,
+                    short_key(key)
+                );
             }
         }
         self.seen = current.into_iter().collect();

@@ -107,7 +107,10 @@ impl Sender {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return TunState::Alive,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if interface_deleted(&e) => {
-                    log::info!("{}: the interface was deleted ({e})", self.shared.tun.name());
+                    log::info!(
+                        "{}: the interface was deleted ({e})",
+                        self.shared.tun.name()
+                    );
                     self.shared.tun_gone.store(true, Ordering::Release);
                     return TunState::Gone;
                 }

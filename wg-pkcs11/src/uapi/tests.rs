@@ -239,7 +239,8 @@ impl UapiBackend for MemoryBackend {
     fn set(&self, request: SetRequest) -> Result<(), UapiError> {
         if let Some(sent) = &request.private_key {
             // This backend's "token" key is K2's (any other key is refused, as by the device).
-            let token_public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(key(K2)));
+            let token_public =
+                x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(key(K2)));
             check_private_key(sent, token_public.as_bytes())?;
         }
         self.sets.lock().push(request.clone());
