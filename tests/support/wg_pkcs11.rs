@@ -107,7 +107,7 @@ impl WgPkcs11Conf {
     }
 }
 
-/// `wg-pkcs11 up CONF` running in a namespace.
+/// `wg-pkcs11 up --foreground CONF` running in a namespace.
 pub struct WgPkcs11 {
     pub ns: Netns,
     pub ifname: String,
@@ -123,7 +123,7 @@ impl WgPkcs11 {
             .expect("configuration file name is not UTF-8")
             .to_string();
         let mut command = ns.command(wg_pkcs11_binary());
-        command.arg("up").arg(conf_path);
+        command.arg("up").arg("--foreground").arg(conf_path);
         command.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

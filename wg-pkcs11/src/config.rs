@@ -407,6 +407,24 @@ impl Config {
 
     /// Parse the text of a file; `path` is only used in error messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_inner(path, text, None)
+    }
+
+    /// As [`Config::parse`], with the key to use when `[Interface]` has no `PrivateKey` (the
+    /// URI kept beside the file for stock wg-quick; see the binary's `cli/keyfile.rs`).
+    pub fn parse_with_default_key(
+        path: &Path,
+        text: &str,
+        default_key: PrivateKeySource,
+    ) -> Result<Config, ConfigError> {
+        Config::parse_inner(path, text, Some(default_key))
+    }
+
+    fn parse_inner(
+        path: &Path,
+        text: &str,
+        default_key: Option<PrivateKeySource>,
+    ) -> Result<Config, ConfigError> {
         let err = |line: Option<usize>, kind: ConfigErrorKind| ConfigError {
             file: path.to_path_buf(),
             line,
@@ -487,6 +505,7 @@ impl Config {
         let interface = interface.ok_or_else(|| err(None, ConfigErrorKind::MissingInterface))?;
         let private_key = interface
             .private_key
+            .or(default_key)
             .ok_or_else(|| err(Some(interface.line), ConfigErrorKind::MissingPrivateKey))?;
         let mut built: Vec<PeerConfig> = Vec::with_capacity(peers.len());
         for peer in peers {
@@ -605,8 +624,8 @@ fn interface_key(
         "saveconfig" => {
             if value.eq_ignore_ascii_case("true") {
                 warnings.push(
-                    "SaveConfig = true is ignored: wg-pkcs11 never rewrites its configuration \
-                     (the private key is a token reference, not a value to save)"
+                    "SaveConfig = true: the running peers, listen port and fwmark are saved into \
+                     this file when the interface goes down (the PrivateKey line is kept)"
                         .to_string(),
                 );
             } else if !value.eq_ignore_ascii_case("false") {

@@ -5,6 +5,7 @@
 //! ```text
 //! config      wg-quick style configuration files
 //! uri         RFC 7512 pkcs11: URIs
+//! multiarch   Debian's PKCS#11 module directory and p11-kit proxy for the build target
 //! key         StaticKey: a software key or a token key (C_DeriveKey)
 //! noise       the Noise_IKpsk2 handshake
 //! cookie      mac1/mac2 and cookie replies
@@ -24,6 +25,7 @@ pub mod cookie;
 pub mod device;
 pub mod key;
 pub mod keypair;
+pub mod multiarch;
 pub mod netconfig;
 pub mod noise;
 pub mod peer;

@@ -1,11 +1,14 @@
 //! `wg-pkcs11`: a WireGuard interface whose static key may live in a PKCS#11 token.
 //!
 //! ```text
-//! wg-pkcs11 up CONF          run the interface of CONF (wg-quick format) in the foreground
-//! wg-pkcs11 genkey URI       create an X25519 key pair in the token, print its public key
-//! wg-pkcs11 pubkey [URI]     print the public key of a token key (or of a base64 key on stdin)
-//! wg-pkcs11 list [URI]      the token's X25519 keys, each with its pkcs11: URI
-//! wg-pkcs11 show [IFNAME]    what `wg show` says, plus the interface's public key
+//! wg-pkcs11 up [-f] IFNAME|CONF    bring up the interface (detach once up; -f: stay in front)
+//! wg-pkcs11 down|save|strip IFNAME|CONF   as wg-quick
+//! wg-pkcs11 [-f] IFNAME           as `wireguard-go IFNAME`, for stock wg-quick
+//! wg-pkcs11 genkey URI            create an X25519 key pair in the token, print its public key
+//! wg-pkcs11 pubkey [URI]          print the public key of a token key (or of a base64 key)
+//! wg-pkcs11 show [--json] [IFNAME] what `wg show` says, plus the public key and key health
+//! wg-pkcs11 list [URI]           the token's X25519 keys, each with its pkcs11: URI
+//! wg-pkcs11 set IFNAME private-key-uri URI | rotate IFNAME   key rotation
 //! ```
 
 mod cli;
@@ -13,15 +16,25 @@ mod cli;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-Usage: wg-pkcs11 <command> [arguments]
+Usage: wg-pkcs11 [ up | down | save | strip ] [ CONFIG_FILE | INTERFACE ]
+       wg-pkcs11 [ -f | --foreground ] INTERFACE
+       wg-pkcs11 [ genkey URI | pubkey [URI] | show [INTERFACE] | --version | --help ]
 
-A WireGuard daemon whose private key may live in a PKCS#11 token (e.g. an NXP SE050).
+A WireGuard daemon whose private key lives in a PKCS#11 token (e.g. an NXP SE050), used like
+wg-quick. INTERFACE means /etc/wireguard/INTERFACE.conf; PrivateKey may be a pkcs11: URI, or
+be left out and the URI kept in /etc/wireguard/INTERFACE.pkcs11.
 
 Commands:
-  up CONF           Bring up the interface described by CONF (wg-quick format; the interface
-                    is named after the file: /etc/wireguard/wg0.conf -> wg0) and run it in the
-                    foreground until SIGINT/SIGTERM or until its UAPI socket is removed.
-                    PrivateKey may be base64 or a pkcs11: URI (RFC 7512).
+  up [-f] CONF      Bring up the interface: PreUp, the device, addresses, MTU, routes, DNS,
+                    PostUp. Returns once it is up; the daemon runs on until `down`, SIGTERM,
+                    or the interface is deleted. SIGHUP re-reads CONF as `wg syncconf` does.
+                    -f, --foreground: stay in the foreground (for service managers).
+  down CONF         Take the interface down (its daemon runs PreDown, PostDown).
+  save CONF         Write the running peers, port and fwmark into CONF, keeping PrivateKey.
+  strip CONF        Print CONF for `wg setconf` / `wg syncconf` (no wg-quick keys, no URI).
+  [-f] INTERFACE    Userspace-implementation mode, as `wireguard-go INTERFACE`: create the
+                    interface and wait for `wg setconf`. For stock wg-quick:
+                    WG_QUICK_USERSPACE_IMPLEMENTATION=wg-pkcs11 wg-quick up INTERFACE
   genkey URI        Generate an X25519 key pair in the token named by URI (object=LABEL and/or
                     id=ID name the new key) and print its public key in base64.
   pubkey [URI]      Print the base64 public key of the token key named by URI; without URI,
@@ -40,21 +53,85 @@ Commands:
                     Show the state of one interface, or of every wg-pkcs11/userspace interface,
                     with the key's health (URI, hardware or virtual chip, token model and
                     serial, ECDHs, latency, errors, reconnects, PIN state); --json: as JSON.
-  help, --help      This text.
+  --version         Print the version.
+  help, --help      This text; `COMMAND --help` for one command.
 
 URI examples:
-  pkcs11:token=SE050;object=wg-key;type=private?module-name=pkcs11_se050
+  pkcs11:token=SE050;object=wg-key;type=private?module-name=pkcs11-se050
   pkcs11:object=wg-key?module-name=pkcs11-se050&pin-source=/etc/wireguard/pin
 
-Logging: RUST_LOG=debug|info|warn (default info).";
+Environment: RUST_LOG=debug|info|warn (default info); PKCS11_SE050_CONF (the module's config);
+WG_PKCS11_CONFIG_DIR (instead of /etc/wireguard). Exit status: 0 on success, 1 on any error.";
+
+/// One line of help per command, for `COMMAND --help`.
+fn command_help(command: &str) -> Option<&'static str> {
+    Some(match command {
+        "up" => {
+            "Usage: wg-pkcs11 up [-f|--foreground] [ CONFIG_FILE | INTERFACE ]\n\n\
+                 Bring up the interface and return once it is up (the daemon runs on). With\n\
+                 --foreground, run in the foreground until SIGINT/SIGTERM (for systemd).\n\
+                 SIGHUP re-reads the config and applies peer changes as `wg syncconf` does."
+        }
+        "down" => {
+            "Usage: wg-pkcs11 down [ CONFIG_FILE | INTERFACE ]\n\n\
+                   Take the interface down (saving it first if SaveConfig = true)."
+        }
+        "save" => {
+            "Usage: wg-pkcs11 save [ CONFIG_FILE | INTERFACE ]\n\n\
+                   Save the running peers, listen port and fwmark into the config, keeping\n\
+                   its [Interface] lines (PrivateKey included)."
+        }
+        "strip" => {
+            "Usage: wg-pkcs11 strip [ CONFIG_FILE | INTERFACE ]\n\n\
+                    Print the config as `wg setconf` reads it: without wg-quick's keys and\n\
+                    without a pkcs11: PrivateKey (the daemon keeps its key)."
+        }
+        "genkey" => {
+            "Usage: wg-pkcs11 genkey URI\n\n\
+                     Generate an X25519 key pair in the token, print its public key."
+        }
+        "pubkey" => {
+            "Usage: wg-pkcs11 pubkey [URI]\n\n\
+                     Print the public key of the token key named by URI (or of a base64\n\
+                     private key read on stdin)."
+        }
+        "show" => {
+            "Usage: wg-pkcs11 show [--json] [INTERFACE]\n\n\
+                   Show the interface's state, with its public key and the key's health."
+        }
+        "list" => {
+            "Usage: wg-pkcs11 list [URI]\n\n\
+                   List the token's X25519 keys: label, id, public key and the pkcs11: URI."
+        }
+        "set" => {
+            "Usage: wg-pkcs11 set INTERFACE private-key-uri URI\n\n\
+                  Switch the running interface to another token key and handshake at once."
+        }
+        "rotate" => {
+            "Usage: wg-pkcs11 rotate INTERFACE [--config FILE] [--label NEW] [--hook CMD]\n\
+                     [--check CMD] [--timeout S]\n\n\
+                     Rotate the interface's token key without downtime (see the README)."
+        }
+        _ => return None,
+    })
+}
 
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("wg-pkcs11: {message}\n\n{USAGE}");
-    ExitCode::from(2)
+    // wg-quick's exit status for a usage error, as for every failure.
+    ExitCode::FAILURE
+}
+
+fn is_help(arg: &str) -> bool {
+    matches!(arg, "--help" | "-h" | "help")
+}
+
+fn is_foreground(arg: &str) -> bool {
+    matches!(arg, "-f" | "--foreground")
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    cli::logging::init();
     // std::env::args() would panic on an argument that is not UTF-8.
     let args: Result<Vec<String>, _> = std::env::args_os()
         .skip(1)
@@ -65,14 +142,33 @@ fn main() -> ExitCode {
         Err(bad) => return usage_error(&format!("argument {bad:?} is not valid UTF-8")),
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let [command, rest @ ..] = args.as_slice() {
+        if rest.iter().any(|a| is_help(a)) {
+            if let Some(help) = command_help(command) {
+                println!("{help}");
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
     let result = match args.as_slice() {
         [] => return usage_error("no command given"),
-        ["help" | "--help" | "-h", ..] => {
+        [help] if is_help(help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        ["up", conf] => cli::up::run(std::path::Path::new(conf)),
-        ["up", ..] => return usage_error("`up` takes exactly one argument: the config file"),
+        ["--version" | "-V" | "version"] => {
+            println!("wg-pkcs11 {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        ["up", target] => cli::up::run(target, false),
+        ["up", f, target] | ["up", target, f] if is_foreground(f) => cli::up::run(target, true),
+        ["up", ..] => return usage_error("`up` takes one config file or interface name (and -f)"),
+        ["down", target] => cli::quick::down(target),
+        ["save", target] => cli::quick::save(target),
+        ["strip", target] => cli::quick::strip(target),
+        ["down" | "save" | "strip", ..] => {
+            return usage_error("down, save and strip take one config file or interface name")
+        }
         ["genkey", uri] => cli::keys::genkey(uri),
         ["genkey", ..] => return usage_error("`genkey` takes exactly one argument: a pkcs11: URI"),
         ["pubkey"] => cli::keys::pubkey_from_stdin(),
@@ -93,6 +189,10 @@ fn main() -> ExitCode {
         ["show"] => cli::show::show_all(),
         ["show", ifname] => cli::show::show(ifname),
         ["show", ..] => return usage_error("`show` takes at most one argument: an interface name"),
+        [f, ifname] if is_foreground(f) => cli::userspace::run(ifname, true),
+        [ifname] if !ifname.starts_with('-') && cli::keyfile::is_interface_name(ifname) => {
+            cli::userspace::run(ifname, false)
+        }
         [other, ..] => return usage_error(&format!("unknown command `{other}`")),
     };
     match result {

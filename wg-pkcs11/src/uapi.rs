@@ -9,7 +9,10 @@
 //! - `get` never returns `private_key` (there is none to give), so `wg show` prints no public
 //!   key for the interface; it sends the public key as `wg_pkcs11_public_key`, which `wg`
 //!   ignores and `wg-pkcs11 show` prints.
-//! - `set` with `private_key` is refused with EPERM and nothing of the request is applied.
+//! - `set` with `private_key` is parsed and handed to the backend, which accepts it only when it
+//!   changes nothing ([`check_private_key`]): all zeros (what `wg setconf` / `wg syncconf` send
+//!   for a config without `PrivateKey`, as wg-quick's userspace mode does) or the token key's
+//!   own private key. Any other key is refused with EPERM and nothing of the request is applied.
 //!
 //! A `set` request is parsed completely before the backend sees it, so a malformed request
 //! changes nothing (wireguard-go applies lines as it reads them).
@@ -117,6 +120,8 @@ pub struct PeerUpdate {
 /// A complete `set` request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetRequest {
+    /// `private_key=`: the backend decides ([`check_private_key`]).
+    pub private_key: Option<Zeroizing<[u8; 32]>>,
     pub listen_port: Option<u16>,
     /// `Some(0)` removes the mark.
     pub fwmark: Option<u32>,
@@ -266,6 +271,28 @@ pub fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, UapiEr
     }
 }
 
+/// Whether a `private_key=` sent over UAPI may be accepted by a device whose static key (public
+/// half `token_public`) lives in a token: only if it changes nothing. All zeros is what `wg
+/// setconf` and `wg syncconf` send for a config without `PrivateKey` (wg-quick's userspace mode
+/// keeps the key's URI out of the file); the token key's own private key cannot be known
+/// outside the token, but a key whose public half is the token's is the same key. Any other key
+/// would silently replace the token's identity: refused with EPERM (fail closed).
+pub fn check_private_key(sent: &[u8; 32], token_public: &[u8; 32]) -> Result<(), UapiError> {
+    if *sent == [0u8; 32] {
+        return Ok(());
+    }
+    let secret = x25519_dalek::StaticSecret::from(*sent);
+    if x25519_dalek::PublicKey::from(&secret).as_bytes() == token_public {
+        return Ok(());
+    }
+    Err(UapiError::new(
+        EPERM,
+        "refusing to set private_key: the interface's private key lives in the PKCS#11 token \
+         and cannot be replaced over UAPI (leave PrivateKey out of the config given to `wg \
+         setconf`; the key's URI goes in /etc/wireguard/IFNAME.pkcs11)",
+    ))
+}
+
 /// Parse the `key=value` lines of a `set` request (without the `set=1` and the empty line).
 pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequest, UapiError> {
     let mut request = SetRequest::default();
@@ -289,11 +316,10 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
         match request.peers.last_mut() {
             None => {
                 match key {
-                    "private_key" => return Err(UapiError::new(
-                        EPERM,
-                        "refusing to set private_key: the interface's private key lives in the \
-                         PKCS#11 token and cannot be replaced over UAPI",
-                    )),
+                    "private_key" => {
+                        request.private_key =
+                            Some(Zeroizing::new(hex_key(key, value).map_err(invalid)?))
+                    }
                     "listen_port" => {
                         request.listen_port = Some(value.parse().map_err(|_| {
                             invalid(format!("listen_port `{value}` is not a port number"))
@@ -489,6 +515,9 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
 pub fn serialize_set(request: &SetRequest) -> String {
     use std::fmt::Write as _;
     let mut out = String::from("set=1\n");
+    if let Some(key) = &request.private_key {
+        let _ = writeln!(out, "private_key={}", key_to_hex(key));
+    }
     if let Some(port) = request.listen_port {
         let _ = writeln!(out, "listen_port={port}");
     }

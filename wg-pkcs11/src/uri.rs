@@ -14,12 +14,10 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-/// Where Debian's multiarch PKCS#11 modules live; `module:` lines of p11-kit files and
-/// `module-name` fall back to this directory.
-pub const PKCS11_LIBDIR: &str = "/usr/lib/x86_64-linux-gnu/pkcs11";
-
-/// The module used when a URI names none: p11-kit's proxy re-exports every registered module.
-pub const DEFAULT_MODULE: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
+// Where Debian's multiarch PKCS#11 modules live (`module:` lines of p11-kit files and
+// `module-name` fall back to that directory), and p11-kit's proxy (the module used when a URI
+// names none; it re-exports every registered module): for the build target's architecture,
+// see `multiarch.rs`.
 
 /// p11-kit's module registration directories, system first (as p11-kit reads them).
 pub const P11_KIT_MODULE_DIRS: &[&str] = &["/etc/pkcs11/modules", "/usr/share/p11-kit/modules"];
@@ -518,8 +516,8 @@ impl ModuleResolver {
         }
         ModuleResolver {
             module_dirs,
-            libdir: PathBuf::from(PKCS11_LIBDIR),
-            default_module: PathBuf::from(DEFAULT_MODULE),
+            libdir: PathBuf::from(crate::multiarch::pkcs11_module_dir()),
+            default_module: PathBuf::from(crate::multiarch::p11_kit_proxy()),
         }
     }
 

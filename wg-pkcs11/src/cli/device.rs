@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::RwLock;
-use wg_pkcs11::config::{Cidr, Config};
+use wg_pkcs11::config::{Cidr, Config, PrivateKeySource};
 use wg_pkcs11::device::{self, Device, DeviceConfig};
 use wg_pkcs11::key::{SoftKey, StaticKey};
-use wg_pkcs11::uapi::{DeviceInfo, PeerInfo, PeerUpdate, SetRequest, UapiBackend, UapiError};
+use wg_pkcs11::uapi::{
+    check_private_key, DeviceInfo, PeerInfo, PeerUpdate, SetRequest, UapiBackend, UapiError,
+};
 use zeroize::Zeroizing;
 
 /// A started device: what `up` needs to serve UAPI and to stop it.
@@ -28,6 +30,130 @@ impl RunningDevice {
         if let Some(device) = self.device.device.write().take() {
             device.stop();
         }
+    }
+
+    /// The TUN interface was deleted (`ip link del`, `wg-quick down`): time to exit.
+    pub fn tun_gone(&self) -> bool {
+        self.device
+            .device
+            .read()
+            .as_ref()
+            .is_none_or(|d| d.tun_gone())
+    }
+
+    /// Each peer's latest handshake, to log new handshakes at info.
+    pub fn handshakes(&self) -> Vec<([u8; 32], Option<SystemTime>)> {
+        let guard = self.device.device.read();
+        let Some(device) = guard.as_ref() else {
+            return Vec::new();
+        };
+        device
+            .peer_keys()
+            .iter()
+            .filter_map(|k| device.peer_info(k))
+            .map(|p| (p.public_key, p.last_handshake))
+            .collect()
+    }
+
+    /// Apply a re-read config the way `wg syncconf` does: peers that left are removed, new
+    /// ones added, the others updated in place (their sessions stay); the listen port and
+    /// fwmark follow the file (a file without ListenPort keeps the current port). The
+    /// interface key cannot change at run time: a config naming another key is refused whole.
+    pub fn sync(
+        &self,
+        config: &Config,
+        running_key: &PrivateKeySource,
+    ) -> Result<SyncSummary, String> {
+        let guard = self.device.device.read();
+        let device = guard.as_ref().ok_or("the interface is going down")?;
+        if !same_key(
+            &config.interface.private_key,
+            running_key,
+            &device.public_key(),
+        ) {
+            return Err(
+                "PrivateKey names another key than the running one: restart the \
+                        interface to change keys (nothing was applied)"
+                    .into(),
+            );
+        }
+        let mut summary = SyncSummary::default();
+        if let Some(port) = config.interface.listen_port {
+            if port != device.listen_port() {
+                device
+                    .set_listen_port(port)
+                    .map_err(|e| format!("changing the listen port to {port}: {e}"))?;
+            }
+        }
+        let mark = config.interface.fwmark.unwrap_or(0);
+        if mark != device.fwmark() {
+            device
+                .set_fwmark(mark)
+                .map_err(|e| format!("setting fwmark {mark:#x}: {e}"))?;
+        }
+        let wanted: Vec<device::PeerConfig> = config.peers.iter().map(device_peer).collect();
+        for key in device.peer_keys() {
+            if !wanted.iter().any(|p| p.public_key == key) {
+                device.remove_peer(&key);
+                summary.removed.push(key);
+            }
+        }
+        for peer in &wanted {
+            let before = device.peer_info(&peer.public_key);
+            device.set_peer(&device::PeerConfig {
+                allowed_ips: Vec::new(),
+                ..peer.clone()
+            });
+            device.replace_allowed_ips(&peer.public_key, &peer.allowed_ips);
+            match before {
+                None => summary.added.push(peer.public_key),
+                Some(before) => {
+                    let mut old_ips = before.allowed_ips.clone();
+                    let mut new_ips = peer.allowed_ips.clone();
+                    old_ips.sort();
+                    new_ips.sort();
+                    let changed = old_ips != new_ips
+                        || before.preshared_key != peer.preshared_key
+                        || before.persistent_keepalive != peer.persistent_keepalive
+                        || peer.endpoint.is_some_and(|e| before.endpoint != Some(e));
+                    if changed {
+                        summary.updated.push(peer.public_key);
+                    }
+                }
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Default)]
+pub struct SyncSummary {
+    pub added: Vec<[u8; 32]>,
+    pub removed: Vec<[u8; 32]>,
+    pub updated: Vec<[u8; 32]>,
+}
+
+/// Whether a re-read `PrivateKey` is the key the device runs with.
+fn same_key(new: &PrivateKeySource, running: &PrivateKeySource, public: &[u8; 32]) -> bool {
+    match (new, running) {
+        (PrivateKeySource::Pkcs11(a), PrivateKeySource::Pkcs11(b)) => a == b,
+        (PrivateKeySource::Inline(bytes), _) => {
+            let secret = x25519_dalek::StaticSecret::from(**bytes);
+            x25519_dalek::PublicKey::from(&secret).as_bytes() == public
+        }
+        _ => false,
+    }
+}
+
+/// A config file's peer as the device takes it.
+pub fn device_peer(p: &wg_pkcs11::config::PeerConfig) -> device::PeerConfig {
+    device::PeerConfig {
+        public_key: p.public_key,
+        preshared_key: p.preshared_key.as_deref().copied(),
+        endpoint: p.endpoint,
+        allowed_ips: p.allowed_ips.iter().map(to_pair).collect(),
+        persistent_keepalive: p.persistent_keepalive.unwrap_or(0),
     }
 }
 
@@ -50,17 +176,17 @@ pub fn start_device(
     let mut device_config = DeviceConfig::new(ifname, key);
     device_config.listen_port = config.interface.listen_port.unwrap_or(0);
     device_config.fwmark = config.interface.fwmark.unwrap_or(0);
-    device_config.peers = config
-        .peers
-        .iter()
-        .map(|p| device::PeerConfig {
-            public_key: p.public_key,
-            preshared_key: p.preshared_key.as_deref().copied(),
-            endpoint: p.endpoint,
-            allowed_ips: p.allowed_ips.iter().map(to_pair).collect(),
-            persistent_keepalive: p.persistent_keepalive.unwrap_or(0),
-        })
-        .collect();
+    device_config.peers = config.peers.iter().map(device_peer).collect();
+    run(device_config, key_in_hardware)
+}
+
+/// A device with no peers yet, configured later over UAPI (`wg setconf`, as wg-quick does).
+pub fn start_unconfigured(ifname: &str, key: Arc<dyn StaticKey>) -> Result<RunningDevice, String> {
+    let key_in_hardware = key.in_hardware();
+    run(DeviceConfig::new(ifname, key), key_in_hardware)
+}
+
+fn run(device_config: DeviceConfig, key_in_hardware: bool) -> Result<RunningDevice, String> {
     let device = Device::start(device_config).map_err(|e| e.to_string())?;
     let backend = Arc::new(DeviceBackend {
         device: RwLock::new(Some(device)),
@@ -130,6 +256,10 @@ impl UapiBackend for DeviceBackend {
     fn set(&self, request: SetRequest) -> Result<(), UapiError> {
         let guard = self.device.read();
         let device = guard.as_ref().ok_or_else(gone)?;
+        // First, so a refused key leaves everything else of the request unapplied.
+        if let Some(sent) = &request.private_key {
+            check_private_key(sent, &device.public_key())?;
+        }
         if let Some(mark) = request.fwmark {
             device
                 .set_fwmark(mark)
@@ -146,6 +276,7 @@ impl UapiBackend for DeviceBackend {
         for update in &request.peers {
             apply_peer(device, update);
         }
+        log_peer_changes(device.name(), &request);
         if let Some(uri) = &request.private_key_uri {
             super::rotate::switch_device_key(device, uri)?;
         }
@@ -164,6 +295,31 @@ fn os_error(e: &std::io::Error, what: String) -> UapiError {
         _ => libc::EIO,
     });
     UapiError::new(errno, format!("{what}: {e}"))
+}
+
+/// Peer changes over UAPI, at info (what `wg set` / `wg syncconf` did, for the journal).
+fn log_peer_changes(ifname: &str, request: &SetRequest) {
+    if request.replace_peers {
+        log::info!(
+            "{ifname}: peers replaced ({} in the new set)",
+            request.peers.len()
+        );
+        return;
+    }
+    for update in &request.peers {
+        let key = short_key(&update.public_key);
+        if update.remove {
+            log::info!("{ifname}: peer {key} removed");
+        } else {
+            log::info!("{ifname}: peer {key} set");
+        }
+    }
+}
+
+/// A public key in log lines: its base64 form, as `wg show` prints it.
+pub fn short_key(key: &[u8; 32]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 fn apply_peer(device: &Device, update: &PeerUpdate) {

@@ -1,9 +1,17 @@
-//! The commands of the `wg-pkcs11` binary, one file each.
+//! The commands of the `wg-pkcs11` binary, one file each, and what they share.
 
+pub mod detach;
 pub mod device;
+pub mod keyfile;
 pub mod keys;
 pub mod list;
+pub mod logging;
+pub mod notify;
+pub mod quick;
 pub mod rotate;
 pub mod show;
 pub mod show_health;
+pub mod signals;
 pub mod up;
+pub mod userspace;
+pub mod watch;

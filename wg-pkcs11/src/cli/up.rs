@@ -1,73 +1,31 @@
-//! `up CONF`: bring the interface up in the foreground and take everything down again on
-//! SIGINT/SIGTERM or when the UAPI socket is removed.
+//! `up [--foreground] IFNAME|CONF`: bring the interface up and run it until SIGINT/SIGTERM, until
+//! its UAPI socket is removed, or until its TUN is deleted. Without `--foreground` the command
+//! returns once the interface is up and the daemon runs on (see `detach.rs`). SIGHUP re-reads
+//! the config and applies it as `wg syncconf` would (peers added, removed, updated; sessions of
+//! the peers that stay are kept).
 //!
 //! Order (as wg-quick): PreUp, device (TUN + UDP + peers), UAPI socket, addresses/MTU/routes/
 //! DNS, PostUp ... PreDown, routes etc. undone, socket removed, device closed, PostDown.
 
 use std::path::Path;
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
-use wg_pkcs11::config::{interface_name_from_path, Config, PrivateKeySource};
+use wg_pkcs11::config::{interface_name_from_path, PrivateKeySource};
 use wg_pkcs11::key::{StaticKey, TokenKey};
 use wg_pkcs11::netconfig::NetConfig;
 use wg_pkcs11::uapi::UapiServer;
 
-use super::device::{start_device, RunningDevice};
+use super::device::{short_key, start_device, RunningDevice};
+use super::keyfile;
+use super::notify::Readiness;
+use super::signals::{self, CaughtSignals, Request};
+use super::watch::HandshakeLog;
 
-/// The signals that end the daemon.
-const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
-
-/// The stop signals, caught by signal-hook from the start of `up` (so one that comes while the
-/// key is still loading is not lost) and handed over by a thread of their own, so none of our
-/// code runs inside a signal handler and the main thread can wait with a timeout.
-struct StopSignals {
-    received: mpsc::Receiver<i32>,
-    handle: signal_hook::iterator::Handle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl StopSignals {
-    fn catch() -> Result<StopSignals, String> {
-        let mut signals = Signals::new(STOP_SIGNALS)
-            .map_err(|e| format!("cannot catch the stop signals: {e}"))?;
-        let handle = signals.handle();
-        let (sender, received) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for signal in signals.forever() {
-                    if sender.send(signal).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-        Ok(StopSignals {
-            received,
-            handle,
-            thread: Some(thread),
-        })
-    }
-
-    /// Wait up to `timeout` for a stop signal; returns it if one came.
-    fn wait(&self, timeout: Duration) -> Option<i32> {
-        self.received.recv_timeout(timeout).ok()
-    }
-}
-
-impl Drop for StopSignals {
-    fn drop(&mut self) {
-        self.handle.close();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+/// How often the main loop looks at the socket and the TUN (a deleted TUN ends the daemon
+/// within this, plus the teardown).
+const LOOP_TICK: Duration = Duration::from_millis(100);
 
 /// The static key the config names: in a token (URI) or in the file (base64).
 pub fn load_key(source: &PrivateKeySource) -> Result<Arc<dyn StaticKey>, String> {
@@ -80,14 +38,28 @@ pub fn load_key(source: &PrivateKeySource) -> Result<Arc<dyn StaticKey>, String>
     }
 }
 
-pub fn run(path: &Path) -> Result<(), String> {
-    let stop_signals = StopSignals::catch()?;
+/// `wg-pkcs11 up [--foreground] ARG`.
+pub fn run(argument: &str, foreground: bool) -> Result<(), String> {
+    if !foreground {
+        return super::detach::run_detached(&[
+            "up".to_string(),
+            "--foreground".to_string(),
+            argument.to_string(),
+        ]);
+    }
+    run_foreground(&keyfile::config_path(argument))
+}
+
+fn run_foreground(path: &Path) -> Result<(), String> {
+    let mut readiness = Readiness::from_env();
+    let signals = CaughtSignals::catch()?;
     let ifname = interface_name_from_path(path)?;
-    let mut config = Config::load(path).map_err(|e| e.to_string())?;
+    let mut config = keyfile::load_config(path)?;
     for warning in &config.warnings {
         log::warn!("{}: {warning}", path.display());
     }
-    let key = load_key(&config.interface.private_key)?;
+    let running_key = config.interface.private_key.clone();
+    let key = load_key(&running_key)?;
     log::info!(
         "{ifname}: public key {}",
         base64::engine::general_purpose::STANDARD.encode(key.public_key())
@@ -116,19 +88,81 @@ pub fn run(path: &Path) -> Result<(), String> {
         net.post_down();
         return Err(format!("{ifname}: {e}"));
     }
+    if let Some(signal) = signals.stop_pending() {
+        log::info!(
+            "{ifname}: {} while starting: going down",
+            signals::name(signal)
+        );
+        take_down(net, uapi, device);
+        return Ok(());
+    }
     log::info!("{ifname}: up (UAPI {})", uapi.path().display());
+    readiness.ready(&format!("{ifname} is up"));
 
+    let mut handshakes = HandshakeLog::new(&ifname);
     let reason = loop {
-        if let Some(signal) = stop_signals.wait(Duration::from_millis(250)) {
-            break format!("signal {signal}");
+        match signals.wait(LOOP_TICK) {
+            Some(Request::Stop(signal)) => break signals::name(signal).to_string(),
+            Some(Request::Reload) => {
+                readiness.reloading();
+                reload(&ifname, path, &device, &running_key);
+                readiness.ready(&format!("{ifname} is up"));
+            }
+            None => {}
         }
         if uapi.socket_removed() {
             break format!("{} removed", uapi.path().display());
         }
+        if device.tun_gone() {
+            break "the interface was deleted".to_string();
+        }
+        handshakes.tick(&device);
     };
     log::info!("{ifname}: going down ({reason})");
+    readiness.stopping();
+    // SaveConfig = true: as wg-quick's down, save before anything is taken down (a deleted
+    // interface has nothing left to save).
+    if !device.tun_gone() && super::quick::wants_save(path) {
+        if let Err(e) = super::quick::save_config(path, &ifname) {
+            log::error!("{ifname}: SaveConfig: {e}");
+        }
+    }
     take_down(net, uapi, device);
     Ok(())
+}
+
+/// SIGHUP: re-read the file and apply it like `wg syncconf`. A config that does not parse, or
+/// names another key, changes nothing (and the tunnel runs on).
+fn reload(ifname: &str, path: &Path, device: &RunningDevice, running_key: &PrivateKeySource) {
+    log::info!("{ifname}: SIGHUP: re-reading {}", path.display());
+    let config = match keyfile::load_config(path) {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!("{ifname}: reload refused, nothing changed: {e}");
+            return;
+        }
+    };
+    match device.sync(&config, running_key) {
+        Ok(summary) => {
+            for key in &summary.added {
+                log::info!("{ifname}: peer {} added", short_key(key));
+            }
+            for key in &summary.removed {
+                log::info!("{ifname}: peer {} removed", short_key(key));
+            }
+            for key in &summary.updated {
+                log::info!("{ifname}: peer {} updated", short_key(key));
+            }
+            log::info!(
+                "{ifname}: reloaded ({} added, {} removed, {} updated; addresses, routes and \
+                 hooks are applied at the next up, as with wg syncconf)",
+                summary.added.len(),
+                summary.removed.len(),
+                summary.updated.len()
+            );
+        }
+        Err(e) => log::error!("{ifname}: reload refused: {e}"),
+    }
 }
 
 fn take_down(mut net: NetConfig, uapi: UapiServer, device: RunningDevice) {

@@ -176,6 +176,9 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) jobs: JobQueue,
     pub(crate) stop: AtomicBool,
+    /// The TUN interface was deleted (`ip link del`, `wg-quick down`): the device is dead and
+    /// its owner should stop it (see [`Device::tun_gone`]).
+    pub(crate) tun_gone: AtomicBool,
     pub(crate) tun_waker: Waker,
     pub(crate) udp_waker: Waker,
 }
@@ -274,6 +277,7 @@ impl Device {
             counters,
             jobs: JobQueue::new(),
             stop: AtomicBool::new(false),
+            tun_gone: AtomicBool::new(false),
             tun_waker: Waker::new()?,
             udp_waker: Waker::new()?,
         });
@@ -342,6 +346,12 @@ impl Device {
     /// Change the socket's fwmark (SO_MARK) at run time; 0 removes it.
     pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
         self.shared.udp.set_fwmark(mark)
+    }
+
+    /// True once the TUN interface was deleted under us: nothing can pass any more, and the
+    /// daemon should go down (as wireguard-go does when its interface disappears).
+    pub fn tun_gone(&self) -> bool {
+        self.shared.tun_gone.load(Ordering::Acquire)
     }
 
     /// Whether the TUN runs with virtio-net headers and TSO/GRO.

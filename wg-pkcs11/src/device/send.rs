@@ -64,14 +64,31 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if ready != Ready::Readable {
             s.flush_staged();
         }
-        if ready != Ready::Woken {
-            s.read_round();
+        if ready != Ready::Woken && s.read_round() == TunState::Gone {
+            // Nothing will ever be readable again: stop polling a dead descriptor.
+            return;
         }
     }
 }
 
+/// Whether the TUN is still there after a read round.
+#[derive(PartialEq, Eq)]
+enum TunState {
+    Alive,
+    Gone,
+}
+
+/// The errors a TUN read gives once its interface was deleted: EBADFD ("File descriptor in bad
+/// state") from tun_chr_read_iter when the tun_struct is detached; EIO / ENXIO from older kernels.
+fn interface_deleted(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD) | Some(libc::EIO) | Some(libc::ENXIO) | Some(libc::ENODEV)
+    )
+}
+
 impl Sender {
-    fn read_round(&mut self) {
+    fn read_round(&mut self) -> TunState {
         let offload = self.shared.tun.offload();
         for _ in 0..READS_PER_ROUND {
             // Without offload the kernel gives bare IP packets: read them after
@@ -87,12 +104,20 @@ impl Sender {
             };
             let n = match r {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return TunState::Alive,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if interface_deleted(&e) => {
+                    log::info!(
+                        "{}: the interface was deleted ({e})",
+                        self.shared.tun.name()
+                    );
+                    self.shared.tun_gone.store(true, Ordering::Release);
+                    return TunState::Gone;
+                }
                 Err(e) => {
                     log::warn!("reading the TUN: {e}");
                     std::thread::sleep(std::time::Duration::from_millis(10));
-                    return;
+                    return TunState::Alive;
                 }
             };
             if n <= VNET_HDR_LEN {
@@ -112,6 +137,7 @@ impl Sender {
             self.send_packet(&state, &pkt[..n], now);
             self.read_buf = pkt;
         }
+        TunState::Alive
     }
 
     /// Encrypt and send one TUN read (vnet header first) to `state`'s peer,

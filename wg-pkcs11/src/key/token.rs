@@ -356,6 +356,26 @@ impl TokenKey {
                 found.push((token, session, handle, public));
             }
         }
+        // One chip offered twice (its module registered with p11-kit twice, e.g. a packaged and
+        // a locally built copy, both reached through p11-kit-proxy): the same token serial and
+        // the same public key are the same key, whichever slot answers. Anything else stays an
+        // ambiguity the URI must resolve.
+        if found.len() > 1 {
+            let (first, .., first_public) = &found[0];
+            let same_key = !first.serial.is_empty()
+                && found.iter().all(|(t, .., public)| {
+                    t.serial == first.serial && t.label == first.label && public == first_public
+                });
+            if same_key {
+                log::debug!(
+                    "token `{}` (serial `{}`) is offered by {} slots: using the first",
+                    first.label,
+                    first.serial,
+                    found.len()
+                );
+                found.truncate(1);
+            }
+        }
         match found.len() {
             0 => Err(TokenError(format!(
                 "no X25519 private key matching {} in module {} (is the object label/id right, and does \

@@ -65,10 +65,26 @@ fn empty_fwmark_means_off() {
 }
 
 #[test]
-fn private_key_is_refused_with_eperm() {
-    let e = set_error(&format!("private_key={K1}\n"));
+fn private_key_is_parsed_for_the_backend_to_check() {
+    let Some(Request::Set(set)) = request(&format!("set=1\nprivate_key={K1}\n\n")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(set.private_key.as_deref(), Some(&key(K1)));
+    assert_eq!(set_error("private_key=00\n").errno, libc::EINVAL);
+}
+
+#[test]
+fn only_a_private_key_that_changes_nothing_is_accepted() {
+    let token_secret = x25519_dalek::StaticSecret::from(key(K2));
+    let token_public = *x25519_dalek::PublicKey::from(&token_secret).as_bytes();
+    // What wg setconf / syncconf send for a config without PrivateKey.
+    assert!(check_private_key(&[0; 32], &token_public).is_ok());
+    // The token key itself (its public half matches): nothing changes.
+    assert!(check_private_key(&key(K2), &token_public).is_ok());
+    // Any other key would replace the token's identity.
+    let e = check_private_key(&key(K1), &token_public).unwrap_err();
     assert_eq!(e.errno, libc::EPERM);
-    assert!(e.message.contains("token"));
+    assert!(e.message.contains("token"), "{}", e.message);
 }
 
 #[test]
@@ -187,6 +203,7 @@ fn get_reply_round_trips() {
 #[test]
 fn set_request_round_trips() {
     let set = SetRequest {
+        private_key: Some(Zeroizing::new([0; 32])),
         listen_port: Some(1),
         fwmark: Some(0),
         replace_peers: true,
@@ -228,6 +245,12 @@ impl UapiBackend for MemoryBackend {
     }
 
     fn set(&self, request: SetRequest) -> Result<(), UapiError> {
+        if let Some(sent) = &request.private_key {
+            // This backend's "token" key is K2's (any other key is refused, as by the device).
+            let token_public =
+                x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(key(K2)));
+            check_private_key(sent, token_public.as_bytes())?;
+        }
         self.sets.lock().push(request.clone());
         let mut d = self.device.lock();
         if let Some(port) = request.listen_port {
