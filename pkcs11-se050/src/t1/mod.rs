@@ -142,3 +142,5 @@ impl std::error::Error for LinkError {}
 
 #[cfg(test)]
 mod link_tests;
+#[cfg(test)]
+mod link_bound_tests;
