@@ -22,6 +22,7 @@ pub mod allowedips;
 pub mod config;
 pub mod cookie;
 pub mod device;
+pub mod endpoint;
 pub mod key;
 pub mod keypair;
 pub mod netconfig;

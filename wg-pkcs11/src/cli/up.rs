@@ -7,15 +7,16 @@
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use wg_pkcs11::config::{interface_name_from_path, Config, PrivateKeySource};
+use wg_pkcs11::endpoint::{self, PeerState, Reresolver};
 use wg_pkcs11::key::{StaticKey, TokenKey};
 use wg_pkcs11::netconfig::NetConfig;
-use wg_pkcs11::uapi::UapiServer;
+use wg_pkcs11::uapi::{PeerUpdate, SetRequest, UapiBackend, UapiServer};
 
 use super::device::{start_device, RunningDevice};
 
@@ -87,6 +88,16 @@ pub fn run(path: &Path) -> Result<(), String> {
     for warning in &config.warnings {
         log::warn!("{}: {warning}", path.display());
     }
+    // The file is parsed without a lookup; host names are resolved now, once.
+    config
+        .resolve_endpoints(path, &endpoint::system_resolver)
+        .map_err(|e| e.to_string())?;
+    let mut reresolver = Reresolver::new(
+        config
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.public_key, p.endpoint.clone()?))),
+    );
     let key = load_key(&config.interface.private_key)?;
     log::info!(
         "{ifname}: public key {}",
@@ -118,9 +129,14 @@ pub fn run(path: &Path) -> Result<(), String> {
     }
     log::info!("{ifname}: up (UAPI {})", uapi.path().display());
 
+    let mut next_reresolve = Instant::now() + endpoint::RERESOLVE_INTERVAL;
     let reason = loop {
         if let Some(signal) = stop_signals.wait(Duration::from_millis(250)) {
             break format!("signal {signal}");
+        }
+        if !reresolver.is_empty() && Instant::now() >= next_reresolve {
+            reresolve(&ifname, &mut reresolver, device.backend.as_ref());
+            next_reresolve = Instant::now() + endpoint::RERESOLVE_INTERVAL;
         }
         if uapi.socket_removed() {
             break format!("{} removed", uapi.path().display());
@@ -129,6 +145,42 @@ pub fn run(path: &Path) -> Result<(), String> {
     log::info!("{ifname}: going down ({reason})");
     take_down(net, uapi, device);
     Ok(())
+}
+
+/// Point quiet peers with a host-name endpoint at what the name resolves to now.
+fn reresolve(ifname: &str, reresolver: &mut Reresolver, backend: &dyn UapiBackend) {
+    let Ok(info) = backend.get() else { return };
+    let running: Vec<PeerState> = info
+        .peers
+        .iter()
+        .map(|p| PeerState {
+            public_key: p.public_key,
+            endpoint: p.endpoint,
+            last_handshake: p.last_handshake,
+        })
+        .collect();
+    let changes = reresolver.check(&running, SystemTime::now(), &endpoint::system_resolver);
+    if changes.is_empty() {
+        return;
+    }
+    let request = SetRequest {
+        peers: changes
+            .into_iter()
+            .map(|(public_key, address)| {
+                log::info!("{ifname}: a peer's endpoint name now resolves to {address}");
+                PeerUpdate {
+                    public_key,
+                    update_only: true,
+                    endpoint: Some(address),
+                    ..PeerUpdate::default()
+                }
+            })
+            .collect(),
+        ..SetRequest::default()
+    };
+    if let Err(e) = backend.set(request) {
+        log::warn!("{ifname}: setting a re-resolved endpoint failed: {e}");
+    }
 }
 
 fn take_down(mut net: NetConfig, uapi: UapiServer, device: RunningDevice) {
