@@ -64,6 +64,10 @@ impl Deadline {
     fn passed(&self) -> bool {
         self.elapsed() > self.limit
     }
+
+    fn exhausted(&self) -> bool {
+        self.remaining().is_zero()
+    }
 }
 
 /// Tunables of the host side. The defaults suit a real SE050.
@@ -405,7 +409,8 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                             },
                             &[multiplier],
                         );
-                        self.send(&last_sent, deadline)?;
+                        self.send(&last_sent, deadline)
+                            .map_err(|e| timed_out(e, deadline, wtx_requests))?;
                         window = self.reply_window(multiplier);
                         continue;
                     }
@@ -446,6 +451,13 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                     )),
                 ),
                 Err(ReadFailure::Silent(waited)) => {
+                    if deadline.exhausted() {
+                        // Cut short by the call's limit, not a silence of a whole window.
+                        return Err(LinkError::ResponseTimeout {
+                            waited: deadline.elapsed(),
+                            wtx_requests,
+                        });
+                    }
                     silences += 1;
                     if silences > MAX_SILENCES {
                         return Err(LinkError::NotResponding {
@@ -483,7 +495,8 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
             }
             log::debug!("T=1 recovery {retries}: {problem}");
             if let Some(recovery) = recovery {
-                self.send(&recovery, deadline)?;
+                self.send(&recovery, deadline)
+                    .map_err(|e| timed_out(e, deadline, wtx_requests))?;
             }
             window = self.reply_window(1);
         }
@@ -635,6 +648,18 @@ where
 
     fn resync(&mut self) -> Result<(), LinkError> {
         T1Link::resync(self)
+    }
+}
+
+/// A chip still busy (NACKing) when the call's time is up: the overall limit is what ended
+/// the call, so say that rather than "not responding".
+fn timed_out(error: LinkError, deadline: Deadline, wtx_requests: u32) -> LinkError {
+    match error {
+        LinkError::NotResponding { .. } if deadline.exhausted() => LinkError::ResponseTimeout {
+            waited: deadline.elapsed(),
+            wtx_requests,
+        },
+        other => other,
     }
 }
 
