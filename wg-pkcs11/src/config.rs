@@ -6,13 +6,15 @@
 //! wrong, because a config is read by a person at boot when the tunnel does not come up.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use base64::Engine;
 use zeroize::Zeroizing;
 
+pub use crate::endpoint::Endpoint;
+use crate::endpoint::Resolver;
 use crate::uri::{is_pkcs11_uri, Pkcs11Uri};
 
 /// An address with a prefix length: `10.0.0.1/24`, `fd00::/64`. Host bits are kept (an
@@ -141,8 +143,9 @@ pub struct PeerConfig {
     pub preshared_key: Option<Zeroizing<[u8; 32]>>,
     /// As written (host bits included); use [`Cidr::network`] for routing.
     pub allowed_ips: Vec<Cidr>,
-    /// Resolved when the file is read (host names included), as wg(8) does.
-    pub endpoint: Option<SocketAddr>,
+    /// As written: a host name is resolved when the interface comes up
+    /// ([`Config::resolve_endpoints`]), never while the file is parsed.
+    pub endpoint: Option<Endpoint>,
     /// Seconds; `None` when absent, `off` or 0.
     pub persistent_keepalive: Option<u16>,
     /// Line of the `[Peer]` header, for messages about this peer.
@@ -306,45 +309,9 @@ fn parse_u32_any_base(key: &str, value: &str) -> Result<u32, ConfigErrorKind> {
     })
 }
 
-/// `1.2.3.4:51820`, `[fd00::1]:51820` or `host.example:51820` (resolved now).
-pub fn parse_endpoint(value: &str) -> Result<SocketAddr, String> {
-    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("`{value}`: `[` without `]`"))?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or_else(|| format!("`{value}`: expected `:PORT` after `]`"))?;
-        (host, port)
-    } else {
-        let (host, port) = value
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{value}`: expected HOST:PORT"))?;
-        if host.contains(':') {
-            return Err(format!(
-                "`{value}`: an IPv6 endpoint must be written [ADDRESS]:PORT"
-            ));
-        }
-        (host, port)
-    };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("`{value}`: port `{port}` is not a number from 0 to 65535"))?;
-    if host.is_empty() {
-        return Err(format!("`{value}`: no host"));
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    if value.starts_with('[') {
-        return Err(format!("`{value}`: `{host}` is not an IPv6 address"));
-    }
-    let mut addrs = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("`{value}`: cannot resolve `{host}`: {e}"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("`{value}`: `{host}` has no address"))
+/// `1.2.3.4:51820`, `[fd00::1]:51820` or `host.example:51820` (a name is not looked up).
+pub fn parse_endpoint(value: &str) -> Result<Endpoint, String> {
+    Endpoint::parse(value)
 }
 
 #[derive(Default)]
@@ -353,7 +320,7 @@ struct PeerBuilder {
     public_key: Option<[u8; 32]>,
     preshared_key: Option<Zeroizing<[u8; 32]>>,
     allowed_ips: Vec<Cidr>,
-    endpoint: Option<SocketAddr>,
+    endpoint: Option<Endpoint>,
     persistent_keepalive: Option<Option<u16>>,
     seen: Vec<String>,
 }
@@ -395,6 +362,26 @@ fn once(seen: &mut Vec<String>, key: &str) -> Result<(), ConfigErrorKind> {
 }
 
 impl Config {
+    /// Look up every peer's endpoint host name with `resolver` (the system's at `up`:
+    /// [`crate::endpoint::system_resolver`]); IP addresses need no lookup. A name that
+    /// does not resolve fails, naming the file and the peer's line, as wg-quick fails.
+    pub fn resolve_endpoints(
+        &mut self,
+        path: &Path,
+        resolver: Resolver,
+    ) -> Result<(), ConfigError> {
+        for peer in &mut self.peers {
+            if let Some(endpoint) = &mut peer.endpoint {
+                endpoint.resolve(resolver).map_err(|e| ConfigError {
+                    file: path.to_path_buf(),
+                    line: Some(peer.line),
+                    kind: ConfigErrorKind::BadEndpoint(e),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Read and parse a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -777,7 +764,10 @@ mod tests {
         assert!(peer.preshared_key.is_some());
         assert_eq!(peer.allowed_ips.len(), 2);
         assert!(peer.allowed_ips.iter().all(Cidr::is_default_route));
-        assert_eq!(peer.endpoint, Some("127.0.0.1:51820".parse().unwrap()));
+        assert_eq!(
+            peer.endpoint.as_ref().and_then(Endpoint::address),
+            Some("127.0.0.1:51820".parse().unwrap())
+        );
         assert_eq!(peer.persistent_keepalive, Some(25));
         assert!(config.warnings.is_empty());
     }
@@ -813,7 +803,10 @@ mod tests {
         assert_eq!(config.peers.len(), 2);
         assert_eq!(config.peers[0].allowed_ips.len(), 2);
         assert_eq!(
-            config.peers[1].endpoint,
+            config.peers[1]
+                .endpoint
+                .as_ref()
+                .and_then(Endpoint::address),
             Some("[::1]:4000".parse().unwrap())
         );
         assert_eq!(config.peers[1].persistent_keepalive, None);
@@ -841,30 +834,56 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_forms() {
+    fn endpoint_names_are_kept_at_parse_and_resolved_by_resolve_endpoints() {
+        let text = format!(
+            "{}[Peer]\nPublicKey = {PUB_A}\nEndpoint = peer.test:51820\n\
+             [Peer]\nPublicKey = {PUB_B}\nEndpoint = 192.0.2.9:7\n",
+            iface("")
+        );
+        let asked = std::cell::RefCell::new(Vec::new());
+        let resolver = |host: &str, port: u16| {
+            asked.borrow_mut().push(host.to_string());
+            match host {
+                "peer.test" => Ok(vec![std::net::SocketAddr::new(
+                    "192.0.2.1".parse().unwrap(),
+                    port,
+                )]),
+                _ => Err(std::io::Error::other("unknown")),
+            }
+        };
+        let mut config = parse(&text).unwrap();
+        let named = config.peers[0].endpoint.clone().unwrap();
+        assert_eq!((named.host.as_str(), named.port), ("peer.test", 51820));
+        assert_eq!(named.address(), None, "parsing looked nothing up");
         assert_eq!(
-            parse_endpoint("1.2.3.4:5").unwrap(),
-            "1.2.3.4:5".parse().unwrap()
+            config.peers[1]
+                .endpoint
+                .as_ref()
+                .and_then(Endpoint::address),
+            Some("192.0.2.9:7".parse().unwrap())
+        );
+        config
+            .resolve_endpoints(Path::new("wg0.conf"), &resolver)
+            .unwrap();
+        assert_eq!(
+            *asked.borrow(),
+            ["peer.test"],
+            "one lookup, for the name only"
         );
         assert_eq!(
-            parse_endpoint("[fd00::1]:51820").unwrap(),
-            "[fd00::1]:51820".parse().unwrap()
+            config.peers[0]
+                .endpoint
+                .as_ref()
+                .and_then(Endpoint::address),
+            Some("192.0.2.1:51820".parse().unwrap())
         );
-        let local = parse_endpoint("localhost:51820").unwrap();
-        assert!(local.ip().is_loopback());
-        assert_eq!(local.port(), 51820);
-        for bad in [
-            "1.2.3.4",
-            "fd00::1:80",
-            "[fd00::1]",
-            "[fd00::1:80",
-            "[nothost]:1",
-            ":80",
-            "1.2.3.4:99999",
-            "host.invalid:1",
-        ] {
-            assert!(parse_endpoint(bad).is_err(), "{bad} should fail");
-        }
+        // A name that does not resolve fails `up` with the file and the peer's line.
+        let mut config = parse(&text.replace("peer.test", "gone.test")).unwrap();
+        let e = config
+            .resolve_endpoints(Path::new("wg0.conf"), &resolver)
+            .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().contains("cannot resolve `gone.test`"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod allowedips;
 pub mod config;
 pub mod cookie;
 pub mod device;
+pub mod endpoint;
 pub mod key;
 pub mod keypair;
 pub mod multiarch;

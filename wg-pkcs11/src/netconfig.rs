@@ -98,7 +98,8 @@ impl NetConfig {
             endpoints: config
                 .peers
                 .iter()
-                .filter_map(|p| p.endpoint.map(|e| e.ip()))
+                .filter_map(|p| p.endpoint.as_ref().and_then(|e| e.address()))
+                .map(|e| e.ip())
                 .collect(),
             pre_up: config.interface.pre_up.clone(),
             post_up: config.interface.post_up.clone(),

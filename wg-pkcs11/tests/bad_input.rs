@@ -137,19 +137,6 @@ const ROUNDS: usize = 20_000;
 const K1: &str = "GDjTSRtzOzAJXQAxj+b2FsC6Nmv7OEFMoHjIyc4VTlE=";
 const K2: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
 
-/// Whether parsing `text` could resolve a host name: an Endpoint (as the parser reads it: up to
-/// `#`, trimmed) that is not an IP address and port. Such inputs are not parsed, because the
-/// parser would ask the system's resolver, and tests send nothing beyond this machine.
-fn names_a_host(text: &str) -> bool {
-    text.lines().any(|raw| {
-        let stripped = raw.split('#').next().unwrap_or("").trim();
-        stripped.split_once('=').is_some_and(|(key, value)| {
-            key.trim().eq_ignore_ascii_case("endpoint")
-                && value.trim().parse::<SocketAddr>().is_err()
-        })
-    })
-}
-
 #[test]
 fn config_parse_never_panics() {
     let valid: Vec<Vec<u8>> = [
@@ -170,10 +157,9 @@ fn config_parse_never_panics() {
     let mut accepted = 0;
     for _ in 0..ROUNDS / 2 {
         let input = rng.input(&valid, 300);
+        // Parsing is pure (an Endpoint host name is resolved only at `up`), so every
+        // mutation can be parsed: none sends a lookup.
         let text = String::from_utf8_lossy(&input);
-        if names_a_host(&text) {
-            continue;
-        }
         must_not_panic("Config::parse", &input, || {
             match Config::parse(Path::new("wg0.conf"), &text) {
                 Ok(_) => accepted += 1,

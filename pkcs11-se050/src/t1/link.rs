@@ -36,6 +36,40 @@ const RESPONSE_RESERVE: usize = MAX_INF;
 /// unresponsive (each costs one reply window, about 1.5 BWT).
 const MAX_SILENCES: u32 = 3;
 
+/// The time one operation on the link (a command APDU with its response, or one S-block
+/// exchange) may take in all. Every wait in it is cut to what is left, so an ATR's BWT
+/// (up to 65.5 s) never stretches a call past `max_response_time`.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    start: Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    fn after(limit: Duration) -> Deadline {
+        Deadline {
+            start: Instant::now(),
+            limit,
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn remaining(&self) -> Duration {
+        self.limit.saturating_sub(self.elapsed())
+    }
+
+    fn passed(&self) -> bool {
+        self.elapsed() > self.limit
+    }
+
+    fn exhausted(&self) -> bool {
+        self.remaining().is_zero()
+    }
+}
+
 /// Tunables of the host side. The defaults suit a real SE050.
 #[derive(Debug, Clone)]
 pub struct T1Options {
@@ -48,7 +82,9 @@ pub struct T1Options {
     pub poll_interval: Option<Duration>,
     /// Retransmissions allowed per frame before giving up (NXP: 10).
     pub max_retries: u32,
-    /// Overall limit for one reply including all WTX extensions.
+    /// Overall limit for one call: a command APDU and its whole response, including all
+    /// WTX extensions, chaining and retransmissions, or one S-block exchange. No wait
+    /// the ATR announces goes past it.
     pub max_response_time: Duration,
 }
 
@@ -133,8 +169,12 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
 
     /// T=1 RESYNCH: both sides restart at N(S) = 0 (the applet stays selected).
     pub fn resync(&mut self) -> Result<(), LinkError> {
+        self.resync_within(self.deadline())
+    }
+
+    fn resync_within(&mut self, deadline: Deadline) -> Result<(), LinkError> {
         self.needs_resync = true;
-        self.s_exchange(SKind::Resynch, &[])?;
+        self.s_exchange_within(SKind::Resynch, &[], deadline)?;
         self.send_seq = 0;
         self.recv_seq = 0;
         self.needs_resync = false;
@@ -205,8 +245,22 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
         Ok(atr)
     }
 
+    /// A fresh budget for one call.
+    fn deadline(&self) -> Deadline {
+        Deadline::after(self.options.max_response_time)
+    }
+
     /// Send an S-request and return the INF of its response.
     fn s_exchange(&mut self, kind: SKind, inf: &[u8]) -> Result<SecretBytes, LinkError> {
+        self.s_exchange_within(kind, inf, self.deadline())
+    }
+
+    fn s_exchange_within(
+        &mut self,
+        kind: SKind,
+        inf: &[u8],
+        deadline: Deadline,
+    ) -> Result<SecretBytes, LinkError> {
         let request = Frame::to_se(
             Pcb::S {
                 kind,
@@ -214,7 +268,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
             },
             inf,
         );
-        let reply = self.exchange(&request)?;
+        let reply = self.exchange(&request, deadline)?;
         match reply.pcb {
             Pcb::S {
                 kind: got,
@@ -276,16 +330,16 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
         }
     }
 
-    fn send(&mut self, frame: &Frame) -> Result<(), LinkError> {
+    fn send(&mut self, frame: &Frame, deadline: Deadline) -> Result<(), LinkError> {
         let bytes = frame.encode();
         let address = self.options.address;
-        let limit = self.reply_window(1);
+        let limit = self.reply_window(1).min(deadline.remaining());
         self.poll("write a frame", limit, |i2c| i2c.write(address, &bytes))
     }
 
     /// Read one frame: the 3-byte header first, then INF and CRC, as the chip
     /// streams it.
-    fn read_frame(&mut self, limit: Duration) -> Result<Frame, ReadFailure> {
+    fn read_frame(&mut self, limit: Duration, deadline: Deadline) -> Result<Frame, ReadFailure> {
         let address = self.options.address;
         let mut header = [0u8; HEADER_LEN];
         match self.poll("read a frame header", limit, |i2c| {
@@ -300,7 +354,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
         // Wiped when dropped: the INF may be part of a shared secret.
         let mut bytes = SecretBytes::new(vec![0u8; HEADER_LEN + header[2] as usize + CRC_LEN]);
         bytes[..HEADER_LEN].copy_from_slice(&header);
-        let body_limit = self.bwt;
+        let body_limit = self.bwt.min(deadline.remaining());
         match self.poll("read a frame body", body_limit, |i2c| {
             i2c.read(address, &mut bytes[HEADER_LEN..])
         }) {
@@ -323,9 +377,8 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
 
     /// Send `frame` and return the SE's answer to it, handling on the way WTX
     /// requests, retransmission requests and damaged or missing replies.
-    fn exchange(&mut self, frame: &Frame) -> Result<Frame, LinkError> {
-        self.send(frame)?;
-        let started = Instant::now();
+    fn exchange(&mut self, frame: &Frame, deadline: Deadline) -> Result<Frame, LinkError> {
+        self.send(frame, deadline)?;
         // What to repeat when the SE asks for it: the frame, or our WTX answer.
         let mut last_sent = frame.clone();
         let mut window = self.reply_window(1);
@@ -333,16 +386,15 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
         let mut silences = 0u32;
         let mut wtx_requests = 0u32;
         loop {
-            let waited = started.elapsed();
-            if waited > self.options.max_response_time {
+            if deadline.passed() {
                 return Err(LinkError::ResponseTimeout {
-                    waited,
+                    waited: deadline.elapsed(),
                     wtx_requests,
                 });
             }
             // A WTX may ask for up to 255 BWT; the overall limit still holds within one window.
-            let remaining = self.options.max_response_time.saturating_sub(waited);
-            let (problem, recovery) = match self.read_frame(window.min(remaining)) {
+            let limit = window.min(deadline.remaining());
+            let (problem, recovery) = match self.read_frame(limit, deadline) {
                 Ok(reply) => match reply.pcb {
                     Pcb::S {
                         kind: SKind::Wtx,
@@ -357,7 +409,8 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                             },
                             &[multiplier],
                         );
-                        self.send(&last_sent)?;
+                        self.send(&last_sent, deadline)
+                            .map_err(|e| timed_out(e, deadline, wtx_requests))?;
                         window = self.reply_window(multiplier);
                         continue;
                     }
@@ -398,6 +451,13 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                     )),
                 ),
                 Err(ReadFailure::Silent(waited)) => {
+                    if deadline.exhausted() {
+                        // Cut short by the call's limit, not a silence of a whole window.
+                        return Err(LinkError::ResponseTimeout {
+                            waited: deadline.elapsed(),
+                            wtx_requests,
+                        });
+                    }
                     silences += 1;
                     if silences > MAX_SILENCES {
                         return Err(LinkError::NotResponding {
@@ -435,13 +495,18 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
             }
             log::debug!("T=1 recovery {retries}: {problem}");
             if let Some(recovery) = recovery {
-                self.send(&recovery)?;
+                self.send(&recovery, deadline)
+                    .map_err(|e| timed_out(e, deadline, wtx_requests))?;
             }
             window = self.reply_window(1);
         }
     }
 
-    fn transceive_inner(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
+    fn transceive_inner(
+        &mut self,
+        command: &[u8],
+        deadline: Deadline,
+    ) -> Result<SecretBytes, LinkError> {
         if command.is_empty() {
             return Err(LinkError::InvalidCommand("empty command APDU".into()));
         }
@@ -456,7 +521,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                 },
                 chunk,
             );
-            let answer = self.exchange(&block)?;
+            let answer = self.exchange(&block, deadline)?;
             if is_abort_request(&answer) && chunks.len() > 1 {
                 // Acknowledge, so that the chip drops the chain too (the resynchronisation
                 // after this error would as well).
@@ -467,7 +532,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                     },
                     &[],
                 );
-                if let Err(e) = self.send(&ack) {
+                if let Err(e) = self.send(&ack, deadline) {
                     log::debug!("answering the chip's S(ABORT) failed: {e}");
                 }
                 return Err(LinkError::ChainAborted {
@@ -491,9 +556,26 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
         // Grown only through wipe::extend, so no copy of a secret is left behind.
         let mut response = wipe::with_capacity(RESPONSE_RESERVE);
         let mut duplicates = 0u32;
+        let mut empty_links = 0u32;
         loop {
             match reply.pcb {
                 Pcb::I { ns, more } => {
+                    if more && reply.inf.is_empty() {
+                        // A chain link that carries nothing never brings the response closer
+                        // to its end: a chip that sends them without end would hold the call
+                        // (and the chip lock) for ever.
+                        empty_links += 1;
+                        if empty_links > self.options.max_retries {
+                            return Err(LinkError::RetriesExhausted {
+                                attempts: empty_links - 1,
+                                last_problem: format!(
+                                    "the chip kept chaining empty I-blocks \
+                                     (PCB {:#04x}: more data announced, none sent)",
+                                    reply.pcb.to_byte()
+                                ),
+                            });
+                        }
+                    }
                     if ns == self.recv_seq {
                         if response.len() + reply.inf.len() > MAX_RESPONSE_APDU {
                             return Err(LinkError::ResponseTooLong {
@@ -522,7 +604,7 @@ impl<I2C: I2c, D: DelayNs> T1Link<I2C, D> {
                         },
                         &[],
                     );
-                    reply = self.exchange(&ack)?;
+                    reply = self.exchange(&ack, deadline)?;
                 }
                 _ => {
                     return Err(LinkError::Protocol {
@@ -541,16 +623,22 @@ where
     D: DelayNs + Send,
 {
     fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
+        // One budget for the whole call, the resynchronisations included: a chip that
+        // stops answering fails the call within max_response_time, whatever its ATR said.
+        let deadline = self.deadline();
         if self.needs_resync {
-            T1Link::resync(self)?;
+            self.resync_within(deadline)?;
         }
-        let result = self.transceive_inner(command);
+        let result = self.transceive_inner(command, deadline);
         if let Err(e) = &result {
             // Leave the link in a known state for the next exchange (NXP does a soft
             // reset here; RESYNCH keeps the applet selected). Best effort: the error
-            // that matters is the one already in hand.
+            // that matters is the one already in hand. With no time left, the next
+            // call resynchronises first (needs_resync).
             if !matches!(e, LinkError::InvalidCommand(_)) {
-                if let Err(again) = self.resync() {
+                if deadline.passed() {
+                    self.needs_resync = true;
+                } else if let Err(again) = self.resync_within(deadline) {
                     log::debug!("resynchronisation after a failed exchange failed too: {again}");
                 }
             }
@@ -560,6 +648,18 @@ where
 
     fn resync(&mut self) -> Result<(), LinkError> {
         T1Link::resync(self)
+    }
+}
+
+/// A chip still busy (NACKing) when the call's time is up: the overall limit is what ended
+/// the call, so say that rather than "not responding".
+fn timed_out(error: LinkError, deadline: Deadline, wtx_requests: u32) -> LinkError {
+    match error {
+        LinkError::NotResponding { .. } if deadline.exhausted() => LinkError::ResponseTimeout {
+            waited: deadline.elapsed(),
+            wtx_requests,
+        },
+        other => other,
     }
 }
 

@@ -145,4 +145,6 @@ impl fmt::Display for LinkError {
 impl std::error::Error for LinkError {}
 
 #[cfg(test)]
+mod link_bound_tests;
+#[cfg(test)]
 mod link_tests;

@@ -151,7 +151,8 @@ pub fn device_peer(p: &wg_pkcs11::config::PeerConfig) -> device::PeerConfig {
     device::PeerConfig {
         public_key: p.public_key,
         preshared_key: p.preshared_key.as_deref().copied(),
-        endpoint: p.endpoint,
+        // Resolved by `up` before the device starts (Config::resolve_endpoints).
+        endpoint: p.endpoint.as_ref().and_then(|e| e.address()),
         allowed_ips: p.allowed_ips.iter().map(to_pair).collect(),
         persistent_keepalive: p.persistent_keepalive.unwrap_or(0),
     }

@@ -9,13 +9,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use wg_pkcs11::config::{interface_name_from_path, PrivateKeySource};
+use wg_pkcs11::endpoint::{self, PeerState, Reresolver};
 use wg_pkcs11::key::{StaticKey, TokenKey};
 use wg_pkcs11::netconfig::NetConfig;
-use wg_pkcs11::uapi::UapiServer;
+use wg_pkcs11::uapi::{PeerUpdate, SetRequest, UapiBackend, UapiServer};
 
 use super::device::{short_key, start_device, RunningDevice};
 use super::keyfile;
@@ -58,6 +59,16 @@ fn run_foreground(path: &Path) -> Result<(), String> {
     for warning in &config.warnings {
         log::warn!("{}: {warning}", path.display());
     }
+    // The file is parsed without a lookup; host names are resolved now, once.
+    config
+        .resolve_endpoints(path, &endpoint::system_resolver)
+        .map_err(|e| e.to_string())?;
+    let mut reresolver = Reresolver::new(
+        config
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.public_key, p.endpoint.clone()?))),
+    );
     let running_key = config.interface.private_key.clone();
     let key = load_key(&running_key)?;
     log::info!(
@@ -100,15 +111,22 @@ fn run_foreground(path: &Path) -> Result<(), String> {
     readiness.ready(&format!("{ifname} is up"));
 
     let mut handshakes = HandshakeLog::new(&ifname);
+    let mut next_reresolve = Instant::now() + endpoint::RERESOLVE_INTERVAL;
     let reason = loop {
         match signals.wait(LOOP_TICK) {
             Some(Request::Stop(signal)) => break signals::name(signal).to_string(),
             Some(Request::Reload) => {
                 readiness.reloading();
-                reload(&ifname, path, &device, &running_key);
+                if let Some(peers) = reload(&ifname, path, &device, &running_key) {
+                    reresolver = peers;
+                }
                 readiness.ready(&format!("{ifname} is up"));
             }
             None => {}
+        }
+        if !reresolver.is_empty() && Instant::now() >= next_reresolve {
+            reresolve(&ifname, &mut reresolver, device.backend.as_ref());
+            next_reresolve = Instant::now() + endpoint::RERESOLVE_INTERVAL;
         }
         if uapi.socket_removed() {
             break format!("{} removed", uapi.path().display());
@@ -132,16 +150,34 @@ fn run_foreground(path: &Path) -> Result<(), String> {
 }
 
 /// SIGHUP: re-read the file and apply it like `wg syncconf`. A config that does not parse, or
-/// names another key, changes nothing (and the tunnel runs on).
-fn reload(ifname: &str, path: &Path, device: &RunningDevice, running_key: &PrivateKeySource) {
+/// names another key, changes nothing (and the tunnel runs on). Returns the new config's
+/// host-name endpoints to re-resolve when it was applied.
+fn reload(
+    ifname: &str,
+    path: &Path,
+    device: &RunningDevice,
+    running_key: &PrivateKeySource,
+) -> Option<Reresolver> {
     log::info!("{ifname}: SIGHUP: re-reading {}", path.display());
-    let config = match keyfile::load_config(path) {
+    let config = keyfile::load_config(path).and_then(|mut config| {
+        config
+            .resolve_endpoints(path, &endpoint::system_resolver)
+            .map_err(|e| e.to_string())?;
+        Ok(config)
+    });
+    let config = match config {
         Ok(config) => config,
         Err(e) => {
             log::error!("{ifname}: reload refused, nothing changed: {e}");
-            return;
+            return None;
         }
     };
+    let reresolver = Reresolver::new(
+        config
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.public_key, p.endpoint.clone()?))),
+    );
     match device.sync(&config, running_key) {
         Ok(summary) => {
             for key in &summary.added {
@@ -160,8 +196,48 @@ fn reload(ifname: &str, path: &Path, device: &RunningDevice, running_key: &Priva
                 summary.removed.len(),
                 summary.updated.len()
             );
+            Some(reresolver)
         }
-        Err(e) => log::error!("{ifname}: reload refused: {e}"),
+        Err(e) => {
+            log::error!("{ifname}: reload refused: {e}");
+            None
+        }
+    }
+}
+
+/// Point quiet peers with a host-name endpoint at what the name resolves to now.
+fn reresolve(ifname: &str, reresolver: &mut Reresolver, backend: &dyn UapiBackend) {
+    let Ok(info) = backend.get() else { return };
+    let running: Vec<PeerState> = info
+        .peers
+        .iter()
+        .map(|p| PeerState {
+            public_key: p.public_key,
+            endpoint: p.endpoint,
+            last_handshake: p.last_handshake,
+        })
+        .collect();
+    let changes = reresolver.check(&running, SystemTime::now(), &endpoint::system_resolver);
+    if changes.is_empty() {
+        return;
+    }
+    let request = SetRequest {
+        peers: changes
+            .into_iter()
+            .map(|(public_key, address)| {
+                log::info!("{ifname}: a peer's endpoint name now resolves to {address}");
+                PeerUpdate {
+                    public_key,
+                    update_only: true,
+                    endpoint: Some(address),
+                    ..PeerUpdate::default()
+                }
+            })
+            .collect(),
+        ..SetRequest::default()
+    };
+    if let Err(e) = backend.set(request) {
+        log::warn!("{ifname}: setting a re-resolved endpoint failed: {e}");
     }
 }
 
