@@ -42,20 +42,28 @@ fn waiting_command(dir: &Path, name: &str, then: &str) -> String {
     )
 }
 
-/// Waits for `dir/NAME.request` while rotate runs; (old public key, new public key).
+/// Waits for `dir/NAME.request` while rotate runs; (old public key, new public key), or None if
+/// rotate ended without running NAME.
 fn wait_request(
     dir: &Path,
     name: &str,
     rotate: &std::thread::JoinHandle<Output>,
-) -> (String, String) {
+) -> Option<(String, String)> {
     let request = dir.join(format!("{name}.request"));
-    let arrived = poll_until(ANSWER_DEADLINE, || request.exists() || rotate.is_finished());
-    let text = std::fs::read_to_string(&request).unwrap_or_default();
+    poll_until(ANSWER_DEADLINE, || request.exists() || rotate.is_finished());
+    let text = std::fs::read_to_string(&request).ok()?;
     let mut keys = text.split_whitespace().map(str::to_string);
-    match (arrived, keys.next(), keys.next()) {
-        (true, Some(old), Some(new)) => (old, new),
-        _ => panic!("rotate never ran its {name} (or ended before it)"),
-    }
+    Some((keys.next()?, keys.next()?))
+}
+
+/// Fails with rotate's output: it ended without running `what`.
+fn rotate_skipped(t: &KernelTunnel, what: &str, rotate: std::thread::JoinHandle<Output>) -> ! {
+    let out = rotate.join().expect("the rotate thread panicked");
+    t.fail(&format!(
+        "rotate never ran its {what} ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    ))
 }
 
 fn answer(dir: &Path, name: &str, ok: bool) {
@@ -155,7 +163,9 @@ fn rotate_with_the_kernel_as_server_under_a_ping_stream() {
 
     // The hook: the server learns the new key the way conf/wg-rotate-server does it (a peer
     // without AllowedIPs now; the addresses move at its first handshake; then the old peer goes).
-    let (old_public, new_public) = wait_request(t.dir(), "hook", &rotate);
+    let Some((old_public, new_public)) = wait_request(t.dir(), "hook", &rotate) else {
+        rotate_skipped(&t, "hook", rotate)
+    };
     assert_eq!(
         old_public, t.host_public,
         "the hook was given another old key"
@@ -169,7 +179,9 @@ fn rotate_with_the_kernel_as_server_under_a_ping_stream() {
 
     // The check: rotate has switched and handshaked; the old key must still be in the chip while
     // the kernel has handshaked with the new key and given it the device's address.
-    let _ = wait_request(t.dir(), "check", &rotate);
+    if wait_request(t.dir(), "check", &rotate).is_none() {
+        rotate_skipped(&t, "check", rotate)
+    }
     let mut handshaked = false;
     let moved = poll_until(Duration::from_secs(30), || {
         let dump = t.guest.dump();
