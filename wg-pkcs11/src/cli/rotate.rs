@@ -523,8 +523,11 @@ mod tests {
         let conf_text = "[Interface]\nListenPort = 51820\n\n[Peer]\nPublicKey = x\n";
         std::fs::write(&conf, conf_text).unwrap();
         let key_file = dir.path().join("wg7.pkcs11");
-        std::fs::write(&key_file, "# the SE050 key\npkcs11:token=SE050;object=old # 2025\n")
-            .unwrap();
+        std::fs::write(
+            &key_file,
+            "# the SE050 key\npkcs11:token=SE050;object=old # 2025\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
         let (home, uri) = KeyHome::locate(&conf).unwrap();
@@ -555,7 +558,10 @@ mod tests {
         // No PrivateKey and no key file: the error names both.
         std::fs::remove_file(&key_file).unwrap();
         let e = KeyHome::locate(&conf).unwrap_err();
-        assert!(e.contains("no [Interface] PrivateKey") && e.contains("wg7.pkcs11"), "{e}");
+        assert!(
+            e.contains("no [Interface] PrivateKey") && e.contains("wg7.pkcs11"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -566,7 +572,10 @@ mod tests {
         // A stray key file does not win over the config's PrivateKey.
         std::fs::write(dir.path().join("wg8.pkcs11"), "pkcs11:object=other\n").unwrap();
         let (home, uri) = KeyHome::locate(&conf).unwrap();
-        assert_eq!((home.path(), uri.object.as_deref()), (conf.as_path(), Some("old")));
+        assert_eq!(
+            (home.path(), uri.object.as_deref()),
+            (conf.as_path(), Some("old"))
+        );
         home.point_to("pkcs11:object=new").unwrap();
         assert_eq!(
             std::fs::read_to_string(&conf).unwrap(),
