@@ -102,8 +102,42 @@ fn answered_pings(log: &str) -> (std::collections::BTreeSet<u64>, u64) {
     (answered, sent)
 }
 
+/// Where the interface's key URI is: the config's PrivateKey, or (an interface started by stock
+/// wg-quick) the key file IFNAME.pkcs11 next to a config without PrivateKey.
+#[derive(Clone, Copy, PartialEq)]
+enum KeyUriIn {
+    Config,
+    KeyFile,
+}
+
 #[test]
 fn rotate_with_the_kernel_as_server_under_a_ping_stream() {
+    rotate_with_the_kernel(KeyUriIn::Config);
+}
+
+/// The wg-quick layout: rotate rewrites the key file (mode 0600 kept) and leaves the config.
+#[test]
+fn rotate_with_the_kernel_and_the_key_uri_in_a_key_file() {
+    rotate_with_the_kernel(KeyUriIn::KeyFile);
+}
+
+/// The config without its PrivateKey line, and the key file IFNAME.pkcs11 (0600) with the URI.
+fn move_key_uri_to_key_file(conf_path: &Path, uri: &str) -> (String, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let conf: String = std::fs::read_to_string(conf_path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("PrivateKey"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(conf_path, &conf).unwrap();
+    let key_file = conf_path.with_extension("pkcs11");
+    std::fs::write(&key_file, format!("# the device key\n{uri}\n")).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (conf, key_file)
+}
+
+fn rotate_with_the_kernel(key_uri_in: KeyUriIn) {
     let vm = KernelVm::shared();
     let mut options = TunnelOptions::new(HostKey::Token, Initiator::WgPkcs11);
     options.token_latency_ms = ROTATION_CHIP_MS;
@@ -114,6 +148,8 @@ fn rotate_with_the_kernel_as_server_under_a_ping_stream() {
     let (host_ip, guest_ip) = (t.host_tunnel_ip(), t.guest_tunnel_ip());
     let conf_path: PathBuf = t.conf_path();
     let old_uri = t.token.key_uri(&old_label);
+    let key_file =
+        (key_uri_in == KeyUriIn::KeyFile).then(|| move_key_uri_to_key_file(&conf_path, &old_uri));
     vm.write_file(
         "/tmp/wg-rotate-server",
         &std::fs::read_to_string(
@@ -271,5 +307,22 @@ fn rotate_with_the_kernel_as_server_under_a_ping_stream() {
         t.fail("the tunnel does not carry pings both ways after the rotation");
     }
     let conf = std::fs::read_to_string(&conf_path).unwrap();
-    assert!(conf.contains(&format!("object={new_label}")), "{conf}");
+    match key_file {
+        None => assert!(conf.contains(&format!("object={new_label}")), "{conf}"),
+        Some((conf_before, key_file)) => {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                conf, conf_before,
+                "rotate changed a config without PrivateKey"
+            );
+            let text = std::fs::read_to_string(&key_file).unwrap();
+            assert!(
+                text.starts_with("# the device key\npkcs11:")
+                    && text.contains(&format!("object={new_label}")),
+                "the key file does not name the new key:\n{text}"
+            );
+            let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "the key file's mode changed");
+        }
+    }
 }
