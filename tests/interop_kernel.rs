@@ -8,9 +8,13 @@
 //! - a preshared key (and a wrong one, refused);
 //! - roaming: wg-pkcs11's address and then its port change, and the kernel follows;
 //! - a rekey after REKEY_AFTER_TIME (120 s), started by the kernel and by wg-pkcs11: the test
-//!   waits for it while the other tests run.
+//!   waits for it while the other tests run;
+//! - key rotation without downtime with the kernel as the server (interop_kernel/rotation.rs).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[path = "interop_kernel/rotation.rs"]
+mod rotation;
 
 use std::process::Command;
 

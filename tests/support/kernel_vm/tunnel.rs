@@ -43,6 +43,8 @@ pub struct TunnelOptions {
     /// The preshared key each side is given: (wg-pkcs11's, the kernel's).
     pub preshared_keys: (Option<String>, Option<String>),
     pub persistent_keepalive: Option<u16>,
+    /// The virtual SE050's latency per operation (a token key only).
+    pub token_latency_ms: u32,
 }
 
 impl TunnelOptions {
@@ -52,6 +54,7 @@ impl TunnelOptions {
             initiator,
             preshared_keys: (None, None),
             persistent_keepalive: None,
+            token_latency_ms: TOKEN_LATENCY_MS,
         }
     }
 }
@@ -80,7 +83,7 @@ impl KernelTunnel {
             .prefix(&format!("e2e-kernel-tunnel-{k}-"))
             .tempdir()
             .expect("cannot create a temporary directory");
-        let token = VirtualToken::new(TOKEN_LATENCY_MS);
+        let token = VirtualToken::new(options.token_latency_ms);
         let (host_private, host_public) = match options.key {
             HostKey::Software => wg_genkey(),
             HostKey::Token => {
@@ -158,6 +161,11 @@ impl KernelTunnel {
     /// The kernel's tunnel address.
     pub fn guest_tunnel_ip(&self) -> String {
         format!("10.20.{}.2", self.k)
+    }
+
+    /// wg-pkcs11's config file (what `wg-pkcs11 rotate --config` rewrites).
+    pub fn conf_path(&self) -> std::path::PathBuf {
+        self.dir().join(format!("{}.conf", self.daemon.ifname))
     }
 
     /// The kernel's endpoint as wg-pkcs11 should see it.

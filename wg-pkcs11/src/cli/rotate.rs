@@ -4,6 +4,7 @@
 //! daemon handshakes with every peer at once, see `device/key_switch.rs`).
 //! `rotate IFNAME` scripts the device side of a whole rotation (see [`rotate`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -194,6 +195,106 @@ pub fn write_atomically(path: &std::path::Path, text: &str) -> Result<(), String
     result.map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// Where an interface's key URI lives, and so what `rotate` rewrites: the config's
+/// `PrivateKey`, or, for an interface started by stock wg-quick (whose config has no
+/// `PrivateKey`), the key file `IFNAME.pkcs11` next to the config (see `keyfile.rs`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyHome {
+    Config { path: PathBuf, text: String },
+    KeyFile { path: PathBuf, text: String },
+}
+
+impl KeyHome {
+    /// The key's home for the config at `config_path`, and the URI it names now.
+    pub fn locate(config_path: &Path) -> Result<(KeyHome, Pkcs11Uri), String> {
+        let text = std::fs::read_to_string(config_path)
+            .map_err(|e| format!("{}: {e}", config_path.display()))?;
+        if let Some((_, value)) = private_key_line(&text) {
+            let uri = Pkcs11Uri::parse(&value).map_err(|e| {
+                format!(
+                    "{}: PrivateKey is not a pkcs11: URI ({e}): rotate works on token keys",
+                    config_path.display()
+                )
+            })?;
+            let home = KeyHome::Config {
+                path: config_path.to_path_buf(),
+                text,
+            };
+            return Ok((home, uri));
+        }
+        let key_file = super::keyfile::key_file_for_config(config_path);
+        if !key_file.exists() {
+            return Err(format!(
+                "{}: no [Interface] PrivateKey, and no key file {} with the key's pkcs11: URI",
+                config_path.display(),
+                key_file.display()
+            ));
+        }
+        // Refuses a file that group or others may write, as `up` does.
+        let uri = super::keyfile::read_key_file(&key_file)?;
+        let text = std::fs::read_to_string(&key_file)
+            .map_err(|e| format!("{}: {e}", key_file.display()))?;
+        Ok((
+            KeyHome::KeyFile {
+                path: key_file,
+                text,
+            },
+            uri,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            KeyHome::Config { path, .. } | KeyHome::KeyFile { path, .. } => path,
+        }
+    }
+
+    /// Rewrites the file atomically (same mode) to name `uri`; every other byte stays.
+    pub fn point_to(&self, uri: &str) -> Result<(), String> {
+        let updated = match self {
+            KeyHome::Config { text, .. } => with_private_key(text, uri)?,
+            KeyHome::KeyFile { text, .. } => with_key_file_uri(text, uri)?,
+        };
+        write_atomically(self.path(), &updated)
+    }
+}
+
+/// A key file's text with its one URI line replaced by `uri` (in the same form, bare or
+/// `PrivateKey = `, with its comment); comment lines stay.
+fn with_key_file_uri(text: &str, uri: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len() + uri.len());
+    let mut replaced = false;
+    for line in text.split_inclusive('\n') {
+        let (content, comment) = match line.find('#') {
+            Some(at) => (&line[..at], line[at..].trim_end_matches(['\r', '\n'])),
+            None => (line.trim_end_matches(['\r', '\n']), ""),
+        };
+        if content.trim().is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        if replaced {
+            return Err("the key file has more than one line with a URI".into());
+        }
+        replaced = true;
+        let newline = &line[line.trim_end_matches(['\r', '\n']).len()..];
+        let form = match content.split_once('=') {
+            Some((key, _)) if key.trim().eq_ignore_ascii_case("PrivateKey") => "PrivateKey = ",
+            _ => "",
+        };
+        let comment = if comment.is_empty() {
+            String::new()
+        } else {
+            format!(" {comment}")
+        };
+        out.push_str(&format!("{form}{uri}{comment}{newline}"));
+    }
+    if !replaced {
+        return Err("the key file has no pkcs11: URI".into());
+    }
+    Ok(out)
+}
+
 fn step(text: &str) {
     eprintln!("rotate: {text}");
 }
@@ -249,22 +350,12 @@ fn new_key_in_use(ifname: &str, since: std::time::Duration) -> Result<bool, Stri
 pub fn rotate(options: &RotateOptions) -> Result<(), String> {
     use std::time::{Duration, Instant, SystemTime};
     let ifname = options.ifname.as_str();
-    let config_path = std::path::PathBuf::from(
-        options
-            .config
-            .clone()
-            .unwrap_or_else(|| format!("/etc/wireguard/{ifname}.conf")),
-    );
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let (_, old_text) = private_key_line(&text)
-        .ok_or_else(|| format!("{}: no [Interface] PrivateKey", config_path.display()))?;
-    let old_uri = Pkcs11Uri::parse(&old_text).map_err(|e| {
-        format!(
-            "{}: PrivateKey is not a pkcs11: URI ({e}): rotate works on token keys",
-            config_path.display()
-        )
-    })?;
+    // Default: /etc/wireguard/IFNAME.conf (or $WG_PKCS11_CONFIG_DIR/IFNAME.conf).
+    let config_path = match &options.config {
+        Some(path) => PathBuf::from(path),
+        None => super::keyfile::config_dir().join(format!("{ifname}.conf")),
+    };
+    let (home, old_uri) = KeyHome::locate(&config_path)?;
     let old_public = TokenKey::open(&old_uri)
         .map_err(|e| e.to_string())?
         .public_key();
@@ -273,7 +364,7 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
     if running.public_key != Some(old_public) {
         return Err(format!(
             "interface `{ifname}` does not run the key of {} ({}): refusing to rotate",
-            config_path.display(),
+            home.path().display(),
             old_uri.redacted()
         ));
     }
@@ -371,10 +462,9 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
         }
         step("the check passed through the tunnel with the new key");
     }
-    // 6. The config follows.
-    let updated = with_private_key(&text, &new_uri.to_string())?;
-    write_atomically(&config_path, &updated)?;
-    step(&format!("{} now names the new key", config_path.display()));
+    // 6. The config (or its key file) follows.
+    home.point_to(&new_uri.to_string())?;
+    step(&format!("{} now names the new key", home.path().display()));
     // 7. Only now the old key goes.
     match wg_pkcs11::key::inventory::delete_key(&old_uri) {
         Ok(n) => step(&format!("old key deleted from the chip ({n} object(s))")),
@@ -420,6 +510,91 @@ mod tests {
             1,
             "temporary file left"
         );
+    }
+
+    /// An interface started by stock wg-quick: no PrivateKey in the config, the URI in
+    /// IFNAME.pkcs11. rotate rewrites the key file (mode 0600 kept, comment kept) and leaves the
+    /// config alone.
+    #[test]
+    fn a_wg_quick_interface_rotates_its_key_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("wg7.conf");
+        let conf_text = "[Interface]\nListenPort = 51820\n\n[Peer]\nPublicKey = x\n";
+        std::fs::write(&conf, conf_text).unwrap();
+        let key_file = dir.path().join("wg7.pkcs11");
+        std::fs::write(
+            &key_file,
+            "# the SE050 key\npkcs11:token=SE050;object=old # 2025\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let (home, uri) = KeyHome::locate(&conf).unwrap();
+        assert_eq!(home.path(), key_file.as_path());
+        assert_eq!(uri.object.as_deref(), Some("old"));
+        home.point_to("pkcs11:token=SE050;object=new").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&key_file).unwrap(),
+            "# the SE050 key\npkcs11:token=SE050;object=new # 2025\n"
+        );
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the key file's mode changed");
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), conf_text);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "temporary file left"
+        );
+        // What `up` reads back is the new key.
+        let (_, uri) = KeyHome::locate(&conf).unwrap();
+        assert_eq!(uri.object.as_deref(), Some("new"));
+
+        // A key file others may write is refused, as `up` refuses it.
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o602)).unwrap();
+        assert!(KeyHome::locate(&conf)
+            .unwrap_err()
+            .contains("group or others"));
+        // No PrivateKey and no key file: the error names both.
+        std::fs::remove_file(&key_file).unwrap();
+        let e = KeyHome::locate(&conf).unwrap_err();
+        assert!(
+            e.contains("no [Interface] PrivateKey") && e.contains("wg7.pkcs11"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_config_with_private_key_is_rewritten_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("wg8.conf");
+        std::fs::write(&conf, "[Interface]\nPrivateKey = pkcs11:object=old\n").unwrap();
+        // A stray key file does not win over the config's PrivateKey.
+        std::fs::write(dir.path().join("wg8.pkcs11"), "pkcs11:object=other\n").unwrap();
+        let (home, uri) = KeyHome::locate(&conf).unwrap();
+        assert_eq!(
+            (home.path(), uri.object.as_deref()),
+            (conf.as_path(), Some("old"))
+        );
+        home.point_to("pkcs11:object=new").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&conf).unwrap(),
+            "[Interface]\nPrivateKey = pkcs11:object=new\n"
+        );
+    }
+
+    #[test]
+    fn key_file_forms_are_kept() {
+        assert_eq!(
+            with_key_file_uri("PrivateKey = pkcs11:object=a\r\n", "pkcs11:object=b").unwrap(),
+            "PrivateKey = pkcs11:object=b\r\n"
+        );
+        assert_eq!(
+            with_key_file_uri("pkcs11:object=a", "pkcs11:object=b").unwrap(),
+            "pkcs11:object=b"
+        );
+        assert!(with_key_file_uri("# nothing\n", "u").is_err());
+        assert!(with_key_file_uri("pkcs11:object=a\npkcs11:object=c\n", "u").is_err());
     }
 
     #[test]
