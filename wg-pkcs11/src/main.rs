@@ -45,8 +45,9 @@ Commands:
   rotate IFNAME [--config FILE] [--label NEW] [--hook CMD] [--check CMD] [--timeout S]
                     Rotate the interface's token key without downtime: a new key in the chip,
                     its public key printed, the hook (or Enter) registers it with the server,
-                    switch and handshake, verify, rewrite FILE's PrivateKey atomically, and
-                    only then delete the old key. Rolls back to the old key on failure.
+                    switch and handshake, verify, rewrite FILE's PrivateKey (or its IFNAME.pkcs11
+                    key file) atomically, and only then delete the old key. Rolls back to the
+                    old key on failure.
   list [URI]        List the X25519 keys of the token(s) URI names (default: every token of
                     p11-kit's proxy): label, id, public key and the pkcs11: URI that opens it.
   show [--json] [IFNAME]
