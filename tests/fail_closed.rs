@@ -14,13 +14,9 @@ const DEFAULT_DEVICE: &str = "/dev/i2c-1";
 /// Where the virtual chip kept its state by default for root (before this fix, the fallback).
 const ROOT_STATE_DIR: &str = "/var/lib/pkcs11-se050";
 
-/// The test is about a machine with neither a system config nor an SE050: say so loudly if this
-/// one has either, instead of passing for the wrong reason.
-fn require_no_config_and_no_chip() {
-    assert!(
-        !Path::new(SYSTEM_CONF).exists(),
-        "{SYSTEM_CONF} exists on this machine: this test needs a machine without it"
-    );
+/// The tests are about a machine without an SE050: say so loudly if this one has one, instead
+/// of passing for the wrong reason.
+fn require_no_chip() {
     assert!(
         !Path::new(DEFAULT_DEVICE).exists(),
         "{DEFAULT_DEVICE} exists on this machine: this test needs a machine without an SE050"
@@ -45,8 +41,25 @@ fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
 
 /// `program args` with no configuration in sight: PKCS11_SE050_CONF unset, HOME, XDG_STATE_HOME
 /// and the working directory in an empty temporary directory.
+///
+/// Where the system configuration exists (the Debian package installs it), the program runs in
+/// a mount namespace of its own with an empty tmpfs over its directory: the module then sees no
+/// file at all, as on a device whose config went missing, and the machine's file is untouched.
 fn without_config(program: &Path, args: &[&str], home: &Path) -> Output {
-    Command::new(program)
+    let mut command = if Path::new(SYSTEM_CONF).exists() {
+        let conf_dir = Path::new(SYSTEM_CONF).parent().unwrap();
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs none {} && exec \"$0\" \"$@\"",
+                conf_dir.display()
+            ))
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    command
         .args(args)
         .env_remove("PKCS11_SE050_CONF")
         .env("HOME", home)
@@ -71,7 +84,7 @@ fn assert_names_config_and_device(out: &Output, what: &str) {
 
 #[test]
 fn without_a_config_file_no_key_is_written_anywhere() {
-    require_no_config_and_no_chip();
+    require_no_chip();
     let home = tempfile::tempdir().unwrap();
     let root_state_before = files_under(Path::new(ROOT_STATE_DIR));
     let module = module_path();
@@ -113,7 +126,7 @@ fn without_a_config_file_no_key_is_written_anywhere() {
 
 #[test]
 fn a_config_without_transport_means_the_real_chip() {
-    require_no_config_and_no_chip();
+    require_no_chip();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("pkcs11-se050.toml");
     std::fs::write(&conf, "token_label = \"wg\"\n").unwrap();
