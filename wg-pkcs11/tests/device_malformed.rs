@@ -241,13 +241,13 @@ fn malformed_packets_of_every_type_are_dropped_counted_and_unanswered() {
     peer.consume_response(&id, &table, &buf[..n], from, Instant::now())
         .expect("valid response");
     let keypair = peer.current_keypair(Instant::now()).unwrap();
-    // Replaying the initiation A answered costs no token operation and gets no answer.
-    let before = s.a.counters();
+    // Replaying the initiation A answered costs no token operation and gets no answer (this
+    // socket receives nothing). Refused before the token: only the consumed-initiation cache,
+    // which the worker checks before the static key, counts Replayed (a replay refused after
+    // the DH, by its timestamp, counts as Handshake). Device-wide counts (responses sent, token
+    // operations) are not compared: the A-B tunnel may handshake meanwhile, as it did once
+    // under a loaded machine (a response to B counted between the two readings).
     send_and_expect_one_drop(&s, &sock, &msg, "replayed initiation", DropReason::Replayed);
-    // Refused before the token: only the consumed-initiation cache, which the worker checks
-    // before the static key, counts Replayed (a replay refused after the DH, by its timestamp,
-    // counts as Handshake). Token counts are not compared: the A-B tunnel may rekey meanwhile.
-    assert_eq!(s.a.counters().responses_sent, before.responses_sent);
     let raw_pub = s.raw_key.public_key();
     let here = sock.local_addr().unwrap().port();
     let endpoint_port = || s.a.peer_info(&raw_pub).unwrap().endpoint.unwrap().port();
