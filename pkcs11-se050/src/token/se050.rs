@@ -33,22 +33,23 @@ pub fn open_chip(config: &Config) -> ChipResult<Box<dyn Chip>> {
             latency: *latency,
         },
     };
-    let se050 = device::secure::open_secured(&transport, config.lock_timeout, &config.scp03).map_err(|e| {
-        let place = match &config.transport {
-            TransportConfig::I2c { device, address } => {
-                format!("the SE050 at {} address {address:#04x}", device.display())
-            }
-            TransportConfig::Virtual { state, .. } => {
-                format!("the virtual SE050 with state {}", state.display())
-            }
-        };
-        // Name what was looked for: without a file the module never falls back to a
-        // software chip, so a missing config shows up here, not as a copyable key.
-        ChipError::new(
-            ChipErrorKind::Link,
-            format!("{}: cannot open {place}: {e}", config.origin()),
-        )
-    })?;
+    let se050 = device::secure::open_secured(&transport, config.lock_timeout, &config.scp03)
+        .map_err(|e| {
+            let place = match &config.transport {
+                TransportConfig::I2c { device, address } => {
+                    format!("the SE050 at {} address {address:#04x}", device.display())
+                }
+                TransportConfig::Virtual { state, .. } => {
+                    format!("the virtual SE050 with state {}", state.display())
+                }
+            };
+            // Name what was looked for: without a file the module never falls back to a
+            // software chip, so a missing config shows up here, not as a copyable key.
+            ChipError::new(
+                ChipErrorKind::Link,
+                format!("{}: cannot open {place}: {e}", config.origin()),
+            )
+        })?;
     Ok(Box::new(AppletChip { se050 }))
 }
 

@@ -56,15 +56,10 @@ impl Device {
             shared_counters: self.shared.counters.clone(),
         });
         let (done, applied) = mpsc::channel();
-        self.shared
-            .jobs
-            .push_own(
-                Job::ReplaceKey(Replacement {
-                    key: counted,
-                    done,
-                }),
-                std::time::Instant::now(),
-            );
+        self.shared.jobs.push_own(
+            Job::ReplaceKey(Replacement { key: counted, done }),
+            std::time::Instant::now(),
+        );
         applied.recv_timeout(APPLY_TIMEOUT).map_err(|_| {
             "the handshake worker did not take the new key in time (it may still do so)".to_string()
         })

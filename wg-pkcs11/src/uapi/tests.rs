@@ -573,7 +573,7 @@ fn get_reply_numbers_out_of_range_are_errors() {
 #[test]
 fn a_set_request_is_bounded_in_bytes_and_peers() {
     // Bytes: lines of a legal length, but too many of them together.
-    let line = format!("allowed_ip=10.0.0.1/32\n");
+    let line = "allowed_ip=10.0.0.1/32\n".to_string();
     let mut big = format!("set=1\npublic_key={K1}\n");
     while big.len() <= MAX_REQUEST_BYTES {
         big.push_str(&line);
