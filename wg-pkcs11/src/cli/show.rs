@@ -17,7 +17,8 @@ pub fn show(ifname: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn show_all() -> Result<(), String> {
+/// The interfaces with a UAPI socket (every userspace WireGuard's), sorted by name.
+pub fn interface_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(uapi::SOCKET_DIR)
         .map(|dir| {
             dir.filter_map(|e| e.ok())
@@ -31,6 +32,11 @@ pub fn show_all() -> Result<(), String> {
         })
         .unwrap_or_default();
     names.sort();
+    names
+}
+
+pub fn show_all() -> Result<(), String> {
+    let names = interface_names();
     let mut first = true;
     for name in names {
         match uapi::client::get(&uapi::socket_path(&name)) {

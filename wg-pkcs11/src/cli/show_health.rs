@@ -158,19 +158,7 @@ pub fn show_json(ifname: &str) -> Result<(), String> {
 
 /// `show --json`: an array of every interface that answers.
 pub fn show_all_json() -> Result<(), String> {
-    let mut names: Vec<String> = std::fs::read_dir(uapi::SOCKET_DIR)
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".sock")
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
+    let names = super::show::interface_names();
     let mut objects = Vec::new();
     for name in names {
         match uapi::client::get(&uapi::socket_path(&name)) {
