@@ -11,7 +11,9 @@
 //! it) and the gap statistics of the stream from the daemon (`rx_` prefix).
 
 use crate::args::Options;
-use crate::stream::{shared_clock_ns, GapMeter, Pacer, PAYLOAD_LEN};
+use crate::stream::{
+    enlarge_receive_buffer, shared_clock_ns, socket_drops, GapMeter, Pacer, PAYLOAD_LEN,
+};
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Tunn, TunnResult};
 use mock_instant::MockClock;
@@ -110,6 +112,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let settle = Duration::from_millis(options.optional("settle-ms", 1000)?);
 
     let socket = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
+    enlarge_receive_buffer(&socket);
     socket
         .connect(endpoint)
         .map_err(|e| format!("connect {endpoint}: {e}"))?;
@@ -236,6 +239,9 @@ pub fn run(options: &Options) -> Result<(), String> {
     println!("stream_sent={sequence}");
     println!("stream_not_sent={not_sent}");
     meter.print("rx_");
+    if let Some(drops) = socket_drops(&peer.socket) {
+        println!("rx_socket_drops={drops}");
+    }
     Ok(())
 }
 

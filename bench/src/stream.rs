@@ -4,6 +4,7 @@
 
 use crate::args::Options;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Sequence-numbered payload: 8 bytes, big-endian.
@@ -12,6 +13,50 @@ pub const PAYLOAD_LEN: usize = 8;
 /// Gaps longer than this are listed with their times, so that the driver can tell the ones that
 /// happened during a handshake from the ones the machine's scheduler made elsewhere.
 const LISTED_GAP_NS: u64 = 2_000_000;
+
+/// A receive buffer big enough that a measuring process the scheduler starves for a few seconds
+/// does not drop what the tunnel delivered (the default, about 200 KiB, holds ~300 small packets).
+const MEASURING_RCVBUF: libc::c_int = 8 << 20;
+
+/// Gives `socket` the big receive buffer. SO_RCVBUFFORCE goes past net.core.rmem_max (we are
+/// root in the benchmarks); without the privilege it falls back to SO_RCVBUF's capped size.
+pub fn enlarge_receive_buffer(socket: &UdpSocket) {
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: the fd is open for the life of `socket`, and the option value is a c_int whose
+        // address and size we pass together; the kernel only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&MEASURING_RCVBUF as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
+}
+
+/// Datagrams the kernel dropped at `socket` because its receive buffer was full: the `drops`
+/// column of /proc/self/net/udp{,6} (this process's network namespace). Losses counted here
+/// happened in the measuring process, not in the tunnel.
+pub fn socket_drops(socket: &UdpSocket) -> Option<u64> {
+    let local = socket.local_addr().ok()?;
+    let table = if local.is_ipv4() {
+        "/proc/self/net/udp"
+    } else {
+        "/proc/self/net/udp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    let port = format!(":{:04X}", local.port());
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode ref pointer drops
+        (fields.get(1)?.ends_with(&port)).then(|| fields.last()?.parse().ok())?
+    })
+}
 
 /// Wall-clock time in nanoseconds: one clock for every process on the machine, whatever its
 /// network namespace, so gaps seen by one process line up with handshakes seen by another.
@@ -137,6 +182,10 @@ pub fn receive(options: &Options) -> Result<(), String> {
     let bind: SocketAddr = options.required("bind")?;
     let seconds: f64 = options.required("seconds")?;
     let socket = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
+    enlarge_receive_buffer(&socket);
+    // A caller that starts the sender after this line knows no packet can arrive unbound (and be
+    // counted as lost by a stream that had not started listening yet).
+    println!("bound=1");
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut meter = GapMeter::default();
     let mut buffer = [0u8; 2048];
@@ -157,5 +206,8 @@ pub fn receive(options: &Options) -> Result<(), String> {
         }
     }
     meter.print("");
+    if let Some(drops) = socket_drops(&socket) {
+        println!("socket_drops={drops}");
+    }
     Ok(())
 }
