@@ -333,3 +333,214 @@ fn a_quarter_gib_each_way_between_wg_pkcs11_and_wireguard_go_arrives_intact() {
         c.rx_packets
     );
 }
+
+/// Datagram `seq` of a UDP stream: its length (every 50th shorter, which ends a coalesced run)
+/// and its bytes (the sequence number, then bytes only it has).
+fn datagram(seed: u64, seq: u64, buf: &mut [u8]) -> usize {
+    let len = if seq % 50 == 49 { 704 } else { 1392 };
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    Stream::new(seed ^ seq.wrapping_mul(0x9e3779b97f4a7c15)).fill(&mut buf[8..len]);
+    len
+}
+
+/// Send the stream in groups of up to 8 datagrams per send with UDP_SEGMENT of the full size:
+/// a group ends early after a short datagram (only the last segment of a GSO send may be short).
+fn send_gso(tx: &std::net::UdpSocket, seed: u64, count: u64) {
+    use std::os::fd::AsRawFd;
+    const UDP_SEGMENT: libc::c_int = 103;
+    let size: libc::c_int = 1392;
+    // SAFETY: setsockopt with an int option value that lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    assert_eq!(r, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    let mut buf = vec![0u8; 8 * 1392];
+    let mut seq = 0;
+    while seq < count {
+        let mut len = 0;
+        for _ in 0..8 {
+            if seq >= count {
+                break;
+            }
+            let n = datagram(seed, seq, &mut buf[len..]);
+            len += n;
+            seq += 1;
+            if n < 1392 {
+                break;
+            }
+        }
+        let _ = tx.send(&buf[..len]);
+    }
+}
+
+/// What arrived of a UDP stream: datagrams, those whose bytes or length were wrong.
+struct UdpReceived {
+    datagrams: u64,
+    wrong: u64,
+    first_wrong: Option<u64>,
+}
+
+fn udp_receive(
+    sock: std::net::UdpSocket,
+    seed: u64,
+    sender_done: Arc<std::sync::atomic::AtomicBool>,
+) -> UdpReceived {
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = UdpReceived {
+        datagrams: 0,
+        wrong: 0,
+        first_wrong: None,
+    };
+    let (mut buf, mut want) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let mut idle_since_done = 0;
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                got.datagrams += 1;
+                let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                let len = datagram(seed, seq, &mut want);
+                if n != len || buf[..n] != want[..len] {
+                    got.wrong += 1;
+                    got.first_wrong.get_or_insert(seq);
+                }
+            }
+            Err(_) if sender_done.load(std::sync::atomic::Ordering::Acquire) => {
+                idle_since_done += 1;
+                if idle_since_done > 2 {
+                    return got;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Packets the kernel counted into the TUN named `ifname` (each write, coalesced or not, is one).
+fn tun_rx_packets(ns: &Netns, ifname: &str) -> u64 {
+    let out = ns.ip(&["-s", "-o", "link", "show", "dev", ifname]);
+    // "... RX: bytes packets errors ... \    123 456 0 ..." on one line with -o.
+    let after = out.split("RX:").nth(1).expect("ip -s shows RX");
+    let numbers: Vec<u64> = after
+        .split(|c: char| c == '\\' || c.is_whitespace())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    numbers[1]
+}
+
+fn kernel_has_uso() -> bool {
+    // TUN_F_USO4/USO6 came with Linux 6.2.
+    let release = must("uname", &["-r"]);
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (6, 2)
+}
+
+/// UDP at full rate through two wg-pkcs11 devices, both ways at once: loss is allowed (a full
+/// TUN queue drops), a changed, truncated or merged datagram is not. With USO the receiving
+/// device coalesces datagrams before its TUN write; the kernel must cut them apart again at the
+/// same boundaries.
+#[test]
+fn udp_datagrams_arrive_intact_through_coalescing_both_ways() {
+    let _heavy = heavy_lock();
+    let pair = Pair::new();
+    let (ka, kb) = (SoftKey::generate(), SoftKey::generate());
+    let (pa, pb) = (ka.public_key(), kb.public_key());
+    let (port_a, port_b) = ports();
+    let a_ep: SocketAddr = format!("{}:{port_a}", pair.a_addr).parse().unwrap();
+    let b_ep: SocketAddr = format!("{}:{port_b}", pair.b_addr).parse().unwrap();
+    let a = device(&pair, true, ka, port_a, pb, b_ep);
+    let b = device(&pair, false, kb, port_b, pa, a_ep);
+    if kernel_has_uso() {
+        assert!(
+            a.uso() && b.uso(),
+            "Linux 6.2+ offers USO on the TUN: the devices must use it"
+        );
+    }
+    assert!(ping_until(&pair.a, "10.14.0.2", 10), "tunnel up");
+    let count: u64 = mib_per_direction(1024) * 100; // 100k datagrams (140 MB) by default
+    let seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("UDP seeds {seed:#x} (A -> B) and {:#x} (B -> A)", !seed);
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    // Read before any datagram is sent: every write the transfer causes is counted.
+    let before = (
+        tun_rx_packets(&pair.b, b.name()),
+        tun_rx_packets(&pair.a, a.name()),
+    );
+    let mut runs = Vec::new();
+    for (from, to, to_addr, s) in [
+        (&pair.a, &pair.b, "10.14.0.2", seed),
+        (&pair.b, &pair.a, "10.14.0.1", !seed),
+    ] {
+        let bind: SocketAddr = format!("{to_addr}:{port}").parse().unwrap();
+        let rx = to.enter(move || std::net::UdpSocket::bind(bind).unwrap());
+        let tx = from.enter(move || {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.connect(bind).unwrap();
+            s
+        });
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done_rx = done.clone();
+        let receiver = std::thread::spawn(move || udp_receive(rx, s, done_rx));
+        // B -> A is sent with UDP_SEGMENT (GSO): several datagrams per send, which reach the
+        // sending device as one USO super-datagram from its TUN to be split.
+        let gso = to_addr == "10.14.0.1";
+        let sender = std::thread::spawn(move || {
+            if gso {
+                send_gso(&tx, s, count);
+            } else {
+                let mut buf = vec![0u8; 2048];
+                for seq in 0..count {
+                    let len = datagram(s, seq, &mut buf);
+                    let _ = tx.send(&buf[..len]);
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        runs.push((sender, receiver));
+    }
+    let mut results = Vec::new();
+    for (sender, receiver) in runs {
+        sender.join().unwrap();
+        results.push(receiver.join().unwrap());
+    }
+    let writes = (
+        tun_rx_packets(&pair.b, b.name()) - before.0,
+        tun_rx_packets(&pair.a, a.name()) - before.1,
+    );
+    for ((dir, got), tun_writes) in ["A -> B", "B -> A"]
+        .iter()
+        .zip(&results)
+        .zip([writes.0, writes.1])
+    {
+        println!(
+            "{dir}: {} of {count} datagrams arrived ({} TUN writes), {} wrong",
+            got.datagrams, tun_writes, got.wrong
+        );
+        assert_eq!(
+            got.wrong, 0,
+            "{dir}: {} datagrams arrived changed, the first with sequence number {:?}",
+            got.wrong, got.first_wrong
+        );
+        assert!(got.datagrams > 0, "{dir}: nothing arrived");
+        if a.uso() {
+            assert!(
+                tun_writes < got.datagrams,
+                "{dir}: {tun_writes} TUN writes for {} datagrams: nothing was coalesced",
+                got.datagrams
+            );
+        }
+    }
+}
