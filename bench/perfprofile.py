@@ -141,6 +141,11 @@ def derived(counts):
     return out
 
 
+def clean_symbol(text):
+    """A symbol as `perf report` prints it, without the empty srcline columns ("-  -")."""
+    return re.sub(r"(\s+-)+\s*$", "", text.strip())[:120]
+
+
 def sample_phase(m, tunnel, seconds, workdir, out_dir):
     """perf record of both daemons under iperf3; flamegraphs and per-thread summaries."""
     collapse, flame = shutil.which("inferno-collapse-perf"), shutil.which("inferno-flamegraph")
@@ -175,7 +180,7 @@ def sample_phase(m, tunnel, seconds, workdir, out_dir):
             hit = re.match(r"\s*([\d.]+)%\s+(\S+)\s+(\S+)\s+\[.\]\s+(.*)", line)
             if hit:
                 rows.append(dict(percent=float(hit.group(1)), thread=hit.group(2),
-                                 dso=hit.group(3), symbol=hit.group(4).strip()[:120]))
+                                 dso=hit.group(3), symbol=clean_symbol(hit.group(4))))
         threads = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio",
                                   "--sort", "comm", "-g", "none"],
                                  capture_output=True, text=True, timeout=600)
@@ -279,6 +284,6 @@ def profile_markdown(entry):
         lines += ["", "| % of samples | thread | object | symbol |", "|---:|---|---|---|"]
         for row in s[end]["top"]:
             lines.append(f"| {row['percent']:.1f} | {row['thread']} | {row['dso']} | "
-                         f"`{row['symbol']}` |")
+                         f"`{clean_symbol(row['symbol'])}` |")
         lines.append("")
     return "\n".join(lines) + "\n"
