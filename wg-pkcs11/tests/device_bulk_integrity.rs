@@ -479,6 +479,9 @@ fn udp_datagrams_arrive_intact_through_coalescing_both_ways() {
         tun_rx_packets(&pair.b, b.name()),
         tun_rx_packets(&pair.a, a.name()),
     );
+    // Datagrams each device decrypted and handed on to its TUN (some may still be dropped by the
+    // receiving socket afterwards, so what arrives is no measure of what was written).
+    let delivered_before = (b.counters().rx_packets, a.counters().rx_packets);
     let mut runs = Vec::new();
     for (from, to, to_addr, s) in [
         (&pair.a, &pair.b, "10.14.0.2", seed),
@@ -520,14 +523,20 @@ fn udp_datagrams_arrive_intact_through_coalescing_both_ways() {
         tun_rx_packets(&pair.b, b.name()) - before.0,
         tun_rx_packets(&pair.a, a.name()) - before.1,
     );
-    for ((dir, got), tun_writes) in ["A -> B", "B -> A"]
+    let delivered = (
+        b.counters().rx_packets - delivered_before.0,
+        a.counters().rx_packets - delivered_before.1,
+    );
+    for (((dir, got), tun_writes), handed_on) in ["A -> B", "B -> A"]
         .iter()
         .zip(&results)
         .zip([writes.0, writes.1])
+        .zip([delivered.0, delivered.1])
     {
         println!(
-            "{dir}: {} of {count} datagrams arrived ({} TUN writes), {} wrong",
-            got.datagrams, tun_writes, got.wrong
+            "{dir}: {} of {count} datagrams arrived; the receiving device wrote {handed_on} \
+             datagrams to its TUN in {tun_writes} writes; {} wrong",
+            got.datagrams, got.wrong
         );
         assert_eq!(
             got.wrong, 0,
@@ -536,10 +545,11 @@ fn udp_datagrams_arrive_intact_through_coalescing_both_ways() {
         );
         assert!(got.datagrams > 0, "{dir}: nothing arrived");
         if a.uso() {
+            // Coalescing takes the datagrams of one recvmmsg batch: at full rate many per write.
             assert!(
-                tun_writes < got.datagrams,
-                "{dir}: {tun_writes} TUN writes for {} datagrams: nothing was coalesced",
-                got.datagrams
+                tun_writes * 2 < handed_on,
+                "{dir}: {tun_writes} TUN writes for {handed_on} datagrams: (almost) nothing was \
+                 coalesced"
             );
         }
     }
