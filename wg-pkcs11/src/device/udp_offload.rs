@@ -10,7 +10,9 @@
 //!
 //! Coalescing keeps every datagram's bytes and boundaries: the kernel splits the super-datagram
 //! at `gso_size` again before any socket sees it, so the receiving program reads the datagrams
-//! the peer sent, in order.
+//! the peer sent, in order. As with the TCP coalescer, the datagrams' own checksums are not
+//! verified: the AEAD has authenticated every byte (the kernel's WireGuard marks decrypted packets
+//! CHECKSUM_UNNECESSARY for the same reason), and the kernel writes fresh ones when it splits.
 
 use super::offload::{checksum_add, checksum_fold, Offer, VnetHdr, F_NEEDS_CSUM};
 use super::tun::VNET_HDR_LEN;
