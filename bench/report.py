@@ -57,6 +57,7 @@ def markdown(results):
     lines += flood_section(results)
     lines += storm.storm_section(results)
     lines += targets_section(results)
+    lines += throughput_targets_section(results)
     return "\n".join(lines) + "\n"
 
 
@@ -68,6 +69,11 @@ KERNEL_NOT_MEASURED = ("this machine's kernel has no wireguard module, so the ke
                        "the emulator. Interoperability (handshake each way, token and software keys, "
                        "preshared key, roaming, rekey, byte counters) is tested by "
                        "tests/interop_kernel.rs")
+
+
+def cpu_counter_note(results):
+    what = results.get("cpu_counter")
+    return f"Counted here: {what}." if what else ""
 
 
 def throughput_section(results):
@@ -82,16 +88,38 @@ def throughput_section(results):
              f"(as fast as the sender can), {1420 - 28}-byte datagrams; \"received\" is what "
              f"arrived, the rest was lost.", "",
              "![throughput](throughput.svg)", "",
-             "| implementation (A -> B) | TCP Mbit/s | UDP received Mbit/s | UDP sent Mbit/s | UDP loss | TCP per round |",
-             "|---|---:|---:|---:|---:|---|"]
+             "\"A -> B\": A encrypts what iperf3 sends, B decrypts it (the mixed pairs are run both "
+             "ways round). CPU per GB: CPU seconds (user + system, all threads, /proc/PID/stat) "
+             "each end's daemon used during the TCP test, per GB of IP packets B's daemon wrote "
+             "into its TUN meanwhile (its interface's rx bytes; median of the rounds); kernel work done in the daemon's system calls counts, "
+             "softirq work the kernel does elsewhere does not. " + cpu_counter_note(results), "",
+             "| implementation (A -> B) | TCP Mbit/s | TCP / bare veth | UDP received Mbit/s | UDP received / bare veth | UDP sent Mbit/s | UDP loss | CPU s per GB, A / B | TCP per round | load avg (1 min) per round |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    bare = find(rows, "bare veth")
+    bare_tcp = bare.get("tcp_mbps") if bare else None
+    bare_udp = bare.get("udp_mbps") if bare else None
     for row in rows:
         if "tcp_mbps" in row:
-            lines.append(f"| {row['name']} | {fmt(row['tcp_mbps'])} | {fmt(row['udp_mbps'])} | "
+            cpu = row.get("cpu_s_per_gb")
+            cpu_text = " / ".join(fmt(c, 2) for c in cpu) if cpu else "-"
+            if row.get("gcycles_per_gb"):
+                cpu_text += " (Gcycles " + " / ".join(fmt(c, 2) for c in row["gcycles_per_gb"]) + ")"
+            load = ", ".join(f"{x:.1f}" for x in row.get("loadavg_tcp", []))
+            lines.append(f"| {row['name']} | {fmt(row['tcp_mbps'])} | "
+                         f"{fmt(row['tcp_mbps'] / bare_tcp, 2) if bare_tcp else '-'} | "
+                         f"{fmt(row['udp_mbps'])} | "
+                         f"{fmt(row['udp_mbps'] / bare_udp, 2) if bare_udp else '-'} | "
                          f"{fmt(row['udp_sent_mbps'])} | {fmt(row['udp_lost_percent'], 1)}% | "
-                         f"{', '.join(fmt(x) for x in row['rounds_tcp'])} |")
+                         f"{cpu_text} | {', '.join(fmt(x) for x in row['rounds_tcp'])} | {load} |")
         if row.get("not_measured"):
-            lines.append(f"| {row['name']} | not measured: {row['not_measured']} | | | | |")
-    lines.append(f"| {KERNEL_ROW} | not measured: {KERNEL_NOT_MEASURED} | | | | |")
+            lines.append(f"| {row['name']} | not measured: {row['not_measured']} | | | | | | | | |")
+    ceiling = results.get("aead_ceiling")
+    if ceiling:
+        lines.append(f"| ceiling: one core's ChaCha20-Poly1305 (ring), {ceiling['size']:.0f}-byte "
+                     f"packets, seal / open | {fmt(ceiling['seal_mbps'])} / "
+                     f"{fmt(ceiling['open_mbps'])} | | | | | | | "
+                     f"{', '.join(fmt(c['seal_mbps']) + ' / ' + fmt(c['open_mbps']) for c in ceiling['rounds'])} | |")
+    lines.append(f"| {KERNEL_ROW} | not measured: {KERNEL_NOT_MEASURED} | | | | | | | | |")
     own = find(rows, "wg-pkcs11")
     lines.append("")
     if own and "tcp_mbps" in own:
@@ -102,6 +130,16 @@ def throughput_section(results):
                              f"UDP received {own['udp_mbps'] / other['udp_mbps']:.2f}x")
     else:
         lines.append("- Ratios of wg-pkcs11 to the others: not measured (no wg-pkcs11 figure).")
+    if ceiling:
+        slowest = min(ceiling["seal_mbps"], ceiling["open_mbps"])
+        lines.append(f"- The ceiling is `wg-bench aead-rate`: plaintext bits one core seals or opens "
+                     f"per second of its CPU time (so the machine's load does not lower it). A "
+                     f"1420-byte packet carries 1368 bytes of TCP payload (IPv4, TCP timestamps), "
+                     f"so one core's crypto alone allows at most "
+                     f"{fmt(slowest * 1368 / 1420)} Mbit/s of single-stream TCP goodput. As a "
+                     f"fraction of that: "
+                     + "; ".join(f"{r['name']} {r['tcp_mbps'] / (slowest * 1368 / 1420):.2f}"
+                                 for r in rows if "tcp_mbps" in r and r["name"] != "bare veth"))
     for row in rows:
         if row.get("first_handshake_ops"):
             per_round = "; ".join(
@@ -372,5 +410,58 @@ def targets_section(results):
                          f"{'met' if ok else '**not met**'} (loss) |")
         else:
             lines.append(target_line(what, None, "0% ping loss", 0, False))
+    lines.append("")
+    return lines
+
+
+def throughput_targets_section(results):
+    """Issue 13's targets, stated against what the same run measured."""
+    rows = results.get("throughput")
+    if rows is None:
+        return []
+    lines = ["## Targets of issue 13 (throughput)", "",
+             f"Load average (1 min) during the wg-pkcs11 TCP tests: "
+             + (", ".join(f"{x:.1f}" for x in (find(rows, "wg-pkcs11") or {}).get("loadavg_tcp", []))
+                or "-") + ". On a shared machine the absolute figures move with the load; the "
+             "ratios to the bare veth are taken in the same round, the CPU per GB less so.", "",
+             "| target | wanted | measured | ratio measured / target | |", "|---|---|---|---:|---|"]
+    bare, own = find(rows, "bare veth"), find(rows, "wg-pkcs11")
+    if bare and own and "tcp_mbps" in bare and "tcp_mbps" in own:
+        r = own["tcp_mbps"] / bare["tcp_mbps"]
+        lines.append(target_line("TCP, single stream, wg-pkcs11 at both ends",
+                                 f"{own['tcp_mbps']:.0f} Mbit/s = {r:.3f}x bare veth "
+                                 f"({bare['tcp_mbps']:.0f})", ">= 0.35x bare veth", r / 0.35,
+                                 r >= 0.35))
+        r = own["udp_mbps"] / bare["udp_mbps"] if bare.get("udp_mbps") else None
+        if r is not None:
+            lines.append(target_line("UDP at full rate, received by wg-pkcs11",
+                                     f"{own['udp_mbps']:.0f} Mbit/s = {r:.3f}x bare veth "
+                                     f"({bare['udp_mbps']:.0f}); sent {own['udp_sent_mbps']:.0f}, "
+                                     f"loss {own['udp_lost_percent']:.1f}%",
+                                     ">= 0.4x bare veth", r / 0.4, r >= 0.4))
+    else:
+        lines.append(target_line("TCP, single stream, wg-pkcs11 at both ends", None,
+                                 ">= 0.35x bare veth", 0, False))
+    mixed = [r for r in rows if "->" in r["name"]]
+    both = [r["name"] for r in mixed if "tcp_mbps" in r]
+    mixed_text = "; ".join(f"{n}: {find(rows, n)['tcp_mbps']:.0f} Mbit/s" for n in both)
+    mixed_ok = (any(n.startswith("wg-pkcs11 ->") for n in both)
+                and any(n.endswith("-> wg-pkcs11") for n in both))
+    lines.append(f"| TCP in the mixed pairs, both directions | reported | "
+                 f"{mixed_text or 'not measured'} | - | {'met' if mixed_ok else '**not met**'} |")
+    costed = [r for r in rows if r.get("cpu_s_per_gb")]
+    lines.append(f"| CPU cost per GB at each end, every implementation | reported | "
+                 + ("; ".join(f"{r['name']}: " + " / ".join(fmt(c, 2) for c in r["cpu_s_per_gb"])
+                              for r in costed) or "not measured")
+                 + f" CPU s | - | {'met' if costed else '**not met**'} |")
+    ceiling = results.get("aead_ceiling")
+    if ceiling and own and "tcp_mbps" in own:
+        goodput = min(ceiling["seal_mbps"], ceiling["open_mbps"]) * 1368 / 1420
+        lines.append(f"| the ceiling, and the tunnel as a fraction of it | reported | one core seals "
+                     f"{ceiling['seal_mbps']:.0f} and opens {ceiling['open_mbps']:.0f} Mbit/s; "
+                     f"wg-pkcs11 TCP = {own['tcp_mbps'] / goodput:.2f} of the "
+                     f"{goodput:.0f} Mbit/s of goodput one core's crypto allows | - | met |")
+    else:
+        lines.append("| the ceiling, and the tunnel as a fraction of it | reported | not measured | - | **not met** |")
     lines.append("")
     return lines

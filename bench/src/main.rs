@@ -1,6 +1,7 @@
 //! Helper binaries of the benchmark (`bench/run`). Each subcommand does one measurement job and
 //! prints its figures as `key=value` lines on stdout, which the driver script parses.
 
+mod aead_rate;
 mod args;
 mod derive_rate;
 mod flood;
@@ -21,7 +22,8 @@ commands:
   flood        --to IP:PORT --responder-public B64 --rate PPS --seconds S
   derive-rate  --module PATH [--label NAME] [--pin PIN] [--seconds S]
   scp03-cost   [--seconds S]
-  keys         --count N";
+  keys         --count N
+  aead-rate    [--size 1420] [--seconds 2]";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         "derive-rate" => derive_rate::run(&options),
         "scp03-cost" => scp03_cost::run(&options),
         "keys" => keys::run(&options),
+        "aead-rate" => aead_rate::run(&options),
         _ => Err(format!("unknown command {command:?}")),
     };
     match result {

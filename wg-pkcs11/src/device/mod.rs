@@ -38,6 +38,7 @@ mod socket_slot;
 mod timers;
 pub mod tun;
 pub mod udp;
+pub mod udp_offload;
 mod waker;
 
 use std::collections::{HashMap, VecDeque};
@@ -260,11 +261,12 @@ impl Device {
             .map_err(|e| log::warn!("the device's network namespace: {e}"))
             .ok();
         log::info!(
-            "{}: listening on UDP port {} (GRO {}), TUN offload {}",
+            "{}: listening on UDP port {} (GRO {}), TUN offload {} (USO {})",
             tun.name(),
             udp.port(),
             udp.gro(),
-            tun.offload()
+            tun.offload(),
+            tun.uso()
         );
         let shared = Arc::new(Shared {
             identity: Identity::new(key),
@@ -357,6 +359,12 @@ impl Device {
     /// Whether the TUN runs with virtio-net headers and TSO/GRO.
     pub fn offload(&self) -> bool {
         self.shared.tun.offload()
+    }
+
+    /// Whether the TUN also takes UDP super-datagrams (USO, Linux 6.2+): received UDP is then
+    /// coalesced before it is written to the TUN.
+    pub fn uso(&self) -> bool {
+        self.shared.tun.uso()
     }
 
     pub fn counters(&self) -> CounterSnapshot {

@@ -8,8 +8,9 @@
 use std::fmt;
 
 use super::tun::VNET_HDR_LEN;
+use super::udp_offload::{segment_uso, uso_headers, GSO_UDP_L4};
 
-const F_NEEDS_CSUM: u8 = 1;
+pub(crate) const F_NEEDS_CSUM: u8 = 1;
 const GSO_NONE: u8 = 0;
 const GSO_TCPV4: u8 = 1;
 const GSO_TCPV6: u8 = 4;
@@ -162,6 +163,10 @@ pub fn max_segment_len(pkt: &[u8]) -> Result<usize, OffloadError> {
     if hdr.gso_type & !GSO_ECN == GSO_NONE {
         return Ok(ip.len());
     }
+    if hdr.gso_type == GSO_UDP_L4 {
+        let iphl = uso_headers(ip, &hdr).ok_or(OffloadError::BadHeaders)?;
+        return Ok((iphl + 8 + hdr.gso_size as usize).min(ip.len()));
+    }
     let (_, hdr_len) = tcp_headers(ip, &hdr)?;
     Ok((hdr_len + hdr.gso_size as usize).min(ip.len()))
 }
@@ -213,6 +218,16 @@ pub fn segment(
             count: 1,
             full_len: ip.len(),
             last_len: ip.len(),
+        });
+    }
+    if hdr.gso_type == GSO_UDP_L4 {
+        uso_headers(ip, &hdr).ok_or(OffloadError::BadHeaders)?;
+        let (count, full_len, last_len) =
+            segment_uso(ip, &hdr, out, head, stride).ok_or(OffloadError::TooManySegments)?;
+        return Ok(Segments {
+            count,
+            full_len,
+            last_len,
         });
     }
     let (iphl, hlen) = tcp_headers(ip, &hdr)?;

@@ -19,6 +19,7 @@ use super::ratelimit::RateLimiter;
 use super::socket_slot::CachedSocket;
 use super::tun::VNET_HDR_LEN;
 use super::udp::{RecvBatch, UdpSocket, MAX_UDP_PAYLOAD};
+use super::udp_offload::UdpCoalescer;
 use super::waker::Ready;
 use super::Shared;
 use crate::keypair::Keypair;
@@ -56,6 +57,9 @@ struct Receiver {
     socket: CachedSocket,
     coalescer: Coalescer,
     offload: bool,
+    /// Datagrams of one UDP flow merged into a USO super-datagram (when the TUN takes them).
+    udp_coalescer: UdpCoalescer,
+    uso: bool,
     /// The session of the previous transport packet: consecutive packets
     /// almost always share it, which saves the index-table lookup.
     last: Option<(u32, Arc<Peer>, Arc<Keypair>)>,
@@ -77,6 +81,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
         socket,
         coalescer: Coalescer::new(),
         offload: shared.tun.offload(),
+        udp_coalescer: UdpCoalescer::new(),
+        uso: shared.tun.uso(),
         last: None,
         limiter: RateLimiter::new(),
     };
@@ -292,16 +298,28 @@ impl Receiver {
         }
     }
 
-    /// Write the packet at buf[16..16 + len] to the TUN, coalescing TCP.
+    /// Write the packet at buf[16..16 + len] to the TUN, coalescing TCP (and UDP with USO).
     fn deliver(&mut self, buf: &mut [u8], len: usize) {
         let start = TRANSPORT_HEADER_LEN;
         if self.offload {
             match self.coalescer.offer(&buf[start..start + len]) {
                 Offer::Merged => return,
                 Offer::Flush => {
-                    self.flush_coalesced();
+                    self.flush_tcp();
                     if self.coalescer.offer(&buf[start..start + len]) == Offer::Merged {
                         return;
+                    }
+                }
+                Offer::Alone if self.uso => {
+                    match self.udp_coalescer.offer(&buf[start..start + len]) {
+                        Offer::Merged => return,
+                        Offer::Flush => {
+                            self.flush_udp();
+                            if self.udp_coalescer.offer(&buf[start..start + len]) == Offer::Merged {
+                                return;
+                            }
+                        }
+                        Offer::Alone => self.flush_coalesced(),
                     }
                 }
                 Offer::Alone => self.flush_coalesced(),
@@ -321,11 +339,28 @@ impl Receiver {
         }
     }
 
+    /// Write what both coalescers hold.
     fn flush_coalesced(&mut self) {
+        self.flush_tcp();
+        self.flush_udp();
+    }
+
+    fn flush_tcp(&mut self) {
         if self.coalescer.is_empty() {
             return;
         }
         let pkt = self.coalescer.finish();
+        if let Err(e) = self.shared.tun.write(pkt) {
+            log::debug!("writing the TUN: {e}");
+            self.shared.counters.discard(DropReason::SendError);
+        }
+    }
+
+    fn flush_udp(&mut self) {
+        if self.udp_coalescer.is_empty() {
+            return;
+        }
+        let pkt = self.udp_coalescer.finish();
         if let Err(e) = self.shared.tun.write(pkt) {
             log::debug!("writing the TUN: {e}");
             self.shared.counters.discard(DropReason::SendError);

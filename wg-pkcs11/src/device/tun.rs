@@ -28,7 +28,13 @@ pub struct Tun {
     fd: OwnedFd,
     name: String,
     offload: bool,
+    /// UDP segmentation offload accepted too (TUN_F_USO4/USO6, Linux 6.2+).
+    uso: bool,
 }
+
+// Not in the libc crate yet (include/uapi/linux/if_tun.h, Linux 6.2).
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
 
 fn ifname(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ', '\0']) {
@@ -80,13 +86,19 @@ impl Tun {
         // its only owner from here on.
         let fd = unsafe { OwnedFd::from_raw_fd(device.into_raw_fd()) };
         set_nonblocking(&fd)?;
-        let tun = Tun {
+        let mut tun = Tun {
             fd,
             name: actual,
             offload,
+            uso: false,
         };
         if offload {
-            if let Err(e) = tun.enable_offload() {
+            // USO where the kernel has it; older kernels refuse the unknown bits (EINVAL) and
+            // get the TCP offloads alone.
+            tun.uso = tun.enable_offload(TUN_F_USO4 | TUN_F_USO6).is_ok();
+        }
+        if offload && !tun.uso {
+            if let Err(e) = tun.enable_offload(0) {
                 // Headers without the offloads would only cost: start again without them
                 // (closing the only descriptor removes the interface).
                 log::info!("TUN {name}: offloads refused ({e}); packets go one by one");
@@ -97,13 +109,14 @@ impl Tun {
         Ok(tun)
     }
 
-    fn enable_offload(&self) -> io::Result<()> {
+    /// TUNSETVNETHDRSZ, and TUNSETOFFLOAD with checksums, TSO4/6 and `extra` feature bits.
+    fn enable_offload(&self, extra: libc::c_uint) -> io::Result<()> {
         let hdr_len: libc::c_int = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, valid for the call.
         if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr_len) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | extra;
         // SAFETY: TUNSETOFFLOAD takes the feature bits as the integer argument itself.
         if unsafe {
             libc::ioctl(
@@ -126,6 +139,11 @@ impl Tun {
     /// Whether packets carry a virtio-net header (IFF_VNET_HDR + TSO accepted).
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// Whether UDP super-datagrams (VIRTIO_NET_HDR_GSO_UDP_L4) pass in both directions.
+    pub fn uso(&self) -> bool {
+        self.uso
     }
 
     /// Read one packet (non-blocking: `WouldBlock` when the queue is empty).
