@@ -30,6 +30,7 @@ mod handshake;
 mod key_switch;
 mod netns;
 pub mod offload;
+mod pktinfo;
 mod queue;
 mod ratelimit;
 mod receive;
@@ -382,6 +383,9 @@ impl Device {
                 s.peer.set_preshared_key(config.preshared_key);
                 if let Some(e) = config.endpoint {
                     s.peer.set_endpoint(Some(e));
+                    // An endpoint set by hand: the OS chooses the source until a datagram
+                    // from it tells us where it reaches us (the kernel clears src too).
+                    s.peer.sticky_source().clear();
                 }
                 s.peer
                     .set_persistent_keepalive(config.persistent_keepalive, now);
