@@ -9,7 +9,12 @@
 //! Sending: one control message in a stack buffer, next to UDP_SEGMENT when there is one; no
 //! allocation per packet. A destination that is IPv4 (v4-mapped on the dual-stack socket) gets
 //! IP_PKTINFO, which udp_sendmsg takes on an IPv6 socket too (ip_cmsg_send); an IPv6 one gets
-//! IPV6_PKTINFO. The interface index goes with the address, as wireguard-go sends it back.
+//! IPV6_PKTINFO. Only the address is sent, with interface index 0, as the kernel's send4/send6
+//! do (they set the flow's source, not its output interface): an interface index would make
+//! the kernel route out of that interface even where policy routing says otherwise (a failed
+//! lookup with an output interface is taken as "on link", ip_route_output_key_hash_rcu), which
+//! would carry packets past an fwmark rule's blackhole. (wireguard-go sends back the received
+//! index.) The learned index is kept for diagnostics.
 //!
 //! When the kernel refuses the source (the address was removed: EINVAL from the route lookup
 //! or the IPv6 address check, EADDRNOTAVAIL, or ENETUNREACH when the interface no longer routes
@@ -85,7 +90,7 @@ pub(crate) unsafe fn write(c: *mut libc::cmsghdr, local: LocalAddr, to: SocketAd
     match (local.ip, to) {
         (IpAddr::V4(ip), SocketAddr::V4(_)) => {
             let mut info: libc::in_pktinfo = std::mem::zeroed();
-            info.ipi_ifindex = local.ifindex as libc::c_int;
+            info.ipi_ifindex = 0;
             info.ipi_spec_dst.s_addr = u32::from(ip).to_be();
             (*c).cmsg_level = libc::IPPROTO_IP;
             (*c).cmsg_type = libc::IP_PKTINFO;
@@ -95,7 +100,13 @@ pub(crate) unsafe fn write(c: *mut libc::cmsghdr, local: LocalAddr, to: SocketAd
         }
         (IpAddr::V6(ip), SocketAddr::V6(_)) => {
             let mut info: libc::in6_pktinfo = std::mem::zeroed();
-            info.ipi6_ifindex = local.ifindex;
+            // A link-local source needs its interface (the destination's scope id gives it
+            // too, as in the kernel); any other source is found by address.
+            info.ipi6_ifindex = if (ip.segments()[0] & 0xffc0) == 0xfe80 {
+                local.ifindex
+            } else {
+                0
+            };
             info.ipi6_addr.s6_addr = ip.octets();
             (*c).cmsg_level = libc::IPPROTO_IPV6;
             (*c).cmsg_type = libc::IPV6_PKTINFO;
@@ -183,7 +194,27 @@ mod tests {
             let used = unsafe { write(c, local, to.parse().unwrap()) };
             assert!(used > 0 && used <= PKTINFO_SPACE);
             // SAFETY: the message was just written whole into the buffer.
-            assert_eq!(unsafe { parse(c) }, Some(local));
+            let back = unsafe { parse(c) }.unwrap();
+            assert_eq!(back.ip, local.ip);
+            assert_eq!(
+                back.ifindex, 0,
+                "the route chooses the interface, as in the kernel"
+            );
+        }
+        // A link-local source keeps its interface.
+        let link_local = LocalAddr {
+            ip: "fe80::5".parse().unwrap(),
+            ifindex: 7,
+        };
+        let mut buf = [0u64; PKTINFO_SPACE / 8];
+        // SAFETY: as above.
+        unsafe {
+            write(
+                buf.as_mut_ptr().cast(),
+                link_local,
+                "[fe80::9%7]:1".parse().unwrap(),
+            );
+            assert_eq!(parse(buf.as_ptr().cast()), Some(link_local));
         }
         // Families that differ: no message, the OS chooses.
         let mut buf = [0u64; PKTINFO_SPACE / 8];
