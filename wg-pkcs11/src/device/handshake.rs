@@ -68,6 +68,9 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 Job::ReplaceKey(replacement) => super::key_switch::apply(&shared, replacement),
             },
         }
+        // A handshake leaves its derived keys (moved, not wiped, out of the functions that
+        // computed them) in frames below this one: overwrite them before waiting again.
+        crate::secret_mem::scrub_stack();
     }
 }
 
