@@ -36,6 +36,7 @@ mod ratelimit;
 mod receive;
 mod send;
 mod socket_slot;
+pub mod stats;
 mod timers;
 pub mod tun;
 pub mod udp;
