@@ -141,32 +141,30 @@ fn respond(
         shared.counters.discard(DropReason::Handshake);
         return;
     };
-    match state
-        .peer
-        .accept_initiation(&shared.identity, &shared.index, received, src, now)
-    {
-        Ok(response) => match {
-            // The endpoint is `src` now: from here on we send from where it reached us.
-            state.peer.sticky_source().learn(src, local);
-            let socket = shared.udp.load();
-            pktinfo::send_with_sticky_source(state.peer.sticky_source(), src, |from| {
-                socket.send_to_from(&response, src, from)
-            })
-        } {
-            Ok(()) => {
-                shared
-                    .counters
-                    .responses_sent
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+    let response =
+        match state
+            .peer
+            .accept_initiation(&shared.identity, &shared.index, received, src, now)
+        {
+            Ok(response) => response,
             Err(e) => {
-                log::debug!("sending response to {src}: {e}");
-                shared.counters.discard(DropReason::SendError);
+                log::debug!("initiation from {src} refused: {e}");
+                shared.counters.discard(DropReason::Handshake);
+                return;
             }
-        },
+        };
+    // The endpoint is `src` now: from here on we send from where it reached us.
+    state.peer.sticky_source().learn(src, local);
+    match send_to_peer(shared, &state, &response, src) {
+        Ok(()) => {
+            shared
+                .counters
+                .responses_sent
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Err(e) => {
-            log::debug!("initiation from {src} refused: {e}");
-            shared.counters.discard(DropReason::Handshake);
+            log::debug!("sending response to {src}: {e}");
+            shared.counters.discard(DropReason::SendError);
         }
     }
 }

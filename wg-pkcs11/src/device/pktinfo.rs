@@ -48,6 +48,8 @@ pub(crate) fn enable(fd: RawFd, v6_socket: bool) -> io::Result<()> {
 /// `c` points at a control message inside a buffer the kernel filled (as walked with
 /// CMSG_FIRSTHDR / CMSG_NXTHDR), so its header and `cmsg_len` bytes are readable.
 pub(crate) unsafe fn parse(c: *const libc::cmsghdr) -> Option<LocalAddr> {
+    // cmsg_len is size_t on glibc, socklen_t on musl.
+    #[allow(clippy::unnecessary_cast)]
     let (level, kind, len) = ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len as usize);
     let data = libc::CMSG_DATA(c);
     if level == libc::IPPROTO_IPV6

@@ -96,6 +96,9 @@ pub(crate) struct Taken {
     pub(crate) stale_dropped: u64,
 }
 
+/// Returned by value once per job and never stored: the size of its largest variant (an
+/// initiation, its source and the local address it came to) costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Next {
     Job(Queued),
     Precompute(Arc<PeerState>),
