@@ -146,3 +146,51 @@ fn replies_leave_from_the_contacted_ipv4_address_and_fall_back_when_it_is_remove
 fn replies_leave_from_the_contacted_ipv6_address_and_fall_back_when_it_is_removed() {
     sticky_case(true, 100);
 }
+
+/// The same with wireguard-go as the client: its endpoint for our server (which it, too,
+/// follows to the source of authenticated packets) stays at the secondary address it contacted.
+#[test]
+fn wireguard_go_contacting_the_secondary_address_gets_replies_from_it() {
+    let pair = Pair::new();
+    let server_if = veth(&pair.a);
+    let secondary = pair.a_addr.rsplit_once('.').unwrap().0.to_string() + ".5";
+    pair.a
+        .ip(&["addr", "add", &format!("{secondary}/24"), "dev", &server_if]);
+    let server_key = Arc::new(SoftKey::generate());
+    let go_key = SoftKey::generate();
+    let port = 30000 + (std::process::id() % 10000) as u16 * 2 + 200;
+    let mut sc = DeviceConfig::new(&unique("wgsg"), server_key.clone());
+    sc.listen_port = port;
+    sc.peers.push(PeerConfig {
+        public_key: go_key.public_key(),
+        preshared_key: None,
+        endpoint: None,
+        allowed_ips: vec![("10.15.0.2".parse().unwrap(), 32)],
+        persistent_keepalive: 0,
+    });
+    let server = start_device(&pair.a, sc, "10.15.0.1/24", "fd15::1/64");
+    let go = WireguardGo::start(
+        &pair.b,
+        &go_key.private_bytes(),
+        port + 1,
+        &server_key.public_key(),
+        Some(SocketAddrLike(format!("{secondary}:{port}"))),
+        "10.15.0.1/32",
+        "10.15.0.2/24",
+        "fd15::2/64",
+    );
+    assert!(
+        ping_until(&pair.b, "10.15.0.1", 10),
+        "wireguard-go reaches our server through the tunnel"
+    );
+    assert!(ping(&pair.a, "10.15.0.2", 2), "and our server reaches it");
+    let out = pair.b.exec("wg", &["show", &go.ifname, "endpoints"]);
+    let endpoints = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        endpoints
+            .trim_end()
+            .ends_with(&format!("\t{secondary}:{port}")),
+        "wireguard-go's endpoint for us moved away from the address it contacted: {endpoints}"
+    );
+    server.stop();
+}
