@@ -13,6 +13,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use crate::noise::handshake::SessionKeys;
 use crate::noise::{MESSAGE_TRANSPORT, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use crate::replay::ReplayWindow;
+use crate::secret_mem::Locked;
 use crate::timers::{
     KEEPALIVE_TIMEOUT, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
     REKEY_AFTER_TIME, REKEY_TIMEOUT,
@@ -55,8 +56,10 @@ pub struct Keypair {
     remote_index: u32,
     is_initiator: bool,
     birth: Instant,
-    send_key: LessSafeKey,
-    receive_key: LessSafeKey,
+    /// In locked, non-dumpable memory, wiped when the session is dropped (retired, or its peer
+    /// removed): ring's keys do not zeroize themselves (see `secret_mem::Locked`).
+    send_key: Locked<LessSafeKey>,
+    receive_key: Locked<LessSafeKey>,
     send_counter: AtomicU64,
     replay: Mutex<ReplayWindow>,
     /// Cleared when the peer drops the session (rotation, key zeroing), so copies of the Arc
@@ -87,8 +90,8 @@ impl Keypair {
             remote_index: keys.remote_index,
             is_initiator: keys.is_initiator,
             birth: now,
-            send_key: aead_key(&keys.send),
-            receive_key: aead_key(&keys.receive),
+            send_key: Locked::new(|| aead_key(&keys.send)),
+            receive_key: Locked::new(|| aead_key(&keys.receive)),
             send_counter: AtomicU64::new(0),
             replay: Mutex::new(ReplayWindow::new()),
             valid: AtomicBool::new(true),

@@ -14,6 +14,7 @@
 //! allowedips  longest-prefix routing table
 //! timers      WireGuard's timer state machine
 //! peer        per-peer state
+//! sticky      the local address a peer's endpoint reaches us on (reply from it)
 //! device      the data path: TUN, UDP, workers
 //! uapi        the cross-platform userspace API (wg show / wg set)
 //! netconfig   addresses, routes, MTU and hooks on the interface
@@ -32,6 +33,7 @@ pub mod noise;
 pub mod peer;
 pub mod replay;
 pub mod secret_mem;
+pub mod sticky;
 pub mod timers;
 pub mod uapi;
 pub mod uri;

@@ -21,6 +21,7 @@ use crate::noise::{
     RESPONSE_LEN,
 };
 use crate::secret_mem::Secret32;
+use crate::sticky::StickySource;
 use crate::timers::{TimerActions, Timers, REKEY_TIMEOUT};
 
 /// Initiations from one peer are consumed at most this often (the kernel's
@@ -74,6 +75,8 @@ pub struct Peer {
     handshake: Mutex<HandshakeSlot>,
     keypairs: RwLock<Keypairs>,
     endpoint: RwLock<Option<SocketAddr>>,
+    /// The local address the endpoint last reached us on: our replies leave from it.
+    sticky: StickySource,
     timers: Mutex<Timers>,
     cookie: Mutex<CookieState>,
     rx_bytes: AtomicU64,
@@ -115,6 +118,7 @@ impl Peer {
             handshake: Mutex::new(HandshakeSlot::default()),
             keypairs: RwLock::new(Keypairs::default()),
             endpoint: RwLock::new(endpoint),
+            sticky: StickySource::default(),
             timers: Mutex::new(timers),
             cookie: Mutex::new(CookieState::new(&public)),
             rx_bytes: AtomicU64::new(0),
@@ -151,6 +155,11 @@ impl Peer {
 
     pub fn set_endpoint(&self, endpoint: Option<SocketAddr>) {
         *self.endpoint.write() = endpoint;
+    }
+
+    /// The source address to send to the endpoint from (learned by the device, see `sticky`).
+    pub fn sticky_source(&self) -> &StickySource {
+        &self.sticky
     }
 
     pub fn persistent_keepalive(&self) -> u16 {

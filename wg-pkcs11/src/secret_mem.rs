@@ -17,7 +17,6 @@ use zeroize::Zeroize;
 
 const PAGE: usize = 4096;
 const SLOT: usize = 32;
-const SLOTS_PER_PAGE: usize = PAGE / SLOT;
 
 /// Not dumpable (no core file, no ptrace by other users, /proc/PID/mem closed to them) and a core
 /// size limit of 0, as the first thing the daemon does.
@@ -52,7 +51,118 @@ struct Arena {
     pages: Vec<Page>,
 }
 
+/// 32-byte slots (`Secret32`).
 static ARENA: Mutex<Arena> = Mutex::new(Arena { pages: Vec::new() });
+/// Larger slots (`Locked<T>`: ring's AEAD keys).
+static BIG_ARENA: Mutex<Arena> = Mutex::new(Arena { pages: Vec::new() });
+/// The slot size of `BIG_ARENA`: four per page.
+const BIG_SLOT: usize = 1024;
+
+/// A free slot of `slot` bytes (a power of two, at most a page) from `arena`, mapping a page
+/// when all are full. Slots are aligned to their size.
+fn allocate(arena: &Mutex<Arena>, slot: usize) -> NonNull<u8> {
+    let per_page = PAGE / slot;
+    let full = if per_page >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << per_page) - 1
+    };
+    let mut arena = arena.lock();
+    let page = match arena.pages.iter().position(|p| p.used != full) {
+        Some(i) => i,
+        None => {
+            let page = new_page().expect("mapping a page for secrets");
+            arena.pages.push(page);
+            arena.pages.len() - 1
+        }
+    };
+    let p = &mut arena.pages[page];
+    let index = (!p.used).trailing_zeros() as usize;
+    p.used |= 1 << index;
+    // SAFETY: index < per_page, so the slot lies inside the page.
+    unsafe { NonNull::new_unchecked(p.base.as_ptr().add(index * slot)) }
+}
+
+/// Give the slot at `addr` back to `arena` (its bytes already wiped by the caller).
+fn release(arena: &Mutex<Arena>, slot: usize, addr: NonNull<u8>) {
+    let addr = addr.as_ptr() as usize;
+    let mut arena = arena.lock();
+    for p in arena.pages.iter_mut() {
+        let base = p.base.as_ptr() as usize;
+        if (base..base + PAGE).contains(&addr) {
+            p.used &= !(1 << ((addr - base) / slot));
+            return;
+        }
+    }
+}
+
+/// Overwrite the stack below the caller's frame: the functions it called (ring's key setup,
+/// which takes the key by value) left copies of a secret there, and nothing else would
+/// overwrite them until the thread happens to call that deep again.
+#[inline(never)]
+pub fn scrub_stack() {
+    let mut below = [0u8; 16 * 1024];
+    below.zeroize();
+    std::hint::black_box(&below);
+}
+
+/// A value holding secrets (ring's `LessSafeKey`, whose key types do not zeroize on drop) in
+/// locked, non-dumpable memory: dropped in place, then its bytes overwritten with zeros.
+///
+/// Sound only for a `T` whose secrets are inline, with no heap allocation of its own (which
+/// would be freed unwiped): checked for ring 0.17.14's `aead::LessSafeKey` (a `KeyInner` enum
+/// of AES-GCM and ChaCha20-Poly1305 keys held by value; the ChaCha20 key is `[u32; 8]`, the key
+/// bytes in little-endian words) and the `&'static Algorithm` beside it.
+pub struct Locked<T> {
+    value: NonNull<T>,
+}
+
+// SAFETY: the slot is owned by this value alone, as a Box's allocation would be.
+unsafe impl<T: Send> Send for Locked<T> {}
+// SAFETY: shared access only hands out `&T`.
+unsafe impl<T: Sync> Sync for Locked<T> {}
+
+impl<T> Locked<T> {
+    /// `make()`'s value moved into a locked slot; the stack it was built on is scrubbed.
+    pub fn new(make: impl FnOnce() -> T) -> Locked<T> {
+        const { assert!(std::mem::size_of::<T>() <= BIG_SLOT && std::mem::align_of::<T>() <= BIG_SLOT) };
+        let value: NonNull<T> = allocate(&BIG_ARENA, BIG_SLOT).cast();
+        // SAFETY: the slot is ours, aligned for T (BIG_SLOT-aligned) and large enough for it.
+        unsafe { value.as_ptr().write(make()) };
+        scrub_stack();
+        Locked { value }
+    }
+
+    /// Whether this value's page is locked against swap.
+    pub fn is_locked(&self) -> bool {
+        page_is_locked(&BIG_ARENA, self.value.as_ptr() as usize)
+    }
+}
+
+impl<T> std::ops::Deref for Locked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the slot holds an initialised T until drop.
+        unsafe { self.value.as_ref() }
+    }
+}
+
+impl<T> Drop for Locked<T> {
+    fn drop(&mut self) {
+        // SAFETY: the slot holds an initialised T, dropped once here and never used again.
+        unsafe { std::ptr::drop_in_place(self.value.as_ptr()) };
+        // SAFETY: the slot is BIG_SLOT bytes of our own memory; zeroize writes volatile zeros.
+        unsafe { std::slice::from_raw_parts_mut(self.value.as_ptr().cast::<u8>(), BIG_SLOT) }
+            .zeroize();
+        release(&BIG_ARENA, BIG_SLOT, self.value.cast());
+    }
+}
+
+fn page_is_locked(arena: &Mutex<Arena>, addr: usize) -> bool {
+    arena.lock().pages.iter().any(|p| {
+        p.locked && (p.base.as_ptr() as usize..p.base.as_ptr() as usize + PAGE).contains(&addr)
+    })
+}
 
 fn new_page() -> io::Result<Page> {
     // SAFETY: an anonymous private mapping of one page; we check the result.
@@ -104,25 +214,7 @@ unsafe impl Sync for Secret32 {}
 impl Secret32 {
     /// A slot holding `value`; the caller should wipe its own copy.
     pub fn new(value: &[u8; 32]) -> Secret32 {
-        let mut arena = ARENA.lock();
-        let free = arena
-            .pages
-            .iter()
-            .position(|p| p.used != u128::MAX >> (128 - SLOTS_PER_PAGE));
-        let page = match free {
-            Some(i) => i,
-            None => {
-                let page = new_page().expect("mapping a page for secrets");
-                arena.pages.push(page);
-                arena.pages.len() - 1
-            }
-        };
-        let p = &mut arena.pages[page];
-        let index = (!p.used).trailing_zeros() as usize;
-        p.used |= 1 << index;
-        // SAFETY: index < SLOTS_PER_PAGE, so the slot lies inside the page, 32-byte aligned.
-        let slot: NonNull<[u8; 32]> =
-            unsafe { NonNull::new_unchecked(p.base.as_ptr().add(index * SLOT).cast()) };
+        let slot: NonNull<[u8; 32]> = allocate(&ARENA, SLOT).cast();
         // SAFETY: the slot is ours alone from now on; writing 32 bytes stays inside it.
         unsafe { slot.as_ptr().write(*value) };
         Secret32 { slot }
@@ -135,11 +227,7 @@ impl Secret32 {
 
     /// Whether this secret's page is locked against swap.
     pub fn is_locked(&self) -> bool {
-        let arena = ARENA.lock();
-        let addr = self.slot.as_ptr() as usize;
-        arena.pages.iter().any(|p| {
-            p.locked && (p.base.as_ptr() as usize..p.base.as_ptr() as usize + PAGE).contains(&addr)
-        })
+        page_is_locked(&ARENA, self.slot.as_ptr() as usize)
     }
 }
 
@@ -153,15 +241,7 @@ impl Drop for Secret32 {
     fn drop(&mut self) {
         // SAFETY: the slot is ours until we return it below.
         unsafe { self.slot.as_mut() }.zeroize();
-        let mut arena = ARENA.lock();
-        let addr = self.slot.as_ptr() as usize;
-        for p in arena.pages.iter_mut() {
-            let base = p.base.as_ptr() as usize;
-            if (base..base + PAGE).contains(&addr) {
-                p.used &= !(1 << ((addr - base) / SLOT));
-                return;
-            }
-        }
+        release(&ARENA, SLOT, self.slot.cast());
     }
 }
 
@@ -212,6 +292,37 @@ mod tests {
             flags.split_whitespace().any(|f| f == "lo"),
             "not mlocked: {flags}"
         );
+    }
+
+    #[test]
+    fn a_locked_value_is_dropped_then_wiped_in_a_locked_page() {
+        struct Noisy(&'static std::sync::atomic::AtomicBool, [u8; 600]);
+        impl Drop for Noisy {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        static DROPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let v = Locked::new(|| Noisy(&DROPPED, [0x3c; 600]));
+        assert_eq!(v.1, [0x3c; 600]);
+        assert!(v.is_locked());
+        let flags = vm_flags(v.1.as_ptr() as usize);
+        assert!(flags.split_whitespace().any(|f| f == "dd"), "{flags}");
+        let addr = v.1.as_ptr();
+        drop(v);
+        assert!(
+            DROPPED.load(std::sync::atomic::Ordering::SeqCst),
+            "its Drop ran"
+        );
+        // SAFETY (test): the page stays mapped for the process's life; the slot is free.
+        let after = unsafe { std::slice::from_raw_parts(addr, 600) };
+        assert!(after.iter().all(|b| *b == 0), "wiped after drop");
+    }
+
+    #[test]
+    fn a_ring_key_fits_a_slot() {
+        // Locked::new checks this at compile time; this names the figure.
+        assert!(std::mem::size_of::<ring::aead::LessSafeKey>() <= BIG_SLOT);
     }
 
     #[test]

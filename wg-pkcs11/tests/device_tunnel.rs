@@ -164,7 +164,16 @@ fn endpoint_follows_authenticated_packets() {
     t.pair
         .b
         .ip(&["route", "replace", &subnet, "dev", &vb, "src", &moved]);
-    assert!(ping(&t.pair.b, "10.9.0.1", 2));
+    // B answers A from the address A's packets reach it on (sticky source, as the kernel):
+    // B has moved only once its old address is gone. Its secondary address stays when the
+    // primary goes (promote_secondaries).
+    t.pair.b.exec(
+        "sysctl",
+        &["-qw", &format!("net.ipv4.conf.{vb}.promote_secondaries=1")],
+    );
+    let old = format!("{}/24", t.pair.b_addr);
+    t.pair.b.ip(&["addr", "del", &old, "dev", &vb]);
+    assert!(ping_until(&t.pair.b, "10.9.0.1", 5));
     let now = t.a.peer_info(&t.b_key).unwrap().endpoint.unwrap();
     assert_eq!(
         now.ip().to_string(),

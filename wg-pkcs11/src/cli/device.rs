@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::RwLock;
 use wg_pkcs11::config::{Cidr, Config, PrivateKeySource};
+use wg_pkcs11::device::stats::HandshakeStats;
 use wg_pkcs11::device::{self, Device, DeviceConfig};
 use wg_pkcs11::key::{SoftKey, StaticKey};
 use wg_pkcs11::uapi::{
@@ -244,13 +245,13 @@ impl UapiBackend for DeviceBackend {
             peers,
             extensions: device
                 .key_health()
-                .map(|h| {
-                    h.to_pairs()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect()
-                })
-                .unwrap_or_default(),
+                .map(|h| h.to_pairs())
+                .unwrap_or_default()
+                .into_iter()
+                // What the handshake path did (issue 15): `show` prints it for every key.
+                .chain(HandshakeStats::from_snapshot(&device.counters()).to_pairs())
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         })
     }
 

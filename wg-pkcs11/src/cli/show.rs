@@ -110,6 +110,7 @@ pub fn format_device(ifname: &str, device: &DeviceInfo, now: SystemTime) -> Stri
         };
     }
     out.push_str(&super::show_health::format_health(device));
+    out.push_str(&super::show_health::format_stats(device));
     if device.listen_port != 0 {
         let _ = writeln!(out, "  listening port: {}", device.listen_port);
     }

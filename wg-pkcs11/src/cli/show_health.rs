@@ -4,6 +4,7 @@
 //! sends none (a software key, another implementation) shows none, and `--json` says `null`.
 
 use base64::Engine;
+use wg_pkcs11::device::stats::HandshakeStats;
 use wg_pkcs11::key::health::KeyHealth;
 use wg_pkcs11::uapi::{self, DeviceInfo};
 
@@ -17,6 +18,61 @@ pub fn health_of(device: &DeviceInfo) -> Option<KeyHealth> {
             .extensions
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+}
+
+pub fn stats_of(device: &DeviceInfo) -> Option<HandshakeStats> {
+    HandshakeStats::from_pairs(
+        device
+            .extensions
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+}
+
+/// The handshake path's counts, under the key's health (none from a daemon that sends none).
+pub fn format_stats(device: &DeviceInfo) -> String {
+    use std::fmt::Write;
+    let Some(s) = stats_of(device) else {
+        return String::new();
+    };
+    let ops = if device.key_in_hardware == Some(false) {
+        "key operations"
+    } else {
+        "chip operations"
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "  handshakes completed: {}", s.handshakes_completed);
+    let _ = writeln!(
+        out,
+        "  initiations dropped: {} stale, {} replayed, {} low-order",
+        s.initiations_stale, s.initiations_replayed, s.initiations_low_order
+    );
+    let _ = writeln!(
+        out,
+        "  cookie replies sent under load: {}",
+        s.cookie_replies_sent
+    );
+    let _ = writeln!(
+        out,
+        "  {ops}: {} ({} failed)",
+        s.chip_operations, s.chip_failures
+    );
+    out
+}
+
+fn stats_json(s: &HandshakeStats) -> String {
+    format!(
+        "{{\"handshakes_completed\":{},\"initiations_stale\":{},\"initiations_replayed\":{},\
+         \"initiations_low_order\":{},\"cookie_replies_sent\":{},\"chip_operations\":{},\
+         \"chip_operation_failures\":{}}}",
+        s.handshakes_completed,
+        s.initiations_stale,
+        s.initiations_replayed,
+        s.initiations_low_order,
+        s.cookie_replies_sent,
+        s.chip_operations,
+        s.chip_failures
     )
 }
 
@@ -136,7 +192,8 @@ pub fn device_json(ifname: &str, device: &DeviceInfo) -> String {
         })
         .collect();
     format!(
-        "{{\"interface\":{},\"public_key\":{},\"listen_port\":{},\"fwmark\":{},\"key\":{},\"peers\":[{}]}}",
+        "{{\"interface\":{},\"public_key\":{},\"listen_port\":{},\"fwmark\":{},\"key\":{},\
+         \"handshake_stats\":{},\"peers\":[{}]}}",
         json_string(ifname),
         device
             .public_key
@@ -144,6 +201,7 @@ pub fn device_json(ifname: &str, device: &DeviceInfo) -> String {
         device.listen_port,
         device.fwmark,
         health_of(device).map_or("null".to_string(), |h| health_json(&h)),
+        stats_of(device).map_or("null".to_string(), |s| stats_json(&s)),
         peers.join(",")
     )
 }
@@ -226,6 +284,47 @@ mod tests {
             "{json}"
         );
         assert!(format_health(&DeviceInfo::default()).is_empty());
+        assert!(format_stats(&DeviceInfo::default()).is_empty());
+        assert!(device_json("wg0", &DeviceInfo::default()).contains("\"handshake_stats\":null"));
         assert!(device_json("wg0", &DeviceInfo::default()).contains("\"key\":null"));
+    }
+
+    #[test]
+    fn handshake_stats_lines_and_json() {
+        let stats = HandshakeStats {
+            handshakes_completed: 4,
+            initiations_stale: 3,
+            initiations_replayed: 2,
+            initiations_low_order: 1,
+            cookie_replies_sent: 9,
+            chip_operations: 6,
+            chip_failures: 0,
+        };
+        let mut device = DeviceInfo {
+            key_in_hardware: Some(true),
+            extensions: stats
+                .to_pairs()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ..Default::default()
+        };
+        let text = format_stats(&device);
+        assert_eq!(
+            text,
+            "  handshakes completed: 4\n  initiations dropped: 3 stale, 2 replayed, 1 low-order\n  \
+             cookie replies sent under load: 9\n  chip operations: 6 (0 failed)\n"
+        );
+        device.key_in_hardware = Some(false);
+        assert!(format_stats(&device).contains("  key operations: 6 (0 failed)"));
+        let json = device_json("wg0", &device);
+        assert!(
+            json.contains(
+                "\"handshake_stats\":{\"handshakes_completed\":4,\"initiations_stale\":3,\
+                 \"initiations_replayed\":2,\"initiations_low_order\":1,\"cookie_replies_sent\":9,\
+                 \"chip_operations\":6,\"chip_operation_failures\":0}"
+            ),
+            "{json}"
+        );
     }
 }

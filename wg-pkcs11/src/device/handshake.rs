@@ -16,10 +16,12 @@ use std::time::Instant;
 
 use super::consumed::ConsumedInitiations;
 use super::counters::DropReason;
+use super::pktinfo;
 pub(crate) use super::queue::{Job, JobQueue};
 use super::queue::{Next, Queued};
 use super::{PeerState, Shared};
 use crate::noise::{self, INITIATION_LEN, RESPONSE_LEN};
+use crate::sticky::LocalAddr;
 
 /// The configured peers' current endpoints: their initiations are served first under load.
 fn known_endpoints(shared: &Shared) -> HashSet<SocketAddr> {
@@ -59,11 +61,16 @@ pub(crate) fn run(shared: Arc<Shared>) {
             }
             Next::Job(Queued { job, arrived }) => match job {
                 Job::Initiate(state) => initiate(&shared, &state),
-                Job::Initiation { msg, src } => respond(&shared, &mut consumed, &msg, src, arrived),
-                Job::Response { msg, src } => complete(&shared, &msg, src),
+                Job::Initiation { msg, src, local } => {
+                    respond(&shared, &mut consumed, &msg, src, local, arrived)
+                }
+                Job::Response { msg, src, local } => complete(&shared, &msg, src, local),
                 Job::ReplaceKey(replacement) => super::key_switch::apply(&shared, replacement),
             },
         }
+        // A handshake leaves its derived keys (moved, not wiped, out of the functions that
+        // computed them) in frames below this one: overwrite them before waiting again.
+        crate::secret_mem::scrub_stack();
     }
 }
 
@@ -81,7 +88,7 @@ fn initiate(shared: &Shared, state: &Arc<PeerState>) {
         .peer
         .create_initiation(&shared.identity, &shared.index, is_retry, Instant::now())
     {
-        Ok(msg) => match shared.udp.load().send_to(&msg, endpoint) {
+        Ok(msg) => match send_to_peer(shared, state, &msg, endpoint) {
             Ok(()) => {
                 shared
                     .counters
@@ -102,6 +109,7 @@ fn respond(
     consumed: &mut ConsumedInitiations,
     msg: &[u8; INITIATION_LEN],
     src: SocketAddr,
+    local: Option<LocalAddr>,
     arrived: Instant,
 ) {
     let now = Instant::now();
@@ -133,30 +141,35 @@ fn respond(
         shared.counters.discard(DropReason::Handshake);
         return;
     };
-    match state
-        .peer
-        .accept_initiation(&shared.identity, &shared.index, received, src, now)
-    {
-        Ok(response) => match shared.udp.load().send_to(&response, src) {
-            Ok(()) => {
-                shared
-                    .counters
-                    .responses_sent
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+    let response =
+        match state
+            .peer
+            .accept_initiation(&shared.identity, &shared.index, received, src, now)
+        {
+            Ok(response) => response,
             Err(e) => {
-                log::debug!("sending response to {src}: {e}");
-                shared.counters.discard(DropReason::SendError);
+                log::debug!("initiation from {src} refused: {e}");
+                shared.counters.discard(DropReason::Handshake);
+                return;
             }
-        },
+        };
+    // The endpoint is `src` now: from here on we send from where it reached us.
+    state.peer.sticky_source().learn(src, local);
+    match send_to_peer(shared, &state, &response, src) {
+        Ok(()) => {
+            shared
+                .counters
+                .responses_sent
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Err(e) => {
-            log::debug!("initiation from {src} refused: {e}");
-            shared.counters.discard(DropReason::Handshake);
+            log::debug!("sending response to {src}: {e}");
+            shared.counters.discard(DropReason::SendError);
         }
     }
 }
 
-fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr) {
+fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr, local: Option<LocalAddr>) {
     let now = Instant::now();
     let Some(peer) = noise::receiver_index(msg).and_then(|i| shared.index.get(i)) else {
         shared.counters.discard(DropReason::UnknownIndex);
@@ -165,6 +178,7 @@ fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr) {
     // The initiator's one static-key operation (se).
     match peer.consume_response(&shared.identity, &shared.index, msg, src, now) {
         Ok(()) => {
+            peer.sticky_source().learn(src, local);
             shared
                 .counters
                 .handshakes_completed
@@ -179,4 +193,17 @@ fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr) {
             shared.counters.discard(DropReason::Handshake);
         }
     }
+}
+
+/// Send one datagram to `state`'s peer at `endpoint`, from its sticky source when it has one.
+pub(crate) fn send_to_peer(
+    shared: &Shared,
+    state: &PeerState,
+    buf: &[u8],
+    endpoint: SocketAddr,
+) -> std::io::Result<()> {
+    let socket = shared.udp.load();
+    pktinfo::send_with_sticky_source(state.peer.sticky_source(), endpoint, |from| {
+        socket.send_to_from(buf, endpoint, from)
+    })
 }

@@ -30,11 +30,13 @@ mod handshake;
 mod key_switch;
 mod netns;
 pub mod offload;
+mod pktinfo;
 mod queue;
 mod ratelimit;
 mod receive;
 mod send;
 mod socket_slot;
+pub mod stats;
 mod timers;
 pub mod tun;
 pub mod udp;
@@ -390,6 +392,9 @@ impl Device {
                 s.peer.set_preshared_key(config.preshared_key);
                 if let Some(e) = config.endpoint {
                     s.peer.set_endpoint(Some(e));
+                    // An endpoint set by hand: the OS chooses the source until a datagram
+                    // from it tells us where it reaches us (the kernel clears src too).
+                    s.peer.sticky_source().clear();
                 }
                 s.peer
                     .set_persistent_keepalive(config.persistent_keepalive, now);

@@ -31,6 +31,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::PeerState;
 use crate::noise::{INITIATION_LEN, RESPONSE_LEN};
+use crate::sticky::LocalAddr;
 use crate::timers::REKEY_TIMEOUT;
 
 /// Incoming handshake messages the queue holds before dropping (wireguard-go: 1024). Long
@@ -61,10 +62,13 @@ pub(crate) enum Job {
     Initiation {
         msg: [u8; INITIATION_LEN],
         src: SocketAddr,
+        /// The local address it arrived on: the response leaves from it (sticky source).
+        local: Option<LocalAddr>,
     },
     Response {
         msg: [u8; RESPONSE_LEN],
         src: SocketAddr,
+        local: Option<LocalAddr>,
     },
     /// Key rotation: use this static key from now on (see key_switch.rs).
     ReplaceKey(super::key_switch::Replacement),
@@ -92,6 +96,9 @@ pub(crate) struct Taken {
     pub(crate) stale_dropped: u64,
 }
 
+/// Returned by value once per job and never stored: the size of its largest variant (an
+/// initiation, its source and the local address it came to) costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Next {
     Job(Queued),
     Precompute(Arc<PeerState>),
@@ -290,6 +297,7 @@ mod tests {
         Job::Initiation {
             msg,
             src: src.parse().unwrap(),
+            local: None,
         }
     }
 
@@ -309,11 +317,11 @@ mod tests {
     ) -> Option<(SocketAddr, u8)> {
         match q.take(now, known).next {
             Next::Job(Queued {
-                job: Job::Initiation { msg, src },
+                job: Job::Initiation { msg, src, .. },
                 ..
             }) => Some((src, msg[100])),
             Next::Job(Queued {
-                job: Job::Response { msg, src },
+                job: Job::Response { msg, src, .. },
                 ..
             }) => Some((src, msg[50])),
             _ => None,
@@ -426,7 +434,7 @@ mod tests {
         );
         match first.next {
             Next::Job(Queued {
-                job: Job::Initiation { msg, src },
+                job: Job::Initiation { msg, src, .. },
                 ..
             }) => assert_eq!((src, msg[100]), ("10.0.0.1:1".parse().unwrap(), 3)),
             _ => panic!("expected the replaced initiation"),
@@ -446,6 +454,7 @@ mod tests {
             Job::Response {
                 msg,
                 src: "10.0.0.8:1".parse().unwrap(),
+                local: None,
             },
             t0,
         );

@@ -14,6 +14,7 @@ use std::time::Instant;
 use super::counters::DropReason;
 use super::handshake::Job;
 use super::offload::{Coalescer, Offer, VnetHdr};
+use super::pktinfo;
 use super::queue::Pushed;
 use super::ratelimit::RateLimiter;
 use super::socket_slot::CachedSocket;
@@ -25,6 +26,7 @@ use super::Shared;
 use crate::keypair::Keypair;
 use crate::noise::{self, MessageType, INITIATION_LEN, RESPONSE_LEN, TRANSPORT_HEADER_LEN};
 use crate::peer::Peer;
+use crate::sticky::LocalAddr;
 
 /// Receive slots per recvmmsg. With GRO each holds up to 64 KiB of datagrams.
 const BATCH: usize = 32;
@@ -64,6 +66,8 @@ struct Receiver {
     /// almost always share it, which saves the index-table lookup.
     last: Option<(u32, Arc<Peer>, Arc<Keypair>)>,
     limiter: RateLimiter,
+    /// The local address the datagram being handled arrived on (pktinfo; None: unknown).
+    local: Option<LocalAddr>,
 }
 
 /// Every slot takes the largest UDP payload: without GRO a single datagram can still be longer
@@ -85,6 +89,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         uso: shared.tun.uso(),
         last: None,
         limiter: RateLimiter::new(),
+        local: None,
     };
     loop {
         // A rebind (wg set listen-port) swaps the socket and wakes us.
@@ -118,6 +123,7 @@ impl Receiver {
                 Ok(n) => {
                     let now = Instant::now();
                     for i in 0..n {
+                        self.local = batch.local(i);
                         let (src, data, seg) = batch.slot(i);
                         let Some(src) = src else { continue };
                         if data.is_empty() {
@@ -155,7 +161,11 @@ impl Receiver {
                 } else if let Err(reason) = self.admit(buf, src, now) {
                     shared.counters.discard(reason);
                 } else {
-                    match shared.jobs.push_incoming(Job::Initiation { msg, src }, now) {
+                    let local = self.local;
+                    match shared
+                        .jobs
+                        .push_incoming(Job::Initiation { msg, src, local }, now)
+                    {
                         Pushed::Queued => {}
                         Pushed::Replaced => shared.counters.discard(DropReason::Stale),
                         Pushed::Full => shared.counters.discard(DropReason::QueueFull),
@@ -176,7 +186,14 @@ impl Receiver {
                     shared.counters.discard(DropReason::UnknownIndex);
                 } else if let Err(reason) = self.admit(buf, src, now) {
                     shared.counters.discard(reason);
-                } else if shared.jobs.push_incoming(Job::Response { msg, src }, now) == Pushed::Full
+                } else if shared.jobs.push_incoming(
+                    Job::Response {
+                        msg,
+                        src,
+                        local: self.local,
+                    },
+                    now,
+                ) == Pushed::Full
                 {
                     shared.counters.discard(DropReason::QueueFull);
                 }
@@ -207,7 +224,11 @@ impl Receiver {
         }
         if !shared.cookies.check_mac2(buf, src, now) {
             if let Some(reply) = shared.cookies.create_cookie_reply(buf, src, now) {
-                if self.socket.get().send_to(&reply, src).is_ok() {
+                let socket = self.socket.get();
+                let sent = pktinfo::send_from_or_any(self.local, |from| {
+                    socket.send_to_from(&reply, src, from)
+                });
+                if sent.is_ok() {
                     shared
                         .counters
                         .cookie_replies_sent
@@ -255,6 +276,7 @@ impl Receiver {
         // timers whatever it carries, as the kernel's wg_packet_consume_data_done does before
         // it looks at the inner packet. Only then may the inner source be refused.
         let received = peer.receive_transport(&keypair, src, wire_len, n == 0, now);
+        peer.sticky_source().learn(src, self.local);
         if received.confirmed {
             shared
                 .counters

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::counters::DropReason;
 use super::offload::{max_segment_len, segment};
+use super::pktinfo;
 use super::socket_slot::CachedSocket;
 use super::tun::{MAX_SUPER_PACKET, VNET_HDR_LEN};
 use super::waker::Ready;
@@ -193,10 +194,12 @@ impl Sender {
                 }
             }
         }
-        if let Err(e) = self
-            .socket
-            .get()
-            .send_segments(&self.out[..total], stride, endpoint)
+        let socket = self.socket.get();
+        let wire = &self.out[..total];
+        if let Err(e) =
+            pktinfo::send_with_sticky_source(state.peer.sticky_source(), endpoint, |from| {
+                socket.send_segments_from(wire, stride, endpoint, from)
+            })
         {
             log::debug!("sending to {endpoint}: {e}");
             shared

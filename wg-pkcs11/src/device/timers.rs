@@ -42,6 +42,9 @@ pub(crate) fn run(shared: Arc<Shared>) {
             if actions.send_initiation {
                 if actions.initiation_is_retry {
                     state.initiation_is_retry.store(true, Ordering::Release);
+                    // Unanswered: perhaps our source address is the trouble. Let the OS choose
+                    // (the kernel's wg_expired_retransmit_handshake does the same).
+                    state.peer.sticky_source().clear();
                 }
                 shared.request_initiation(&state);
             }
@@ -77,7 +80,7 @@ pub(crate) fn send_keepalive(shared: &Shared, state: &PeerState, now: Instant) {
     let mut buf = [0u8; TRANSPORT_OVERHEAD];
     match keypair.encrypt(&mut buf, 0, now) {
         Ok(n) => {
-            if shared.udp.load().send_to(&buf[..n], endpoint).is_ok() {
+            if super::handshake::send_to_peer(shared, state, &buf[..n], endpoint).is_ok() {
                 shared
                     .counters
                     .keepalives_sent

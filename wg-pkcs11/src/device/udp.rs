@@ -7,6 +7,9 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::pktinfo;
+use crate::sticky::LocalAddr;
+
 // Not exported by libc for glibc targets (include/uapi/linux/udp.h).
 const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
@@ -26,7 +29,7 @@ pub struct UdpSocket {
     port: u16,
 }
 
-fn setsockopt_int(
+pub(super) fn setsockopt_int(
     fd: RawFd,
     level: libc::c_int,
     opt: libc::c_int,
@@ -165,6 +168,10 @@ impl UdpSocket {
             }
         }
         let gro = setsockopt_int(rfd, libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        // The local address of each datagram, to answer from it (sticky source).
+        if let Err(e) = pktinfo::enable(rfd, v6) {
+            log::warn!("UDP port {port}: no IP_PKTINFO ({e}); replies leave from the OS's choice");
+        }
         let any = if v6 {
             SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0))
         } else {
@@ -252,10 +259,36 @@ impl UdpSocket {
         }
     }
 
+    /// Send one datagram from `from` (None: the OS chooses the source; see `pktinfo`).
+    pub fn send_to_from(
+        &self,
+        buf: &[u8],
+        to: SocketAddr,
+        from: Option<LocalAddr>,
+    ) -> io::Result<()> {
+        match from {
+            None => self.send_to(buf, to),
+            Some(local) => self.send_msg(buf, to, None, Some(local)),
+        }
+    }
+
     /// Send `buf` as datagrams of `segment` bytes each (the last may be
     /// shorter) to one destination: one sendmsg with UDP_SEGMENT when the
     /// kernel takes it, else one sendto per datagram.
     pub fn send_segments(&self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
+        self.send_segments_from(buf, segment, to, None)
+    }
+
+    /// `send_segments` from the local address `from` (None: the OS chooses). A refused source
+    /// is returned as the error (EINVAL included, which then says nothing about GSO), for the
+    /// caller to forget it and send again without.
+    pub fn send_segments_from(
+        &self,
+        buf: &[u8],
+        segment: usize,
+        to: SocketAddr,
+        from: Option<LocalAddr>,
+    ) -> io::Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut last = Ok(());
         // One GSO send is one UDP "super-datagram": at most 64 segments and,
@@ -263,14 +296,17 @@ impl UdpSocket {
         let per_send = MAX_GSO_SEGMENTS.min(MAX_GSO_BYTES / segment.max(1)).max(1);
         for run in buf.chunks(segment * per_send) {
             if run.len() <= segment {
-                if let Err(e) = self.send_to(run, to) {
+                if let Err(e) = self.send_to_from(run, to, from) {
                     last = Err(e);
                 }
                 continue;
             }
             if self.gso.load(Relaxed) {
-                match self.send_gso(run, segment, to) {
+                match self.send_msg(run, to, Some(segment), from) {
                     Ok(()) => continue,
+                    // With a source asked for, EINVAL is more likely the source (removed) than
+                    // GSO: let the caller retry without it before judging GSO.
+                    Err(e) if from.is_some() && pktinfo::source_refused(&e) => return Err(e),
                     // EIO: the route's device cannot checksum; EINVAL/ENOPROTOOPT: no GSO.
                     Err(e)
                         if matches!(
@@ -293,7 +329,7 @@ impl UdpSocket {
                 }
             }
             for chunk in run.chunks(segment) {
-                if let Err(e) = self.send_to(chunk, to) {
+                if let Err(e) = self.send_to_from(chunk, to, from) {
                     last = Err(e);
                 }
             }
@@ -301,15 +337,23 @@ impl UdpSocket {
         last
     }
 
-    fn send_gso(&self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
+    /// One sendmsg: with UDP_SEGMENT when `segment` is given (GSO), with a pktinfo source when
+    /// `from` is.
+    fn send_msg(
+        &self,
+        buf: &[u8],
+        to: SocketAddr,
+        segment: Option<usize>,
+        from: Option<LocalAddr>,
+    ) -> io::Result<()> {
         let (mut ss, len) = to_sockaddr(to, self.v6);
         let mut iov = libc::iovec {
             iov_base: buf.as_ptr() as *mut libc::c_void,
             iov_len: buf.len(),
         };
         #[repr(C, align(8))]
-        struct Cmsg([u8; 32]);
-        let mut cbuf = Cmsg([0; 32]);
+        struct Cmsg([u8; SEGMENT_SPACE + pktinfo::PKTINFO_SPACE]);
+        let mut cbuf = Cmsg([0; SEGMENT_SPACE + pktinfo::PKTINFO_SPACE]);
         // SAFETY: msghdr is POD; every pointer stored in it points at locals that outlive sendmsg.
         let mut msg: libc::msghdr = unsafe { zeroed() };
         msg.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
@@ -317,16 +361,26 @@ impl UdpSocket {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.0.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
-        // SAFETY: the control buffer is aligned and large enough for one u16 cmsg.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_UDP;
-            (*c).cmsg_type = UDP_SEGMENT;
-            (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment as u16);
+        let mut used = 0;
+        if let Some(segment) = segment {
+            // SAFETY: the control buffer is aligned, zeroed and has SEGMENT_SPACE bytes first.
+            unsafe {
+                let c = cbuf.0.as_mut_ptr().cast::<libc::cmsghdr>();
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment as u16);
+            }
+            used += SEGMENT_SPACE;
         }
+        if let Some(local) = from {
+            // SAFETY: `used` is a multiple of 8 and PKTINFO_SPACE zeroed bytes follow it.
+            used += unsafe { pktinfo::write(cbuf.0.as_mut_ptr().add(used).cast(), local, to) };
+        }
+        if used == 0 {
+            msg.msg_control = std::ptr::null_mut();
+        }
+        msg.msg_controllen = used;
         // SAFETY: msg is fully initialised above.
         let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, 0) };
         if n < 0 {
@@ -343,12 +397,20 @@ impl AsRawFd for UdpSocket {
     }
 }
 
+/// Control space of one UDP_SEGMENT (u16) or UDP_GRO (int) message: CMSG_SPACE of either.
+const SEGMENT_SPACE: usize = 24;
+
+/// Per receive slot: UDP_GRO and one pktinfo message, with room to spare.
+type Control = [u64; (2 * SEGMENT_SPACE + pktinfo::PKTINFO_SPACE) / 8];
+
 /// Preallocated receive slots for recvmmsg: buffers, addresses, control
 /// space and the kernel's header arrays, built once and reused forever.
 pub struct RecvBatch {
     bufs: Vec<Box<[u8]>>,
     addrs: Vec<libc::sockaddr_storage>,
-    cmsgs: Vec<[u64; 8]>,
+    cmsgs: Vec<Control>,
+    /// Valid after `recv`: the local address each slot's datagrams arrived on (pktinfo).
+    locals: Vec<Option<LocalAddr>>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     /// Valid after `recv`: the GRO segment size of each slot (its length when not coalesced).
@@ -369,7 +431,8 @@ impl RecvBatch {
                 .map(|_| vec![0u8; slot_size].into_boxed_slice())
                 .collect(),
             addrs: vec![zero_ss; slots],
-            cmsgs: vec![[0u64; 8]; slots],
+            cmsgs: vec![[0u64; size_of::<Control>() / 8]; slots],
+            locals: vec![None; slots],
             iovs: Vec::with_capacity(slots),
             // SAFETY: as above.
             hdrs: (0..slots).map(|_| unsafe { zeroed() }).collect(),
@@ -410,6 +473,11 @@ impl RecvBatch {
         )
     }
 
+    /// The local address slot `i`'s datagrams arrived on (None: no pktinfo message).
+    pub fn local(&self, i: usize) -> Option<LocalAddr> {
+        self.locals[i]
+    }
+
     /// Receive up to the batch size without blocking; Ok(0) when nothing is queued.
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         let slots = self.bufs.len();
@@ -420,7 +488,7 @@ impl RecvBatch {
             h.msg_iov = &mut self.iovs[i];
             h.msg_iovlen = 1;
             h.msg_control = self.cmsgs[i].as_mut_ptr().cast();
-            h.msg_controllen = size_of::<[u64; 8]>();
+            h.msg_controllen = size_of::<Control>();
             h.msg_flags = 0;
             self.hdrs[i].msg_len = 0;
         }
@@ -447,6 +515,7 @@ impl RecvBatch {
         for i in 0..n {
             let len = self.hdrs[i].msg_len as usize;
             let mut seg = len;
+            let mut local = None;
             let h = &self.hdrs[i].msg_hdr;
             // SAFETY: walking the control messages the kernel wrote into our buffer,
             // bounded by msg_controllen via the CMSG_* macros.
@@ -458,11 +527,14 @@ impl RecvBatch {
                         if s > 0 {
                             seg = s as usize;
                         }
+                    } else if let Some(l) = pktinfo::parse(c) {
+                        local = Some(l);
                     }
                     c = libc::CMSG_NXTHDR(h, c);
                 }
             }
             self.seg[i] = seg.max(1);
+            self.locals[i] = local;
         }
         self.count = n;
         Ok(n)
