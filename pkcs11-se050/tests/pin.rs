@@ -40,7 +40,10 @@ struct Chip {
 
 impl Chip {
     fn new(extra: &str) -> Chip {
-        let dir = tempfile::Builder::new().prefix("pin-e2e-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("pin-e2e-")
+            .tempdir()
+            .unwrap();
         let conf = dir.path().join("pkcs11-se050.toml");
         std::fs::write(
             &conf,
@@ -83,8 +86,14 @@ impl Chip {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!out.status.success(), "pkcs11-tool {args:?} succeeded:\n{all}");
-        assert!(all.contains(expected), "pkcs11-tool {args:?}: no {expected}:\n{all}");
+        assert!(
+            !out.status.success(),
+            "pkcs11-tool {args:?} succeeded:\n{all}"
+        );
+        assert!(
+            all.contains(expected),
+            "pkcs11-tool {args:?}: no {expected}:\n{all}"
+        );
     }
 
     /// Runs cryptoki role `role` of test `test` in a child process on this chip.
@@ -93,6 +102,7 @@ impl Chip {
             .args([test, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, format!("{role}:{pin}"))
             .env("PKCS11_SE050_CONF", &self.conf)
+            .env("PIN_E2E_STATE", self.dir.path().join("se050.state"))
             .output()
             .unwrap();
         assert!(
@@ -146,6 +156,15 @@ fn key(session: &Session, class: ObjectClass) -> ObjectHandle {
 /// C_DeriveKey with a fresh peer; checked against x25519-dalek (RFC 7748) when it works.
 fn derive(session: &Session) -> Result<(), Error> {
     let private = key(session, ObjectClass::PRIVATE_KEY);
+    let public = key(session, ObjectClass::PUBLIC_KEY);
+    derive_with(session, private, public)
+}
+
+fn derive_with(
+    session: &Session,
+    private: ObjectHandle,
+    public: ObjectHandle,
+) -> Result<(), Error> {
     let peer = StaticSecret::random_from_rng(rand_core::OsRng);
     let peer_public = PublicKey::from(&peer);
     let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(
@@ -163,7 +182,6 @@ fn derive(session: &Session) -> Result<(), Error> {
         Attribute::Value(v) => v.clone(),
         other => panic!("{other:?}"),
     };
-    let public = key(session, ObjectClass::PUBLIC_KEY);
     let point = match &session.get_attributes(public, &[AttributeType::EcPoint])?[0] {
         Attribute::EcPoint(p) => p[p.len() - 32..].to_vec(),
         other => panic!("{other:?}"),
@@ -181,7 +199,9 @@ fn run_role(role: &str, user_pin: &str) {
             let pkcs11 = init();
             let s = session(&pkcs11);
             assert_eq!(rv(derive(&s)), RvError::UserNotLoggedIn);
-            let info = pkcs11.get_token_info(pkcs11.get_slots_with_token().unwrap()[0]).unwrap();
+            let info = pkcs11
+                .get_token_info(pkcs11.get_slots_with_token().unwrap()[0])
+                .unwrap();
             assert!(info.login_required());
             assert!(info.user_pin_initialized());
         }
@@ -208,6 +228,35 @@ fn run_role(role: &str, user_pin: &str) {
                 pkcs11.finalize().unwrap();
             }
         }
+        // The chip loses its power while the process is logged in: the module drops the login,
+        // the key operation answers CKR_USER_NOT_LOGGED_IN until the caller logs in again.
+        "reset" => {
+            let state = PathBuf::from(std::env::var("PIN_E2E_STATE").unwrap());
+            let pkcs11 = init();
+            let s = session(&pkcs11);
+            s.login(UserType::User, Some(&pin(user_pin))).unwrap();
+            let private = key(&s, ObjectClass::PRIVATE_KEY);
+            let public = key(&s, ObjectClass::PUBLIC_KEY);
+            derive_with(&s, private, public).unwrap();
+            pkcs11_se050::virtual_se050::power::power_cycle(&state).unwrap();
+            assert_eq!(
+                rv(derive_with(&s, private, public)),
+                RvError::UserNotLoggedIn
+            );
+            let info = s.get_session_info().unwrap();
+            assert_eq!(
+                info.session_state(),
+                cryptoki::session::SessionState::RwPublic,
+                "logged out"
+            );
+            assert_eq!(
+                rv(derive(&s)),
+                RvError::UserNotLoggedIn,
+                "no login by itself"
+            );
+            s.login(UserType::User, Some(&pin(user_pin))).unwrap();
+            derive(&s).unwrap();
+        }
         other => panic!("no role {other}"),
     }
 }
@@ -221,32 +270,71 @@ fn pkcs11_tool_provisions_a_pin_the_chip_locks_it_and_the_so_unlocks_it() {
     let chip = Chip::new("pin_max_attempts = 3\n");
     // Fleet provisioning with the stock tool.
     chip.ok(&["--init-token", "--so-pin", SO_PIN, "--label", "fleet-7"]);
-    chip.ok(&["--login", "--login-type", "so", "--so-pin", SO_PIN, "--init-pin", "--pin", "1234"]);
+    chip.ok(&[
+        "--login",
+        "--login-type",
+        "so",
+        "--so-pin",
+        SO_PIN,
+        "--init-pin",
+        "--pin",
+        "1234",
+    ]);
     chip.ok(&["--change-pin", "--pin", "1234", "--new-pin", "5678"]);
     chip.ok(&[
-        "--login", "--pin", "5678", "--keypairgen", "--key-type", "EC:curve25519",
-        "--usage-derive", "--label", "wg0",
+        "--login",
+        "--pin",
+        "5678",
+        "--keypairgen",
+        "--key-type",
+        "EC:curve25519",
+        "--usage-derive",
+        "--label",
+        "wg0",
     ]);
     let slots = chip.ok(&["-L"]);
-    assert!(slots.contains("fleet-7"), "the label C_InitToken set:\n{slots}");
+    assert!(
+        slots.contains("fleet-7"),
+        "the label C_InitToken set:\n{slots}"
+    );
     assert!(slots.contains("login required"), "{slots}");
     // Keygen without login is refused.
     chip.fails(
         &module_path(),
-        &["--keypairgen", "--key-type", "EC:curve25519", "--usage-derive", "--label", "x"],
+        &[
+            "--keypairgen",
+            "--key-type",
+            "EC:curve25519",
+            "--usage-derive",
+            "--label",
+            "x",
+        ],
         "CKR_USER_NOT_LOGGED_IN",
     );
     chip.child(NAME, "no_pin", "-");
     chip.child(NAME, "derive", "5678");
+    chip.child(NAME, "reset", "5678");
 
     // Three wrong PINs, each in a new process: the chip counts and locks.
     for _ in 0..2 {
-        chip.fails(&module_path(), &["--login", "--pin", "0000", "-O"], "CKR_PIN_INCORRECT");
+        chip.fails(
+            &module_path(),
+            &["--login", "--pin", "0000", "-O"],
+            "CKR_PIN_INCORRECT",
+        );
     }
     let slots = chip.ok(&["-L"]);
     assert!(slots.contains("final user PIN try"), "{slots}");
-    chip.fails(&module_path(), &["--login", "--pin", "0000", "-O"], "CKR_PIN_LOCKED");
-    chip.fails(&module_path(), &["--login", "--pin", "5678", "-O"], "CKR_PIN_LOCKED");
+    chip.fails(
+        &module_path(),
+        &["--login", "--pin", "0000", "-O"],
+        "CKR_PIN_LOCKED",
+    );
+    chip.fails(
+        &module_path(),
+        &["--login", "--pin", "5678", "-O"],
+        "CKR_PIN_LOCKED",
+    );
     let slots = chip.ok(&["-L"]);
     assert!(slots.contains("user PIN locked"), "{slots}");
     chip.child(NAME, "locked", "5678");
@@ -260,10 +348,26 @@ fn pkcs11_tool_provisions_a_pin_the_chip_locks_it_and_the_so_unlocks_it() {
         "CKR_PIN_LOCKED",
     );
     // The SO unlocks it (C_InitPIN writes the UserID again, which resets the chip's counter).
-    chip.ok(&["--login", "--login-type", "so", "--so-pin", SO_PIN, "--init-pin", "--pin", "2468"]);
+    chip.ok(&[
+        "--login",
+        "--login-type",
+        "so",
+        "--so-pin",
+        SO_PIN,
+        "--init-pin",
+        "--pin",
+        "2468",
+    ]);
     chip.child(NAME, "derive", "2468");
-    let out = chip.tool_with(Path::new(P11_KIT_PROXY), &["--token-label", "fleet-7", "--login", "--pin", "2468", "-O"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = chip.tool_with(
+        Path::new(P11_KIT_PROXY),
+        &["--token-label", "fleet-7", "--login", "--pin", "2468", "-O"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("wg0"));
     drop(registered);
     drop(chip.dir);
@@ -286,13 +390,30 @@ fn login_and_derive_under_platform_scp03() {
     )
     .unwrap();
     chip.ok(&["--init-token", "--so-pin", SO_PIN, "--label", "scp"]);
-    chip.ok(&["--login", "--login-type", "so", "--so-pin", SO_PIN, "--init-pin", "--pin", "1234"]);
     chip.ok(&[
-        "--login", "--pin", "1234", "--keypairgen", "--key-type", "EC:curve25519",
-        "--usage-derive", "--label", "wg0",
+        "--login",
+        "--login-type",
+        "so",
+        "--so-pin",
+        SO_PIN,
+        "--init-pin",
+        "--pin",
+        "1234",
+    ]);
+    chip.ok(&[
+        "--login",
+        "--pin",
+        "1234",
+        "--keypairgen",
+        "--key-type",
+        "EC:curve25519",
+        "--usage-derive",
+        "--label",
+        "wg0",
     ]);
     chip.child(NAME, "derive", "1234");
     chip.child(NAME, "no_pin", "-");
+    chip.child(NAME, "reset", "1234");
 }
 
 /// A p11-kit module file for the built .so in /etc/pkcs11/modules (p11-kit run as root reads
@@ -305,7 +426,10 @@ impl RegisteredModule {
     fn install() -> RegisteredModule {
         let dir = Path::new("/etc/pkcs11/modules");
         std::fs::create_dir_all(dir).expect("this test registers a p11-kit module: run as root");
-        let path = dir.join(format!("pkcs11-se050-pin-e2e-{}.module", std::process::id()));
+        let path = dir.join(format!(
+            "pkcs11-se050-pin-e2e-{}.module",
+            std::process::id()
+        ));
         std::fs::write(&path, format!("module: {}\n", module_path().display())).unwrap();
         RegisteredModule { path }
     }

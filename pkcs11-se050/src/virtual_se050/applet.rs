@@ -92,6 +92,8 @@ pub struct VirtualApplet {
     sessions: auth::Sessions,
     /// The authentication object the current command runs as (0: no session).
     auth: u32,
+    /// Power cycles announced for this chip's state file (power.rs).
+    power: Option<super::power::PowerWatch>,
 }
 
 impl VirtualApplet {
@@ -112,6 +114,7 @@ impl VirtualApplet {
             latency: per_operation_latency,
             sessions: Default::default(),
             auth: 0,
+            power: Some(super::power::PowerWatch::new(state)),
         })
     }
 
@@ -124,6 +127,7 @@ impl VirtualApplet {
             latency: Duration::ZERO,
             sessions: Default::default(),
             auth: 0,
+            power: None,
         }
     }
 
@@ -150,6 +154,10 @@ impl VirtualApplet {
         if let Err(e) = self.store.refresh() {
             log::error!("virtual SE050: {e}");
             return Err(StatusWord::NO_PRECISE_DIAGNOSIS);
+        }
+        if self.power.as_mut().is_some_and(|p| p.cycled()) {
+            log::info!("virtual SE050: power cycle: sessions and selection lost");
+            self.reset();
         }
         let reply = match apdu.cla {
             CLA_ISO if apdu.ins == INS_SELECT => self.select(&apdu),
