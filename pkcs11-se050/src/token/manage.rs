@@ -21,7 +21,7 @@ impl Token {
         let mut handles = Vec::new();
         {
             let mut cache = self.cache.lock();
-            self.refresh(&mut cache)?;
+            self.refresh_for_search(&mut cache)?;
             let format = self.config.ec_point;
             let mut found = Vec::new();
             for pair in cache.pairs.values() {

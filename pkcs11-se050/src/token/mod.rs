@@ -144,16 +144,33 @@ impl Token {
     }
 
     /// Runs `f` with the chip; link failures become CKR_DEVICE_ERROR with the reason logged.
+    /// For what is no key operation (token info, random bytes): when the chip lost the login's
+    /// session, `f` runs once more outside it (the login is dropped at the next call; the key
+    /// operations then answer CKR_USER_NOT_LOGGED_IN).
     fn with_chip<T>(
         &self,
-        f: impl FnOnce(&mut dyn chip::Chip) -> chip::ChipResult<T>,
+        f: impl Fn(&mut dyn chip::Chip) -> chip::ChipResult<T>,
         what: &str,
     ) -> Result<T> {
         let mut link = self.link.lock();
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        f(chip).map_err(|e| e.to_ckr(what))
+        match f(chip) {
+            Err(e) if e.kind == chip::ChipErrorKind::SessionLost => f(chip),
+            other => other,
+        }
+        .map_err(|e| e.to_ckr(what))
+    }
+
+    /// `refresh` for a search: when the chip lost the login's session, once more outside it.
+    fn refresh_for_search(&self, cache: &mut ObjectCache) -> Result<()> {
+        match self.refresh(cache) {
+            Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN && !self.link.lock().in_auth_session() => {
+                self.refresh(cache)
+            }
+            other => other,
+        }
     }
 
     /// The object cache, loaded from the chip on first use.

@@ -387,7 +387,16 @@ fn a_chip_reset_ends_the_login_and_the_key_operation_answers_user_not_logged_in(
     t.login(s, CKU_USER, USER).unwrap();
     derive(&t, s, private).unwrap();
 
-    // A wrong PIN costs 2 APDUs and one attempt; a locked one 1 APDU and none.
+    // After another reset, what is no key operation still answers (outside the lost session),
+    // and the key operation after it says the login is gone.
+    chip.reset();
+    assert_ne!(flags(&t) & CKF_LOGIN_REQUIRED, 0);
+    assert_eq!(find_private(&t, s).len(), 1);
+    assert_eq!(rv(derive(&t, s, private)), CKR_USER_NOT_LOGGED_IN);
+    t.login(s, CKU_USER, USER).unwrap();
+    derive(&t, s, private).unwrap();
+
+    // A wrong PIN costs 3 APDUs and one attempt.
     t.logout(s).unwrap();
     let before = chip.apdus();
     assert_eq!(rv(t.login(s, CKU_USER, b"0000")), CKR_PIN_INCORRECT);
