@@ -21,7 +21,7 @@ impl Token {
         let mut handles = Vec::new();
         {
             let mut cache = self.cache.lock();
-            self.refresh(&mut cache)?;
+            self.refresh_for_search(&mut cache)?;
             let format = self.config.ec_point;
             let mut found = Vec::new();
             for pair in cache.pairs.values() {
@@ -227,6 +227,9 @@ impl Token {
         object: CK_OBJECT_HANDLE,
     ) -> Result<(parking_lot::MutexGuard<'_, ObjectCache>, KeyPair, Half)> {
         self.check_session(session, true)?;
+        // Changing or destroying keys is the user's once a user PIN exists (PKCS#11: private
+        // objects need a login; the chip's policy refuses a foreign delete anyway).
+        self.require_user_for_keys()?;
         let cache = self.loaded_cache()?;
         let (pair, half) = cache
             .resolve(object)
