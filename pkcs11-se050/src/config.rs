@@ -23,6 +23,10 @@ const DEFAULT_STATE_FILE: &str = "se050.state";
 pub const DEFAULT_I2C_ADDRESS: u8 = 0x48;
 pub const DEFAULT_I2C_DEVICE: &str = "/dev/i2c-1";
 pub const DEFAULT_TOKEN_LABEL: &str = "SE050";
+/// Wrong PINs the chip accepts before it blocks a PIN (`pin_max_attempts`).
+pub const DEFAULT_PIN_MAX_ATTEMPTS: u16 = 10;
+/// The chip keeps the maximum in two bytes; 0 would mean no limit, which is refused.
+const MAX_PIN_MAX_ATTEMPTS: i64 = 0x7FFF;
 /// The most `lock_timeout_ms` may ask for: ten minutes.
 const MAX_LOCK_TIMEOUT_MS: u64 = 600_000;
 
@@ -90,6 +94,9 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// PlatformSCP03 settings.
     pub scp03: Scp03Config,
+    /// `pin_max_attempts`: how many wrong PINs in a row the chip accepts before it blocks the
+    /// PIN (user and SO alike); written into the UserID objects when a PIN is set.
+    pub pin_max_attempts: u16,
 }
 
 #[derive(Debug)]
@@ -126,6 +133,7 @@ struct RawConfig {
     token_label: Option<String>,
     ec_point: Option<String>,
     lock_timeout_ms: Option<u64>,
+    pin_max_attempts: Option<i64>,
     // PlatformSCP03 (scp03/)
     scp03_keys: Option<PathBuf>,
     scp03_kvn: Option<i64>,
@@ -281,6 +289,18 @@ impl Config {
                 ))
             }
         };
+        let pin_max_attempts = match raw.pin_max_attempts {
+            None => DEFAULT_PIN_MAX_ATTEMPTS,
+            Some(n) if (1..=MAX_PIN_MAX_ATTEMPTS).contains(&n) => n as u16,
+            Some(n) => {
+                return Err(error(
+                    Some("pin_max_attempts"),
+                    format!(
+                        "{n} is outside 1..={MAX_PIN_MAX_ATTEMPTS} (a PIN must lock some time)"
+                    ),
+                ))
+            }
+        };
         Ok(Config {
             transport,
             token_label,
@@ -288,6 +308,7 @@ impl Config {
             lock_timeout,
             source: file.map(Path::to_path_buf),
             scp03,
+            pin_max_attempts,
         })
     }
 
@@ -304,6 +325,7 @@ impl Config {
             lock_timeout: crate::device::lock::DEFAULT_LOCK_TIMEOUT,
             source: None,
             scp03: Scp03Config::default(),
+            pin_max_attempts: DEFAULT_PIN_MAX_ATTEMPTS,
         }
     }
 
@@ -489,6 +511,22 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("lock_timeout_ms"), "{e}");
+        }
+    }
+
+    #[test]
+    fn pin_max_attempts_defaults_to_ten_and_is_bounded() {
+        assert_eq!(
+            parse("transport = \"virtual\"").unwrap().pin_max_attempts,
+            10
+        );
+        let c = parse("transport = \"virtual\"\npin_max_attempts = 3").unwrap();
+        assert_eq!(c.pin_max_attempts, 3);
+        for bad in ["0", "32768", "-1", "\"ten\""] {
+            let e = parse(&format!("pin_max_attempts = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("pin_max_attempts"), "{e}");
         }
     }
 

@@ -50,8 +50,9 @@ pub unsafe extern "C" fn C_GetTokenInfo(slotID: CK_SLOT_ID, pInfo: CK_TOKEN_INFO
             ulSessionCount: info.session_count as CK_ULONG,
             ulMaxRwSessionCount: CK_EFFECTIVELY_INFINITE,
             ulRwSessionCount: info.rw_session_count as CK_ULONG,
-            ulMaxPinLen: 64,
-            ulMinPinLen: 0,
+            // A PIN is a UserID value on the chip: 4 to 16 bytes.
+            ulMaxPinLen: crate::token::pin::MAX_PIN_LEN as CK_ULONG,
+            ulMinPinLen: crate::token::pin::MIN_PIN_LEN as CK_ULONG,
             ulTotalPublicMemory: CK_UNAVAILABLE_INFORMATION,
             ulFreePublicMemory: CK_UNAVAILABLE_INFORMATION,
             ulTotalPrivateMemory: CK_UNAVAILABLE_INFORMATION,

@@ -3,6 +3,7 @@
 //! X25519 values cross this API in RFC 7748 (little-endian) order. The chip stores and answers
 //! them byte-reversed (big-endian); the reversal happens here and nowhere else.
 
+pub mod attributes;
 pub mod error;
 pub mod object_id;
 pub mod object_type;
@@ -11,6 +12,7 @@ pub mod protocol;
 pub mod session;
 pub mod version;
 
+pub use attributes::ObjectAttributes;
 pub use error::Se050Error;
 pub use object_id::{ObjectId, ObjectIdError};
 pub use object_type::{ObjectType, Persistence};

@@ -61,6 +61,8 @@ pub const P2_RANDOM: u8 = 0x49;
 pub const P2_MEMORY: u8 = 0x22;
 pub const P2_DELETE_ALL: u8 = 0x2A;
 pub const P2_TIME: u8 = 0x3D;
+/// ReadObjectAttributes (NXP middleware `kSE05x_P2_ATTRIBUTES`).
+pub const P2_ATTRIBUTES: u8 = 0x3B;
 /// GetFreeMemory's memory types (`SE05x_MemoryType_t`).
 pub const MEMORY_PERSISTENT: u8 = 0x01;
 pub const MEMORY_TRANSIENT_RESET: u8 = 0x02;

@@ -5,6 +5,7 @@
 //! top of `applet::Se050` and keeps it usable across forks.
 
 use super::error::{refuse, Error};
+pub use crate::applet::PolicyEntry;
 use pkcs11_sys::*;
 use std::fmt;
 use zeroize::Zeroizing;
@@ -39,6 +40,16 @@ pub enum ChipErrorKind {
     Refused,
     /// The chip could not be reached or the link failed.
     Link,
+    /// The object's policy does not allow it to whoever is asking (6986): outside a session
+    /// authenticated as the key's user.
+    Denied,
+    /// The chip no longer knows the authenticated session (it was reset or power-cycled): the
+    /// login is gone and the caller must log in again.
+    SessionLost,
+    /// VerifySessionUserID refused the value (6982); the chip counted one failure.
+    PinIncorrect,
+    /// The authentication object is blocked (6983): no attempts left.
+    PinLocked,
 }
 
 #[derive(Debug, Clone)]
@@ -68,12 +79,33 @@ impl ChipError {
             ChipErrorKind::Full => CKR_DEVICE_MEMORY,
             ChipErrorKind::Refused => CKR_FUNCTION_FAILED,
             ChipErrorKind::Link => CKR_DEVICE_ERROR,
+            ChipErrorKind::Denied | ChipErrorKind::SessionLost => CKR_USER_NOT_LOGGED_IN,
+            ChipErrorKind::PinIncorrect => CKR_PIN_INCORRECT,
+            ChipErrorKind::PinLocked => CKR_PIN_LOCKED,
         };
         refuse(rv, format_args!("SE050: {what}: {self}"))
     }
 }
 
 pub type ChipResult<T> = std::result::Result<T, ChipError>;
+
+/// An authentication object's failure counter, as the chip keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthCounter {
+    pub failures: u16,
+    /// 0: no limit.
+    pub max_attempts: u16,
+}
+
+impl AuthCounter {
+    pub fn locked(&self) -> bool {
+        self.max_attempts != 0 && self.failures >= self.max_attempts
+    }
+
+    pub fn final_try(&self) -> bool {
+        self.max_attempts != 0 && self.failures + 1 == self.max_attempts
+    }
+}
 
 /// The chip operations the token uses. Object ids are already checked by the caller to be in
 /// the customer range where the token creates objects.
@@ -90,4 +122,28 @@ pub trait Chip: Send {
     /// Creates (or overwrites, same length) a binary file with `data`.
     fn write_binary(&mut self, id: u32, data: &[u8]) -> ChipResult<()>;
     fn read_binary(&mut self, id: u32) -> ChipResult<Vec<u8>>;
+
+    // ----- authentication (PINs are UserID objects; see token/pin.rs) -----
+
+    /// Generates an X25519 pair whose use is restricted by `policy` (empty: none).
+    fn generate_x25519_with_policy(&mut self, id: u32, policy: &[PolicyEntry]) -> ChipResult<()>;
+    /// The failure counter of the authentication object at `id`; None when there is none.
+    fn auth_counter(&mut self, id: u32) -> ChipResult<Option<AuthCounter>>;
+    /// Creates (with `policy`) or overwrites (policy ignored) the UserID at `id`; overwriting
+    /// resets its failure counter.
+    fn write_user_id(
+        &mut self,
+        id: u32,
+        value: &[u8],
+        max_attempts: u16,
+        policy: &[PolicyEntry],
+    ) -> ChipResult<()>;
+    /// Opens a chip session authenticated as the UserID at `id` with `value`: exactly one
+    /// CreateSession and one VerifySessionUserID, never retried. Later commands run inside it.
+    /// A refused value closes the unauthenticated session again.
+    fn open_auth_session(&mut self, id: u32, value: &[u8]) -> ChipResult<()>;
+    /// Closes the authenticated session (best effort: a lost answer still forgets it).
+    fn close_auth_session(&mut self);
+    /// Whether commands run inside an authenticated session (false once the chip lost it).
+    fn in_auth_session(&self) -> bool;
 }

@@ -73,6 +73,7 @@ impl Token {
             )
         })?;
         let secret = SecretTemplate::parse(template)?;
+        self.require_user_for_keys()?;
 
         if split_handle(base).is_none() {
             if self.secrets.lock().objects.contains_key(&base) {

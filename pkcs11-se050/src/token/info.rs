@@ -103,6 +103,7 @@ impl Token {
         self.check_slot(slot)?;
         let (major, minor, patch) = self.identity.applet_version;
         let (sessions, rw) = self.sessions.lock().count();
+        let (pin_flags, chip_label) = self.pin_state()?;
         let (manufacturer, model) = if self.config.is_virtual() {
             (VIRTUAL_MANUFACTURER.to_string(), VIRTUAL_MODEL.to_string())
         } else {
@@ -112,12 +113,16 @@ impl Token {
             )
         };
         Ok(TokenInfo {
-            label: self.config.token_label.clone(),
+            // The label C_InitToken stored on the chip; the configuration's names a token that
+            // was never initialised.
+            label: chip_label.unwrap_or_else(|| self.config.token_label.clone()),
             manufacturer,
             model,
             serial: serial_of(&self.identity.unique_id),
-            // No CKF_LOGIN_REQUIRED: there is no PIN yet, keys are usable without login.
-            flags: CKF_RNG | CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED,
+            // CKF_LOGIN_REQUIRED, CKF_USER_PIN_INITIALIZED and the PIN counters come from the
+            // chip (token/pin.rs). A token without a user PIN needs no login; it is usable
+            // before C_InitToken, so it always says it is initialised.
+            flags: CKF_RNG | CKF_TOKEN_INITIALIZED | pin_flags,
             session_count: sessions,
             rw_session_count: rw,
             hardware_version: (major, minor),

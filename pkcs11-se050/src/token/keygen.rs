@@ -8,10 +8,12 @@
 
 use super::attributes::{attr_name, Template, KEY_TEMPLATE_COMMON};
 use super::chip::ChipErrorKind;
+use super::chip::PolicyEntry;
 use super::ec::check_ec_params;
 use super::error::{refuse, Result};
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE};
 use super::objects::{Half, KeyPair};
+use super::pin::{key_policy, USER_PIN_ID};
 use super::Token;
 use pkcs11_sys::*;
 
@@ -141,8 +143,22 @@ impl Token {
             id.clone().unwrap_or_default(),
         )?;
 
+        // Whether the user is logged in, before the cache lock (sessions order before it).
+        let user_ok = self.require_user(true).is_ok();
         let mut cache = self.cache.lock();
         self.refresh(&mut cache)?;
+        // With a user PIN on the chip only the user makes keys, and the chip is told that only
+        // the user may use, read or delete them (and the SO delete them, for C_InitToken).
+        let protected = cache.ids().any(|id| id == USER_PIN_ID);
+        if protected && !user_ok {
+            drop(cache);
+            self.require_user(true)?;
+            return Err(super::error::answer(
+                CKR_USER_NOT_LOGGED_IN,
+                "logged out meanwhile",
+            ));
+        }
+        let policy: &[PolicyEntry] = if protected { &key_policy() } else { &[] };
         let key_id = match id.as_deref().and_then(requested_object_id) {
             Some(wanted) => {
                 if cache.is_used(wanted) {
@@ -174,7 +190,7 @@ impl Token {
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        chip.generate_x25519(key_id)
+        chip.generate_x25519_with_policy(key_id, policy)
             .map_err(|e| e.to_ckr(&format!("generating an X25519 key pair at {key_id:#010x}")))?;
         let finish = (|| -> super::chip::ChipResult<[u8; 32]> {
             let public = chip.read_x25519_public(key_id)?;

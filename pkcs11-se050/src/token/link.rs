@@ -42,4 +42,10 @@ impl ChipLink {
         }
         Ok(self.chip.as_deref_mut().expect("opened above"))
     }
+
+    /// Whether this process's chip runs commands inside an authenticated session (false in a
+    /// forked child, whose link is not the parent's).
+    pub fn in_auth_session(&self) -> bool {
+        self.pid == std::process::id() && self.chip.as_deref().is_some_and(|c| c.in_auth_session())
+    }
 }

@@ -227,6 +227,9 @@ impl Token {
         object: CK_OBJECT_HANDLE,
     ) -> Result<(parking_lot::MutexGuard<'_, ObjectCache>, KeyPair, Half)> {
         self.check_session(session, true)?;
+        // Changing or destroying keys is the user's once a user PIN exists (PKCS#11: private
+        // objects need a login; the chip's policy refuses a foreign delete anyway).
+        self.require_user_for_keys()?;
         let cache = self.loaded_cache()?;
         let (pair, half) = cache
             .resolve(object)

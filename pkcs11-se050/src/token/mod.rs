@@ -16,15 +16,19 @@ pub mod error;
 pub mod info;
 mod keygen;
 pub mod link;
+mod login;
 mod manage;
 pub mod metadata;
 pub mod objects;
+pub mod pin;
+#[cfg(test)]
+mod pin_tests;
 mod se050;
 pub mod secret;
 pub mod session;
 #[cfg(test)]
 mod tests;
-pub use se050::open_chip;
+pub use se050::{applet_chip, open_chip};
 
 pub use derive::DeriveParams;
 pub use info::{MechanismInfo, SlotInfo, TokenInfo, MECHANISMS, SLOT_ID};
@@ -76,7 +80,15 @@ pub fn initialize() -> Result<()> {
 /// C_Finalize: drop every session, object and the link. Secrets are wiped by their drops.
 pub fn finalize() -> Result<()> {
     match TOKEN.write().take() {
-        Some(_) => Ok(()),
+        Some(token) => {
+            // Logged in: the chip session is closed rather than left to the chip's reset.
+            if token.pid == std::process::id()
+                && std::mem::take(&mut token.sessions.lock().chip_session)
+            {
+                token.close_chip_session();
+            }
+            Ok(())
+        }
         None => Err(answer(
             CKR_CRYPTOKI_NOT_INITIALIZED,
             "C_Finalize without C_Initialize",
@@ -188,20 +200,34 @@ impl Token {
     }
 
     pub fn close_session(&self, session: CK_SESSION_HANDLE) -> Result<()> {
-        self.sessions.lock().close(session)?;
+        {
+            let mut sessions = self.sessions.lock();
+            sessions.close(session)?;
+            // Closing the last session logged out: the chip session goes with it.
+            if sessions.user.is_none() && std::mem::take(&mut sessions.chip_session) {
+                self.close_chip_session();
+            }
+        }
         self.secrets.lock().remove_session(session);
         Ok(())
     }
 
     pub fn close_all_sessions(&self, slot: CK_SLOT_ID) -> Result<()> {
         self.check_slot(slot)?;
-        self.sessions.lock().close_all();
+        {
+            let mut sessions = self.sessions.lock();
+            sessions.close_all();
+            if std::mem::take(&mut sessions.chip_session) {
+                self.close_chip_session();
+            }
+        }
         self.secrets.lock().objects.clear();
         Ok(())
     }
 
     /// (state, flags) of a session.
     pub fn session_info(&self, session: CK_SESSION_HANDLE) -> Result<(CK_STATE, CK_FLAGS)> {
+        self.sync_login();
         let sessions = self.sessions.lock();
         let state = sessions.state(session)?;
         let rw = if sessions.get(session)?.read_write {
@@ -210,45 +236,6 @@ impl Token {
             0
         };
         Ok((state, CKF_SERIAL_SESSION | rw))
-    }
-
-    /// C_Login. The token has no PIN yet: any PIN is accepted, so scripts passing `--login`
-    /// keep working; the state is tracked as PKCS#11 describes.
-    pub fn login(&self, session: CK_SESSION_HANDLE, user: CK_USER_TYPE) -> Result<()> {
-        let mut sessions = self.sessions.lock();
-        sessions.get(session)?;
-        if user != CKU_USER && user != CKU_SO && user != CKU_CONTEXT_SPECIFIC {
-            return Err(answer(
-                CKR_USER_TYPE_INVALID,
-                format_args!("user type {user}"),
-            ));
-        }
-        if user == CKU_CONTEXT_SPECIFIC {
-            return Err(answer(
-                CKR_OPERATION_NOT_INITIALIZED,
-                "no operation needs context-specific login",
-            ));
-        }
-        if sessions.user.is_some() {
-            return Err(answer(CKR_USER_ALREADY_LOGGED_IN, "already logged in"));
-        }
-        if user == CKU_SO && sessions.has_read_only() {
-            return Err(answer(
-                CKR_SESSION_READ_ONLY_EXISTS,
-                "SO login with read-only sessions open",
-            ));
-        }
-        sessions.user = Some(user);
-        Ok(())
-    }
-
-    pub fn logout(&self, session: CK_SESSION_HANDLE) -> Result<()> {
-        let mut sessions = self.sessions.lock();
-        sessions.get(session)?;
-        if sessions.user.take().is_none() {
-            return Err(answer(CKR_USER_NOT_LOGGED_IN, "C_Logout without C_Login"));
-        }
-        Ok(())
     }
 
     // ----- random -----

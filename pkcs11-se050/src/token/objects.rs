@@ -220,6 +220,11 @@ impl ObjectCache {
         self.loaded
     }
 
+    /// The metadata records found at the last refresh, by file id.
+    pub fn records(&self) -> impl Iterator<Item = (u32, &KeyMetadata)> + '_ {
+        self.records.iter().map(|(file, record)| (*file, record))
+    }
+
     /// Every id on the chip as of the last refresh.
     pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
         self.kinds.keys().copied()
@@ -263,6 +268,8 @@ impl ObjectCache {
         self.kinds.retain(|id, _| ids.contains(id));
         self.pairs.retain(|id, _| ids.contains(id));
         self.records.clear();
+        // Pairs whose policy keeps their public key from us (outside the user's session).
+        let mut protected = Vec::new();
         for &id in &ids {
             let kind = match self.kinds.get(&id) {
                 Some(kind) => *kind,
@@ -272,7 +279,9 @@ impl ObjectCache {
                         // Deleted between the list and now.
                         Err(e) if e.kind == ChipErrorKind::NotFound => continue,
                         // An object the chip will not describe is not one of ours.
-                        Err(e) if e.kind == ChipErrorKind::Refused => {
+                        Err(e)
+                            if matches!(e.kind, ChipErrorKind::Refused | ChipErrorKind::Denied) =>
+                        {
                             log::debug!("object {id:#010x}: type not readable: {e}");
                             ObjectKind::Other
                         }
@@ -287,6 +296,12 @@ impl ObjectCache {
                     let public = match chip.read_x25519_public(id) {
                         Ok(public) => public,
                         Err(e) if e.kind == ChipErrorKind::NotFound => continue,
+                        // A key made while a user PIN existed, outside the user's session: its
+                        // public key comes from its metadata record (below), if it has one.
+                        Err(e) if e.kind == ChipErrorKind::Denied => {
+                            protected.push(id);
+                            continue;
+                        }
                         // An EC pair on another curve (its public key is not 32 bytes).
                         Err(e) if e.kind == ChipErrorKind::Refused => {
                             log::debug!("object {id:#010x} is not an X25519 pair: {e}");
@@ -311,7 +326,9 @@ impl ObjectCache {
                         Err(e)
                             if matches!(
                                 e.kind,
-                                ChipErrorKind::NotFound | ChipErrorKind::Refused
+                                ChipErrorKind::NotFound
+                                    | ChipErrorKind::Refused
+                                    | ChipErrorKind::Denied
                             ) =>
                         {
                             log::debug!("binary file {id:#010x} not read: {e}");
@@ -320,6 +337,23 @@ impl ObjectCache {
                     }
                 }
                 _ => {}
+            }
+        }
+        for id in protected {
+            let public = self
+                .records
+                .values()
+                .filter(|r| r.key_id == id && !r.private_destroyed)
+                .find_map(|r| r.public);
+            match public {
+                Some(public) => {
+                    if self.pairs.get(&id).map(|p| p.public) != Some(public) {
+                        self.pairs.insert(id, KeyPair::on_chip(id, public));
+                    }
+                }
+                None => {
+                    self.pairs.remove(&id);
+                }
             }
         }
         self.apply_records();

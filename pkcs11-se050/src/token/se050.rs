@@ -1,6 +1,8 @@
 //! The token's `Chip`, implemented by the applet layer on a device opened from the config.
 
-use super::chip::{Chip, ChipError, ChipErrorKind, ChipIdentity, ChipResult, ObjectKind};
+use super::chip::{
+    AuthCounter, Chip, ChipError, ChipErrorKind, ChipIdentity, ChipResult, ObjectKind, PolicyEntry,
+};
 use crate::apdu::Refusal;
 use crate::applet::{ObjectId, ObjectType, Se050, Se050Error};
 use crate::config::{Config, TransportConfig};
@@ -53,8 +55,31 @@ pub fn open_chip(config: &Config) -> ChipResult<Box<dyn Chip>> {
     Ok(Box::new(AppletChip { se050 }))
 }
 
+/// The token's chip on an applet already selected on some transport (tests build one on an
+/// in-process virtual applet they can reset).
+pub fn applet_chip(se050: Se050<Box<dyn ApduTransport>>) -> Box<dyn Chip> {
+    Box::new(AppletChip { se050 })
+}
+
 struct AppletChip {
     se050: Se050<Box<dyn ApduTransport>>,
+}
+
+impl AppletChip {
+    /// `chip_error`, and inside an authenticated session: a 6982 answered to a wrapped command
+    /// means the chip no longer knows the session (a reset closed it; the applet answers 6982
+    /// for an unknown session id). It is forgotten here, never reopened: the module does not
+    /// keep the PIN, the caller logs in again.
+    fn fail(&mut self, e: Se050Error) -> ChipError {
+        if self.se050.session().is_some() && e.refusal() == Some(Refusal::SecurityStatus) {
+            self.se050.forget_session();
+            return ChipError::new(
+                ChipErrorKind::SessionLost,
+                format!("the chip lost the authenticated session (reset?): {e}"),
+            );
+        }
+        chip_error(e)
+    }
 }
 
 fn object(id: u32) -> ChipResult<ObjectId> {
@@ -62,23 +87,27 @@ fn object(id: u32) -> ChipResult<ObjectId> {
 }
 
 fn chip_error(e: Se050Error) -> ChipError {
-    let kind = match &e {
+    ChipError::new(chip_error_kind(&e), e.to_string())
+}
+
+fn chip_error_kind(e: &Se050Error) -> ChipErrorKind {
+    match e {
         Se050Error::Link { .. } => ChipErrorKind::Link,
         Se050Error::Refused(_) => match e.refusal() {
             // The applet answers 6A80 for an id that names no object.
             Some(Refusal::WrongData) | Some(Refusal::NotFound) => ChipErrorKind::NotFound,
             Some(Refusal::MemoryFull) => ChipErrorKind::Full,
+            Some(Refusal::NotAllowedByPolicy) => ChipErrorKind::Denied,
             _ => ChipErrorKind::Refused,
         },
         _ => ChipErrorKind::Refused,
-    };
-    ChipError::new(kind, e.to_string())
+    }
 }
 
 impl Chip for AppletChip {
     fn identity(&mut self) -> ChipResult<ChipIdentity> {
         let v = self.se050.version();
-        let unique_id = self.se050.unique_id().map_err(chip_error)?;
+        let unique_id = self.se050.unique_id().map_err(|e| self.fail(e))?;
         Ok(ChipIdentity {
             applet_version: (v.major, v.minor, v.patch),
             unique_id,
@@ -86,41 +115,46 @@ impl Chip for AppletChip {
     }
 
     fn generate_x25519(&mut self, id: u32) -> ChipResult<()> {
-        self.se050.generate_x25519(object(id)?).map_err(chip_error)
+        self.se050
+            .generate_x25519(object(id)?)
+            .map_err(|e| self.fail(e))
     }
 
     fn read_x25519_public(&mut self, id: u32) -> ChipResult<[u8; 32]> {
         self.se050
             .read_x25519_public(object(id)?)
-            .map_err(chip_error)
+            .map_err(|e| self.fail(e))
     }
 
     fn ecdh_x25519(&mut self, id: u32, peer: &[u8; 32]) -> ChipResult<Zeroizing<[u8; 32]>> {
         self.se050
             .ecdh_x25519(object(id)?, peer)
-            .map_err(chip_error)
+            .map_err(|e| self.fail(e))
     }
 
     fn delete(&mut self, id: u32) -> ChipResult<()> {
-        self.se050.delete(object(id)?).map_err(chip_error)
+        self.se050.delete(object(id)?).map_err(|e| self.fail(e))
     }
 
     fn exists(&mut self, id: u32) -> ChipResult<bool> {
-        self.se050.exists(object(id)?).map_err(chip_error)
+        self.se050.exists(object(id)?).map_err(|e| self.fail(e))
     }
 
     fn list_ids(&mut self) -> ChipResult<Vec<u32>> {
         Ok(self
             .se050
             .list_ids()
-            .map_err(chip_error)?
+            .map_err(|e| self.fail(e))?
             .into_iter()
             .map(ObjectId::value)
             .collect())
     }
 
     fn kind(&mut self, id: u32) -> ChipResult<ObjectKind> {
-        let (kind, _) = self.se050.read_type(object(id)?).map_err(chip_error)?;
+        let (kind, _) = self
+            .se050
+            .read_type(object(id)?)
+            .map_err(|e| self.fail(e))?;
         Ok(match kind {
             // Which curve is checked when the public key is read (32 bytes for X25519).
             ObjectType::EcKeyPair => ObjectKind::X25519Pair,
@@ -130,16 +164,94 @@ impl Chip for AppletChip {
     }
 
     fn get_random(&mut self, len: usize) -> ChipResult<Vec<u8>> {
-        self.se050.get_random(len).map_err(chip_error)
+        self.se050.get_random(len).map_err(|e| self.fail(e))
     }
 
     fn write_binary(&mut self, id: u32, data: &[u8]) -> ChipResult<()> {
         self.se050
             .write_binary(object(id)?, data)
-            .map_err(chip_error)
+            .map_err(|e| self.fail(e))
     }
 
     fn read_binary(&mut self, id: u32) -> ChipResult<Vec<u8>> {
-        self.se050.read_binary(object(id)?).map_err(chip_error)
+        self.se050
+            .read_binary(object(id)?)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn generate_x25519_with_policy(&mut self, id: u32, policy: &[PolicyEntry]) -> ChipResult<()> {
+        self.se050
+            .generate_x25519_with_policy(object(id)?, policy)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn auth_counter(&mut self, id: u32) -> ChipResult<Option<AuthCounter>> {
+        match self.se050.read_attributes(object(id)?) {
+            Ok(attributes) if attributes.is_auth_object => Ok(Some(AuthCounter {
+                failures: attributes.failures,
+                max_attempts: attributes.max_attempts,
+            })),
+            Ok(attributes) => Err(ChipError::new(
+                ChipErrorKind::Refused,
+                format!(
+                    "object {id:#010x} is a {:?}, not an authentication object",
+                    attributes.class
+                ),
+            )),
+            Err(e) => match self.fail(e) {
+                e if e.kind == ChipErrorKind::NotFound => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    fn write_user_id(
+        &mut self,
+        id: u32,
+        value: &[u8],
+        max_attempts: u16,
+        policy: &[PolicyEntry],
+    ) -> ChipResult<()> {
+        self.se050
+            .write_user_id(object(id)?, value, max_attempts, policy)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn open_auth_session(&mut self, id: u32, value: &[u8]) -> ChipResult<()> {
+        if self.se050.session().is_some() {
+            self.close_auth_session();
+        }
+        // CreateSession answers 6983 for a blocked UserID: no attempt is spent then.
+        if let Err(e) = self.se050.open_session(object(id)?) {
+            return Err(match e.refusal() {
+                Some(Refusal::AuthBlocked) => {
+                    ChipError::new(ChipErrorKind::PinLocked, e.to_string())
+                }
+                _ => chip_error(e),
+            });
+        }
+        // One VerifySessionUserID: its answer is what the caller hears (never retried).
+        match self.se050.verify_user_id(value) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let kind = match e.refusal() {
+                    Some(Refusal::SecurityStatus) => ChipErrorKind::PinIncorrect,
+                    Some(Refusal::AuthBlocked) => ChipErrorKind::PinLocked,
+                    _ => chip_error_kind(&e),
+                };
+                self.close_auth_session();
+                Err(ChipError::new(kind, e.to_string()))
+            }
+        }
+    }
+
+    fn close_auth_session(&mut self) {
+        if let Err(e) = self.se050.close_session() {
+            log::debug!("CloseSession: {e} (the session is forgotten anyway)");
+        }
+    }
+
+    fn in_auth_session(&self) -> bool {
+        self.se050.session().is_some()
     }
 }

@@ -23,6 +23,9 @@ pub struct Sessions {
     next_handle: CK_SESSION_HANDLE,
     /// Who is logged in to the token (login is per application, not per session).
     pub user: Option<CK_USER_TYPE>,
+    /// The login is a chip session authenticated with a UserID (token/login.rs); false when the
+    /// token has no PIN and login is bookkeeping only.
+    pub chip_session: bool,
 }
 
 impl Default for Sessions {
@@ -31,6 +34,7 @@ impl Default for Sessions {
             open: HashMap::new(),
             next_handle: 1,
             user: None,
+            chip_session: false,
         }
     }
 }

@@ -75,6 +75,8 @@ fn tag1(value: &[u8]) -> Vec<u8> {
     out
 }
 
+#[path = "attributes.rs"]
+mod attributes;
 #[path = "auth.rs"]
 mod auth;
 #[path = "management.rs"]
@@ -199,6 +201,7 @@ impl VirtualApplet {
             (INS_READ, P1_DEFAULT, P2_SIZE) => self.read_size(&tlvs),
             (INS_READ, P1_DEFAULT, P2_LIST) => self.read_id_list(&tlvs),
             (INS_READ, P1_DEFAULT, P2_TYPE) => self.read_type(&tlvs),
+            (INS_READ, P1_DEFAULT, P2_ATTRIBUTES) => self.read_attributes(&tlvs),
             (INS_READ, _, _) => Err(StatusWord::WRONG_P1P2),
             (INS_CRYPTO, P1_EC, P2_DH) => self.ecdh(&tlvs),
             (INS_CRYPTO, _, _) => Err(StatusWord::WRONG_P1P2),
