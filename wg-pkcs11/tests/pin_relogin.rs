@@ -116,7 +116,9 @@ fn logs_in_again_once_after_losing_the_login_and_stops_when_refused() {
         "{refused}"
     );
     assert!(!refused.contains(USER_PIN), "{refused}");
-    let why = key.unusable().expect("the key says it can no longer be used");
+    let why = key
+        .unusable()
+        .expect("the key says it can no longer be used");
     assert!(why.contains("one attempt used"), "{why}");
     assert!(
         key.health().unwrap().pin.contains("REFUSED"),
@@ -125,6 +127,9 @@ fn logs_in_again_once_after_losing_the_login_and_stops_when_refused() {
     );
     // One attempt: with 3 allowed, a second would show as the final try.
     assert_eq!(flags(), (true, false, false));
+    // The key itself never asks again, even without the memory of refused PINs (which would
+    // also stop a new process from trying): it is gone here.
+    std::fs::remove_dir_all(dir.path().join("wg-state")).unwrap();
     for _ in 0..3 {
         let again = dh_agrees(&key).unwrap_err();
         assert!(again.contains("PIN:"), "{again}");
