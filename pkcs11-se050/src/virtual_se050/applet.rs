@@ -9,7 +9,8 @@
 //!   operation the entry does not allow answers 6986; no entry at all allows nothing;
 //! - UserIDs, sessions and session-wrapped commands: see `auth.rs`;
 //! - commands before SELECT answer 6D00 (the card manager does not know them), CLA 0x84
-//!   (SCP03-wrapped) answers 6982, INS flags (transient, auth, attest) answer 6D00;
+//!   (SCP03-wrapped) answers 6982, INS flags other than transient writes (auth objects but
+//!   WriteUserID, attest) answer 6D00; transient objects: see `transient.rs`;
 //! - ReadIDList pages hold [`LIST_PAGE`] ids; a response longer than `Le` or than the 889-byte
 //!   payload answers 6700.
 
@@ -81,6 +82,8 @@ mod attributes;
 mod auth;
 #[path = "management.rs"]
 mod management;
+#[path = "transient.rs"]
+mod transient;
 
 /// The IoT applet of a virtual SE050.
 pub struct VirtualApplet {
@@ -92,6 +95,14 @@ pub struct VirtualApplet {
     sessions: auth::Sessions,
     /// The authentication object the current command runs as (0: no session).
     auth: u32,
+    /// Power cycles announced for this chip's state file (power.rs).
+    power: Option<super::power::PowerWatch>,
+    /// Transient objects (transient.rs), with the session that created each (None: none).
+    transient: std::collections::HashMap<u32, Option<[u8; 8]>>,
+    /// The session the current command runs in (a ProcessSessionCmd), if any.
+    session: Option<[u8; 8]>,
+    /// The current write creates a transient object.
+    creating_transient: bool,
 }
 
 impl VirtualApplet {
@@ -112,6 +123,10 @@ impl VirtualApplet {
             latency: per_operation_latency,
             sessions: Default::default(),
             auth: 0,
+            power: Some(super::power::PowerWatch::new(state)),
+            transient: Default::default(),
+            session: None,
+            creating_transient: false,
         })
     }
 
@@ -124,6 +139,10 @@ impl VirtualApplet {
             latency: Duration::ZERO,
             sessions: Default::default(),
             auth: 0,
+            power: None,
+            transient: Default::default(),
+            session: None,
+            creating_transient: false,
         }
     }
 
@@ -150,6 +169,10 @@ impl VirtualApplet {
         if let Err(e) = self.store.refresh() {
             log::error!("virtual SE050: {e}");
             return Err(StatusWord::NO_PRECISE_DIAGNOSIS);
+        }
+        if self.power.as_mut().is_some_and(|p| p.cycled()) {
+            log::info!("virtual SE050: power cycle: sessions and selection lost");
+            self.reset();
         }
         let reply = match apdu.cla {
             CLA_ISO if apdu.ins == INS_SELECT => self.select(&apdu),
@@ -178,6 +201,9 @@ impl VirtualApplet {
     }
 
     fn applet_command(&mut self, apdu: &CommandApdu) -> Answer {
+        if apdu.ins == INS_WRITE | INS_FLAG_TRANSIENT {
+            return self.write_transient(apdu);
+        }
         let tlvs = Tlvs::parse(&apdu.data).map_err(|_| StatusWord::WRONG_DATA)?;
         match (apdu.ins, apdu.p1, apdu.p2) {
             (INS_WRITE, p1, P2_DEFAULT) if p1 & P1_EC == P1_EC && p1 & 0x60 != 0 => {
@@ -230,6 +256,17 @@ impl VirtualApplet {
 
     /// Saves `next` as the chip's state; the command fails (nothing changed) if it cannot.
     fn commit(&mut self, next: ChipState) -> Result<(), StatusWord> {
+        if self.creating_transient {
+            let created: Vec<u32> = next
+                .objects
+                .keys()
+                .filter(|id| !self.store.state().objects.contains_key(id))
+                .copied()
+                .collect();
+            for id in created {
+                self.store.make_volatile(id);
+            }
+        }
         self.store.commit(next).map_err(|e| {
             log::error!("virtual SE050: {e}");
             StatusWord::NO_PRECISE_DIAGNOSIS
@@ -470,10 +507,16 @@ impl VirtualApplet {
     }
 
     fn read_type(&mut self, tlvs: &Tlvs) -> Answer {
-        let object = self.object(object_id(tlvs)?)?;
+        let id = object_id(tlvs)?;
+        let object = self.object(id)?;
+        let persistence = if self.store.is_volatile(id) {
+            Persistence::Transient
+        } else {
+            Persistence::Persistent
+        };
         let mut data = Vec::new();
         tlv::push(&mut data, TAG_1, &[object_type(object).code()]);
-        tlv::push(&mut data, TAG_2, &[Persistence::Persistent.code()]);
+        tlv::push(&mut data, TAG_2, &[persistence.code()]);
         Ok(Reply::data(data))
     }
 
@@ -562,8 +605,9 @@ impl ApduHandler for VirtualApplet {
 
     fn reset(&mut self) {
         self.selected = false;
-        // Sessions live in the chip's RAM.
+        // Sessions and transient objects live in the chip's RAM.
         self.sessions.clear();
+        self.drop_transient(|_| true);
     }
 }
 
@@ -728,8 +772,8 @@ mod tests {
         assert_eq!(sw(&applet.process(&[0x10, 0x04, 0x00, 0x20, 0x00])), 0x6E00);
         assert_eq!(sw(&applet.process(&[0x80, 0x77, 0x00, 0x00, 0x00])), 0x6D00);
         assert_eq!(sw(&applet.process(&[0x00, 0xB0, 0x00, 0x00, 0x00])), 0x6D00);
-        // Transient flag on WRITE: not supported.
-        assert_eq!(sw(&applet.process(&[0x80, 0x81, 0x61, 0x00, 0x00])), 0x6D00);
+        // Transient flag on WRITE: understood (transient.rs); without an object id, wrong data.
+        assert_eq!(sw(&applet.process(&[0x80, 0x81, 0x61, 0x00, 0x00])), 0x6A80);
         assert_eq!(sw(&applet.process(&[0x80, 0x04, 0x00, 0x99, 0x00])), 0x6A86);
         assert_eq!(
             sw(&applet.process(&[0x80, 0x02, 0x00, 0x00])),

@@ -112,6 +112,8 @@ impl VirtualApplet {
             (INS_MGMT, P1_DEFAULT, P2_SESSION_USERID) => self.verify_user_id(session, &inner),
             (INS_MGMT, P1_DEFAULT, P2_SESSION_CLOSE) => {
                 self.sessions.remove(&session);
+                // Transient objects made in the session go with it.
+                self.drop_transient(|created_in| created_in == Some(session));
                 Ok(Reply::data(Vec::new()))
             }
             // No session inside a session.
@@ -121,8 +123,10 @@ impl VirtualApplet {
             _ if !state.verified => Err(StatusWord::SECURITY_STATUS),
             _ => {
                 self.auth = state.auth_id;
+                self.session = Some(session);
                 let answer = self.applet_command(&inner);
                 self.auth = 0;
+                self.session = None;
                 answer
             }
         }

@@ -16,6 +16,7 @@ pub mod applet;
 pub mod counters;
 pub mod faults;
 mod link;
+pub mod power;
 pub mod scp03;
 pub mod store;
 

@@ -37,7 +37,7 @@
 
 use crate::applet::object_id::ObjectId;
 use rand_core::{OsRng, RngCore};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -394,6 +394,9 @@ pub struct Store {
     loaded: Option<FileStamp>,
     /// Keeps the loaded inode allocated (see the module comment).
     _loaded_file: Option<File>,
+    /// Transient objects: in `state` (this process's chip RAM) but never written to the file,
+    /// and put back into `state` when it is reloaded from the file.
+    volatile: BTreeSet<u32>,
 }
 
 impl Store {
@@ -404,6 +407,7 @@ impl Store {
             state: ChipState::fresh(),
             loaded: None,
             _loaded_file: None,
+            volatile: BTreeSet::new(),
         }
     }
 
@@ -414,6 +418,7 @@ impl Store {
             state: ChipState::default(),
             loaded: None,
             _loaded_file: None,
+            volatile: BTreeSet::new(),
         };
         match fs::metadata(path) {
             Ok(_) => {}
@@ -447,10 +452,38 @@ impl Store {
         }
     }
 
-    /// Makes `state` the chip's state: saved first, so on error nothing changed.
+    /// Keeps the object at `id` out of the file from now on (a transient object).
+    pub fn make_volatile(&mut self, id: u32) {
+        self.volatile.insert(id);
+    }
+
+    pub fn is_volatile(&self, id: u32) -> bool {
+        self.volatile.contains(&id)
+    }
+
+    /// Drops the transient objects `ids` (their RAM is gone: a reset, their session closed).
+    pub fn drop_volatile(&mut self, ids: &[u32]) {
+        for id in ids {
+            if self.volatile.remove(id) {
+                self.state.objects.remove(id);
+            }
+        }
+    }
+
+    /// Makes `state` the chip's state: saved first (without the transient objects), so on error
+    /// nothing changed.
     pub fn commit(&mut self, state: ChipState) -> Result<(), StoreError> {
+        self.volatile.retain(|id| state.objects.contains_key(id));
         if let Some(path) = &self.path {
-            let (stamp, file) = write_atomically(path, &state.serialize())?;
+            let persistent = ChipState {
+                objects: state
+                    .objects
+                    .iter()
+                    .filter(|(id, _)| !self.volatile.contains(id))
+                    .map(|(id, o)| (*id, o.clone()))
+                    .collect(),
+            };
+            let (stamp, file) = write_atomically(path, &persistent.serialize())?;
             self.loaded = Some(stamp);
             self._loaded_file = Some(file);
         }
@@ -468,10 +501,22 @@ impl Store {
             .metadata()
             .map_err(|e| io_error(path, "read its metadata", e))?;
         let bytes = Zeroizing::new(read_all(&file).map_err(|e| io_error(path, "read it", e))?);
-        let state = ChipState::deserialize(&bytes).map_err(|reason| StoreError::Corrupt {
+        let mut state = ChipState::deserialize(&bytes).map_err(|reason| StoreError::Corrupt {
             path: path.clone(),
             reason,
         })?;
+        // This process's transient objects stay, unless another process made a persistent
+        // object at the same id meanwhile.
+        let volatile = std::mem::take(&mut self.volatile);
+        for id in volatile {
+            if state.objects.contains_key(&id) {
+                continue;
+            }
+            if let Some(object) = self.state.objects.remove(&id) {
+                state.objects.insert(id, object);
+                self.volatile.insert(id);
+            }
+        }
         self.state = state;
         self.loaded = Some(FileStamp::of(&metadata));
         self._loaded_file = Some(file);

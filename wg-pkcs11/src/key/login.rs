@@ -224,14 +224,20 @@ pub fn log_in(
             let after = PinCounter::read(context, target.slot)
                 .map(|c| c.attempts_left().to_string())
                 .unwrap_or_else(|e| format!("attempts left unknown ({e})"));
-            let what = if rv == RvError::PinLocked {
-                "says the user PIN is LOCKED (CKR_PIN_LOCKED)"
-            } else {
-                "refused the PIN (CKR_PIN_INCORRECT)"
-            };
+            if rv == RvError::PinLocked {
+                // Either the PIN was locked before (no attempt counted) or this very attempt
+                // reached the chip's maximum.
+                return Err(LoginError::pin(format!(
+                    "PIN: {name} refused the login with the PIN from {}: the user PIN is LOCKED \
+                     (CKR_PIN_LOCKED; at most one attempt used), {after}. Not retrying: \
+                     {SO_RESET_HINT}{remembered}",
+                    pin.origin()
+                )));
+            }
             Err(LoginError::pin(format!(
-                "PIN: {name} {what}: the PIN from {} is wrong; one attempt used, {after}. Not \
-                 retrying: put the right PIN there and start again{remembered}",
+                "PIN: {name} refused the PIN (CKR_PIN_INCORRECT): the PIN from {} is wrong; one \
+                 attempt used, {after}. Not retrying: put the right PIN there and start \
+                 again{remembered}",
                 pin.origin()
             )))
         }

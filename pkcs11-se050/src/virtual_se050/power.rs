@@ -1,0 +1,78 @@
+//! A power cycle of the virtual chip, asked for from outside the processes using it.
+//!
+//! The real chip loses its RAM when its power goes: applet sessions, the applet selection,
+//! transient objects. Tests of programs that must survive that (the daemon logs in again after a
+//! chip reset) run the chip in another process, out of reach of the in-process
+//! [`FaultHandle`](super::FaultHandle). So every virtual applet opened on a state file watches a
+//! file next to it, `STATE.power`: [`power_cycle`] writes a new value there, and each applet
+//! resets itself before its next command, once per new value, as every process sharing the chip
+//! sees the same chip lose its power.
+
+use std::path::{Path, PathBuf};
+
+/// The file a power cycle of the chip with state `state` is announced in.
+pub fn power_file(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".power");
+    PathBuf::from(name)
+}
+
+/// Cuts the virtual chip's power for a moment: every process using it sees a chip reset before
+/// its next command (sessions and selection gone; the persistent state stays).
+pub fn power_cycle(state: &Path) -> std::io::Result<()> {
+    let path = power_file(state);
+    let count: u64 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0);
+    let temporary = path.with_extension("power.tmp");
+    std::fs::write(&temporary, format!("{}\n", count + 1))?;
+    std::fs::rename(&temporary, &path)
+}
+
+/// What one applet has seen of the power file.
+#[derive(Debug)]
+pub struct PowerWatch {
+    path: PathBuf,
+    seen: Option<String>,
+}
+
+impl PowerWatch {
+    /// Watching from now on: cycles announced before the applet opened do not count.
+    pub fn new(state: &Path) -> PowerWatch {
+        let path = power_file(state);
+        let seen = std::fs::read_to_string(&path).ok();
+        PowerWatch { path, seen }
+    }
+
+    /// Whether a power cycle was announced since the last call.
+    pub fn cycled(&mut self) -> bool {
+        let now = std::fs::read_to_string(&self.path).ok();
+        if now.is_some() && now != self.seen {
+            self.seen = now;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cycle_is_seen_once_by_each_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("chip.state");
+        power_cycle(&state).unwrap();
+        let mut a = PowerWatch::new(&state);
+        assert!(!a.cycled(), "a cycle before the watch began does not count");
+        let mut b = PowerWatch::new(&state);
+        power_cycle(&state).unwrap();
+        assert!(a.cycled());
+        assert!(!a.cycled());
+        assert!(b.cycled());
+        power_cycle(&state).unwrap();
+        assert!(a.cycled() && b.cycled());
+    }
+}
