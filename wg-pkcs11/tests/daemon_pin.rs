@@ -203,6 +203,11 @@ impl Setup {
 
     /// wireguard-go in B (10.9.0.2, port 51820) with `peer_public` as its peer; its public key.
     fn wireguard_go(&self, peer_public: &str) -> String {
+        self.wireguard_go_named(peer_public).1
+    }
+
+    /// [`Setup::wireguard_go`], also returning wireguard-go's interface name.
+    fn wireguard_go_named(&self, peer_public: &str) -> (String, String) {
         let ifname = unique("wgs");
         must_in(&self.b, &["wireguard-go", &ifname]);
         let private = must("wg", &["genkey"]);
@@ -233,7 +238,7 @@ impl Setup {
             &["-n", &self.b, "addr", "add", "10.9.0.2/24", "dev", &ifname],
         );
         must("ip", &["-n", &self.b, "link", "set", &ifname, "up"]);
-        public.trim().to_string()
+        (ifname, public.trim().to_string())
     }
 
     /// A config for interface `ifname` with `private_key`, mode `mode`.
@@ -698,4 +703,93 @@ fn the_shipped_unit_does_not_restart_on_the_pin_status() {
         "{unit}"
     );
     assert!(unit.lines().any(|l| l.trim() == "StateDirectory=wg-pkcs11"));
+}
+
+/// A chip reset (a power cycle announced in the virtual chip's `STATE.power`, seen by every
+/// process using the chip) while the daemon runs: it logs in again by itself and the tunnel
+/// handshakes again. After the SO changed the PIN, the next reset's login is refused: the daemon
+/// stops with exit status 77, having used one attempt.
+#[test]
+fn after_a_chip_reset_the_daemon_logs_in_again_or_stops_when_refused() {
+    let setup = Setup::new();
+    let public = setup.genkey("wg-reset");
+    let (server_if, server) = setup.wireguard_go_named(&public);
+    let pin_file = setup.path("reset.pin");
+    write_mode(&pin_file, &format!("{USER_PIN}\n"), 0o600);
+    let ifname = unique("wgpr");
+    let uri = setup.uri("wg-reset", &format!("&pin-source={}", pin_file.display()));
+    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let (mut daemon, log) = setup.start(&conf, None);
+    let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    wait_up(&mut daemon, &log, ifname_of(&socket));
+    let state = setup.path("state");
+    let power_cycle = || {
+        let power = setup.path("state.power");
+        let count: u64 = std::fs::read_to_string(&power)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let temporary = setup.path("state.power.tmp");
+        std::fs::write(&temporary, format!("{}\n", count + 1)).unwrap();
+        std::fs::rename(&temporary, &power).unwrap();
+        assert!(state.exists());
+    };
+    // A new handshake from the server's side: wireguard-go forgets the peer and meets it again.
+    let rehandshake = || {
+        must_in(
+            &setup.b,
+            &["wg", "set", &server_if, "peer", &public, "remove"],
+        );
+        must_in(
+            &setup.b,
+            &[
+                "wg",
+                "set",
+                &server_if,
+                "peer",
+                &public,
+                "allowed-ips",
+                "10.9.0.1/32",
+                "endpoint",
+                "192.168.78.1:51821",
+            ],
+        );
+        run(
+            "ip",
+            &[
+                "netns", "exec", &setup.b, "ping", "-c", "3", "-W", "3", "10.9.0.1",
+            ],
+        )
+    };
+    power_cycle();
+    let ping = rehandshake();
+    let so_far = std::fs::read_to_string(&log).unwrap();
+    assert!(ping.status.success(), "{}\n{so_far}", text(&ping));
+    assert!(so_far.contains("lost the login"), "{so_far}");
+    assert!(clean(&setup.token_flags()), "{}", setup.token_flags());
+
+    // The SO sets another PIN; the next reset's login is refused once, and the daemon stops.
+    setup.pkcs11_tool_ok(&[
+        "--init-pin",
+        "--login",
+        "--so-pin",
+        SO_PIN,
+        "--pin",
+        WRONG_PIN,
+    ]);
+    power_cycle();
+    let _ = rehandshake();
+    let status = wait_exit(&mut daemon, Duration::from_secs(20));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(PIN_EXIT), "{log}");
+    assert!(
+        log.contains("CKR_PIN_INCORRECT") && log.contains("no more handshakes"),
+        "{log}"
+    );
+    assert_no_pin("the daemon's log", &log);
+    let flags = setup.token_flags();
+    assert!(
+        flags.contains("count low") && !flags.contains("final") && !flags.contains("locked"),
+        "{flags}"
+    );
 }
