@@ -60,9 +60,14 @@ Commands:
 URI examples:
   pkcs11:token=SE050;object=wg-key;type=private?module-name=pkcs11-se050
   pkcs11:object=wg-key?module-name=pkcs11-se050&pin-source=/etc/wireguard/pin
+  pkcs11:object=wg-key?module-name=pkcs11-se050&pin-source=credential:pin
 
 Environment: RUST_LOG=debug|info|warn (default info); PKCS11_SE050_CONF (the module's config);
-WG_PKCS11_CONFIG_DIR (instead of /etc/wireguard). Exit status: 0 on success, 1 on any error.";
+WG_PKCS11_CONFIG_DIR (instead of /etc/wireguard); WG_PKCS11_STATE_DIR (the memory of refused
+PINs, default /var/lib/wg-pkcs11); CREDENTIALS_DIRECTORY (systemd: pin-source=credential:NAME,
+and the credential `pin` when the URI names no PIN).
+Exit status: 0 on success, 77 when the PIN is the problem (refused, locked, missing, or not
+tried so as not to use up the chip's attempts: restarting cannot help), 1 on any other error.";
 
 /// One line of help per command, for `COMMAND --help`.
 fn command_help(command: &str) -> Option<&'static str> {
@@ -199,8 +204,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("wg-pkcs11: {message}");
-            ExitCode::FAILURE
+            eprintln!("wg-pkcs11: {}", wg_pkcs11::uri::redact_pin_values(&message));
+            if wg_pkcs11::key::login::pin_failed() {
+                // Restarting cannot fix a PIN: the units list this in RestartPreventExitStatus=.
+                ExitCode::from(wg_pkcs11::key::login::PIN_EXIT_STATUS)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -55,6 +55,41 @@ impl ObjectType {
     }
 }
 
+/// `pin-source=credential:NAME`: the PIN is the systemd credential NAME
+/// (`$CREDENTIALS_DIRECTORY/NAME`).
+pub const CREDENTIAL_SCHEME: &str = "credential:";
+
+/// Where a URI says its PIN is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinSpec<'a> {
+    /// No PIN in the URI.
+    None,
+    /// `pin-value=`: the PIN itself.
+    Value(&'a Zeroizing<String>),
+    /// `pin-source=PATH` or `pin-source=file:PATH`: the first line of a file.
+    File(&'a str),
+    /// `pin-source=credential:NAME`: a systemd credential.
+    Credential(&'a str),
+}
+
+/// `text` with the value of every `pin-value=` left out: for echoing a URI that did not parse
+/// (or any text that may hold one) in an error message.
+pub fn redact_pin_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("pin-value=") {
+        let (before, after) = rest.split_at(at + "pin-value=".len());
+        out.push_str(before);
+        out.push_str("***");
+        let end = after
+            .find(|c: char| c == '&' || c.is_whitespace())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A parsed RFC 7512 URI. `None` means "the URI does not constrain this attribute".
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Pkcs11Uri {
@@ -355,25 +390,25 @@ impl Pkcs11Uri {
         }
     }
 
-    /// The PIN to log in with, if the URI gives one: `pin-value`, or the first line of the file
-    /// named by `pin-source` (a path or a `file:` URI).
-    pub fn pin(&self) -> Result<Option<Zeroizing<String>>, String> {
+    /// Where the URI says the PIN is: `pin-value`, or `pin-source` as a file (a path or a
+    /// `file:` URI) or as a systemd credential (`credential:NAME`). No I/O here: reading it is
+    /// `key::pin`'s job.
+    pub fn pin_spec(&self) -> PinSpec<'_> {
         if let Some(pin) = &self.pin_value {
-            return Ok(Some(pin.clone()));
+            return PinSpec::Value(pin);
         }
         let Some(source) = &self.pin_source else {
-            return Ok(None);
+            return PinSpec::None;
         };
-        let path = source
-            .strip_prefix("file://")
-            .or_else(|| source.strip_prefix("file:"))
-            .unwrap_or(source);
-        let content = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read pin-source `{path}`: {e}"))?,
-        );
-        let line = content.lines().next().unwrap_or("");
-        Ok(Some(Zeroizing::new(line.to_string())))
+        if let Some(name) = source.strip_prefix(CREDENTIAL_SCHEME) {
+            return PinSpec::Credential(name);
+        }
+        PinSpec::File(
+            source
+                .strip_prefix("file://")
+                .or_else(|| source.strip_prefix("file:"))
+                .unwrap_or(source),
+        )
     }
 
     /// The PKCS#11 module to load, resolved with the system's p11-kit directories.
@@ -785,24 +820,37 @@ mod tests {
     }
 
     #[test]
-    fn pin_from_value_and_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pin");
-        std::fs::write(&file, "4321\nignored\n").unwrap();
-        let by_path = Pkcs11Uri::parse(&format!("pkcs11:?pin-source={}", file.display())).unwrap();
-        assert_eq!(by_path.pin().unwrap().unwrap().as_str(), "4321");
-        let by_file_uri =
-            Pkcs11Uri::parse(&format!("pkcs11:?pin-source=file:{}", file.display())).unwrap();
-        assert_eq!(by_file_uri.pin().unwrap().unwrap().as_str(), "4321");
-        let by_value = Pkcs11Uri::parse("pkcs11:?pin-value=99").unwrap();
-        assert_eq!(by_value.pin().unwrap().unwrap().as_str(), "99");
-        assert!(Pkcs11Uri::parse("pkcs11:")
-            .unwrap()
-            .pin()
-            .unwrap()
-            .is_none());
-        let missing = Pkcs11Uri::parse("pkcs11:?pin-source=/nonexistent/pin").unwrap();
-        assert!(missing.pin().unwrap_err().contains("/nonexistent/pin"));
+    fn pin_spec_of_value_file_and_credential() {
+        let spec = |text: &str| format!("{:?}", Pkcs11Uri::parse(text).unwrap().pin_spec());
+        assert_eq!(spec("pkcs11:?pin-source=/etc/pin"), "File(\"/etc/pin\")");
+        assert_eq!(
+            spec("pkcs11:?pin-source=file:/etc/pin"),
+            "File(\"/etc/pin\")"
+        );
+        assert_eq!(
+            spec("pkcs11:?pin-source=file:///etc/pin"),
+            "File(\"/etc/pin\")"
+        );
+        assert_eq!(
+            spec("pkcs11:?pin-source=credential:wg0-pin"),
+            "Credential(\"wg0-pin\")"
+        );
+        assert_eq!(spec("pkcs11:"), "None");
+        let uri = Pkcs11Uri::parse("pkcs11:?pin-value=99").unwrap();
+        assert!(matches!(uri.pin_spec(), PinSpec::Value(v) if v.as_str() == "99"));
+    }
+
+    #[test]
+    fn pin_values_are_redacted_from_any_text() {
+        assert_eq!(
+            redact_pin_values("`pkcs11:object=k?pin-value=1234&module-name=x` is bad"),
+            "`pkcs11:object=k?pin-value=***&module-name=x` is bad"
+        );
+        assert_eq!(
+            redact_pin_values("pkcs11:?pin-value=12 and pin-value=34"),
+            "pkcs11:?pin-value=*** and pin-value=***"
+        );
+        assert_eq!(redact_pin_values("no pin here"), "no pin here");
     }
 
     #[test]

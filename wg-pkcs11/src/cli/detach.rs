@@ -58,5 +58,9 @@ pub fn run_detached(args: &[String]) -> Result<(), String> {
         .wait()
         .map_err(|e| format!("waiting for the daemon: {e}"))?;
     let _ = relay.join();
+    if status.code() == Some(i32::from(wg_pkcs11::key::login::PIN_EXIT_STATUS)) {
+        // The child stopped because of its PIN: so do we, with the same status.
+        wg_pkcs11::key::login::mark_pin_failure();
+    }
     Err(format!("the daemon did not come up ({status})"))
 }

@@ -42,6 +42,12 @@ impl RunningDevice {
             .is_none_or(|d| d.tun_gone())
     }
 
+    /// Why the key can no longer be used (its PIN was refused when logging in again after a
+    /// chip reset): the daemon stops with the PIN's exit status.
+    pub fn key_unusable(&self) -> Option<String> {
+        self.device.device.read().as_ref()?.key_unusable()
+    }
+
     /// Each peer's latest handshake, to log new handshakes at info.
     pub fn handshakes(&self) -> Vec<([u8; 32], Option<SystemTime>)> {
         let guard = self.device.device.read();

@@ -70,7 +70,9 @@ pub fn read_key_file(path: &Path) -> Result<Pkcs11Uri, String> {
         ));
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_key_file(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let uri = parse_key_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    warn_if_pin_readable(path, &uri);
+    Ok(uri)
 }
 
 /// The content of a key file: one `pkcs11:` URI, optionally written `PrivateKey = URI`.
@@ -90,16 +92,41 @@ pub fn parse_key_file(text: &str) -> Result<Pkcs11Uri, String> {
         _ => line,
     };
     if !uri.starts_with("pkcs11:") {
-        return Err(format!("`{uri}` is not a pkcs11: URI"));
+        // Not echoed: it may be a base64 private key.
+        return Err("its line is not a pkcs11: URI".into());
     }
     Pkcs11Uri::parse(uri).map_err(|e| format!("bad pkcs11 URI: {e}"))
+}
+
+/// A file that holds a `pin-value` holds the PIN: warn, as wg-quick warns about a
+/// world-accessible config, when group or others may access it.
+pub fn warn_if_pin_readable(path: &Path, uri: &Pkcs11Uri) {
+    if uri.pin_value.is_none() {
+        return;
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        if wg_pkcs11::key::pin::others_may_access(meta.mode()) {
+            log::warn!(
+                "{} holds the token's PIN (pin-value in the key's URI) and is accessible by \
+                 group or others (mode {:03o}): chmod 600 it, or move the PIN to a file or a \
+                 systemd credential (pin-source=)",
+                path.display(),
+                meta.mode() & 0o777
+            );
+        }
+    }
 }
 
 /// Load a config; if it has no `PrivateKey`, the key comes from its `.pkcs11` file.
 pub fn load_config(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     match Config::parse(path, &text) {
-        Ok(config) => Ok(config),
+        Ok(config) => {
+            if let PrivateKeySource::Pkcs11(uri) = &config.interface.private_key {
+                warn_if_pin_readable(path, uri);
+            }
+            Ok(config)
+        }
         Err(e) if e.kind == ConfigErrorKind::MissingPrivateKey => {
             let key_file = key_file_for_config(path);
             if !key_file.exists() {
@@ -146,11 +173,10 @@ mod tests {
         assert!(parse_key_file("pkcs11:object=a\npkcs11:object=b\n")
             .unwrap_err()
             .contains("more than one"));
-        assert!(
-            parse_key_file("yGp5pJYu8m5nW0e0WgXL4Xl2jY1fSyVX8+5M8A1X0mE=\n")
-                .unwrap_err()
-                .contains("not a pkcs11: URI")
-        );
+        let not_uri = parse_key_file("yGp5pJYu8m5nW0e0WgXL4Xl2jY1fSyVX8+5M8A1X0mE=\n").unwrap_err();
+        assert!(not_uri.contains("not a pkcs11: URI"), "{not_uri}");
+        // A base64 private key in the wrong place is not echoed.
+        assert!(!not_uri.contains("yGp5"), "{not_uri}");
         assert!(parse_key_file("pkcs11:colour=red\n").is_err());
     }
 

@@ -58,21 +58,18 @@ fn stderr_is_journal() -> bool {
 }
 
 fn format(buf: &mut Formatter, record: &Record) -> io::Result<()> {
+    // A URI echoed in a message never shows its pin-value (a last net under `redacted()`).
+    let message = wg_pkcs11::uri::redact_pin_values(&record.args().to_string());
     if MODE.load(Ordering::Relaxed) == STDERR {
         let level = record.level();
         writeln!(
             buf,
-            "[{} {level:<5} {}] {}",
+            "[{} {level:<5} {}] {message}",
             buf.timestamp_seconds(),
             record.target(),
-            record.args()
         )
     } else {
-        writeln!(
-            buf,
-            "{}",
-            journal_line(record.level(), &record.args().to_string())
-        )
+        writeln!(buf, "{}", journal_line(record.level(), &message))
     }
 }
 

@@ -112,6 +112,7 @@ fn run_foreground(path: &Path) -> Result<(), String> {
 
     let mut handshakes = HandshakeLog::new(&ifname);
     let mut next_reresolve = Instant::now() + endpoint::RERESOLVE_INTERVAL;
+    let mut key_failure = None;
     let reason = loop {
         match signals.wait(LOOP_TICK) {
             Some(Request::Stop(signal)) => break signals::name(signal).to_string(),
@@ -134,6 +135,10 @@ fn run_foreground(path: &Path) -> Result<(), String> {
         if device.tun_gone() {
             break "the interface was deleted".to_string();
         }
+        if let Some(why) = device.key_unusable() {
+            key_failure = Some(why);
+            break "its key can no longer be used".to_string();
+        }
         handshakes.tick(&device);
     };
     log::info!("{ifname}: going down ({reason})");
@@ -146,7 +151,10 @@ fn run_foreground(path: &Path) -> Result<(), String> {
         }
     }
     take_down(net, uapi, device);
-    Ok(())
+    match key_failure {
+        Some(why) => Err(format!("{ifname}: {why}")),
+        None => Ok(()),
+    }
 }
 
 /// SIGHUP: re-read the file and apply it like `wg syncconf`. A config that does not parse, or

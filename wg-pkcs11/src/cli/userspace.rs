@@ -57,6 +57,7 @@ pub fn run(ifname: &str, foreground: bool) -> Result<(), String> {
     );
     readiness.ready(&format!("{ifname} created"));
     let mut handshakes = HandshakeLog::new(ifname);
+    let mut key_failure = None;
     let reason = loop {
         match signals.wait(LOOP_TICK) {
             Some(Request::Stop(signal)) => break signals::name(signal).to_string(),
@@ -71,11 +72,18 @@ pub fn run(ifname: &str, foreground: bool) -> Result<(), String> {
         if device.tun_gone() {
             break "the interface was deleted".to_string();
         }
+        if let Some(why) = device.key_unusable() {
+            key_failure = Some(why);
+            break "its key can no longer be used".to_string();
+        }
         handshakes.tick(&device);
     };
     log::info!("{ifname}: going down ({reason})");
     readiness.stopping();
     uapi.shutdown();
     device.stop();
-    Ok(())
+    match key_failure {
+        Some(why) => Err(format!("{ifname}: {why}")),
+        None => Ok(()),
+    }
 }

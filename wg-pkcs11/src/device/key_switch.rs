@@ -41,6 +41,12 @@ impl Device {
         self.shared.identity.key().health()
     }
 
+    /// Why the static key can no longer be used (its PIN was refused when logging in again),
+    /// once that is final: the daemon then stops.
+    pub fn key_unusable(&self) -> Option<String> {
+        self.shared.identity.key().unusable()
+    }
+
     /// Switch the running interface to `key` and start a handshake with every peer. Refused
     /// (nothing changes) if the new key is the current one or a peer's.
     pub fn replace_static_key(&self, key: Arc<dyn StaticKey>) -> Result<(), String> {

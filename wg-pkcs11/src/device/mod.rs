@@ -162,6 +162,14 @@ impl StaticKey for CountingKey {
     fn health(&self) -> Option<crate::key::health::KeyHealth> {
         self.inner.health()
     }
+
+    fn in_hardware(&self) -> bool {
+        self.inner.in_hardware()
+    }
+
+    fn unusable(&self) -> Option<String> {
+        self.inner.unusable()
+    }
 }
 
 /// State shared by the device's threads.

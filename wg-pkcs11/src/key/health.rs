@@ -147,26 +147,30 @@ impl TokenFacts {
     }
 }
 
-/// The PIN state, from the token's flags (read at query time) and the key's URI.
-pub fn pin_state(context: &Pkcs11, slot: Slot, uri: &Pkcs11Uri) -> String {
-    let given = match (&uri.pin_value, &uri.pin_source) {
-        (Some(_), _) => Some("pin-value in the URI"),
-        (None, Some(_)) => Some("pin-source"),
-        (None, None) => None,
-    };
+/// The PIN state, from the token's flags (read at query time), where the daemon's PIN came from
+/// (never the PIN), and whether logging in again was refused.
+pub fn pin_state(
+    context: &Pkcs11,
+    slot: Slot,
+    pin_origin: Option<&str>,
+    refused: Option<&str>,
+) -> String {
     let token = match context.get_token_info(slot) {
         Ok(token) => token,
         Err(e) => return format!("unknown (C_GetTokenInfo: {e})"),
     };
     if !token.login_required() {
-        return match given {
+        return match pin_origin {
             None => "no PIN (the token requires no login)".to_string(),
             Some(how) => format!("no PIN required by the token ({how} given, unused)"),
         };
     }
-    let mut state = match given {
-        Some(how) => format!("PIN required, logged in with {how}"),
-        None => "PIN required, none given".to_string(),
+    let mut state = match (pin_origin, refused) {
+        (Some(how), None) => format!("PIN required, logged in with the PIN from {how}"),
+        (Some(how), Some(_)) => {
+            format!("PIN required, the PIN from {how} REFUSED when logging in again")
+        }
+        (None, _) => "PIN required, none given".to_string(),
     };
     for (flag, what) in [
         (token.user_pin_locked(), "LOCKED"),
@@ -276,6 +280,8 @@ pub fn snapshot(
     slot: Slot,
     facts: &Result<TokenFacts, String>,
     recorder: &HealthRecorder,
+    pin_origin: Option<&str>,
+    refused: Option<&str>,
 ) -> KeyHealth {
     let mut shown = uri.clone();
     shown.pin_value = None;
@@ -313,7 +319,7 @@ pub fn snapshot(
         latency_last_us: latency.map(|l| l.0),
         latency_median_us: latency.map(|l| l.1),
         latency_p99_us: latency.map(|l| l.2),
-        pin: pin_state(context, slot, uri),
+        pin: pin_state(context, slot, pin_origin, refused),
     }
 }
 

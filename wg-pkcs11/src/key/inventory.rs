@@ -8,8 +8,10 @@
 
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 
+use super::pin::read_pin;
 use super::token::{
-    ck, key_template, matching_tokens, module_context, open_session, read_attribute, TokenError,
+    ck, key_template, matching_tokens, module_context, one_token_for_a_pin, open_session,
+    pin_source_error, read_attribute, TokenError,
 };
 use super::{StaticKey, TokenKey};
 use crate::uri::{ObjectType, Pkcs11Uri};
@@ -53,8 +55,9 @@ fn key_uri(
 pub fn list_keys(query: &Pkcs11Uri) -> Result<Vec<ListedKey>, TokenError> {
     let module = query.module().map_err(TokenError)?;
     let context = module_context(&module)?;
-    let pin = query.pin().map_err(TokenError)?;
+    let pin = read_pin(query).map_err(pin_source_error)?;
     let tokens = matching_tokens(&context, query, &module)?;
+    one_token_for_a_pin(&tokens, query, pin.as_ref())?;
     // With several tokens of one label the serial tells them apart.
     let several = tokens.len() > 1;
     let mut listed = Vec::new();
@@ -115,9 +118,11 @@ pub fn delete_key(uri: &Pkcs11Uri) -> Result<usize, TokenError> {
     }
     let module = uri.module().map_err(TokenError)?;
     let context = module_context(&module)?;
-    let pin = uri.pin().map_err(TokenError)?;
+    let pin = read_pin(uri).map_err(pin_source_error)?;
+    let tokens = matching_tokens(&context, uri, &module)?;
+    one_token_for_a_pin(&tokens, uri, pin.as_ref())?;
     let mut holders = Vec::new();
-    for token in matching_tokens(&context, uri, &module)? {
+    for token in tokens {
         let session = open_session(&context, &token, pin.as_ref())?;
         let private = session
             .find_objects(&key_template(uri, ObjectClass::PRIVATE_KEY))

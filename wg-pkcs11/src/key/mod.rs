@@ -6,6 +6,9 @@
 
 pub mod health;
 pub mod inventory;
+pub mod login;
+pub mod pin;
+pub mod refusals;
 pub mod soft;
 pub mod token;
 
@@ -33,6 +36,12 @@ pub trait StaticKey: Send + Sync {
     /// A software key, or a software token such as the virtual SE050, is not.
     fn in_hardware(&self) -> bool {
         false
+    }
+    /// Why the key can no longer be used, once that is final: the token refused its PIN when
+    /// the daemon logged in again after a chip reset. The daemon then stops rather than try
+    /// again (which would spend the chip's PIN attempts). `None` while the key works.
+    fn unusable(&self) -> Option<String> {
+        None
     }
 }
 

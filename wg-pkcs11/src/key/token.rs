@@ -21,12 +21,14 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::Session;
 use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::health::{self, HealthRecorder, KeyHealth, TokenFacts};
+use super::login::{log_in, LoginError, LoginTarget};
+use super::pin::{read_pin, Pin};
+use super::refusals::RefusalMemory;
 use super::{KeyError, StaticKey};
 use crate::uri::{ObjectType, Pkcs11Uri};
 
@@ -178,23 +180,66 @@ pub(crate) fn matching_tokens(
     Ok(matched)
 }
 
+/// Open a session on the token and log in as `login.rs` decides (at most one `C_Login`).
 pub(crate) fn open_session(
     context: &Pkcs11,
     token: &MatchedToken,
-    pin: Option<&Zeroizing<String>>,
+    pin: Option<&Pin>,
 ) -> Result<Session, TokenError> {
+    open_logged_in(context, token, pin, &RefusalMemory::system())
+        .map_err(|e| TokenError(e.message().to_string()))
+}
+
+fn open_logged_in(
+    context: &Pkcs11,
+    token: &MatchedToken,
+    pin: Option<&Pin>,
+    memory: &RefusalMemory,
+) -> Result<Session, LoginError> {
     let session = context
         .open_rw_session(token.slot)
         .or_else(|_| context.open_ro_session(token.slot))
-        .map_err(|e| ck(&format!("C_OpenSession on token `{}`", token.label), e))?;
-    if let Some(pin) = pin {
-        let auth = AuthPin::from(pin.as_str());
-        match session.login(UserType::User, Some(&auth)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) => return Err(ck(&format!("C_Login to token `{}`", token.label), e)),
-        }
-    }
+        .map_err(|e| {
+            LoginError::Other(ck(&format!("C_OpenSession on token `{}`", token.label), e).0)
+        })?;
+    let target = LoginTarget {
+        slot: token.slot,
+        label: &token.label,
+        serial: &token.serial,
+    };
+    log_in(context, &session, &target, pin, memory)?;
     Ok(session)
+}
+
+/// A PIN goes to one chip only: with a PIN, the URI must select one token (or one chip that
+/// several slots offer: the same label and serial), so that a wrong token never sees it.
+pub(crate) fn one_token_for_a_pin(
+    tokens: &[MatchedToken],
+    uri: &Pkcs11Uri,
+    pin: Option<&Pin>,
+) -> Result<(), TokenError> {
+    let Some(pin) = pin else { return Ok(()) };
+    let Some(first) = tokens.first() else {
+        return Ok(());
+    };
+    let one_chip = !first.serial.is_empty()
+        && tokens
+            .iter()
+            .all(|t| t.serial == first.serial && t.label == first.label);
+    if tokens.len() > 1 && !one_chip {
+        let names: Vec<String> = tokens
+            .iter()
+            .map(|t| format!("`{}` (serial {})", t.label, t.serial))
+            .collect();
+        return Err(TokenError(format!(
+            "{} tokens match {} ({}) and it gives a PIN (from {}): add token= or serial= so              that the PIN goes to one token only",
+            tokens.len(),
+            uri.redacted(),
+            names.join(", "),
+            pin.origin()
+        )));
+    }
+    Ok(())
 }
 
 /// The search template for the key object the URI names (label and/or id).
@@ -314,7 +359,13 @@ pub struct TokenKey {
     module: PathBuf,
     context: Pkcs11,
     slot: Slot,
-    pin: Option<Zeroizing<String>>,
+    /// The user PIN, kept (wiped on drop) to log in again after the chip lost our login.
+    pin: Option<Pin>,
+    /// Where refused PINs are remembered (see `refusals.rs`).
+    memory: RefusalMemory,
+    /// Set once logging in again failed because of the PIN: from then on no operation reaches
+    /// the chip (the daemon stops; see `StaticKey::unusable`).
+    refused: Mutex<Option<String>>,
     public_key: [u8; 32],
     /// Whether the token's slot is a hardware slot (CKF_HW_SLOT).
     in_hardware: bool,
@@ -347,8 +398,9 @@ impl TokenKey {
         }
         let module = uri.module().map_err(TokenError)?;
         let context = module_context(&module)?;
-        let pin = uri.pin().map_err(TokenError)?;
+        let pin = read_pin(uri).map_err(pin_source_error)?;
         let tokens = matching_tokens(&context, uri, &module)?;
+        one_token_for_a_pin(&tokens, uri, pin.as_ref())?;
         let mut found: Vec<(MatchedToken, Session, ObjectHandle, [u8; 32])> = Vec::new();
         for token in tokens {
             let session = open_session(&context, &token, pin.as_ref())?;
@@ -402,6 +454,8 @@ impl TokenKey {
                     context,
                     slot: token.slot,
                     pin,
+                    memory: RefusalMemory::system(),
+                    refused: Mutex::new(None),
                     public_key,
                     in_hardware: token.in_hardware,
                     description,
@@ -431,12 +485,19 @@ impl TokenKey {
 
     /// The key's health now (see `key::health`).
     pub fn health_snapshot(&self) -> KeyHealth {
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         health::snapshot(
             &self.uri,
             &self.context,
             self.slot,
             &self.facts,
             &self.health,
+            self.pin.as_ref().map(Pin::origin),
+            refused.as_deref(),
         )
     }
 
@@ -446,16 +507,25 @@ impl TokenKey {
     }
 
     /// Reopen the session and find the key again (after the token dropped our session).
-    fn reconnect(&self) -> Result<Live, TokenError> {
+    fn reconnect(&self) -> Result<Live, LoginError> {
+        let (label, serial) = match &self.facts {
+            Ok(facts) => (facts.label.clone(), facts.serial.clone()),
+            Err(_) => (self.description.clone(), String::new()),
+        };
         let token = MatchedToken {
             slot: self.slot,
-            label: self.description.clone(),
-            serial: String::new(),
+            label,
+            serial,
             in_hardware: self.in_hardware,
             maker: String::new(),
         };
-        let session = open_session(&self.context, &token, self.pin.as_ref())?;
-        let (private_key, public) = find_key(&session, &self.uri, &token)?.ok_or_else(|| {
+        let session = open_logged_in(&self.context, &token, self.pin.as_ref(), &self.memory)?;
+        self.find_again(session, &token)
+            .map_err(|e| LoginError::Other(e.0))
+    }
+
+    fn find_again(&self, session: Session, token: &MatchedToken) -> Result<Live, TokenError> {
+        let (private_key, public) = find_key(&session, &self.uri, token)?.ok_or_else(|| {
             TokenError(format!(
                 "the key {} is gone from the token",
                 self.description
@@ -558,8 +628,19 @@ impl StaticKey for TokenKey {
         self.in_hardware
     }
 
+    fn unusable(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn diffie_hellman(&self, peer_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(refused) = self.unusable() {
+            // The PIN failed when we logged in again: the chip is not asked any more.
+            return Err(KeyError::Token(refused));
+        }
         let mut last_error = None;
         for attempt in 0..2 {
             if live.is_none() {
@@ -568,9 +649,20 @@ impl StaticKey for TokenKey {
                         self.health.reconnect();
                         *live = Some(fresh)
                     }
-                    Err(e) => {
+                    Err(LoginError::Pin(message)) => {
                         self.health.error();
-                        return Err(KeyError::Token(e.0));
+                        log::error!(
+                            "{}: logging in again failed: {message}; no more handshakes with \
+                             this key",
+                            self.description
+                        );
+                        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(message.clone());
+                        return Err(KeyError::Token(message));
+                    }
+                    Err(LoginError::Other(message)) => {
+                        self.health.error();
+                        return Err(KeyError::Token(message));
                     }
                 }
             }
@@ -586,11 +678,21 @@ impl StaticKey for TokenKey {
                 Ok(secret) if *secret == [0u8; 32] => return Err(KeyError::NonContributory),
                 Ok(secret) => return Ok(secret),
                 Err(e) if attempt == 0 && session_lost(&e) => {
-                    log::warn!(
-                        "token session for {} lost ({}): reopening",
-                        self.description,
-                        describe(&e)
-                    );
+                    if matches!(e, CkError::Pkcs11(RvError::UserNotLoggedIn, _)) {
+                        // The contract with the module: a chip reset closed the chip's
+                        // authenticated session, and the module dropped its login. One new
+                        // login (reconnect), never more for this operation.
+                        log::warn!(
+                            "the token lost the login for {} (chip reset?): logging in again",
+                            self.description
+                        );
+                    } else {
+                        log::warn!(
+                            "token session for {} lost ({}): reopening",
+                            self.description,
+                            describe(&e)
+                        );
+                    }
                     *live = None;
                     last_error = Some(e);
                 }
@@ -611,6 +713,12 @@ impl StaticKey for TokenKey {
     }
 }
 
+/// A `pin-source` that cannot be read is a PIN problem: the exit status says so.
+pub(crate) fn pin_source_error(message: String) -> TokenError {
+    super::login::mark_pin_failure();
+    TokenError(format!("PIN: {message}"))
+}
+
 /// Generate an X25519 key pair in the token the URI names, labelled and identified as the URI
 /// says (`object=` and/or `id=`; at least one, so the key can be found again). The private key
 /// is a token object, sensitive, never extractable, usable only for derivation. Returns the
@@ -624,7 +732,7 @@ pub fn genkey(uri: &Pkcs11Uri) -> Result<[u8; 32], TokenError> {
     }
     let module = uri.module().map_err(TokenError)?;
     let context = module_context(&module)?;
-    let pin = uri.pin().map_err(TokenError)?;
+    let pin = read_pin(uri).map_err(pin_source_error)?;
     let mut tokens = matching_tokens(&context, uri, &module)?;
     if tokens.len() > 1 {
         let labels: Vec<String> = tokens.iter().map(|t| format!("`{}`", t.label)).collect();
