@@ -234,13 +234,21 @@ impl Chip for AppletChip {
         match self.se050.verify_user_id(value) {
             Ok(()) => Ok(()),
             Err(e) => {
-                let kind = match e.refusal() {
-                    Some(Refusal::SecurityStatus) => ChipErrorKind::PinIncorrect,
-                    Some(Refusal::AuthBlocked) => ChipErrorKind::PinLocked,
-                    _ => chip_error_kind(&e),
+                // 6982 to VerifySessionUserID means the value did not match: say so, not the
+                // generic reading of 6982 (which suggests a missing secure channel).
+                let (kind, what) = match e.refusal() {
+                    Some(Refusal::SecurityStatus) => (
+                        ChipErrorKind::PinIncorrect,
+                        format!("the chip refused the PIN of UserID {id:#010x} (6982: wrong value; one attempt counted)"),
+                    ),
+                    Some(Refusal::AuthBlocked) => (
+                        ChipErrorKind::PinLocked,
+                        format!("UserID {id:#010x} is locked (6983: no attempts left)"),
+                    ),
+                    _ => (chip_error_kind(&e), e.to_string()),
                 };
                 self.close_auth_session();
-                Err(ChipError::new(kind, e.to_string()))
+                Err(ChipError::new(kind, what))
             }
         }
     }
