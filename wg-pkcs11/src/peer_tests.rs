@@ -626,3 +626,6 @@ fn clearing_a_peer_during_its_token_operation_neither_waits_nor_leaves_keys() {
     assert_eq!(a_table.len(), 0, "no index left behind");
     assert!(a_peer.is_closed());
 }
+
+#[path = "peer_edge_tests.rs"]
+mod edge;

@@ -355,6 +355,75 @@ mod tests {
         assert!(t.tick(t0 + secs(640)).zero_keys);
     }
 
+    /// The kernel's value (timers.h: REKEY_ATTEMPT_TIME / REKEY_TIMEOUT = 90 / 5): the retry
+    /// test above counts in this constant, so it is pinned here on its own.
+    #[test]
+    fn max_timer_handshakes_is_the_kernels_18() {
+        assert_eq!(MAX_TIMER_HANDSHAKES, 18);
+    }
+
+    #[test]
+    fn the_attempt_counter_counts_retries_and_a_new_initiation_resets_it() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(0);
+        t.handshake_initiated(t0, false);
+        let mut now = t0;
+        for n in 1..=3 {
+            now = t.next_deadline().unwrap();
+            assert!(t.tick(now).initiation_is_retry);
+            assert_eq!(t.handshake_attempts(), n);
+            t.handshake_initiated(now, true);
+            assert_eq!(t.handshake_attempts(), n, "a retry keeps the count");
+        }
+        t.handshake_initiated(now, false);
+        assert_eq!(t.handshake_attempts(), 0, "a new initiation starts over");
+    }
+
+    /// The jitter is random in [0, 333 ms): handshake timers of many peers do not fire in step.
+    #[test]
+    fn handshake_deadlines_carry_a_random_jitter() {
+        let t0 = Instant::now();
+        let mut retransmit = std::collections::HashSet::new();
+        let mut new_handshake = std::collections::HashSet::new();
+        for _ in 0..32 {
+            let mut t = Timers::new(0);
+            t.handshake_initiated(t0, false);
+            let d = t.next_deadline().unwrap() - t0;
+            assert!(d >= REKEY_TIMEOUT && d < REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX);
+            retransmit.insert(d);
+            let mut t = Timers::new(0);
+            t.data_sent(t0);
+            let d = t.next_deadline().unwrap() - t0;
+            let base = KEEPALIVE_TIMEOUT + REKEY_TIMEOUT;
+            assert!(d >= base && d < base + REKEY_TIMEOUT_JITTER_MAX, "{d:?}");
+            new_handshake.insert(d);
+        }
+        // 32 draws from 333 values all equal: probability 333^-31.
+        assert!(retransmit.len() > 1 && new_handshake.len() > 1);
+    }
+
+    #[test]
+    fn changing_a_non_zero_keepalive_interval_rearms_it_from_now() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(25);
+        t.set_persistent_keepalive(10, t0);
+        assert_eq!(t.next_deadline(), Some(t0 + secs(10)));
+        assert!(t.tick(t0 + secs(9)).is_empty());
+        assert!(t.tick(t0 + secs(10)).send_keepalive);
+    }
+
+    #[test]
+    fn traffic_arms_no_persistent_keepalive_when_it_is_off() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(0);
+        t.any_authenticated_packet_traversal(t0);
+        assert_eq!(
+            t.next_deadline(),
+            None,
+            "no wake-up for a timer that is off"
+        );
+    }
+
     #[test]
     fn persistent_keepalive_follows_traffic() {
         let t0 = Instant::now();

@@ -521,6 +521,139 @@ mod tests {
         assert_eq!(initial_hash(), h);
     }
 
+    /// A transport message's AEAD, done with the chacha20poly1305 crate (not `Keypair`): proves
+    /// that session keys are the ones an independent implementation derives.
+    fn seal_keepalive(key: &[u8; 32], receiver: u32) -> Vec<u8> {
+        use chacha20poly1305::aead::{Aead, KeyInit};
+        let mut msg = vec![4, 0, 0, 0];
+        msg.extend_from_slice(&receiver.to_le_bytes());
+        msg.extend_from_slice(&0u64.to_le_bytes());
+        let aead = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+        msg.extend(aead.encrypt(&[0u8; 12].into(), &[][..]).unwrap());
+        msg
+    }
+
+    fn open_transport(key: &[u8; 32], msg: &[u8]) -> Option<Vec<u8>> {
+        use chacha20poly1305::aead::{Aead, KeyInit};
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&msg[8..16]);
+        let aead = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+        aead.decrypt(&nonce.into(), &msg[16..]).ok()
+    }
+
+    /// Interoperability with boringtun's `noise::Tunn`, an independent implementation, in both
+    /// roles: a mistake made the same way on both of our sides (an all-zero DH result, a wrong
+    /// mixing order) passes the tests above but not this one.
+    #[test]
+    fn boringtun_accepts_our_initiation_and_our_session_keys() {
+        use boringtun::noise::{Tunn, TunnResult};
+        use boringtun::x25519;
+        let bt_secret = x25519::StaticSecret::random_from_rng(OsRng);
+        let bt_public = x25519::PublicKey::from(&bt_secret).to_bytes();
+        let ours = SoftKey::generate();
+        let our_public = ours.public_key();
+        let psk = [0x42; 32];
+        let mut bt = Tunn::new(
+            bt_secret,
+            x25519::PublicKey::from(our_public),
+            Some(psk),
+            None,
+            3,
+            None,
+        );
+        let ss = ours.diffie_hellman(&bt_public).unwrap();
+        let id = Identity::new(Arc::new(ours));
+        let mut init = [0u8; INITIATION_LEN];
+        let pending =
+            create_initiation(&our_public, &bt_public, &ss, 5, Timestamp::now(), &mut init)
+                .unwrap();
+        crate::cookie::CookieState::new(&bt_public).add_macs(&mut init, std::time::Instant::now());
+        let mut dst = vec![0u8; 2048];
+        let resp = match bt.decapsulate(None, &init, &mut dst) {
+            TunnResult::WriteToNetwork(r) => r.to_vec(),
+            other => panic!("boringtun refused our initiation: {other:?}"),
+        };
+        let keys = consume_response(&id, &pending, &psk, &resp).unwrap();
+        assert_eq!(keys.local_index, 5);
+        // Our first transport message confirms the session to boringtun, which can then send.
+        let keepalive = seal_keepalive(&keys.send, keys.remote_index);
+        assert!(matches!(
+            bt.decapsulate(None, &keepalive, &mut dst),
+            TunnResult::Done
+        ));
+        let data = match bt.encapsulate(b"from boringtun", &mut dst) {
+            TunnResult::WriteToNetwork(d) => d.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read_u32(&data, 4), 5);
+        let plain = open_transport(&keys.receive, &data).expect("our receive key opens it");
+        assert_eq!(&plain[..14], b"from boringtun");
+    }
+
+    #[test]
+    fn we_answer_boringtuns_initiation_with_keys_it_shares() {
+        use boringtun::noise::{Tunn, TunnResult};
+        use boringtun::x25519;
+        let bt_secret = x25519::StaticSecret::random_from_rng(OsRng);
+        let bt_public = x25519::PublicKey::from(&bt_secret).to_bytes();
+        let ours = SoftKey::generate();
+        let our_public = ours.public_key();
+        let mut bt = Tunn::new(
+            bt_secret,
+            x25519::PublicKey::from(our_public),
+            None,
+            None,
+            3,
+            None,
+        );
+        let ss = ours.diffie_hellman(&bt_public).unwrap();
+        let id = Identity::new(Arc::new(ours));
+        let mut dst = vec![0u8; 2048];
+        let init = match bt.format_handshake_initiation(&mut dst, true) {
+            TunnResult::WriteToNetwork(i) => i.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        let received = consume_initiation(&id, &init).unwrap();
+        assert_eq!(received.initiator_public(), bt_public);
+        assert_eq!(received.sender_index(), read_u32(&init, INIT_SENDER));
+        let init_array: [u8; INITIATION_LEN] = init[..].try_into().unwrap();
+        assert_eq!(
+            initiation_ephemeral(&init_array),
+            init[INIT_EPHEMERAL..INIT_STATIC]
+        );
+        let (_, state) = accept_initiation(received, &ss).unwrap();
+        let mut resp = [0u8; RESPONSE_LEN];
+        let keys = create_response(state, &bt_public, &[0; 32], 9, &mut resp).unwrap();
+        crate::cookie::CookieState::new(&bt_public).add_macs(&mut resp, std::time::Instant::now());
+        // boringtun confirms the session with a keepalive made with its send key.
+        let keepalive = match bt.decapsulate(None, &resp, &mut dst) {
+            TunnResult::WriteToNetwork(k) => k.to_vec(),
+            other => panic!("boringtun refused our response: {other:?}"),
+        };
+        assert_eq!(read_u32(&keepalive, 4), 9);
+        assert_eq!(open_transport(&keys.receive, &keepalive), Some(vec![]));
+        let ours_to_bt = seal_keepalive(&keys.send, keys.remote_index);
+        assert!(matches!(
+            bt.decapsulate(None, &ours_to_bt, &mut dst),
+            TunnResult::Done
+        ));
+    }
+
+    #[test]
+    fn a_replaced_identity_answers_with_the_new_key() {
+        let Initiated { init, rid, .. } = initiated(1);
+        assert!(consume_initiation(&rid, &init).is_ok());
+        let other = SoftKey::generate();
+        let other_public = other.public_key();
+        rid.replace(Arc::new(other));
+        assert_eq!(rid.public_key(), other_public);
+        assert_eq!(
+            consume_initiation(&rid, &init).err(),
+            Some(HandshakeError::Decrypt("initiation static key")),
+            "an initiation to the old key no longer decrypts"
+        );
+    }
+
     #[test]
     fn random_messages_are_errors_not_panics() {
         let Initiated {
