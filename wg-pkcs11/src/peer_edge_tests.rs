@@ -172,7 +172,10 @@ fn a_failed_response_on_a_removed_peer_frees_its_index() {
         let (peer, table) = (a_peer.clone(), a_table.clone());
         std::thread::spawn(move || peer.consume_response(&a_id, &table, &resp, b_addr, t0))
     };
-    entered_rx.recv().unwrap();
+    // Bounded: a worker that fails before the token must fail this test, not hang it.
+    entered_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the worker never reached the token");
     a_peer.clear(&a_table);
     release_tx.send(()).unwrap();
     assert_eq!(

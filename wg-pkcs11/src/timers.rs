@@ -299,6 +299,8 @@ mod tests {
             }
             assert!(a.send_initiation && a.initiation_is_retry);
             retries += 1;
+            // Bounded, so that a counter that never reaches the limit fails here, not hangs.
+            assert!(retries <= MAX_TIMER_HANDSHAKES + 1, "never gave up");
             t.handshake_initiated(now, true);
         }
         // As the kernel's timers.c (`timer_handshake_attempts > MAX_TIMER_HANDSHAKES`): 19
@@ -353,6 +355,52 @@ mod tests {
         t.session_derived(t0 + secs(100));
         assert!(t.tick(t0 + secs(639)).is_empty());
         assert!(t.tick(t0 + secs(640)).zero_keys);
+    }
+
+    #[test]
+    fn actions_are_empty_only_when_no_flag_is_set() {
+        assert!(TimerActions::default().is_empty());
+        let each = [
+            TimerActions {
+                send_initiation: true,
+                ..Default::default()
+            },
+            TimerActions {
+                initiation_is_retry: true,
+                ..Default::default()
+            },
+            TimerActions {
+                send_keepalive: true,
+                ..Default::default()
+            },
+            TimerActions {
+                zero_keys: true,
+                ..Default::default()
+            },
+            TimerActions {
+                handshake_gave_up: true,
+                ..Default::default()
+            },
+        ];
+        for a in each {
+            assert!(!a.is_empty(), "{a:?}");
+        }
+    }
+
+    /// The WireGuard paper's table (section 6.1), computed here independently: the other tests
+    /// count in these constants, so a changed one would go unnoticed there.
+    #[test]
+    fn the_constants_are_the_papers() {
+        assert_eq!(u128::from(REKEY_AFTER_MESSAGES), 1u128 << 60);
+        assert_eq!(
+            u128::from(REJECT_AFTER_MESSAGES),
+            (1u128 << 64) - (1u128 << 13) - 1
+        );
+        assert_eq!(REKEY_AFTER_TIME, secs(120));
+        assert_eq!(REJECT_AFTER_TIME, secs(180));
+        assert_eq!(REKEY_ATTEMPT_TIME, secs(90));
+        assert_eq!(REKEY_TIMEOUT, secs(5));
+        assert_eq!(KEEPALIVE_TIMEOUT, secs(10));
     }
 
     /// The kernel's value (timers.h: REKEY_ATTEMPT_TIME / REKEY_TIMEOUT = 90 / 5): the retry
