@@ -131,9 +131,10 @@ fn a_bad_response_leaves_the_initiation_pending_for_the_real_one() {
 }
 
 #[test]
-fn is_closed_tells_whether_the_peer_was_cleared() {
+fn the_peer_reports_its_key_and_whether_it_was_cleared() {
     let t0 = Instant::now();
-    let (a, _b) = pair(None, t0);
+    let (a, b) = pair(None, t0);
+    assert_eq!(a.peer().public_key(), b.id.public_key());
     assert!(!a.peer().is_closed());
     a.peer().clear(&a.table);
     assert!(a.peer().is_closed());
@@ -183,4 +184,35 @@ fn a_failed_response_on_a_removed_peer_frees_its_index() {
         Err(HandshakeError::Decrypt("response"))
     );
     assert_eq!(a_table.len(), 0, "no index left behind");
+}
+
+/// What is not the response to the pending initiation (another receiver index, a truncated
+/// message) is refused as `NoPendingHandshake` before the pending initiation is touched or the
+/// token asked; the real response still completes the handshake.
+#[test]
+fn what_is_not_the_pending_response_costs_no_token_operation() {
+    let t0 = Instant::now();
+    let (a, b) = pair(None, t0);
+    let init = a
+        .peer()
+        .create_initiation(&a.id, &a.table, false, t0)
+        .unwrap();
+    let rx = consume_initiation(&b.id, &init).unwrap();
+    let resp = b
+        .peer()
+        .accept_initiation(&b.id, &b.table, rx, a.addr, t0)
+        .unwrap();
+    let dh = a.dh_count();
+    let mut other = resp;
+    other[8] ^= 1;
+    for msg in [&other[..], &resp[..RESPONSE_LEN - 1]] {
+        assert_eq!(
+            a.peer().consume_response(&a.id, &a.table, msg, b.addr, t0),
+            Err(HandshakeError::NoPendingHandshake)
+        );
+    }
+    assert_eq!(a.dh_count(), dh, "no token operation");
+    a.peer()
+        .consume_response(&a.id, &a.table, &resp, b.addr, t0)
+        .unwrap();
 }
