@@ -604,7 +604,10 @@ fn clearing_a_peer_during_its_token_operation_neither_waits_nor_leaves_keys() {
         let (peer, table) = (a_peer.clone(), a_table.clone());
         std::thread::spawn(move || peer.consume_response(&a_id, &table, &resp, b_addr, t0))
     };
-    entered_rx.recv().unwrap();
+    // Bounded: a worker that fails before the token must fail this test, not hang it.
+    entered_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the worker never reached the token");
     // The token is busy inside consume_response: clear() must not wait for it.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let clearer = {
@@ -626,3 +629,6 @@ fn clearing_a_peer_during_its_token_operation_neither_waits_nor_leaves_keys() {
     assert_eq!(a_table.len(), 0, "no index left behind");
     assert!(a_peer.is_closed());
 }
+
+#[path = "peer_edge_tests.rs"]
+mod edge;

@@ -299,6 +299,8 @@ mod tests {
             }
             assert!(a.send_initiation && a.initiation_is_retry);
             retries += 1;
+            // Bounded, so that a counter that never reaches the limit fails here, not hangs.
+            assert!(retries <= MAX_TIMER_HANDSHAKES + 1, "never gave up");
             t.handshake_initiated(now, true);
         }
         // As the kernel's timers.c (`timer_handshake_attempts > MAX_TIMER_HANDSHAKES`): 19
@@ -353,6 +355,121 @@ mod tests {
         t.session_derived(t0 + secs(100));
         assert!(t.tick(t0 + secs(639)).is_empty());
         assert!(t.tick(t0 + secs(640)).zero_keys);
+    }
+
+    #[test]
+    fn actions_are_empty_only_when_no_flag_is_set() {
+        assert!(TimerActions::default().is_empty());
+        let each = [
+            TimerActions {
+                send_initiation: true,
+                ..Default::default()
+            },
+            TimerActions {
+                initiation_is_retry: true,
+                ..Default::default()
+            },
+            TimerActions {
+                send_keepalive: true,
+                ..Default::default()
+            },
+            TimerActions {
+                zero_keys: true,
+                ..Default::default()
+            },
+            TimerActions {
+                handshake_gave_up: true,
+                ..Default::default()
+            },
+        ];
+        for a in each {
+            assert!(!a.is_empty(), "{a:?}");
+        }
+    }
+
+    /// The WireGuard paper's table (section 6.1), computed here independently: the other tests
+    /// count in these constants, so a changed one would go unnoticed there.
+    #[test]
+    fn the_constants_are_the_papers() {
+        assert_eq!(u128::from(REKEY_AFTER_MESSAGES), 1u128 << 60);
+        assert_eq!(
+            u128::from(REJECT_AFTER_MESSAGES),
+            (1u128 << 64) - (1u128 << 13) - 1
+        );
+        assert_eq!(REKEY_AFTER_TIME, secs(120));
+        assert_eq!(REJECT_AFTER_TIME, secs(180));
+        assert_eq!(REKEY_ATTEMPT_TIME, secs(90));
+        assert_eq!(REKEY_TIMEOUT, secs(5));
+        assert_eq!(KEEPALIVE_TIMEOUT, secs(10));
+    }
+
+    /// The kernel's value (timers.h: REKEY_ATTEMPT_TIME / REKEY_TIMEOUT = 90 / 5): the retry
+    /// test above counts in this constant, so it is pinned here on its own.
+    #[test]
+    fn max_timer_handshakes_is_the_kernels_18() {
+        assert_eq!(MAX_TIMER_HANDSHAKES, 18);
+    }
+
+    #[test]
+    fn the_attempt_counter_counts_retries_and_a_new_initiation_resets_it() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(0);
+        t.handshake_initiated(t0, false);
+        let mut now = t0;
+        for n in 1..=3 {
+            now = t.next_deadline().unwrap();
+            assert!(t.tick(now).initiation_is_retry);
+            assert_eq!(t.handshake_attempts(), n);
+            t.handshake_initiated(now, true);
+            assert_eq!(t.handshake_attempts(), n, "a retry keeps the count");
+        }
+        t.handshake_initiated(now, false);
+        assert_eq!(t.handshake_attempts(), 0, "a new initiation starts over");
+    }
+
+    /// The jitter is random in [0, 333 ms): handshake timers of many peers do not fire in step.
+    #[test]
+    fn handshake_deadlines_carry_a_random_jitter() {
+        let t0 = Instant::now();
+        let mut retransmit = std::collections::HashSet::new();
+        let mut new_handshake = std::collections::HashSet::new();
+        for _ in 0..32 {
+            let mut t = Timers::new(0);
+            t.handshake_initiated(t0, false);
+            let d = t.next_deadline().unwrap() - t0;
+            assert!(d >= REKEY_TIMEOUT && d < REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX);
+            retransmit.insert(d);
+            let mut t = Timers::new(0);
+            t.data_sent(t0);
+            let d = t.next_deadline().unwrap() - t0;
+            let base = KEEPALIVE_TIMEOUT + REKEY_TIMEOUT;
+            assert!(d >= base && d < base + REKEY_TIMEOUT_JITTER_MAX, "{d:?}");
+            new_handshake.insert(d);
+        }
+        // 32 draws from 333 values all equal: probability 333^-31.
+        assert!(retransmit.len() > 1 && new_handshake.len() > 1);
+    }
+
+    #[test]
+    fn changing_a_non_zero_keepalive_interval_rearms_it_from_now() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(25);
+        t.set_persistent_keepalive(10, t0);
+        assert_eq!(t.next_deadline(), Some(t0 + secs(10)));
+        assert!(t.tick(t0 + secs(9)).is_empty());
+        assert!(t.tick(t0 + secs(10)).send_keepalive);
+    }
+
+    #[test]
+    fn traffic_arms_no_persistent_keepalive_when_it_is_off() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(0);
+        t.any_authenticated_packet_traversal(t0);
+        assert_eq!(
+            t.next_deadline(),
+            None,
+            "no wake-up for a timer that is off"
+        );
     }
 
     #[test]
