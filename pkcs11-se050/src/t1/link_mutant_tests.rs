@@ -348,3 +348,50 @@ fn silences_are_waited_for_one_and_a_half_bwt_of_the_atr() {
     let polls = polls.load(Ordering::SeqCst) - opening_polls;
     assert!((8 * 300..=8 * 310).contains(&polls), "{polls} polls");
 }
+
+#[test]
+fn an_s_request_other_than_wtx_is_named_as_such() {
+    // The chip answers a command with S(RESYNCH request), which it never sends. Kills the
+    // deletion of `exchange`'s arm for unexpected S-requests (the frame would then be
+    // returned, and refused only as "not an I-block", hiding what the chip asked for).
+    let resynch_request = Frame::to_host(
+        Pcb::S {
+            kind: SKind::Resynch,
+            response: false,
+        },
+        &[],
+    )
+    .encode()
+    .to_vec();
+    let chip = Chip::new(5, vec![resynch_request], false);
+    let err = bounded_call(
+        chip,
+        options(Duration::from_secs(1)),
+        vec![0x80, 1, 2, 3],
+        Duration::from_secs(10),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, LinkError::Protocol { pcb: 0xC0, expected } if expected.contains("other than WTX")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn endless_damaged_replies_exhaust_the_retries_long_before_the_limit() {
+    // Every reply has a bad CRC, at once: only the retry count ends the exchange. Kills
+    // `retries += 1` -> `*=` (the count stays 0: the call runs to its 5 s limit and ends
+    // in a ResponseTimeout instead).
+    let mut damaged = Frame::to_host(Pcb::I { ns: 0, more: false }, &[0x90, 0x00])
+        .encode()
+        .to_vec();
+    *damaged.last_mut().unwrap() ^= 0xFF;
+    let chip = Chip::new(5, vec![damaged], true);
+    let mut opts = options(Duration::from_secs(5));
+    opts.max_retries = 3;
+    let err = bounded_call(chip, opts, vec![0x80, 1, 2, 3], Duration::from_secs(20)).unwrap_err();
+    assert!(
+        matches!(err, LinkError::RetriesExhausted { attempts: 3, .. }),
+        "{err:?}"
+    );
+}
