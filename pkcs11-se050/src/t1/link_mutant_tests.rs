@@ -395,3 +395,39 @@ fn endless_damaged_replies_exhaust_the_retries_long_before_the_limit() {
         "{err:?}"
     );
 }
+
+/// Runs one call against a chip cycling `replies`, with max_retries 3 and a 2 s limit.
+fn retries_error(replies: Vec<Vec<u8>>) -> LinkError {
+    let mut opts = options(Duration::from_secs(2));
+    opts.max_retries = 3;
+    let chip = Chip::new(5, replies, true);
+    bounded_call(chip, opts, vec![0x80, 1, 2, 3], Duration::from_secs(20)).unwrap_err()
+}
+
+#[test]
+fn empty_chain_links_and_repeated_blocks_are_counted_exactly() {
+    // Empty I-blocks with the more bit, N(S) 0 and 1 in turn: the 4th is one too many.
+    // Kills 568's `>` -> `==`/`<`/`>=` and 570's `- 1` -> `+ 1`/`/ 1` (attempts 3).
+    let empty = (0..2u8)
+        .map(|ns| {
+            Frame::to_host(Pcb::I { ns, more: true }, &[])
+                .encode()
+                .to_vec()
+        })
+        .collect();
+    let err = retries_error(empty);
+    assert!(
+        matches!(err, LinkError::RetriesExhausted { attempts: 3, .. }),
+        "{err:?}"
+    );
+    // The chip repeats N(S)=1 while N(S)=0 is expected. Kills 592's `+=` -> `-=`/`*=`,
+    // 593's `>` -> `==`/`<`/`>=` and 595's `- 1` -> `+ 1`/`/ 1`.
+    let repeated = vec![Frame::to_host(Pcb::I { ns: 1, more: false }, &[0x90, 0x00])
+        .encode()
+        .to_vec()];
+    let err = retries_error(repeated);
+    assert!(
+        matches!(err, LinkError::RetriesExhausted { attempts: 3, .. }),
+        "{err:?}"
+    );
+}
