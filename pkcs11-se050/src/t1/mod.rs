@@ -147,4 +147,6 @@ impl std::error::Error for LinkError {}
 #[cfg(test)]
 mod link_bound_tests;
 #[cfg(test)]
+mod link_mutant_tests;
+#[cfg(test)]
 mod link_tests;
