@@ -431,3 +431,41 @@ fn empty_chain_links_and_repeated_blocks_are_counted_exactly() {
         "{err:?}"
     );
 }
+
+#[test]
+fn resync_through_the_transport_asks_the_chip_and_reports_its_silence() {
+    // The token resynchronises through the ApduTransport trait after a failed exchange. Kills
+    // `<T1Link as ApduTransport>::resync` -> Ok(()): the request must reach the bus, and a chip
+    // that no longer answers must not be reported as resynchronised.
+    let answering = Chip::new(5, vec![s_response(SKind::Resynch, &[])], false);
+    let writes = answering.writes.clone();
+    let mut link = T1Link::open(
+        answering,
+        CountingDelay::default(),
+        options(Duration::from_millis(300)),
+    )
+    .expect("open");
+    let before = writes.load(Ordering::SeqCst);
+    ApduTransport::resync(&mut link).expect("the chip answered S(RESYNCH response)");
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        before + 1,
+        "one S(RESYNCH request) on the bus"
+    );
+
+    let silent = Chip::new(5, vec![], false);
+    let mut link = T1Link::open(
+        silent,
+        CountingDelay::default(),
+        options(Duration::from_millis(300)),
+    )
+    .expect("open");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(ApduTransport::resync(&mut link));
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("resync returned within 10 s");
+    assert!(result.is_err(), "a silent chip resynchronised: {result:?}");
+}
