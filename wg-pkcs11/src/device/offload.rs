@@ -108,7 +108,7 @@ pub fn checksum_fold(mut sum: u64) -> u16 {
 }
 
 /// The pseudo-header sum for TCP/UDP over IPv4 or IPv6 (`ip` is the IP header).
-fn pseudo_header_sum(ip: &[u8], proto: u8, l4_len: usize) -> u64 {
+pub(super) fn pseudo_header_sum(ip: &[u8], proto: u8, l4_len: usize) -> u64 {
     let addrs = if ip[0] >> 4 == 4 {
         &ip[12..20]
     } else {
@@ -117,7 +117,7 @@ fn pseudo_header_sum(ip: &[u8], proto: u8, l4_len: usize) -> u64 {
     checksum_add(addrs, proto as u64 + l4_len as u64)
 }
 
-fn ipv4_header_checksum(ip: &mut [u8], ihl: usize) {
+pub(super) fn ipv4_header_checksum(ip: &mut [u8], ihl: usize) {
     ip[10] = 0;
     ip[11] = 0;
     let c = !checksum_fold(checksum_add(&ip[..ihl], 0));

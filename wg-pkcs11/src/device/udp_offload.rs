@@ -14,8 +14,14 @@
 //! verified: the AEAD has authenticated every byte (the kernel's WireGuard marks decrypted packets
 //! CHECKSUM_UNNECESSARY for the same reason), and the kernel writes fresh ones when it splits.
 
-use super::offload::{checksum_add, checksum_fold, Offer, VnetHdr, F_NEEDS_CSUM};
+use super::offload::{
+    checksum_add, checksum_fold, ipv4_header_checksum, pseudo_header_sum, Offer, VnetHdr,
+    F_NEEDS_CSUM,
+};
 use super::tun::VNET_HDR_LEN;
+
+/// IANA protocol number of UDP (IPv4 protocol, IPv6 next header, the pseudo-header).
+const IPPROTO_UDP: u8 = 17;
 
 /// VIRTIO_NET_HDR_GSO_UDP_L4 (include/uapi/linux/virtio_net.h).
 pub const GSO_UDP_L4: u8 = 5;
@@ -29,37 +35,20 @@ fn udp_ip_header(pkt: &[u8]) -> Option<usize> {
     let iphl = match pkt.first()? >> 4 {
         4 if pkt.len() >= 20 + UDP_HLEN => {
             let ok = pkt[0] == 0x45
-                && pkt[9] == 17
+                && pkt[9] == IPPROTO_UDP
                 && u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff == 0
                 && u16::from_be_bytes([pkt[2], pkt[3]]) as usize == pkt.len();
             ok.then_some(20)?
         }
         6 if pkt.len() >= 40 + UDP_HLEN => {
-            let ok =
-                pkt[6] == 17 && u16::from_be_bytes([pkt[4], pkt[5]]) as usize + 40 == pkt.len();
+            let ok = pkt[6] == IPPROTO_UDP
+                && u16::from_be_bytes([pkt[4], pkt[5]]) as usize + 40 == pkt.len();
             ok.then_some(40)?
         }
         _ => return None,
     };
     let udp_len = u16::from_be_bytes([pkt[iphl + 4], pkt[iphl + 5]]) as usize;
     (udp_len == pkt.len() - iphl).then_some(iphl)
-}
-
-/// The pseudo-header sum of a UDP packet whose UDP part is `l4_len` bytes.
-fn pseudo_header_sum(ip: &[u8], l4_len: usize) -> u64 {
-    let addrs = if ip[0] >> 4 == 4 {
-        &ip[12..20]
-    } else {
-        &ip[8..40]
-    };
-    checksum_add(addrs, 17 + l4_len as u64)
-}
-
-fn ipv4_header_checksum(ip: &mut [u8]) {
-    ip[10] = 0;
-    ip[11] = 0;
-    let c = !checksum_fold(checksum_add(&ip[..20], 0));
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Coalesces consecutive datagrams of one UDP flow (same addresses, ports, TOS/traffic class and
@@ -164,7 +153,7 @@ impl UdpCoalescer {
         let ip = &mut self.buf[VNET_HDR_LEN..len];
         if iphl == 20 {
             ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-            ipv4_header_checksum(ip);
+            ipv4_header_checksum(ip, 20);
         } else {
             ip[4..6].copy_from_slice(&((ip_len - 40) as u16).to_be_bytes());
         }
@@ -172,7 +161,7 @@ impl UdpCoalescer {
         ip[iphl + 4..iphl + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
         // NEEDS_CSUM: the field carries the pseudo-header sum, the kernel adds the rest to each
         // datagram it cuts out.
-        let pseudo = checksum_fold(pseudo_header_sum(ip, l4_len));
+        let pseudo = checksum_fold(pseudo_header_sum(ip, IPPROTO_UDP, l4_len));
         ip[iphl + 6..iphl + 8].copy_from_slice(&pseudo.to_be_bytes());
         VnetHdr {
             flags: F_NEEDS_CSUM,
@@ -191,8 +180,8 @@ impl UdpCoalescer {
 /// virtio-net header.
 pub fn uso_headers(ip: &[u8], hdr: &VnetHdr) -> Option<usize> {
     let iphl = match ip.first()? >> 4 {
-        4 if ip.len() >= 20 && ip[0] == 0x45 && ip[9] == 17 => 20,
-        6 if ip.len() >= 40 && ip[6] == 17 => 40,
+        4 if ip.len() >= 20 && ip[0] == 0x45 && ip[9] == IPPROTO_UDP => 20,
+        6 if ip.len() >= 40 && ip[6] == IPPROTO_UDP => 40,
         _ => return None,
     };
     (ip.len() >= iphl + UDP_HLEN && hdr.csum_start as usize == iphl && hdr.gso_size > 0)
@@ -233,7 +222,7 @@ pub fn segment_uso(
         if iphl == 20 {
             p[2..4].copy_from_slice(&(seg_len as u16).to_be_bytes());
             p[4..6].copy_from_slice(&id0.wrapping_add(k as u16).to_be_bytes());
-            ipv4_header_checksum(p);
+            ipv4_header_checksum(p, 20);
         } else {
             p[4..6].copy_from_slice(&((seg_len - 40) as u16).to_be_bytes());
         }
@@ -241,7 +230,10 @@ pub fn segment_uso(
         p[iphl + 4..iphl + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
         p[iphl + 6] = 0;
         p[iphl + 7] = 0;
-        let c = !checksum_fold(checksum_add(&p[iphl..], pseudo_header_sum(p, l4_len)));
+        let c = !checksum_fold(checksum_add(
+            &p[iphl..],
+            pseudo_header_sum(p, IPPROTO_UDP, l4_len),
+        ));
         // A computed zero goes out as all ones (zero means "no checksum" in IPv4, and is
         // invalid in IPv6).
         let c = if c == 0 { 0xffff } else { c };
@@ -275,13 +267,16 @@ mod tests {
             p[9] = 17;
             p[12..16].copy_from_slice(&[10, 0, 0, 1]);
             p[16..20].copy_from_slice(&[10, 0, 0, 2]);
-            ipv4_header_checksum(&mut p);
+            ipv4_header_checksum(&mut p, 20);
         }
         p[iphl..iphl + 2].copy_from_slice(&4000u16.to_be_bytes());
         p[iphl + 2..iphl + 4].copy_from_slice(&5000u16.to_be_bytes());
         p[iphl + 4..iphl + 6].copy_from_slice(&((len - iphl) as u16).to_be_bytes());
         p[iphl + UDP_HLEN..].copy_from_slice(payload);
-        let c = !checksum_fold(checksum_add(&p[iphl..], pseudo_header_sum(&p, len - iphl)));
+        let c = !checksum_fold(checksum_add(
+            &p[iphl..],
+            pseudo_header_sum(&p, IPPROTO_UDP, len - iphl),
+        ));
         p[iphl + 6..iphl + 8].copy_from_slice(&c.to_be_bytes());
         p
     }
@@ -290,7 +285,7 @@ mod tests {
         let iphl = if p[0] >> 4 == 4 { 20 } else { 40 };
         checksum_fold(checksum_add(
             &p[iphl..],
-            pseudo_header_sum(p, p.len() - iphl),
+            pseudo_header_sum(p, IPPROTO_UDP, p.len() - iphl),
         )) == 0xffff
     }
 
