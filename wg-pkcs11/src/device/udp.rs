@@ -473,6 +473,16 @@ impl RecvBatch {
         )
     }
 
+    /// The bytes of every slot the last `recv` filled, all at once, so that several threads can
+    /// work on different slots.
+    pub fn filled_mut(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
+        self.bufs
+            .iter_mut()
+            .zip(self.hdrs.iter())
+            .take(self.count)
+            .map(|(buf, hdr)| &mut buf[..hdr.msg_len as usize])
+    }
+
     /// The local address slot `i`'s datagrams arrived on (None: no pktinfo message).
     pub fn local(&self, i: usize) -> Option<LocalAddr> {
         self.locals[i]
