@@ -1,20 +1,24 @@
 //! The send path, on the TUN thread: read a (super-)packet from the TUN,
 //! route it to a peer by destination (AllowedIPs), split it into wire-sized
 //! packets directly into the send buffer, encrypt each in place, and hand
-//! the run to the kernel as one UDP GSO send. Packets for a peer without a
-//! session wait in its staged queue while the handshake worker works.
+//! the run to the kernel as one UDP GSO send. Single packets (UDP, ACKs: the
+//! TUN gives them one per read) for the same peer queue up behind each other
+//! in the send buffer for as long as the TUN has more to read, and leave
+//! together in one GSO send too. Packets for a peer without a session wait in
+//! its staged queue while the handshake worker works.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::counters::DropReason;
 use super::crypto_pool::{fork, MIN_PACKETS_TO_SPLIT};
-use super::offload::{max_segment_len, segment, Segments};
+use super::offload::{is_single_packet, max_segment_len, segment, Segments};
 use super::pktinfo;
 use super::socket_slot::CachedSocket;
 use super::tun::{MAX_SUPER_PACKET, VNET_HDR_LEN};
+use super::udp::{MAX_GSO_BYTES, MAX_GSO_SEGMENTS};
 use super::waker::Ready;
 use super::{PeerState, Shared, MAX_STAGED_PACKETS};
 use crate::keypair::Keypair;
@@ -47,6 +51,40 @@ struct Sender {
     socket: CachedSocket,
     read_buf: Box<[u8]>,
     out: Box<[u8]>,
+    /// Sealed single packets at the start of `out`, waiting for more to the same peer.
+    pending: Option<PendingRun>,
+}
+
+/// Single packets sealed for one peer, one session and one endpoint, `stride` apart at the
+/// start of the send buffer: one GSO send once the TUN has nothing more to read right away.
+struct PendingRun {
+    state: Arc<PeerState>,
+    keypair: Arc<Keypair>,
+    endpoint: SocketAddr,
+    stride: usize,
+    count: usize,
+    bytes: usize,
+    /// Every message so far is `stride` long, so another may follow (GSO segments are all
+    /// the same size but the last, which may be shorter: a smaller packet joins as the last).
+    open: bool,
+}
+
+impl PendingRun {
+    fn takes(
+        &self,
+        state: &Arc<PeerState>,
+        keypair: &Arc<Keypair>,
+        endpoint: SocketAddr,
+        stride: usize,
+    ) -> bool {
+        self.open
+            && stride <= self.stride
+            && self.count < MAX_GSO_SEGMENTS
+            && self.bytes + self.stride <= MAX_GSO_BYTES
+            && self.endpoint == endpoint
+            && Arc::ptr_eq(&self.state, state)
+            && Arc::ptr_eq(&self.keypair, keypair)
+    }
 }
 
 pub(crate) fn run(shared: Arc<Shared>) {
@@ -55,6 +93,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         shared: shared.clone(),
         read_buf: vec![0u8; VNET_HDR_LEN + MAX_SUPER_PACKET].into_boxed_slice(),
         out: vec![0u8; OUT_BUFFER].into_boxed_slice(),
+        pending: None,
     };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&shared.tun);
     loop {
@@ -67,7 +106,13 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if ready != Ready::Readable {
             s.flush_staged();
         }
-        if ready != Ready::Woken && s.read_round() == TunState::Gone {
+        let tun = if ready != Ready::Woken {
+            s.read_round()
+        } else {
+            TunState::Alive
+        };
+        s.flush_pending();
+        if tun == TunState::Gone {
             // Nothing will ever be readable again: stop polling a dead descriptor.
             return;
         }
@@ -198,10 +243,11 @@ impl Sender {
         TunState::Alive
     }
 
-    /// Encrypt and send one TUN read (vnet header first) to `state`'s peer,
-    /// or stage it if there is no session yet.
+    /// Encrypt one TUN read (vnet header first) for `state`'s peer and send it, or queue it
+    /// behind the pending run when it is a single packet that can join one; stage it if there
+    /// is no session yet.
     fn send_packet(&mut self, state: &Arc<PeerState>, pkt: &[u8], now: Instant) {
-        let shared = &*self.shared;
+        let shared = self.shared.clone();
         let Some(keypair) = state.peer.current_keypair(now) else {
             self.stage(state, pkt);
             return;
@@ -221,8 +267,18 @@ impl Sender {
         // Padding stops at the MTU, as in the kernel's calculate_skb_padding(): a 1420-byte
         // packet on a 1420 MTU stays 1420 bytes, which over an IPv6 underlay is exactly 1500.
         let mtu = shared.mtu.load(Ordering::Relaxed).max(max);
-        let stride = TRANSPORT_HEADER_LEN + pad16(max).min(mtu) + 16;
-        let segs = match segment(pkt, &mut self.out, TRANSPORT_HEADER_LEN, stride) {
+        let mut stride = TRANSPORT_HEADER_LEN + pad16(max).min(mtu) + 16;
+        let single = is_single_packet(pkt);
+        match &self.pending {
+            Some(run) if single && run.takes(state, &keypair, endpoint, stride) => {
+                // Sealed in a slot of the run's size, its padding stops at its own length.
+                stride = run.stride;
+            }
+            _ => self.flush_pending(),
+        }
+        let start = self.pending.as_ref().map_or(0, |run| run.bytes);
+        let out = &mut self.out[start..];
+        let segs = match segment(pkt, out, TRANSPORT_HEADER_LEN, stride) {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("TUN packet dropped: {e}");
@@ -241,7 +297,7 @@ impl Sender {
         };
         let Some(total) = seal_segments(
             &keypair,
-            &mut self.out,
+            out,
             segs,
             stride,
             first_counter,
@@ -253,24 +309,47 @@ impl Sender {
                 .discard_n(DropReason::Offload, segs.count as u64);
             return;
         };
-        let socket = self.socket.get();
-        let wire = &self.out[..total];
-        if let Err(e) =
-            pktinfo::send_with_sticky_source(state.peer.sticky_source(), endpoint, |from| {
-                socket.send_segments_from(wire, stride, endpoint, from)
-            })
-        {
-            log::debug!("sending to {endpoint}: {e}");
-            shared
-                .counters
-                .discard_n(DropReason::SendError, segs.count as u64);
-        }
         shared
             .counters
             .tx_packets
             .fetch_add(segs.count as u64, Ordering::Relaxed);
         if state.peer.sent_transport(&keypair, total, false, now) {
             shared.request_initiation(state);
+        }
+        let run = self.pending.get_or_insert_with(|| PendingRun {
+            state: state.clone(),
+            keypair: keypair.clone(),
+            endpoint,
+            stride,
+            count: 0,
+            bytes: 0,
+            open: true,
+        });
+        run.count += segs.count;
+        run.bytes += total;
+        run.open = single && total == stride;
+        if !single {
+            self.flush_pending();
+        }
+    }
+
+    /// Send the pending run, if any, as one GSO send (several if the kernel wants it smaller).
+    fn flush_pending(&mut self) {
+        let Some(run) = self.pending.take() else {
+            return;
+        };
+        let shared = &*self.shared;
+        let socket = self.socket.get();
+        let wire = &self.out[..run.bytes];
+        if let Err(e) =
+            pktinfo::send_with_sticky_source(run.state.peer.sticky_source(), run.endpoint, |from| {
+                socket.send_segments_from(wire, run.stride, run.endpoint, from)
+            })
+        {
+            log::debug!("sending to {}: {e}", run.endpoint);
+            shared
+                .counters
+                .discard_n(DropReason::SendError, run.count as u64);
         }
     }
 
@@ -316,6 +395,7 @@ impl Sender {
                 self.send_packet(&state, &p, now);
             }
         }
+        self.flush_pending();
     }
 }
 

@@ -16,7 +16,7 @@ const UDP_GRO: libc::c_int = 104;
 /// The kernel's UDP_MAX_SEGMENTS on older kernels (newer allow 128).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 /// The most payload one GSO send may carry (65535 less IPv6 and UDP headers, rounded down).
-const MAX_GSO_BYTES: usize = 65000;
+pub const MAX_GSO_BYTES: usize = 65000;
 /// The largest datagram (or GRO-coalesced run of them) one receive slot holds.
 pub const MAX_UDP_PAYLOAD: usize = 65535;
 
