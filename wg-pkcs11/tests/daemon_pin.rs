@@ -126,6 +126,49 @@ impl Testbed {
         (ifname, public)
     }
 
+    /// A key `label` made with the user PIN, wireguard-go in B as its peer, `pin` in the file
+    /// `<label>.pin` (mode `pin_mode`), and a config (mode 0600) for an interface
+    /// `<if_prefix>…` in A whose key reads its PIN from that file.
+    fn pin_file_tunnel(
+        &self,
+        label: &str,
+        pin: &str,
+        pin_mode: u32,
+        if_prefix: &str,
+    ) -> PinFileTunnel {
+        let public = self.genkey(label);
+        let (server_if, server) = self.wireguard_go_named(&public);
+        let pin_file = self.path(&format!("{label}.pin"));
+        write_mode(&pin_file, &format!("{pin}\n"), pin_mode);
+        let ifname = unique(if_prefix);
+        let uri = self.uri(label, &format!("&pin-source={}", pin_file.display()));
+        let conf = self.conf(&ifname, &uri, &server, 0o600);
+        PinFileTunnel {
+            public,
+            server_if,
+            pin_file,
+            ifname,
+            conf,
+        }
+    }
+
+    /// `wg-pkcs11 show`, `show --json`, `strip` and `save` in A: each works and shows no PIN.
+    fn assert_no_pin_in_the_cli(&self, ifname: &str, conf: &Path) {
+        for args in [
+            vec!["show", ifname],
+            vec!["show", "--json", ifname],
+            vec!["strip", conf.to_str().unwrap()],
+            vec!["save", conf.to_str().unwrap()],
+        ] {
+            let out = self
+                .wg_pkcs11_isolated(Some(&self.net.a), &args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", text(&out));
+            assert_no_pin(&format!("wg-pkcs11 {args:?}"), &text(&out));
+        }
+    }
+
     /// A config for interface `ifname` with `private_key`, mode `mode`.
     fn conf(&self, ifname: &str, private_key: &str, server_public: &str, mode: u32) -> PathBuf {
         let path = self.path(&format!("{ifname}.conf"));
@@ -195,6 +238,19 @@ impl Testbed {
         assert!(status.success(), "exit {status}: {log}");
         log
     }
+}
+
+/// What [`Testbed::pin_file_tunnel`] set up.
+struct PinFileTunnel {
+    /// The key's public key, from the token.
+    public: String,
+    /// wireguard-go's interface in B.
+    server_if: String,
+    /// The key's pin-source.
+    pin_file: PathBuf,
+    /// A's interface, named in `conf`.
+    ifname: String,
+    conf: PathBuf,
 }
 
 fn wait_for(
@@ -275,14 +331,13 @@ fn clean(flags: &str) -> bool {
 #[test]
 fn pin_source_file_runs_the_tunnel_and_the_pin_shows_nowhere() {
     let setup = setup();
-    let public = setup.genkey("wg-file");
-    let server = setup.wireguard_go_peer(&public);
     // A PIN file others may read: used, with a warning.
-    let pin_file = setup.path("wg.pin");
-    write_mode(&pin_file, &format!("{USER_PIN}\n"), 0o644);
-    let ifname = unique("wgpf");
-    let uri = setup.uri("wg-file", &format!("&pin-source={}", pin_file.display()));
-    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let PinFileTunnel {
+        pin_file,
+        ifname,
+        conf,
+        ..
+    } = setup.pin_file_tunnel("wg-file", USER_PIN, 0o644, "wgpf");
     let (mut daemon, log) = setup.start(&conf, None);
     let socket = socket(&ifname);
     wait_up(&mut daemon, &log, ifname_of(&socket));
@@ -292,19 +347,7 @@ fn pin_source_file_runs_the_tunnel_and_the_pin_shows_nowhere() {
         .a
         .exec("ping", &["-c", "2", "-W", "3", "10.9.0.2"]);
     assert!(ping.status.success(), "{}", text(&ping));
-    for args in [
-        vec!["show", ifname.as_str()],
-        vec!["show", "--json", ifname.as_str()],
-        vec!["strip", conf.to_str().unwrap()],
-        vec!["save", conf.to_str().unwrap()],
-    ] {
-        let out = setup
-            .wg_pkcs11_isolated(Some(&setup.net.a), &args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        assert_no_pin(&format!("wg-pkcs11 {args:?}"), &text(&out));
-    }
+    setup.assert_no_pin_in_the_cli(&ifname, &conf);
     let show = setup
         .wg_pkcs11_isolated(Some(&setup.net.a), &["show", &ifname])
         .output()
@@ -354,19 +397,7 @@ fn pin_value_in_a_config_others_may_read_is_warned_about_and_never_shown() {
     let socket = socket(&ifname);
     let mut daemon = daemon;
     wait_up(&mut daemon, &log, ifname_of(&socket));
-    for args in [
-        vec!["show", ifname.as_str()],
-        vec!["show", "--json", ifname.as_str()],
-        vec!["strip", conf.to_str().unwrap()],
-        vec!["save", conf.to_str().unwrap()],
-    ] {
-        let out = setup
-            .wg_pkcs11_isolated(Some(&setup.net.a), &args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        assert_no_pin(&format!("wg-pkcs11 {args:?}"), &text(&out));
-    }
+    setup.assert_no_pin_in_the_cli(&ifname, &conf);
     let get = uapi_get(&socket);
     assert_no_pin("UAPI get", &get);
     // save kept the PrivateKey line as it was: the config still works.
@@ -446,13 +477,12 @@ fn systemd_credentials_default_and_named_and_a_missing_one_costs_no_attempt() {
 #[test]
 fn a_wrong_pin_uses_one_attempt_and_a_second_start_none() {
     let setup = setup();
-    let public = setup.genkey("wg-wrong");
-    let server = setup.wireguard_go_peer(&public);
-    let pin_file = setup.path("wrong.pin");
-    write_mode(&pin_file, &format!("{WRONG_PIN}\n"), 0o600);
-    let ifname = unique("wgpw");
-    let uri = setup.uri("wg-wrong", &format!("&pin-source={}", pin_file.display()));
-    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let PinFileTunnel {
+        pin_file,
+        ifname,
+        conf,
+        ..
+    } = setup.pin_file_tunnel("wg-wrong", WRONG_PIN, 0o600, "wgpw");
     assert!(clean(&setup.token_flags()), "{}", setup.token_flags());
 
     let (code, out) = setup.start_failing(&["up", "--foreground", conf.to_str().unwrap()], None);
@@ -502,13 +532,8 @@ fn a_wrong_pin_uses_one_attempt_and_a_second_start_none() {
 #[test]
 fn at_the_final_try_or_locked_the_daemon_makes_no_attempt() {
     let setup = setup();
-    let public = setup.genkey("wg-lock");
-    let server = setup.wireguard_go_peer(&public);
-    let pin_file = setup.path("right.pin");
-    write_mode(&pin_file, &format!("{USER_PIN}\n"), 0o600);
-    let ifname = unique("wgpl");
-    let uri = setup.uri("wg-lock", &format!("&pin-source={}", pin_file.display()));
-    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let PinFileTunnel { ifname, conf, .. } =
+        setup.pin_file_tunnel("wg-lock", USER_PIN, 0o600, "wgpl");
     let args = ["up", "--foreground", conf.to_str().unwrap()];
 
     // Two wrong PINs by hand: one attempt left. Even the right PIN is not sent.
@@ -573,13 +598,13 @@ fn the_shipped_unit_does_not_restart_on_the_pin_status() {
 #[test]
 fn after_a_chip_reset_the_daemon_logs_in_again_or_stops_when_refused() {
     let setup = setup();
-    let public = setup.genkey("wg-reset");
-    let (server_if, server) = setup.wireguard_go_named(&public);
-    let pin_file = setup.path("reset.pin");
-    write_mode(&pin_file, &format!("{USER_PIN}\n"), 0o600);
-    let ifname = unique("wgpr");
-    let uri = setup.uri("wg-reset", &format!("&pin-source={}", pin_file.display()));
-    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let PinFileTunnel {
+        public,
+        server_if,
+        ifname,
+        conf,
+        ..
+    } = setup.pin_file_tunnel("wg-reset", USER_PIN, 0o600, "wgpr");
     let (mut daemon, log) = setup.start(&conf, None);
     let socket = socket(&ifname);
     wait_up(&mut daemon, &log, ifname_of(&socket));
