@@ -94,6 +94,13 @@ impl Netns {
         run("ip", &a)
     }
 
+    /// Whether the namespace has an interface `name`.
+    pub fn has_link(&self, name: &str) -> bool {
+        run("ip", &["-n", &self.name, "link", "show", name])
+            .status
+            .success()
+    }
+
     /// A command inside the namespace, required to succeed: its stdout.
     pub fn must(&self, cmd: &str, args: &[&str]) -> String {
         let mut a = vec!["netns", "exec", self.name.as_str(), cmd];
