@@ -96,6 +96,46 @@ impl Chip {
         );
     }
 
+    /// C_InitToken with the SO PIN, labelling the token `label`.
+    fn init_token(&self, label: &str) {
+        self.ok(&["--init-token", "--so-pin", SO_PIN, "--label", label]);
+    }
+
+    /// The SO sets the user PIN (C_InitPIN: also resets the chip's counter).
+    fn init_pin_as_so(&self, user_pin: &str) {
+        self.ok(&[
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            SO_PIN,
+            "--init-pin",
+            "--pin",
+            user_pin,
+        ]);
+    }
+
+    /// A Curve25519 key pair `wg0` for ECDH, made by the user logged in with `user_pin`.
+    fn keypairgen_as_user(&self, user_pin: &str) {
+        self.ok(&[
+            &["--login", "--pin", user_pin],
+            keypairgen_args("wg0").as_slice(),
+        ]
+        .concat());
+    }
+
+    /// A user login with `user_pin` through `module` (listing the objects) that must fail with
+    /// `expected`; `token_label` picks the token where the module offers several.
+    fn login_fails(
+        &self,
+        module: &Path,
+        token_label: Option<&str>,
+        user_pin: &str,
+        expected: &str,
+    ) {
+        self.fails(module, &login_args(token_label, user_pin), expected);
+    }
+
     /// Runs cryptoki role `role` of test `test` in a child process on this chip.
     fn child(&self, test: &str, role: &str, pin: &str) {
         let out = Command::new(std::env::current_exe().unwrap())
@@ -112,6 +152,29 @@ impl Chip {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// pkcs11-tool's arguments for a Curve25519 key pair `label` for ECDH.
+fn keypairgen_args(label: &str) -> [&str; 6] {
+    [
+        "--keypairgen",
+        "--key-type",
+        "EC:curve25519",
+        "--usage-derive",
+        "--label",
+        label,
+    ]
+}
+
+/// pkcs11-tool's arguments for a user login with `user_pin` that lists the objects, on the
+/// token labelled `token_label` if given.
+fn login_args<'a>(token_label: Option<&'a str>, user_pin: &'a str) -> Vec<&'a str> {
+    let mut args = match token_label {
+        Some(label) => vec!["--token-label", label],
+        None => vec![],
+    };
+    args.extend(["--login", "--pin", user_pin, "-O"]);
+    args
 }
 
 /// In a child: (role, pin).
@@ -269,29 +332,10 @@ fn pkcs11_tool_provisions_a_pin_the_chip_locks_it_and_the_so_unlocks_it() {
     }
     let chip = Chip::new("pin_max_attempts = 3\n");
     // Fleet provisioning with the stock tool.
-    chip.ok(&["--init-token", "--so-pin", SO_PIN, "--label", "fleet-7"]);
-    chip.ok(&[
-        "--login",
-        "--login-type",
-        "so",
-        "--so-pin",
-        SO_PIN,
-        "--init-pin",
-        "--pin",
-        "1234",
-    ]);
+    chip.init_token("fleet-7");
+    chip.init_pin_as_so("1234");
     chip.ok(&["--change-pin", "--pin", "1234", "--new-pin", "5678"]);
-    chip.ok(&[
-        "--login",
-        "--pin",
-        "5678",
-        "--keypairgen",
-        "--key-type",
-        "EC:curve25519",
-        "--usage-derive",
-        "--label",
-        "wg0",
-    ]);
+    chip.keypairgen_as_user("5678");
     let slots = chip.ok(&["-L"]);
     assert!(
         slots.contains("fleet-7"),
@@ -301,14 +345,7 @@ fn pkcs11_tool_provisions_a_pin_the_chip_locks_it_and_the_so_unlocks_it() {
     // Keygen without login is refused.
     chip.fails(
         &module_path(),
-        &[
-            "--keypairgen",
-            "--key-type",
-            "EC:curve25519",
-            "--usage-derive",
-            "--label",
-            "x",
-        ],
+        &keypairgen_args("x"),
         "CKR_USER_NOT_LOGGED_IN",
     );
     chip.child(NAME, "no_pin", "-");
@@ -317,24 +354,12 @@ fn pkcs11_tool_provisions_a_pin_the_chip_locks_it_and_the_so_unlocks_it() {
 
     // Three wrong PINs, each in a new process: the chip counts and locks.
     for _ in 0..2 {
-        chip.fails(
-            &module_path(),
-            &["--login", "--pin", "0000", "-O"],
-            "CKR_PIN_INCORRECT",
-        );
+        chip.login_fails(&module_path(), None, "0000", "CKR_PIN_INCORRECT");
     }
     let slots = chip.ok(&["-L"]);
     assert!(slots.contains("final user PIN try"), "{slots}");
-    chip.fails(
-        &module_path(),
-        &["--login", "--pin", "0000", "-O"],
-        "CKR_PIN_LOCKED",
-    );
-    chip.fails(
-        &module_path(),
-        &["--login", "--pin", "5678", "-O"],
-        "CKR_PIN_LOCKED",
-    );
+    chip.login_fails(&module_path(), None, "0000", "CKR_PIN_LOCKED");
+    chip.login_fails(&module_path(), None, "5678", "CKR_PIN_LOCKED");
     let slots = chip.ok(&["-L"]);
     assert!(slots.contains("user PIN locked"), "{slots}");
     chip.child(NAME, "locked", "5678");
@@ -342,26 +367,18 @@ fn pkcs11_tool_provisions_a_pin_the_chip_locks_it_and_the_so_unlocks_it() {
     // Through p11-kit-proxy.so too. The proxy shows every registered module (other builds'
     // too, which read the same configuration): the chip's label picks ours.
     let registered = RegisteredModule::install();
-    chip.fails(
+    chip.login_fails(
         Path::new(P11_KIT_PROXY),
-        &["--token-label", "fleet-7", "--login", "--pin", "5678", "-O"],
+        Some("fleet-7"),
+        "5678",
         "CKR_PIN_LOCKED",
     );
     // The SO unlocks it (C_InitPIN writes the UserID again, which resets the chip's counter).
-    chip.ok(&[
-        "--login",
-        "--login-type",
-        "so",
-        "--so-pin",
-        SO_PIN,
-        "--init-pin",
-        "--pin",
-        "2468",
-    ]);
+    chip.init_pin_as_so("2468");
     chip.child(NAME, "derive", "2468");
     let out = chip.tool_with(
         Path::new(P11_KIT_PROXY),
-        &["--token-label", "fleet-7", "--login", "--pin", "2468", "-O"],
+        &login_args(Some("fleet-7"), "2468"),
     );
     assert!(
         out.status.success(),
@@ -389,28 +406,9 @@ fn login_and_derive_under_platform_scp03() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    chip.ok(&["--init-token", "--so-pin", SO_PIN, "--label", "scp"]);
-    chip.ok(&[
-        "--login",
-        "--login-type",
-        "so",
-        "--so-pin",
-        SO_PIN,
-        "--init-pin",
-        "--pin",
-        "1234",
-    ]);
-    chip.ok(&[
-        "--login",
-        "--pin",
-        "1234",
-        "--keypairgen",
-        "--key-type",
-        "EC:curve25519",
-        "--usage-derive",
-        "--label",
-        "wg0",
-    ]);
+    chip.init_token("scp");
+    chip.init_pin_as_so("1234");
+    chip.keypairgen_as_user("1234");
     chip.child(NAME, "derive", "1234");
     chip.child(NAME, "no_pin", "-");
     chip.child(NAME, "reset", "1234");

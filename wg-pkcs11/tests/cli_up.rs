@@ -3,127 +3,33 @@
 //! namespace; ping through the tunnel, `wg show`/`wg set` over UAPI, and everything taken down
 //! again on SIGTERM or when the UAPI socket is removed. Needs root (fails loudly without).
 
+mod daemon_support;
+mod device_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wg-pkcs11");
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}{}",
-        std::process::id() % 10000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
-}
-
-fn must(program: &str, args: &[&str]) -> String {
-    let out = run(program, args);
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `program args` run inside the network namespace `ns`.
-fn run_in(ns: &str, command: &[&str]) -> Output {
-    run("ip", &[&["netns", "exec", ns], command].concat())
-}
-
-fn must_in(ns: &str, command: &[&str]) -> String {
-    must("ip", &[&["netns", "exec", ns], command].concat())
-}
+use daemon_support::{socket, wait_exit, Testbed, BIN};
+use device_support::{must, unique, wait_for, Netns};
 
 /// Send SIG`name` to a child daemon, as a user or systemd would.
 fn signal(child: &Child, name: &str) {
     must("kill", &[&format!("-{name}"), &child.id().to_string()]);
 }
 
-/// Two namespaces joined by a veth pair: A = 192.168.77.1, B = 192.168.77.2.
-struct Pair {
-    a: String,
-    b: String,
-    dir: tempfile::TempDir,
-    module: PathBuf,
+/// Namespaces A and B joined by a veth pair, and a virtual chip with no PIN.
+fn testbed() -> Testbed {
+    Testbed::new(("wgea", "wgeb"), "")
 }
 
-impl Pair {
-    fn new() -> Pair {
-        assert_eq!(
-            must("id", &["-u"]).trim(),
-            "0",
-            "these tests create network namespaces: run as root"
-        );
-        let (a, b) = (unique("wgea"), unique("wgeb"));
-        must("ip", &["netns", "add", &a]);
-        must("ip", &["netns", "add", &b]);
-        let (va, vb) = (unique("va"), unique("vb"));
-        must(
-            "ip",
-            &[
-                "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b,
-            ],
-        );
-        for (ns, dev, ip) in [(&a, &va, "192.168.77.1/24"), (&b, &vb, "192.168.77.2/24")] {
-            must("ip", &["-n", ns, "addr", "add", ip, "dev", dev]);
-            must("ip", &["-n", ns, "link", "set", dev, "up"]);
-            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("se050.toml"),
-            format!(
-                "transport = \"virtual\"\nvirtual_state = \"{}\"\n",
-                dir.path().join("state").display()
-            ),
-        )
-        .unwrap();
-        let module = Path::new(BIN).parent().unwrap().join("libpkcs11_se050.so");
-        assert!(
-            module.is_file(),
-            "{} missing: cargo build -p pkcs11-se050",
-            module.display()
-        );
-        Pair { a, b, dir, module }
-    }
-
-    fn wg_pkcs11(&self, ns: Option<&str>, args: &[&str]) -> Command {
-        let mut command = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, BIN]);
-                c
-            }
-            None => Command::new(BIN),
-        };
-        command
-            .args(args)
-            .env("PKCS11_SE050_CONF", self.dir.path().join("se050.toml"));
-        command
-    }
-
-    fn uri(&self, label: &str) -> String {
-        format!(
-            "pkcs11:token=SE050;object={label}?module-path={}",
-            self.module.display()
-        )
-    }
-
+/// What the tests below add to the [`Testbed`]: keys with no PIN, and wg-quick's hooks logged
+/// to `hooks.log`.
+impl Testbed {
+    /// A key pair made in the chip as `label` (no PIN); its public key.
     fn genkey(&self, label: &str) -> String {
         let out = self
-            .wg_pkcs11(None, &["genkey", &self.uri(label)])
+            .wg_pkcs11(None, &["genkey", &self.uri(label, "")])
             .output()
             .unwrap();
         assert!(
@@ -134,66 +40,18 @@ impl Pair {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// wireguard-go in B on port 51820 with address 10.9.0.2/24; returns its public key.
-    fn wireguard_go(&self, ifname: &str, peer_public: &str) -> String {
-        must_in(&self.b, &["wireguard-go", ifname]);
-        let private = must("wg", &["genkey"]);
-        let key_file = self.dir.path().join("b.key");
-        std::fs::write(&key_file, &private).unwrap();
-        let public = {
-            let mut child = Command::new("wg")
-                .arg("pubkey")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(private.as_bytes())
-                .unwrap();
-            String::from_utf8(child.wait_with_output().unwrap().stdout)
-                .unwrap()
-                .trim()
-                .to_string()
-        };
-        must_in(
-            &self.b,
-            &[
-                "wg",
-                "set",
-                ifname,
-                "private-key",
-                key_file.to_str().unwrap(),
-                "listen-port",
-                "51820",
-                "peer",
-                peer_public,
-                "allowed-ips",
-                "10.9.0.1/32",
-            ],
-        );
-        must(
-            "ip",
-            &["-n", &self.b, "addr", "add", "10.9.0.2/24", "dev", ifname],
-        );
-        must("ip", &["-n", &self.b, "link", "set", ifname, "up"]);
-        public
-    }
-
     fn write_conf(&self, ifname: &str, private_key: &str, server_public: &str) -> PathBuf {
         let hooks = self.dir.path().join("hooks.log");
         let hooks = hooks.display();
         let path = self.dir.path().join(format!("{ifname}.conf"));
+        let server = &self.net.b_addr;
         std::fs::write(
             &path,
             format!(
                 "[Interface]\nPrivateKey = {private_key}\nListenPort = 51821\nAddress = 10.9.0.1/24, fd09::1/64\n\
                  PreUp = echo pre-up %i >> {hooks}\nPostUp = echo post-up %i >> {hooks}\n\
                  PreDown = echo pre-down %i >> {hooks}\nPostDown = echo post-down %i >> {hooks}\n\n\
-                 [Peer]\nPublicKey = {server_public}\nEndpoint = 192.168.77.2:51820\n\
+                 [Peer]\nPublicKey = {server_public}\nEndpoint = {server}:51820\n\
                  AllowedIPs = 10.9.0.2/32, 10.99.0.0/16\n"
             ),
         )
@@ -208,16 +66,17 @@ impl Pair {
     /// `wg-pkcs11 up --foreground CONF` in A.
     fn up(&self, conf: &Path) -> Command {
         self.wg_pkcs11(
-            Some(&self.a),
+            Some(&self.net.a),
             &["up", "--foreground", conf.to_str().unwrap()],
         )
     }
 
     /// PostUp runs last: once it has, addresses and routes are in place.
     fn wait_for_post_up(&self) {
-        wait_for("PostUp", Duration::from_secs(10), || {
-            self.hooks().contains("post-up")
-        });
+        assert!(
+            wait_for(10, || self.hooks().contains("post-up")),
+            "timed out waiting for PostUp"
+        );
     }
 
     /// A token key `label` in A, wireguard-go in B as its peer, and the configuration of an
@@ -227,7 +86,7 @@ impl Pair {
         let server_if = unique("wgs");
         let server_public = self.wireguard_go(&server_if, &public);
         let ifname = unique(if_prefix);
-        let conf = self.write_conf(&ifname, &self.uri(label), &server_public);
+        let conf = self.write_conf(&ifname, &self.uri(label, ""), &server_public);
         TokenTunnel {
             public,
             server_if,
@@ -238,7 +97,7 @@ impl Pair {
     }
 }
 
-/// What [`Pair::token_tunnel`] set up.
+/// What [`Testbed::token_tunnel`] set up.
 struct TokenTunnel {
     /// A's public key, from the token.
     public: String,
@@ -250,44 +109,9 @@ struct TokenTunnel {
     conf: PathBuf,
 }
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let pids = run("ip", &["netns", "pids", ns]);
-            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-                let _ = run("kill", &[pid]);
-            }
-            let _ = run("ip", &["netns", "del", ns]);
-        }
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < timeout, "the daemon did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn socket(ifname: &str) -> PathBuf {
-    PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"))
-}
-
 #[test]
 fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
-    let pair = Pair::new();
+    let pair = testbed();
     let TokenTunnel {
         public,
         server_if,
@@ -297,8 +121,10 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
     } = pair.token_tunnel("wg-up", "wgc");
     let mut daemon = pair.up(&conf).stderr(Stdio::piped()).spawn().unwrap();
     pair.wait_for_post_up();
+    // The check for an interface left behind below sees this one while it is up.
+    assert!(pair.net.a.has_link(&ifname));
 
-    let ping = run_in(&pair.a, &["ping", "-c", "2", "-W", "3", "10.9.0.2"]);
+    let ping = pair.net.a.exec("ping", &["-c", "2", "-W", "3", "10.9.0.2"]);
     assert!(
         ping.status.success(),
         "no ping through the tunnel: {}{}",
@@ -307,7 +133,7 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
     );
 
     // The stock wg sees the handshake and the traffic; wg-pkcs11 show adds the public key.
-    let dump = must_in(&pair.a, &["wg", "show", &ifname, "dump"]);
+    let dump = pair.net.a.must("wg", &["show", &ifname, "dump"]);
     let peer: Vec<&str> = dump.lines().nth(1).unwrap().split('\t').collect();
     assert_eq!(peer[0], server_public);
     assert!(
@@ -319,36 +145,37 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
         "{dump}"
     );
     let show = pair
-        .wg_pkcs11(Some(&pair.a), &["show", &ifname])
+        .wg_pkcs11(Some(&pair.net.a), &["show", &ifname])
         .output()
         .unwrap();
     let show = String::from_utf8(show.stdout).unwrap();
     assert!(show.contains(&format!("public key: {public}")), "{show}");
     // The virtual SE050 is a software token: `show` says the key is not in hardware.
     assert!(show.contains("private key: NOT IN HARDWARE"), "{show}");
-    let server = must_in(&pair.b, &["wg", "show", &server_if, "latest-handshakes"]);
+    let server = pair
+        .net
+        .b
+        .must("wg", &["show", &server_if, "latest-handshakes"]);
     assert!(
         !server.contains("\t0"),
         "wireguard-go saw no handshake: {server}"
     );
 
     // Addresses and routes as configured; wg set private-key refused.
-    let addr = must("ip", &["-n", &pair.a, "addr", "show", "dev", &ifname]);
+    let addr = pair.net.a.ip(&["addr", "show", "dev", &ifname]);
     assert!(
         addr.contains("10.9.0.1/24") && addr.contains("fd09::1/64"),
         "{addr}"
     );
-    assert!(must("ip", &["-n", &pair.a, "route"]).contains(&format!("10.99.0.0/16 dev {ifname}")));
+    assert!(pair
+        .net
+        .a
+        .ip(&["route"])
+        .contains(&format!("10.99.0.0/16 dev {ifname}")));
     let key_file = pair.dir.path().join("b.key");
-    let refused = run_in(
-        &pair.a,
-        &[
-            "wg",
-            "set",
-            &ifname,
-            "private-key",
-            key_file.to_str().unwrap(),
-        ],
+    let refused = pair.net.a.exec(
+        "wg",
+        &["set", &ifname, "private-key", key_file.to_str().unwrap()],
     );
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Operation not permitted"));
@@ -366,32 +193,27 @@ fn token_key_against_wireguard_go_then_sigterm_takes_everything_down() {
         format!("pre-up {ifname}\npost-up {ifname}\npre-down {ifname}\npost-down {ifname}\n")
     );
     assert!(!socket(&ifname).exists());
-    assert!(
-        !run("ip", &["-n", &pair.a, "link", "show", &ifname])
-            .status
-            .success(),
-        "interface left behind"
-    );
-    assert!(!must("ip", &["-n", &pair.a, "route"]).contains("10.99.0.0"));
+    assert!(!pair.net.a.has_link(&ifname), "interface left behind");
+    assert!(!pair.net.a.ip(&["route"]).contains("10.99.0.0"));
 }
 
 #[test]
 fn software_key_and_removing_the_socket_stops_the_daemon() {
-    let pair = Pair::new();
+    let pair = testbed();
     let private = must("wg", &["genkey"]).trim().to_string();
     let ifname = unique("wgd");
     let some_peer = "hNwrkRsuKu+T7x7HxIxlGa9hsIKLgRJwKp5u8zYBGGY=";
     let conf = pair.write_conf(&ifname, &private, some_peer);
     let mut daemon = pair.up(&conf).spawn().unwrap();
-    wait_for("the UAPI socket", Duration::from_secs(10), || {
-        socket(&ifname).exists()
-    });
+    assert!(
+        wait_for(10, || socket(&ifname).exists()),
+        "timed out waiting for the UAPI socket"
+    );
     // wg set: add a peer with allowed IPs, then remove it.
     let other = "eORRaeHQ7+F8Q+VjKU/AGBXkVMMMHQIGD4+EQnRImX4=";
-    must_in(
-        &pair.a,
+    pair.net.a.must(
+        "wg",
         &[
-            "wg",
             "set",
             &ifname,
             "peer",
@@ -402,24 +224,25 @@ fn software_key_and_removing_the_socket_stops_the_daemon() {
             "7",
         ],
     );
-    let dump = must_in(&pair.a, &["wg", "show", &ifname, "dump"]);
+    let dump = pair.net.a.must("wg", &["show", &ifname, "dump"]);
     assert!(
         dump.lines()
             .any(|l| l.starts_with(other) && l.contains("10.50.0.0/24") && l.ends_with("\t7")),
         "{dump}"
     );
-    must_in(&pair.a, &["wg", "set", &ifname, "peer", other, "remove"]);
-    assert!(!must_in(&pair.a, &["wg", "show", &ifname, "peers"]).contains(other));
+    pair.net
+        .a
+        .must("wg", &["set", &ifname, "peer", other, "remove"]);
+    assert!(!pair
+        .net
+        .a
+        .must("wg", &["show", &ifname, "peers"])
+        .contains(other));
 
     std::fs::remove_file(socket(&ifname)).unwrap();
     let status = wait_exit(&mut daemon, Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
-    assert!(
-        !run("ip", &["-n", &pair.a, "link", "show", &ifname])
-            .status
-            .success(),
-        "interface left behind"
-    );
+    assert!(!pair.net.a.has_link(&ifname), "interface left behind");
     assert!(
         pair.hooks().ends_with(&format!("post-down {ifname}\n")),
         "{}",
@@ -429,21 +252,19 @@ fn software_key_and_removing_the_socket_stops_the_daemon() {
 
 #[test]
 fn failures_are_reported_and_leave_nothing() {
-    let pair = Pair::new();
+    let pair = testbed();
     let ifname = unique("wgf");
     let fail = |conf: &Path| {
         let out = pair.up(conf).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
-        assert!(!run("ip", &["-n", &pair.a, "link", "show", &ifname])
-            .status
-            .success());
+        assert!(!pair.net.a.has_link(&ifname));
         assert!(!socket(&ifname).exists());
         String::from_utf8(out.stderr).unwrap()
     };
     // A key that is not in the token: the message names it.
     let conf = pair.write_conf(
         &ifname,
-        &pair.uri("wg-absent"),
+        &pair.uri("wg-absent", ""),
         "hNwrkRsuKu+T7x7HxIxlGa9hsIKLgRJwKp5u8zYBGGY=",
     );
     let err = fail(&conf);
@@ -479,10 +300,10 @@ fn failures_are_reported_and_leave_nothing() {
 
 #[test]
 fn genkey_and_pubkey_through_the_cli() {
-    let pair = Pair::new();
+    let pair = testbed();
     let public = pair.genkey("wg-cli");
     let out = pair
-        .wg_pkcs11(None, &["pubkey", &pair.uri("wg-cli")])
+        .wg_pkcs11(None, &["pubkey", &pair.uri("wg-cli", "")])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), public);
@@ -528,7 +349,7 @@ fn genkey_and_pubkey_through_the_cli() {
         );
     }
     let again = pair
-        .wg_pkcs11(None, &["genkey", &pair.uri("wg-cli")])
+        .wg_pkcs11(None, &["genkey", &pair.uri("wg-cli", "")])
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(1));
@@ -539,14 +360,13 @@ fn genkey_and_pubkey_through_the_cli() {
 /// fwmark policy routing, the daemon's own UDP packets (marked) still leave by the veth.
 #[test]
 fn default_route_through_the_tunnel() {
-    let pair = Pair::new();
+    let pair = testbed();
     let public = pair.genkey("wg-default");
     let server_if = unique("wgs");
     let server_public = pair.wireguard_go(&server_if, &public);
-    must_in(
-        &pair.b,
+    pair.net.b.must(
+        "wg",
         &[
-            "wg",
             "set",
             &server_if,
             "peer",
@@ -562,38 +382,33 @@ fn default_route_through_the_tunnel() {
         &conf,
         format!(
             "[Interface]\nPrivateKey = {}\nAddress = 10.9.0.1/24\nPostUp = echo post-up >> {}\n\
-             [Peer]\nPublicKey = {server_public}\nEndpoint = 192.168.77.2:51820\nAllowedIPs = 0.0.0.0/0\n",
-            pair.uri("wg-default"),
-            hooks.display()
+             [Peer]\nPublicKey = {server_public}\nEndpoint = {}:51820\nAllowedIPs = 0.0.0.0/0\n",
+            pair.uri("wg-default", ""),
+            hooks.display(),
+            pair.net.b_addr
         ),
     )
     .unwrap();
     let mut daemon = pair.up(&conf).spawn().unwrap();
     pair.wait_for_post_up();
-    let rules = must("ip", &["-n", &pair.a, "rule"]);
+    let rules = pair.net.a.ip(&["rule"]);
     assert!(
         rules.contains("not from all fwmark 0xca6c lookup 51820"),
         "{rules}"
     );
     assert_eq!(
-        must_in(&pair.a, &["wg", "show", &ifname, "fwmark"]).trim(),
+        pair.net.a.must("wg", &["show", &ifname, "fwmark"]).trim(),
         "0xca6c",
         "the device marks its packets"
     );
     // An address only the default route can reach: B's tunnel address in another subnet.
-    must(
-        "ip",
-        &[
-            "-n",
-            &pair.b,
-            "addr",
-            "add",
-            "172.31.9.9/32",
-            "dev",
-            &server_if,
-        ],
-    );
-    let ping = run_in(&pair.a, &["ping", "-c", "2", "-W", "3", "172.31.9.9"]);
+    pair.net
+        .b
+        .ip(&["addr", "add", "172.31.9.9/32", "dev", &server_if]);
+    let ping = pair
+        .net
+        .a
+        .exec("ping", &["-c", "2", "-W", "3", "172.31.9.9"]);
     assert!(
         ping.status.success(),
         "no ping over the default route: {}",
@@ -601,7 +416,7 @@ fn default_route_through_the_tunnel() {
     );
     signal(&daemon, "INT");
     assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
-    let rules = must("ip", &["-n", &pair.a, "rule"]);
+    let rules = pair.net.a.ip(&["rule"]);
     assert!(
         !rules.contains("51820") && !rules.contains("suppress_prefixlength"),
         "{rules}"
@@ -625,25 +440,27 @@ fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
 }
 
 /// Whether one ping from A reaches B's tunnel address within a second.
-fn ping_once(pair: &Pair) -> bool {
-    run_in(&pair.a, &["ping", "-c", "1", "-W", "1", "10.9.0.2"])
+fn ping_once(pair: &Testbed) -> bool {
+    pair.net
+        .a
+        .exec("ping", &["-c", "1", "-W", "1", "10.9.0.2"])
         .status
         .success()
 }
 
 /// A ping that may need a retry while a peer learns a new endpoint.
-fn ping_works(pair: &Pair) -> bool {
+fn ping_works(pair: &Testbed) -> bool {
     (0..3).any(|_| ping_once(pair))
 }
 
 /// `wg show IF key` trimmed.
-fn show(ns: &str, ifname: &str, key: &str) -> String {
-    must_in(ns, &["wg", "show", ifname, key]).trim().to_string()
+fn show(ns: &Netns, ifname: &str, key: &str) -> String {
+    ns.must("wg", &["show", ifname, key]).trim().to_string()
 }
 
 /// Whether a UDP socket in `ns` is bound to `port`.
-fn udp_port_bound(ns: &str, port: u16) -> bool {
-    must_in(ns, &["ss", "-Huan", &format!("sport = :{port}")])
+fn udp_port_bound(ns: &Netns, port: u16) -> bool {
+    ns.must("ss", &["-Huan", &format!("sport = :{port}")])
         .lines()
         .any(|l| !l.trim().is_empty())
 }
@@ -654,7 +471,7 @@ fn udp_port_bound(ns: &str, port: u16) -> bool {
 /// old one keeps working; 0 picks a free port), and `wg show` reports each change.
 #[test]
 fn wg_set_listen_port_and_fwmark_on_a_running_tunnel() {
-    let pair = Pair::new();
+    let pair = testbed();
     let TokenTunnel {
         public,
         server_if,
@@ -665,78 +482,73 @@ fn wg_set_listen_port_and_fwmark_on_a_running_tunnel() {
     let mut daemon = pair.up(&conf).spawn().unwrap();
     pair.wait_for_post_up();
     assert!(ping_works(&pair), "no tunnel to start with");
-    assert_eq!(show(&pair.a, &ifname, "listen-port"), "51821");
-    assert_eq!(show(&pair.a, &ifname, "fwmark"), "off");
+    assert_eq!(show(&pair.net.a, &ifname, "listen-port"), "51821");
+    assert_eq!(show(&pair.net.a, &ifname, "fwmark"), "off");
 
     // Unmarked packets to B's underlay address go to a black hole; marked ones pass.
-    must(
-        "ip",
-        &[
-            "-n",
-            &pair.a,
-            "route",
-            "add",
-            "blackhole",
-            "192.168.77.2/32",
-            "table",
-            "1234",
-        ],
-    );
-    must(
-        "ip",
-        &[
-            "-n", &pair.a, "rule", "add", "not", "fwmark", "0x1234", "table", "1234", "pref", "100",
-        ],
-    );
+    let underlay_b = format!("{}/32", pair.net.b_addr);
+    pair.net
+        .a
+        .ip(&["route", "add", "blackhole", &underlay_b, "table", "1234"]);
+    pair.net.a.ip(&[
+        "rule", "add", "not", "fwmark", "0x1234", "table", "1234", "pref", "100",
+    ]);
     assert!(!ping_once(&pair), "unmarked outer packets must not reach B");
-    must_in(&pair.a, &["wg", "set", &ifname, "fwmark", "0x1234"]);
-    assert_eq!(show(&pair.a, &ifname, "fwmark"), "0x1234");
+    pair.net.a.must("wg", &["set", &ifname, "fwmark", "0x1234"]);
+    assert_eq!(show(&pair.net.a, &ifname, "fwmark"), "0x1234");
     assert!(ping_works(&pair), "marked outer packets reach B");
 
     // A port another WireGuard interface holds: refused, the old port keeps working.
     let holder = unique("wgh");
-    must_in(&pair.a, &["wireguard-go", &holder]);
-    must_in(&pair.a, &["wg", "set", &holder, "listen-port", "51830"]);
-    let refused = run_in(&pair.a, &["wg", "set", &ifname, "listen-port", "51830"]);
+    pair.net.a.must("wireguard-go", &[&holder]);
+    pair.net
+        .a
+        .must("wg", &["set", &holder, "listen-port", "51830"]);
+    let refused = pair
+        .net
+        .a
+        .exec("wg", &["set", &ifname, "listen-port", "51830"]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("Address already in use"), "{stderr}");
-    assert_eq!(show(&pair.a, &ifname, "listen-port"), "51821");
+    assert_eq!(show(&pair.net.a, &ifname, "listen-port"), "51821");
     assert!(ping_works(&pair), "the old port stopped working");
 
     // A free port: the session survives, B learns the new endpoint by roaming, the old port
     // is released, and the new socket carries the mark (the black hole is still there).
-    must_in(&pair.a, &["wg", "set", &ifname, "listen-port", "51822"]);
-    assert_eq!(show(&pair.a, &ifname, "listen-port"), "51822");
-    assert!(udp_port_bound(&pair.a, 51822) && !udp_port_bound(&pair.a, 51821));
-    let handshakes = show(&pair.a, &ifname, "latest-handshakes");
+    pair.net
+        .a
+        .must("wg", &["set", &ifname, "listen-port", "51822"]);
+    assert_eq!(show(&pair.net.a, &ifname, "listen-port"), "51822");
+    assert!(udp_port_bound(&pair.net.a, 51822) && !udp_port_bound(&pair.net.a, 51821));
+    let handshakes = show(&pair.net.a, &ifname, "latest-handshakes");
     assert!(ping_works(&pair), "no tunnel after moving to port 51822");
     assert_eq!(
-        show(&pair.b, &server_if, "endpoints"),
-        format!("{public}\t192.168.77.1:51822")
+        show(&pair.net.b, &server_if, "endpoints"),
+        format!("{public}\t{}:51822", pair.net.a_addr)
     );
-    let from_b = run_in(&pair.b, &["ping", "-c", "1", "-W", "2", "10.9.0.1"]);
+    let from_b = pair.net.b.exec("ping", &["-c", "1", "-W", "2", "10.9.0.1"]);
     assert!(from_b.status.success(), "B cannot reach A on its new port");
     assert_eq!(
-        show(&pair.a, &ifname, "latest-handshakes"),
+        show(&pair.net.a, &ifname, "latest-handshakes"),
         handshakes,
         "the move cost a handshake: the session should have been kept"
     );
 
     // Port 0: a free port of the kernel's choice, reported by wg show.
-    must_in(&pair.a, &["wg", "set", &ifname, "listen-port", "0"]);
-    let random: u16 = show(&pair.a, &ifname, "listen-port").parse().unwrap();
+    pair.net.a.must("wg", &["set", &ifname, "listen-port", "0"]);
+    let random: u16 = show(&pair.net.a, &ifname, "listen-port").parse().unwrap();
     assert!(random != 0 && random != 51822, "port {random}");
-    assert!(udp_port_bound(&pair.a, random) && !udp_port_bound(&pair.a, 51822));
+    assert!(udp_port_bound(&pair.net.a, random) && !udp_port_bound(&pair.net.a, 51822));
     assert!(ping_works(&pair), "no tunnel after moving to port {random}");
     assert_eq!(
-        show(&pair.b, &server_if, "endpoints"),
-        format!("{public}\t192.168.77.1:{random}")
+        show(&pair.net.b, &server_if, "endpoints"),
+        format!("{public}\t{}:{random}", pair.net.a_addr)
     );
 
     // fwmark 0 is off again: outer packets fall into the black hole.
-    must_in(&pair.a, &["wg", "set", &ifname, "fwmark", "0"]);
-    assert_eq!(show(&pair.a, &ifname, "fwmark"), "off");
+    pair.net.a.must("wg", &["set", &ifname, "fwmark", "0"]);
+    assert_eq!(show(&pair.net.a, &ifname, "fwmark"), "off");
     assert!(
         !ping_once(&pair),
         "outer packets still marked after fwmark 0"

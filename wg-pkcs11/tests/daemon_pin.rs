@@ -16,118 +16,43 @@
 //!
 //! The chip's counter is read through the token flags (`pkcs11-tool -T`). Needs root.
 
+mod daemon_support;
+mod device_support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wg-pkcs11");
+use daemon_support::{socket, wait_exit, write_mode, Testbed};
+use device_support::{must, output_text as text, unique, Netns};
+
 const SO_PIN: &str = "87654321";
 const USER_PIN: &str = "24681357";
 const WRONG_PIN: &str = "97531864";
 /// What the daemon exits with when the PIN is the problem (key::login::PIN_EXIT_STATUS).
 const PIN_EXIT: i32 = 77;
 
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}{}",
-        std::process::id() % 10000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+/// Two namespaces joined by a veth pair, a virtual SE050 with a user PIN (at most 3 wrong
+/// attempts), provisioned with pkcs11-tool.
+fn setup() -> Testbed {
+    let setup = Testbed::new(("wgpa", "wgpb"), "pin_max_attempts = 3\n");
+    setup.pkcs11_tool_ok(&["--init-token", "--label", "SE050", "--so-pin", SO_PIN]);
+    setup.pkcs11_tool_ok(&[
+        "--init-pin",
+        "--login",
+        "--so-pin",
+        SO_PIN,
+        "--pin",
+        USER_PIN,
+    ]);
+    setup
 }
 
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn must(program: &str, args: &[&str]) -> String {
-    let out = run(program, args);
-    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn must_in(ns: &str, command: &[&str]) -> String {
-    must("ip", &[&["netns", "exec", ns], command].concat())
-}
-
-fn write_mode(path: &Path, content: &str, mode: u32) {
-    std::fs::write(path, content).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Two namespaces joined by a veth pair (A = 192.168.78.1, B = 192.168.78.2), a virtual SE050
-/// with a user PIN (at most 3 wrong attempts), and a key made in it with that PIN.
-struct Setup {
-    a: String,
-    b: String,
-    dir: tempfile::TempDir,
-    module: PathBuf,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        assert_eq!(
-            must("id", &["-u"]).trim(),
-            "0",
-            "these tests create network namespaces: run as root"
-        );
-        let (a, b) = (unique("wgpa"), unique("wgpb"));
-        must("ip", &["netns", "add", &a]);
-        must("ip", &["netns", "add", &b]);
-        let (va, vb) = (unique("vpa"), unique("vpb"));
-        must(
-            "ip",
-            &[
-                "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b,
-            ],
-        );
-        for (ns, dev, ip) in [(&a, &va, "192.168.78.1/24"), (&b, &vb, "192.168.78.2/24")] {
-            must("ip", &["-n", ns, "addr", "add", ip, "dev", dev]);
-            must("ip", &["-n", ns, "link", "set", dev, "up"]);
-            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("se050.toml"),
-            format!(
-                "transport = \"virtual\"\nvirtual_state = \"{}\"\npin_max_attempts = 3\n",
-                dir.path().join("state").display()
-            ),
-        )
-        .unwrap();
-        let module = Path::new(BIN).parent().unwrap().join("libpkcs11_se050.so");
-        assert!(module.is_file(), "{} missing", module.display());
-        let setup = Setup { a, b, dir, module };
-        setup.pkcs11_tool_ok(&["--init-token", "--label", "SE050", "--so-pin", SO_PIN]);
-        setup.pkcs11_tool_ok(&[
-            "--init-pin",
-            "--login",
-            "--so-pin",
-            SO_PIN,
-            "--pin",
-            USER_PIN,
-        ]);
-        setup
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn pkcs11_tool(&self, args: &[&str]) -> Output {
+/// What the tests below add to the [`Testbed`]: pkcs11-tool on its chip, keys made with the
+/// user PIN, the daemon with a state directory of its own, and the tunnel to wireguard-go.
+impl Testbed {
+    fn pkcs11_tool(&self, args: &[&str]) -> std::process::Output {
         Command::new("pkcs11-tool")
             .arg("--module")
             .arg(&self.module)
@@ -164,30 +89,15 @@ impl Setup {
         );
     }
 
-    /// `wg-pkcs11 ARGS` (in namespace `ns`) with the test's chip and state directory.
-    fn wg_pkcs11(&self, ns: Option<&str>, args: &[&str]) -> Command {
-        let mut command = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, BIN]);
-                c
-            }
-            None => Command::new(BIN),
-        };
+    /// `wg-pkcs11 ARGS` (in namespace `ns`) with the test's chip and state directory, logging
+    /// at level info, and no systemd credentials unless the test gives them.
+    fn wg_pkcs11_isolated(&self, ns: Option<&Netns>, args: &[&str]) -> Command {
+        let mut command = self.wg_pkcs11(ns, args);
         command
-            .args(args)
-            .env("PKCS11_SE050_CONF", self.path("se050.toml"))
             .env("WG_PKCS11_STATE_DIR", self.path("wg-state"))
             .env("RUST_LOG", "info")
             .env_remove("CREDENTIALS_DIRECTORY");
         command
-    }
-
-    fn uri(&self, label: &str, query: &str) -> String {
-        format!(
-            "pkcs11:token=SE050;object={label}?module-path={}{query}",
-            self.module.display()
-        )
     }
 
     /// A key pair made in the chip with the user PIN (so it carries the chip's policy: only a
@@ -196,59 +106,78 @@ impl Setup {
         let pin_file = self.path("genkey.pin");
         write_mode(&pin_file, &format!("{USER_PIN}\n"), 0o600);
         let uri = self.uri(label, &format!("&pin-source={}", pin_file.display()));
-        let out = self.wg_pkcs11(None, &["genkey", &uri]).output().unwrap();
+        let out = self
+            .wg_pkcs11_isolated(None, &["genkey", &uri])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "genkey: {}", text(&out));
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     /// wireguard-go in B (10.9.0.2, port 51820) with `peer_public` as its peer; its public key.
-    fn wireguard_go(&self, peer_public: &str) -> String {
+    fn wireguard_go_peer(&self, peer_public: &str) -> String {
         self.wireguard_go_named(peer_public).1
     }
 
-    /// [`Setup::wireguard_go`], also returning wireguard-go's interface name.
+    /// [`Testbed::wireguard_go_peer`], also returning wireguard-go's interface name.
     fn wireguard_go_named(&self, peer_public: &str) -> (String, String) {
         let ifname = unique("wgs");
-        must_in(&self.b, &["wireguard-go", &ifname]);
-        let private = must("wg", &["genkey"]);
-        let key_file = self.path("b.key");
-        write_mode(&key_file, &private, 0o600);
-        let public = must(
-            "sh",
-            &["-c", &format!("wg pubkey < {}", key_file.display())],
-        );
-        must_in(
-            &self.b,
-            &[
-                "wg",
-                "set",
-                &ifname,
-                "private-key",
-                key_file.to_str().unwrap(),
-                "listen-port",
-                "51820",
-                "peer",
-                peer_public,
-                "allowed-ips",
-                "10.9.0.1/32",
-            ],
-        );
-        must(
-            "ip",
-            &["-n", &self.b, "addr", "add", "10.9.0.2/24", "dev", &ifname],
-        );
-        must("ip", &["-n", &self.b, "link", "set", &ifname, "up"]);
-        (ifname, public.trim().to_string())
+        let public = self.wireguard_go(&ifname, peer_public);
+        (ifname, public)
+    }
+
+    /// A key `label` made with the user PIN, wireguard-go in B as its peer, `pin` in the file
+    /// `<label>.pin` (mode `pin_mode`), and a config (mode 0600) for an interface
+    /// `<if_prefix>…` in A whose key reads its PIN from that file.
+    fn pin_file_tunnel(
+        &self,
+        label: &str,
+        pin: &str,
+        pin_mode: u32,
+        if_prefix: &str,
+    ) -> PinFileTunnel {
+        let public = self.genkey(label);
+        let (server_if, server) = self.wireguard_go_named(&public);
+        let pin_file = self.path(&format!("{label}.pin"));
+        write_mode(&pin_file, &format!("{pin}\n"), pin_mode);
+        let ifname = unique(if_prefix);
+        let uri = self.uri(label, &format!("&pin-source={}", pin_file.display()));
+        let conf = self.conf(&ifname, &uri, &server, 0o600);
+        PinFileTunnel {
+            public,
+            server_if,
+            pin_file,
+            ifname,
+            conf,
+        }
+    }
+
+    /// `wg-pkcs11 show`, `show --json`, `strip` and `save` in A: each works and shows no PIN.
+    fn assert_no_pin_in_the_cli(&self, ifname: &str, conf: &Path) {
+        for args in [
+            vec!["show", ifname],
+            vec!["show", "--json", ifname],
+            vec!["strip", conf.to_str().unwrap()],
+            vec!["save", conf.to_str().unwrap()],
+        ] {
+            let out = self
+                .wg_pkcs11_isolated(Some(&self.net.a), &args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", text(&out));
+            assert_no_pin(&format!("wg-pkcs11 {args:?}"), &text(&out));
+        }
     }
 
     /// A config for interface `ifname` with `private_key`, mode `mode`.
     fn conf(&self, ifname: &str, private_key: &str, server_public: &str, mode: u32) -> PathBuf {
         let path = self.path(&format!("{ifname}.conf"));
+        let server = &self.net.b_addr;
         write_mode(
             &path,
             &format!(
                 "[Interface]\nPrivateKey = {private_key}\nListenPort = 51821\nAddress = 10.9.0.1/24\n\n\
-                 [Peer]\nPublicKey = {server_public}\nEndpoint = 192.168.78.2:51820\n\
+                 [Peer]\nPublicKey = {server_public}\nEndpoint = {server}:51820\n\
                  AllowedIPs = 10.9.0.2/32\n"
             ),
             mode,
@@ -259,8 +188,8 @@ impl Setup {
     /// `up --foreground CONF` in A, its stderr in a file.
     fn start(&self, conf: &Path, credentials: Option<&Path>) -> (Child, PathBuf) {
         let log = self.path(&format!("daemon-{}.log", unique("")));
-        let mut command = self.wg_pkcs11(
-            Some(&self.a),
+        let mut command = self.wg_pkcs11_isolated(
+            Some(&self.net.a),
             &["up", "--foreground", conf.to_str().unwrap()],
         );
         if let Some(dir) = credentials {
@@ -276,7 +205,7 @@ impl Setup {
 
     /// `up --foreground CONF` in A that must fail: its exit code and stderr.
     fn start_failing(&self, args: &[&str], credentials: Option<&Path>) -> (i32, String) {
-        let mut command = self.wg_pkcs11(Some(&self.a), args);
+        let mut command = self.wg_pkcs11_isolated(Some(&self.net.a), args);
         if let Some(dir) = credentials {
             command.env("CREDENTIALS_DIRECTORY", dir);
         }
@@ -295,14 +224,8 @@ impl Setup {
 
     /// Ping through the tunnel, then SIGTERM: exit 0. Returns the daemon's log.
     fn ping_and_stop(&self, ifname: &str, mut daemon: Child, log: &Path) -> String {
-        let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
-        wait_up(&mut daemon, log, ifname_of(&socket));
-        let ping = run(
-            "ip",
-            &[
-                "netns", "exec", &self.a, "ping", "-c", "2", "-W", "3", "10.9.0.2",
-            ],
-        );
+        wait_up(&mut daemon, log, ifname_of(&socket(ifname)));
+        let ping = self.net.a.exec("ping", &["-c", "2", "-W", "3", "10.9.0.2"]);
         assert!(
             ping.status.success(),
             "no ping through the tunnel: {}\n{}",
@@ -317,16 +240,17 @@ impl Setup {
     }
 }
 
-impl Drop for Setup {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let pids = run("ip", &["netns", "pids", ns]);
-            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-                let _ = run("kill", &[pid]);
-            }
-            let _ = run("ip", &["netns", "del", ns]);
-        }
-    }
+/// What [`Testbed::pin_file_tunnel`] set up.
+struct PinFileTunnel {
+    /// The key's public key, from the token.
+    public: String,
+    /// wireguard-go's interface in B.
+    server_if: String,
+    /// The key's pin-source.
+    pin_file: PathBuf,
+    /// A's interface, named in `conf`.
+    ifname: String,
+    conf: PathBuf,
 }
 
 fn wait_for(
@@ -369,20 +293,6 @@ fn ifname_of(socket: &Path) -> &str {
     socket.file_stem().unwrap().to_str().unwrap()
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("the daemon did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// What the daemon answers a UAPI `get` (what `wg show` reads, with the daemon's own keys).
 fn uapi_get(socket: &Path) -> String {
     use std::io::{BufRead, Write};
@@ -420,38 +330,26 @@ fn clean(flags: &str) -> bool {
 
 #[test]
 fn pin_source_file_runs_the_tunnel_and_the_pin_shows_nowhere() {
-    let setup = Setup::new();
-    let public = setup.genkey("wg-file");
-    let server = setup.wireguard_go(&public);
+    let setup = setup();
     // A PIN file others may read: used, with a warning.
-    let pin_file = setup.path("wg.pin");
-    write_mode(&pin_file, &format!("{USER_PIN}\n"), 0o644);
-    let ifname = unique("wgpf");
-    let uri = setup.uri("wg-file", &format!("&pin-source={}", pin_file.display()));
-    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let PinFileTunnel {
+        pin_file,
+        ifname,
+        conf,
+        ..
+    } = setup.pin_file_tunnel("wg-file", USER_PIN, 0o644, "wgpf");
     let (mut daemon, log) = setup.start(&conf, None);
-    let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    let socket = socket(&ifname);
     wait_up(&mut daemon, &log, ifname_of(&socket));
     // Everything that shows the key or the interface: no PIN in any of it.
-    let ping = run(
-        "ip",
-        &[
-            "netns", "exec", &setup.a, "ping", "-c", "2", "-W", "3", "10.9.0.2",
-        ],
-    );
+    let ping = setup
+        .net
+        .a
+        .exec("ping", &["-c", "2", "-W", "3", "10.9.0.2"]);
     assert!(ping.status.success(), "{}", text(&ping));
-    for args in [
-        vec!["show", ifname.as_str()],
-        vec!["show", "--json", ifname.as_str()],
-        vec!["strip", conf.to_str().unwrap()],
-        vec!["save", conf.to_str().unwrap()],
-    ] {
-        let out = setup.wg_pkcs11(Some(&setup.a), &args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        assert_no_pin(&format!("wg-pkcs11 {args:?}"), &text(&out));
-    }
+    setup.assert_no_pin_in_the_cli(&ifname, &conf);
     let show = setup
-        .wg_pkcs11(Some(&setup.a), &["show", &ifname])
+        .wg_pkcs11_isolated(Some(&setup.net.a), &["show", &ifname])
         .output()
         .unwrap();
     let show = text(&show);
@@ -468,7 +366,7 @@ fn pin_source_file_runs_the_tunnel_and_the_pin_shows_nowhere() {
     assert_no_pin("UAPI get", &get);
     assert_no_pin(
         "wg show",
-        &must_in(&setup.a, &["wg", "show", &ifname, "dump"]),
+        &setup.net.a.must("wg", &["show", &ifname, "dump"]),
     );
     let log = setup.ping_and_stop(&ifname, daemon, &log);
     assert!(
@@ -488,27 +386,18 @@ fn pin_source_file_runs_the_tunnel_and_the_pin_shows_nowhere() {
 
 #[test]
 fn pin_value_in_a_config_others_may_read_is_warned_about_and_never_shown() {
-    let setup = Setup::new();
+    let setup = setup();
     let public = setup.genkey("wg-value");
-    let server = setup.wireguard_go(&public);
+    let server = setup.wireguard_go_peer(&public);
     let ifname = unique("wgpv");
     let uri = setup.uri("wg-value", &format!("&pin-value={USER_PIN}"));
     let conf = setup.conf(&ifname, &uri, &server, 0o644);
     let (daemon, log) = setup.start(&conf, None);
     // strip prints no pkcs11: PrivateKey at all; show, show --json and UAPI get no pin-value.
-    let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    let socket = socket(&ifname);
     let mut daemon = daemon;
     wait_up(&mut daemon, &log, ifname_of(&socket));
-    for args in [
-        vec!["show", ifname.as_str()],
-        vec!["show", "--json", ifname.as_str()],
-        vec!["strip", conf.to_str().unwrap()],
-        vec!["save", conf.to_str().unwrap()],
-    ] {
-        let out = setup.wg_pkcs11(Some(&setup.a), &args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        assert_no_pin(&format!("wg-pkcs11 {args:?}"), &text(&out));
-    }
+    setup.assert_no_pin_in_the_cli(&ifname, &conf);
     let get = uapi_get(&socket);
     assert_no_pin("UAPI get", &get);
     // save kept the PrivateKey line as it was: the config still works.
@@ -522,7 +411,10 @@ fn pin_value_in_a_config_others_may_read_is_warned_about_and_never_shown() {
 
     // An error that echoes the URI (one that does not parse) shows no pin-value either.
     let bad = format!("pkcs11:object=x;colour=red?pin-value={USER_PIN}");
-    let out = setup.wg_pkcs11(None, &["pubkey", &bad]).output().unwrap();
+    let out = setup
+        .wg_pkcs11_isolated(None, &["pubkey", &bad])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(text(&out).contains("colour"), "{}", text(&out));
     assert_no_pin("a URI error", &text(&out));
@@ -530,9 +422,9 @@ fn pin_value_in_a_config_others_may_read_is_warned_about_and_never_shown() {
 
 #[test]
 fn systemd_credentials_default_and_named_and_a_missing_one_costs_no_attempt() {
-    let setup = Setup::new();
+    let setup = setup();
     let public = setup.genkey("wg-cred");
-    let server = setup.wireguard_go(&public);
+    let server = setup.wireguard_go_peer(&public);
     let credentials = setup.path("credentials");
     std::fs::create_dir(&credentials).unwrap();
     // As systemd's LoadCredential= leaves them: read-only, root's.
@@ -584,14 +476,13 @@ fn systemd_credentials_default_and_named_and_a_missing_one_costs_no_attempt() {
 
 #[test]
 fn a_wrong_pin_uses_one_attempt_and_a_second_start_none() {
-    let setup = Setup::new();
-    let public = setup.genkey("wg-wrong");
-    let server = setup.wireguard_go(&public);
-    let pin_file = setup.path("wrong.pin");
-    write_mode(&pin_file, &format!("{WRONG_PIN}\n"), 0o600);
-    let ifname = unique("wgpw");
-    let uri = setup.uri("wg-wrong", &format!("&pin-source={}", pin_file.display()));
-    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let setup = setup();
+    let PinFileTunnel {
+        pin_file,
+        ifname,
+        conf,
+        ..
+    } = setup.pin_file_tunnel("wg-wrong", WRONG_PIN, 0o600, "wgpw");
     assert!(clean(&setup.token_flags()), "{}", setup.token_flags());
 
     let (code, out) = setup.start_failing(&["up", "--foreground", conf.to_str().unwrap()], None);
@@ -640,14 +531,9 @@ fn a_wrong_pin_uses_one_attempt_and_a_second_start_none() {
 
 #[test]
 fn at_the_final_try_or_locked_the_daemon_makes_no_attempt() {
-    let setup = Setup::new();
-    let public = setup.genkey("wg-lock");
-    let server = setup.wireguard_go(&public);
-    let pin_file = setup.path("right.pin");
-    write_mode(&pin_file, &format!("{USER_PIN}\n"), 0o600);
-    let ifname = unique("wgpl");
-    let uri = setup.uri("wg-lock", &format!("&pin-source={}", pin_file.display()));
-    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let setup = setup();
+    let PinFileTunnel { ifname, conf, .. } =
+        setup.pin_file_tunnel("wg-lock", USER_PIN, 0o600, "wgpl");
     let args = ["up", "--foreground", conf.to_str().unwrap()];
 
     // Two wrong PINs by hand: one attempt left. Even the right PIN is not sent.
@@ -711,16 +597,16 @@ fn the_shipped_unit_does_not_restart_on_the_pin_status() {
 /// stops with exit status 77, having used one attempt.
 #[test]
 fn after_a_chip_reset_the_daemon_logs_in_again_or_stops_when_refused() {
-    let setup = Setup::new();
-    let public = setup.genkey("wg-reset");
-    let (server_if, server) = setup.wireguard_go_named(&public);
-    let pin_file = setup.path("reset.pin");
-    write_mode(&pin_file, &format!("{USER_PIN}\n"), 0o600);
-    let ifname = unique("wgpr");
-    let uri = setup.uri("wg-reset", &format!("&pin-source={}", pin_file.display()));
-    let conf = setup.conf(&ifname, &uri, &server, 0o600);
+    let setup = setup();
+    let PinFileTunnel {
+        public,
+        server_if,
+        ifname,
+        conf,
+        ..
+    } = setup.pin_file_tunnel("wg-reset", USER_PIN, 0o600, "wgpr");
     let (mut daemon, log) = setup.start(&conf, None);
-    let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    let socket = socket(&ifname);
     wait_up(&mut daemon, &log, ifname_of(&socket));
     let state = setup.path("state");
     let power_cycle = || {
@@ -736,14 +622,12 @@ fn after_a_chip_reset_the_daemon_logs_in_again_or_stops_when_refused() {
     };
     // A new handshake from the server's side: wireguard-go forgets the peer and meets it again.
     let rehandshake = || {
-        must_in(
-            &setup.b,
-            &["wg", "set", &server_if, "peer", &public, "remove"],
-        );
-        must_in(
-            &setup.b,
+        let b = &setup.net.b;
+        b.must("wg", &["set", &server_if, "peer", &public, "remove"]);
+        let endpoint = format!("{}:51821", setup.net.a_addr);
+        b.must(
+            "wg",
             &[
-                "wg",
                 "set",
                 &server_if,
                 "peer",
@@ -751,15 +635,10 @@ fn after_a_chip_reset_the_daemon_logs_in_again_or_stops_when_refused() {
                 "allowed-ips",
                 "10.9.0.1/32",
                 "endpoint",
-                "192.168.78.1:51821",
+                &endpoint,
             ],
         );
-        run(
-            "ip",
-            &[
-                "netns", "exec", &setup.b, "ping", "-c", "3", "-W", "3", "10.9.0.1",
-            ],
-        )
+        b.exec("ping", &["-c", "3", "-W", "3", "10.9.0.1"])
     };
     power_cycle();
     let ping = rehandshake();

@@ -1,104 +1,25 @@
 //! Every call on the link ends within `max_response_time`, whatever the chip sends or
 //! stops sending: found while writing the fuzz harness for the host link (issue 14).
 
-use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use embedded_hal::i2c::{ErrorType, I2c, Operation};
-
-use super::atr::REAL_SE050_ATR;
-use super::frame::{Frame, Pcb, SKind};
+use super::frame::{Frame, Pcb};
 use super::link::{T1Link, T1Options};
+use super::test_chip::{CountingDelay, TestChip};
 use super::{ApduTransport, LinkError};
-use crate::virtual_se050::VirtualI2cError;
 
 /// After the session's opening (RESYNCH, then an ATR with `bwt_ms`), answers each
 /// write with the next of `replies` (raw bytes), going round them for ever; an empty
 /// list means a chip that NACKs everything from then on, writes included.
-struct Chip {
-    opening: VecDeque<Vec<u8>>,
-    replies: Vec<Vec<u8>>,
-    next: usize,
-    current: Vec<u8>,
-}
-
-impl Chip {
-    fn new(bwt_ms: u16, replies: Vec<Vec<u8>>) -> Chip {
-        let mut atr = REAL_SE050_ATR;
-        atr[7..9].copy_from_slice(&bwt_ms.to_be_bytes());
-        let s = |kind, inf: &[u8]| {
-            Frame::to_host(
-                Pcb::S {
-                    kind,
-                    response: true,
-                },
-                inf,
-            )
-            .encode()
-            .to_vec()
-        };
-        Chip {
-            opening: VecDeque::from([s(SKind::Resynch, &[]), s(SKind::GetAtr, &atr)]),
-            replies,
-            next: 0,
-            current: vec![],
-        }
-    }
-}
-
-impl ErrorType for Chip {
-    type Error = VirtualI2cError;
-}
-
-impl I2c for Chip {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), Self::Error> {
-        let nack = VirtualI2cError {
-            address,
-            reason: "test chip: silent",
-        };
-        for op in operations {
-            match op {
-                Operation::Write(_) => {
-                    if let Some(reply) = self.opening.pop_front() {
-                        self.current = reply;
-                    } else if self.replies.is_empty() {
-                        return Err(nack);
-                    } else {
-                        self.current = self.replies[self.next % self.replies.len()].clone();
-                        self.next += 1;
-                    }
-                }
-                Operation::Read(buf) => {
-                    if self.current.is_empty() {
-                        return Err(nack);
-                    }
-                    let n = buf.len().min(self.current.len());
-                    buf[..n].copy_from_slice(&self.current[..n]);
-                    self.current.drain(..n);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-struct StdDelay;
-
-impl embedded_hal::delay::DelayNs for StdDelay {
-    fn delay_ns(&mut self, ns: u32) {
-        std::thread::sleep(Duration::from_nanos(ns.into()));
-    }
+fn cycling_chip(bwt_ms: u16, replies: Vec<Vec<u8>>) -> TestChip {
+    TestChip::new(bwt_ms, replies, true)
 }
 
 /// Runs `calls` transceives on a thread, each timed; gives up (failing the test instead of
 /// hanging it) if they are not all back within `patience`.
 fn timed_calls(
-    chip: Chip,
+    chip: TestChip,
     max_response_time: Duration,
     calls: usize,
     patience: Duration,
@@ -108,7 +29,7 @@ fn timed_calls(
         max_response_time,
         ..T1Options::default()
     };
-    let mut link = T1Link::open(chip, StdDelay, options).expect("open");
+    let mut link = T1Link::open(chip, CountingDelay::default(), options).expect("open");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for _ in 0..calls {
@@ -144,7 +65,7 @@ fn endless_empty_chain_links_end_in_a_clear_error() {
     );
     // BWT 5 ms, overall 2 s: the bound on empty links must end it well before the time does.
     let results = timed_calls(
-        Chip::new(5, frames),
+        cycling_chip(5, frames),
         Duration::from_secs(2),
         2,
         Duration::from_secs(20),
@@ -176,7 +97,7 @@ fn a_trickling_chain_is_cut_off_at_the_overall_limit() {
         })
         .collect();
     let limit = Duration::from_millis(300);
-    let results = timed_calls(Chip::new(5, frames), limit, 2, Duration::from_secs(30));
+    let results = timed_calls(cycling_chip(5, frames), limit, 2, Duration::from_secs(30));
     let err = results[0].0.clone().unwrap_err();
     assert!(
         matches!(
@@ -197,7 +118,7 @@ fn a_chip_that_stops_answering_fails_each_call_within_the_limit_whatever_its_bwt
     // everything: writes, reads, and the RESYNCH after the failure.
     let limit = Duration::from_millis(300);
     let results = timed_calls(
-        Chip::new(u16::MAX, vec![]),
+        cycling_chip(u16::MAX, vec![]),
         limit,
         3,
         Duration::from_secs(60),
@@ -222,7 +143,7 @@ fn a_frame_cut_off_after_its_header_fails_within_the_limit_whatever_its_bwt() {
     // A header announcing 10 bytes of INF, then silence: the body wait was one BWT.
     let limit = Duration::from_millis(300);
     let results = timed_calls(
-        Chip::new(u16::MAX, vec![vec![0xA5, 0x00, 0x0A]]),
+        cycling_chip(u16::MAX, vec![vec![0xA5, 0x00, 0x0A]]),
         limit,
         2,
         Duration::from_secs(60),

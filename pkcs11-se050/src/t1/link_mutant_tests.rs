@@ -2,133 +2,19 @@
 //! item 6): the response length limit, the overall deadline's checks, the IFSD range,
 //! and the reply window taken from the ATR. Each test names the mutant it kills.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use embedded_hal::delay::DelayNs;
-use embedded_hal::i2c::{ErrorType, I2c, Operation};
-
-use super::atr::REAL_SE050_ATR;
 use super::frame::{Frame, Pcb, SKind, MAX_INF};
 use super::link::{T1Link, T1Options};
+use super::test_chip::{s_response, wtx_request, CountingDelay, TestChip};
 use super::{ApduTransport, LinkError};
-use crate::virtual_se050::VirtualI2cError;
-
-/// After the opening (RESYNCH, then an ATR announcing `bwt_ms`), answers each write with
-/// the next of `replies` (raw bytes; an empty one: the write is taken, reads are NACKed).
-/// With `cycle` it goes round them for ever; without, once they are used up it NACKs
-/// everything, writes included.
-struct Chip {
-    opening: VecDeque<Vec<u8>>,
-    replies: Vec<Vec<u8>>,
-    cycle: bool,
-    next: usize,
-    current: Vec<u8>,
-    writes: Arc<AtomicUsize>,
-}
-
-impl Chip {
-    fn new(bwt_ms: u16, replies: Vec<Vec<u8>>, cycle: bool) -> Chip {
-        let mut atr = REAL_SE050_ATR;
-        atr[7..9].copy_from_slice(&bwt_ms.to_be_bytes());
-        Chip {
-            opening: VecDeque::from([
-                s_response(SKind::Resynch, &[]),
-                s_response(SKind::GetAtr, &atr),
-            ]),
-            replies,
-            cycle,
-            next: 0,
-            current: vec![],
-            writes: Arc::default(),
-        }
-    }
-}
-
-fn s_response(kind: SKind, inf: &[u8]) -> Vec<u8> {
-    Frame::to_host(
-        Pcb::S {
-            kind,
-            response: true,
-        },
-        inf,
-    )
-    .encode()
-    .to_vec()
-}
-
-fn wtx_request(multiplier: u8) -> Vec<u8> {
-    Frame::to_host(
-        Pcb::S {
-            kind: SKind::Wtx,
-            response: false,
-        },
-        &[multiplier],
-    )
-    .encode()
-    .to_vec()
-}
-
-impl ErrorType for Chip {
-    type Error = VirtualI2cError;
-}
-
-impl I2c for Chip {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), Self::Error> {
-        let nack = VirtualI2cError {
-            address,
-            reason: "test chip: silent",
-        };
-        for op in operations {
-            match op {
-                Operation::Write(_) => {
-                    if let Some(reply) = self.opening.pop_front() {
-                        self.current = reply;
-                    } else if self.next < self.replies.len() || self.cycle {
-                        self.current = self.replies[self.next % self.replies.len()].clone();
-                        self.next += 1;
-                    } else {
-                        return Err(nack);
-                    }
-                    self.writes.fetch_add(1, Ordering::SeqCst);
-                }
-                Operation::Read(buf) => {
-                    if self.current.is_empty() {
-                        return Err(nack);
-                    }
-                    let n = buf.len().min(self.current.len());
-                    buf[..n].copy_from_slice(&self.current[..n]);
-                    self.current.drain(..n);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// std sleep that counts its calls: with a 1 ms poll interval, the number of polls in a
-/// wait of W ms is W (the poll also counts polls, and a sleep never ends early), however
-/// slow the machine.
-#[derive(Clone, Default)]
-struct CountingDelay(Arc<AtomicU32>);
-
-impl DelayNs for CountingDelay {
-    fn delay_ns(&mut self, ns: u32) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_nanos(ns.into()));
-    }
-}
 
 /// Opens a link on `chip` (initial BWT 5 ms) and runs one transceive of `command` on a
 /// thread; fails the test instead of hanging it if no answer comes within `patience`.
 fn bounded_call(
-    chip: Chip,
+    chip: TestChip,
     options: T1Options,
     command: Vec<u8>,
     patience: Duration,
@@ -173,7 +59,7 @@ fn the_longest_response_apdu_is_taken_and_one_byte_more_refused() {
     // Kills MAX_RESPONSE_APDU `65536 + 2` -> `65536 - 2` (the longest legal response,
     // 65536 data bytes and SW1 SW2, refused) and -> `65536 * 2` (one byte more taken).
     let patience = Duration::from_secs(60);
-    let chip = Chip::new(5, response_chain(65538), false);
+    let chip = TestChip::new(5, response_chain(65538), false);
     let response = bounded_call(
         chip,
         options(Duration::from_secs(30)),
@@ -184,7 +70,7 @@ fn the_longest_response_apdu_is_taken_and_one_byte_more_refused() {
     assert_eq!(response.len(), 65538);
     assert_eq!(response[65537], (65537 * 13) as u8);
 
-    let chip = Chip::new(5, response_chain(65539), false);
+    let chip = TestChip::new(5, response_chain(65539), false);
     let err = bounded_call(
         chip,
         options(Duration::from_secs(30)),
@@ -204,7 +90,7 @@ fn endless_wtx_requests_end_at_the_overall_limit() {
     // silence and no retry ever ends it, only the deadline's check at the top of each
     // round. Kills `Deadline::passed` -> false and its `>` -> `==` (both hang, bounded
     // here by the patience), and `Deadline::elapsed` -> 0 (the deadline never passes).
-    let chip = Chip::new(5, vec![wtx_request(1)], true);
+    let chip = TestChip::new(5, vec![wtx_request(1)], true);
     let err = bounded_call(
         chip,
         options(Duration::from_millis(300)),
@@ -230,7 +116,7 @@ fn a_chip_gone_after_asking_for_time_is_a_timeout_not_a_dead_chip() {
     // then NACKs everything: our WTX response waits out the call's limit. The limit, not
     // the chip, ended the call, so it is a ResponseTimeout (`timed_out`). Kills
     // `Deadline::exhausted` -> false and `Deadline::elapsed` -> 0 (both: NotResponding).
-    let chip = Chip::new(u16::MAX, vec![wtx_request(1)], false);
+    let chip = TestChip::new(u16::MAX, vec![wtx_request(1)], false);
     let err = bounded_call(
         chip,
         options(Duration::from_millis(300)),
@@ -256,7 +142,7 @@ fn a_reply_cut_short_by_the_limit_is_a_timeout_without_a_solicitation() {
     // left of the call (the ATR's BWT is 65 s): that is the call's limit, not a silence,
     // so no R-block is sent to solicit a reply and the error is a ResponseTimeout. Kills
     // `Deadline::exhausted` -> false (it solicits, the write is NACKed: NotResponding).
-    let chip = Chip::new(u16::MAX, vec![vec![]], false);
+    let chip = TestChip::new(u16::MAX, vec![vec![]], false);
     let writes = chip.writes.clone();
     let err = bounded_call(
         chip,
@@ -284,7 +170,7 @@ fn ifsd_outside_1_to_254_is_refused_before_the_bus() {
     // Kills `size == 0 || size > MAX_INF` -> `&&` (0 is sent), and `>` -> `==` (255 is
     // sent) or `>=` (254, the largest legal IFSD, refused).
     for size in [0u8, 255] {
-        let chip = Chip::new(5, vec![], false);
+        let chip = TestChip::new(5, vec![], false);
         let writes = chip.writes.clone();
         let mut link = T1Link::open(
             chip,
@@ -305,7 +191,7 @@ fn ifsd_outside_1_to_254_is_refused_before_the_bus() {
         );
     }
     for size in [1u8, 254] {
-        let chip = Chip::new(5, vec![s_response(SKind::Ifs, &[size])], false);
+        let chip = TestChip::new(5, vec![s_response(SKind::Ifs, &[size])], false);
         let mut link = T1Link::open(
             chip,
             CountingDelay::default(),
@@ -324,7 +210,7 @@ fn silences_are_waited_for_one_and_a_half_bwt_of_the_atr() {
     // 1.5 BWT + 5 ms = 305 ms, i.e. 304..=305 polls of 1 ms each. Kills `apply_atr`'s
     // `!atr.bwt.is_zero()` -> `atr.bwt.is_zero()` (the ATR's BWT ignored: 12 ms windows)
     // and `reply_window`'s `bwt / 2` -> `bwt * 2` (605 ms windows).
-    let chip = Chip::new(200, vec![vec![]], true);
+    let chip = TestChip::new(200, vec![vec![]], true);
     let delay = CountingDelay::default();
     let polls = delay.0.clone();
     let mut link = T1Link::open(chip, delay, options(Duration::from_secs(30))).expect("open");
@@ -363,7 +249,7 @@ fn an_s_request_other_than_wtx_is_named_as_such() {
     )
     .encode()
     .to_vec();
-    let chip = Chip::new(5, vec![resynch_request], false);
+    let chip = TestChip::new(5, vec![resynch_request], false);
     let err = bounded_call(
         chip,
         options(Duration::from_secs(1)),
@@ -386,7 +272,7 @@ fn endless_damaged_replies_exhaust_the_retries_long_before_the_limit() {
         .encode()
         .to_vec();
     *damaged.last_mut().unwrap() ^= 0xFF;
-    let chip = Chip::new(5, vec![damaged], true);
+    let chip = TestChip::new(5, vec![damaged], true);
     let mut opts = options(Duration::from_secs(5));
     opts.max_retries = 3;
     let err = bounded_call(chip, opts, vec![0x80, 1, 2, 3], Duration::from_secs(20)).unwrap_err();
@@ -400,7 +286,7 @@ fn endless_damaged_replies_exhaust_the_retries_long_before_the_limit() {
 fn retries_error(replies: Vec<Vec<u8>>) -> LinkError {
     let mut opts = options(Duration::from_secs(2));
     opts.max_retries = 3;
-    let chip = Chip::new(5, replies, true);
+    let chip = TestChip::new(5, replies, true);
     bounded_call(chip, opts, vec![0x80, 1, 2, 3], Duration::from_secs(20)).unwrap_err()
 }
 
@@ -437,7 +323,7 @@ fn resync_through_the_transport_asks_the_chip_and_reports_its_silence() {
     // The token resynchronises through the ApduTransport trait after a failed exchange. Kills
     // `<T1Link as ApduTransport>::resync` -> Ok(()): the request must reach the bus, and a chip
     // that no longer answers must not be reported as resynchronised.
-    let answering = Chip::new(5, vec![s_response(SKind::Resynch, &[])], false);
+    let answering = TestChip::new(5, vec![s_response(SKind::Resynch, &[])], false);
     let writes = answering.writes.clone();
     let mut link = T1Link::open(
         answering,
@@ -453,7 +339,7 @@ fn resync_through_the_transport_asks_the_chip_and_reports_its_silence() {
         "one S(RESYNCH request) on the bus"
     );
 
-    let silent = Chip::new(5, vec![], false);
+    let silent = TestChip::new(5, vec![], false);
     let mut link = T1Link::open(
         silent,
         CountingDelay::default(),

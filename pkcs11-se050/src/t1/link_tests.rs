@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::{ErrorType, I2c, Operation};
 
 use super::frame::{Frame, Pcb, SKind};
 use super::link::{T1Link, T1Options};
+use super::test_chip::CountingDelay;
 use super::{ApduTransport, LinkError};
 use crate::virtual_se050::{
     ApduHandler, Direction, FaultHandle, Processed, VirtualOptions, VirtualSe050, MAX_COMMAND_APDU,
@@ -47,17 +47,6 @@ impl ApduHandler for TestApplet {
 
     fn reset(&mut self) {
         self.resets.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// std sleep that counts how often the link chose to wait.
-#[derive(Clone, Default)]
-struct CountingDelay(Arc<AtomicU32>);
-
-impl DelayNs for CountingDelay {
-    fn delay_ns(&mut self, ns: u32) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_nanos(ns.into()));
     }
 }
 

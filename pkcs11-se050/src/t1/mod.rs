@@ -150,3 +150,5 @@ mod link_bound_tests;
 mod link_mutant_tests;
 #[cfg(test)]
 mod link_tests;
+#[cfg(test)]
+mod test_chip;

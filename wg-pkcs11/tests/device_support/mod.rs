@@ -47,17 +47,35 @@ pub fn must(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Stdout then stderr of a finished command, for error messages and searches.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A network namespace, deleted on drop (which also removes its interfaces).
 pub struct Netns {
     pub name: String,
+    /// What the processes still in the namespace are sent on drop.
+    exit_signal: libc::c_int,
 }
 
 impl Netns {
+    /// A namespace whose processes are killed (SIGKILL) on drop.
     pub fn new(prefix: &str) -> Netns {
+        Netns::with_exit_signal(prefix, libc::SIGKILL)
+    }
+
+    /// A namespace whose processes get `exit_signal` on drop: SIGTERM lets a daemon or
+    /// wireguard-go remove its UAPI socket on the way out.
+    pub fn with_exit_signal(prefix: &str, exit_signal: libc::c_int) -> Netns {
         require_root();
         let name = unique(prefix);
         must("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
+        let ns = Netns { name, exit_signal };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
@@ -74,6 +92,20 @@ impl Netns {
         let mut a = vec!["netns", "exec", self.name.as_str(), cmd];
         a.extend_from_slice(args);
         run("ip", &a)
+    }
+
+    /// Whether the namespace has an interface `name`.
+    pub fn has_link(&self, name: &str) -> bool {
+        run("ip", &["-n", &self.name, "link", "show", name])
+            .status
+            .success()
+    }
+
+    /// A command inside the namespace, required to succeed: its stdout.
+    pub fn must(&self, cmd: &str, args: &[&str]) -> String {
+        let mut a = vec!["netns", "exec", self.name.as_str(), cmd];
+        a.extend_from_slice(args);
+        must("ip", &a)
     }
 
     pub fn command(&self, cmd: &str) -> Command {
@@ -107,7 +139,7 @@ impl Drop for Netns {
                 if let Ok(pid) = std::str::from_utf8(pid).unwrap_or("").trim().parse::<i32>() {
                     if pid != std::process::id() as i32 {
                         // SAFETY: kill(2) on a process that lives in our test namespace.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        unsafe { libc::kill(pid, self.exit_signal) };
                     }
                 }
             });
@@ -128,8 +160,14 @@ pub struct Pair {
 
 impl Pair {
     pub fn new() -> Pair {
-        let a = Netns::new("wgda");
-        let b = Netns::new("wgdb");
+        Pair::with(("wgda", "wgdb"), libc::SIGKILL)
+    }
+
+    /// A pair whose namespaces are named after `prefixes` and whose processes get
+    /// `exit_signal` on drop (see [`Netns::with_exit_signal`]).
+    pub fn with(prefixes: (&str, &str), exit_signal: libc::c_int) -> Pair {
+        let a = Netns::with_exit_signal(prefixes.0, exit_signal);
+        let b = Netns::with_exit_signal(prefixes.1, exit_signal);
         let subnet = (std::process::id() % 200) as u8 + 20;
         let va = unique("va");
         let vb = unique("vb");
