@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use device_support::*;
 use ring::digest::{Context, SHA256};
-use wg_pkcs11::device::{Device, DeviceConfig};
+use wg_pkcs11::device::{Device, DeviceConfig, DropReason};
 use wg_pkcs11::key::soft::SoftKey;
 use wg_pkcs11::key::StaticKey;
 
@@ -452,6 +452,25 @@ fn tun_rx_packets(ns: &Netns, ifname: &str) -> u64 {
     numbers[1]
 }
 
+/// Packets the kernel counted out of `ns`'s veth: a GSO send is one, however many datagrams.
+fn veth_tx_packets(ns: &Netns) -> u64 {
+    let veth = ns.ip(&["-o", "link", "show", "type", "veth"]);
+    // "5: wgda123@if4: <...>": the name before '@'.
+    let name = veth
+        .split(": ")
+        .nth(1)
+        .and_then(|n| n.split('@').next())
+        .expect("the pair's veth")
+        .to_string();
+    let out = ns.ip(&["-s", "-o", "link", "show", "dev", &name]);
+    let after = out.split("TX:").nth(1).expect("ip -s shows TX");
+    let numbers: Vec<u64> = after
+        .split(|c: char| c == '\\' || c.is_whitespace())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    numbers[1]
+}
+
 fn kernel_has_uso() -> bool {
     // TUN_F_USO4/USO6 came with Linux 6.2.
     let release = must("uname", &["-r"]);
@@ -500,6 +519,9 @@ fn udp_datagrams_arrive_intact_through_coalescing_both_ways() {
     // Datagrams each device decrypted and handed on to its TUN (some may still be dropped by the
     // receiving socket afterwards, so what arrives is no measure of what was written).
     let delivered_before = (b.counters().rx_packets, a.counters().rx_packets);
+    // A -> B goes out of the socket one datagram per send: A reads them from its TUN one by
+    // one, and queues them up for one GSO send while its TUN has more (device/send.rs).
+    let a_wire_before = veth_tx_packets(&pair.a);
     let mut runs = Vec::new();
     for (from, to, to_addr, s) in [
         (&pair.a, &pair.b, "10.14.0.2", seed),
@@ -544,6 +566,26 @@ fn udp_datagrams_arrive_intact_through_coalescing_both_ways() {
     let delivered = (
         b.counters().rx_packets - delivered_before.0,
         a.counters().rx_packets - delivered_before.1,
+    );
+    let a_wire = veth_tx_packets(&pair.a) - a_wire_before;
+    // Loss is allowed, a message that does not authenticate is not: a GSO send whose segments
+    // are not all the same size (but the last) is cut at the wrong places on the wire.
+    for (end, d) in [("A", &a), ("B", &b)] {
+        assert_eq!(
+            d.counters().dropped(DropReason::Decrypt),
+            0,
+            "{end} received transport messages that did not authenticate"
+        );
+    }
+    println!(
+        "A -> B: {} datagrams reached B's device in {a_wire} sends on A's wire",
+        delivered.0
+    );
+    assert!(
+        a_wire < delivered.0,
+        "A sent every single datagram on its own ({a_wire} sends for {} datagrams): no GSO \
+         batching of single packets",
+        delivered.0
     );
     for (((dir, got), tun_writes), handed_on) in ["A -> B", "B -> A"]
         .iter()
