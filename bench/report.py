@@ -95,10 +95,11 @@ def throughput_section(results):
              "softirq work the kernel does elsewhere does not. " + cpu_counter_note(results), "",
              "| implementation (A -> B) | TCP Mbit/s | TCP / bare veth | UDP received Mbit/s | UDP received / bare veth | UDP sent Mbit/s | UDP loss | CPU s per GB, A / B | TCP per round | load avg (1 min) per round |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-    bare = find(rows, "bare veth")
-    bare_tcp = bare.get("tcp_mbps") if bare else None
-    bare_udp = bare.get("udp_mbps") if bare else None
     for row in rows:
+        # The one-core rows are compared with the bare veth on the same core.
+        bare = find(rows, "bare veth, 1 core" if row["name"].endswith(", 1 core") else "bare veth")
+        bare_tcp = bare.get("tcp_mbps") if bare else None
+        bare_udp = bare.get("udp_mbps") if bare else None
         if "tcp_mbps" in row:
             cpu = row.get("cpu_s_per_gb")
             cpu_text = " / ".join(fmt(c, 2) for c in cpu) if cpu else "-"
@@ -140,6 +141,7 @@ def throughput_section(results):
                      f"fraction of that: "
                      + "; ".join(f"{r['name']} {r['tcp_mbps'] / (slowest * 1368 / 1420):.2f}"
                                  for r in rows if "tcp_mbps" in r and r["name"] != "bare veth"))
+    lines += scaling_lines(rows)
     for row in rows:
         if row.get("first_handshake_ops"):
             per_round = "; ".join(
@@ -150,6 +152,25 @@ def throughput_section(results):
                          "once-per-peer static-static DH and the handshake's own)")
     lines.append("")
     return lines
+
+
+def scaling_lines(rows):
+    """How wg-pkcs11's single-stream TCP scales from one core to two, and with a helper."""
+    own, helper = find(rows, "wg-pkcs11"), find(rows, "wg-pkcs11, 1 crypto helper")
+    one, bare_one = find(rows, "wg-pkcs11, 1 core"), find(rows, "bare veth, 1 core")
+    if not (own and one and "tcp_mbps" in own and "tcp_mbps" in one):
+        return []
+    line = (f"- Scaling, single-stream TCP: wg-pkcs11 with everything on one core (`taskset -c 0`: "
+            f"both daemons and iperf3) {fmt(one['tcp_mbps'])} Mbit/s, on both cores "
+            f"{fmt(own['tcp_mbps'])} Mbit/s ({own['tcp_mbps'] / one['tcp_mbps']:.2f}x)")
+    if bare_one and "tcp_mbps" in bare_one:
+        line += f"; the bare veth went from {fmt(bare_one['tcp_mbps'])} to " + (
+            f"{fmt(find(rows, 'bare veth')['tcp_mbps'])} Mbit/s" if find(rows, "bare veth") else "-")
+    if helper and "tcp_mbps" in helper:
+        line += (f". With a crypto helper per daemon on the same two cores: "
+                 f"{fmt(helper['tcp_mbps'])} Mbit/s ({helper['tcp_mbps'] / own['tcp_mbps']:.2f}x "
+                 f"the default, which has none on two cores)")
+    return [line + "."]
 
 
 def rekey_section(results):

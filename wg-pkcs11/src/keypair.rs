@@ -155,15 +155,33 @@ impl Keypair {
         if buf.len() < TRANSPORT_OVERHEAD + len {
             return Err(TransportError::BufferTooSmall);
         }
+        let counter = self.reserve_counters(1, now)?;
+        self.seal(buf, len, counter)
+    }
+
+    /// Take `n` consecutive send counters for messages sealed later with [`Keypair::seal`],
+    /// possibly on several threads: the messages are numbered in the order the caller sends
+    /// them, whichever thread seals which. Refuses the whole run when the session expired or
+    /// the run would reach REJECT_AFTER_MESSAGES, so no counter is ever used twice.
+    pub fn reserve_counters(&self, n: u64, now: Instant) -> Result<u64, TransportError> {
         if self.expired(now) {
             return Err(TransportError::Expired);
         }
-        let counter = self.send_counter.fetch_add(1, Ordering::Relaxed);
-        if counter >= REJECT_AFTER_MESSAGES {
+        let first = self.send_counter.fetch_add(n, Ordering::Relaxed);
+        if first.saturating_add(n) > REJECT_AFTER_MESSAGES {
             // Leave the counter saturated so no later call reuses a nonce either.
             self.send_counter
                 .store(REJECT_AFTER_MESSAGES, Ordering::Relaxed);
             return Err(TransportError::Expired);
+        }
+        Ok(first)
+    }
+
+    /// Seal `buf[16..16 + len]` with `counter`, which the caller took from
+    /// [`Keypair::reserve_counters`] and uses exactly once.
+    pub fn seal(&self, buf: &mut [u8], len: usize, counter: u64) -> Result<usize, TransportError> {
+        if buf.len() < TRANSPORT_OVERHEAD + len {
+            return Err(TransportError::BufferTooSmall);
         }
         let padded = padded_len(len).min(buf.len() - TRANSPORT_OVERHEAD);
         buf[TRANSPORT_HEADER_LEN + len..TRANSPORT_HEADER_LEN + padded].fill(0);
@@ -184,6 +202,19 @@ impl Keypair {
     /// header inside gives the real length) is `buf[16..16 + n]` and `n` is returned; `n == 0` is
     /// a keepalive. The counter is checked against the replay window after authentication.
     pub fn decrypt(&self, buf: &mut [u8], now: Instant) -> Result<usize, TransportError> {
+        let (n, counter) = self.open(buf, now)?;
+        if !self.accept_counter(counter) {
+            return Err(TransportError::Replayed);
+        }
+        Ok(n)
+    }
+
+    /// Authenticate and decrypt the transport message `buf` in place, without looking at the
+    /// replay window: returns the plaintext length and the message's counter, which the caller
+    /// must pass to [`Keypair::accept_counter`], in arrival order, before using the plaintext.
+    /// Split so that several threads can open a batch and one thread then checks the counters
+    /// in order, as the kernel's receive path does.
+    pub fn open(&self, buf: &mut [u8], now: Instant) -> Result<(usize, u64), TransportError> {
         if buf.len() < TRANSPORT_OVERHEAD
             || buf[..4] != [MESSAGE_TRANSPORT, 0, 0, 0]
             || buf[4..8] != self.local_index.to_le_bytes()
@@ -205,10 +236,13 @@ impl Keypair {
                 &mut buf[TRANSPORT_HEADER_LEN..],
             )
             .map_err(|_| TransportError::Decrypt)?;
-        if !self.replay.lock().check_and_update(counter) {
-            return Err(TransportError::Replayed);
-        }
-        Ok(n)
+        Ok((n, counter))
+    }
+
+    /// The replay check of an authenticated message's counter: true the first time a counter
+    /// inside the window is seen, false for a repeat or one that fell out of the window.
+    pub fn accept_counter(&self, counter: u64) -> bool {
+        self.replay.lock().check_and_update(counter)
     }
 
     /// Whether sending should start a new handshake: too many messages, or (initiator only)
@@ -498,5 +532,72 @@ mod tests {
         let texts: std::collections::HashSet<String> = all.iter().map(|e| e.to_string()).collect();
         assert_eq!(texts.len(), all.len());
         assert!(texts.iter().all(|t| t.len() > 10), "{texts:?}");
+    }
+
+    /// A run of counters taken for a super-packet sealed on two threads: consecutive, never
+    /// shared with another run, and each message carries its own whatever order the halves
+    /// are sealed in.
+    #[test]
+    fn reserved_runs_are_consecutive_and_each_message_carries_its_counter() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        assert_eq!(a.reserve_counters(5, now), Ok(0));
+        assert_eq!(a.reserve_counters(3, now), Ok(5));
+        assert_eq!(a.sent_messages(), 8);
+        // Sealed out of order (the second half first), opened in wire order.
+        let mut wire = [[0u8; 64]; 3];
+        for k in [2usize, 0, 1] {
+            wire[k][16..32].fill(k as u8);
+            assert_eq!(a.seal(&mut wire[k], 16, 5 + k as u64), Ok(48));
+        }
+        for (k, msg) in wire.iter_mut().enumerate() {
+            assert_eq!(
+                u64::from_le_bytes(msg[8..16].try_into().unwrap()),
+                5 + k as u64
+            );
+            assert_eq!(b.decrypt(&mut msg[..48], now), Ok(16));
+            assert!(msg[16..32].iter().all(|&x| x == k as u8));
+        }
+    }
+
+    /// A run that would reach REJECT_AFTER_MESSAGES is refused whole, and leaves the counter
+    /// saturated so that no later run reuses a nonce.
+    #[test]
+    fn a_run_reaching_reject_after_messages_is_refused_and_saturates() {
+        let now = Instant::now();
+        let (a, _) = pair(now);
+        a.set_send_counter(REJECT_AFTER_MESSAGES - 4);
+        assert_eq!(a.reserve_counters(4, now), Ok(REJECT_AFTER_MESSAGES - 4));
+        a.set_send_counter(REJECT_AFTER_MESSAGES - 4);
+        assert_eq!(a.reserve_counters(5, now), Err(TransportError::Expired));
+        assert_eq!(a.sent_messages(), REJECT_AFTER_MESSAGES);
+        assert_eq!(a.reserve_counters(1, now), Err(TransportError::Expired));
+        a.invalidate();
+        a.set_send_counter(0);
+        assert_eq!(a.reserve_counters(1, now), Err(TransportError::Expired));
+    }
+
+    /// Opening leaves the replay window to the caller (the receive path checks counters in
+    /// arrival order after opening a batch on two threads): a message opens twice, its counter
+    /// is accepted once, and a forged one never reaches the window.
+    #[test]
+    fn open_authenticates_without_touching_the_replay_window() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        let mut buf = [0u8; 48];
+        a.encrypt(&mut buf, 16, now).unwrap();
+        let sealed = buf;
+        assert_eq!(b.open(&mut buf, now), Ok((16, 0)));
+        let mut again = sealed;
+        assert_eq!(b.open(&mut again, now), Ok((16, 0)));
+        assert!(b.accept_counter(0));
+        assert!(!b.accept_counter(0));
+        let mut forged = sealed;
+        forged[8] = 7;
+        assert_eq!(b.open(&mut forged, now), Err(TransportError::Decrypt));
+        assert!(
+            b.accept_counter(7),
+            "a forged counter must not have moved the window"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::RwLock;
 use wg_pkcs11::config::{Cidr, Config, PrivateKeySource};
 use wg_pkcs11::device::stats::HandshakeStats;
-use wg_pkcs11::device::{self, Device, DeviceConfig};
+use wg_pkcs11::device::{self, Device, DeviceConfig, MAX_CRYPTO_HELPERS as MAX_HELPERS};
 use wg_pkcs11::key::{SoftKey, StaticKey};
 use wg_pkcs11::uapi::{
     check_private_key, DeviceInfo, PeerInfo, PeerUpdate, SetRequest, UapiBackend, UapiError,
@@ -194,7 +194,29 @@ pub fn start_unconfigured(ifname: &str, key: Arc<dyn StaticKey>) -> Result<Runni
     run(DeviceConfig::new(ifname, key), key_in_hardware)
 }
 
-fn run(device_config: DeviceConfig, key_in_hardware: bool) -> Result<RunningDevice, String> {
+/// The environment variable that sets the number of crypto helper threads (0 to
+/// `MAX_HELPERS`); unset: one per core beyond the packet loops' two.
+pub const CRYPTO_HELPERS_ENV: &str = "WG_PKCS11_CRYPTO_HELPERS";
+
+fn crypto_helpers_from_env() -> Result<Option<usize>, String> {
+    let Some(value) = std::env::var_os(CRYPTO_HELPERS_ENV) else {
+        return Ok(None);
+    };
+    parse_crypto_helpers(&value.to_string_lossy()).map(Some)
+}
+
+fn parse_crypto_helpers(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n <= MAX_HELPERS => Ok(n),
+        _ => Err(format!(
+            "{CRYPTO_HELPERS_ENV}={value:?}: not a number of crypto helper threads from 0 to \
+             {MAX_HELPERS} (unset it for one per core beyond two)"
+        )),
+    }
+}
+
+fn run(mut device_config: DeviceConfig, key_in_hardware: bool) -> Result<RunningDevice, String> {
+    device_config.crypto_helpers = crypto_helpers_from_env()?;
     let device = Device::start(device_config).map_err(|e| e.to_string())?;
     let backend = Arc::new(DeviceBackend {
         device: RwLock::new(Some(device)),
@@ -374,5 +396,23 @@ fn apply_peer(device: &Device, update: &PeerUpdate) {
         };
         list.retain(|ip| !removed.contains(ip));
         device.replace_allowed_ips(key, &list);
+    }
+}
+
+#[cfg(test)]
+mod crypto_helpers_tests {
+    use super::*;
+
+    #[test]
+    fn the_helper_count_is_a_small_number_and_anything_else_names_the_variable() {
+        assert_eq!(parse_crypto_helpers("0"), Ok(0));
+        assert_eq!(parse_crypto_helpers(" 2\n"), Ok(2));
+        for bad in ["3", "-1", "two", "", "1.5"] {
+            let e = parse_crypto_helpers(bad).unwrap_err();
+            assert!(
+                e.contains(CRYPTO_HELPERS_ENV) && e.contains("0 to 2"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -115,6 +115,10 @@ pub struct Counters {
     pub tx_packets: AtomicU64,
     /// A packet loop panicked and was restarted (a bug; should stay 0).
     pub loop_restarts: AtomicU64,
+    /// Transport messages a crypto helper sealed or opened beside the loop thread
+    /// (crypto_pool): 0 on one core.
+    pub sealed_on_helper: AtomicU64,
+    pub opened_on_helper: AtomicU64,
 }
 
 /// A copy of all counters at one moment.
@@ -133,6 +137,8 @@ pub struct CounterSnapshot {
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub loop_restarts: u64,
+    pub sealed_on_helper: u64,
+    pub opened_on_helper: u64,
 }
 
 impl CounterSnapshot {
@@ -218,6 +224,8 @@ impl Counters {
             rx_packets: self.rx_packets.load(Relaxed),
             tx_packets: self.tx_packets.load(Relaxed),
             loop_restarts: self.loop_restarts.load(Relaxed),
+            sealed_on_helper: self.sealed_on_helper.load(Relaxed),
+            opened_on_helper: self.opened_on_helper.load(Relaxed),
         }
     }
 }

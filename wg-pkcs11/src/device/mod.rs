@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! TUN reader   read (TSO super-packet) -> route (AllowedIPs) -> segment -> encrypt -> sendmsg(UDP_SEGMENT)
-//! UDP reader   recvmmsg(UDP_GRO) -> decrypt -> source check -> coalesce -> write(TUN)
+//! UDP reader   recvmmsg(UDP_GRO) -> decrypt -> replay / source check -> coalesce -> write(TUN)
 //!              handshake messages: mac1 (and mac2 under load) -> handshake queue
 //! handshake    owns EVERY static-key operation (the token: tens of ms each)
 //! timers       ticks every peer's timer state machine every 100 ms
@@ -18,14 +18,17 @@
 //! sends) already amortise the system call cost over tens of packets. A
 //! runtime would add wakeups, task hand-offs and allocation for nothing; two
 //! packet threads on a 2-core machine keep both cores doing crypto, one per
-//! direction, which is what single-stream TCP needs. The only slow thing, the
-//! token, gets its own thread so neither packet thread can ever wait on it:
-//! packet threads only push to the handshake queue (dropping when it is full)
-//! and the queue's depth decides "under load" (cookie replies before any token
-//! operation), as in wireguard-go.
+//! direction, which is what single-stream TCP needs. With more cores, the two
+//! readers share their AEAD with crypto helpers (crypto_pool: a super-packet
+//! or a receive batch split in two halves, order kept). The only slow thing,
+//! the token, gets its own thread so neither packet thread can ever wait on
+//! it: packet threads only push to the handshake queue (dropping when it is
+//! full) and the queue's depth decides "under load" (cookie replies before any
+//! token operation), as in wireguard-go.
 
 mod consumed;
 pub mod counters;
+mod crypto_pool;
 mod handshake;
 mod key_switch;
 mod netns;
@@ -42,6 +45,8 @@ pub mod tun;
 pub mod udp;
 pub mod udp_offload;
 mod waker;
+
+pub use crypto_pool::MAX_HELPERS as MAX_CRYPTO_HELPERS;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -95,6 +100,9 @@ pub struct DeviceConfig {
     pub peers: Vec<PeerConfig>,
     /// Use TUN offloads (virtio-net header, TSO/GRO) when the kernel has them. On by default.
     pub offload: bool,
+    /// Threads that seal and open beside the two packet loops (crypto_pool); None: as many as
+    /// the cores beyond the loops' two, at most 2.
+    pub crypto_helpers: Option<usize>,
 }
 
 impl DeviceConfig {
@@ -106,6 +114,7 @@ impl DeviceConfig {
             fwmark: 0,
             peers: Vec::new(),
             offload: true,
+            crypto_helpers: None,
         }
     }
 }
@@ -222,33 +231,40 @@ impl Shared {
 pub struct Device {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The TUN and UDP loops and their crypto helpers.
+    data: Option<crypto_pool::DataPool>,
 }
 
 /// The body of one of the device's threads.
 type LoopBody = fn(Arc<Shared>);
 
-/// Spawn one of the device's loops. A bug that panics inside a loop must not
-/// leave the interface half dead: the loop is logged, counted and restarted
-/// (with fresh buffers) until the device stops.
+/// Run one of the device's loops until it returns. A bug that panics inside a loop must not
+/// leave the interface half dead: the loop is logged, counted and restarted (with fresh
+/// buffers) until the device stops.
+fn run_loop(label: &str, shared: Arc<Shared>, body: LoopBody) {
+    loop {
+        let s = shared.clone();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || body(s))) {
+            Ok(()) => return,
+            Err(_) if shared.stopping() => return,
+            Err(_) => {
+                log::error!("{label}: the loop panicked; restarting it");
+                shared
+                    .counters
+                    .loop_restarts
+                    .fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Spawn one of the device's loops on a thread of its own.
 fn thread(name: &str, shared: Arc<Shared>, body: LoopBody) -> io::Result<JoinHandle<()>> {
     let label = name.to_string();
     std::thread::Builder::new()
         .name(label.clone())
-        .spawn(move || loop {
-            let s = shared.clone();
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || body(s))) {
-                Ok(()) => return,
-                Err(_) if shared.stopping() => return,
-                Err(_) => {
-                    log::error!("{label}: the loop panicked; restarting it");
-                    shared
-                        .counters
-                        .loop_restarts
-                        .fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        })
+        .spawn(move || run_loop(&label, shared, body))
 }
 
 impl Device {
@@ -296,16 +312,24 @@ impl Device {
         let mut device = Device {
             shared: shared.clone(),
             threads: Vec::new(),
+            data: None,
         };
         for p in &config.peers {
             device.set_peer(p);
         }
-        let loops: [(&str, LoopBody); 4] = [
-            ("wg-tun", send::run),
-            ("wg-udp", receive::run),
-            ("wg-handshake", handshake::run),
-            ("wg-timers", timers::run),
-        ];
+        let data = crypto_pool::DataPool::start(
+            &shared,
+            [("wg-tun", send::run), ("wg-udp", receive::run)],
+            config.crypto_helpers,
+        )?;
+        log::debug!(
+            "{}: {} crypto helper thread(s) beside the packet loops",
+            shared.tun.name(),
+            data.helpers()
+        );
+        device.data = Some(data);
+        let loops: [(&str, LoopBody); 2] =
+            [("wg-handshake", handshake::run), ("wg-timers", timers::run)];
         for (name, body) in loops {
             device.threads.push(thread(name, shared.clone(), body)?);
         }
@@ -524,13 +548,16 @@ impl Device {
     }
 
     fn shutdown(&mut self) {
-        if self.threads.is_empty() {
+        if self.threads.is_empty() && self.data.is_none() {
             return;
         }
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.tun_waker.wake();
         self.shared.udp_waker.wake();
         self.shared.jobs.wake_all();
+        if let Some(mut data) = self.data.take() {
+            data.join();
+        }
         for t in self.threads.drain(..) {
             t.thread().unpark();
             let _ = t.join();

@@ -155,6 +155,12 @@ impl Segments {
     }
 }
 
+/// Whether this TUN read (vnet header first) is one packet rather than a TSO / USO
+/// super-packet that `segment` would split.
+pub fn is_single_packet(pkt: &[u8]) -> bool {
+    VnetHdr::decode(pkt).is_some_and(|h| h.gso_type & !GSO_ECN == GSO_NONE)
+}
+
 /// The size of the largest packet `segment` will produce from this TUN read
 /// (vnet header included in `pkt`), so the caller can choose a stride.
 pub fn max_segment_len(pkt: &[u8]) -> Result<usize, OffloadError> {

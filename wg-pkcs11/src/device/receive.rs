@@ -1,9 +1,13 @@
-//! The receive path, on the UDP thread: recvmmsg with UDP GRO, then per
-//! datagram: transport packets are decrypted in place, checked against the
-//! sending peer's AllowedIPs, coalesced per TCP flow and written to the TUN;
-//! handshake messages pass mac1 (and, under load, mac2 or get a cookie reply)
-//! and go to the handshake worker's queue. This thread never runs a
-//! static-key operation and never waits for the worker.
+//! The receive path, on the UDP thread: recvmmsg with UDP GRO, then a batch in
+//! three passes. First each datagram is classified and a transport message's
+//! session looked up; then the transport messages are authenticated and
+//! decrypted in place, in two halves on two threads when a helper is free
+//! (crypto_pool); last, in arrival order on this thread, each counter passes
+//! the replay window, the inner source the sending peer's AllowedIPs, and the
+//! packet is coalesced per flow and written to the TUN. Handshake messages
+//! pass mac1 (and, under load, mac2 or get a cookie reply) and go to the
+//! handshake worker's queue. This thread never runs a static-key operation
+//! and never waits for the worker.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::counters::DropReason;
+use super::crypto_pool::{fork, MIN_PACKETS_TO_SPLIT};
 use super::handshake::Job;
 use super::offload::{Coalescer, Offer, VnetHdr};
 use super::pktinfo;
@@ -30,6 +35,76 @@ use crate::sticky::LocalAddr;
 
 /// Receive slots per recvmmsg. With GRO each holds up to 64 KiB of datagrams.
 const BATCH: usize = 32;
+/// Datagrams the kernel puts in one GRO slot at most (UDP_GRO_CNT_MAX).
+const MAX_GRO_SEGMENTS: usize = 64;
+
+/// A session the current batch's transport messages belong to.
+struct Session {
+    index: u32,
+    peer: Arc<Peer>,
+    keypair: Arc<Keypair>,
+}
+
+/// One datagram of the current batch: where it lies, and how far it got.
+#[derive(Clone, Copy)]
+struct Entry {
+    slot: usize,
+    offset: usize,
+    len: usize,
+    state: EntryState,
+}
+
+#[derive(Clone, Copy)]
+enum EntryState {
+    /// Not a transport message: handled in the last pass.
+    Control,
+    /// A transport message already refused.
+    Dropped(DropReason),
+    /// A transport message of `sessions[session]`, still sealed.
+    Sealed { session: usize },
+    /// Authenticated and decrypted in place: plaintext length and counter. The replay window
+    /// has not seen the counter yet.
+    Opened {
+        session: usize,
+        len: usize,
+        counter: u64,
+    },
+}
+
+/// The bytes one thread opens: slot `s`'s part is `bytes[s]`, which starts at byte `base[s]`
+/// of the slot (only the slot a batch is split in has a part starting past 0).
+struct Part<'a> {
+    bytes: [&'a mut [u8]; BATCH],
+    base: [usize; BATCH],
+}
+
+impl Part<'_> {
+    fn new() -> Self {
+        Part {
+            bytes: std::array::from_fn(|_| <&mut [u8]>::default()),
+            base: [0; BATCH],
+        }
+    }
+}
+
+/// Authenticate and decrypt the sealed entries among `entries`, whose bytes are in `part`.
+fn open_part(part: &mut Part<'_>, entries: &mut [Entry], sessions: &[Session], now: Instant) {
+    for e in entries {
+        let EntryState::Sealed { session } = e.state else {
+            continue;
+        };
+        let start = e.offset - part.base[e.slot];
+        let buf = &mut part.bytes[e.slot][start..start + e.len];
+        e.state = match sessions[session].keypair.open(buf, now) {
+            Ok((len, counter)) => EntryState::Opened {
+                session,
+                len,
+                counter,
+            },
+            Err(_) => EntryState::Dropped(DropReason::Decrypt),
+        };
+    }
+}
 
 /// The source address and true length of a decrypted IP packet (which may
 /// carry padding after it).
@@ -62,9 +137,11 @@ struct Receiver {
     /// Datagrams of one UDP flow merged into a USO super-datagram (when the TUN takes them).
     udp_coalescer: UdpCoalescer,
     uso: bool,
-    /// The session of the previous transport packet: consecutive packets
-    /// almost always share it, which saves the index-table lookup.
-    last: Option<(u32, Arc<Peer>, Arc<Keypair>)>,
+    /// The sessions the batch's transport messages belong to (almost always one), looked up
+    /// once per batch rather than once per packet.
+    sessions: Vec<Session>,
+    /// The batch's datagrams, in arrival order, between the passes.
+    entries: Vec<Entry>,
     limiter: RateLimiter,
     /// The local address the datagram being handled arrived on (pktinfo; None: unknown).
     local: Option<LocalAddr>,
@@ -87,7 +164,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
         offload: shared.tun.offload(),
         udp_coalescer: UdpCoalescer::new(),
         uso: shared.tun.uso(),
-        last: None,
+        sessions: Vec::with_capacity(BATCH),
+        entries: Vec::with_capacity(BATCH * MAX_GRO_SEGMENTS),
         limiter: RateLimiter::new(),
         local: None,
     };
@@ -122,20 +200,11 @@ impl Receiver {
                 Ok(0) => break,
                 Ok(n) => {
                     let now = Instant::now();
-                    for i in 0..n {
-                        self.local = batch.local(i);
-                        let (src, data, seg) = batch.slot(i);
-                        let Some(src) = src else { continue };
-                        if data.is_empty() {
-                            // An empty datagram is a (malformed) message too.
-                            self.datagram(src, data, now);
-                        }
-                        for datagram in data.chunks_mut(seg) {
-                            self.datagram(src, datagram, now);
-                        }
-                    }
+                    self.classify(batch, n);
+                    self.open_batch(batch, now);
+                    self.handle_batch(batch, now);
                     self.flush_coalesced();
-                    self.last = None;
+                    self.sessions.clear();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -147,10 +216,147 @@ impl Receiver {
         }
     }
 
-    fn datagram(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
+    /// Pass 1: list the batch's datagrams and look up each transport message's session.
+    fn classify(&mut self, batch: &mut RecvBatch, slots: usize) {
+        self.entries.clear();
+        for slot in 0..slots {
+            let (src, data, seg) = batch.slot(slot);
+            if src.is_none() {
+                continue;
+            }
+            if data.is_empty() {
+                // An empty datagram is a (malformed) message too.
+                self.entries.push(Entry {
+                    slot,
+                    offset: 0,
+                    len: 0,
+                    state: EntryState::Control,
+                });
+                continue;
+            }
+            let mut offset = 0;
+            while offset < data.len() {
+                let len = seg.min(data.len() - offset);
+                let state = self.classify_one(&data[offset..offset + len]);
+                self.entries.push(Entry {
+                    slot,
+                    offset,
+                    len,
+                    state,
+                });
+                offset += len;
+            }
+        }
+    }
+
+    fn classify_one(&mut self, datagram: &[u8]) -> EntryState {
+        if noise::message_type(datagram) != Some(MessageType::Transport) {
+            return EntryState::Control;
+        }
+        let Some(index) = noise::receiver_index(datagram) else {
+            return EntryState::Dropped(DropReason::Malformed);
+        };
+        if let Some(session) = self.sessions.iter().position(|s| s.index == index) {
+            return EntryState::Sealed { session };
+        }
+        let Some(peer) = self.shared.index.get(index) else {
+            return EntryState::Dropped(DropReason::UnknownIndex);
+        };
+        let Some(keypair) = peer.keypair_for_index(index) else {
+            return EntryState::Dropped(DropReason::Decrypt);
+        };
+        self.sessions.push(Session {
+            index,
+            peer,
+            keypair,
+        });
+        EntryState::Sealed {
+            session: self.sessions.len() - 1,
+        }
+    }
+
+    /// Pass 2: open the batch's transport messages, in two halves on two threads when there
+    /// are enough of them and a helper is free.
+    fn open_batch(&mut self, batch: &mut RecvBatch, now: Instant) {
+        let sealed = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.state, EntryState::Sealed { .. }))
+            .count();
+        if sealed == 0 {
+            return;
+        }
+        let split = if sealed >= MIN_PACKETS_TO_SPLIT {
+            self.entries.len() / 2
+        } else {
+            self.entries.len()
+        };
+        let (split_slot, split_offset) = match self.entries.get(split) {
+            Some(e) => (e.slot, e.offset),
+            None => (usize::MAX, 0),
+        };
+        let (mut first, mut second) = (Part::new(), Part::new());
+        for (slot, bytes) in batch.filled_mut().enumerate() {
+            if slot < split_slot {
+                first.bytes[slot] = bytes;
+            } else if slot == split_slot {
+                let (head, tail) = bytes.split_at_mut(split_offset);
+                first.bytes[slot] = head;
+                second.bytes[slot] = tail;
+                second.base[slot] = split_offset;
+            } else {
+                second.bytes[slot] = bytes;
+            }
+        }
+        let sessions = &self.sessions[..];
+        let (head, tail) = self.entries.split_at_mut(split);
+        if tail.is_empty() {
+            open_part(&mut first, head, sessions, now);
+        } else {
+            let tail_len = tail.len();
+            let ((), (), on_helper) = fork(
+                || open_part(&mut first, head, sessions, now),
+                || open_part(&mut second, tail, sessions, now),
+            );
+            if on_helper {
+                self.shared
+                    .counters
+                    .opened_on_helper
+                    .fetch_add(tail_len as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pass 3, in arrival order: replay window, AllowedIPs and delivery of the opened
+    /// messages; handshake messages and cookie replies.
+    fn handle_batch(&mut self, batch: &mut RecvBatch, now: Instant) {
+        let sessions = std::mem::take(&mut self.sessions);
+        for k in 0..self.entries.len() {
+            let e = self.entries[k];
+            self.local = batch.local(e.slot);
+            let (src, data, _) = batch.slot(e.slot);
+            let Some(src) = src else { continue };
+            let buf = &mut data[e.offset..e.offset + e.len];
+            match e.state {
+                EntryState::Control => self.control_message(src, buf, now),
+                EntryState::Dropped(reason) => self.shared.counters.discard(reason),
+                // Pass 2 opens or drops every sealed entry.
+                EntryState::Sealed { .. } => self.shared.counters.discard(DropReason::Decrypt),
+                EntryState::Opened {
+                    session,
+                    len,
+                    counter,
+                } => self.transport(src, buf, &sessions[session], len, counter, now),
+            }
+        }
+        self.sessions = sessions;
+    }
+
+    /// A datagram that is not a transport message.
+    fn control_message(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
         let shared = self.shared.clone();
         match noise::message_type(buf) {
-            Some(MessageType::Transport) => self.transport(src, buf, now),
+            Some(MessageType::Transport) => shared.counters.discard(DropReason::Malformed),
             Some(MessageType::Initiation) => {
                 let Ok(msg) = <[u8; INITIATION_LEN]>::try_from(&buf[..]) else {
                     shared.counters.discard(DropReason::Malformed);
@@ -243,39 +449,28 @@ impl Receiver {
         Ok(())
     }
 
-    fn transport(&mut self, src: SocketAddr, buf: &mut [u8], now: Instant) {
+    /// A transport message that authenticated (`n` plaintext bytes at buf[16..]) and whose
+    /// counter the replay window has not seen yet.
+    fn transport(
+        &mut self,
+        src: SocketAddr,
+        buf: &mut [u8],
+        session: &Session,
+        n: usize,
+        counter: u64,
+        now: Instant,
+    ) {
         let shared = self.shared.clone();
-        let Some(idx) = noise::receiver_index(buf) else {
-            shared.counters.discard(DropReason::Malformed);
+        let (peer, keypair) = (&session.peer, &session.keypair);
+        if !keypair.accept_counter(counter) {
+            shared.counters.discard(DropReason::Decrypt);
             return;
-        };
-        let (peer, keypair) = match &self.last {
-            Some((i, p, k)) if *i == idx => (p.clone(), k.clone()),
-            _ => {
-                let Some(peer) = shared.index.get(idx) else {
-                    shared.counters.discard(DropReason::UnknownIndex);
-                    return;
-                };
-                let Some(keypair) = peer.keypair_for_index(idx) else {
-                    shared.counters.discard(DropReason::Decrypt);
-                    return;
-                };
-                self.last = Some((idx, peer.clone(), keypair.clone()));
-                (peer, keypair)
-            }
-        };
+        }
         let wire_len = buf.len();
-        let n = match keypair.decrypt(buf, now) {
-            Ok(n) => n,
-            Err(_) => {
-                shared.counters.discard(DropReason::Decrypt);
-                return;
-            }
-        };
         // The packet authenticated: it confirms the session, moves the endpoint and feeds the
         // timers whatever it carries, as the kernel's wg_packet_consume_data_done does before
         // it looks at the inner packet. Only then may the inner source be refused.
-        let received = peer.receive_transport(&keypair, src, wire_len, n == 0, now);
+        let received = peer.receive_transport(keypair, src, wire_len, n == 0, now);
         peer.sticky_source().learn(src, self.local);
         if received.confirmed {
             shared
@@ -289,19 +484,19 @@ impl Receiver {
             }
         }
         if n == 0 {
-            self.after_session_use(&peer);
+            self.after_session_use(peer);
             return;
         }
         let inner = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
         let Some((inner_src, len)) = inner_source(inner) else {
             shared.counters.discard(DropReason::InnerPacket);
-            self.after_session_use(&peer);
+            self.after_session_use(peer);
             return;
         };
         let routed = shared.peers.read().routes.lookup(inner_src).cloned();
-        let Some(state) = routed.filter(|s| Arc::ptr_eq(&s.peer, &peer)) else {
+        let Some(state) = routed.filter(|s| Arc::ptr_eq(&s.peer, peer)) else {
             shared.counters.discard(DropReason::AllowedIps);
-            self.after_session_use(&peer);
+            self.after_session_use(peer);
             return;
         };
         if state.has_staged.load(Ordering::Acquire) {

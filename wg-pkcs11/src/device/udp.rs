@@ -16,7 +16,7 @@ const UDP_GRO: libc::c_int = 104;
 /// The kernel's UDP_MAX_SEGMENTS on older kernels (newer allow 128).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 /// The most payload one GSO send may carry (65535 less IPv6 and UDP headers, rounded down).
-const MAX_GSO_BYTES: usize = 65000;
+pub const MAX_GSO_BYTES: usize = 65000;
 /// The largest datagram (or GRO-coalesced run of them) one receive slot holds.
 pub const MAX_UDP_PAYLOAD: usize = 65535;
 
@@ -471,6 +471,16 @@ impl RecvBatch {
             &mut self.bufs[i][..len],
             self.seg[i],
         )
+    }
+
+    /// The bytes of every slot the last `recv` filled, all at once, so that several threads can
+    /// work on different slots.
+    pub fn filled_mut(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
+        self.bufs
+            .iter_mut()
+            .zip(self.hdrs.iter())
+            .take(self.count)
+            .map(|(buf, hdr)| &mut buf[..hdr.msg_len as usize])
     }
 
     /// The local address slot `i`'s datagrams arrived on (None: no pktinfo message).
