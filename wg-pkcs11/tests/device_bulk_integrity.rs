@@ -440,16 +440,24 @@ fn udp_receive(
     }
 }
 
-/// Packets the kernel counted into the TUN named `ifname` (each write, coalesced or not, is one).
-fn tun_rx_packets(ns: &Netns, ifname: &str) -> u64 {
+/// The packet count `ip -s` gives for `ifname` in `direction` ("RX" or "TX").
+fn link_packets(ns: &Netns, ifname: &str, direction: &str) -> u64 {
     let out = ns.ip(&["-s", "-o", "link", "show", "dev", ifname]);
     // "... RX: bytes packets errors ... \    123 456 0 ..." on one line with -o.
-    let after = out.split("RX:").nth(1).expect("ip -s shows RX");
+    let after = out
+        .split(&format!("{direction}:"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("ip -s shows no {direction} for {ifname}: {out}"));
     let numbers: Vec<u64> = after
         .split(|c: char| c == '\\' || c.is_whitespace())
         .filter_map(|w| w.parse().ok())
         .collect();
     numbers[1]
+}
+
+/// Packets the kernel counted into the TUN named `ifname` (each write, coalesced or not, is one).
+fn tun_rx_packets(ns: &Netns, ifname: &str) -> u64 {
+    link_packets(ns, ifname, "RX")
 }
 
 /// Packets the kernel counted out of `ns`'s veth: a GSO send is one, however many datagrams.
@@ -462,13 +470,7 @@ fn veth_tx_packets(ns: &Netns) -> u64 {
         .and_then(|n| n.split('@').next())
         .expect("the pair's veth")
         .to_string();
-    let out = ns.ip(&["-s", "-o", "link", "show", "dev", &name]);
-    let after = out.split("TX:").nth(1).expect("ip -s shows TX");
-    let numbers: Vec<u64> = after
-        .split(|c: char| c == '\\' || c.is_whitespace())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    numbers[1]
+    link_packets(ns, &name, "TX")
 }
 
 fn kernel_has_uso() -> bool {

@@ -34,8 +34,8 @@ pub(crate) const MIN_PACKETS_TO_SPLIT: usize = 8;
 /// Helpers for a machine with `cores` usable cores (its affinity mask: `taskset` counts): the
 /// cores beyond the two the loops take. Under load in both directions each loop keeps a core
 /// busy, so on two cores a helper could only take turns with them, and rayon's idle workers
-/// spin a little before they sleep: measured on a 2-core machine, a helper cost a quarter of
-/// single-stream TCP throughput (bench/README.md).
+/// spin a little before they sleep: measured on a 2-core machine, a helper cost 30-35% of
+/// single-stream TCP throughput and half as much CPU again per GB (bench/README.md).
 pub(crate) fn helpers_for(cores: usize) -> usize {
     cores.saturating_sub(LOOPS).min(MAX_HELPERS)
 }
