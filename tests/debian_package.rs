@@ -211,9 +211,21 @@ fn build_install_run_a_tunnel_and_purge() {
         eprintln!("{PACKAGE} was installed before this test: left installed, purge not exercised");
         return;
     }
+    // What the daemon writes at run time after a refused PIN (key/refusals.rs): purge removes
+    // it too. Made here if no daemon of this machine has made it yet.
+    let pin_memory = Path::new("/var/lib/wg-pkcs11");
+    if !pin_memory.exists() {
+        std::fs::create_dir_all(pin_memory).unwrap();
+        std::fs::write(pin_memory.join("refused-pins"), b"").unwrap();
+    }
     purge.armed = false;
     must("dpkg", &["--purge", PACKAGE]);
     assert!(!installed());
+    assert!(
+        !pin_memory.exists(),
+        "dpkg --purge left the refused-PIN memory in {}",
+        pin_memory.display()
+    );
     let left: Vec<&PathBuf> = files.iter().filter(|f| f.exists()).collect();
     assert!(left.is_empty(), "dpkg --purge left files behind: {left:?}");
     let status = run("dpkg-query", &["-W", "-f=${Status}", PACKAGE]);
