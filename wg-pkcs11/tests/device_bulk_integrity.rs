@@ -267,6 +267,19 @@ fn device(
     d
 }
 
+/// A wg-pkcs11 device at each end of `pair`, each the other's peer.
+fn two_devices(pair: &Pair) -> (Device, Device) {
+    let (ka, kb) = (SoftKey::generate(), SoftKey::generate());
+    let (pa, pb) = (ka.public_key(), kb.public_key());
+    let (port_a, port_b) = ports();
+    let a_ep: SocketAddr = format!("{}:{port_a}", pair.a_addr).parse().unwrap();
+    let b_ep: SocketAddr = format!("{}:{port_b}", pair.b_addr).parse().unwrap();
+    (
+        device(pair, true, ka, port_a, pb, b_ep),
+        device(pair, false, kb, port_b, pa, a_ep),
+    )
+}
+
 fn ports() -> (u16, u16) {
     let a = 30000 + (std::process::id() % 10000) as u16 * 2;
     (a, a + 1)
@@ -276,13 +289,7 @@ fn ports() -> (u16, u16) {
 fn one_gib_each_way_between_two_wg_pkcs11_devices_arrives_intact() {
     let _heavy = heavy_lock();
     let pair = Pair::new();
-    let (ka, kb) = (SoftKey::generate(), SoftKey::generate());
-    let (pa, pb) = (ka.public_key(), kb.public_key());
-    let (port_a, port_b) = ports();
-    let a_ep: SocketAddr = format!("{}:{port_a}", pair.a_addr).parse().unwrap();
-    let b_ep: SocketAddr = format!("{}:{port_b}", pair.b_addr).parse().unwrap();
-    let a = device(&pair, true, ka, port_a, pb, b_ep);
-    let b = device(&pair, false, kb, port_b, pa, a_ep);
+    let (a, b) = two_devices(&pair);
     assert!(ping_until(&pair.a, "10.14.0.2", 10), "tunnel up");
     let bytes = mib_per_direction(1024) << 20;
     let secs = both_ways(&pair, "10.14.0.1", "10.14.0.2", bytes);
@@ -492,13 +499,7 @@ fn kernel_has_uso() -> bool {
 fn udp_datagrams_arrive_intact_through_coalescing_both_ways() {
     let _heavy = heavy_lock();
     let pair = Pair::new();
-    let (ka, kb) = (SoftKey::generate(), SoftKey::generate());
-    let (pa, pb) = (ka.public_key(), kb.public_key());
-    let (port_a, port_b) = ports();
-    let a_ep: SocketAddr = format!("{}:{port_a}", pair.a_addr).parse().unwrap();
-    let b_ep: SocketAddr = format!("{}:{port_b}", pair.b_addr).parse().unwrap();
-    let a = device(&pair, true, ka, port_a, pb, b_ep);
-    let b = device(&pair, false, kb, port_b, pa, a_ep);
+    let (a, b) = two_devices(&pair);
     if kernel_has_uso() {
         assert!(
             a.uso() && b.uso(),
