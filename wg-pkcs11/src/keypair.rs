@@ -267,12 +267,13 @@ impl Keypair {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
     use zeroize::Zeroizing;
 
-    fn pair(now: Instant) -> (Keypair, Keypair) {
+    /// Two ends of one session, born `now`: the first sends what the second receives.
+    pub(crate) fn pair(now: Instant) -> (Keypair, Keypair) {
         let a = SessionKeys {
             local_index: 1,
             remote_index: 2,

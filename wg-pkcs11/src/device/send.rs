@@ -402,22 +402,7 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::noise::handshake::SessionKeys;
-    use zeroize::Zeroizing;
-
-    fn keypairs(now: Instant) -> (Keypair, Keypair) {
-        let keys = |local, remote, send, receive| SessionKeys {
-            local_index: local,
-            remote_index: remote,
-            send: Zeroizing::new([send; 32]),
-            receive: Zeroizing::new([receive; 32]),
-            is_initiator: local == 1,
-        };
-        (
-            Keypair::new(&keys(1, 2, 7, 9), now),
-            Keypair::new(&keys(2, 1, 9, 7), now),
-        )
-    }
+    use crate::keypair::tests::pair as keypairs;
 
     const SEGS: Segments = Segments {
         count: 21,
