@@ -18,8 +18,8 @@
 
 use pkcs11_se050::config::{Config, TransportConfig};
 use pkcs11_se050::device::{secure, Transport};
-use pkcs11_se050::scp03::{rotate, StaticKeys};
-use std::path::{Path, PathBuf};
+use pkcs11_se050::scp03::{rotation, StaticKeys};
+use std::path::Path;
 use std::process::ExitCode;
 
 fn usage() -> String {
@@ -42,12 +42,6 @@ fn transport(config: &Config) -> Transport {
     }
 }
 
-fn pending_path(keys_file: &Path) -> PathBuf {
-    let mut name = keys_file.as_os_str().to_owned();
-    name.push(".new");
-    PathBuf::from(name)
-}
-
 fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
     let config = Config::load().map_err(|e| e.to_string())?;
     let keys_file = config.scp03.keys_file.clone().ok_or_else(|| {
@@ -58,51 +52,18 @@ fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
             .unwrap_or_else(|| "the built-in configuration".into());
         format!("{source} sets no scp03_keys: there are no PlatformSCP03 keys to rotate")
     })?;
-    let current = StaticKeys::load(&keys_file).map_err(|e| e.to_string())?;
     let new = match new_key_file {
         Some(path) => StaticKeys::load(path).map_err(|e| e.to_string())?,
         None => StaticKeys::random(),
     };
-    if new == current {
-        return Err("the new keys are the current ones: nothing to rotate".into());
-    }
-    let pending = pending_path(&keys_file);
-    new.write_atomically(&pending).map_err(|e| e.to_string())?;
-    let kvn = config.scp03.kvn;
-    let mut channel =
-        secure::open_transport_secured(&transport(&config), config.lock_timeout, &config.scp03)
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&pending);
-                e.to_string()
-            })?;
-    if let Err(e) = rotate::put_keys(channel.as_mut(), kvn, &current.dek, &new) {
-        let _ = std::fs::remove_file(&pending);
-        return Err(format!(
-            "the SE050 did not accept the new keys ({e}); {} is unchanged",
-            keys_file.display()
-        ));
-    }
-    drop(channel);
-    std::fs::rename(&pending, &keys_file).map_err(|e| {
-        format!(
-            "the SE050 now has the new keys, but {} could not be renamed to {}: {e}. \
-             Move it there by hand: it holds the chip's keys",
-            pending.display(),
-            keys_file.display()
-        )
-    })?;
-    // Prove it: a channel with the new keys (as the module will open it from the file).
-    let mut check = secure::open_secured(&transport(&config), config.lock_timeout, &config.scp03)
-        .map_err(|e| {
-        format!("the keys were replaced and written, but a channel with them failed: {e}")
-    })?;
-    check.get_version().map_err(|e| {
-        format!("the keys were replaced and written, but a channel with them failed: {e}")
-    })?;
-    Ok(format!(
-        "PlatformSCP03 keys of key version {kvn:#04x} replaced; the new keys are in {}",
-        keys_file.display()
-    ))
+    let chip = transport(&config);
+    let mut open = |keys: &Path| {
+        let mut scp03 = config.scp03.clone();
+        scp03.keys_file = Some(keys.to_path_buf());
+        secure::open_transport_secured(&chip, config.lock_timeout, &scp03)
+            .map_err(|e| e.to_string())
+    };
+    rotation::rotate_key_file(&keys_file, &new, config.scp03.kvn, &mut open)
 }
 
 fn main() -> ExitCode {
