@@ -9,11 +9,12 @@
 //! /etc/pkcs11-se050/pkcs11-se050.toml; `scp03_keys` must be set). The new keys come from
 //! NEWKEYFILE (NXP's format, private) or are generated at random.
 //!
-//! Order, so that no key is ever lost: the new keys are first written to `SCP03_KEYS.new`
-//! (mode 0600); then PUT KEY; only once the chip has accepted them is `SCP03_KEYS.new` renamed
-//! over `SCP03_KEYS` (atomic), and a channel is opened with the new keys to prove it. If the
-//! chip refuses, `SCP03_KEYS` is untouched and `.new` removed. If the process dies between the
-//! chip's acceptance and the rename, `SCP03_KEYS.new` holds the chip's keys.
+//! No key set is ever lost (scp03/rotation.rs): the new keys are first written to
+//! `SCP03_KEYS.new` (mode 0600); a channel is opened with the current keys; PUT KEY is sent once.
+//! Whatever its answer (or none), the tool then opens a channel with the new keys, else with
+//! the current ones, and keeps the file that worked: `.new` is renamed over `SCP03_KEYS` only
+//! after a channel opened with it, and removed only after one opened with `SCP03_KEYS`. If
+//! neither opens, both files stay and the message names them; the next run settles that first.
 //! Exit status 0 on success, 1 with a message on stderr otherwise: scriptable.
 
 use pkcs11_se050::config::{Config, TransportConfig};
