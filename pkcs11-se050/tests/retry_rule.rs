@@ -73,8 +73,11 @@ impl ApduHandler for Spy {
 
 /// The bus: the next command whose CLA INS is `forge.0` reaches the chip and runs there, and
 /// its answer is replaced by the status word `forge.1`.
+/// The CLA INS of the command to lie about, and the status word to answer instead.
+type Lie = ([u8; 2], [u8; 2]);
+
 #[derive(Clone, Default)]
-struct Forger(Arc<Mutex<Option<([u8; 2], [u8; 2])>>>);
+struct Forger(Arc<Mutex<Option<Lie>>>);
 
 impl Forger {
     fn next(&self, cla_ins: [u8; 2], sw: [u8; 2]) {
