@@ -9,6 +9,7 @@ pub mod object_id;
 pub mod object_type;
 pub mod policy;
 pub mod protocol;
+pub mod resend;
 pub mod session;
 pub mod version;
 

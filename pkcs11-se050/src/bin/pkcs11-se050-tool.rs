@@ -9,17 +9,18 @@
 //! /etc/pkcs11-se050/pkcs11-se050.toml; `scp03_keys` must be set). The new keys come from
 //! NEWKEYFILE (NXP's format, private) or are generated at random.
 //!
-//! Order, so that no key is ever lost: the new keys are first written to `SCP03_KEYS.new`
-//! (mode 0600); then PUT KEY; only once the chip has accepted them is `SCP03_KEYS.new` renamed
-//! over `SCP03_KEYS` (atomic), and a channel is opened with the new keys to prove it. If the
-//! chip refuses, `SCP03_KEYS` is untouched and `.new` removed. If the process dies between the
-//! chip's acceptance and the rename, `SCP03_KEYS.new` holds the chip's keys.
+//! No key set is ever lost (scp03/rotation.rs): the new keys are first written to
+//! `SCP03_KEYS.new` (mode 0600); a channel is opened with the current keys; PUT KEY is sent once.
+//! Whatever its answer (or none), the tool then opens a channel with the new keys, else with
+//! the current ones, and keeps the file that worked: `.new` is renamed over `SCP03_KEYS` only
+//! after a channel opened with it, and removed only after one opened with `SCP03_KEYS`. If
+//! neither opens, both files stay and the message names them; the next run settles that first.
 //! Exit status 0 on success, 1 with a message on stderr otherwise: scriptable.
 
 use pkcs11_se050::config::{Config, TransportConfig};
 use pkcs11_se050::device::{secure, Transport};
-use pkcs11_se050::scp03::{rotate, StaticKeys};
-use std::path::{Path, PathBuf};
+use pkcs11_se050::scp03::{rotation, StaticKeys};
+use std::path::Path;
 use std::process::ExitCode;
 
 fn usage() -> String {
@@ -42,12 +43,6 @@ fn transport(config: &Config) -> Transport {
     }
 }
 
-fn pending_path(keys_file: &Path) -> PathBuf {
-    let mut name = keys_file.as_os_str().to_owned();
-    name.push(".new");
-    PathBuf::from(name)
-}
-
 fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
     let config = Config::load().map_err(|e| e.to_string())?;
     let keys_file = config.scp03.keys_file.clone().ok_or_else(|| {
@@ -58,51 +53,18 @@ fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
             .unwrap_or_else(|| "the built-in configuration".into());
         format!("{source} sets no scp03_keys: there are no PlatformSCP03 keys to rotate")
     })?;
-    let current = StaticKeys::load(&keys_file).map_err(|e| e.to_string())?;
     let new = match new_key_file {
         Some(path) => StaticKeys::load(path).map_err(|e| e.to_string())?,
         None => StaticKeys::random(),
     };
-    if new == current {
-        return Err("the new keys are the current ones: nothing to rotate".into());
-    }
-    let pending = pending_path(&keys_file);
-    new.write_atomically(&pending).map_err(|e| e.to_string())?;
-    let kvn = config.scp03.kvn;
-    let mut channel =
-        secure::open_transport_secured(&transport(&config), config.lock_timeout, &config.scp03)
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&pending);
-                e.to_string()
-            })?;
-    if let Err(e) = rotate::put_keys(channel.as_mut(), kvn, &current.dek, &new) {
-        let _ = std::fs::remove_file(&pending);
-        return Err(format!(
-            "the SE050 did not accept the new keys ({e}); {} is unchanged",
-            keys_file.display()
-        ));
-    }
-    drop(channel);
-    std::fs::rename(&pending, &keys_file).map_err(|e| {
-        format!(
-            "the SE050 now has the new keys, but {} could not be renamed to {}: {e}. \
-             Move it there by hand: it holds the chip's keys",
-            pending.display(),
-            keys_file.display()
-        )
-    })?;
-    // Prove it: a channel with the new keys (as the module will open it from the file).
-    let mut check = secure::open_secured(&transport(&config), config.lock_timeout, &config.scp03)
-        .map_err(|e| {
-        format!("the keys were replaced and written, but a channel with them failed: {e}")
-    })?;
-    check.get_version().map_err(|e| {
-        format!("the keys were replaced and written, but a channel with them failed: {e}")
-    })?;
-    Ok(format!(
-        "PlatformSCP03 keys of key version {kvn:#04x} replaced; the new keys are in {}",
-        keys_file.display()
-    ))
+    let chip = transport(&config);
+    let mut open = |keys: &Path| {
+        let mut scp03 = config.scp03.clone();
+        scp03.keys_file = Some(keys.to_path_buf());
+        secure::open_transport_secured(&chip, config.lock_timeout, &scp03)
+            .map_err(|e| e.to_string())
+    };
+    rotation::rotate_key_file(&keys_file, &new, config.scp03.kvn, &mut open)
 }
 
 fn main() -> ExitCode {

@@ -4,10 +4,15 @@
 //! that ended in one) deselects the applet: every later applet command would be
 //! refused with 6D00 and a long-running daemon would never recover. This wrapper
 //! selects the applet again after a failed exchange, and when an applet command
-//! (CLA with bit 8 set) comes back 6D00 it selects and sends that command once
-//! more; 6D00 means the chip did not run it, so nothing is done twice.
+//! (CLA with bit 8 set) comes back 6D00 it selects again.
+//!
+//! It sends the command once more only when the command changes nothing on the chip
+//! (applet/resend.rs, the module's retry rule): a 6D00 is no proof that the chip did not
+//! run the command, since nothing authenticates it on the bus. Any other command's 6D00
+//! is its answer, reported as failed.
 
 use crate::applet::protocol::select_command;
+use crate::applet::resend::may_resend;
 use crate::t1::{ApduTransport, LinkError};
 use crate::wipe::SecretBytes;
 
@@ -66,6 +71,15 @@ impl<T: ApduTransport> ApduTransport for Reselecting<T> {
         let response = self.exchange(command)?;
         let applet_command = command.first().is_some_and(|cla| cla & 0x80 != 0);
         if applet_command && response.ends_with(&SW_INS_NOT_SUPPORTED) {
+            if !may_resend(command) {
+                log::warn!(
+                    "the SE050 answered 6D00 (applet selection lost?) to a command that changes \
+                     the chip's state: not sent again, reported as failed; the applet is \
+                     selected again before the next command"
+                );
+                self.suspect_reset = true;
+                return Ok(response);
+            }
             log::info!("the SE050 lost the applet selection (reset?): selecting it again");
             self.reselect()?;
             return self.exchange(command);

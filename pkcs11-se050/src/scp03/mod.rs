@@ -8,12 +8,14 @@
 //! transport.rs  Scp03Transport<T: ApduTransport>: the handshake, wrapping, re-opening
 //! owner.rs      which process holds the chip's one secure channel session
 //! rotate.rs     PUT KEY: replacing the chip's PlatformSCP keys
+//! rotation.rs   scp03-rotate: PUT KEY and the key files, no key set ever lost
 //! ```
 
 pub mod crypto;
 pub mod keys;
 pub mod owner;
 pub mod rotate;
+pub mod rotation;
 pub mod session;
 pub mod transport;
 

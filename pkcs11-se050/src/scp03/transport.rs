@@ -14,9 +14,14 @@
 //!
 //! Fail closed: on a cryptogram or MAC error, a link error (which may have been a chip reset) or
 //! a resync after another process used the chip, the channel is dropped and opened again before
-//! the next command; nothing is ever sent in plain but SELECT and INITIALIZE UPDATE. A bare
-//! 6982 / 6D00 to a wrapped command (the chip lost its session or its applet selection, e.g. a
-//! reset: the command was not run) re-opens the channel and sends the command once more.
+//! the next command; nothing is ever sent in plain but SELECT and INITIALIZE UPDATE.
+//!
+//! The retry rule (applet/resend.rs, README "The module's retry rule"): a bare 6982 / 6D00 to
+//! a wrapped command carries no R-MAC. It may mean the chip lost the channel (a reset: nothing
+//! was run), that the chip refused the command itself (a wrong PIN), or that someone on the bus
+//! forged it after the chip ran the command. The channel is dropped either way; only a command
+//! that changes nothing on the chip (`resend::may_resend`) is sent once more in a new channel.
+//! Any other command's 6982 / 6D00 goes up as its answer: counted as failed, never replayed.
 
 use super::crypto::{self, SessionKeys};
 use super::keys::StaticKeys;
@@ -24,6 +29,7 @@ use super::owner::ChannelOwner;
 use super::session::SecureMessaging;
 use super::Scp03Error;
 use crate::applet::protocol::select_command;
+use crate::applet::resend::may_resend;
 use crate::t1::{ApduTransport, LinkError};
 use crate::wipe::SecretBytes;
 use rand_core::{OsRng, RngCore};
@@ -40,6 +46,10 @@ pub struct Scp03Stats {
     pub dropped_on_error: u64,
     /// Commands sent inside the channel.
     pub wrapped_commands: u64,
+    /// Commands sent once more after a bare 6982 / 6D00 (reads and ECDH only).
+    pub resent: u64,
+    /// Commands answered a bare 6982 / 6D00 and not sent again: they change the chip's state.
+    pub not_resent: u64,
 }
 
 pub struct Scp03Transport<T> {
@@ -239,13 +249,25 @@ impl<T: ApduTransport> ApduTransport for Scp03Transport<T> {
             return result;
         }
         let response = self.exchange_or_drop(command)?;
-        if response.len() == 2 && matches!(sw_of(&response), 0x6982 | 0x6D00) {
-            log::info!(
-                "SCP03 secure channel: the SE050 answered {:04X} (session or applet selection \
-                 lost, e.g. a reset): opening the channel again and sending the command once more",
-                sw_of(&response)
-            );
+        let sw = sw_of(&response);
+        if response.len() == 2 && matches!(sw, 0x6982 | 0x6D00) {
+            // The chip may have lost the channel: the next command opens a new one.
             self.drop_channel();
+            if !may_resend(command) {
+                self.stats.not_resent += 1;
+                log::warn!(
+                    "SCP03 secure channel: the SE050 answered {sw:04X} (no R-MAC: a lost channel, \
+                     a refusal, or forged on the bus) to a command that changes the chip's state: \
+                     not sent again, reported as failed"
+                );
+                return Ok(response);
+            }
+            log::info!(
+                "SCP03 secure channel: the SE050 answered {sw:04X} (session or applet selection \
+                 lost, e.g. a reset) to a command that changes nothing on the chip: opening the \
+                 channel again and sending it once more"
+            );
+            self.stats.resent += 1;
             return self.exchange_or_drop(command);
         }
         Ok(response)

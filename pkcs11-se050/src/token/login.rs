@@ -8,7 +8,9 @@
 //! - C_Logout, closing the last session, C_CloseAllSessions and C_Finalize close it.
 //! - A token without that UserID (no PIN was ever set) accepts C_Login without a chip session,
 //!   as before PINs existed: there is nothing to authenticate against, and its keys carry no
-//!   policy. The token flags say so (no CKF_LOGIN_REQUIRED).
+//!   policy. The token flags say so (no CKF_LOGIN_REQUIRED). "Without that UserID" is believed
+//!   only on positive evidence: CheckObjectExists answered 9000 "no such object" (R-MAC'd under
+//!   SCP03). An error status word (6A80 to CreateSession) carries no MAC and is never enough.
 //!
 //! The contract with callers (the daemon): when the chip lost the session (reset, power cycle),
 //! the module drops its login and the failing operation answers CKR_USER_NOT_LOGGED_IN; the
@@ -82,13 +84,25 @@ impl Token {
                 );
                 Ok(())
             }
-            // CreateSession names no object (6A80): no PIN was ever set.
-            Err(e) if e.kind == ChipErrorKind::NotFound => {
-                log::debug!("C_Login: no UserID {id:#010x} on the chip: the token has no PIN");
-                sessions.user = Some(user);
-                sessions.chip_session = false;
-                Ok(())
-            }
+            // CreateSession names no object (6A80): no PIN was ever set, if the chip confirms
+            // it in an answer the channel authenticates.
+            Err(e) if e.kind == ChipErrorKind::NotFound => match chip.exists(id) {
+                Ok(false) => {
+                    log::debug!("C_Login: no UserID {id:#010x} on the chip: the token has no PIN");
+                    sessions.user = Some(user);
+                    sessions.chip_session = false;
+                    Ok(())
+                }
+                Ok(true) => Err(answer(
+                    CKR_DEVICE_ERROR,
+                    format_args!(
+                        "C_Login: CreateSession for UserID {id:#010x} answered \"no such object\" \
+                         ({}), yet the chip has it: refused (a fault or a forged status word)",
+                        e.message
+                    ),
+                )),
+                Err(e) => Err(e.to_ckr("C_Login: looking for the PIN object")),
+            },
             Err(e) => Err(e.to_ckr("C_Login")),
         }
     }

@@ -200,10 +200,16 @@ impl Token {
         if !v2 {
             record.public = None;
         }
-        self.with_chip(
-            |chip| chip.write_binary(file, &record.encode()),
-            "writing a key's label and id",
-        )?;
+        {
+            // Sent once (the retry rule, applet/resend.rs): whatever the answer, it is the
+            // caller's; a 6982 in the login's session is no reason to write again outside it.
+            let mut link = self.link.lock();
+            let chip = link
+                .chip(&self.config)
+                .map_err(|e| e.to_ckr("opening the chip"))?;
+            chip.write_binary(file, &record.encode())
+                .map_err(|e| e.to_ckr("writing a key's label and id"))?;
+        }
         updated.meta_file = Some(file);
         updated.meta_v2 = v2;
         cache.insert_pair(updated);

@@ -221,7 +221,9 @@ impl Chip for AppletChip {
         if self.se050.session().is_some() {
             self.close_auth_session();
         }
-        // CreateSession answers 6983 for a blocked UserID: no attempt is spent then.
+        // CreateSession answers 6983 for a blocked UserID: no attempt is spent then. Its 6A80
+        // (no such UserID) is NotFound, which the login only believes once CheckObjectExists
+        // confirmed it (token/login.rs): the status word itself carries no MAC.
         if let Err(e) = self.se050.open_session(object(id)?) {
             return Err(match e.refusal() {
                 Some(Refusal::AuthBlocked) => {
@@ -245,7 +247,15 @@ impl Chip for AppletChip {
                         ChipErrorKind::PinLocked,
                         format!("UserID {id:#010x} is locked (6983: no attempts left)"),
                     ),
-                    _ => (chip_error_kind(&e), e.to_string()),
+                    // Any other refusal (6A80 included) says nothing about whether the UserID
+                    // exists, and carries no MAC under SCP03: the PIN check failed, that is all.
+                    _ => match chip_error_kind(&e) {
+                        ChipErrorKind::NotFound => (
+                            ChipErrorKind::Refused,
+                            format!("VerifySessionUserID of UserID {id:#010x} failed: {e}"),
+                        ),
+                        kind => (kind, e.to_string()),
+                    },
                 };
                 self.close_auth_session();
                 Err(ChipError::new(kind, what))
