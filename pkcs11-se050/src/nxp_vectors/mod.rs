@@ -18,6 +18,8 @@
 mod applet_commands;
 mod responses;
 mod scp03;
+mod scp03_model;
+mod scp03_transport;
 mod t1_frames;
 mod tlv;
 

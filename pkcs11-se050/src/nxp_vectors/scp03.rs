@@ -37,21 +37,21 @@ use crate::scp03::crypto::{self, SessionKeys};
 use crate::scp03::session::SecureMessaging;
 use crate::scp03::{Scp03Transport, StaticKeys};
 
-const ENC: &str = "D2DB63E7A0A5AED72A6460C4DFDCAF64";
-const MAC: &str = "738D5B798ED241B0B24768514BFBA95B";
-const DEK: &str = "6702DAC30942B2C85E7F47B42CED4E7F";
+pub(super) const ENC: &str = "D2DB63E7A0A5AED72A6460C4DFDCAF64";
+pub(super) const MAC: &str = "738D5B798ED241B0B24768514BFBA95B";
+pub(super) const DEK: &str = "6702DAC30942B2C85E7F47B42CED4E7F";
 /// Logged: hostChallenge, INITIALIZE UPDATE answer (key diversification data, key info
 /// 0B 03 00, card challenge, card cryptogram), session ENC and MAC keys, R-MAC key's start.
-const HOST_CHALLENGE: &str = "1122334455667788";
-const IU_ANSWER: &str = "90031347000043202316 0B0300 05437D4E3C213D20 C4D889C1270264C4";
+pub(super) const HOST_CHALLENGE: &str = "1122334455667788";
+pub(super) const IU_ANSWER: &str = "90031347000043202316 0B0300 05437D4E3C213D20 C4D889C1270264C4";
 const LOGGED_S_ENC: &str = "012C3FCDB34F6CFF7E344D075BD048CB";
 const LOGGED_S_MAC: &str = "5CAE32DEA3A3615E2AAE308D742277E0";
 const LOGGED_S_RMAC_START: &str = "5FBBB883F36E";
 /// Derived by hand (derive.py): the rest of S-RMAC, the host cryptogram, EXTERNAL
 /// AUTHENTICATE, and its full C-MAC (the first MAC chaining value).
 const S_RMAC: &str = "5FBBB883F36E0F2C4358130883C7D471";
-const EXTERNAL_AUTHENTICATE: &str = "84 82 33 00 10 F00F6091B6F1FDEE BCD19E29C783892D";
-const FIRST_MCV: &str = "BCD19E29C783892D1628093AB9E3B64E";
+pub(super) const EXTERNAL_AUTHENTICATE: &str = "84 82 33 00 10 F00F6091B6F1FDEE BCD19E29C783892D";
+pub(super) const FIRST_MCV: &str = "BCD19E29C783892D1628093AB9E3B64E";
 
 fn key(text: &str) -> [u8; 16] {
     hex(text).try_into().unwrap()
