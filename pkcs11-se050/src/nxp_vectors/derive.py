@@ -70,6 +70,9 @@ print("chip S(ATR rsp)  ", chip_frame(0xE7, ATR).hex())
 print("chip S(RESYNCH r)", chip_frame(0xE0, b"").hex())
 print("chip I(0) 9000   ", chip_frame(0x00, h("9000")).hex())
 print("chip WTX req 01  ", chip_frame(0xC3, b"\x01").hex())
+print("chip I(0) SELECT answer", chip_frame(0x00, h("0702003F9FFFFF9000")).hex())
+print("chip R(N(R)=0)   ", chip_frame(0x80, b"").hex())
+print("chip I(1) 9000   ", chip_frame(0x40, h("9000")).hex())
 
 
 # ---- SCP03 (sss/src/se05x/fsl_sss_se05x_scp03.c, hostlib/hostLib/libCommon/nxScp/nxScp03_Com.c,

@@ -21,6 +21,7 @@ mod scp03;
 mod scp03_model;
 mod scp03_transport;
 mod t1_frames;
+mod t1_link;
 mod tlv;
 
 use crate::t1::{ApduTransport, LinkError};
@@ -32,7 +33,7 @@ use zeroize::Zeroizing;
 pub(crate) fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     assert!(
-        digits.len() % 2 == 0,
+        digits.len().is_multiple_of(2),
         "odd number of hex digits in {text:?}"
     );
     digits

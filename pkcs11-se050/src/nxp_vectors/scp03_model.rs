@@ -35,7 +35,7 @@ fn aes_block(key: &[u8; 16], block: [u8; 16]) -> [u8; 16] {
 fn cbc_encrypt_padded(key: &[u8; 16], iv: [u8; 16], data: &[u8]) -> Vec<u8> {
     let mut buf = data.to_vec();
     buf.push(0x80);
-    while buf.len() % 16 != 0 {
+    while !buf.len().is_multiple_of(16) {
         buf.push(0x00);
     }
     let len = buf.len();
