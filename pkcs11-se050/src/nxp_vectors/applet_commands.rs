@@ -396,3 +396,44 @@ fn read_attributes_command_is_nxp_se05x_api_readobjectattributes() {
         "80 02 00 3B 06  41 04 7AFF0001",
     );
 }
+
+/// GetRandom (C_GenerateRandom): NXP `Se05x_API_GetRandom(size)` (tlvSet_U16),
+/// `DoAPDUTxRx_s_Case4_ext`. The host asks for exactly the TLV it expects (Le 0x22).
+#[test]
+fn get_random_is_nxp_se05x_api_getrandom() {
+    let random = "A5".repeat(32);
+    let mut chip = chip(&[&format!("41 20 {random} 9000")]);
+    assert_eq!(chip.get_random(32).unwrap(), hex(&random));
+    nxp_but_le(
+        "GetRandom",
+        &sent(&mut chip)[0],
+        "80 04 00 49 04  41 02 0020  22",
+        "80 04 00 49 00 00 04  41 02 0020  00 00",
+    );
+}
+
+/// GetFreeMemory: NXP `Se05x_API_GetFreeMemory` (TLVSET_MemoryType, one byte;
+/// kSE05x_MemoryType_PERSISTENT 01), `DoAPDUTxRx_s_Case4`; answer tlvGet_U16(TAG_1) (U32 only
+/// on SE052F). GetTimestamp: `Se05x_API_GetTimestamp`, Case2, answer 12 bytes in TAG_1.
+/// DeleteAll: `Se05x_API_DeleteAll`, Case3 without data, for which `sss_se05x_channel_txnRaw`
+/// still writes a lone `00`: NXP's is a case-2 APDU, the host's a case-1 APDU.
+#[test]
+fn memory_time_and_delete_all_are_nxp_builders() {
+    let mut chip = chip(&[
+        "41 02 1F 40 9000",
+        "41 0C 000102030405060708090A0B 9000",
+        "9000",
+    ]);
+    assert_eq!(chip.free_memory(MEMORY_PERSISTENT).unwrap(), 0x1F40);
+    assert_eq!(chip.timestamp().unwrap()[11], 0x0B);
+    chip.delete_all().unwrap();
+    let commands = sent(&mut chip);
+    nxp_but_le(
+        "GetFreeMemory",
+        &commands[0],
+        "80 04 00 22 03  41 01 01  00",
+        "80 04 00 22 03  41 01 01",
+    );
+    same_as_nxp("GetTimestamp", &commands[1], "80 04 00 3D 00");
+    nxp_but_le("DeleteAll", &commands[2], "80 04 00 2A", "80 04 00 2A 00");
+}
