@@ -188,3 +188,21 @@ step("5 ECDH (NXP form)", h("8003010F"), h("4104") + KEY + h("4220") + PEER, Tru
 counter -= 1
 step("5 ECDH (short Lc, Le 00)", h("8003010F"), h("4104") + KEY + h("4220") + PEER, False,
      h("4120") + SECRET, lc_form="short", host_le="00")
+
+
+# ---- PUT KEY (replace key set KVN 0B), not pinned in a test (see SOURCES.md) ----
+# OP-TEE/optee_os core/drivers/crypto/se050/adaptors/utils/scp_config.c prepare_key_data /
+# encrypt_key_and_get_kcv (AES-ECB under the current DEK, KCV = AES-ECB(key, 01 x 16)[:3]) and
+# adaptors/apis/apdu.c se050_scp03_send_rotate_cmd (80 D8 KVN 81, NXP DoAPDUTxRx_s_Case4).
+DEK = h("6702DAC30942B2C85E7F47B42CED4E7F")
+new_keys = [h("000102030405060708090a0b0c0d0e0f"), h("101112131415161718191a1b1c1d1e1f"),
+            h("202122232425262728292a2b2c2d2e2f")]
+data = b"\x0b"
+kcvs = b"\x0b"
+for k in new_keys:
+    kcv = ecb(k, bytes([1] * 16))[:3]
+    data += h("881110") + ecb(DEK, k) + b"\x03" + kcv
+    kcvs += kcv
+print("== PUT KEY ==")
+print("plain PUT KEY (NXP Case4, no Le)", (h("80D80B81") + bytes([len(data)]) + data).hex())
+print("expected answer", (kcvs + h("9000")).hex())
