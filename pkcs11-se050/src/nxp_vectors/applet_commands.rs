@@ -12,11 +12,11 @@
 //! commands without `hasle`, and `00 00` on those with it.
 //!
 //! The host asks for the response length in Le on every command that answers data (`00`, or
-//! `HH LL` extended when it asks for more than 256 bytes). The chip answers the same either way
-//! (ISO 7816-4: Le bounds the answer, the applet's answers are far shorter than what both ask
-//! for); NXP's own nano-package and Nitrokey's `se05x` crate (src/se05x/commands.toml, `le =`)
-//! differ from the full middleware here too. Each test pins the host's exact bytes and checks,
-//! with a parser written here, that they carry NXP's header and data unchanged.
+//! `HH LL` extended when it asks for more than 256 bytes). Real chips answer both forms: NXP's
+//! middleware gets its answers without Le, and Nitrokey's `se05x` crate (used with real SE050s)
+//! sends Le on these commands (src/se05x/commands.toml, `le =`), as an older NXP middleware did
+//! on ProcessSessionCmd (forum log, see SOURCES.md). Each test pins the host's exact bytes and
+//! checks, with a parser written here, that they carry NXP's header and data unchanged.
 
 use super::*;
 use crate::applet::protocol::*;
