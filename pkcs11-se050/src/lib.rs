@@ -23,6 +23,8 @@ pub mod apdu;
 pub mod applet;
 pub mod config;
 pub mod device;
+#[cfg(test)]
+mod nxp_vectors;
 pub mod scp03;
 pub mod t1;
 pub mod token;
