@@ -8,6 +8,7 @@
 //! none, opening fails with an error naming the configuration file looked for and the device.
 //! Every error names the file and the key that is wrong: a PKCS#11 host can only print a CKR code.
 
+use crate::private_file::Access;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,24 @@ pub const DEFAULT_TOKEN_LABEL: &str = "SE050";
 pub const DEFAULT_PIN_MAX_ATTEMPTS: u16 = 10;
 /// The chip keeps the maximum in two bytes; 0 would mean no limit, which is refused.
 const MAX_PIN_MAX_ATTEMPTS: i64 = 0x7FFF;
+/// The longest configuration file read.
+pub const MAX_CONF_FILE: u64 = 64 * 1024;
+/// The keys a configuration may have (errors on a private file name only these).
+const KNOWN_KEYS: [&str; 13] = [
+    "transport",
+    "virtual_state",
+    "virtual_latency_ms",
+    "i2c_device",
+    "i2c_address",
+    "token_label",
+    "ec_point",
+    "lock_timeout_ms",
+    "pin_max_attempts",
+    "scp03_keys",
+    "scp03_kvn",
+    "virtual_scp03_keys",
+    "virtual_scp03_required",
+];
 /// The most `lock_timeout_ms` may ask for: ten minutes.
 const MAX_LOCK_TIMEOUT_MS: u64 = 600_000;
 
@@ -144,29 +163,47 @@ struct RawConfig {
 impl Config {
     /// Loads the configuration the module should use in this process.
     pub fn load() -> Result<Config, ConfigError> {
-        if let Some(path) = std::env::var_os(CONF_ENV) {
-            let path = PathBuf::from(path);
-            return Config::from_file(&path);
-        }
-        let system = Path::new(SYSTEM_CONF);
-        if system.exists() {
-            return Config::from_file(system);
-        }
-        Ok(Config::embedded_default())
+        let path = match conf_from_environment(std::env::var_os(CONF_ENV), runs_with_privileges()) {
+            Some(path) => path,
+            None => {
+                let system = Path::new(SYSTEM_CONF);
+                if !system.exists() {
+                    return Ok(Config::embedded_default());
+                }
+                system.to_path_buf()
+            }
+        };
+        Config::from_file(&path)
     }
 
-    /// Reads and checks one file.
+    /// Reads and checks one file: opened once without following a symlink, a regular file of
+    /// at most [`MAX_CONF_FILE`] bytes, owned by root or this process's user and writable by
+    /// nobody else. Its text appears in errors only when everybody may read it anyway.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            key: None,
-            problem: format!("cannot read: {e}"),
-        })?;
-        Config::parse(&text, Some(path))
+        let file =
+            crate::private_file::read(path, Access::OthersMayRead, MAX_CONF_FILE).map_err(|e| {
+                ConfigError {
+                    file: Some(path.to_path_buf()),
+                    key: None,
+                    problem: e.problem,
+                }
+            })?;
+        let world_readable = file.mode & 0o004 != 0;
+        Config::parse_showing(&file.text, Some(path), world_readable)
     }
 
     /// Parses TOML text; `file` names it in errors and anchors relative state paths.
     pub fn parse(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::parse_showing(text, file, true)
+    }
+
+    /// `parse`; the parser's message (which may quote the file) only when `show_text`, else
+    /// just the line and, if it is one, the known key on it.
+    fn parse_showing(
+        text: &str,
+        file: Option<&Path>,
+        show_text: bool,
+    ) -> Result<Config, ConfigError> {
         let error = |key: Option<&str>, problem: String| ConfigError {
             file: file.map(Path::to_path_buf),
             key: key.map(str::to_string),
@@ -181,8 +218,19 @@ impl Config {
                 .split('=')
                 .next()
                 .map(str::trim)
-                .filter(|k| !k.is_empty() && line.contains('='));
-            error(key, format!("line {line_no}: {}", e.message().trim()))
+                .filter(|k| !k.is_empty() && line.contains('='))
+                .filter(|k| show_text || KNOWN_KEYS.contains(k));
+            if show_text {
+                error(key, format!("line {line_no}: {}", e.message().trim()))
+            } else {
+                error(
+                    key,
+                    format!(
+                        "line {line_no}: not valid here (the file is not world-readable, so its \
+                         text is not shown)"
+                    ),
+                )
+            }
         })?;
 
         // No transport named means the real chip: the virtual one must be asked for.
@@ -347,6 +395,29 @@ impl Config {
     }
 }
 
+/// Whether the kernel marked this process as running with privileges its caller lacks
+/// (setuid/setgid, file capabilities): AT_SECURE, as glibc's secure_getenv decides.
+pub fn runs_with_privileges() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process; it takes a
+    // plain integer and returns 0 for an unknown type.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// The configuration `$PKCS11_SE050_CONF` names, unless the process runs with privileges:
+/// then its caller's environment must not choose what the module trusts (nor which root-only
+/// file its errors quote), and the system configuration is used.
+fn conf_from_environment(value: Option<std::ffi::OsString>, privileged: bool) -> Option<PathBuf> {
+    let value = value?;
+    if privileged {
+        log::warn!(
+            "${CONF_ENV} ignored: this process runs with privileges its caller lacks (AT_SECURE, \
+             e.g. setuid); using {SYSTEM_CONF}"
+        );
+        return None;
+    }
+    Some(PathBuf::from(value))
+}
+
 /// A path from the file, relative ones anchored at the file's directory.
 fn anchored(path: &Path, file: Option<&Path>) -> PathBuf {
     match file.and_then(Path::parent) {
@@ -434,6 +505,83 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Some(Path::new("/etc/x/p.toml")))
+    }
+
+    #[test]
+    fn the_environment_chooses_no_configuration_for_a_privileged_process() {
+        let named = Some(std::ffi::OsString::from("/home/eve/evil.toml"));
+        assert_eq!(
+            conf_from_environment(named.clone(), false),
+            Some(PathBuf::from("/home/eve/evil.toml"))
+        );
+        assert_eq!(conf_from_environment(named, true), None);
+        assert_eq!(conf_from_environment(None, false), None);
+        // The test binary itself is no setuid program.
+        assert!(!runs_with_privileges());
+    }
+
+    fn conf_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_configuration_others_may_write_or_another_user_owns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = "transport = \"virtual\"\n";
+        Config::from_file(&conf_file(dir.path(), "ok.toml", good, 0o644)).unwrap();
+        for mode in [0o664, 0o666, 0o646] {
+            let path = conf_file(dir.path(), &format!("m{mode:o}.toml"), good, mode);
+            let e = Config::from_file(&path).unwrap_err().to_string();
+            assert!(
+                e.contains(&path.display().to_string())
+                    && e.contains(&format!("mode 0{mode:o}"))
+                    && e.contains("writable by group or others"),
+                "{e}"
+            );
+        }
+        let theirs = conf_file(dir.path(), "theirs.toml", good, 0o644);
+        std::os::unix::fs::chown(&theirs, Some(4242), None).expect("the tests run as root");
+        let e = Config::from_file(&theirs).unwrap_err().to_string();
+        assert!(e.contains("owned by uid 4242"), "{e}");
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(dir.path().join("ok.toml"), &link).unwrap();
+        let e = Config::from_file(&link).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        let e = Config::from_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn errors_quote_a_private_configuration_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "transport = \"virtual\"\nroot:$6$hash:19000 = 1\ntoken_label = hunter2\n";
+        let private = conf_file(dir.path(), "private.toml", text, 0o600);
+        let e = Config::from_file(&private).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains("root") && !e.contains("hash"), "{e}");
+        let private = conf_file(
+            dir.path(),
+            "label.toml",
+            &text.replace("root:$6$hash:19000 = 1\n", ""),
+            0o600,
+        );
+        let e = Config::from_file(&private).unwrap_err().to_string();
+        assert!(e.contains("token_label") && !e.contains("hunter2"), "{e}");
+        // A world-readable file hides nothing from anybody: its errors say what the parser saw.
+        let public = conf_file(
+            dir.path(),
+            "public.toml",
+            "transport = \"virtual\"\nbogus = 1\n",
+            0o644,
+        );
+        let e = Config::from_file(&public).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
     }
 
     #[test]

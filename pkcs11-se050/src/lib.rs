@@ -23,6 +23,7 @@ pub mod apdu;
 pub mod applet;
 pub mod config;
 pub mod device;
+pub mod private_file;
 pub mod scp03;
 pub mod t1;
 pub mod token;
