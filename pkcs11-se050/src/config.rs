@@ -114,7 +114,9 @@ pub struct Config {
     /// PlatformSCP03 settings.
     pub scp03: Scp03Config,
     /// `pin_max_attempts`: how many wrong PINs in a row the chip accepts before it blocks the
-    /// PIN (user and SO alike); written into the UserID objects when a PIN is set.
+    /// PIN (user and SO alike). Written into the SO PIN when C_InitToken creates it; every later
+    /// PIN (C_InitPIN, C_SetPIN) keeps the maximum the chip has, so a PIN holder's own
+    /// configuration cannot raise it.
     pub pin_max_attempts: u16,
 }
 

@@ -223,16 +223,25 @@ impl Token {
             ));
         }
         check_pin_len(pin)?;
-        let max = self.config.pin_max_attempts;
         let mut cache = self.cache.lock();
         let mut link = self.link.lock();
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        let exists = chip
+        let current = chip
             .auth_counter(USER_PIN_ID)
-            .map_err(|e| e.to_ckr("reading the user PIN's counter"))?
-            .is_some();
+            .map_err(|e| e.to_ckr("reading the user PIN's counter"))?;
+        let exists = current.is_some();
+        // The threshold is the token's, fixed when it was initialised: a reset keeps the user
+        // PIN's, a new user PIN gets the SO PIN's. This process's configuration decides only
+        // on a token never initialised.
+        let max = match current {
+            Some(counter) => counter.max_attempts,
+            None => chip
+                .auth_counter(SO_PIN_ID)
+                .map_err(|e| e.to_ckr("reading the SO PIN's counter"))?
+                .map_or(self.config.pin_max_attempts, |so| so.max_attempts),
+        };
         let policy: &[PolicyEntry] = if exists { &[] } else { &user_pin_policy() };
         chip.write_user_id(USER_PIN_ID, pin, max, policy)
             .map_err(|e| e.to_ckr("writing the user PIN"))?;
@@ -254,16 +263,18 @@ impl Token {
         let mut sessions = self.sessions.lock();
         let logged_in = sessions.user;
         let target = auth_object(logged_in.unwrap_or(CKU_USER));
-        let max = self.config.pin_max_attempts;
         let mut link = self.link.lock();
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        if chip
+        // A PIN holder changes the PIN, not how many wrong ones the chip takes: the new value
+        // keeps the maximum the chip has now.
+        let Some(AuthCounter {
+            max_attempts: max, ..
+        }) = chip
             .auth_counter(target)
             .map_err(|e| e.to_ckr("reading the PIN's counter"))?
-            .is_none()
-        {
+        else {
             return Err(answer(
                 if target == USER_PIN_ID {
                     CKR_USER_PIN_NOT_INITIALIZED
@@ -272,7 +283,7 @@ impl Token {
                 },
                 "C_SetPIN: this PIN was never set (C_InitPIN / C_InitToken)",
             ));
-        }
+        };
         // Any session of ours is replaced by one authenticated with the old PIN: if that fails,
         // nobody is logged in any more.
         let was_on_chip = sessions.chip_session;
