@@ -439,7 +439,7 @@ fn transceive<T: ApduTransport>(
     // The response may carry a shared secret: `raw` and the data parsed out of it are wiped
     // when dropped.
     let raw = transport
-        .transceive(&apdu.encode())
+        .transceive(&apdu.wire())
         .map_err(|source| Se050Error::Link {
             command: name(),
             source,
