@@ -104,6 +104,9 @@ impl Token {
         if std::mem::take(&mut sessions.chip_session) {
             self.close_chip_session();
         }
+        // PKCS#11 5.6: private session objects are destroyed at logout; the derived secrets
+        // made under the login are (their values wiped).
+        self.secrets.lock().remove_private();
         Ok(())
     }
 
@@ -131,6 +134,7 @@ impl Token {
             );
             sessions.user = None;
             sessions.chip_session = false;
+            self.secrets.lock().remove_private();
         }
     }
 

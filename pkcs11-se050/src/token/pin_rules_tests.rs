@@ -51,3 +51,30 @@ fn the_lockout_threshold_is_fixed_at_init_token_and_no_pin_holder_raises_it() {
     t.init_pin(s, USER).unwrap();
     assert_eq!(max_attempts(&dir, USER_PIN_ID), 3, "C_InitPIN (create)");
 }
+
+#[test]
+fn derived_secrets_made_under_a_login_are_destroyed_at_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = token(&dir, "");
+    provision(&t);
+    let s = t.open_session(0, RW).unwrap();
+    let other_session = t.open_session(0, RW).unwrap();
+    t.login(s, CKU_USER, USER).unwrap();
+    let (_, private) = generate(&t, s).unwrap();
+    let secret = derive(&t, s, private).unwrap();
+    assert_eq!(
+        t.attributes(s, secret, &[CKA_PRIVATE]).unwrap(),
+        vec![super::attributes::AttrValue::Value(vec![1])],
+        "made from the user's key: a private object"
+    );
+    t.logout(s).unwrap();
+    // Gone (and wiped), though the session that made it is still open.
+    assert_eq!(
+        rv(t.attributes(s, secret, &[CKA_VALUE_LEN])),
+        CKR_OBJECT_HANDLE_INVALID
+    );
+    assert_eq!(
+        rv(t.attributes(other_session, secret, &[CKA_VALUE_LEN])),
+        CKR_OBJECT_HANDLE_INVALID
+    );
+}
