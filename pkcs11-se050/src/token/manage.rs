@@ -200,8 +200,9 @@ impl Token {
         if !v2 {
             record.public = None;
         }
+        let policy = super::pin::record_policy_now(&cache);
         self.with_chip(
-            |chip| chip.write_binary(file, &record.encode()),
+            |chip| chip.write_binary(file, &record.encode(), &policy),
             "writing a key's label and id",
         )?;
         updated.meta_file = Some(file);
@@ -291,7 +292,8 @@ impl Token {
                     cache.free_record_file(key_id)?
                 }
             };
-            let written = chip.write_binary(file, &record);
+            let policy = super::pin::record_policy_now(&cache);
+            let written = chip.write_binary(file, &record, &policy);
             kept.meta_file = Some(file);
             kept.meta_v2 = true;
             cache.insert_pair(kept);

@@ -16,7 +16,10 @@
 //! - SO UserID: the SO may rewrite or delete it; nobody else anything;
 //! - user UserID: the SO may rewrite (reset) or delete it, the user rewrite it (C_SetPIN);
 //! - key pairs made while a user PIN exists: key agreement, reading the public key and deletion
-//!   for the user, deletion for the SO (C_InitToken), nothing for anybody else.
+//!   for the user, deletion for the SO (C_InitToken), nothing for anybody else;
+//! - their metadata records (label, id): the user rewrites them, the SO deletes them, everyone
+//!   reads them; the label file: the SO writes it, everyone reads it. So nobody without the PIN
+//!   relabels a key or the token, whatever software it runs.
 //!
 //! UserID values are 4 to 16 bytes (AN12413); other lengths are CKR_PIN_LEN_RANGE before the
 //! chip is asked (so they cost no attempt).
@@ -63,6 +66,54 @@ pub fn key_policy() -> [PolicyEntry; 2] {
         },
     ]
 }
+
+/// The policy of a key's metadata record (its label, id, public key) made while a user PIN
+/// exists: the user rewrites or deletes it, the SO deletes it (C_InitToken), everyone reads it
+/// (a process without the PIN lists the keys).
+pub fn record_policy() -> [PolicyEntry; 3] {
+    [
+        PolicyEntry {
+            auth_object: USER_PIN_ID,
+            access: POLICY_ALLOW_READ | POLICY_ALLOW_WRITE | POLICY_ALLOW_DELETE,
+        },
+        PolicyEntry {
+            auth_object: SO_PIN_ID,
+            access: POLICY_ALLOW_READ | POLICY_ALLOW_DELETE,
+        },
+        PolicyEntry {
+            auth_object: EVERYONE,
+            access: POLICY_ALLOW_READ,
+        },
+    ]
+}
+
+/// The policy a metadata record gets when it is created now: [`record_policy`] once a user
+/// PIN exists (as the cache saw the chip), none before (as for keys).
+pub fn record_policy_now(cache: &super::objects::ObjectCache) -> Vec<PolicyEntry> {
+    if cache.ids().any(|id| id == USER_PIN_ID) {
+        record_policy().to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The policy of the label file: the SO writes it (C_InitToken), everyone reads it.
+pub fn label_policy() -> [PolicyEntry; 2] {
+    [
+        PolicyEntry {
+            auth_object: SO_PIN_ID,
+            access: POLICY_ALLOW_READ | POLICY_ALLOW_WRITE | POLICY_ALLOW_DELETE,
+        },
+        PolicyEntry {
+            auth_object: EVERYONE,
+            access: POLICY_ALLOW_READ,
+        },
+    ]
+}
+
+/// A policy entry for auth object 0 applies to every session not named in the policy, and to
+/// commands outside any session (AN12413 object policies).
+const EVERYONE: u32 = 0;
 
 fn user_pin_policy() -> [PolicyEntry; 2] {
     [
@@ -201,7 +252,7 @@ impl Token {
             cache.refresh(chip)?;
             remove_module_objects(chip, &cache)?;
             if !label.is_empty() {
-                chip.write_binary(TOKEN_LABEL_FILE, label.as_bytes())
+                chip.write_binary(TOKEN_LABEL_FILE, label.as_bytes(), &label_policy())
                     .map_err(|e| e.to_ckr("storing the token label"))?;
             }
             Ok(())

@@ -5,6 +5,7 @@
 use super::pin::{SO_PIN_ID, USER_PIN_ID};
 use super::pin_tests::*;
 use crate::virtual_se050::store::ObjectData;
+use crate::virtual_se050::ApduHandler;
 use pkcs11_sys::*;
 
 fn max_attempts(dir: &tempfile::TempDir, id: u32) -> u16 {
@@ -77,4 +78,102 @@ fn derived_secrets_made_under_a_login_are_destroyed_at_logout() {
         rv(t.attributes(other_session, secret, &[CKA_VALUE_LEN])),
         CKR_OBJECT_HANDLE_INVALID
     );
+}
+
+/// A raw command to the chip outside any session: what any client without the PIN can send.
+fn raw_status(dir: &tempfile::TempDir, ins: u8, p1: u8, p2: u8, tlvs: &[(u8, &[u8])]) -> [u8; 2] {
+    use crate::apdu::{tlv, CommandApdu};
+    let mut data = Vec::new();
+    for (tag, value) in tlvs {
+        tlv::push(&mut data, *tag, value);
+    }
+    let apdu = CommandApdu::new(crate::applet::protocol::CLA_IOT, ins, p1, p2, data, None);
+    let response = chip_state(dir).process(&apdu.encode()).response;
+    response[response.len() - 2..].try_into().unwrap()
+}
+
+#[test]
+fn without_the_pin_the_chip_refuses_to_relabel_keys_or_the_token() {
+    use crate::applet::protocol::*;
+    use crate::virtual_se050::store::ObjectData;
+    let dir = tempfile::tempdir().unwrap();
+    let t = token(&dir, "");
+    provision(&t);
+    let s = t.open_session(0, RW).unwrap();
+    t.login(s, CKU_USER, USER).unwrap();
+    let (_, private) = generate(&t, s).unwrap();
+    let key_id = super::objects::split_handle(private).unwrap().0;
+    let state = chip_state(&dir);
+    let (record, length) = state
+        .state()
+        .objects
+        .iter()
+        .find_map(|(id, o)| match &o.data {
+            ObjectData::BinaryFile { data } if *id != super::pin::TOKEN_LABEL_FILE => {
+                Some((*id, data.len()))
+            }
+            _ => None,
+        })
+        .expect("the key's metadata record");
+    let policy = |id: u32| {
+        let bytes = state.state().objects[&id].policy.clone().expect("a policy");
+        crate::applet::policy::decode(&bytes).unwrap()
+    };
+    assert_eq!(policy(record), super::pin::record_policy());
+    assert_eq!(
+        policy(super::pin::TOKEN_LABEL_FILE),
+        super::pin::label_policy()
+    );
+
+    // Raw commands outside the user's session: reading is everyone's, writing nobody's.
+    let forged = vec![b'X'; length];
+    for (id, what) in [
+        (record, "metadata record"),
+        (super::pin::TOKEN_LABEL_FILE, "label"),
+    ] {
+        let len = if id == record { length } else { 7 };
+        let write = raw_status(
+            &dir,
+            INS_WRITE,
+            P1_BINARY,
+            P2_DEFAULT,
+            &[
+                (TAG_1, &id.to_be_bytes()),
+                (TAG_2, &[0, 0]),
+                (TAG_4, &forged[..len]),
+            ],
+        );
+        assert_eq!(write, [0x69, 0x86], "{what}: WriteBinary without the PIN");
+        let delete = raw_status(
+            &dir,
+            INS_MGMT,
+            P1_DEFAULT,
+            P2_DELETE_OBJECT,
+            &[(TAG_1, &id.to_be_bytes())],
+        );
+        assert_eq!(
+            delete,
+            [0x69, 0x86],
+            "{what}: DeleteSecureObject without the PIN"
+        );
+    }
+    assert_eq!(t.token_info(0).unwrap().label, "fleet-7");
+
+    // Through the module, another process without the PIN is refused too; the user relabels.
+    let other = token(&dir, "");
+    let os = other.open_session(0, RW).unwrap();
+    let relabel = super::attributes::Template::new(vec![(CKA_LABEL, b"evil".to_vec())]);
+    assert_eq!(
+        rv(other.set_attributes(os, private, &relabel)),
+        CKR_USER_NOT_LOGGED_IN
+    );
+    let mine = super::attributes::Template::new(vec![(CKA_LABEL, b"wg-7".to_vec())]);
+    t.set_attributes(s, private, &mine).unwrap();
+    t.logout(s).unwrap();
+    t.close_session(s).unwrap();
+    // The SO still removes everything this module made.
+    t.init_token(0, SO, "fresh").unwrap();
+    let objects = chip_state(&dir).state().objects.clone();
+    assert!(!objects.contains_key(&record) && !objects.contains_key(&key_id));
+    assert_eq!(t.token_info(0).unwrap().label, "fresh");
 }

@@ -167,9 +167,9 @@ impl Chip for AppletChip {
         self.se050.get_random(len).map_err(|e| self.fail(e))
     }
 
-    fn write_binary(&mut self, id: u32, data: &[u8]) -> ChipResult<()> {
+    fn write_binary(&mut self, id: u32, data: &[u8], policy: &[PolicyEntry]) -> ChipResult<()> {
         self.se050
-            .write_binary(object(id)?, data)
+            .write_binary_with_policy(object(id)?, data, policy)
             .map_err(|e| self.fail(e))
     }
 
