@@ -177,3 +177,31 @@ fn without_the_pin_the_chip_refuses_to_relabel_keys_or_the_token() {
     assert!(!objects.contains_key(&record) && !objects.contains_key(&key_id));
     assert_eq!(t.token_info(0).unwrap().label, "fresh");
 }
+
+#[test]
+fn the_user_cannot_log_in_to_a_token_without_a_user_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = token(&dir, "");
+    let s = t.open_session(0, RW).unwrap();
+    // Never initialised, and initialised without a user PIN: no login, whatever the PIN.
+    for pin in [&b"1234"[..], b"12", &[b'9'; 20]] {
+        assert_eq!(
+            rv(t.login(s, CKU_USER, pin)),
+            CKR_USER_PIN_NOT_INITIALIZED,
+            "{pin:?}"
+        );
+    }
+    assert_eq!(t.session_info(s).unwrap().0, CKS_RW_PUBLIC_SESSION);
+    t.close_session(s).unwrap();
+    t.init_token(0, SO, "no-user-pin").unwrap();
+    let s = t.open_session(0, RW).unwrap();
+    assert_eq!(rv(t.login(s, CKU_USER, USER)), CKR_USER_PIN_NOT_INITIALIZED);
+    // Its keys need no login.
+    let (_, private) = generate(&t, s).unwrap();
+    derive(&t, s, private).unwrap();
+    // Once the SO set one, the user logs in with it.
+    t.login(s, CKU_SO, SO).unwrap();
+    t.init_pin(s, USER).unwrap();
+    t.logout(s).unwrap();
+    t.login(s, CKU_USER, USER).unwrap();
+}
