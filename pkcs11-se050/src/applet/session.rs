@@ -164,6 +164,17 @@ impl<T: ApduTransport> Se050<T> {
         self.session
     }
 
+    /// Sets the open session aside without closing it (the chip keeps it): later commands go
+    /// outside any session, or in another one, until [`Se050::resume_session`].
+    pub fn set_session_aside(&mut self) -> Option<[u8; 8]> {
+        self.session.take()
+    }
+
+    /// Goes back to a session set aside; the one open now, if any, must have been closed.
+    pub fn resume_session(&mut self, session: [u8; 8]) {
+        self.session = Some(session);
+    }
+
     /// Forgets the session without telling the chip (it was reset: its sessions are gone).
     pub fn forget_session(&mut self) {
         self.session = None;

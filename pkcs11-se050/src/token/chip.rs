@@ -147,4 +147,9 @@ pub trait Chip: Send {
     fn close_auth_session(&mut self);
     /// Whether commands run inside an authenticated session (false once the chip lost it).
     fn in_auth_session(&self) -> bool;
+    /// Sets the open authenticated session aside, still open on the chip (C_SetPIN verifies
+    /// the old PIN in a session of its own and must not end the login's).
+    fn set_auth_session_aside(&mut self) -> Option<[u8; 8]>;
+    /// Goes back to a session set aside.
+    fn resume_auth_session(&mut self, session: [u8; 8]);
 }

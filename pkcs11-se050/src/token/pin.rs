@@ -311,7 +311,7 @@ impl Token {
         self.sync_login();
         check_pin_len(new)?;
         check_pin_len(old)?;
-        let mut sessions = self.sessions.lock();
+        let sessions = self.sessions.lock();
         let logged_in = sessions.user;
         let target = auth_object(logged_in.unwrap_or(CKU_USER));
         let mut link = self.link.lock();
@@ -335,26 +335,28 @@ impl Token {
                 "C_SetPIN: this PIN was never set (C_InitPIN / C_InitToken)",
             ));
         };
-        // Any session of ours is replaced by one authenticated with the old PIN: if that fails,
-        // nobody is logged in any more.
-        let was_on_chip = sessions.chip_session;
-        if let Err(e) = chip.open_auth_session(target, old) {
-            if was_on_chip {
-                sessions.user = None;
-                sessions.chip_session = false;
-            }
-            return Err(e.to_ckr("C_SetPIN: authenticating with the old PIN"));
-        }
-        let written = chip
-            .write_user_id(target, new, max, &[])
-            .map_err(|e| e.to_ckr("C_SetPIN: writing the new PIN"));
-        if logged_in.is_some() {
-            // Still logged in, now on the session authenticated just now.
-            sessions.chip_session = true;
+        // The old PIN is verified in a chip session of its own; the login's session (if any)
+        // is set aside meanwhile, still open, so that a wrong old PIN leaves the login as it
+        // was (PKCS#11: a failed C_SetPIN changes nothing).
+        let login_session = if sessions.chip_session {
+            chip.set_auth_session_aside()
         } else {
-            chip.close_auth_session();
+            None
+        };
+        let result = chip
+            .open_auth_session(target, old)
+            .map_err(|e| e.to_ckr("C_SetPIN: authenticating with the old PIN"))
+            .and_then(|()| {
+                let written = chip
+                    .write_user_id(target, new, max, &[])
+                    .map_err(|e| e.to_ckr("C_SetPIN: writing the new PIN"));
+                chip.close_auth_session();
+                written
+            });
+        if let Some(session) = login_session {
+            chip.resume_auth_session(session);
         }
-        written
+        result
     }
 }
 

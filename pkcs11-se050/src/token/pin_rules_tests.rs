@@ -205,3 +205,35 @@ fn the_user_cannot_log_in_to_a_token_without_a_user_pin() {
     t.logout(s).unwrap();
     t.login(s, CKU_USER, USER).unwrap();
 }
+
+#[test]
+fn a_failed_set_pin_leaves_the_login_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = token(&dir, "");
+    provision(&t);
+    let s = t.open_session(0, RW).unwrap();
+    t.login(s, CKU_USER, USER).unwrap();
+    let (_, private) = generate(&t, s).unwrap();
+    assert_eq!(rv(t.set_pin(s, b"0000", b"4321")), CKR_PIN_INCORRECT);
+    // Still logged in, on the chip too: the key works without a new C_Login.
+    assert_eq!(t.session_info(s).unwrap().0, CKS_RW_USER_FUNCTIONS);
+    derive(&t, s, private).unwrap();
+    assert_eq!(rv(t.login(s, CKU_USER, USER)), CKR_USER_ALREADY_LOGGED_IN);
+    // A successful change keeps the login as well, and leaves no chip session behind: more
+    // changes than the chip has sessions, then another process still logs in.
+    let mut current = USER.to_vec();
+    for n in 0..6u8 {
+        let next = format!("pin-{n}").into_bytes();
+        t.set_pin(s, &current, &next).unwrap();
+        current = next;
+        derive(&t, s, private).unwrap();
+    }
+    let other = token(&dir, "");
+    let os = other.open_session(0, RW).unwrap();
+    other.login(os, CKU_USER, &current).unwrap();
+    for handle in find_private(&other, os) {
+        derive(&other, os, handle).unwrap();
+    }
+    t.logout(s).unwrap();
+    t.login(s, CKU_USER, &current).unwrap();
+}

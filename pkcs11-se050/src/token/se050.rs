@@ -262,4 +262,12 @@ impl Chip for AppletChip {
     fn in_auth_session(&self) -> bool {
         self.se050.session().is_some()
     }
+
+    fn set_auth_session_aside(&mut self) -> Option<[u8; 8]> {
+        self.se050.set_session_aside()
+    }
+
+    fn resume_auth_session(&mut self, session: [u8; 8]) {
+        self.se050.resume_session(session)
+    }
 }
