@@ -3,7 +3,9 @@
 //! keeps a PIN, and never retries one.
 //!
 //! - C_InitToken (SO PIN): the first time it creates the SO UserID; later it requires it (one
-//!   chip session authenticated as the SO). It removes what this module created (key pairs it
+//!   chip session authenticated as the SO). The lockout threshold (`pin_max_attempts`) is set
+//!   here, into the SO UserID; C_InitPIN gives a new user PIN the SO's, and every later rewrite
+//!   (C_InitPIN, C_SetPIN) keeps the chip's: no PIN holder's configuration raises it. It removes what this module created (key pairs it
 //!   generated, their metadata records, the user PIN, the label) and nothing else: objects of
 //!   other tools and NXP-provisioned ones stay. Its label is stored on the chip (a binary file);
 //!   the configuration's `token_label` only names a token never initialised.
@@ -236,11 +238,10 @@ impl Token {
             .map_err(|e| e.to_ckr("opening the chip"))?;
         let max = self.config.pin_max_attempts;
         let result = (|| {
-            if chip
+            let so_counter = chip
                 .auth_counter(SO_PIN_ID)
-                .map_err(|e| e.to_ckr("reading the SO PIN's counter"))?
-                .is_none()
-            {
+                .map_err(|e| e.to_ckr("reading the SO PIN's counter"))?;
+            if so_counter.is_none() {
                 log::info!(
                     "initialising the token: creating the SO PIN (UserID {SO_PIN_ID:#010x})"
                 );
@@ -249,6 +250,16 @@ impl Token {
             }
             chip.open_auth_session(SO_PIN_ID, so_pin)
                 .map_err(|e| e.to_ckr("authenticating as the SO"))?;
+            // The lockout threshold is the SO's to set, here and only here: a new one from the
+            // configuration goes into the SO PIN (the user PIN, removed below, gets it anew).
+            if let Some(counter) = so_counter.filter(|c| c.max_attempts != max) {
+                log::info!(
+                    "C_InitToken: lockout threshold {} -> {max} wrong PINs (pin_max_attempts)",
+                    counter.max_attempts
+                );
+                chip.write_user_id(SO_PIN_ID, so_pin, max, &[])
+                    .map_err(|e| e.to_ckr("setting the SO PIN's lockout threshold"))?;
+            }
             cache.refresh(chip)?;
             remove_module_objects(chip, &cache)?;
             if !label.is_empty() {

@@ -46,11 +46,24 @@ fn the_lockout_threshold_is_fixed_at_init_token_and_no_pin_holder_raises_it() {
     t.logout(s).unwrap();
     t.close_session(s).unwrap();
     // A user PIN created afresh (after C_InitToken removed it) gets the SO PIN's threshold.
+    drop(t);
+    let t = token(&dir, "pin_max_attempts = 3\n");
     t.init_token(0, b"so-secret-2", "again").unwrap();
     let s = t.open_session(0, RW).unwrap();
     t.login(s, CKU_SO, b"so-secret-2").unwrap();
     t.init_pin(s, USER).unwrap();
     assert_eq!(max_attempts(&dir, USER_PIN_ID), 3, "C_InitPIN (create)");
+    t.logout(s).unwrap();
+    t.close_session(s).unwrap();
+    // The SO changes it: C_InitToken with another pin_max_attempts.
+    drop(t);
+    let t = token(&dir, "pin_max_attempts = 5\n");
+    t.init_token(0, b"so-secret-2", "again").unwrap();
+    assert_eq!(max_attempts(&dir, SO_PIN_ID), 5, "C_InitToken sets it");
+    let s = t.open_session(0, RW).unwrap();
+    t.login(s, CKU_SO, b"so-secret-2").unwrap();
+    t.init_pin(s, USER).unwrap();
+    assert_eq!(max_attempts(&dir, USER_PIN_ID), 5);
 }
 
 #[test]
