@@ -236,8 +236,13 @@ impl Config {
         })?;
 
         // No transport named means the real chip: the virtual one must be asked for.
-        let scp03 = parse_scp03(&raw, file, raw.transport.as_deref() == Some("virtual"))
-            .map_err(|(k, p)| error(Some(k), p))?;
+        let scp03 = parse_scp03(
+            &raw,
+            file,
+            raw.transport.as_deref() == Some("virtual"),
+            show_text,
+        )
+        .map_err(|(k, p)| error(Some(k), p))?;
         let transport_name = raw.transport.as_deref().unwrap_or("i2c");
         let transport = match transport_name {
             "virtual" => {
@@ -305,7 +310,10 @@ impl Config {
             other => {
                 return Err(error(
                     Some("transport"),
-                    format!("`{other}` is not a transport; use \"virtual\" or \"i2c\""),
+                    format!(
+                        "{} is not a transport; use \"virtual\" or \"i2c\"",
+                        shown(show_text, other)
+                    ),
                 ))
             }
         };
@@ -325,7 +333,10 @@ impl Config {
             Some(other) => {
                 return Err(error(
                     Some("ec_point"),
-                    format!("`{other}` is not a format; use \"der\" or \"raw\""),
+                    format!(
+                        "{} is not a format; use \"der\" or \"raw\"",
+                        shown(show_text, other)
+                    ),
                 ))
             }
         };
@@ -420,6 +431,15 @@ fn conf_from_environment(value: Option<std::ffi::OsString>, privileged: bool) ->
     Some(PathBuf::from(value))
 }
 
+/// A value from the file, for an error: quoted when the file is world-readable anyway.
+fn shown(show_text: bool, value: &str) -> String {
+    if show_text {
+        format!("`{value}`")
+    } else {
+        "the value (not shown: the file is not world-readable)".into()
+    }
+}
+
 /// A path from the file, relative ones anchored at the file's directory.
 fn anchored(path: &Path, file: Option<&Path>) -> PathBuf {
     match file.and_then(Path::parent) {
@@ -433,6 +453,7 @@ fn parse_scp03(
     raw: &RawConfig,
     file: Option<&Path>,
     is_virtual: bool,
+    show_text: bool,
 ) -> Result<Scp03Config, (&'static str, String)> {
     let mut out = Scp03Config::default();
     if let Some(path) = &raw.scp03_keys {
@@ -472,7 +493,8 @@ fn parse_scp03(
             return Err((
                 "virtual_scp03_keys",
                 format!(
-                    "`{keys}` is neither a variant ({}) nor a key file path",
+                    "{} is neither a variant ({}) nor a key file path",
+                    shown(show_text, keys),
                     names.join(", ")
                 ),
             ));
@@ -575,6 +597,15 @@ mod tests {
         );
         let e = Config::from_file(&private).unwrap_err().to_string();
         assert!(e.contains("token_label") && !e.contains("hunter2"), "{e}");
+        for text in [
+            "transport = \"hunter2\"\n",
+            "ec_point = \"hunter2\"\n",
+            "transport = \"virtual\"\nvirtual_scp03_keys = \"hunter2\"\n",
+        ] {
+            let private = conf_file(dir.path(), "value.toml", text, 0o600);
+            let e = Config::from_file(&private).unwrap_err().to_string();
+            assert!(e.contains("not shown") && !e.contains("hunter2"), "{e}");
+        }
         // A world-readable file hides nothing from anybody: its errors say what the parser saw.
         let public = conf_file(
             dir.path(),
