@@ -633,14 +633,12 @@ fn finalize_and_initialize_again() {
         let token_public = PublicKey::from(public_key(&session, public));
         let got = derive(&session, private, PublicKey::from(&peer).as_bytes(), None).unwrap();
         assert_eq!(got, peer.diffie_hellman(&token_public).as_bytes());
-        session
-            .login(UserType::User, Some(&AuthPin::new("1234".into())))
-            .unwrap();
+        // No user PIN on this token: no login needed, and none possible (PKCS#11).
         assert_eq!(
             rv(session.login(UserType::User, Some(&AuthPin::new("1234".into())))),
-            RvError::UserAlreadyLoggedIn
+            RvError::UserPinNotInitialized
         );
-        session.logout().unwrap();
+        assert_eq!(rv(session.logout()), RvError::UserNotLoggedIn);
         assert_eq!(session.generate_random_vec(48).unwrap().len(), 48);
         assert_ne!(
             session.generate_random_vec(32).unwrap(),

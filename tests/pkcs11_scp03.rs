@@ -264,8 +264,8 @@ fn scp03_wrong_missing_or_exposed_keys_fail_clearly_and_never_in_plain() {
             required_chip(None, "scp03_keys = \"absent.keys\"\n"),
             &[
                 "SCP03 secure channel",
-                "cannot read the key file",
-                "absent.keys",
+                "the key file",
+                "absent.keys: cannot open",
             ],
         ),
         (

@@ -182,7 +182,7 @@ fn tool_keypairgen_without_usage_derive_is_refused_with_the_reason() {
 }
 
 #[test]
-fn tool_generates_random_bytes_and_accepts_login() {
+fn tool_generates_random_bytes_and_refuses_a_login_without_a_user_pin() {
     let chip = TestChip::new("");
     let a = chip.dir.path().join("a.bin");
     let b = chip.dir.path().join("b.bin");
@@ -207,8 +207,12 @@ fn tool_generates_random_bytes_and_accepts_login() {
     let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     assert_eq!((a.len(), b.len()), (64, 64));
     assert_ne!(a, b);
-    // There is no PIN yet: --login with any PIN keeps scripts working.
-    ok(&chip, &["--login", "--pin", "123456", "-O"]);
+    // There is no user PIN yet: no login needed, and a login is refused as PKCS#11 says.
+    ok(&chip, &["-O"]);
+    let out = tool(&chip, &module_path(), &["--login", "--pin", "123456", "-O"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("CKR_USER_PIN_NOT_INITIALIZED"), "{stderr}");
 }
 
 /// Installs a p11-kit module file for the built .so and removes it when dropped.

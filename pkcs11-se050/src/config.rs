@@ -8,6 +8,7 @@
 //! none, opening fails with an error naming the configuration file looked for and the device.
 //! Every error names the file and the key that is wrong: a PKCS#11 host can only print a CKR code.
 
+use crate::private_file::Access;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,24 @@ pub const DEFAULT_TOKEN_LABEL: &str = "SE050";
 pub const DEFAULT_PIN_MAX_ATTEMPTS: u16 = 10;
 /// The chip keeps the maximum in two bytes; 0 would mean no limit, which is refused.
 const MAX_PIN_MAX_ATTEMPTS: i64 = 0x7FFF;
+/// The longest configuration file read.
+pub const MAX_CONF_FILE: u64 = 64 * 1024;
+/// The keys a configuration may have (errors on a private file name only these).
+const KNOWN_KEYS: [&str; 13] = [
+    "transport",
+    "virtual_state",
+    "virtual_latency_ms",
+    "i2c_device",
+    "i2c_address",
+    "token_label",
+    "ec_point",
+    "lock_timeout_ms",
+    "pin_max_attempts",
+    "scp03_keys",
+    "scp03_kvn",
+    "virtual_scp03_keys",
+    "virtual_scp03_required",
+];
 /// The most `lock_timeout_ms` may ask for: ten minutes.
 const MAX_LOCK_TIMEOUT_MS: u64 = 600_000;
 
@@ -95,7 +114,9 @@ pub struct Config {
     /// PlatformSCP03 settings.
     pub scp03: Scp03Config,
     /// `pin_max_attempts`: how many wrong PINs in a row the chip accepts before it blocks the
-    /// PIN (user and SO alike); written into the UserID objects when a PIN is set.
+    /// PIN (user and SO alike). Written into the SO PIN when C_InitToken creates it; every later
+    /// PIN (C_InitPIN, C_SetPIN) keeps the maximum the chip has, so a PIN holder's own
+    /// configuration cannot raise it.
     pub pin_max_attempts: u16,
 }
 
@@ -144,29 +165,47 @@ struct RawConfig {
 impl Config {
     /// Loads the configuration the module should use in this process.
     pub fn load() -> Result<Config, ConfigError> {
-        if let Some(path) = std::env::var_os(CONF_ENV) {
-            let path = PathBuf::from(path);
-            return Config::from_file(&path);
-        }
-        let system = Path::new(SYSTEM_CONF);
-        if system.exists() {
-            return Config::from_file(system);
-        }
-        Ok(Config::embedded_default())
+        let path = match conf_from_environment(std::env::var_os(CONF_ENV), runs_with_privileges()) {
+            Some(path) => path,
+            None => {
+                let system = Path::new(SYSTEM_CONF);
+                if !system.exists() {
+                    return Ok(Config::embedded_default());
+                }
+                system.to_path_buf()
+            }
+        };
+        Config::from_file(&path)
     }
 
-    /// Reads and checks one file.
+    /// Reads and checks one file: opened once without following a symlink, a regular file of
+    /// at most [`MAX_CONF_FILE`] bytes, owned by root or this process's user and writable by
+    /// nobody else. Its text appears in errors only when everybody may read it anyway.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            key: None,
-            problem: format!("cannot read: {e}"),
-        })?;
-        Config::parse(&text, Some(path))
+        let file =
+            crate::private_file::read(path, Access::OthersMayRead, MAX_CONF_FILE).map_err(|e| {
+                ConfigError {
+                    file: Some(path.to_path_buf()),
+                    key: None,
+                    problem: e.problem,
+                }
+            })?;
+        let world_readable = file.mode & 0o004 != 0;
+        Config::parse_showing(&file.text, Some(path), world_readable)
     }
 
     /// Parses TOML text; `file` names it in errors and anchors relative state paths.
     pub fn parse(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::parse_showing(text, file, true)
+    }
+
+    /// `parse`; the parser's message (which may quote the file) only when `show_text`, else
+    /// just the line and, if it is one, the known key on it.
+    fn parse_showing(
+        text: &str,
+        file: Option<&Path>,
+        show_text: bool,
+    ) -> Result<Config, ConfigError> {
         let error = |key: Option<&str>, problem: String| ConfigError {
             file: file.map(Path::to_path_buf),
             key: key.map(str::to_string),
@@ -181,13 +220,29 @@ impl Config {
                 .split('=')
                 .next()
                 .map(str::trim)
-                .filter(|k| !k.is_empty() && line.contains('='));
-            error(key, format!("line {line_no}: {}", e.message().trim()))
+                .filter(|k| !k.is_empty() && line.contains('='))
+                .filter(|k| show_text || KNOWN_KEYS.contains(k));
+            if show_text {
+                error(key, format!("line {line_no}: {}", e.message().trim()))
+            } else {
+                error(
+                    key,
+                    format!(
+                        "line {line_no}: not valid here (the file is not world-readable, so its \
+                         text is not shown)"
+                    ),
+                )
+            }
         })?;
 
         // No transport named means the real chip: the virtual one must be asked for.
-        let scp03 = parse_scp03(&raw, file, raw.transport.as_deref() == Some("virtual"))
-            .map_err(|(k, p)| error(Some(k), p))?;
+        let scp03 = parse_scp03(
+            &raw,
+            file,
+            raw.transport.as_deref() == Some("virtual"),
+            show_text,
+        )
+        .map_err(|(k, p)| error(Some(k), p))?;
         let transport_name = raw.transport.as_deref().unwrap_or("i2c");
         let transport = match transport_name {
             "virtual" => {
@@ -255,7 +310,10 @@ impl Config {
             other => {
                 return Err(error(
                     Some("transport"),
-                    format!("`{other}` is not a transport; use \"virtual\" or \"i2c\""),
+                    format!(
+                        "{} is not a transport; use \"virtual\" or \"i2c\"",
+                        shown(show_text, other)
+                    ),
                 ))
             }
         };
@@ -275,7 +333,10 @@ impl Config {
             Some(other) => {
                 return Err(error(
                     Some("ec_point"),
-                    format!("`{other}` is not a format; use \"der\" or \"raw\""),
+                    format!(
+                        "{} is not a format; use \"der\" or \"raw\"",
+                        shown(show_text, other)
+                    ),
                 ))
             }
         };
@@ -347,6 +408,38 @@ impl Config {
     }
 }
 
+/// Whether the kernel marked this process as running with privileges its caller lacks
+/// (setuid/setgid, file capabilities): AT_SECURE, as glibc's secure_getenv decides.
+pub fn runs_with_privileges() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process; it takes a
+    // plain integer and returns 0 for an unknown type.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// The configuration `$PKCS11_SE050_CONF` names, unless the process runs with privileges:
+/// then its caller's environment must not choose what the module trusts (nor which root-only
+/// file its errors quote), and the system configuration is used.
+fn conf_from_environment(value: Option<std::ffi::OsString>, privileged: bool) -> Option<PathBuf> {
+    let value = value?;
+    if privileged {
+        log::warn!(
+            "${CONF_ENV} ignored: this process runs with privileges its caller lacks (AT_SECURE, \
+             e.g. setuid); using {SYSTEM_CONF}"
+        );
+        return None;
+    }
+    Some(PathBuf::from(value))
+}
+
+/// A value from the file, for an error: quoted when the file is world-readable anyway.
+fn shown(show_text: bool, value: &str) -> String {
+    if show_text {
+        format!("`{value}`")
+    } else {
+        "the value (not shown: the file is not world-readable)".into()
+    }
+}
+
 /// A path from the file, relative ones anchored at the file's directory.
 fn anchored(path: &Path, file: Option<&Path>) -> PathBuf {
     match file.and_then(Path::parent) {
@@ -360,6 +453,7 @@ fn parse_scp03(
     raw: &RawConfig,
     file: Option<&Path>,
     is_virtual: bool,
+    show_text: bool,
 ) -> Result<Scp03Config, (&'static str, String)> {
     let mut out = Scp03Config::default();
     if let Some(path) = &raw.scp03_keys {
@@ -399,7 +493,8 @@ fn parse_scp03(
             return Err((
                 "virtual_scp03_keys",
                 format!(
-                    "`{keys}` is neither a variant ({}) nor a key file path",
+                    "{} is neither a variant ({}) nor a key file path",
+                    shown(show_text, keys),
                     names.join(", ")
                 ),
             ));
@@ -429,172 +524,4 @@ fn default_state_dir() -> Result<PathBuf, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Some(Path::new("/etc/x/p.toml")))
-    }
-
-    #[test]
-    fn virtual_with_relative_state_is_anchored_at_the_file() {
-        let c = parse(
-            "transport = \"virtual\"\nvirtual_state = \"chip.state\"\nvirtual_latency_ms = 50\n",
-        )
-        .unwrap();
-        assert_eq!(
-            c.transport,
-            TransportConfig::Virtual {
-                state: PathBuf::from("/etc/x/chip.state"),
-                latency: Duration::from_millis(50)
-            }
-        );
-        assert_eq!(c.token_label, "SE050");
-        assert_eq!(c.ec_point, EcPointFormat::Der);
-        assert_eq!(c.lock_timeout, crate::device::lock::DEFAULT_LOCK_TIMEOUT);
-    }
-
-    #[test]
-    fn scp03_settings_and_their_errors() {
-        let c = parse("").unwrap();
-        assert_eq!(c.scp03, Scp03Config::default());
-        assert_eq!(c.scp03.kvn, 0x0B);
-        let c = parse(
-            "transport = \"virtual\"\nscp03_keys = \"keys/scp.txt\"\nscp03_kvn = 0x21\n\
-             virtual_scp03_keys = \"se050e\"\n\
-             virtual_scp03_required = true",
-        )
-        .unwrap();
-        assert_eq!(
-            c.scp03.keys_file,
-            Some(PathBuf::from("/etc/x/keys/scp.txt"))
-        );
-        assert_eq!(c.scp03.kvn, 0x21);
-        assert_eq!(
-            c.scp03.virtual_keys,
-            VirtualScp03Keys::Published("se050e".into())
-        );
-        assert!(c.scp03.virtual_required);
-        let c = parse("transport = \"virtual\"\nvirtual_scp03_keys = \"chip.keys\"").unwrap();
-        assert_eq!(
-            c.scp03.virtual_keys,
-            VirtualScp03Keys::File("/etc/x/chip.keys".into())
-        );
-        for (text, key) in [
-            ("scp03_kvn = 3", "scp03_kvn"),
-            ("scp03_keys = \"k\"\nscp03_kvn = 0x80", "scp03_kvn"),
-            ("scp03_keys = \"\"", "scp03_keys"),
-            (
-                "transport = \"virtual\"\nvirtual_scp03_keys = \"SE999\"",
-                "virtual_scp03_keys",
-            ),
-            (
-                "transport = \"i2c\"\nvirtual_scp03_required = true",
-                "virtual_scp03_required",
-            ),
-            (
-                "transport = \"virtual\"\nvirtual_scp03_required = \"yes\"",
-                "virtual_scp03_required",
-            ),
-        ] {
-            let e = parse(text).unwrap_err().to_string();
-            assert!(e.contains(key), "{text}: {e}");
-        }
-    }
-
-    #[test]
-    fn lock_timeout_is_bounded() {
-        let c = parse("transport = \"virtual\"\nlock_timeout_ms = 250").unwrap();
-        assert_eq!(c.lock_timeout, Duration::from_millis(250));
-        for bad in ["0", "600001", "-5", "\"never\""] {
-            let e = parse(&format!("lock_timeout_ms = {bad}"))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("lock_timeout_ms"), "{e}");
-        }
-    }
-
-    #[test]
-    fn pin_max_attempts_defaults_to_ten_and_is_bounded() {
-        assert_eq!(
-            parse("transport = \"virtual\"").unwrap().pin_max_attempts,
-            10
-        );
-        let c = parse("transport = \"virtual\"\npin_max_attempts = 3").unwrap();
-        assert_eq!(c.pin_max_attempts, 3);
-        for bad in ["0", "32768", "-1", "\"ten\""] {
-            let e = parse(&format!("pin_max_attempts = {bad}"))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("pin_max_attempts"), "{e}");
-        }
-    }
-
-    #[test]
-    fn i2c_defaults_and_values() {
-        let c = parse(
-            "transport = \"i2c\"\ni2c_address = 0x49\ntoken_label = \"wg\"\nec_point = \"raw\"",
-        )
-        .unwrap();
-        assert_eq!(
-            c.transport,
-            TransportConfig::I2c {
-                device: PathBuf::from("/dev/i2c-1"),
-                address: 0x49
-            }
-        );
-        assert_eq!(c.token_label, "wg");
-        assert_eq!(c.ec_point, EcPointFormat::Raw);
-    }
-
-    #[test]
-    fn the_virtual_chip_only_when_asked_for() {
-        // A file without `transport` means the real chip, as no file does.
-        let c = parse("token_label = \"wg\"").unwrap();
-        assert_eq!(
-            c.transport,
-            TransportConfig::I2c {
-                device: PathBuf::from(DEFAULT_I2C_DEVICE),
-                address: DEFAULT_I2C_ADDRESS
-            }
-        );
-        assert!(!c.is_virtual());
-        // Settings of the virtual chip without asking for it are an error, not a fallback.
-        let e = parse("virtual_state = \"/x\"").unwrap_err().to_string();
-        assert!(
-            e.contains("virtual_state") && e.contains("transport = \"virtual\""),
-            "{e}"
-        );
-        let d = Config::embedded_default();
-        assert_eq!(d.transport, c.transport);
-        assert!(d.origin().contains(SYSTEM_CONF) && d.origin().contains(CONF_ENV));
-        assert!(parse("transport = \"virtual\"").unwrap().is_virtual());
-    }
-
-    #[test]
-    fn errors_name_file_and_key() {
-        let e = parse("transport = \"usb\"").unwrap_err().to_string();
-        assert!(
-            e.contains("/etc/x/p.toml") && e.contains("transport") && e.contains("usb"),
-            "{e}"
-        );
-        let e = parse("i2c_adress = 3").unwrap_err().to_string();
-        assert!(e.contains("i2c_adress"), "{e}");
-        let e = parse("transport = \"i2c\"\ni2c_address = 300")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("i2c_address"), "{e}");
-        let e = parse("ec_point = \"pem\"").unwrap_err().to_string();
-        assert!(e.contains("ec_point"), "{e}");
-        let e = parse("transport = \"virtual\"\nvirtual_latency_ms = \"fast\"")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("virtual_latency_ms"), "{e}");
-        let e = parse("token_label = \"\"").unwrap_err().to_string();
-        assert!(e.contains("token_label"), "{e}");
-        let e = parse("transport = \"i2c\"\nvirtual_state = \"/x\"")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("virtual_state"), "{e}");
-    }
-}
+mod tests;

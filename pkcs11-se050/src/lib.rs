@@ -25,6 +25,7 @@ pub mod config;
 pub mod device;
 #[cfg(test)]
 mod nxp_vectors;
+pub mod private_file;
 pub mod scp03;
 pub mod t1;
 pub mod token;

@@ -267,13 +267,40 @@ fn run_role(role: &str, user_pin: &str) {
                 .unwrap();
             assert!(info.login_required());
             assert!(info.user_pin_initialized());
+            // Nor does it relabel the user's keys (the module refuses, and the chip's policy on
+            // their metadata records would).
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                let relabel = [Attribute::Label(b"evil".to_vec())];
+                assert_eq!(
+                    rv(s.update_attributes(key(&s, class), &relabel)),
+                    RvError::UserNotLoggedIn
+                );
+            }
         }
         "derive" => {
             let pkcs11 = init();
             let s = session(&pkcs11);
             s.login(UserType::User, Some(&pin(user_pin))).unwrap();
             derive(&s).unwrap();
+            // A secret derived under the login is destroyed at C_Logout.
+            let peer = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
+            let mechanism =
+                Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer.as_bytes()));
+            let secret = s
+                .derive_key(
+                    &mechanism,
+                    key(&s, ObjectClass::PRIVATE_KEY),
+                    &[
+                        Attribute::Class(ObjectClass::SECRET_KEY),
+                        Attribute::KeyType(KeyType::GENERIC_SECRET),
+                    ],
+                )
+                .unwrap();
             s.logout().unwrap();
+            assert_eq!(
+                rv(s.get_attributes(secret, &[AttributeType::ValueLen])),
+                RvError::ObjectHandleInvalid
+            );
             assert_eq!(rv(derive(&s)), RvError::UserNotLoggedIn);
         }
         // Locked: so it stays across C_Finalize, dlclose and a new load of the module.

@@ -159,15 +159,22 @@ fn a_forged_6a80_to_verify_session_user_id_never_logs_in() {
 }
 
 #[test]
-fn a_token_without_a_pin_still_accepts_any_pin() {
+fn a_token_without_a_pin_answers_as_pkcs11_says_once_the_chip_confirms_it() {
     for scp03 in [false, true] {
         let bus = Bus::new(scp03);
         let t = token(&bus, scp03);
         let s = t.open_session(0, RW).unwrap();
-        assert_eq!(rv(t.login(s, CKU_USER, b"0000")), CKR_OK, "scp03 {scp03}");
+        // No user PIN, confirmed by CheckObjectExists: PKCS#11's answer for the user.
+        assert_eq!(
+            rv(t.login(s, CKU_USER, b"0000")),
+            CKR_USER_PIN_NOT_INITIALIZED,
+            "scp03 {scp03}"
+        );
+        // No SO PIN either: the SO's login is bookkeeping, without a chip session.
+        assert_eq!(rv(t.login(s, CKU_SO, b"0000")), CKR_OK, "scp03 {scp03}");
         assert_eq!(
             t.session_info(s).unwrap().0,
-            CKS_RW_USER_FUNCTIONS,
+            CKS_RW_SO_FUNCTIONS,
             "scp03 {scp03}"
         );
     }

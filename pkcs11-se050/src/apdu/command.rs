@@ -3,8 +3,14 @@
 //! The host encodes them; the virtual chip parses them. Short form: `Lc` one byte (1..=255),
 //! `Le` one byte (`00` = 256). Extended form: `Lc` is `00 HH LL`, `Le` is `HH LL` after an
 //! `Lc`, or `00 HH LL` alone (`0000` = 65536). A short case-4 command may come without `Le`.
+//!
+//! A command's data may be a PIN (WriteUserID, VerifySessionUserID, and the ProcessSessionCmd
+//! that carries them): a `CommandApdu` wipes its data when dropped, its Debug output shows
+//! lengths only, and the host sends [`CommandApdu::wire`], a buffer wiped when dropped.
 
+use crate::wipe::SecretBytes;
 use std::fmt;
+use zeroize::Zeroize;
 
 /// The longest command data a short APDU carries.
 pub const SHORT_MAX_DATA: usize = 255;
@@ -15,8 +21,8 @@ pub const EXTENDED_MAX_DATA: usize = 65535;
 /// The longest response an extended `Le` asks for.
 pub const EXTENDED_MAX_LE: usize = 65536;
 
-/// One command APDU.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One command APDU; its data is wiped when it is dropped.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CommandApdu {
     pub cla: u8,
     pub ins: u8,
@@ -27,6 +33,29 @@ pub struct CommandApdu {
     pub le: Option<usize>,
     /// Whether the lengths are (or are to be) in the extended form.
     pub extended: bool,
+}
+
+impl Drop for CommandApdu {
+    fn drop(&mut self) {
+        self.data.zeroize();
+    }
+}
+
+impl fmt::Debug for CommandApdu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The data may be a PIN: its length only.
+        write!(
+            f,
+            "CommandApdu {{ {:02X} {:02X} {:02X} {:02X}, {} data bytes, le {:?}, {} }}",
+            self.cla,
+            self.ins,
+            self.p1,
+            self.p2,
+            self.data.len(),
+            self.le,
+            if self.extended { "extended" } else { "short" }
+        )
+    }
 }
 
 /// Why bytes are not a well-formed command APDU.
@@ -72,18 +101,19 @@ impl CommandApdu {
         }
     }
 
-    /// The bytes on the wire. Panics if data or `Le` exceed the extended limits (a caller bug:
-    /// the applet layer bounds its payloads far below them).
-    pub fn encode(&self) -> Vec<u8> {
+    /// The bytes on the wire, in a buffer of exactly their size (never regrown, so no copy is
+    /// left behind) that is wiped when dropped. Panics if data or `Le` exceed the extended
+    /// limits (a caller bug: the applet layer bounds its payloads far below them).
+    pub fn wire(&self) -> SecretBytes {
         assert!(
             self.data.len() <= EXTENDED_MAX_DATA,
             "command data too long"
         );
-        let mut out = Vec::with_capacity(4 + 3 + self.data.len() + 3);
-        out.extend_from_slice(&[self.cla, self.ins, self.p1, self.p2]);
         let extended = self.extended
             || self.data.len() > SHORT_MAX_DATA
             || self.le.is_some_and(|ne| ne > SHORT_MAX_LE);
+        let mut out = crate::wipe::with_capacity(4 + 3 + self.data.len() + 3);
+        out.extend_from_slice(&[self.cla, self.ins, self.p1, self.p2]);
         if extended {
             if !self.data.is_empty() {
                 let lc = self.data.len();
@@ -109,6 +139,12 @@ impl CommandApdu {
             }
         }
         out
+    }
+
+    /// [`CommandApdu::wire`] as a plain `Vec`, not wiped: for tests and the virtual chip, never
+    /// for a command that may carry a secret.
+    pub fn encode(&self) -> Vec<u8> {
+        self.wire().to_vec()
     }
 
     /// Reads a command APDU of any of the cases 1, 2, 3, 4 in short or extended form.
@@ -265,6 +301,38 @@ mod tests {
         let parsed = CommandApdu::parse(&[0x80, 0x02, 0x00, 0x00, 0x02, 0x41, 0x00]).unwrap();
         assert_eq!(parsed.data, [0x41, 0x00]);
         assert_eq!(parsed.le, None);
+    }
+
+    #[test]
+    fn debug_output_shows_no_data_bytes() {
+        let pin = b"PIN-7391";
+        let mut data = vec![0x41, pin.len() as u8];
+        data.extend_from_slice(pin);
+        let apdu = CommandApdu::new(0x80, 0x04, 0x00, 0x2C, data, None);
+        let shown = format!("{apdu:?}");
+        assert!(shown.contains("10 data bytes"), "{shown}");
+        for byte in pin {
+            // Neither as numbers nor as text.
+            assert!(!shown.contains(&format!("{byte}, ")), "{shown}");
+        }
+        assert!(
+            !shown.contains("PIN-7391") && !shown.contains("[65, 8"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_wire_buffer_is_exactly_the_commands_size() {
+        // Exact capacity: nothing regrows it (a regrown Vec leaves its old copy unwiped).
+        for apdu in [
+            CommandApdu::new(0x80, 0x04, 0x00, 0x2C, vec![0x41, 2, 1, 2], None),
+            CommandApdu::new(0x80, 0x04, 0x00, 0x2C, vec![7; 300], Some(256)),
+            CommandApdu::new(0x80, 0x04, 0x00, 0x2C, vec![], Some(65536)),
+        ] {
+            let wire = apdu.wire();
+            assert_eq!(wire.as_slice(), apdu.encode().as_slice());
+            assert!(wire.capacity() <= 4 + 3 + apdu.data.len() + 3);
+        }
     }
 
     #[test]

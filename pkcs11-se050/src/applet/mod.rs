@@ -283,6 +283,17 @@ impl<T: ApduTransport> Se050<T> {
     /// Stores `data` in the binary file object at `id`: creates it, or rewrites it. A file's
     /// size is fixed when it is created, so a file of another size is deleted and recreated.
     pub fn write_binary(&mut self, id: ObjectId, data: &[u8]) -> Result<(), Se050Error> {
+        self.write_binary_with_policy(id, data, &[])
+    }
+
+    /// `write_binary`, and a file it creates gets `policy` (empty: none). A file rewritten in
+    /// place keeps the policy it has (the chip checks the write against it).
+    pub fn write_binary_with_policy(
+        &mut self,
+        id: ObjectId,
+        data: &[u8],
+        policy: &[PolicyEntry],
+    ) -> Result<(), Se050Error> {
         id.check_user_writable()?;
         if data.is_empty() || data.len() > MAX_BINARY_FILE {
             return Err(Se050Error::InvalidArgument(format!(
@@ -304,9 +315,23 @@ impl<T: ApduTransport> Se050<T> {
                 self.delete(id)?;
             }
         }
-        for (index, chunk) in data.chunks(WRITE_CHUNK).enumerate() {
-            let offset = index * WRITE_CHUNK;
-            let mut apdu_data = Vec::with_capacity(WRITE_BINARY_OVERHEAD + chunk.len());
+        let policy_tlv = match policy {
+            [] => Vec::new(),
+            entries => {
+                let mut tlv_bytes = Vec::new();
+                tlv::push(&mut tlv_bytes, TAG_POLICY, &policy::encode(entries));
+                tlv_bytes
+            }
+        };
+        // The policy rides in the first chunk; every chunk leaves room for it.
+        let chunk_len = WRITE_CHUNK - policy_tlv.len();
+        for (index, chunk) in data.chunks(chunk_len).enumerate() {
+            let offset = index * chunk_len;
+            let mut apdu_data =
+                Vec::with_capacity(policy_tlv.len() + WRITE_BINARY_OVERHEAD + chunk.len());
+            if create && index == 0 {
+                apdu_data.extend_from_slice(&policy_tlv);
+            }
             tlv::push(&mut apdu_data, TAG_1, &id.to_be_bytes());
             tlv::push(&mut apdu_data, TAG_2, &(offset as u16).to_be_bytes());
             if create && index == 0 {
@@ -440,7 +465,7 @@ fn transceive<T: ApduTransport>(
     // The response may carry a shared secret: `raw` and the data parsed out of it are wiped
     // when dropped.
     let raw = transport
-        .transceive(&apdu.encode())
+        .transceive(&apdu.wire())
         .map_err(|source| Se050Error::Link {
             command: name(),
             source,

@@ -23,11 +23,15 @@ use super::*;
 pub const USER_ID_LEN: std::ops::RangeInclusive<usize> = 4..=16;
 
 /// The ProcessSessionCmd APDU carrying `inner` in `session`.
+/// The inner command may carry a PIN: its encoding and the outer data are built in buffers of
+/// their exact size, wiped when dropped, and the outer command wipes its data in turn.
 pub fn wrap(session: &[u8; 8], inner: &CommandApdu) -> CommandApdu {
-    let inner = inner.encode();
-    let mut data = Vec::with_capacity(10 + tlv::encoded_len(inner.len()));
+    let inner = inner.wire();
+    let mut data = crate::wipe::with_capacity(10 + tlv::encoded_len(inner.len()));
     tlv::push(&mut data, TAG_SESSION_ID, session);
     tlv::push(&mut data, TAG_1, &inner);
+    // The allocation moves into the command (no copy); the command wipes it when dropped.
+    let data = std::mem::take(&mut *data);
     // The inner answer may be as long as any answer: ask for all of it.
     CommandApdu::new(
         CLA_IOT,
@@ -60,9 +64,16 @@ impl<T: ApduTransport> Se050<T> {
                 value.len()
             )));
         }
-        let mut data = Zeroizing::new(Vec::new());
+        let policy_bytes = policy::encode(policy);
+        // Room for every TLV up front: a buffer that regrows leaves an unwiped copy of the PIN.
+        let mut data = crate::wipe::with_capacity(
+            tlv::encoded_len(policy_bytes.len())
+                + tlv::encoded_len(2)
+                + 6
+                + tlv::encoded_len(value.len()),
+        );
         if !policy.is_empty() {
-            tlv::push(&mut data, TAG_POLICY, &policy::encode(policy));
+            tlv::push(&mut data, TAG_POLICY, &policy_bytes);
         }
         if max_attempts != 0 {
             tlv::push(&mut data, TAG_MAX_ATTEMPTS, &max_attempts.to_be_bytes());
@@ -75,7 +86,8 @@ impl<T: ApduTransport> Se050<T> {
             INS_WRITE | INS_FLAG_AUTH_OBJECT,
             P1_USERID,
             P2_DEFAULT,
-            data.to_vec(),
+            // The allocation moves into the command, which wipes it (no copy made).
+            std::mem::take(&mut *data),
             None,
         )?;
         Ok(())
@@ -114,7 +126,7 @@ impl<T: ApduTransport> Se050<T> {
                 "VerifySessionUserID needs an open session".into(),
             ));
         }
-        let mut data = Zeroizing::new(Vec::new());
+        let mut data = crate::wipe::with_capacity(tlv::encoded_len(value.len()));
         tlv::push(&mut data, TAG_1, value);
         let name = || "VerifySessionUserID".to_string();
         self.exchange(
@@ -122,7 +134,7 @@ impl<T: ApduTransport> Se050<T> {
             INS_MGMT,
             P1_DEFAULT,
             P2_SESSION_USERID,
-            data.to_vec(),
+            std::mem::take(&mut *data),
             None,
         )?;
         Ok(())
@@ -150,6 +162,17 @@ impl<T: ApduTransport> Se050<T> {
     /// The open session's id, if any.
     pub fn session(&self) -> Option<[u8; 8]> {
         self.session
+    }
+
+    /// Sets the open session aside without closing it (the chip keeps it): later commands go
+    /// outside any session, or in another one, until [`Se050::resume_session`].
+    pub fn set_session_aside(&mut self) -> Option<[u8; 8]> {
+        self.session.take()
+    }
+
+    /// Goes back to a session set aside; the one open now, if any, must have been closed.
+    pub fn resume_session(&mut self, session: [u8; 8]) {
+        self.session = Some(session);
     }
 
     /// Forgets the session without telling the chip (it was reset: its sessions are gone).

@@ -8,11 +8,15 @@
 
 use super::crypto::{self, Key};
 use super::Scp03Error;
+use crate::private_file::Access;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use zeroize::Zeroizing;
+
+/// The longest key file read: three key lines and room for comments.
+pub const MAX_KEY_FILE: u64 = 4096;
 
 /// NXP's default PlatformSCP key version: `EX_SSS_AUTH_SE05X_KEY_VERSION_NO` = 0x0B in the
 /// middleware's sss/ex/inc/ex_sss_auth.h.
@@ -218,23 +222,13 @@ impl StaticKeys {
         StaticKeys { enc, mac, dek }
     }
 
-    /// Reads a key file, refusing it when group or others have any access to it.
+    /// Reads a key file (opened once, no symlink, at most [`MAX_KEY_FILE`] bytes), refusing
+    /// it when group or others have any access to it or another non-root user owns it.
     pub fn load(path: &Path) -> Result<StaticKeys, Scp03Error> {
         let shown = path.display();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Scp03Error::KeyFile(format!("cannot read the key file {shown}: {e}")))?;
-        let mode = meta.mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(Scp03Error::KeyFile(format!(
-                "the key file {shown} is readable or writable by group or others (mode {mode:04o}): \
-                 refused; make it private with `chmod 600 {shown}`"
-            )));
-        }
-        let text =
-            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                Scp03Error::KeyFile(format!("cannot read the key file {shown}: {e}"))
-            })?);
-        StaticKeys::parse(&text)
+        let text = crate::private_file::read(path, Access::OwnerOnly, MAX_KEY_FILE)
+            .map_err(|e| Scp03Error::KeyFile(format!("the key file {e}")))?;
+        StaticKeys::parse(&text.text)
             .map_err(|why| Scp03Error::KeyFile(format!("key file {shown}: {why}")))
     }
 
@@ -253,9 +247,10 @@ impl StaticKeys {
                 "ENC" => 0,
                 "MAC" => 1,
                 "DEK" => 2,
-                other => {
+                // Not the word itself: the file may be one the reader of the error cannot read.
+                _ => {
                     return Err(format!(
-                        "line {line_no}: `{other}` is not a key name (ENC, MAC or DEK)"
+                        "line {line_no}: its first word is not a key name (ENC, MAC or DEK)"
                     ))
                 }
             };
@@ -351,7 +346,7 @@ fn parse_hex_key(value: &str) -> Result<Key, String> {
     let mut out = Zeroizing::new([0u8; 16]);
     for (i, pair) in value.as_bytes().chunks(2).enumerate() {
         let text = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
-        out[i] = u8::from_str_radix(text, 16).map_err(|_| format!("`{text}` is not hex"))?;
+        out[i] = u8::from_str_radix(text, 16).map_err(|_| "not hex".to_string())?;
     }
     Ok(out)
 }
@@ -359,7 +354,7 @@ fn parse_hex_key(value: &str) -> Result<Key, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     const FILE: &str = "# dev keys\nENC 000102030405060708090a0b0c0d0e0f\n  MAC 101112131415161718191A1B1C1D1E1F # upper case\n\nDEK 202122232425262728292a2b2c2d2e2f\n";
 
@@ -379,7 +374,7 @@ mod tests {
             ("ENC 000102030405060708090a0b0c0d0e0f\n", "no MAC line"),
             (
                 "FOO 000102030405060708090a0b0c0d0e0f\n",
-                "`FOO` is not a key name",
+                "line 1: its first word is not a key name",
             ),
             (
                 "ENC 000102030405060708090a0b0c0d0e0f\nENC 000102030405060708090a0b0c0d0e0f\n",
@@ -394,6 +389,20 @@ mod tests {
     }
 
     #[test]
+    fn scp03_key_file_errors_never_show_the_files_words() {
+        // A privileged reader's error must not reveal a file its caller cannot read (the first
+        // word of /etc/shadow, say), nor digits of a key.
+        for (text, secret) in [
+            ("root:$6$salt:19000:0:99999:7:::\n", "root"),
+            ("ENC 0001020304050607080g0a0b0c0d0e0f\n", "0g"),
+            ("hunter2 is my password\n", "hunter2"),
+        ] {
+            let e = StaticKeys::parse(text).unwrap_err();
+            assert!(!e.contains(secret), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
     fn scp03_key_file_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.txt");
@@ -403,12 +412,49 @@ mod tests {
             let e = StaticKeys::load(&path).unwrap_err().to_string();
             assert!(
                 e.contains("secure channel")
-                    && e.contains("readable or writable by group or others"),
+                    && e.contains("readable or writable by group or others")
+                    && e.contains(&format!("(mode 0{mode:o})"))
+                    && e.contains(&path.display().to_string()),
                 "{mode:o}: {e}"
             );
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         StaticKeys::load(&path).unwrap();
+    }
+
+    #[test]
+    fn scp03_key_file_is_opened_once_without_following_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("keys.txt");
+        std::fs::write(&private, FILE).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&private, &link).unwrap();
+        let e = StaticKeys::load(&link).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        // A device or FIFO is no key file, and a huge file is not read to its end.
+        let e = StaticKeys::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let long = dir.path().join("long.txt");
+        let mut text = FILE.to_string();
+        text.push_str(&"#".repeat(MAX_KEY_FILE as usize));
+        std::fs::write(&long, text).unwrap();
+        std::fs::set_permissions(&long, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = StaticKeys::load(&long).unwrap_err().to_string();
+        assert!(e.contains("longer than"), "{e}");
+    }
+
+    #[test]
+    fn scp03_key_file_of_another_user_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.txt");
+        std::fs::write(&path, FILE).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&path, Some(4242), None).expect("the tests run as root");
+        let e = StaticKeys::load(&path).unwrap_err().to_string();
+        assert!(e.contains("owned by uid 4242"), "{e}");
     }
 
     #[test]

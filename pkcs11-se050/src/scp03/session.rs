@@ -218,8 +218,9 @@ impl SecureMessaging {
     // ---- card side (the virtual SE050) ----
 
     /// The plain command inside a wrapped one (CLA without bit 04), its C-MAC checked. An
-    /// error means the chip must close the session.
-    pub fn unwrap_command(&mut self, wrapped: &[u8]) -> Result<Vec<u8>, Scp03Error> {
+    /// error means the chip must close the session. The plain command may carry a PIN: wiped
+    /// when dropped.
+    pub fn unwrap_command(&mut self, wrapped: &[u8]) -> Result<SecretBytes, Scp03Error> {
         let apdu = CommandApdu::parse(wrapped)
             .map_err(|e| Scp03Error::Protocol(format!("wrapped command: {e}")))?;
         if apdu.data.len() < 8 {
@@ -260,7 +261,7 @@ impl SecureMessaging {
             extended: apdu.extended,
             data,
         };
-        Ok(inner.encode())
+        Ok(inner.wire())
     }
 
     /// The response to the command unwrapped last, as the card sends it.

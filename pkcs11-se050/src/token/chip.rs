@@ -119,8 +119,9 @@ pub trait Chip: Send {
     fn list_ids(&mut self) -> ChipResult<Vec<u32>>;
     fn kind(&mut self, id: u32) -> ChipResult<ObjectKind>;
     fn get_random(&mut self, len: usize) -> ChipResult<Vec<u8>>;
-    /// Creates (or overwrites, same length) a binary file with `data`.
-    fn write_binary(&mut self, id: u32, data: &[u8]) -> ChipResult<()>;
+    /// Creates (or overwrites, same length) a binary file with `data`; a file it creates gets
+    /// `policy` (empty: none), one rewritten in place keeps its own.
+    fn write_binary(&mut self, id: u32, data: &[u8], policy: &[PolicyEntry]) -> ChipResult<()>;
     fn read_binary(&mut self, id: u32) -> ChipResult<Vec<u8>>;
 
     // ----- authentication (PINs are UserID objects; see token/pin.rs) -----
@@ -146,4 +147,9 @@ pub trait Chip: Send {
     fn close_auth_session(&mut self);
     /// Whether commands run inside an authenticated session (false once the chip lost it).
     fn in_auth_session(&self) -> bool;
+    /// Sets the open authenticated session aside, still open on the chip (C_SetPIN verifies
+    /// the old PIN in a session of its own and must not end the login's).
+    fn set_auth_session_aside(&mut self) -> Option<[u8; 8]>;
+    /// Goes back to a session set aside.
+    fn resume_auth_session(&mut self, session: [u8; 8]);
 }

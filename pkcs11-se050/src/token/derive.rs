@@ -74,6 +74,7 @@ impl Token {
         })?;
         let secret = SecretTemplate::parse(template)?;
         self.require_user_for_keys()?;
+        let logged_in = self.sessions.lock().user.is_some();
 
         if split_handle(base).is_none() {
             if self.secrets.lock().objects.contains_key(&base) {
@@ -148,9 +149,19 @@ impl Token {
             ));
         }
         let value: Zeroizing<Vec<u8>> = Zeroizing::new(shared[..secret.len].to_vec());
+        // Under the sessions lock, so that a C_Logout either ran before (and the secret is not
+        // stored) or runs after (and destroys it).
+        let sessions = self.sessions.lock();
+        if logged_in && sessions.user.is_none() {
+            return Err(answer(
+                CKR_USER_NOT_LOGGED_IN,
+                "logged out while the ECDH ran: its result is not kept",
+            ));
+        }
         let handle = self.secrets.lock().insert(SecretKey {
             session,
             value,
+            private: sessions.user.is_some(),
             label: secret.label,
             id: secret.id,
             sensitive: secret.sensitive,

@@ -203,7 +203,16 @@ impl Token {
                     Err(e) => return Err(e),
                 }
             }
-            chip.write_binary(meta_file, &record.clone().with_public(public).encode())?;
+            let record_policy: &[PolicyEntry] = if protected {
+                &super::pin::record_policy()
+            } else {
+                &[]
+            };
+            chip.write_binary(
+                meta_file,
+                &record.clone().with_public(public).encode(),
+                record_policy,
+            )?;
             Ok(public)
         })();
         let public_key = match finish {

@@ -6,11 +6,12 @@
 //! - While logged in, every command of this process goes inside that session (the applet wraps
 //!   it in ProcessSessionCmd), so every key operation runs as the user.
 //! - C_Logout, closing the last session, C_CloseAllSessions and C_Finalize close it.
-//! - A token without that UserID (no PIN was ever set) accepts C_Login without a chip session,
-//!   as before PINs existed: there is nothing to authenticate against, and its keys carry no
-//!   policy. The token flags say so (no CKF_LOGIN_REQUIRED). "Without that UserID" is believed
-//!   only on positive evidence: CheckObjectExists answered 9000 "no such object" (R-MAC'd under
-//!   SCP03). An error status word (6A80 to CreateSession) carries no MAC and is never enough.
+//! - A token without the user's UserID (no user PIN was ever set) needs no login: its keys carry
+//!   no policy and the token flags say so (no CKF_LOGIN_REQUIRED). C_Login as the user answers
+//!   CKR_USER_PIN_NOT_INITIALIZED there, as PKCS#11 says; the SO's login without an SO PIN is
+//!   bookkeeping only. "Without that UserID" is believed only on positive evidence:
+//!   CheckObjectExists answered 9000 "no such object" (R-MAC'd under SCP03). An error status
+//!   word (6A80 to CreateSession) carries no MAC and is never enough.
 //!
 //! The contract with callers (the daemon): when the chip lost the session (reset, power cycle),
 //! the module drops its login and the failing operation answers CKR_USER_NOT_LOGGED_IN; the
@@ -61,14 +62,17 @@ impl Token {
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        // The length is checked only against a PIN that exists: a token without one accepts
-        // any PIN, as it always did.
+        // The length is checked only against a PIN that exists: without one, the user hears
+        // CKR_USER_PIN_NOT_INITIALIZED and the SO's login is bookkeeping, whatever the PIN.
         if !(super::pin::MIN_PIN_LEN..=super::pin::MAX_PIN_LEN).contains(&pin.len()) {
             let exists = chip
                 .exists(id)
                 .map_err(|e| e.to_ckr("looking for the PIN object"))?;
             if exists {
                 check_pin_len(pin)?;
+            }
+            if user == CKU_USER {
+                return Err(no_user_pin());
             }
             sessions.user = Some(user);
             sessions.chip_session = false;
@@ -85,8 +89,10 @@ impl Token {
                 Ok(())
             }
             // CreateSession names no object (6A80): no PIN was ever set, if the chip confirms
-            // it in an answer the channel authenticates.
+            // it in an answer the channel authenticates. PKCS#11: for the user that is
+            // CKR_USER_PIN_NOT_INITIALIZED, not a login.
             Err(e) if e.kind == ChipErrorKind::NotFound => match chip.exists(id) {
+                Ok(false) if user == CKU_USER => Err(no_user_pin()),
                 Ok(false) => {
                     log::debug!("C_Login: no UserID {id:#010x} on the chip: the token has no PIN");
                     sessions.user = Some(user);
@@ -118,6 +124,9 @@ impl Token {
         if std::mem::take(&mut sessions.chip_session) {
             self.close_chip_session();
         }
+        // PKCS#11 5.6: private session objects are destroyed at logout; the derived secrets
+        // made under the login are (their values wiped).
+        self.secrets.lock().remove_private();
         Ok(())
     }
 
@@ -145,6 +154,7 @@ impl Token {
             );
             sessions.user = None;
             sessions.chip_session = false;
+            self.secrets.lock().remove_private();
         }
     }
 
@@ -167,4 +177,12 @@ impl Token {
         let exists = self.loaded_cache()?.ids().any(|id| id == USER_PIN_ID);
         self.require_user(exists)
     }
+}
+
+/// C_Login as the user on a token without a user PIN.
+fn no_user_pin() -> super::error::Error {
+    answer(
+        CKR_USER_PIN_NOT_INITIALIZED,
+        "the token has no user PIN (the SO sets one: C_InitPIN); its keys need no login",
+    )
 }

@@ -203,11 +203,12 @@ impl Token {
         {
             // Sent once (the retry rule, applet/resend.rs): whatever the answer, it is the
             // caller's; a 6982 in the login's session is no reason to write again outside it.
+            let policy = super::pin::record_policy_now(&cache);
             let mut link = self.link.lock();
             let chip = link
                 .chip(&self.config)
                 .map_err(|e| e.to_ckr("opening the chip"))?;
-            chip.write_binary(file, &record.encode())
+            chip.write_binary(file, &record.encode(), &policy)
                 .map_err(|e| e.to_ckr("writing a key's label and id"))?;
         }
         updated.meta_file = Some(file);
@@ -297,7 +298,8 @@ impl Token {
                     cache.free_record_file(key_id)?
                 }
             };
-            let written = chip.write_binary(file, &record);
+            let policy = super::pin::record_policy_now(&cache);
+            let written = chip.write_binary(file, &record, &policy);
             kept.meta_file = Some(file);
             kept.meta_v2 = true;
             cache.insert_pair(kept);

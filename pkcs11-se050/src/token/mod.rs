@@ -22,6 +22,8 @@ pub mod metadata;
 pub mod objects;
 pub mod pin;
 #[cfg(test)]
+mod pin_rules_tests;
+#[cfg(test)]
 mod pin_tests;
 mod se050;
 pub mod secret;

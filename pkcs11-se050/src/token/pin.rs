@@ -3,7 +3,9 @@
 //! keeps a PIN, and never retries one.
 //!
 //! - C_InitToken (SO PIN): the first time it creates the SO UserID; later it requires it (one
-//!   chip session authenticated as the SO). It removes what this module created (key pairs it
+//!   chip session authenticated as the SO). The lockout threshold (`pin_max_attempts`) is set
+//!   here, into the SO UserID; C_InitPIN gives a new user PIN the SO's, and every later rewrite
+//!   (C_InitPIN, C_SetPIN) keeps the chip's: no PIN holder's configuration raises it. It removes what this module created (key pairs it
 //!   generated, their metadata records, the user PIN, the label) and nothing else: objects of
 //!   other tools and NXP-provisioned ones stay. Its label is stored on the chip (a binary file);
 //!   the configuration's `token_label` only names a token never initialised.
@@ -16,7 +18,10 @@
 //! - SO UserID: the SO may rewrite or delete it; nobody else anything;
 //! - user UserID: the SO may rewrite (reset) or delete it, the user rewrite it (C_SetPIN);
 //! - key pairs made while a user PIN exists: key agreement, reading the public key and deletion
-//!   for the user, deletion for the SO (C_InitToken), nothing for anybody else.
+//!   for the user, deletion for the SO (C_InitToken), nothing for anybody else;
+//! - their metadata records (label, id): the user rewrites them, the SO deletes them, everyone
+//!   reads them; the label file: the SO writes it, everyone reads it. So nobody without the PIN
+//!   relabels a key or the token, whatever software it runs.
 //!
 //! UserID values are 4 to 16 bytes (AN12413); other lengths are CKR_PIN_LEN_RANGE before the
 //! chip is asked (so they cost no attempt).
@@ -63,6 +68,54 @@ pub fn key_policy() -> [PolicyEntry; 2] {
         },
     ]
 }
+
+/// The policy of a key's metadata record (its label, id, public key) made while a user PIN
+/// exists: the user rewrites or deletes it, the SO deletes it (C_InitToken), everyone reads it
+/// (a process without the PIN lists the keys).
+pub fn record_policy() -> [PolicyEntry; 3] {
+    [
+        PolicyEntry {
+            auth_object: USER_PIN_ID,
+            access: POLICY_ALLOW_READ | POLICY_ALLOW_WRITE | POLICY_ALLOW_DELETE,
+        },
+        PolicyEntry {
+            auth_object: SO_PIN_ID,
+            access: POLICY_ALLOW_READ | POLICY_ALLOW_DELETE,
+        },
+        PolicyEntry {
+            auth_object: EVERYONE,
+            access: POLICY_ALLOW_READ,
+        },
+    ]
+}
+
+/// The policy a metadata record gets when it is created now: [`record_policy`] once a user
+/// PIN exists (as the cache saw the chip), none before (as for keys).
+pub fn record_policy_now(cache: &super::objects::ObjectCache) -> Vec<PolicyEntry> {
+    if cache.ids().any(|id| id == USER_PIN_ID) {
+        record_policy().to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The policy of the label file: the SO writes it (C_InitToken), everyone reads it.
+pub fn label_policy() -> [PolicyEntry; 2] {
+    [
+        PolicyEntry {
+            auth_object: SO_PIN_ID,
+            access: POLICY_ALLOW_READ | POLICY_ALLOW_WRITE | POLICY_ALLOW_DELETE,
+        },
+        PolicyEntry {
+            auth_object: EVERYONE,
+            access: POLICY_ALLOW_READ,
+        },
+    ]
+}
+
+/// A policy entry for auth object 0 applies to every session not named in the policy, and to
+/// commands outside any session (AN12413 object policies).
+const EVERYONE: u32 = 0;
 
 fn user_pin_policy() -> [PolicyEntry; 2] {
     [
@@ -185,11 +238,10 @@ impl Token {
             .map_err(|e| e.to_ckr("opening the chip"))?;
         let max = self.config.pin_max_attempts;
         let result = (|| {
-            if chip
+            let so_counter = chip
                 .auth_counter(SO_PIN_ID)
-                .map_err(|e| e.to_ckr("reading the SO PIN's counter"))?
-                .is_none()
-            {
+                .map_err(|e| e.to_ckr("reading the SO PIN's counter"))?;
+            if so_counter.is_none() {
                 log::info!(
                     "initialising the token: creating the SO PIN (UserID {SO_PIN_ID:#010x})"
                 );
@@ -198,10 +250,20 @@ impl Token {
             }
             chip.open_auth_session(SO_PIN_ID, so_pin)
                 .map_err(|e| e.to_ckr("authenticating as the SO"))?;
+            // The lockout threshold is the SO's to set, here and only here: a new one from the
+            // configuration goes into the SO PIN (the user PIN, removed below, gets it anew).
+            if let Some(counter) = so_counter.filter(|c| c.max_attempts != max) {
+                log::info!(
+                    "C_InitToken: lockout threshold {} -> {max} wrong PINs (pin_max_attempts)",
+                    counter.max_attempts
+                );
+                chip.write_user_id(SO_PIN_ID, so_pin, max, &[])
+                    .map_err(|e| e.to_ckr("setting the SO PIN's lockout threshold"))?;
+            }
             cache.refresh(chip)?;
             remove_module_objects(chip, &cache)?;
             if !label.is_empty() {
-                chip.write_binary(TOKEN_LABEL_FILE, label.as_bytes())
+                chip.write_binary(TOKEN_LABEL_FILE, label.as_bytes(), &label_policy())
                     .map_err(|e| e.to_ckr("storing the token label"))?;
             }
             Ok(())
@@ -223,16 +285,25 @@ impl Token {
             ));
         }
         check_pin_len(pin)?;
-        let max = self.config.pin_max_attempts;
         let mut cache = self.cache.lock();
         let mut link = self.link.lock();
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        let exists = chip
+        let current = chip
             .auth_counter(USER_PIN_ID)
-            .map_err(|e| e.to_ckr("reading the user PIN's counter"))?
-            .is_some();
+            .map_err(|e| e.to_ckr("reading the user PIN's counter"))?;
+        let exists = current.is_some();
+        // The threshold is the token's, fixed when it was initialised: a reset keeps the user
+        // PIN's, a new user PIN gets the SO PIN's. This process's configuration decides only
+        // on a token never initialised.
+        let max = match current {
+            Some(counter) => counter.max_attempts,
+            None => chip
+                .auth_counter(SO_PIN_ID)
+                .map_err(|e| e.to_ckr("reading the SO PIN's counter"))?
+                .map_or(self.config.pin_max_attempts, |so| so.max_attempts),
+        };
         let policy: &[PolicyEntry] = if exists { &[] } else { &user_pin_policy() };
         chip.write_user_id(USER_PIN_ID, pin, max, policy)
             .map_err(|e| e.to_ckr("writing the user PIN"))?;
@@ -251,19 +322,21 @@ impl Token {
         self.sync_login();
         check_pin_len(new)?;
         check_pin_len(old)?;
-        let mut sessions = self.sessions.lock();
+        let sessions = self.sessions.lock();
         let logged_in = sessions.user;
         let target = auth_object(logged_in.unwrap_or(CKU_USER));
-        let max = self.config.pin_max_attempts;
         let mut link = self.link.lock();
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        if chip
+        // A PIN holder changes the PIN, not how many wrong ones the chip takes: the new value
+        // keeps the maximum the chip has now.
+        let Some(AuthCounter {
+            max_attempts: max, ..
+        }) = chip
             .auth_counter(target)
             .map_err(|e| e.to_ckr("reading the PIN's counter"))?
-            .is_none()
-        {
+        else {
             return Err(answer(
                 if target == USER_PIN_ID {
                     CKR_USER_PIN_NOT_INITIALIZED
@@ -272,27 +345,29 @@ impl Token {
                 },
                 "C_SetPIN: this PIN was never set (C_InitPIN / C_InitToken)",
             ));
-        }
-        // Any session of ours is replaced by one authenticated with the old PIN: if that fails,
-        // nobody is logged in any more.
-        let was_on_chip = sessions.chip_session;
-        if let Err(e) = chip.open_auth_session(target, old) {
-            if was_on_chip {
-                sessions.user = None;
-                sessions.chip_session = false;
-            }
-            return Err(e.to_ckr("C_SetPIN: authenticating with the old PIN"));
-        }
-        let written = chip
-            .write_user_id(target, new, max, &[])
-            .map_err(|e| e.to_ckr("C_SetPIN: writing the new PIN"));
-        if logged_in.is_some() {
-            // Still logged in, now on the session authenticated just now.
-            sessions.chip_session = true;
+        };
+        // The old PIN is verified in a chip session of its own; the login's session (if any)
+        // is set aside meanwhile, still open, so that a wrong old PIN leaves the login as it
+        // was (PKCS#11: a failed C_SetPIN changes nothing).
+        let login_session = if sessions.chip_session {
+            chip.set_auth_session_aside()
         } else {
-            chip.close_auth_session();
+            None
+        };
+        let result = chip
+            .open_auth_session(target, old)
+            .map_err(|e| e.to_ckr("C_SetPIN: authenticating with the old PIN"))
+            .and_then(|()| {
+                let written = chip
+                    .write_user_id(target, new, max, &[])
+                    .map_err(|e| e.to_ckr("C_SetPIN: writing the new PIN"));
+                chip.close_auth_session();
+                written
+            });
+        if let Some(session) = login_session {
+            chip.resume_auth_session(session);
         }
-        written
+        result
     }
 }
 

@@ -19,11 +19,11 @@ use std::path::Path;
 use std::sync::Arc;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-const SO: &[u8] = b"so-secret";
-const USER: &[u8] = b"1234";
-const RW: CK_FLAGS = CKF_SERIAL_SESSION | CKF_RW_SESSION;
+pub(super) const SO: &[u8] = b"so-secret";
+pub(super) const USER: &[u8] = b"1234";
+pub(super) const RW: CK_FLAGS = CKF_SERIAL_SESSION | CKF_RW_SESSION;
 
-fn config(state: &Path, extra: &str) -> Config {
+pub(super) fn config(state: &Path, extra: &str) -> Config {
     let text = format!(
         "transport = \"virtual\"\nvirtual_state = \"{}\"\n{extra}",
         state.display()
@@ -32,27 +32,27 @@ fn config(state: &Path, extra: &str) -> Config {
 }
 
 /// A token on the file-backed virtual chip (each one is like another process).
-fn token(dir: &tempfile::TempDir, extra: &str) -> Token {
+pub(super) fn token(dir: &tempfile::TempDir, extra: &str) -> Token {
     let config = config(&dir.path().join("chip.state"), extra);
     Token::open(config, Box::new(super::open_chip)).unwrap()
 }
 
 /// The chip's state as the file holds it now.
-fn chip_state(dir: &tempfile::TempDir) -> VirtualApplet {
+pub(super) fn chip_state(dir: &tempfile::TempDir) -> VirtualApplet {
     let mut applet =
         VirtualApplet::open(&dir.path().join("chip.state"), std::time::Duration::ZERO).unwrap();
     applet.process(&select_command().encode());
     applet
 }
 
-fn failures(dir: &tempfile::TempDir, id: u32) -> u16 {
+pub(super) fn failures(dir: &tempfile::TempDir, id: u32) -> u16 {
     match &chip_state(dir).state().objects[&id].data {
         ObjectData::UserId { failures, .. } => *failures,
         other => panic!("{other:?}"),
     }
 }
 
-fn generate(t: &Token, s: CK_SESSION_HANDLE) -> super::error::Result<(u64, u64)> {
+pub(super) fn generate(t: &Token, s: CK_SESSION_HANDLE) -> super::error::Result<(u64, u64)> {
     t.generate_key_pair(
         s,
         CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
@@ -61,7 +61,7 @@ fn generate(t: &Token, s: CK_SESSION_HANDLE) -> super::error::Result<(u64, u64)>
     )
 }
 
-fn find_private(t: &Token, s: CK_SESSION_HANDLE) -> Vec<u64> {
+pub(super) fn find_private(t: &Token, s: CK_SESSION_HANDLE) -> Vec<u64> {
     t.find_init(
         s,
         &Template::new(vec![(
@@ -75,7 +75,7 @@ fn find_private(t: &Token, s: CK_SESSION_HANDLE) -> Vec<u64> {
     found
 }
 
-fn derive(t: &Token, s: CK_SESSION_HANDLE, private: u64) -> super::error::Result<u64> {
+pub(super) fn derive(t: &Token, s: CK_SESSION_HANDLE, private: u64) -> super::error::Result<u64> {
     let peer = StaticSecret::random_from_rng(rand_core::OsRng);
     let params = DeriveParams {
         kdf: CKD_NULL,
@@ -91,16 +91,16 @@ fn derive(t: &Token, s: CK_SESSION_HANDLE, private: u64) -> super::error::Result
     )
 }
 
-fn flags(t: &Token) -> CK_FLAGS {
+pub(super) fn flags(t: &Token) -> CK_FLAGS {
     t.token_info(0).unwrap().flags
 }
 
-fn rv<T: std::fmt::Debug>(r: super::error::Result<T>) -> CK_RV {
+pub(super) fn rv<T: std::fmt::Debug>(r: super::error::Result<T>) -> CK_RV {
     r.unwrap_err().rv()
 }
 
 /// C_InitToken, then the SO sets the user PIN: the fleet provisioning steps.
-fn provision(t: &Token) {
+pub(super) fn provision(t: &Token) {
     t.init_token(0, SO, "fleet-7").unwrap();
     let s = t.open_session(0, RW).unwrap();
     t.login(s, CKU_SO, SO).unwrap();

@@ -167,9 +167,9 @@ impl Chip for AppletChip {
         self.se050.get_random(len).map_err(|e| self.fail(e))
     }
 
-    fn write_binary(&mut self, id: u32, data: &[u8]) -> ChipResult<()> {
+    fn write_binary(&mut self, id: u32, data: &[u8], policy: &[PolicyEntry]) -> ChipResult<()> {
         self.se050
-            .write_binary(object(id)?, data)
+            .write_binary_with_policy(object(id)?, data, policy)
             .map_err(|e| self.fail(e))
     }
 
@@ -271,5 +271,13 @@ impl Chip for AppletChip {
 
     fn in_auth_session(&self) -> bool {
         self.se050.session().is_some()
+    }
+
+    fn set_auth_session_aside(&mut self) -> Option<[u8; 8]> {
+        self.se050.set_session_aside()
+    }
+
+    fn resume_auth_session(&mut self, session: [u8; 8]) {
+        self.se050.resume_session(session)
     }
 }

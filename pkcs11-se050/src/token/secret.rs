@@ -13,6 +13,9 @@ pub struct SecretKey {
     pub session: CK_SESSION_HANDLE,
     /// Wiped when the object is destroyed (Zeroizing's drop).
     pub value: Zeroizing<Vec<u8>>,
+    /// Made while a user was logged in (from the user's key): CKA_PRIVATE, and destroyed at
+    /// C_Logout as PKCS#11 says of private session objects.
+    pub private: bool,
     pub label: Vec<u8>,
     pub id: Vec<u8>,
     pub sensitive: bool,
@@ -36,6 +39,7 @@ impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretKey")
             .field("session", &self.session)
+            .field("private", &self.private)
             .field(
                 "value",
                 &format_args!("<{} bytes redacted>", self.value.len()),
@@ -55,9 +59,8 @@ impl SecretKey {
         let v = match t {
             CKA_CLASS => ulong_value(CKO_SECRET_KEY),
             CKA_KEY_TYPE => ulong_value(CKK_GENERIC_SECRET),
-            CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE | CKA_COPYABLE | CKA_LOCAL => {
-                bool_value(false)
-            }
+            CKA_PRIVATE => bool_value(self.private),
+            CKA_TOKEN | CKA_MODIFIABLE | CKA_COPYABLE | CKA_LOCAL => bool_value(false),
             CKA_DESTROYABLE => bool_value(true),
             CKA_LABEL => self.label.clone(),
             CKA_ID => self.id.clone(),
@@ -115,6 +118,11 @@ impl SecretStore {
     pub fn remove_session(&mut self, session: CK_SESSION_HANDLE) {
         self.objects.retain(|_, k| k.session != session);
     }
+
+    /// C_Logout (or a login the chip lost): the private objects go, their values wiped.
+    pub fn remove_private(&mut self) {
+        self.objects.retain(|_, k| !k.private);
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +133,7 @@ mod tests {
         SecretKey {
             session: 1,
             value: Zeroizing::new(vec![5; 32]),
+            private: true,
             label: vec![],
             id: vec![],
             sensitive,
@@ -180,5 +189,20 @@ mod tests {
         assert_ne!(a, b);
         s.remove_session(1);
         assert!(!s.objects.contains_key(&a) && s.objects.contains_key(&b));
+    }
+
+    #[test]
+    fn logout_drops_the_private_objects_only() {
+        let mut s = SecretStore::default();
+        let private = s.insert(key(false, true));
+        let mut public = key(false, true);
+        public.private = false;
+        let public = s.insert(public);
+        assert_eq!(
+            s.objects[&private].attribute(CKA_PRIVATE),
+            AttrValue::Value(vec![1])
+        );
+        s.remove_private();
+        assert!(!s.objects.contains_key(&private) && s.objects.contains_key(&public));
     }
 }
