@@ -554,13 +554,25 @@ fn parent_dir(path: &Path) -> &Path {
 /// The mode of a new state file: the private keys in it are the chip's secrets.
 const FRESH_MODE: u32 = 0o600;
 
-/// Writes `bytes` to `path` with permission bits `mode` (set on the open file, so neither the
-/// umask nor the mode of a leftover file of that name decides them).
+/// Writes `bytes` to a new file at `path` with permission bits `mode` (set on the open file, so
+/// neither the umask nor a leftover file of that name decides them).
+///
+/// Whatever is at `path` is unlinked first (a leftover of a killed writer; unlinking a symlink
+/// removes the link, never its target), and the file is created with O_CREAT | O_EXCL |
+/// O_NOFOLLOW: a symlink or file planted there between the two steps makes the write fail
+/// instead of writing the chip's private keys through it.
 fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(FRESH_MODE)
         .open(path)?;
     file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(bytes)?;
@@ -735,6 +747,34 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&path.display().to_string()), "{text}");
         assert!(text.contains("corrupt"), "{text}");
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chip.state");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"not the chip's").unwrap();
+        let mut store = Store::open(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, sibling(&path, ".tmp")).unwrap();
+        let saved = sample();
+        store.commit(saved.clone()).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"not the chip's");
+        assert_eq!(Store::open(&path).unwrap().state(), &saved);
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file());
+    }
+
+    #[test]
+    fn a_save_that_cannot_write_its_temporary_file_fails_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chip.state");
+        let mut store = Store::open(&path).unwrap();
+        let before = store.state().clone();
+        // A directory at the temporary name: neither unlinked nor opened, even by root.
+        fs::create_dir(sibling(&path, ".tmp")).unwrap();
+        fs::write(sibling(&path, ".tmp").join("x"), b"").unwrap();
+        assert!(store.commit(sample()).is_err());
+        assert_eq!(store.state(), &before);
     }
 
     #[test]
