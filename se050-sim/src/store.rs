@@ -35,7 +35,7 @@
 //! be freed and handed to a newer version: mtime is coarse (a jiffy), and a reused inode of the
 //! same length would otherwise look unchanged.
 
-use crate::applet::object_id::ObjectId;
+use crate::protocol::UNIQUE_ID;
 use rand_core::{OsRng, RngCore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -199,7 +199,7 @@ impl ChipState {
         let mut objects = BTreeMap::new();
         let plain = |data| SecureObject { data, policy: None };
         objects.insert(
-            ObjectId::UNIQUE_ID.value(),
+            UNIQUE_ID,
             plain(ObjectData::BinaryFile {
                 data: unique_id.to_vec(),
             }),
@@ -659,7 +659,7 @@ mod tests {
     #[test]
     fn fresh_chip_has_reserved_objects() {
         let state = ChipState::fresh();
-        match &state.objects[&ObjectId::UNIQUE_ID.value()].data {
+        match &state.objects[&UNIQUE_ID].data {
             ObjectData::BinaryFile { data } => assert_eq!(data.len(), 18),
             other => panic!("unique id is {other:?}"),
         }

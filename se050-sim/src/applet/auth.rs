@@ -238,7 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("chip.state");
         let mut applet = VirtualApplet::open(&state, Duration::ZERO).unwrap();
-        let select = crate::applet::protocol::select_command().encode();
+        let select = select_bytes();
         assert_eq!(sw(&applet.process(&select).response), 0x9000);
         let mut data = Vec::new();
         tlv::push(&mut data, TAG_MAX_ATTEMPTS, &3u16.to_be_bytes());
