@@ -218,3 +218,6 @@ impl I2c<SevenBitAddress> for VirtualSe050 {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod link_tests;

@@ -330,3 +330,7 @@ impl ApduHandler for PlatformScp03 {
         self.inner.reset();
     }
 }
+
+#[cfg(test)]
+#[path = "vectors_tests.rs"]
+mod vectors_tests;
