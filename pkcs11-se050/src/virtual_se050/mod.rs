@@ -12,6 +12,8 @@ pub use se050_sim::*;
 
 mod in_process;
 #[cfg(test)]
+mod scp03_pair_tests;
+#[cfg(test)]
 mod transient_tests;
 
 /// The chip's IoT applet, and an in-process transport to it.
