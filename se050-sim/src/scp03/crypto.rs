@@ -106,7 +106,7 @@ pub fn pad(data: &[u8]) -> Zeroizing<Vec<u8>> {
 
 /// The data before method-2 padding; None when the padding is not there.
 pub fn unpad(padded: &[u8]) -> Option<&[u8]> {
-    if padded.is_empty() || padded.len() % 16 != 0 {
+    if padded.is_empty() || !padded.len().is_multiple_of(16) {
         return None;
     }
     let marker = padded.iter().rposition(|&b| b != 0)?;
@@ -123,7 +123,7 @@ pub fn cbc_encrypt(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) {
 
 /// AES-CBC decryption of whole blocks in place; None when not whole blocks.
 pub fn cbc_decrypt(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) -> Option<()> {
-    if data.len() % 16 != 0 {
+    if !data.len().is_multiple_of(16) {
         return None;
     }
     cbc::Decryptor::<Aes128>::new(key.into(), iv.into())
