@@ -3,13 +3,15 @@
 //! RFC 7748 (section 5) encodes scalars and u-coordinates little-endian. The SE050 takes and
 //! gives them the other way round, big-endian, for the IoT applet's MONT_DH_25519 curve: its
 //! public keys (ReadObject, WriteECKey with TAG_4), private keys (WriteECKey with TAG_3), the
-//! peer key of ECDHGenerateSharedSecret and the shared secret it answers. Sources: NXP's Plug &
-//! Trust middleware reverses Montgomery keys and shared secrets between its SSS API (RFC order)
-//! and the applet's APDUs (fsl_sss_se05x_apis.c, for kSSS_CipherType_EC_MONTGOMERY); Nitrokey's
-//! trussed-se050-backend and the Linux kernel patch for WireGuard on an SE050 (kmwebnet/
-//! wireguard-se) reverse the same three values; see also the project's notes
-//! (/work/shared/notes/se050.md, "Byte order of X25519"). The chip here stores them in its own
-//! (big-endian) order too, so the state file holds what a real chip's NVM would.
+//! peer key of ECDHGenerateSharedSecret and the shared secret it answers. Sources, as gathered
+//! in the project's notes (/work/shared/notes/se050.md, "Byte order of X25519"): NXP's Plug &
+//! Trust middleware, Nitrokey's trussed-se050-backend and the kernel patch of kmwebnet/
+//! wireguard-se all reverse the peer key before ECDHGenerateSharedSecret, the secret after it and
+//! the public key read by ReadObject. In NXP's host code the reversal sits in the SSS/mbedTLS
+//! key-store layer (a "Reverse Endianness" step for MONT_DH_25519 keys under
+//! `MBEDTLS_DO_LITTLE_ENDIAN`), not in the APDU layer; the exact function was not re-checked for
+//! this file. The chip here stores them in its own (big-endian) order too, so the state file
+//! holds what a real chip's NVM would.
 //!
 //! This module is the only place of the chip that converts; the tests pin it to RFC 7748's
 //! published vectors.
