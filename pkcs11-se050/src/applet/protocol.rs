@@ -67,8 +67,9 @@ pub const P2_ATTRIBUTES: u8 = 0x3B;
 pub const MEMORY_PERSISTENT: u8 = 0x01;
 pub const MEMORY_TRANSIENT_RESET: u8 = 0x02;
 pub const MEMORY_TRANSIENT_DESELECT: u8 = 0x03;
-/// The authentication object whose session may run DeleteAll (`RESERVED_ID_FACTORY_RESET`).
-pub const FACTORY_RESET_ID: u32 = 0x7FFF_0202;
+/// The authentication object whose session may run DeleteAll (NXP middleware
+/// `kSE05x_AppletResID_FACTORY_RESET`, se05x_enums.h; 0x7FFF0202 there is `_KP_ECKEY_IMPORT`).
+pub const FACTORY_RESET_ID: u32 = 0x7FFF_0205;
 /// GetTimestamp's answer: 12 bytes.
 pub const TIMESTAMP_LEN: usize = 12;
 /// Sessions (AN12413 4.5; NXP middleware `kSE05x_P2_SESSION_CREATE` / `_CLOSE` / `_UserID`).

@@ -1,201 +1,40 @@
-//! A virtual SE050: the chip's device side, seen from the host as an
-//! embedded-hal 1.0 [`I2c`] bus at the byte level, so the same driver code (ours
-//! or anyone's) runs against it as against the real chip.
+//! The virtual SE050 this module's tests and `transport = "virtual"` run against.
 //!
-//! ```text
-//! mod.rs     VirtualSe050 (the I2C device), VirtualOptions, ApduHandler, Processed
-//! link.rs    device-side T=1: NACK while busy, partial reads, chaining, R/S-blocks, WTX, ATR
-//! faults.rs  fault injection (corrupt byte, NACK storm, drop frame, reset mid-APDU)
-//! applet.rs  the IoT applet interpreter: ApduHandler for the link
-//! store.rs   persistent state: one file, atomic write, reload on change
-//! counters.rs operation counters (ECDHs, key generations, ...)
-//! scp03.rs   PlatformSCP03, the chip's side, wrapped around the applet handler
-//! ```
+//! The chip lives in its own crate, `se050_sim` (se050-sim/), written from the specifications
+//! and depending on nothing of this driver: the compiler keeps it from borrowing the driver's
+//! T=1, APDU, TLV, applet or SCP03 code, so a mistake in one of those makes the driver and the
+//! chip disagree, and a test fail. It is re-exported here under its old paths. What is here
+//! besides needs the driver's types: [`applet::InProcessTransport`] (an `ApduTransport` straight
+//! into a handler), the conversion of the driver's SCP03 keys into the chip's, and the tests of
+//! the pair (driver against chip).
 
-pub mod applet;
-pub mod counters;
-pub mod faults;
-mod link;
-pub mod power;
-pub mod scp03;
-pub mod store;
+pub use se050_sim::*;
 
-use std::fmt;
-use std::time::Duration;
+mod in_process;
+#[cfg(test)]
+mod scp03_pair_tests;
+#[cfg(test)]
+mod transient_tests;
 
-use embedded_hal::i2c::{
-    ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation, SevenBitAddress,
-};
-
-pub use faults::{Direction, FaultHandle};
-use link::DeviceLink;
-pub use link::MAX_COMMAND_APDU;
-
-use crate::t1::link::DEFAULT_ADDRESS;
-
-/// What the virtual link asks of the virtual applet.
-pub trait ApduHandler: Send {
-    /// Interpret one command APDU. `busy` is how long the simulated chip works on it:
-    /// the link NACKs its address (and sends WTX past BWT) for that long.
-    fn process(&mut self, command: &[u8]) -> Processed;
-    /// The chip was reset (soft reset / chip reset): drop transient state, deselect.
-    fn reset(&mut self) {}
+/// The chip's IoT applet, and an in-process transport to it.
+pub mod applet {
+    pub use super::in_process::InProcessTransport;
+    pub use se050_sim::applet::*;
 }
 
-/// The answer to one command APDU and how long the chip takes to produce it. The response may
-/// be a shared secret: it is wiped when dropped, here and in every buffer of the link.
-pub struct Processed {
-    pub response: crate::wipe::SecretBytes,
-    pub busy: std::time::Duration,
-}
+/// The chip's PlatformSCP03 side.
+pub mod scp03 {
+    pub use se050_sim::scp03::*;
 
-/// How the virtual chip behaves on the bus.
-#[derive(Debug, Clone)]
-pub struct VirtualOptions {
-    /// Block waiting time announced in the ATR; commands slower than this get WTX
-    /// requests. The real chip's is 1000 ms; tests use a few ms.
-    pub bwt: Duration,
-    /// 7-bit address the chip answers on (0x48).
-    pub address: u8,
-    /// Faults to inject; keep a clone to script them while the link runs.
-    pub faults: FaultHandle,
-}
-
-impl Default for VirtualOptions {
-    fn default() -> Self {
-        VirtualOptions {
-            bwt: Duration::from_millis(1000),
-            address: DEFAULT_ADDRESS,
-            faults: FaultHandle::new(1),
-        }
-    }
-}
-
-/// Counters of what crossed the virtual bus, for tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkStats {
-    /// Frames written by the host (including damaged ones).
-    pub frames_received: u64,
-    /// Frames that failed CRC, length or NAD checks.
-    pub bad_frames_received: u64,
-    /// Frames made readable for the host.
-    pub frames_sent: u64,
-    /// Frames lost to injected drops, either direction.
-    pub frames_lost: u64,
-    /// Complete command APDUs handed to the applet.
-    pub apdus: u64,
-    pub wtx_requests: u64,
-    /// Frames repeated because the host asked or repeated itself.
-    pub retransmissions: u64,
-    /// Chip resets (soft, chip reset, injected).
-    pub resets: u64,
-    /// Blocks not allowed at that point of the protocol.
-    pub protocol_errors: u64,
-    /// Chained commands aborted for being longer than the chip's APDU buffer.
-    pub chains_aborted: u64,
-    /// Address NACKs given (busy, nothing to read, injected storm).
-    pub nacks: u64,
-}
-
-/// The I2C error of the virtual bus: only ever an address NACK, as a busy or
-/// absent chip gives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VirtualI2cError {
-    pub address: u8,
-    pub reason: &'static str,
-}
-
-impl fmt::Display for VirtualI2cError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "address {:#04x} NACKed ({})", self.address, self.reason)
-    }
-}
-
-impl std::error::Error for VirtualI2cError {}
-
-impl embedded_hal::i2c::Error for VirtualI2cError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
-    }
-}
-
-/// A virtual SE050 on an I2C bus of its own.
-pub struct VirtualSe050 {
-    link: DeviceLink,
-    address: u8,
-    faults: FaultHandle,
-}
-
-impl VirtualSe050 {
-    pub fn new(handler: Box<dyn ApduHandler>, options: VirtualOptions) -> Self {
-        VirtualSe050 {
-            link: DeviceLink::new(handler, options.bwt, options.faults.clone()),
-            address: options.address,
-            faults: options.faults,
+    impl From<crate::scp03::keys::StaticKeys> for CardKeys {
+        fn from(keys: crate::scp03::keys::StaticKeys) -> CardKeys {
+            CardKeys::new(*keys.enc, *keys.mac, *keys.dek)
         }
     }
 
-    /// The handle on this chip's fault plan.
-    pub fn faults(&self) -> FaultHandle {
-        self.faults.clone()
-    }
-
-    pub fn stats(&self) -> LinkStats {
-        self.link.stats.clone()
-    }
-
-    /// The last protocol problem the chip saw (damaged frame, unexpected block).
-    pub fn last_error(&self) -> Option<&str> {
-        self.link.last_error.as_deref()
-    }
-
-    /// Bytes of a chained command buffered so far (never more than [`MAX_COMMAND_APDU`]).
-    pub fn buffered_command_len(&self) -> usize {
-        self.link.buffered_command_len()
-    }
-
-    fn nack(&mut self, reason: &'static str) -> VirtualI2cError {
-        self.link.stats.nacks += 1;
-        VirtualI2cError {
-            address: self.address,
-            reason,
+    impl From<&crate::scp03::keys::StaticKeys> for CardKeys {
+        fn from(keys: &crate::scp03::keys::StaticKeys) -> CardKeys {
+            CardKeys::new(*keys.enc, *keys.mac, *keys.dek)
         }
-    }
-}
-
-impl ErrorType for VirtualSe050 {
-    type Error = VirtualI2cError;
-}
-
-impl I2c<SevenBitAddress> for VirtualSe050 {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), Self::Error> {
-        if address != self.address {
-            return Err(VirtualI2cError {
-                address,
-                reason: "no device at this address",
-            });
-        }
-        for operation in operations {
-            // Each transfer starts with the address byte, which the chip may NACK.
-            if self.faults.take_nack() {
-                return Err(self.nack("injected NACK storm"));
-            }
-            if self.link.busy() {
-                return Err(self.nack("busy processing a command"));
-            }
-            match operation {
-                Operation::Read(buf) => {
-                    if !self.link.read(buf) {
-                        return Err(self.nack("nothing to send"));
-                    }
-                }
-                Operation::Write(bytes) => self.link.write(bytes),
-            }
-        }
-        Ok(())
     }
 }

@@ -14,17 +14,14 @@
 //! - ReadIDList pages hold [`LIST_PAGE`] ids; a response longer than `Le` or than the 889-byte
 //!   payload answers 6700.
 
-use super::counters::{Counter, CounterStore, Counters};
-use super::store::{ChipState, ObjectData, SecureObject, Store, StoreError};
-use super::{ApduHandler, Processed};
-use crate::apdu::{tlv, CommandApdu, ResponseApdu, StatusWord, Tlvs};
-use crate::applet::object_id::ObjectId;
-use crate::applet::object_type::{ObjectType, Persistence};
-use crate::applet::policy;
-use crate::applet::protocol::*;
-use crate::applet::version::AppletVersion;
-use crate::t1::{ApduTransport, LinkError};
+use crate::counters::{Counter, CounterStore, Counters};
+use crate::protocol::*;
+use crate::store::{ChipState, ObjectData, SecureObject, Store, StoreError};
 use crate::wipe::SecretBytes;
+use crate::wire::apdu::{self, CommandApdu, StatusWord};
+use crate::wire::tlv::{self, Tlvs};
+use crate::x25519::{chip_order_pair, rfc_order};
+use crate::{ApduHandler, Processed};
 use rand_core::{OsRng, RngCore};
 use std::path::Path;
 use std::time::Duration;
@@ -76,13 +73,12 @@ fn tag1(value: &[u8]) -> Vec<u8> {
     out
 }
 
-#[path = "attributes.rs"]
 mod attributes;
-#[path = "auth.rs"]
+
 mod auth;
-#[path = "management.rs"]
+
 mod management;
-#[path = "transient.rs"]
+
 mod transient;
 
 /// The IoT applet of a virtual SE050.
@@ -96,7 +92,7 @@ pub struct VirtualApplet {
     /// The authentication object the current command runs as (0: no session).
     auth: u32,
     /// Power cycles announced for this chip's state file (power.rs).
-    power: Option<super::power::PowerWatch>,
+    power: Option<crate::power::PowerWatch>,
     /// Transient objects (transient.rs), with the session that created each (None: none).
     transient: std::collections::HashMap<u32, Option<[u8; 8]>>,
     /// The session the current command runs in (a ProcessSessionCmd), if any.
@@ -112,7 +108,7 @@ impl VirtualApplet {
     pub fn open(state: &Path, per_operation_latency: Duration) -> Result<Self, StoreError> {
         let store = Store::open(state)?;
         let counters = CounterStore::open(state).map_err(|source| StoreError::Io {
-            path: super::store::counters_path(state),
+            path: crate::store::counters_path(state),
             action: "open the operation counters",
             source,
         })?;
@@ -123,7 +119,7 @@ impl VirtualApplet {
             latency: per_operation_latency,
             sessions: Default::default(),
             auth: 0,
-            power: Some(super::power::PowerWatch::new(state)),
+            power: Some(crate::power::PowerWatch::new(state)),
             transient: Default::default(),
             session: None,
             creating_transient: false,
@@ -179,7 +175,7 @@ impl VirtualApplet {
             CLA_ISO => Err(StatusWord::INS_NOT_SUPPORTED),
             CLA_IOT if !self.selected => Err(StatusWord::INS_NOT_SUPPORTED),
             CLA_IOT => self.applet_command(&apdu),
-            0x84 => Err(StatusWord::SECURITY_STATUS),
+            CLA_SECURE => Err(StatusWord::SECURITY_STATUS),
             _ => Err(StatusWord::CLA_NOT_SUPPORTED),
         }?;
         if reply.data.len() > MAX_APDU_PAYLOAD || apdu.le.is_some_and(|ne| reply.data.len() > ne) {
@@ -206,7 +202,7 @@ impl VirtualApplet {
         }
         let tlvs = Tlvs::parse(&apdu.data).map_err(|_| StatusWord::WRONG_DATA)?;
         match (apdu.ins, apdu.p1, apdu.p2) {
-            (INS_WRITE, p1, P2_DEFAULT) if p1 & P1_EC == P1_EC && p1 & 0x60 != 0 => {
+            (INS_WRITE, p1, P2_DEFAULT) if p1 & P1_EC == P1_EC && p1 & P1_KEY_TYPE_MASK != 0 => {
                 self.write_ec_key(p1, &tlvs)
             }
             (INS_WRITE, P1_AES, P2_DEFAULT) => self.write_aes_key(&tlvs),
@@ -482,7 +478,7 @@ impl VirtualApplet {
             .state()
             .objects
             .iter()
-            .filter(|(_, o)| filter == TYPE_FILTER_ALL || object_type(o).code() == filter)
+            .filter(|(_, o)| filter == TYPE_FILTER_ALL || object_type(o) == filter)
             .map(|(id, _)| *id)
             .collect();
         let page: Vec<u8> = matching
@@ -510,13 +506,13 @@ impl VirtualApplet {
         let id = object_id(tlvs)?;
         let object = self.object(id)?;
         let persistence = if self.store.is_volatile(id) {
-            Persistence::Transient
+            TRANSIENT
         } else {
-            Persistence::Persistent
+            PERSISTENT
         };
         let mut data = Vec::new();
-        tlv::push(&mut data, TAG_1, &[object_type(object).code()]);
-        tlv::push(&mut data, TAG_2, &[persistence.code()]);
+        tlv::push(&mut data, TAG_1, &[object_type(object)]);
+        tlv::push(&mut data, TAG_2, &[persistence]);
         Ok(Reply::data(data))
     }
 
@@ -537,8 +533,7 @@ impl VirtualApplet {
         // Like the chip, a low-order peer point is not refused here: the secret is then zero,
         // and the PKCS#11 layer refuses it.
         let shared = secret.diffie_hellman(&peer);
-        let mut chip_order = Zeroizing::new(*shared.as_bytes());
-        chip_order.reverse();
+        let chip_order = crate::x25519::to_chip_order(shared.as_bytes());
         Ok(Reply {
             // tag1 allocates exactly the TLV's size: no unwiped copy is left by its growth.
             data: SecretBytes::new(tag1(chip_order.as_slice())),
@@ -560,7 +555,7 @@ impl VirtualApplet {
     fn delete(&mut self, tlvs: &Tlvs) -> Answer {
         let id = object_id(tlvs)?;
         let object = self.object(id)?;
-        if ObjectId::new(id).map_or(true, ObjectId::is_reserved) {
+        if is_reserved(id) {
             return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
         }
         if !allows(self.auth, object, POLICY_ALLOW_DELETE) {
@@ -594,13 +589,10 @@ impl ApduHandler for VirtualApplet {
         let counter = answer.as_ref().ok().and_then(|reply| reply.counter);
         self.counters.count_apdu(counter);
         let (response, busy) = match answer {
-            Ok(reply) => (ResponseApdu::new(reply.data, StatusWord::OK), reply.busy),
-            Err(sw) => (ResponseApdu::status(sw), Duration::ZERO),
+            Ok(reply) => (apdu::response(&reply.data, StatusWord::OK), reply.busy),
+            Err(sw) => (apdu::response(&[], sw), Duration::ZERO),
         };
-        Processed {
-            response: response.encode(),
-            busy,
-        }
+        Processed { response, busy }
     }
 
     fn reset(&mut self) {
@@ -608,33 +600,6 @@ impl ApduHandler for VirtualApplet {
         // Sessions and transient objects live in the chip's RAM.
         self.sessions.clear();
         self.drop_transient(|_| true);
-    }
-}
-
-/// An [`ApduTransport`] straight into an [`ApduHandler`] in this process: no T=1, no I2C.
-/// For tests of the applet layer and tools; it sleeps for the handler's `busy` time, as a
-/// caller of the real link would wait.
-pub struct InProcessTransport<H: ApduHandler> {
-    pub handler: H,
-}
-
-impl<H: ApduHandler> InProcessTransport<H> {
-    pub fn new(handler: H) -> Self {
-        InProcessTransport { handler }
-    }
-}
-
-impl<H: ApduHandler> ApduTransport for InProcessTransport<H> {
-    fn transceive(&mut self, command: &[u8]) -> Result<SecretBytes, LinkError> {
-        let processed = self.handler.process(command);
-        if !processed.busy.is_zero() {
-            std::thread::sleep(processed.busy);
-        }
-        Ok(processed.response)
-    }
-
-    fn resync(&mut self) -> Result<(), LinkError> {
-        Ok(())
     }
 }
 
@@ -651,11 +616,11 @@ fn object_id(tlvs: &Tlvs) -> Result<u32, StatusWord> {
 /// The id of an object to create or write: not in a reserved range.
 fn new_object_id(tlvs: &Tlvs) -> Result<u32, StatusWord> {
     let id = object_id(tlvs)?;
-    match ObjectId::new(id) {
-        // The factory-reset credential is the one reserved id a user may create (a UserID).
-        Ok(_) if id == FACTORY_RESET_ID => Ok(id),
-        Ok(oid) if !oid.is_reserved() => Ok(id),
-        _ => Err(StatusWord::CONDITIONS_NOT_SATISFIED),
+    // The factory-reset credential is the one reserved id a user may create (a UserID).
+    if id == FACTORY_RESET_ID || !is_reserved(id) {
+        Ok(id)
+    } else {
+        Err(StatusWord::CONDITIONS_NOT_SATISFIED)
     }
 }
 
@@ -671,7 +636,7 @@ fn optional_u16(tlvs: &Tlvs, tag: u8) -> Result<Option<usize>, StatusWord> {
 /// The policy TLV, validated.
 fn policy_of(tlvs: &Tlvs) -> Result<Option<Vec<u8>>, StatusWord> {
     match tlvs.get(TAG_POLICY) {
-        Some(bytes) => match policy::decode(bytes) {
+        Some(bytes) => match decode_policy(bytes) {
             Some(_) => Ok(Some(bytes.to_vec())),
             None => Err(StatusWord::WRONG_DATA),
         },
@@ -685,7 +650,7 @@ fn allows(auth: u32, object: &SecureObject, access: u32) -> bool {
     let Some(bytes) = &object.policy else {
         return true;
     };
-    let entries = policy::decode(bytes).unwrap_or_default();
+    let entries = decode_policy(bytes).unwrap_or_default();
     entries
         .iter()
         .find(|entry| entry.auth_object == auth && auth != 0)
@@ -693,185 +658,16 @@ fn allows(auth: u32, object: &SecureObject, access: u32) -> bool {
         .is_some_and(|entry| entry.access & access == access)
 }
 
-fn object_type(object: &SecureObject) -> ObjectType {
+/// The object's type code (`SE05x_SecObjTyp_t`).
+fn object_type(object: &SecureObject) -> u8 {
     match object.data {
-        ObjectData::X25519Pair { .. } => ObjectType::EcKeyPair,
-        ObjectData::X25519Private { .. } => ObjectType::EcPrivateKey,
-        ObjectData::AesKey { .. } => ObjectType::AesKey,
-        ObjectData::BinaryFile { .. } => ObjectType::BinaryFile,
-        ObjectData::UserId { .. } => ObjectType::UserId,
+        ObjectData::X25519Pair { .. } => TYPE_EC_KEY_PAIR,
+        ObjectData::X25519Private { .. } => TYPE_EC_PRIVATE_KEY,
+        ObjectData::AesKey { .. } => TYPE_AES_KEY,
+        ObjectData::BinaryFile { .. } => TYPE_BINARY_FILE,
+        ObjectData::UserId { .. } => TYPE_USERID,
     }
-}
-
-/// 32 bytes in chip order, reversed into RFC 7748 order.
-fn rfc_order(chip: &[u8]) -> Result<Zeroizing<[u8; 32]>, StatusWord> {
-    let mut out: [u8; 32] = chip.try_into().map_err(|_| StatusWord::WRONG_DATA)?;
-    out.reverse();
-    Ok(Zeroizing::new(out))
-}
-
-fn chip_order_pair(secret: &StaticSecret) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
-    let mut private = Zeroizing::new(secret.to_bytes());
-    private.reverse();
-    let mut public = PublicKey::from(secret).to_bytes();
-    public.reverse();
-    (private, public)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sw(processed: &Processed) -> u16 {
-        let r = &processed.response;
-        u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
-    }
-
-    fn select_apdu() -> Vec<u8> {
-        select_command().encode()
-    }
-
-    fn selected() -> VirtualApplet {
-        let mut applet = VirtualApplet::in_memory();
-        assert_eq!(sw(&applet.process(&select_apdu())), 0x9000);
-        applet
-    }
-
-    fn version_apdu() -> Vec<u8> {
-        CommandApdu::new(CLA_IOT, INS_MGMT, 0, P2_VERSION, vec![], Some(256)).encode()
-    }
-
-    #[test]
-    fn select_answers_the_version_and_unknown_aids_6a82() {
-        let mut applet = VirtualApplet::in_memory();
-        let processed = applet.process(&select_apdu());
-        assert_eq!(sw(&processed), 0x9000);
-        assert_eq!(&processed.response[..7], &VIRTUAL_VERSION.to_bytes());
-        assert!(VIRTUAL_VERSION.has_x25519());
-        let mut other = IOT_APPLET_AID.to_vec();
-        other[15] = 1;
-        let wrong = CommandApdu::new(CLA_ISO, INS_SELECT, 0x04, 0x00, other, Some(256)).encode();
-        assert_eq!(sw(&applet.process(&wrong)), 0x6A82);
-        assert_eq!(sw(&applet.process(&version_apdu())), 0x6D00, "deselected");
-    }
-
-    #[test]
-    fn commands_before_select_or_after_reset_answer_6d00() {
-        let mut applet = VirtualApplet::in_memory();
-        assert_eq!(sw(&applet.process(&version_apdu())), 0x6D00);
-        applet.process(&select_apdu());
-        assert_eq!(sw(&applet.process(&version_apdu())), 0x9000);
-        applet.reset();
-        assert_eq!(sw(&applet.process(&version_apdu())), 0x6D00);
-    }
-
-    #[test]
-    fn class_instruction_and_parameter_errors() {
-        let mut applet = selected();
-        assert_eq!(sw(&applet.process(&[0x84, 0x04, 0x00, 0x20, 0x00])), 0x6982);
-        assert_eq!(sw(&applet.process(&[0x10, 0x04, 0x00, 0x20, 0x00])), 0x6E00);
-        assert_eq!(sw(&applet.process(&[0x80, 0x77, 0x00, 0x00, 0x00])), 0x6D00);
-        assert_eq!(sw(&applet.process(&[0x00, 0xB0, 0x00, 0x00, 0x00])), 0x6D00);
-        // Transient flag on WRITE: understood (transient.rs); without an object id, wrong data.
-        assert_eq!(sw(&applet.process(&[0x80, 0x81, 0x61, 0x00, 0x00])), 0x6A80);
-        assert_eq!(sw(&applet.process(&[0x80, 0x04, 0x00, 0x99, 0x00])), 0x6A86);
-        assert_eq!(
-            sw(&applet.process(&[0x80, 0x02, 0x00, 0x00])),
-            0x6A80,
-            "no object id"
-        );
-    }
-
-    #[test]
-    fn malformed_apdus_and_tlvs() {
-        let mut applet = selected();
-        assert_eq!(sw(&applet.process(&[0x80, 0x04])), 0x6700);
-        assert_eq!(
-            sw(&applet.process(&[0x80, 0x04, 0x00, 0x27, 0x05, 0x41, 0x04])),
-            0x6700
-        );
-        // Lc right, TLV inside truncated.
-        assert_eq!(
-            sw(&applet.process(&[0x80, 0x04, 0x00, 0x27, 0x02, 0x41, 0x04])),
-            0x6A80
-        );
-        // Object id of 3 bytes, and id 0.
-        let short_id = [0x80, 0x04, 0x00, 0x27, 0x05, 0x41, 0x03, 0, 0, 1];
-        assert_eq!(sw(&applet.process(&short_id)), 0x6A80);
-        let zero = [0x80, 0x04, 0x00, 0x27, 0x06, 0x41, 0x04, 0, 0, 0, 0];
-        assert_eq!(sw(&applet.process(&zero)), 0x6A80);
-        // More than 889 bytes of data.
-        let mut data = Vec::new();
-        tlv::push(&mut data, TAG_1, &[0; 900]);
-        let long = CommandApdu::new(CLA_IOT, INS_MGMT, 0, P2_EXIST, data, None).encode();
-        assert_eq!(sw(&applet.process(&long)), 0x6700);
-    }
-
-    #[test]
-    fn short_case4_without_le_and_extended_forms_are_accepted() {
-        let mut applet = selected();
-        // CheckObjectExists for the unique id, short case 4 without Le.
-        let bare = [
-            0x80, 0x04, 0x00, 0x27, 0x06, 0x41, 0x04, 0x7F, 0xFF, 0x02, 0x06,
-        ];
-        let processed = applet.process(&bare);
-        assert_eq!(*processed.response, [0x41, 0x01, 0x01, 0x90, 0x00]);
-        // The same, extended with Le.
-        let mut apdu =
-            CommandApdu::new(CLA_IOT, INS_MGMT, 0, P2_EXIST, bare[5..].to_vec(), Some(3));
-        apdu.extended = true;
-        assert_eq!(
-            *applet.process(&apdu.encode()).response,
-            [0x41, 0x01, 0x01, 0x90, 0x00]
-        );
-    }
-
-    #[test]
-    fn a_response_longer_than_le_answers_6700() {
-        let mut applet = selected();
-        let mut data = Vec::new();
-        tlv::push(&mut data, TAG_1, &100u16.to_be_bytes());
-        let small_le =
-            CommandApdu::new(CLA_IOT, INS_MGMT, 0, P2_RANDOM, data.clone(), Some(50)).encode();
-        assert_eq!(sw(&applet.process(&small_le)), 0x6700);
-        let fitting = CommandApdu::new(CLA_IOT, INS_MGMT, 0, P2_RANDOM, data, Some(102)).encode();
-        assert_eq!(applet.process(&fitting).response.len(), 102 + 2);
-        let mut data = Vec::new();
-        tlv::push(&mut data, TAG_1, &886u16.to_be_bytes());
-        let too_many =
-            CommandApdu::new(CLA_IOT, INS_MGMT, 0, P2_RANDOM, data, Some(65536)).encode();
-        assert_eq!(sw(&applet.process(&too_many)), 0x6700);
-    }
-
-    #[test]
-    fn ecdh_refuses_wrong_peer_length_and_non_key_objects() {
-        let mut applet = selected();
-        let ecdh = |id: u32, peer: &[u8]| {
-            let mut data = Vec::new();
-            tlv::push(&mut data, TAG_1, &id.to_be_bytes());
-            tlv::push(&mut data, TAG_2, peer);
-            CommandApdu::new(CLA_IOT, INS_CRYPTO, P1_EC, P2_DH, data, Some(256)).encode()
-        };
-        let mut data = Vec::new();
-        tlv::push(&mut data, TAG_1, &0x10u32.to_be_bytes());
-        tlv::push(&mut data, TAG_2, &[CURVE_X25519]);
-        let generate = CommandApdu::new(CLA_IOT, INS_WRITE, 0x61, 0, data, None).encode();
-        assert_eq!(sw(&applet.process(&generate)), 0x9000);
-        assert_eq!(sw(&applet.process(&ecdh(0x10, &[9; 31]))), 0x6A80);
-        assert_eq!(sw(&applet.process(&ecdh(0x10, &[9; 32]))), 0x9000);
-        assert_eq!(
-            sw(&applet.process(&ecdh(ObjectId::UNIQUE_ID.value(), &[9; 32]))),
-            0x6985
-        );
-        assert_eq!(sw(&applet.process(&ecdh(0x11, &[9; 32]))), 0x6A80);
-        // Another curve id is wrong data for this chip.
-        let mut data = Vec::new();
-        tlv::push(&mut data, TAG_1, &0x12u32.to_be_bytes());
-        tlv::push(&mut data, TAG_2, &[0x40]);
-        let ed25519 = CommandApdu::new(CLA_IOT, INS_WRITE, 0x61, 0, data, None).encode();
-        assert_eq!(sw(&applet.process(&ed25519)), 0x6A80);
-        let c = applet.counters();
-        assert_eq!((c.keygen, c.ecdh), (1, 1));
-        assert_eq!(c.apdus, 7, "every APDU counted, SELECT included");
-    }
-}
+mod tests;

@@ -19,14 +19,30 @@
 //! - PUT KEY (`80 D8 KVN 81`, inside the channel) replaces the key set; the keys persist next
 //!   to the state file (`STATE.scp03-keys`, NXP's key file format plus a `KVN` line), so every
 //!   process on the same virtual chip sees them, and the new keys apply from the next session.
-//! - Secure messaging counts as NXP's middleware does (session.rs, CounterRule::DataCommandsOnly).
+//! - Secure messaging: channel.rs (its counter rule: NXP's middleware's, see there).
+//!
+//! ```text
+//! mod.rs      PlatformScp03: the command dispatch, key set, PUT KEY persistence
+//! crypto.rs   AES-CMAC, the Amendment D KDF, padding, CBC, key check values
+//! channel.rs  card-side secure messaging of one open channel
+//! keys.rs     the static key set and its file
+//! put_key.rs  PUT KEY's data field
+//! ```
 
-use super::{ApduHandler, Processed};
-use crate::apdu::CommandApdu;
-use crate::scp03::crypto::{self, SessionKeys};
-use crate::scp03::keys::{StaticKeys, DEFAULT_KVN};
-use crate::scp03::rotate;
-use crate::scp03::session::SecureMessaging;
+pub mod channel;
+pub mod crypto;
+pub mod keys;
+pub mod put_key;
+
+use crate::wire::apdu::CommandApdu;
+use crate::{ApduHandler, Processed};
+use channel::Channel;
+use crypto::SessionKeys;
+pub use keys::{CardKeys, DEFAULT_KVN};
+
+/// The security level the chip takes: C-MAC, C-DECRYPTION, R-MAC, R-ENCRYPTION (Amendment D
+/// table 7-1: 0x33), what NXP's middleware asks for.
+pub const SECURITY_LEVEL: u8 = 0x33;
 
 use rand_core::{OsRng, RngCore};
 use std::path::{Path, PathBuf};
@@ -35,7 +51,7 @@ use zeroize::Zeroizing;
 
 /// The chip's key set and where it persists.
 struct ChipKeys {
-    keys: StaticKeys,
+    keys: CardKeys,
     kvn: u8,
     file: Option<PathBuf>,
 }
@@ -44,8 +60,8 @@ impl ChipKeys {
     /// The persisted key set if there is one, else the initial one.
     fn reload(&mut self) {
         let Some(path) = &self.file else { return };
-        match std::fs::read_to_string(path) {
-            Ok(text) => match parse_key_state(&text) {
+        match std::fs::read_to_string(path).map(Zeroizing::new) {
+            Ok(text) => match CardKeys::from_file_text(&text) {
                 Ok((kvn, keys)) => {
                     self.kvn = kvn;
                     self.keys = keys;
@@ -61,12 +77,7 @@ impl ChipKeys {
         let Some(path) = &self.file else {
             return Ok(());
         };
-        // The KVN line first, then NXP's format; written atomically and private.
-        let text = Zeroizing::new(format!(
-            "KVN {:02X}\n{}",
-            self.kvn,
-            &*self.keys.to_file_text()
-        ));
+        let text = self.keys.to_file_text(self.kvn);
         let temp = path.with_extension("scp03-keys.new");
         write_private(&temp, text.as_bytes()).map_err(|e| e.to_string())?;
         std::fs::rename(&temp, path).map_err(|e| e.to_string())
@@ -80,27 +91,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o600)
         .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
-}
-
-fn parse_key_state(text: &str) -> Result<(u8, StaticKeys), String> {
-    let mut kvn = DEFAULT_KVN;
-    let mut rest = String::new();
-    for line in text.lines() {
-        match line.trim().strip_prefix("KVN ") {
-            Some(v) => kvn = u8::from_str_radix(v.trim(), 16).map_err(|_| "bad KVN line")?,
-            None => {
-                rest.push_str(line);
-                rest.push('\n');
-            }
-        }
-    }
-    let keys = StaticKeys::parse(&rest);
-    rest.clear();
-    Ok((kvn, keys?))
 }
 
 /// The file where a virtual chip whose state is `state` keeps its PlatformSCP keys.
@@ -132,7 +127,7 @@ pub struct PlatformScp03 {
     keys: ChipKeys,
     required: bool,
     pending: Option<Pending>,
-    session: Option<SecureMessaging>,
+    session: Option<Channel>,
     stats: ChipScp03Stats,
 }
 
@@ -144,11 +139,8 @@ fn status(sw: u16) -> Processed {
 }
 
 fn answer(data: &[u8]) -> Processed {
-    let mut response = crate::wipe::with_capacity(data.len() + 2);
-    crate::wipe::extend(&mut response, data);
-    crate::wipe::extend(&mut response, &[0x90, 0x00]);
     Processed {
-        response,
+        response: crate::wire::apdu::response(data, crate::wire::apdu::StatusWord::OK),
         busy: Duration::ZERO,
     }
 }
@@ -159,13 +151,13 @@ impl PlatformScp03 {
     /// plain applet commands are refused.
     pub fn new(
         inner: Box<dyn ApduHandler>,
-        initial: StaticKeys,
+        initial: impl Into<CardKeys>,
         kvn: u8,
         key_file: Option<PathBuf>,
         required: bool,
     ) -> Self {
         let mut keys = ChipKeys {
-            keys: initial,
+            keys: initial.into(),
             kvn,
             file: key_file,
         };
@@ -185,7 +177,7 @@ impl PlatformScp03 {
     }
 
     /// The chip's current key set (tests).
-    pub fn current_keys(&self) -> (u8, &StaticKeys) {
+    pub fn current_keys(&self) -> (u8, &CardKeys) {
         (self.keys.kvn, &self.keys.keys)
     }
 
@@ -205,12 +197,21 @@ impl PlatformScp03 {
         };
         let mut card_challenge = [0u8; 8];
         OsRng.fill_bytes(&mut card_challenge);
-        let ctx = crypto::context(&host_challenge, &card_challenge);
+        self.begin(&host_challenge, card_challenge)
+    }
+
+    /// INITIALIZE UPDATE's answer with a given card challenge (the tests' published vectors).
+    fn begin(&mut self, host_challenge: &[u8; 8], card_challenge: [u8; 8]) -> Processed {
+        let mut ctx = [0u8; 16];
+        ctx[..8].copy_from_slice(host_challenge);
+        ctx[8..].copy_from_slice(&card_challenge);
         let keys = SessionKeys::derive(&self.keys.keys.enc, &self.keys.keys.mac, &ctx);
+        // Key diversification data (10, zeros here), key information (KVN, SCP03, i = 00),
+        // card challenge, card cryptogram (Amendment D 7.1.1.6).
         let mut data = vec![0u8; 10];
         data.extend_from_slice(&[self.keys.kvn, 0x03, 0x00]);
         data.extend_from_slice(&card_challenge);
-        data.extend_from_slice(&keys.card_cryptogram(&ctx));
+        data.extend_from_slice(&keys.cryptogram(crypto::CARD_CRYPTOGRAM, &ctx));
         self.pending = Some(Pending { keys, ctx });
         answer(&data)
     }
@@ -219,21 +220,24 @@ impl PlatformScp03 {
         let Some(pending) = self.pending.take() else {
             return status(0x6985);
         };
-        if apdu.p1 != crate::scp03::transport::SECURITY_LEVEL {
+        if apdu.p1 != SECURITY_LEVEL {
             return status(0x6A86);
         }
         if apdu.data.len() != 16 || command.len() < 21 {
             return status(0x6700);
         }
+        // The first C-MAC chains from 16 zero bytes, over `84 82 33 00 10` and the cryptogram.
         let mac = crypto::cmac(&pending.keys.s_mac, &[&[0u8; 16], &command[..13]]);
-        let host_cryptogram = pending.keys.host_cryptogram(&pending.ctx);
-        if !crypto::equal(&mac[..8], &apdu.data[8..16])
-            || !crypto::equal(&host_cryptogram, &apdu.data[..8])
+        let host_cryptogram = pending
+            .keys
+            .cryptogram(crypto::HOST_CRYPTOGRAM, &pending.ctx);
+        if !crypto::same(&mac[..8], &apdu.data[8..16])
+            || !crypto::same(&host_cryptogram, &apdu.data[..8])
         {
             self.stats.authentication_failures += 1;
             return status(0x6300);
         }
-        self.session = Some(SecureMessaging::new(pending.keys, mac));
+        self.session = Some(Channel::open(pending.keys, mac));
         self.stats.sessions_opened += 1;
         status(0x9000)
     }
@@ -245,13 +249,13 @@ impl PlatformScp03 {
         let plain = match session.unwrap_command(command) {
             Ok(plain) => plain,
             Err(e) => {
-                log::debug!("virtual SE050: {e}: session closed");
+                log::debug!("virtual SE050: wrapped command refused ({e:?}): session closed");
                 self.stats.mac_failures += 1;
                 self.close();
                 return status(0x6982);
             }
         };
-        let processed = if plain.get(..2) == Some(&[0x80, rotate::INS_PUT_KEY]) {
+        let processed = if plain.get(..2) == Some(&[0x80, put_key::INS_PUT_KEY]) {
             self.put_key(&plain)
         } else {
             self.inner.process(&plain)
@@ -273,10 +277,10 @@ impl PlatformScp03 {
         if apdu.p1 != self.keys.kvn {
             return status(0x6A88);
         }
-        if apdu.p2 != rotate::P2_MULTIPLE_KEYS {
+        if apdu.p2 != put_key::P2_MULTIPLE_KEYS {
             return status(0x6A86);
         }
-        match rotate::parse_put_key(&apdu.data, &self.keys.keys.dek) {
+        match put_key::parse(&apdu.data, &self.keys.keys.dek) {
             Ok((kvn, keys, response)) => {
                 let previous = (self.keys.kvn, self.keys.keys.clone());
                 self.keys.kvn = kvn;
@@ -326,3 +330,7 @@ impl ApduHandler for PlatformScp03 {
         self.inner.reset();
     }
 }
+
+#[cfg(test)]
+#[path = "vectors_tests.rs"]
+mod vectors_tests;

@@ -7,7 +7,7 @@
 //! (held by the host around each APDU exchange): a couple of microseconds, no fsync. Counters
 //! are test instrumentation: a crash may lose the last increments, never the chip's state.
 
-use super::store::counters_path;
+use crate::store::counters_path;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;

@@ -12,7 +12,6 @@
 //!   NXP-provisioned ones (the credential itself, the unique id, the NXP certificate stay).
 
 use super::*;
-use crate::apdu::tlv;
 
 /// What the transient memory kinds report as free (bytes).
 pub const TRANSIENT_FREE: u16 = 0x0800;
@@ -23,9 +22,7 @@ impl VirtualApplet {
         let free = match kind {
             [MEMORY_PERSISTENT] => {
                 let used = self.store.state().nvm_used();
-                super::super::store::NVM_CAPACITY
-                    .saturating_sub(used)
-                    .min(0x7FFF) as u16
+                crate::store::NVM_CAPACITY.saturating_sub(used).min(0x7FFF) as u16
             }
             [MEMORY_TRANSIENT_RESET] | [MEMORY_TRANSIENT_DESELECT] => TRANSIENT_FREE,
             _ => return Err(StatusWord::WRONG_DATA),
@@ -50,8 +47,7 @@ impl VirtualApplet {
             return Err(StatusWord::SECURITY_STATUS);
         }
         let mut next = self.store.state().clone();
-        next.objects
-            .retain(|&id, _| ObjectId::new(id).is_ok_and(ObjectId::is_reserved));
+        next.objects.retain(|&id, _| is_reserved(id));
         self.commit(next)?;
         Ok(Reply::data(Vec::new()).counted(Counter::Deletes))
     }

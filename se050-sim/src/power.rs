@@ -8,6 +8,7 @@
 //! resets itself before its next command, once per new value, as every process sharing the chip
 //! sees the same chip lose its power.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The file a power cycle of the chip with state `state` is announced in.
@@ -26,7 +27,17 @@ pub fn power_cycle(state: &Path) -> std::io::Result<()> {
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(0);
     let temporary = path.with_extension("power.tmp");
-    std::fs::write(&temporary, format!("{}\n", count + 1))?;
+    // A new file, never one planted at the temporary name (a symlink is not followed).
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&temporary)?;
+    std::io::Write::write_all(&mut file, format!("{}\n", count + 1).as_bytes())?;
     std::fs::rename(&temporary, &path)
 }
 

@@ -35,7 +35,7 @@
 //! be freed and handed to a newer version: mtime is coarse (a jiffy), and a reused inode of the
 //! same length would otherwise look unchanged.
 
-use crate::applet::object_id::ObjectId;
+use crate::protocol::UNIQUE_ID;
 use rand_core::{OsRng, RngCore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -199,7 +199,7 @@ impl ChipState {
         let mut objects = BTreeMap::new();
         let plain = |data| SecureObject { data, policy: None };
         objects.insert(
-            ObjectId::UNIQUE_ID.value(),
+            UNIQUE_ID,
             plain(ObjectData::BinaryFile {
                 data: unique_id.to_vec(),
             }),
@@ -554,13 +554,25 @@ fn parent_dir(path: &Path) -> &Path {
 /// The mode of a new state file: the private keys in it are the chip's secrets.
 const FRESH_MODE: u32 = 0o600;
 
-/// Writes `bytes` to `path` with permission bits `mode` (set on the open file, so neither the
-/// umask nor the mode of a leftover file of that name decides them).
+/// Writes `bytes` to a new file at `path` with permission bits `mode` (set on the open file, so
+/// neither the umask nor a leftover file of that name decides them).
+///
+/// Whatever is at `path` is unlinked first (a leftover of a killed writer; unlinking a symlink
+/// removes the link, never its target), and the file is created with O_CREAT | O_EXCL |
+/// O_NOFOLLOW: a symlink or file planted there between the two steps makes the write fail
+/// instead of writing the chip's private keys through it.
 fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(FRESH_MODE)
         .open(path)?;
     file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(bytes)?;
@@ -617,147 +629,5 @@ pub fn counters_path(state: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> ChipState {
-        let mut state = ChipState::fresh();
-        state.objects.insert(
-            0x10,
-            SecureObject {
-                data: ObjectData::X25519Pair {
-                    private: Zeroizing::new([7; 32]),
-                    public: [9; 32],
-                },
-                policy: Some(vec![8, 0, 0, 0, 0, 0x04, 0, 0, 0]),
-            },
-        );
-        state.objects.insert(
-            0x11,
-            SecureObject {
-                data: ObjectData::BinaryFile {
-                    data: vec![1; 3000],
-                },
-                policy: None,
-            },
-        );
-        state
-    }
-
-    #[test]
-    fn fresh_chip_has_reserved_objects() {
-        let state = ChipState::fresh();
-        match &state.objects[&ObjectId::UNIQUE_ID.value()].data {
-            ObjectData::BinaryFile { data } => assert_eq!(data.len(), 18),
-            other => panic!("unique id is {other:?}"),
-        }
-        assert!(state.objects.contains_key(&PROVISIONED_CERTIFICATE));
-        assert!(state.objects.contains_key(&PROVISIONED_SECRET));
-        assert_ne!(ChipState::fresh(), state, "unique ids are random");
-    }
-
-    #[test]
-    fn serialization_round_trips() {
-        let state = sample();
-        let bytes = state.serialize();
-        assert_eq!(ChipState::deserialize(&bytes).unwrap(), state);
-    }
-
-    #[test]
-    fn every_truncation_and_every_flipped_byte_is_refused() {
-        let bytes = sample().serialize();
-        for len in 0..bytes.len() {
-            assert!(
-                ChipState::deserialize(&bytes[..len]).is_err(),
-                "truncated to {len}"
-            );
-        }
-        for at in (0..bytes.len()).step_by(7) {
-            let mut bad = bytes.to_vec();
-            bad[at] ^= 0x20;
-            assert!(ChipState::deserialize(&bad).is_err(), "flipped byte {at}");
-        }
-    }
-
-    #[test]
-    fn saves_persist_and_another_store_sees_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chip.state");
-        let mut first = Store::open(&path).unwrap();
-        let mut second = Store::open(&path).unwrap();
-        assert_eq!(
-            first.state(),
-            second.state(),
-            "both opened the same fresh chip"
-        );
-        let saved = sample();
-        first.commit(saved.clone()).unwrap();
-        second.refresh().unwrap();
-        assert_eq!(second.state(), &saved);
-        assert!(!sibling(&path, ".tmp").exists());
-        let reopened = Store::open(&path).unwrap();
-        assert_eq!(reopened.state(), &saved);
-    }
-
-    #[test]
-    fn every_same_size_rewrite_is_seen_by_another_store() {
-        // Same length each time, in quick succession: each one is still reloaded.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chip.state");
-        let mut writer = Store::open(&path).unwrap();
-        let mut reader = Store::open(&path).unwrap();
-        for i in 0..40u8 {
-            let mut next = writer.state().clone();
-            next.objects.insert(
-                0x10,
-                SecureObject {
-                    data: ObjectData::X25519Pair {
-                        private: Zeroizing::new([i; 32]),
-                        public: [i; 32],
-                    },
-                    policy: None,
-                },
-            );
-            writer.commit(next).unwrap();
-            reader.refresh().unwrap();
-            assert_eq!(reader.state(), writer.state(), "rewrite {i} missed");
-        }
-    }
-
-    #[test]
-    fn corrupt_file_is_an_error_naming_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chip.state");
-        fs::write(&path, b"VSE050ST garbage that is not a state").unwrap();
-        let err = Store::open(&path)
-            .err()
-            .expect("corrupt file must not load");
-        let text = err.to_string();
-        assert!(text.contains(&path.display().to_string()), "{text}");
-        assert!(text.contains("corrupt"), "{text}");
-    }
-
-    #[test]
-    fn the_state_file_is_private_and_a_rewrite_keeps_its_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chip.state");
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-        let mut store = Store::open(&path).unwrap();
-        assert_eq!(
-            mode(&path),
-            0o600,
-            "a fresh state file holding keys must be private"
-        );
-        // A leftover temporary file with loose permissions does not leak into the new state.
-        fs::write(sibling(&path, ".tmp"), b"old").unwrap();
-        fs::set_permissions(sibling(&path, ".tmp"), fs::Permissions::from_mode(0o666)).unwrap();
-        store.commit(ChipState::fresh()).unwrap();
-        assert_eq!(mode(&path), 0o600);
-        // An administrator shares the chip with a group: the next rewrite keeps that.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        let before = fs::metadata(&path).unwrap().ino();
-        store.commit(ChipState::fresh()).unwrap();
-        assert_ne!(fs::metadata(&path).unwrap().ino(), before, "not rewritten");
-        assert_eq!(mode(&path), 0o640);
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

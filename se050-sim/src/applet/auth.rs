@@ -32,9 +32,26 @@ pub struct SessionState {
 /// The applet's open sessions, by session id.
 pub type Sessions = HashMap<[u8; 8], SessionState>;
 
-/// Compares without an early exit, so the time taken does not tell how much of a guess matched.
-fn same_value(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The longest UserID value (AN12413: 4 to 16 bytes).
+const MAX_USER_ID_LEN: usize = 16;
+
+/// Whether `given` is the UserID's `value`, in a time that depends on neither the values nor
+/// their lengths: both are laid into fixed 16-byte buffers, every byte of which is compared, and
+/// the lengths are folded into the same accumulator (an early exit on a length mismatch would
+/// tell an attacker the PIN's length). A guess longer than 16 bytes is wrong by definition.
+fn same_value(given: &[u8], value: &[u8]) -> bool {
+    let mut a = Zeroizing::new([0u8; MAX_USER_ID_LEN]);
+    let mut b = Zeroizing::new([0u8; MAX_USER_ID_LEN]);
+    let too_long = u8::from(given.len() > MAX_USER_ID_LEN || value.len() > MAX_USER_ID_LEN);
+    let n = given.len().min(MAX_USER_ID_LEN);
+    a[..n].copy_from_slice(&given[..n]);
+    let m = value.len().min(MAX_USER_ID_LEN);
+    b[..m].copy_from_slice(&value[..m]);
+    let mut diff = too_long | ((given.len() ^ value.len()) as u8) | (((n ^ m) >> 8) as u8);
+    for i in 0..MAX_USER_ID_LEN {
+        diff |= a[i] ^ b[i];
+    }
+    std::hint::black_box(diff) == 0
 }
 
 impl VirtualApplet {
@@ -137,15 +154,11 @@ impl VirtualApplet {
         let given = tlvs.require(TAG_1).map_err(|_| StatusWord::WRONG_DATA)?;
         let auth_id = self.sessions[&session].auth_id;
         let mut next = self.store.state().clone();
-        let object = next
-            .objects
-            .get_mut(&auth_id)
-            .ok_or(StatusWord::CONDITIONS_NOT_SATISFIED)?;
-        let ObjectData::UserId {
+        let Some(ObjectData::UserId {
             value,
             max_attempts,
             failures,
-        } = &mut object.data
+        }) = next.objects.get_mut(&auth_id).map(|o| &mut o.data)
         else {
             return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
         };
@@ -153,24 +166,138 @@ impl VirtualApplet {
         if limited && *failures >= *max_attempts {
             return Err(StatusWord::AUTH_BLOCKED);
         }
-        if same_value(given, value) {
-            let changed = *failures != 0;
-            *failures = 0;
-            if changed {
-                self.commit(next)?;
-            }
-            if let Some(state) = self.sessions.get_mut(&session) {
-                state.verified = true;
-            }
-            return Ok(Reply::data(Vec::new()));
-        }
+        // Fail closed: the attempt is counted, and the count saved, before the value is
+        // compared; a chip that cannot save the count does not compare (else a read-only
+        // state would give unlimited guesses).
         *failures = failures.saturating_add(1);
         let blocked = limited && *failures >= *max_attempts;
+        let value = value.clone();
+        self.commit(next.clone())?;
+        if !same_value(given, &value) {
+            return Err(if blocked {
+                StatusWord::AUTH_BLOCKED
+            } else {
+                StatusWord::SECURITY_STATUS
+            });
+        }
+        // The right value: the counter goes back to zero. Until that is saved the session stays
+        // unverified and the attempt counted.
+        if let Some(ObjectData::UserId { failures, .. }) =
+            next.objects.get_mut(&auth_id).map(|o| &mut o.data)
+        {
+            *failures = 0;
+        }
         self.commit(next)?;
-        Err(if blocked {
-            StatusWord::AUTH_BLOCKED
-        } else {
-            StatusWord::SECURITY_STATUS
-        })
+        if let Some(state) = self.sessions.get_mut(&session) {
+            state.verified = true;
+        }
+        Ok(Reply::data(Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: u32 = 0x7000_0010;
+
+    fn run(applet: &mut VirtualApplet, ins: u8, p1: u8, p2: u8, data: Vec<u8>) -> SecretBytes {
+        let apdu = CommandApdu::new(CLA_IOT, ins, p1, p2, data, None).encode();
+        applet.process(&apdu).response
+    }
+
+    fn sw(response: &[u8]) -> u16 {
+        u16::from_be_bytes([response[response.len() - 2], response[response.len() - 1]])
+    }
+
+    /// VerifySessionUserID with `value`, wrapped in the session.
+    fn verify(applet: &mut VirtualApplet, session: &[u8], value: &[u8]) -> u16 {
+        let inner = CommandApdu::new(
+            CLA_IOT,
+            INS_MGMT,
+            P1_DEFAULT,
+            P2_SESSION_USERID,
+            tag1(value),
+            None,
+        );
+        let mut data = Vec::new();
+        tlv::push(&mut data, TAG_SESSION_ID, session);
+        tlv::push(&mut data, TAG_1, &inner.encode());
+        sw(&run(applet, INS_PROCESS, P1_DEFAULT, P2_DEFAULT, data))
+    }
+
+    fn failures(applet: &VirtualApplet) -> u16 {
+        match &applet.state().objects[&USER].data {
+            ObjectData::UserId { failures, .. } => *failures,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_guess_is_compared_while_the_failure_counter_cannot_be_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("chip.state");
+        let mut applet = VirtualApplet::open(&state, Duration::ZERO).unwrap();
+        let select = select_bytes();
+        assert_eq!(sw(&applet.process(&select).response), 0x9000);
+        let mut data = Vec::new();
+        tlv::push(&mut data, TAG_MAX_ATTEMPTS, &3u16.to_be_bytes());
+        tlv::push(&mut data, TAG_1, &USER.to_be_bytes());
+        tlv::push(&mut data, TAG_2, b"1234");
+        let write = run(
+            &mut applet,
+            INS_WRITE | INS_FLAG_AUTH_OBJECT,
+            P1_USERID,
+            P2_DEFAULT,
+            data,
+        );
+        assert_eq!(sw(&write), 0x9000);
+        let created = run(
+            &mut applet,
+            INS_MGMT,
+            P1_DEFAULT,
+            P2_SESSION_CREATE,
+            tag1(&USER.to_be_bytes()),
+        );
+        assert_eq!(sw(&created), 0x9000);
+        let session = created[2..10].to_vec();
+        // The state can no longer be saved (a directory where the temporary file goes: even
+        // root cannot write it).
+        let temp = dir.path().join("chip.state.tmp");
+        std::fs::create_dir(&temp).unwrap();
+        std::fs::write(temp.join("keep"), b"").unwrap();
+        for guess in [&b"0000"[..], b"1111", b"2222", b"3333", b"1234"] {
+            assert_eq!(
+                verify(&mut applet, &session, guess),
+                0x6F00,
+                "guess {guess:?} was compared although its attempt could not be counted"
+            );
+        }
+        assert_eq!(failures(&applet), 0, "nothing was saved, nothing changed");
+        std::fs::remove_dir_all(&temp).unwrap();
+        assert_eq!(verify(&mut applet, &session, b"0000"), 0x6982);
+        assert_eq!(failures(&applet), 1);
+        assert_eq!(verify(&mut applet, &session, b"1234"), 0x9000);
+        assert_eq!(failures(&applet), 0);
+    }
+
+    #[test]
+    fn values_compare_equal_only_when_bytes_and_lengths_match() {
+        assert!(same_value(b"1234", b"1234"));
+        assert!(same_value(&[7; 16], &[7; 16]));
+        assert!(!same_value(b"1234", b"1235"));
+        assert!(!same_value(b"123", b"1234"));
+        assert!(
+            !same_value(b"1234", b"1234\0"),
+            "zero padding is not the value"
+        );
+        assert!(!same_value(b"1234\0", b"1234"));
+        assert!(!same_value(b"", b"1234"));
+        let long = [7u8; 300];
+        assert!(!same_value(&long, &[7; 16]), "a guess past 16 bytes");
+        assert!(
+            !same_value(&long[..256 + 16], &long[..16]),
+            "lengths differing by 256"
+        );
     }
 }

@@ -31,12 +31,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::faults::{Direction, FaultHandle};
-use super::{ApduHandler, LinkStats};
-use crate::applet::protocol::MAX_APDU_PAYLOAD;
-use crate::t1::atr::REAL_SE050_ATR;
-use crate::t1::frame::{Frame, Pcb, RError, SKind, MAX_INF, NAD_HOST_TO_SE};
+use crate::atr::SE050_ATR;
+use crate::faults::{Direction, FaultHandle};
+use crate::protocol::MAX_APDU_PAYLOAD;
 use crate::wipe::{self, SecretBytes};
+use crate::wire::frame::{Frame, Pcb, RError, SKind, MAX_INF, NAD_HOST_TO_SE};
+use crate::{ApduHandler, LinkStats};
 
 /// The longest command APDU the chip takes: an extended APDU with the largest payload,
 /// CLA INS P1 P2, Lc `00 HH LL`, 889 data bytes and a two-byte Le.
@@ -90,10 +90,11 @@ pub(crate) struct DeviceLink {
 
 impl DeviceLink {
     pub(crate) fn new(handler: Box<dyn ApduHandler>, bwt: Duration, faults: FaultHandle) -> Self {
-        let mut atr = REAL_SE050_ATR.to_vec();
+        let mut atr = SE050_ATR.to_vec();
         // The ATR of a real chip, except for the BWT the options ask for.
         let bwt_ms = u16::try_from(bwt.as_millis()).unwrap_or(u16::MAX).max(1);
-        atr[7..9].copy_from_slice(&bwt_ms.to_be_bytes());
+        atr[crate::atr::BWT_OFFSET..crate::atr::BWT_OFFSET + 2]
+            .copy_from_slice(&bwt_ms.to_be_bytes());
         DeviceLink {
             handler,
             bwt: Duration::from_millis(bwt_ms.into()),
