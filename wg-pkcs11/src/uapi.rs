@@ -43,6 +43,8 @@ pub const PRIVATE_KEY_URI_EXTENSION: &str = "wg_pkcs11_private_key_uri";
 pub const EXTENSION_PREFIX: &str = "wg_pkcs11_";
 /// The device-level key saying whether the private key is in hardware (`1`) or not (`0`).
 pub const KEY_IN_HARDWARE_EXTENSION: &str = "wg_pkcs11_key_in_hardware";
+/// Peer key: which of our static keys made the peer's current session (hex public key).
+pub const SESSION_STATIC_KEY_EXTENSION: &str = "wg_pkcs11_session_static_key";
 
 const EPERM: i32 = libc::EPERM;
 const EINVAL: i32 = libc::EINVAL;
@@ -80,6 +82,10 @@ pub struct PeerInfo {
     /// Seconds, 0 = off.
     pub persistent_keepalive_interval: u16,
     pub allowed_ips: Vec<Cidr>,
+    /// Our static public key in the handshake that made the session we send with (sent as
+    /// [`SESSION_STATIC_KEY_EXTENSION`]; `None` without a session). `rotate` counts a peer as
+    /// having accepted the new key only when this is the new key.
+    pub session_static_key: Option<[u8; 32]>,
 }
 
 /// What `get` reports about the device.
@@ -428,6 +434,9 @@ pub fn serialize_device(device: &DeviceInfo) -> String {
         for ip in &peer.allowed_ips {
             let _ = writeln!(out, "allowed_ip={ip}");
         }
+        if let Some(key) = &peer.session_static_key {
+            let _ = writeln!(out, "{SESSION_STATIC_KEY_EXTENSION}={}", key_to_hex(key));
+        }
     }
     out
 }
@@ -499,6 +508,7 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
                     peer.persistent_keepalive_interval = value.parse().map_err(|_| bad(line))?
                 }
                 "allowed_ip" => peer.allowed_ips.push(value.parse().map_err(|_| bad(line))?),
+                SESSION_STATIC_KEY_EXTENSION => peer.session_static_key = Some(key_value(value)?),
                 _ => {}
             },
         }

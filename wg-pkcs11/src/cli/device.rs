@@ -257,6 +257,7 @@ impl UapiBackend for DeviceBackend {
                     .filter(|d| *d != Duration::ZERO),
                 rx_bytes: p.rx_bytes,
                 tx_bytes: p.tx_bytes,
+                session_static_key: p.session_static_key,
                 persistent_keepalive_interval: p.persistent_keepalive,
                 allowed_ips: p
                     .allowed_ips
