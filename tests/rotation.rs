@@ -605,9 +605,8 @@ fn rotate_with_three_servers_and_a_300_ms_chip() {
 /// handshake just before the switch: it forgets the device's session (peer removed and added
 /// back) and pings the device, so its initiation reaches the device while rotate switches.
 /// The device answers it with the old key, and the server's first packet confirms that session
-/// after rotate noted the time of the switch. rotate must not take it for the new key, nor may
-/// its --check pass over it (the switch stops the old key's sessions from sending): it rolls
-/// back, and the old key stays in the chip.
+/// after rotate noted the time of the switch. rotate must not take it for the new key (nor run
+/// its --check over it): it rolls back, and the old key stays in the chip.
 fn an_old_key_session_confirmed_after_the_switch_is_no_proof(tag: &str, chip_ms: u32, check: bool) {
     let s = rotation_setup(tag, chip_ms, 1);
     let before = std::fs::read_to_string(&s.conf_path).unwrap();

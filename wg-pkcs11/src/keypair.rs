@@ -128,15 +128,6 @@ impl Keypair {
         self.static_public
     }
 
-    /// Our static key was replaced: never send with this session again (it still opens what
-    /// the peer sends on it), as the kernel and wireguard-go expire the current and the
-    /// unconfirmed session on a private-key change. The counter saturates as at
-    /// REJECT_AFTER_MESSAGES, so a send asks for a handshake with the new key.
-    pub fn stop_sending(&self) {
-        self.send_counter
-            .store(REJECT_AFTER_MESSAGES, Ordering::Relaxed);
-    }
-
     /// When the session was derived.
     pub fn birth(&self) -> Instant {
         self.birth

@@ -627,17 +627,10 @@ impl Peer {
     /// Handshake worker: our static key was replaced (key rotation). Forget what was derived
     /// from the old key (the cached static-static DH, a pending initiation) and allow an
     /// initiation at once: the REKEY_TIMEOUT spacing was between the old key's handshakes.
-    /// The current and the unconfirmed session stop sending (they still receive what is in
-    /// flight), as in the kernel and wireguard-go: what is sent from now on waits for a session
-    /// of the new key.
+    /// The sessions stay and carry traffic until the new key's handshake replaces them; each
+    /// records the static key that made it (`current_session_static_key`).
     pub fn static_key_replaced(&self, table: &IndexTable) {
         *self.static_static.lock() = None;
-        {
-            let kp = self.keypairs.read();
-            for k in [&kp.current, &kp.next].into_iter().flatten() {
-                k.stop_sending();
-            }
-        }
         let mut hs = self.handshake.lock();
         if let Some(pending) = hs.pending.take() {
             table.free(pending.local_index);
