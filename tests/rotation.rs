@@ -243,17 +243,30 @@ fn run_rotate(s: &RotationSetup, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The shipped hook, once per server, reaching the servers' namespace instead of ssh.
+/// The shipped hook, once per server. Instead of ssh, a stand-in for sshd's forced command:
+/// the server's admin fixes the script's interface and the device's AllowedIPs (server i gives
+/// the device 10.10.i.1/32), and the device's words arrive in SSH_ORIGINAL_COMMAND.
 fn hook_command(s: &RotationSetup) -> String {
     let calls: Vec<String> = s
         .servers
         .iter()
-        .map(|server| {
+        .enumerate()
+        .map(|(i, server)| {
+            let forced = s.net.dir().join(format!("forced-{}", server.peer.ifname));
+            std::fs::write(
+                &forced,
+                format!(
+                    "#!/bin/sh
+SSH_ORIGINAL_COMMAND=\"$*\" exec ip netns exec {} sh {} {} 10.10.{i}.1/32\n",
+                    s.net.b.name(),
+                    conf_dir().join("wg-rotate-server").display(),
+                    server.peer.ifname,
+                ),
+            )
+            .unwrap();
             format!(
-                "WG_ROTATE_SERVER_CMD='ip netns exec {}' WG_ROTATE_SERVER_SCRIPT={} WG_ROTATE_SERVER_IF={} sh {}",
-                s.net.b.name(),
-                conf_dir().join("wg-rotate-server").display(),
-                server.peer.ifname,
+                "WG_ROTATE_SERVER_CMD='sh {}' sh {}",
+                forced.display(),
                 conf_dir().join("wg-rotate-hook").display()
             )
         })
