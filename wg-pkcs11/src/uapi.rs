@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::Cidr;
 
@@ -397,9 +397,22 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
 }
 
 /// The body of a `get` reply (without `errno=`), in wireguard-go's order.
+///
+/// The text holds the peers' preshared keys: it is allocated once, large enough, so no
+/// reallocation leaves a copy behind (the caller wipes it, see `serve_connection`).
 pub fn serialize_device(device: &DeviceInfo) -> String {
     use std::fmt::Write as _;
-    let mut out = String::new();
+    let extensions: usize = device
+        .extensions
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 16)
+        .sum();
+    let peers: usize = device
+        .peers
+        .iter()
+        .map(|p| 640 + 64 * p.allowed_ips.len())
+        .sum();
+    let mut out = String::with_capacity(512 + extensions + peers);
     if let Some(key) = &device.public_key {
         let _ = writeln!(out, "{PUBLIC_KEY_EXTENSION}={}", key_to_hex(key));
     }
@@ -415,8 +428,13 @@ pub fn serialize_device(device: &DeviceInfo) -> String {
     }
     for peer in &device.peers {
         let _ = writeln!(out, "public_key={}", key_to_hex(&peer.public_key));
-        let psk = peer.preshared_key.unwrap_or([0; 32]);
-        let _ = writeln!(out, "preshared_key={}", key_to_hex(&psk));
+        // Hex digits straight into `out`: a temporary String would be freed unwiped.
+        let zero = [0u8; 32];
+        out.push_str("preshared_key=");
+        for byte in peer.preshared_key.as_ref().unwrap_or(&zero) {
+            let _ = write!(out, "{byte:02x}");
+        }
+        out.push('\n');
         let _ = writeln!(out, "protocol_version=1");
         if let Some(endpoint) = peer.endpoint {
             let _ = writeln!(out, "endpoint={endpoint}");
@@ -583,7 +601,23 @@ pub fn serve_connection(
         let reply = match request {
             Ok(None) => return Ok(()),
             Ok(Some(Request::Get)) => match backend.get() {
-                Ok(device) => format!("{}errno=0\n\n", serialize_device(&device)),
+                Ok(mut device) => {
+                    // The reply carries the preshared keys (as `wg` expects): it, the text and
+                    // the device's copies are wiped once sent, and so is the stack they were
+                    // made on.
+                    let text = Zeroizing::new(serialize_device(&device));
+                    for peer in &mut device.peers {
+                        if let Some(psk) = peer.preshared_key.as_mut() {
+                            psk.zeroize();
+                        }
+                    }
+                    crate::secret_mem::scrub_stack();
+                    let mut reply = Zeroizing::new(String::with_capacity(text.len() + 16));
+                    reply.push_str(&text);
+                    reply.push_str("errno=0\n\n");
+                    reader.get_mut().write_all(reply.as_bytes())?;
+                    continue;
+                }
                 // `wg` reads a get errno as a positive number.
                 Err(e) => {
                     log::warn!("uapi get: {e}");
