@@ -13,6 +13,9 @@
 //!   changes nothing ([`check_private_key`]): all zeros (what `wg setconf` / `wg syncconf` send
 //!   for a config without `PrivateKey`, as wg-quick's userspace mode does) or the token key's
 //!   own private key. Any other key is refused with EPERM and nothing of the request is applied.
+//! - per peer, `get` adds `wg_pkcs11_session_static_key`: the public key of our static key that
+//!   made the peer's current session (after a key switch, which key the peer accepted; `wg`
+//!   ignores it, `rotate` relies on it).
 //!
 //! A `set` request is parsed completely before the backend sees it, so a malformed request
 //! changes nothing (wireguard-go applies lines as it reads them).
