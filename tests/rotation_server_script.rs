@@ -347,4 +347,30 @@ fn a_failing_wg_set_leaves_no_file_and_no_half_registered_key() {
         .collect();
     assert!(left.is_empty(), "files left in TMPDIR: {left:?}");
     assert_eq!(s.dump_text(), before);
+
+    // A `wg set` that applied the new peer and then failed (wireguard-go applies a request line
+    // by line): the script's trap removes the half-registered key again.
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncase \"$1 $*\" in set*' remove') exec {real_wg} \"$@\" ;; set*) {real_wg} \"$@\"; \
+             echo 'wg set: failed after applying' >&2; exit 1 ;; esac\nexec {real_wg} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    let (_, new) = wg_genkey();
+    let tmp = s.empty_tmp();
+    let out = s.run(
+        &[&s.wg.ifname, DEVICE_IPS, "2"],
+        Some(&new),
+        Some(&bin),
+        &tmp,
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        !s.show("peers").contains(&new),
+        "the half-registered key stayed: {}",
+        text(&out)
+    );
+    assert_eq!(s.dump_text(), before);
 }
