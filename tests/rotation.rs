@@ -243,17 +243,30 @@ fn run_rotate(s: &RotationSetup, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The shipped hook, once per server, reaching the servers' namespace instead of ssh.
+/// The shipped hook, once per server. Instead of ssh, a stand-in for sshd's forced command:
+/// the server's admin fixes the script's interface and the device's AllowedIPs (server i gives
+/// the device 10.10.i.1/32), and the device's words arrive in SSH_ORIGINAL_COMMAND.
 fn hook_command(s: &RotationSetup) -> String {
     let calls: Vec<String> = s
         .servers
         .iter()
-        .map(|server| {
+        .enumerate()
+        .map(|(i, server)| {
+            let forced = s.net.dir().join(format!("forced-{}", server.peer.ifname));
+            std::fs::write(
+                &forced,
+                format!(
+                    "#!/bin/sh
+SSH_ORIGINAL_COMMAND=\"$*\" exec ip netns exec {} sh {} {} 10.10.{i}.1/32\n",
+                    s.net.b.name(),
+                    conf_dir().join("wg-rotate-server").display(),
+                    server.peer.ifname,
+                ),
+            )
+            .unwrap();
             format!(
-                "WG_ROTATE_SERVER_CMD='ip netns exec {}' WG_ROTATE_SERVER_SCRIPT={} WG_ROTATE_SERVER_IF={} sh {}",
-                s.net.b.name(),
-                conf_dir().join("wg-rotate-server").display(),
-                server.peer.ifname,
+                "WG_ROTATE_SERVER_CMD='sh {}' sh {}",
+                forced.display(),
                 conf_dir().join("wg-rotate-hook").display()
             )
         })
@@ -598,4 +611,76 @@ fn rotate_with_three_servers_and_a_300_ms_chip() {
     eprintln!("300 ms chip, 3 servers: {sent} pings every {PING_INTERVAL_MS} ms, {lost} lost");
     assert!(lost <= MAX_LOST_PINGS, "{lost} pings lost");
     assert!(!pkcs11_tool_list_objects(&s.token).contains("wg-2025"));
+}
+
+/// Issue 20, finding 5: a handshake made with the OLD key is no proof of the new one. The
+/// server knows only the old key (the hook registers nothing), and the hook makes it start a
+/// handshake just before the switch: it forgets the device's session (peer removed and added
+/// back) and pings the device, so its initiation reaches the device while rotate switches.
+/// The device answers it with the old key, and the server's first packet confirms that session
+/// after rotate noted the time of the switch. rotate must not take it for the new key (nor run
+/// its --check over it): it rolls back, and the old key stays in the chip.
+fn an_old_key_session_confirmed_after_the_switch_is_no_proof(tag: &str, chip_ms: u32, check: bool) {
+    let s = rotation_setup(tag, chip_ms, 1);
+    let before = std::fs::read_to_string(&s.conf_path).unwrap();
+    let server = &s.servers[0];
+    let ns = s.net.b.name();
+    let srv = &server.peer.ifname;
+    let old = &s.old_public;
+    // The hook returns once the server has sent its initiation (its tx count leaves 0): the
+    // device then works on the answer (one chip operation) while rotate switches.
+    let hook = format!(
+        "ip netns exec {ns} wg set {srv} peer {old} remove && \
+         ip netns exec {ns} wg set {srv} peer {old} allowed-ips {A_TUNNEL}/32 \
+         endpoint {A_UNDERLAY}:{LISTEN_PORT_A} && \
+         {{ ip netns exec {ns} ping -n -c 20 -i 0.05 -W 1 {A_TUNNEL} >/dev/null 2>&1 & }} && \
+         tries=0; until ip netns exec {ns} wg show {srv} transfer | \
+         awk '$3 > 0 {{ sent = 1 }} END {{ exit !sent }}'; do \
+         tries=$((tries + 1)); [ $tries -lt 2000 ] || exit 1; done"
+    );
+    let check_command = format!("ping -n -c 1 -W 1 {B_TUNNEL} >/dev/null");
+    let mut args = vec![
+        "--config",
+        s.conf_path.to_str().unwrap(),
+        "--label",
+        "wg-unknown-to-the-server",
+        "--hook",
+        &hook,
+        "--timeout",
+        "6",
+    ];
+    if check {
+        args.extend(["--check", &check_command]);
+    }
+    let (ok, stdout, stderr) = run_rotate(&s, &args);
+    assert!(
+        !ok,
+        "rotate took an old-key session for the new key:\n{stdout}\n{stderr}\n--- client log:\n{}",
+        s.client.log()
+    );
+    assert!(stderr.contains("switched back to the old key"), "{stderr}");
+    assert_eq!(
+        wg_pkcs11_pubkey(&s.token, "wg-2025"),
+        s.old_public,
+        "the old key left the chip"
+    );
+    assert_eq!(std::fs::read_to_string(&s.conf_path).unwrap(), before);
+    ping_until_reply(&s.net.a, B_TUNNEL, HANDSHAKE_TIMEOUT);
+}
+
+/// The issue's case: `--hook true`, no `--check`: the handshakes are the only proof.
+#[test]
+fn an_old_key_session_is_no_proof_with_a_300_ms_chip() {
+    an_old_key_session_confirmed_after_the_switch_is_no_proof("rotp", 300, false);
+}
+
+#[test]
+fn an_old_key_session_is_no_proof_with_a_30_ms_chip() {
+    an_old_key_session_confirmed_after_the_switch_is_no_proof("rotq", ROTATION_CHIP_MS, false);
+}
+
+/// With a `--check` through the tunnel: it must not pass over the old key's session either.
+#[test]
+fn an_old_key_session_carries_no_check_with_a_30_ms_chip() {
+    an_old_key_session_confirmed_after_the_switch_is_no_proof("rotr", ROTATION_CHIP_MS, true);
 }

@@ -208,8 +208,10 @@ fn rotate_with_the_kernel(key_uri_in: KeyUriIn) {
         old_public, t.host_public,
         "the hook was given another old key"
     );
+    // As sshd runs it: the forced command names the interface and the device's AllowedIPs, the
+    // device's words (its new key) come in SSH_ORIGINAL_COMMAND.
     let server = vm.run(&format!(
-        "sh /tmp/wg-rotate-server {} {old_public} {new_public} 60",
+        "SSH_ORIGINAL_COMMAND={new_public} sh /tmp/wg-rotate-server {} {host_ip}/32 60",
         t.guest.ifname
     ));
     eprintln!("wg-rotate-server in the guest: {}", server.output.trim());

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 pub use crate::endpoint::Endpoint;
 use crate::endpoint::Resolver;
+use crate::secret_mem::Secret32;
 use crate::uri::{is_pkcs11_uri, Pkcs11Uri};
 
 /// An address with a prefix length: `10.0.0.1/24`, `fd00::/64`. Host bits are kept (an
@@ -93,10 +94,13 @@ impl FromStr for Cidr {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum PrivateKeySource {
-    /// A plain WireGuard key in the file (base64), as wg-quick has it.
-    Inline(Zeroizing<[u8; 32]>),
+    /// A plain WireGuard key in the file (base64), as wg-quick has it: decoded straight into
+    /// locked memory (moving the handle never copies the key).
+    Inline(Secret32),
     /// A key in a PKCS#11 token: the key never leaves it.
     Pkcs11(Pkcs11Uri),
+    /// An inline key after [`Config::forget_secrets`]: the running key object holds it now.
+    Forgotten,
 }
 
 impl fmt::Debug for PrivateKeySource {
@@ -104,6 +108,7 @@ impl fmt::Debug for PrivateKeySource {
         match self {
             PrivateKeySource::Inline(_) => write!(f, "Inline(<secret>)"),
             PrivateKeySource::Pkcs11(uri) => write!(f, "Pkcs11({uri:?})"),
+            PrivateKeySource::Forgotten => write!(f, "Forgotten"),
         }
     }
 }
@@ -140,7 +145,8 @@ pub struct InterfaceConfig {
 #[derive(Clone)]
 pub struct PeerConfig {
     pub public_key: [u8; 32],
-    pub preshared_key: Option<Zeroizing<[u8; 32]>>,
+    /// In locked memory, as the device keeps it (see [`Config::forget_secrets`]).
+    pub preshared_key: Option<Secret32>,
     /// As written (host bits included); use [`Cidr::network`] for routing.
     pub allowed_ips: Vec<Cidr>,
     /// As written: a host name is resolved when the interface comes up
@@ -270,6 +276,45 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Decode a base64 WireGuard key (32 bytes) that is a secret: straight into locked memory,
+/// the decoding buffer wiped.
+pub fn decode_secret(key: &str, value: &str) -> Result<Secret32, ConfigErrorKind> {
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .map_err(|_| ConfigErrorKind::BadBase64 {
+                key: key.to_string(),
+            })?,
+    );
+    let array =
+        <&[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| ConfigErrorKind::BadKeyLength {
+            key: key.to_string(),
+            length: bytes.len(),
+        })?;
+    Ok(Secret32::new(array))
+}
+
+/// Read a config file that may hold secrets into memory that is wiped when dropped, allocated
+/// once at the file's size (a growing buffer would leave copies of its contents behind).
+pub fn read_secret_text(path: &Path) -> std::io::Result<Zeroizing<String>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len() as usize;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(size + 1));
+    file.read_to_end(&mut bytes)?;
+    // The buffer moves into the String as it is (no copy); invalid text is wiped too.
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ))
+        }
+    }
+}
+
 /// Decode a base64 WireGuard key (32 bytes).
 pub fn decode_key(key: &str, value: &str) -> Result<[u8; 32], ConfigErrorKind> {
     let bytes = Zeroizing::new(
@@ -318,7 +363,7 @@ pub fn parse_endpoint(value: &str) -> Result<Endpoint, String> {
 struct PeerBuilder {
     line: usize,
     public_key: Option<[u8; 32]>,
-    preshared_key: Option<Zeroizing<[u8; 32]>>,
+    preshared_key: Option<Secret32>,
     allowed_ips: Vec<Cidr>,
     endpoint: Option<Endpoint>,
     persistent_keepalive: Option<Option<u16>>,
@@ -362,6 +407,18 @@ fn once(seen: &mut Vec<String>, key: &str) -> Result<(), ConfigErrorKind> {
 }
 
 impl Config {
+    /// Drop the secrets read from the file once the daemon holds its own (the key object, the
+    /// peers' preshared keys): each lives in exactly one locked slot then, and a copy here
+    /// would be a second one for as long as the interface runs.
+    pub fn forget_secrets(&mut self) {
+        if let PrivateKeySource::Inline(_) = self.interface.private_key {
+            self.interface.private_key = PrivateKeySource::Forgotten;
+        }
+        for peer in &mut self.peers {
+            peer.preshared_key = None;
+        }
+    }
+
     /// Look up every peer's endpoint host name with `resolver` (the system's at `up`:
     /// [`crate::endpoint::system_resolver`]); IP addresses need no lookup. A name that
     /// does not resolve fails, naming the file and the peer's line, as wg-quick fails.
@@ -384,7 +441,7 @@ impl Config {
 
     /// Read and parse a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = read_secret_text(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             line: None,
             kind: ConfigErrorKind::Io(e.to_string()),
@@ -550,7 +607,7 @@ fn interface_key(
                     Pkcs11Uri::parse(value).map_err(|e| ConfigErrorKind::BadUri(e.to_string()))?,
                 )
             } else {
-                PrivateKeySource::Inline(Zeroizing::new(decode_key("PrivateKey", value)?))
+                PrivateKeySource::Inline(decode_secret("PrivateKey", value)?)
             };
             b.private_key = Some(source);
         }
@@ -646,7 +703,7 @@ fn peer_key(
         }
         "presharedkey" => {
             once(&mut b.seen, "PresharedKey")?;
-            b.preshared_key = Some(Zeroizing::new(decode_key("PresharedKey", value)?));
+            b.preshared_key = Some(decode_secret("PresharedKey", value)?);
         }
         "allowedips" => {
             for item in comma_list(value) {
@@ -1122,7 +1179,8 @@ mod tests {
             panic!("the plain server has a base64 key")
         };
         // The plain server's public key is the one the client config names.
-        let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(**key));
+        let public =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*key.expose()));
         assert_eq!(client.peers[0].public_key, *public.as_bytes());
         assert_eq!(
             plain.peers[0].public_key,

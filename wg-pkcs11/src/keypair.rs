@@ -55,6 +55,9 @@ pub struct Keypair {
     local_index: u32,
     remote_index: u32,
     is_initiator: bool,
+    /// The public key of our static key in the handshake that made this session: after a key
+    /// switch, only sessions of the new key prove that peers accept it (`rotate`).
+    static_public: [u8; 32],
     birth: Instant,
     /// In locked, non-dumpable memory, wiped when the session is dropped (retired, or its peer
     /// removed): ring's keys do not zeroize themselves (see `secret_mem::Locked`).
@@ -83,12 +86,19 @@ pub fn padded_len(len: usize) -> usize {
 }
 
 impl Keypair {
-    /// The session a handshake just derived, born `now`.
+    /// The session a handshake just derived, born `now`, made by a static key not recorded
+    /// (all zeros: it never counts as a given key's session; for a peer outside a device).
     pub fn new(keys: &SessionKeys, now: Instant) -> Keypair {
+        Keypair::made_with(keys, [0; 32], now)
+    }
+
+    /// The session a handshake with our static key `static_public` just derived, born `now`.
+    pub fn made_with(keys: &SessionKeys, static_public: [u8; 32], now: Instant) -> Keypair {
         Keypair {
             local_index: keys.local_index,
             remote_index: keys.remote_index,
             is_initiator: keys.is_initiator,
+            static_public,
             birth: now,
             send_key: Locked::new(|| aead_key(&keys.send)),
             receive_key: Locked::new(|| aead_key(&keys.receive)),
@@ -111,6 +121,11 @@ impl Keypair {
     /// Whether we initiated the handshake that made this session.
     pub fn is_initiator(&self) -> bool {
         self.is_initiator
+    }
+
+    /// The public key of our static key in the handshake that made this session.
+    pub fn static_public(&self) -> [u8; 32] {
+        self.static_public
     }
 
     /// When the session was derived.

@@ -180,6 +180,16 @@ impl Peer {
         self.tx_bytes.load(Ordering::Relaxed)
     }
 
+    /// Our static public key in the handshake that made the session we send with (rotation:
+    /// proof that the peer accepted a new key); `None` without a current session.
+    pub fn current_session_static_key(&self) -> Option<[u8; 32]> {
+        self.keypairs
+            .read()
+            .current
+            .as_ref()
+            .map(|k| k.static_public())
+    }
+
     /// Wall-clock time of the last completed handshake.
     pub fn last_handshake(&self) -> Option<SystemTime> {
         *self.last_handshake.lock()
@@ -315,7 +325,7 @@ impl Peer {
             };
         drop(hs);
         self.cookie.lock().add_macs(&mut msg, now);
-        let keypair = Arc::new(Keypair::new(&keys, now));
+        let keypair = Arc::new(Keypair::made_with(&keys, id.public_key(), now));
         {
             // A responder cannot send with the new session before it is confirmed: it goes to
             // `next`, replacing an unconfirmed one; `previous` is dropped too (the kernel's rule).
@@ -384,7 +394,7 @@ impl Peer {
             }
         };
         // The pending handshake's index lives on as the session's local index.
-        let keypair = Arc::new(Keypair::new(&keys, now));
+        let keypair = Arc::new(Keypair::made_with(&keys, id.public_key(), now));
         {
             let mut kp = self.keypairs.write();
             if self.closed.load(Ordering::Acquire) {
@@ -617,7 +627,8 @@ impl Peer {
     /// Handshake worker: our static key was replaced (key rotation). Forget what was derived
     /// from the old key (the cached static-static DH, a pending initiation) and allow an
     /// initiation at once: the REKEY_TIMEOUT spacing was between the old key's handshakes.
-    /// The sessions stay and carry traffic until the new key's handshake replaces them.
+    /// The sessions stay and carry traffic until the new key's handshake replaces them; each
+    /// records the static key that made it (`current_session_static_key`).
     pub fn static_key_replaced(&self, table: &IndexTable) {
         *self.static_static.lock() = None;
         let mut hs = self.handshake.lock();

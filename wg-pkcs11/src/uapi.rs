@@ -13,6 +13,9 @@
 //!   changes nothing ([`check_private_key`]): all zeros (what `wg setconf` / `wg syncconf` send
 //!   for a config without `PrivateKey`, as wg-quick's userspace mode does) or the token key's
 //!   own private key. Any other key is refused with EPERM and nothing of the request is applied.
+//! - per peer, `get` adds `wg_pkcs11_session_static_key`: the public key of our static key that
+//!   made the peer's current session (after a key switch, which key the peer accepted; `wg`
+//!   ignores it, `rotate` relies on it).
 //!
 //! A `set` request is parsed completely before the backend sees it, so a malformed request
 //! changes nothing (wireguard-go applies lines as it reads them).
@@ -28,7 +31,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::Cidr;
 
@@ -43,6 +46,8 @@ pub const PRIVATE_KEY_URI_EXTENSION: &str = "wg_pkcs11_private_key_uri";
 pub const EXTENSION_PREFIX: &str = "wg_pkcs11_";
 /// The device-level key saying whether the private key is in hardware (`1`) or not (`0`).
 pub const KEY_IN_HARDWARE_EXTENSION: &str = "wg_pkcs11_key_in_hardware";
+/// Peer key: which of our static keys made the peer's current session (hex public key).
+pub const SESSION_STATIC_KEY_EXTENSION: &str = "wg_pkcs11_session_static_key";
 
 const EPERM: i32 = libc::EPERM;
 const EINVAL: i32 = libc::EINVAL;
@@ -80,6 +85,10 @@ pub struct PeerInfo {
     /// Seconds, 0 = off.
     pub persistent_keepalive_interval: u16,
     pub allowed_ips: Vec<Cidr>,
+    /// Our static public key in the handshake that made the session we send with (sent as
+    /// [`SESSION_STATIC_KEY_EXTENSION`]; `None` without a session). `rotate` counts a peer as
+    /// having accepted the new key only when this is the new key.
+    pub session_static_key: Option<[u8; 32]>,
 }
 
 /// What `get` reports about the device.
@@ -391,9 +400,22 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
 }
 
 /// The body of a `get` reply (without `errno=`), in wireguard-go's order.
+///
+/// The text holds the peers' preshared keys: it is allocated once, large enough, so no
+/// reallocation leaves a copy behind (the caller wipes it, see `serve_connection`).
 pub fn serialize_device(device: &DeviceInfo) -> String {
     use std::fmt::Write as _;
-    let mut out = String::new();
+    let extensions: usize = device
+        .extensions
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 16)
+        .sum();
+    let peers: usize = device
+        .peers
+        .iter()
+        .map(|p| 640 + 64 * p.allowed_ips.len())
+        .sum();
+    let mut out = String::with_capacity(512 + extensions + peers);
     if let Some(key) = &device.public_key {
         let _ = writeln!(out, "{PUBLIC_KEY_EXTENSION}={}", key_to_hex(key));
     }
@@ -409,8 +431,13 @@ pub fn serialize_device(device: &DeviceInfo) -> String {
     }
     for peer in &device.peers {
         let _ = writeln!(out, "public_key={}", key_to_hex(&peer.public_key));
-        let psk = peer.preshared_key.unwrap_or([0; 32]);
-        let _ = writeln!(out, "preshared_key={}", key_to_hex(&psk));
+        // Hex digits straight into `out`: a temporary String would be freed unwiped.
+        let zero = [0u8; 32];
+        out.push_str("preshared_key=");
+        for byte in peer.preshared_key.as_ref().unwrap_or(&zero) {
+            let _ = write!(out, "{byte:02x}");
+        }
+        out.push('\n');
         let _ = writeln!(out, "protocol_version=1");
         if let Some(endpoint) = peer.endpoint {
             let _ = writeln!(out, "endpoint={endpoint}");
@@ -427,6 +454,9 @@ pub fn serialize_device(device: &DeviceInfo) -> String {
         );
         for ip in &peer.allowed_ips {
             let _ = writeln!(out, "allowed_ip={ip}");
+        }
+        if let Some(key) = &peer.session_static_key {
+            let _ = writeln!(out, "{SESSION_STATIC_KEY_EXTENSION}={}", key_to_hex(key));
         }
     }
     out
@@ -499,6 +529,7 @@ pub fn parse_device(text: &str) -> Result<DeviceInfo, UapiError> {
                     peer.persistent_keepalive_interval = value.parse().map_err(|_| bad(line))?
                 }
                 "allowed_ip" => peer.allowed_ips.push(value.parse().map_err(|_| bad(line))?),
+                SESSION_STATIC_KEY_EXTENSION => peer.session_static_key = Some(key_value(value)?),
                 _ => {}
             },
         }
@@ -573,7 +604,23 @@ pub fn serve_connection(
         let reply = match request {
             Ok(None) => return Ok(()),
             Ok(Some(Request::Get)) => match backend.get() {
-                Ok(device) => format!("{}errno=0\n\n", serialize_device(&device)),
+                Ok(mut device) => {
+                    // The reply carries the preshared keys (as `wg` expects): it, the text and
+                    // the device's copies are wiped once sent, and so is the stack they were
+                    // made on.
+                    let text = Zeroizing::new(serialize_device(&device));
+                    for peer in &mut device.peers {
+                        if let Some(psk) = peer.preshared_key.as_mut() {
+                            psk.zeroize();
+                        }
+                    }
+                    crate::secret_mem::scrub_stack();
+                    let mut reply = Zeroizing::new(String::with_capacity(text.len() + 16));
+                    reply.push_str(&text);
+                    reply.push_str("errno=0\n\n");
+                    reader.get_mut().write_all(reply.as_bytes())?;
+                    continue;
+                }
                 // `wg` reads a get errno as a positive number.
                 Err(e) => {
                     log::warn!("uapi get: {e}");

@@ -15,10 +15,10 @@ use wg_pkcs11::config::{Cidr, Config, PrivateKeySource};
 use wg_pkcs11::device::stats::HandshakeStats;
 use wg_pkcs11::device::{self, Device, DeviceConfig, MAX_CRYPTO_HELPERS as MAX_HELPERS};
 use wg_pkcs11::key::{SoftKey, StaticKey};
+use wg_pkcs11::secret_mem::Secret32;
 use wg_pkcs11::uapi::{
     check_private_key, DeviceInfo, PeerInfo, PeerUpdate, SetRequest, UapiBackend, UapiError,
 };
-use zeroize::Zeroizing;
 
 /// A started device: what `up` needs to serve UAPI and to stop it.
 pub struct RunningDevice {
@@ -145,10 +145,7 @@ pub struct SyncSummary {
 fn same_key(new: &PrivateKeySource, running: &PrivateKeySource, public: &[u8; 32]) -> bool {
     match (new, running) {
         (PrivateKeySource::Pkcs11(a), PrivateKeySource::Pkcs11(b)) => a == b,
-        (PrivateKeySource::Inline(bytes), _) => {
-            let secret = x25519_dalek::StaticSecret::from(**bytes);
-            x25519_dalek::PublicKey::from(&secret).as_bytes() == public
-        }
+        (PrivateKeySource::Inline(bytes), _) => SoftKey::from_locked(bytes).public_key() == *public,
         _ => false,
     }
 }
@@ -157,7 +154,7 @@ fn same_key(new: &PrivateKeySource, running: &PrivateKeySource, public: &[u8; 32
 pub fn device_peer(p: &wg_pkcs11::config::PeerConfig) -> device::PeerConfig {
     device::PeerConfig {
         public_key: p.public_key,
-        preshared_key: p.preshared_key.as_deref().copied(),
+        preshared_key: p.preshared_key.as_ref().map(|k| *k.expose()),
         // Resolved by `up` before the device starts (Config::resolve_endpoints).
         endpoint: p.endpoint.as_ref().and_then(|e| e.address()),
         allowed_ips: p.allowed_ips.iter().map(to_pair).collect(),
@@ -166,8 +163,8 @@ pub fn device_peer(p: &wg_pkcs11::config::PeerConfig) -> device::PeerConfig {
 }
 
 /// A base64 `PrivateKey` from the file: a software key.
-pub fn soft_key(bytes: &Zeroizing<[u8; 32]>) -> Result<Arc<dyn StaticKey>, String> {
-    Ok(Arc::new(SoftKey::from_bytes(**bytes)))
+pub fn soft_key(bytes: &Secret32) -> Result<Arc<dyn StaticKey>, String> {
+    Ok(Arc::new(SoftKey::from_locked(bytes)))
 }
 
 fn to_pair(cidr: &Cidr) -> (IpAddr, u8) {
@@ -257,6 +254,7 @@ impl UapiBackend for DeviceBackend {
                     .filter(|d| *d != Duration::ZERO),
                 rx_bytes: p.rx_bytes,
                 tx_bytes: p.tx_bytes,
+                session_static_key: p.session_static_key,
                 persistent_keepalive_interval: p.persistent_keepalive,
                 allowed_ips: p
                     .allowed_ips

@@ -119,7 +119,9 @@ pub fn warn_if_pin_readable(path: &Path, uri: &Pkcs11Uri) {
 
 /// Load a config; if it has no `PrivateKey`, the key comes from its `.pkcs11` file.
 pub fn load_config(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Wiped when dropped: the file may hold a PrivateKey or PresharedKeys in base64.
+    let text = wg_pkcs11::config::read_secret_text(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     match Config::parse(path, &text) {
         Ok(config) => {
             if let PrivateKeySource::Pkcs11(uri) = &config.interface.private_key {

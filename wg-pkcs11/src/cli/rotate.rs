@@ -321,20 +321,31 @@ fn run_shell(command: &str, env: &[(&str, String)]) -> Result<(), String> {
     }
 }
 
-/// Every peer with an endpoint has completed a handshake since `since`, and received bytes
-/// after it: the new key is accepted and carries traffic.
-fn new_key_in_use(ifname: &str, since: std::time::Duration) -> Result<bool, String> {
+/// Every peer with an endpoint sends with a session that a handshake with `new_public` made,
+/// completed since `since`: the peer accepted the new key. A session of the old key does not
+/// count however late it was confirmed (an initiation answered just before the switch and
+/// confirmed just after it proves nothing about the new key).
+fn new_key_in_use(
+    ifname: &str,
+    since: std::time::Duration,
+    new_public: &[u8; 32],
+) -> Result<bool, String> {
     let device = uapi::client::get(&uapi::socket_path(ifname))
         .map_err(|e| format!("interface `{ifname}`: {}", e.message))?;
+    Ok(every_peer_on(&device, since, new_public))
+}
+
+fn every_peer_on(device: &uapi::DeviceInfo, since: std::time::Duration, key: &[u8; 32]) -> bool {
     let peers: Vec<_> = device
         .peers
         .iter()
         .filter(|p| p.endpoint.is_some())
         .collect();
-    Ok(!peers.is_empty()
-        && peers
-            .iter()
-            .all(|p| p.last_handshake.is_some_and(|t| t >= since)))
+    !peers.is_empty()
+        && peers.iter().all(|p| {
+            p.session_static_key.as_ref() == Some(key)
+                && p.last_handshake.is_some_and(|t| t >= since)
+        })
 }
 
 /// `rotate IFNAME`: the device side of a rotation, in the order that never leaves the device
@@ -432,7 +443,7 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
         }
     };
     loop {
-        match new_key_in_use(ifname, since) {
+        match new_key_in_use(ifname, since, &new_public) {
             Ok(true) => break,
             Ok(false) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(false) => {
@@ -607,5 +618,38 @@ mod tests {
         assert!(parse_rotate_args(&[]).is_err());
         assert!(parse_rotate_args(&["wg0", "--timeout", "0"]).is_err());
         assert!(parse_rotate_args(&["wg0", "--bogus"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod proof_tests {
+    use super::*;
+    use std::time::Duration;
+    use wg_pkcs11::uapi::{DeviceInfo, PeerInfo};
+
+    fn device(session_key: [u8; 32], handshake_secs: u64) -> DeviceInfo {
+        DeviceInfo {
+            peers: vec![PeerInfo {
+                public_key: [9; 32],
+                endpoint: Some("10.0.0.1:51820".parse().unwrap()),
+                last_handshake: Some(Duration::from_secs(handshake_secs)),
+                session_static_key: Some(session_key),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// An old-key session confirmed after the switch is no proof; a new-key one is.
+    #[test]
+    fn only_a_session_of_the_new_key_counts() {
+        let (old, new) = ([1; 32], [2; 32]);
+        let since = Duration::from_secs(100);
+        assert!(!every_peer_on(&device(old, 101), since, &new));
+        assert!(every_peer_on(&device(new, 101), since, &new));
+        assert!(!every_peer_on(&device(new, 99), since, &new));
+        let mut no_session = device(new, 101);
+        no_session.peers[0].session_static_key = None;
+        assert!(!every_peer_on(&no_session, since, &new));
     }
 }

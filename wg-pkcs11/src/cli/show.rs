@@ -205,6 +205,7 @@ mod tests {
                     tx_bytes: 4096,
                     persistent_keepalive_interval: 25,
                     allowed_ips: vec!["10.8.0.0/24".parse().unwrap(), "fd08::/64".parse().unwrap()],
+                    session_static_key: None,
                 },
             ],
             extensions: Vec::new(),

@@ -36,6 +36,7 @@ pub fn load_key(source: &PrivateKeySource) -> Result<Arc<dyn StaticKey>, String>
             Ok(Arc::new(key))
         }
         PrivateKeySource::Inline(bytes) => super::device::soft_key(bytes),
+        PrivateKeySource::Forgotten => Err("the config's key was already handed over".into()),
     }
 }
 
@@ -52,6 +53,9 @@ pub fn run(argument: &str, foreground: bool) -> Result<(), String> {
 }
 
 fn run_foreground(path: &Path) -> Result<(), String> {
+    // Before any secret is read (the config's keys, a PIN): no core dump, no ptrace by others.
+    wg_pkcs11::secret_mem::harden_process()
+        .map_err(|e| format!("cannot make the process non-dumpable: {e}"))?;
     let mut readiness = Readiness::from_env();
     let signals = CaughtSignals::catch()?;
     let ifname = interface_name_from_path(path)?;
@@ -69,8 +73,13 @@ fn run_foreground(path: &Path) -> Result<(), String> {
             .iter()
             .filter_map(|p| Some((p.public_key, p.endpoint.clone()?))),
     );
-    let running_key = config.interface.private_key.clone();
-    let key = load_key(&running_key)?;
+    // What a reload compares a re-read PrivateKey with: the URI, or for an inline key nothing
+    // (its public key is compared; the secret itself stays in the key object only).
+    let running_key = match &config.interface.private_key {
+        PrivateKeySource::Inline(_) => PrivateKeySource::Forgotten,
+        source => source.clone(),
+    };
+    let key = load_key(&config.interface.private_key)?;
     log::info!(
         "{ifname}: public key {}",
         base64::engine::general_purpose::STANDARD.encode(key.public_key())
@@ -78,7 +87,12 @@ fn run_foreground(path: &Path) -> Result<(), String> {
     let mut net = NetConfig::new(&ifname, &mut config);
     net.pre_up().map_err(|e| e.to_string())?;
 
-    let device = match start_device(&ifname, key, &config) {
+    let device = start_device(&ifname, key, &config);
+    // The key object and the peers hold the secrets now, each in one locked slot: wipe the
+    // config's, and what parsing and handing them over left on the stack.
+    config.forget_secrets();
+    wg_pkcs11::secret_mem::scrub_stack();
+    let device = match device {
         Ok(device) => device,
         Err(e) => {
             net.post_down();
@@ -121,6 +135,7 @@ fn run_foreground(path: &Path) -> Result<(), String> {
                 if let Some(peers) = reload(&ifname, path, &device, &running_key) {
                     reresolver = peers;
                 }
+                wg_pkcs11::secret_mem::scrub_stack();
                 readiness.ready(&format!("{ifname} is up"));
             }
             None => {}

@@ -30,6 +30,9 @@ pub fn run(ifname: &str, foreground: bool) -> Result<(), String> {
     if !foreground {
         return super::detach::run_detached(&["--foreground".to_string(), ifname.to_string()]);
     }
+    // Before the key file and its PIN are read, as `up` does.
+    wg_pkcs11::secret_mem::harden_process()
+        .map_err(|e| format!("cannot make the process non-dumpable: {e}"))?;
     let mut readiness = Readiness::from_env();
     let signals = CaughtSignals::catch()?;
     let key_file = keyfile::key_file_for_interface(ifname);

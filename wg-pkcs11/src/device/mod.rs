@@ -537,6 +537,7 @@ impl Device {
             allowed_ips,
             persistent_keepalive: p.persistent_keepalive(),
             last_handshake: p.last_handshake(),
+            session_static_key: p.current_session_static_key(),
             rx_bytes: p.rx_bytes(),
             tx_bytes: p.tx_bytes(),
         })
@@ -584,6 +585,8 @@ pub struct PeerInfo {
     pub allowed_ips: Vec<(IpAddr, u8)>,
     pub persistent_keepalive: u16,
     pub last_handshake: Option<std::time::SystemTime>,
+    /// Our static public key in the handshake that made the current session.
+    pub session_static_key: Option<[u8; 32]>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
 }

@@ -5,10 +5,13 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::{KeyError, StaticKey};
+use crate::secret_mem::{scrub_stack, Locked, Secret32};
 
-/// An X25519 private key in process memory (zeroized on drop by x25519-dalek).
+/// An X25519 private key in process memory: in a locked, non-dumpable slot (`secret_mem`),
+/// wiped on drop. The stack below each operation on it is scrubbed (x25519-dalek takes the
+/// scalar by value).
 pub struct SoftKey {
-    secret: StaticSecret,
+    secret: Locked<StaticSecret>,
     public: [u8; 32],
 }
 
@@ -23,8 +26,18 @@ impl SoftKey {
         SoftKey::from_secret(StaticSecret::from(bytes))
     }
 
+    /// The key held in `secret` (a config file's `PrivateKey`), copied into the key's own slot.
+    pub fn from_locked(secret: &Secret32) -> SoftKey {
+        SoftKey::with_secret(Locked::new(|| StaticSecret::from(*secret.expose())))
+    }
+
     fn from_secret(secret: StaticSecret) -> SoftKey {
-        let public = PublicKey::from(&secret).to_bytes();
+        SoftKey::with_secret(Locked::new(|| secret))
+    }
+
+    fn with_secret(secret: Locked<StaticSecret>) -> SoftKey {
+        let public = PublicKey::from(&*secret).to_bytes();
+        scrub_stack();
         SoftKey { secret, public }
     }
 
@@ -50,6 +63,7 @@ impl StaticKey for SoftKey {
 
     fn diffie_hellman(&self, peer_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let shared = self.secret.diffie_hellman(&PublicKey::from(*peer_public));
+        scrub_stack();
         if !shared.was_contributory() {
             return Err(KeyError::NonContributory);
         }

@@ -160,6 +160,7 @@ fn sample_device() -> DeviceInfo {
                     "10.0.0.2/32".parse().unwrap(),
                     "fd00::2/128".parse().unwrap(),
                 ],
+                session_static_key: Some(key(K2)),
             },
             PeerInfo {
                 public_key: key(K2),
