@@ -40,13 +40,13 @@ pub(crate) fn run(shared: Arc<Shared>) {
         for state in states {
             let actions = state.peer.tick(&shared.index, now);
             if actions.send_initiation {
+                // (`tick` has forgotten the sticky source: perhaps it is the trouble.)
                 if actions.initiation_is_retry {
                     state.initiation_is_retry.store(true, Ordering::Release);
-                    // Unanswered: perhaps our source address is the trouble. Let the OS choose
-                    // (the kernel's wg_expired_retransmit_handshake does the same).
-                    state.peer.sticky_source().clear();
+                    shared.queue_initiation(&state);
+                } else {
+                    shared.request_initiation(&state);
                 }
-                shared.request_initiation(&state);
             }
             if actions.send_keepalive {
                 // Without a session a keepalive means a handshake (as the kernel does).
@@ -72,7 +72,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
 }
 
 /// An empty transport packet on the current session, if there is one.
-pub(crate) fn send_keepalive(shared: &Shared, state: &PeerState, now: Instant) {
+pub(crate) fn send_keepalive(shared: &Shared, state: &Arc<PeerState>, now: Instant) {
     let (Some(keypair), Some(endpoint)) = (state.peer.current_keypair(now), state.peer.endpoint())
     else {
         return;
@@ -85,7 +85,10 @@ pub(crate) fn send_keepalive(shared: &Shared, state: &PeerState, now: Instant) {
                     .counters
                     .keepalives_sent
                     .fetch_add(1, Ordering::Relaxed);
-                state.peer.sent_transport(&keypair, n, true, now);
+                // A keepalive on an old initiator session starts the rekey, as data would.
+                if state.peer.sent_transport(&keypair, n, true, now) {
+                    shared.request_initiation(state);
+                }
             } else {
                 shared.counters.discard(DropReason::SendError);
             }
