@@ -52,5 +52,10 @@ fn a_small_order_peer_key_is_refused_and_costs_no_token_operation() {
         wait_for(10, || device.counters().token_operations >= 1),
         "the good peer's static-static DH"
     );
-    assert_eq!(device.counters().token_operations, 1, "{:?}", device.counters());
+    assert_eq!(
+        device.counters().token_operations,
+        1,
+        "{:?}",
+        device.counters()
+    );
 }

@@ -37,6 +37,7 @@ mod pktinfo;
 mod queue;
 mod ratelimit;
 mod receive;
+mod route_watch;
 mod send;
 mod socket_slot;
 pub mod stats;
