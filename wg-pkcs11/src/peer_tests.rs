@@ -750,9 +750,8 @@ fn a_handshake_request_starts_the_attempts_over() {
     a.peer()
         .create_initiation(&a.id, &a.table, false, t0)
         .unwrap();
-    let mut now = t0;
     for _ in 0..3 {
-        now = a.peer().next_deadline().unwrap();
+        let now = a.peer().next_deadline().unwrap();
         assert!(a.peer().tick(&a.table, now).initiation_is_retry);
         a.peer()
             .create_initiation(&a.id, &a.table, true, now)

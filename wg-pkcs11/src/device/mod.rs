@@ -23,8 +23,9 @@
 //! or a receive batch split in two halves, order kept). The only slow thing,
 //! the token, gets its own thread so neither packet thread can ever wait on
 //! it: packet threads only push to the handshake queue (dropping when it is
-//! full) and the queue's depth decides "under load" (cookie replies before any
-//! token operation), as in wireguard-go.
+//! full), and the queue decides "under load" (cookie replies before any token
+//! operation) from its backlog in chip time and the chip operations recently
+//! wasted on messages that did not authenticate (queue.rs).
 
 mod consumed;
 pub mod counters;

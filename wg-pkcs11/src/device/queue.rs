@@ -358,10 +358,6 @@ mod tests {
         }
     }
 
-    fn initiation() -> Job {
-        initiation_from("127.0.0.1:1", 0)
-    }
-
     fn none() -> HashSet<SocketAddr> {
         HashSet::new()
     }
