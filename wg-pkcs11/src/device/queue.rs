@@ -312,8 +312,10 @@ impl JobQueue {
             };
         }
         // Answered now, the response leaves one chip operation later: it must leave before the
-        // initiator's retry (REKEY_TIMEOUT after it sent), or it answers nothing.
-        let answer_by = STALE_AFTER.saturating_sub(self.chip_time());
+        // initiator's retry (REKEY_TIMEOUT after it sent), or it answers nothing. A chip time
+        // measured once as very long (a hung token) may not make every initiation stale: then
+        // none would run, and the estimate would never come down again.
+        let answer_by = STALE_AFTER.saturating_sub(self.chip_time().min(STALE_AFTER / 2));
         let before = lanes.incoming.len();
         lanes.incoming.retain(|q| {
             !(matches!(q.job, Job::Initiation { .. })
@@ -379,6 +381,21 @@ mod tests {
             }) => Some((src, msg[50])),
             _ => None,
         }
+    }
+
+    /// One very slow chip operation (a token that hung until its lock timeout) must not make
+    /// every later initiation stale before it is taken: the estimate only comes down again
+    /// through operations.
+    #[test]
+    fn a_very_slow_operation_does_not_make_every_initiation_stale() {
+        let queue = JobQueue::new();
+        queue.note_chip_time(Duration::from_secs(60));
+        assert!(queue.chip_time() > STALE_AFTER);
+        let t0 = Instant::now();
+        queue.push_incoming(initiation_from("10.0.0.1:1", 1), t0);
+        let taken = queue.take(t0 + Duration::from_millis(500), &none());
+        assert_eq!(taken.stale_dropped, 0);
+        assert!(matches!(taken.next, Next::Job(_)));
     }
 
     /// The queue's depth counts in chip time: four waiting messages are a second of a 300 ms
