@@ -241,13 +241,21 @@ impl Peer {
         now: Instant,
     ) -> Result<[u8; INITIATION_LEN], HandshakeError> {
         self.free_retired(table);
+        {
+            // The spacing is checked, and this attempt counted, before any token operation (as
+            // the kernel sets last_sent_handshake before creating): a peer whose static DH
+            // fails costs at most one token operation per REKEY_TIMEOUT, however many packets
+            // ask for it.
+            let mut hs = self.handshake.lock();
+            if let Some(last) = hs.last_initiation_sent {
+                if now.saturating_duration_since(last) < REKEY_TIMEOUT {
+                    return Err(HandshakeError::RateLimited);
+                }
+            }
+            hs.last_initiation_sent = Some(now);
+        }
         let ss = self.static_static(id)?;
         let mut hs = self.handshake.lock();
-        if let Some(last) = hs.last_initiation_sent {
-            if now.saturating_duration_since(last) < REKEY_TIMEOUT {
-                return Err(HandshakeError::RateLimited);
-            }
-        }
         if let Some(old) = hs.pending.take() {
             table.free(old.local_index);
         }
@@ -312,6 +320,10 @@ impl Peer {
         }
         hs.greatest_timestamp = Some(timestamp);
         hs.last_initiation_consumed = Some(now);
+        // Answering starts the REKEY_TIMEOUT wait too (the kernel's and wireguard-go's
+        // last_sent_handshake): an initiation of ours crossing this response would only cost
+        // both sides a token operation for a session the other one then drops.
+        hs.last_initiation_sent = Some(now);
         let psk = Zeroizing::new(*self.preshared_key.read().expose());
         let local_index = table.allocate(self);
         let mut msg = [0u8; RESPONSE_LEN];
@@ -593,12 +605,35 @@ impl Peer {
         keypair.needs_rekey_on_send(now) && self.wants_handshake(now)
     }
 
+    /// A handshake was asked for by anything but the retransmit timer (see
+    /// `Timers::handshake_wanted`): the retries start over.
+    pub fn handshake_wanted(&self) {
+        self.timers.lock().handshake_wanted();
+    }
+
     /// Timer thread: fire what is due. `zero_keys` has already been done when it is reported.
     /// For `send_keepalive` without a session, start a handshake instead (as the kernel does).
+    ///
+    /// As the kernel's timers: a timer that starts a handshake (a retry, or data sent without
+    /// an answer) forgets the sticky source, in case it is the trouble; a keepalive sent on an
+    /// initiator's session older than REKEY_AFTER_TIME starts a rekey, as any sent message does
+    /// (keep_key_fresh after a keepalive too).
     pub fn tick(&self, table: &IndexTable, now: Instant) -> TimerActions {
-        let actions = self.timers.lock().tick(now);
+        let mut actions = self.timers.lock().tick(now);
         if actions.zero_keys {
             self.zero_keys(table);
+        }
+        if actions.send_initiation {
+            self.sticky.clear();
+        }
+        if actions.send_keepalive && !actions.send_initiation {
+            let stale = self
+                .current_keypair(now)
+                .is_some_and(|k| k.needs_rekey_on_send(now));
+            if stale && self.wants_handshake(now) {
+                actions.send_initiation = true;
+                actions.initiation_is_retry = false;
+            }
         }
         actions
     }

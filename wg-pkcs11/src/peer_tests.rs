@@ -73,6 +73,13 @@ fn a_failing_token_keeps_the_current_session_and_later_handshakes_succeed() {
         peer: Some(a_peer),
         addr: "192.0.2.1:1".parse().unwrap(),
     };
+    // The failed attempt counted: the next one comes REKEY_TIMEOUT later (as the kernel's
+    // last_sent_handshake, set before the initiation is made).
+    assert!(matches!(
+        a.peer().create_initiation(&a.id, &a.table, false, t0),
+        Err(HandshakeError::RateLimited)
+    ));
+    let t0 = t0 + REKEY_TIMEOUT;
     handshake(&a, &b, t0).unwrap();
     transfer(&a, &b, b"up", t0).unwrap();
     // The token fails during the rekey (se when the response arrives): the old session goes on.
@@ -632,3 +639,125 @@ fn clearing_a_peer_during_its_token_operation_neither_waits_nor_leaves_keys() {
 
 #[path = "peer_edge_tests.rs"]
 mod edge;
+
+/// Issue 20: a keepalive-only initiator (persistent keepalive, no data) rekeys once its session
+/// is REKEY_AFTER_TIME old, as the kernel's keep_key_fresh after every sent message, keepalives
+/// included. Before, only data did, and such a session ran out at REJECT_AFTER_TIME.
+#[test]
+fn a_keepalive_on_an_initiators_old_session_starts_a_rekey() {
+    let t0 = Instant::now();
+    let (a, b) = pair(None, t0);
+    a.peer().set_persistent_keepalive(25, t0);
+    handshake(&a, &b, t0).unwrap();
+    let mut now = t0;
+    let mut rekey_at = None;
+    while now < t0 + REJECT_AFTER_TIME && rekey_at.is_none() {
+        now += Duration::from_secs(1);
+        let actions = a.peer().tick(&a.table, now);
+        if actions.send_initiation {
+            rekey_at = Some(now - t0);
+        }
+        if actions.send_keepalive {
+            transfer(&a, &b, b"", now).unwrap();
+        }
+    }
+    let rekey_at = rekey_at.expect("no rekey before the session ran out");
+    assert!(
+        rekey_at >= REKEY_AFTER_TIME && rekey_at <= REKEY_AFTER_TIME + Duration::from_secs(25),
+        "rekeyed after {rekey_at:?}"
+    );
+}
+
+/// Issue 20: answering an initiation starts the REKEY_TIMEOUT wait (the kernel's and
+/// wireguard-go's last_sent_handshake), so an initiation of ours does not cross the response
+/// and cost both sides a token operation.
+#[test]
+fn answering_an_initiation_starts_the_rekey_timeout_wait() {
+    let t0 = Instant::now();
+    let (a, b) = pair(None, t0);
+    handshake(&a, &b, t0).unwrap();
+    let before = b.dh_count();
+    assert!(matches!(
+        b.peer()
+            .create_initiation(&b.id, &b.table, false, t0 + Duration::from_secs(1)),
+        Err(HandshakeError::RateLimited)
+    ));
+    assert_eq!(b.dh_count(), before);
+    assert!(b
+        .peer()
+        .create_initiation(&b.id, &b.table, false, t0 + REKEY_TIMEOUT)
+        .is_ok());
+}
+
+/// Issue 20: the REKEY_TIMEOUT spacing is checked, and the attempt counted, before the static
+/// DH: a peer whose static-static DH fails (a small-order key, a failing token) costs one token
+/// operation per REKEY_TIMEOUT, not one per packet that asks for a handshake.
+#[test]
+fn a_failing_static_dh_costs_one_token_operation_per_rekey_timeout() {
+    let t0 = Instant::now();
+    let mut a = Side::new("192.0.2.1:51820");
+    a.peer = Some(Peer::new([0; 32], None, Some(a.addr), 0, t0));
+    for i in 0..20u64 {
+        let now = t0 + Duration::from_millis(100 * i);
+        assert!(a
+            .peer()
+            .create_initiation(&a.id, &a.table, false, now)
+            .is_err());
+    }
+    assert_eq!(a.dh_count(), 1, "one attempt in these 2 s");
+    assert!(a
+        .peer()
+        .create_initiation(&a.id, &a.table, false, t0 + REKEY_TIMEOUT)
+        .is_err());
+    assert_eq!(a.dh_count(), 2);
+}
+
+/// Issue 20: as the kernel's timers (wg_expired_new_handshake, wg_expired_retransmit_handshake),
+/// any timer that starts a handshake forgets the sticky source in case it is the trouble: data
+/// sent for 15 s without an answer, as well as a retry.
+#[test]
+fn a_handshake_started_by_a_timer_forgets_the_sticky_source() {
+    let local = crate::sticky::LocalAddr {
+        ip: "198.51.100.5".parse().unwrap(),
+        ifindex: 2,
+    };
+    let t0 = Instant::now();
+    let (a, b) = pair(None, t0);
+    handshake(&a, &b, t0).unwrap();
+    a.peer().sticky_source().learn(b.addr, Some(local));
+    transfer(&a, &b, b"data, never answered", t0).unwrap();
+    let actions = a.peer().tick(&a.table, t0 + Duration::from_secs(16));
+    assert!(actions.send_initiation && !actions.initiation_is_retry);
+    assert_eq!(a.peer().sticky_source().for_endpoint(b.addr), None);
+
+    // A retry forgets it too.
+    let t1 = t0 + Duration::from_secs(20);
+    a.peer()
+        .create_initiation(&a.id, &a.table, false, t1)
+        .unwrap();
+    a.peer().sticky_source().learn(b.addr, Some(local));
+    let retry = a.peer().next_deadline().unwrap();
+    let actions = a.peer().tick(&a.table, retry);
+    assert!(actions.send_initiation && actions.initiation_is_retry);
+    assert_eq!(a.peer().sticky_source().for_endpoint(b.addr), None);
+}
+
+/// Issue 20: every non-retry request for a handshake starts the attempts over.
+#[test]
+fn a_handshake_request_starts_the_attempts_over() {
+    let t0 = Instant::now();
+    let (a, _b) = pair(None, t0);
+    a.peer()
+        .create_initiation(&a.id, &a.table, false, t0)
+        .unwrap();
+    for _ in 0..3 {
+        let now = a.peer().next_deadline().unwrap();
+        assert!(a.peer().tick(&a.table, now).initiation_is_retry);
+        a.peer()
+            .create_initiation(&a.id, &a.table, true, now)
+            .unwrap();
+    }
+    assert_eq!(a.peer().timers.lock().handshake_attempts(), 3);
+    a.peer().handshake_wanted();
+    assert_eq!(a.peer().timers.lock().handshake_attempts(), 0);
+}

@@ -11,7 +11,9 @@
 //!
 //! The local address is stored together with the remote address it was learned from, and used
 //! only while that is still the peer's endpoint: an endpoint set by `wg set` or learned from a
-//! datagram without the control message never goes out from a stale source.
+//! datagram without the control message never goes out from a stale source. As the kernel's,
+//! it is forgotten when a timer starts a handshake (`Peer::tick`) and when the route to the
+//! endpoint no longer leaves through the interface it was learned on (`device::route_watch`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -47,6 +49,11 @@ impl StickySource {
             Some((remote, local)) if remote == endpoint => Some(local),
             _ => None,
         }
+    }
+
+    /// The learned source and the remote address it was learned from, if any.
+    pub fn learned(&self) -> Option<(SocketAddr, LocalAddr)> {
+        *self.learned.read()
     }
 
     /// The OS refused `local` as the source towards `endpoint` (the address was removed, the

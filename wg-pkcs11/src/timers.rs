@@ -138,6 +138,15 @@ impl Timers {
         }
     }
 
+    /// A handshake was asked for by anything but the retransmit timer (a packet waiting for a
+    /// session, a rekey, the new-handshake timer), whether or not an initiation can go out now:
+    /// the attempts start over, as the kernel's wg_packet_send_queued_handshake_initiation does
+    /// before its REKEY_TIMEOUT check. So a peer we keep sending to is retried for as long as we
+    /// send, and its waiting packets are dropped only REKEY_ATTEMPT_TIME after the last one.
+    pub fn handshake_wanted(&mut self) {
+        self.handshake_attempts = 0;
+    }
+
     /// An initiation was sent (`is_retry`: by the retransmit timer).
     pub fn handshake_initiated(&mut self, now: Instant, is_retry: bool) {
         if !is_retry {
@@ -425,6 +434,42 @@ mod tests {
         }
         t.handshake_initiated(now, false);
         assert_eq!(t.handshake_attempts(), 0, "a new initiation starts over");
+    }
+
+    /// Issue 20: steady traffic to an unreachable peer asks for a handshake with every packet;
+    /// each request starts the attempts over (the kernel resets them when the initiation is
+    /// queued, rate limit or not), so the retries never give up while the traffic goes on.
+    /// Before, only a created initiation reset them, and the packet path's requests all fell
+    /// within REKEY_TIMEOUT of a retry: the staged packets were purged every ~95 s.
+    #[test]
+    fn handshake_requests_from_traffic_keep_the_retries_going() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(0);
+        t.handshake_wanted();
+        t.handshake_initiated(t0, false);
+        let mut now = t0;
+        while now < t0 + REKEY_ATTEMPT_TIME * 3 {
+            now += Duration::from_millis(500);
+            // A packet for the peer: staged, and a handshake asked for (rate-limited).
+            t.handshake_wanted();
+            let a = t.tick(now);
+            assert!(!a.handshake_gave_up, "gave up after {:?}", now - t0);
+            if a.send_initiation && a.initiation_is_retry {
+                t.handshake_initiated(now, true);
+            }
+        }
+        // Once the traffic stops, the retries run out.
+        let quiet = now;
+        let mut gave_up = false;
+        while now < quiet + REKEY_ATTEMPT_TIME * 2 && !gave_up {
+            now += Duration::from_millis(500);
+            let a = t.tick(now);
+            gave_up = a.handshake_gave_up;
+            if a.send_initiation && a.initiation_is_retry {
+                t.handshake_initiated(now, true);
+            }
+        }
+        assert!(gave_up);
     }
 
     /// The jitter is random in [0, 333 ms): handshake timers of many peers do not fire in step.

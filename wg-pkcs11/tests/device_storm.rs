@@ -446,3 +446,125 @@ fn rekey_all(
     }
     done
 }
+
+/// A blind spoofer: garbage initiations with a valid mac1 from `from` (another's address and
+/// port) through a raw socket bound to that address, `per_second` of them, until `stop`.
+/// Receives nothing (a raw UDP socket does not take the datagrams of the port it imitates).
+fn spoof(from: SocketAddr, to: SocketAddr, a_pub: [u8; 32], per_second: u64, stop: &AtomicBool) {
+    use wg_pkcs11::cookie::CookieState;
+    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else {
+        panic!("IPv4 only");
+    };
+    // SAFETY: plain socket(2); owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP) };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just opened and is owned from here on.
+    let _owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let sockaddr = |ip: std::net::Ipv4Addr| {
+        // SAFETY: sockaddr_in is plain old data; zero is valid.
+        let mut a: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        a.sin_family = libc::AF_INET as libc::sa_family_t;
+        a.sin_addr.s_addr = u32::from(ip).to_be();
+        a
+    };
+    let (src, dst) = (sockaddr(*from.ip()), sockaddr(*to.ip()));
+    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    // SAFETY: src is a valid sockaddr_in: the kernel's IP header carries this source.
+    let r = unsafe { libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len) };
+    assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+    let mut cookie = CookieState::new(&a_pub);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    while !stop.load(Ordering::Relaxed) {
+        let mut datagram = [0u8; 8 + 148];
+        datagram[0..2].copy_from_slice(&from.port().to_be_bytes());
+        datagram[2..4].copy_from_slice(&to.port().to_be_bytes());
+        datagram[4..6].copy_from_slice(&(8u16 + 148).to_be_bytes());
+        let init = &mut datagram[8..];
+        init[0] = 1;
+        for b in init[4..116].iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        cookie.add_macs(init, Instant::now());
+        // SAFETY: buffer and address live across the call, their sizes given.
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                datagram.as_ptr().cast(),
+                datagram.len(),
+                0,
+                (&dst as *const libc::sockaddr_in).cast(),
+                len,
+            )
+        };
+        assert!(n >= 0, "raw send: {}", std::io::Error::last_os_error());
+        std::thread::sleep(Duration::from_millis(1000 / per_second));
+    }
+}
+
+/// Issue 20, with many peers: a blind spoofer impersonates one of N peers on distinct addresses
+/// (its address and port, 15 garbage initiations a second) during their storm. The spoofer's
+/// garbage never displaces a queued initiation and soon needs a cookie it never sees: every
+/// peer, the impersonated one included, gets its session, and the garbage costs the chip a
+/// bounded number of operations (the queue's waste budget: a few, then one per REKEY_TIMEOUT).
+#[test]
+fn every_peer_of_a_storm_gets_a_session_while_a_blind_spoofer_impersonates_one() {
+    let n = env_or("STORM_PEERS", 10) as usize;
+    let latency_ms = env_or("STORM_LATENCY_MS", 300);
+    let Setup {
+        _chip,
+        pair,
+        a,
+        a_pub,
+        device,
+        secrets,
+        sources,
+        chip,
+    } = setup("wg-spoofed-storm", n, 0, latency_ms);
+    let before = a.counters();
+    let deadline = Duration::from_secs(30) + chip * (n as u32) * 6;
+    let started = Instant::now();
+    let result = pair.b.enter(move || {
+        let peers = tunnels(secrets, &sources, a_pub);
+        let victim = peers[0].1.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let spoofer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || spoof(victim, device, a_pub, 15, &stop))
+        };
+        let result = run_storm(peers, device, deadline);
+        stop.store(true, Ordering::Relaxed);
+        spoofer.join().unwrap();
+        result
+    });
+    let spoofed_for = started.elapsed();
+    let after = a.counters();
+    let garbage_ops = after.dropped(DropReason::Handshake) - before.dropped(DropReason::Handshake);
+    let up: Vec<Duration> = result.established.iter().flatten().copied().collect();
+    println!(
+        "SPOOFED STORM peers={n} latency_ms={latency_ms} up={}/{n} victim_up_s={:?} \
+         all_up_s={:.2} chip_ops={} garbage_ops={garbage_ops} spoofed_for_s={:.1} cookies={}",
+        up.len(),
+        result.established[0].map(|d| d.as_secs_f64()),
+        up.iter().max().copied().unwrap_or_default().as_secs_f64(),
+        after.token_operations - before.token_operations,
+        spoofed_for.as_secs_f64(),
+        after.cookie_replies_sent - before.cookie_replies_sent,
+    );
+    assert_eq!(
+        up.len(),
+        n,
+        "peers without a session after {deadline:?}: {:?}",
+        result.established
+    );
+    // The waste budget (3, then one per REKEY_TIMEOUT) plus what the queue held before load
+    // set in (at most 4 places per address).
+    let bound = 3 + 4 + spoofed_for.as_secs() / 5 + 1;
+    assert!(
+        garbage_ops <= bound,
+        "{garbage_ops} chip operations on garbage in {spoofed_for:?} (at most {bound})"
+    );
+    assert_eq!(after.loop_restarts, 0);
+}

@@ -1,12 +1,17 @@
-//! Initiations the handshake worker already spent a token operation on, remembered by their
-//! ephemeral public key, so that a replay costs nothing.
+//! Initiations the handshake worker already spent a token operation on and that authenticated,
+//! remembered by their ephemeral public key, so that a replay costs nothing.
 //!
 //! A captured initiation replayed later is refused by its timestamp (not newer than the last one
 //! accepted), but only after the responder's static-key DH (es), which is what decrypts the
 //! sender's identity: anyone who once saw an initiation could make the chip work at the
 //! under-load rate forever. A genuine initiator makes a fresh ephemeral key for every initiation,
 //! retries included, so an ephemeral seen before is a replay (or a duplicate in the network).
-//! Owned by the handshake worker alone: no lock.
+//!
+//! An ephemeral is remembered only once its initiation authenticated (the encrypted timestamp
+//! opened, whatever it said): the ephemeral travels in clear, so a copy with the same ephemeral
+//! and garbage after it, handled first, would otherwise make the genuine initiation a "replay"
+//! (issue 20). Garbage is never remembered; each distinct garbage message costs one DH, which
+//! the queue's waste budget bounds (cookies). Owned by the handshake worker alone: no lock.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -59,8 +64,14 @@ impl ConsumedInitiations {
         self.order.clear();
     }
 
-    /// Remember `ephemeral`; false if it was already there (a replay: do not process it).
-    pub(crate) fn first_time(&mut self, ephemeral: &[u8; 32]) -> bool {
+    /// Whether an authenticated initiation with `ephemeral` was consumed before (a replay: do
+    /// not process it).
+    pub(crate) fn contains(&self, ephemeral: &[u8; 32]) -> bool {
+        self.seen.contains(&fingerprint(ephemeral))
+    }
+
+    /// Remember the ephemeral of an initiation that authenticated; false if it was already there.
+    pub(crate) fn remember(&mut self, ephemeral: &[u8; 32]) -> bool {
         let ephemeral = fingerprint(ephemeral);
         if !self.seen.insert(ephemeral) {
             return false;
@@ -90,13 +101,13 @@ mod tests {
         let mut c = ConsumedInitiations::new();
         assert!(c.seen.is_empty() && c.order.is_empty());
         // The fillers are forgotten: the same values are new ephemerals, not replays.
-        assert!(c.first_time(&key(0)));
+        assert!(c.remember(&key(0)));
         let (set_capacity, ring_capacity) = (c.seen.capacity(), c.order.capacity());
         // Enough turnover for the table to fill its slots with deleted entries several times:
         // it must rehash them in place, never grow (a grown table is a new allocation, and
         // resident memory that creeps up during a long run).
         for i in 1..CAPACITY * 8 {
-            c.first_time(&key(i));
+            c.remember(&key(i));
             assert!(
                 c.seen.capacity() <= set_capacity,
                 "grew after {i} initiations"
@@ -108,23 +119,25 @@ mod tests {
     #[test]
     fn a_repeated_ephemeral_is_a_replay() {
         let mut c = ConsumedInitiations::new();
-        assert!(c.first_time(&key(1)));
-        assert!(c.first_time(&key(2)));
-        assert!(!c.first_time(&key(1)));
-        assert!(!c.first_time(&key(2)));
+        assert!(c.remember(&key(1)));
+        assert!(c.remember(&key(2)));
+        assert!(!c.remember(&key(1)));
+        assert!(!c.remember(&key(2)));
+        assert!(c.contains(&key(1)) && !c.contains(&key(3)));
+        assert!(!c.contains(&key(3)), "asking does not remember");
     }
 
     #[test]
     fn the_oldest_is_forgotten_past_capacity() {
         let mut c = ConsumedInitiations::new();
         for i in 0..CAPACITY {
-            assert!(c.first_time(&key(i)));
+            assert!(c.remember(&key(i)));
         }
-        assert!(!c.first_time(&key(0)));
-        assert!(c.first_time(&key(CAPACITY)));
+        assert!(!c.remember(&key(0)));
+        assert!(c.remember(&key(CAPACITY)));
         // key(0) was pushed out by the newest, and is new again.
-        assert!(c.first_time(&key(0)));
-        assert!(!c.first_time(&key(CAPACITY)));
+        assert!(c.remember(&key(0)));
+        assert!(!c.remember(&key(CAPACITY)));
         assert_eq!(c.seen.len(), CAPACITY);
         assert_eq!(c.order.len(), CAPACITY);
     }

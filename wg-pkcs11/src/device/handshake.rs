@@ -5,8 +5,12 @@
 //!
 //! Before an incoming initiation costs a token operation, two checks that
 //! cost nanoseconds: its ephemeral key is not a small-order point
-//! (`noise::is_low_order`), and it was not consumed before
-//! (`consumed.rs`). Neither logs per packet: they are counted.
+//! (`noise::is_low_order`), and no authenticated initiation with it was
+//! consumed before (`consumed.rs`). Neither logs per packet: they are counted.
+//! A token operation that answered nothing (the message did not authenticate,
+//! was a replay or came from an unknown key) is reported to the queue, whose
+//! waste budget then demands cookies; every operation's time feeds the
+//! queue's estimate of the backlog in chip time.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,6 +24,7 @@ use super::pktinfo;
 pub(crate) use super::queue::{Job, JobQueue};
 use super::queue::{Next, Queued};
 use super::{PeerState, Shared};
+use crate::noise::HandshakeError;
 use crate::noise::{self, INITIATION_LEN, RESPONSE_LEN};
 use crate::sticky::LocalAddr;
 
@@ -53,25 +58,61 @@ pub(crate) fn run(shared: Arc<Shared>) {
         match taken.next {
             Next::Nothing => {}
             Next::Precompute(state) => {
+                let chip_before = chip_spent(&shared);
                 if !state.removed.load(Ordering::Acquire) {
                     if let Err(e) = state.peer.precompute_static_static(&shared.identity) {
                         log::warn!("static-static DH for a peer failed: {e} (retried at its first handshake)");
                     }
                 }
+                note_chip_time(&shared, chip_before);
             }
-            Next::Job(Queued { job, arrived }) => match job {
-                Job::Initiate(state) => initiate(&shared, &state),
-                Job::Initiation { msg, src, local } => {
-                    respond(&shared, &mut consumed, &msg, src, local, arrived)
+            Next::Job(Queued { job, arrived, .. }) => {
+                let chip_before = chip_spent(&shared);
+                let answered = match job {
+                    Job::Initiate(state) => {
+                        initiate(&shared, &state);
+                        true
+                    }
+                    Job::Initiation { msg, src, local } => {
+                        respond(&shared, &mut consumed, &msg, src, local, arrived)
+                    }
+                    Job::Response { msg, src, local } => complete(&shared, &msg, src, local),
+                    Job::ReplaceKey(replacement) => {
+                        super::key_switch::apply(&shared, replacement);
+                        true
+                    }
+                };
+                if note_chip_time(&shared, chip_before) && !answered {
+                    shared.jobs.note_wasted(Instant::now());
                 }
-                Job::Response { msg, src, local } => complete(&shared, &msg, src, local),
-                Job::ReplaceKey(replacement) => super::key_switch::apply(&shared, replacement),
-            },
+            }
         }
         // A handshake leaves its derived keys (moved, not wiped, out of the functions that
         // computed them) in frames below this one: overwrite them before waiting again.
         crate::secret_mem::scrub_stack();
     }
+}
+
+/// Chip operations spent so far, and their total time in nanoseconds.
+fn chip_spent(shared: &Shared) -> (u64, u64) {
+    (
+        shared.counters.token_operations.load(Ordering::Relaxed),
+        shared.counters.token_nanos.load(Ordering::Relaxed),
+    )
+}
+
+/// Feed the time of the chip operations spent since `before` to the queue's estimate; true if
+/// any was spent.
+fn note_chip_time(shared: &Shared, before: (u64, u64)) -> bool {
+    let (ops, nanos) = chip_spent(shared);
+    if ops <= before.0 {
+        return false;
+    }
+    let per_op = nanos.saturating_sub(before.1) / (ops - before.0);
+    shared
+        .jobs
+        .note_chip_time(std::time::Duration::from_nanos(per_op));
+    true
 }
 
 fn initiate(shared: &Shared, state: &Arc<PeerState>) {
@@ -111,17 +152,17 @@ fn respond(
     src: SocketAddr,
     local: Option<LocalAddr>,
     arrived: Instant,
-) {
+) -> bool {
     let now = Instant::now();
     let ephemeral = noise::initiation_ephemeral(msg);
     // Cheap checks first: a small-order key or a replay would only fail after the chip's ECDH.
     if noise::is_low_order(&ephemeral) {
         shared.counters.discard(DropReason::LowOrder);
-        return;
+        return false;
     }
-    if !consumed.first_time(&ephemeral) {
+    if consumed.contains(&ephemeral) {
         shared.counters.discard(DropReason::Replayed);
-        return;
+        return false;
     }
     log::trace!(
         "initiation from {src}, queued {} ms ago",
@@ -133,24 +174,37 @@ fn respond(
         Err(e) => {
             log::debug!("initiation from {src} rejected: {e}");
             shared.counters.discard(DropReason::Handshake);
-            return;
+            return false;
         }
     };
+    // Not remembered yet: the static decrypted, but a copy of a genuine initiation's first
+    // fields with garbage after them does too.
     let Some(state) = shared.peer_state(&received.initiator_public()) else {
         log::debug!("initiation from {src}: unknown peer");
         shared.counters.discard(DropReason::Handshake);
-        return;
+        return false;
     };
     let response =
         match state
             .peer
             .accept_initiation(&shared.identity, &shared.index, received, src, now)
         {
-            Ok(response) => response,
+            Ok(response) => {
+                consumed.remember(&ephemeral);
+                response
+            }
             Err(e) => {
+                // Refused after its timestamp opened: it authenticated, so its ephemeral is
+                // spent (a replay of it costs nothing from now on).
+                if matches!(
+                    e,
+                    HandshakeError::ReplayedTimestamp | HandshakeError::RateLimited
+                ) {
+                    consumed.remember(&ephemeral);
+                }
                 log::debug!("initiation from {src} refused: {e}");
                 shared.counters.discard(DropReason::Handshake);
-                return;
+                return false;
             }
         };
     // The endpoint is `src` now: from here on we send from where it reached us.
@@ -167,13 +221,20 @@ fn respond(
             shared.counters.discard(DropReason::SendError);
         }
     }
+    true
 }
 
-fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr, local: Option<LocalAddr>) {
+/// Consume a response; false if it completed nothing.
+fn complete(
+    shared: &Shared,
+    msg: &[u8; RESPONSE_LEN],
+    src: SocketAddr,
+    local: Option<LocalAddr>,
+) -> bool {
     let now = Instant::now();
     let Some(peer) = noise::receiver_index(msg).and_then(|i| shared.index.get(i)) else {
         shared.counters.discard(DropReason::UnknownIndex);
-        return;
+        return false;
     };
     // The initiator's one static-key operation (se).
     match peer.consume_response(&shared.identity, &shared.index, msg, src, now) {
@@ -187,10 +248,12 @@ fn complete(shared: &Shared, msg: &[u8; RESPONSE_LEN], src: SocketAddr, local: O
                 // Send what waited for this session, or a keepalive to confirm it.
                 shared.request_flush(&state);
             }
+            true
         }
         Err(e) => {
             log::debug!("response from {src} refused: {e}");
             shared.counters.discard(DropReason::Handshake);
+            false
         }
     }
 }

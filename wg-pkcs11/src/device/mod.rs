@@ -23,8 +23,9 @@
 //! or a receive batch split in two halves, order kept). The only slow thing,
 //! the token, gets its own thread so neither packet thread can ever wait on
 //! it: packet threads only push to the handshake queue (dropping when it is
-//! full) and the queue's depth decides "under load" (cookie replies before any
-//! token operation), as in wireguard-go.
+//! full), and the queue decides "under load" (cookie replies before any token
+//! operation) from its backlog in chip time and the chip operations recently
+//! wasted on messages that did not authenticate (queue.rs).
 
 mod consumed;
 pub mod counters;
@@ -37,6 +38,7 @@ mod pktinfo;
 mod queue;
 mod ratelimit;
 mod receive;
+mod route_watch;
 mod send;
 mod socket_slot;
 pub mod stats;
@@ -208,8 +210,16 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Ask the handshake worker for an initiation to `state` (at most one queued per peer).
+    /// Ask the handshake worker for an initiation to `state` (at most one queued per peer), for
+    /// anything but a retry: the peer's retries start over (`Peer::handshake_wanted`).
     pub(crate) fn request_initiation(&self, state: &Arc<PeerState>) {
+        state.peer.handshake_wanted();
+        self.queue_initiation(state);
+    }
+
+    /// Queue an initiation to `state` unless one is queued already (a retry: the timers set
+    /// `initiation_is_retry`).
+    pub(crate) fn queue_initiation(&self, state: &Arc<PeerState>) {
         if !state.initiation_queued.swap(true, Ordering::AcqRel) {
             self.jobs
                 .push_own(handshake::Job::Initiate(state.clone()), Instant::now());
@@ -413,6 +423,16 @@ impl Device {
             // with ourselves (and would cost a token operation per message to find out).
             log::warn!(
                 "{}: ignoring a peer configured with the interface's own public key",
+                self.shared.tun.name()
+            );
+            return;
+        }
+        if crate::noise::is_low_order(&config.public_key) {
+            // A small-order public key makes every static-static DH all zeros: no handshake can
+            // ever succeed, and each attempt would cost a token operation to find out.
+            log::warn!(
+                "{}: ignoring a peer whose public key is a small-order point (no handshake \
+                 with it can succeed)",
                 self.shared.tun.name()
             );
             return;

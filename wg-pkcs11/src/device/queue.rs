@@ -1,25 +1,32 @@
 //! The handshake worker's queue: three lanes, every job stamped with the time it arrived.
 //!
-//! Why it is shaped like this (issue 15): with a token taking 300 ms per ECDH and 40 peers on
-//! distinct addresses all initiating at once, a plain FIFO answered initiations that their
-//! senders had already replaced with a retry (every REKEY_TIMEOUT): 167 of 187 chip operations
-//! were wasted and half the peers never got a session. So:
+//! Why it is shaped like this (issues 15 and 20): with a token taking 300 ms per ECDH, the
+//! responder's one token operation (es) comes BEFORE it can tell who sent an initiation, and
+//! anyone who knows our public key can make a valid mac1. So nothing a packet does before it
+//! authenticated may displace or invalidate anything:
 //!
 //! - `own`: our own initiations (at most one per peer, cheap: no token operation once `ss` is
 //!   cached) go first, so a flood of incoming messages cannot delay our rekeys.
-//! - `incoming`: handshake messages from the network, bounded. A newer initiation from a source
-//!   that already has one queued takes its place (and its turn): the initiator keeps only its
-//!   latest handshake, so the older one could only waste a chip operation. An initiation that
-//!   waited longer than REKEY_TIMEOUT is dropped unprocessed: its sender has retried by then.
-//!   When several wait, messages from a configured peer's current endpoint (and responses, which
-//!   answer our own initiations) are served before unknown sources.
+//! - `incoming`: handshake messages from the network, bounded, first in first out as in the
+//!   kernel. A newer initiation from the same source never replaces a queued one (a spoofer of
+//!   a peer's address would otherwise overwrite the peer's real initiation); a genuine initiator
+//!   sends at most one initiation per REKEY_TIMEOUT, so its older one is stale (below) by the
+//!   time its retry comes. An initiation whose answer could not leave before its sender retries
+//!   (it waited REKEY_TIMEOUT less the expected chip time) is dropped unprocessed. When several
+//!   wait, messages from a configured peer's current endpoint (and responses, which answer our
+//!   own initiations) are served before unknown sources.
 //! - `precompute`: the per-peer static-static DH of newly added peers, only when nothing else
 //!   waits (it is also computed lazily at the peer's first handshake), so a bulk `wg set` of
 //!   N peers never queues N chip operations ahead of a rekey.
 //!
-//! "Under load", the signal the UDP thread uses to demand cookies, is the incoming lane's depth
-//! (as in wireguard-go) or its rate: a token fast enough to keep the queue short must still not
-//! be spent without bound, since every ECDH wears the SE050's NVM.
+//! "Under load", the signal the UDP thread uses to demand cookies (mac2) before queueing, is
+//! measured in chip time, not packets a second: (1) the backlog, the waiting messages times the
+//! measured time of one chip operation, reaching UNDER_LOAD_BACKLOG (held for a second, as
+//! wireguard-go); (2) the chip's budget for handshake messages that did not authenticate
+//! (`note_wasted`) running out: a few, then one per WASTE_INTERVAL. A genuine peer's message
+//! authenticates, so only garbage (or a replay, or an unknown key) draws on that budget, and a
+//! blind spoofer, who never sees the cookie, costs at most one chip operation per WASTE_INTERVAL
+//! whatever the chip's speed; the real peer gets the cookie and retries with mac2.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -39,22 +46,27 @@ use crate::timers::REKEY_TIMEOUT;
 /// unprocessed when its turn comes, so a long queue never means answering stale messages.
 const MAX_INCOMING: usize = 1024;
 /// Initiations from one IP address (several peers behind one NAT, each its own port) queued at
-/// once; a further one takes the place of that address's oldest. Under load a source needs a
-/// cookie for its address and is rate-limited per address, but without this cap a flood from
-/// many ports of one address would still fill the queue ahead of everyone else.
+/// once; a further one is refused (never swapped for a queued one: the newcomer is no more
+/// authentic than what waits). Under load a source needs a cookie for its address and is
+/// rate-limited per address, but without this cap a flood from many ports of one address would
+/// still fill the queue ahead of everyone else.
 const MAX_PER_ADDRESS: usize = 4;
-/// From this depth on the device is "under load": initiations need a valid mac2.
-const UNDER_LOAD_DEPTH: usize = 2;
-/// Once under load, stay so this long (wireguard-go keeps one second too).
+/// From this much expected chip work waiting on, the device is "under load": initiations need a
+/// valid mac2. With a 300 ms chip that is four waiting messages; a software key never gets there.
+pub(crate) const UNDER_LOAD_BACKLOG: Duration = Duration::from_secs(1);
+/// Once the backlog made us under load, stay so this long (wireguard-go keeps one second too).
 const UNDER_LOAD_HOLD: Duration = Duration::from_secs(1);
-/// Incoming handshake messages per second the worker takes before the device
-/// counts as under load even with a short queue. Legitimate peers rekey every
-/// two minutes (1,000 peers: about 8 a second); past this, initiations need a
-/// cookie (mac2) and each source is rate-limited.
-pub(crate) const INCOMING_PER_SECOND: u64 = 20;
-pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Chip operations spent on handshake messages that then failed to authenticate (garbage, a
+/// replay, an unknown key) that are tolerated at once before the device counts as under load...
+pub(crate) const WASTE_BURST: u64 = 3;
+/// ...and then one per this interval: a peer we no longer know, retrying every REKEY_TIMEOUT,
+/// stays within it; a spoofer does not.
+pub(crate) const WASTE_INTERVAL: Duration = REKEY_TIMEOUT;
+/// The time of one chip operation assumed before the first one was measured.
+const INITIAL_CHIP_TIME: Duration = Duration::from_millis(100);
 /// An initiation older than this is not answered: its initiator retried (REKEY_TIMEOUT plus
-/// jitter after sending it) and discards a response to the old one.
+/// jitter after sending it) and discards a response to the old one. The answer itself takes a
+/// chip operation: `take` drops what cannot be answered in time.
 pub(crate) const STALE_AFTER: Duration = REKEY_TIMEOUT;
 
 pub(crate) enum Job {
@@ -74,18 +86,25 @@ pub(crate) enum Job {
     ReplaceKey(super::key_switch::Replacement),
 }
 
-/// A job and the time it was queued (for an incoming initiation: when its latest version came).
+/// A job and the time it was queued.
 pub(crate) struct Queued {
     pub(crate) job: Job,
     pub(crate) arrived: Instant,
+    /// It carried a valid mac2: its sender received our cookie at its source address (a blind
+    /// spoofer of that address cannot).
+    pub(crate) proven: bool,
 }
 
 /// What `push_incoming` did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pushed {
     Queued,
-    /// It replaced an older initiation from the same source (which is dropped).
-    Replaced,
+    /// Its address already holds MAX_PER_ADDRESS places: refused (the device is under load
+    /// from now on), nothing queued was touched.
+    AddressFull,
+    /// It carried a valid mac2 and took the place of one from its address that did not (whose
+    /// source was only claimed): only a sender that can receive at that address can do this.
+    DisplacedUnproven,
     /// The lane is full.
     Full,
 }
@@ -117,12 +136,14 @@ pub(crate) struct JobQueue {
     lanes: Mutex<Lanes>,
     ready: Condvar,
     depth: AtomicUsize,
-    /// Nanoseconds since `epoch` until which we count as under load.
+    /// Nanoseconds since `epoch` until which we count as under load (the backlog's hold).
     load_until: AtomicU64,
-    /// Start (nanoseconds since `epoch`) of the current rate window, and the
-    /// incoming messages queued in it.
-    window_start: AtomicU64,
-    window_count: AtomicU64,
+    /// The measured time of one chip operation (nanoseconds, a moving average).
+    chip_nanos: AtomicU64,
+    /// The waste budget as a theoretical arrival time (GCRA, nanoseconds since `epoch`): each
+    /// wasted chip operation pushes it WASTE_INTERVAL on from max(it, now); the budget is spent
+    /// while it lies more than (WASTE_BURST - 1) intervals ahead of now.
+    waste_tat: AtomicU64,
     epoch: Instant,
 }
 
@@ -140,17 +161,18 @@ impl JobQueue {
             ready: Condvar::new(),
             depth: AtomicUsize::new(0),
             load_until: AtomicU64::new(0),
-            window_start: AtomicU64::new(0),
-            window_count: AtomicU64::new(0),
+            chip_nanos: AtomicU64::new(INITIAL_CHIP_TIME.as_nanos() as u64),
+            waste_tat: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
 
     pub(crate) fn push_own(&self, job: Job, now: Instant) {
-        self.lanes
-            .lock()
-            .own
-            .push_back(Queued { job, arrived: now });
+        self.lanes.lock().own.push_back(Queued {
+            job,
+            arrived: now,
+            proven: true,
+        });
         self.ready.notify_one();
     }
 
@@ -160,54 +182,60 @@ impl JobQueue {
         self.ready.notify_one();
     }
 
-    /// Queue an incoming handshake message that arrived at `now`.
+    /// Queue an incoming handshake message (without proof of its source) that arrived at `now`.
+    #[cfg(test)]
     pub(crate) fn push_incoming(&self, job: Job, now: Instant) -> Pushed {
+        self.push_incoming_from(job, now, false)
+    }
+
+    /// Queue an incoming handshake message that arrived at `now`, at the end of the lane;
+    /// `proven`: it carried a valid mac2.
+    pub(crate) fn push_incoming_from(&self, job: Job, now: Instant, proven: bool) -> Pushed {
         let mut lanes = self.lanes.lock();
         if let Job::Initiation { src, .. } = &job {
-            let src = *src;
-            let same_source =
-                |q: &Queued| matches!(q.job, Job::Initiation { src: s, .. } if s == src);
+            let ip = src.ip();
             let same_address =
-                |q: &Queued| matches!(q.job, Job::Initiation { src: s, .. } if s.ip() == src.ip());
-            // Only the newest initiation per source is worth a chip operation; and one address
-            // gets at most MAX_PER_ADDRESS places.
-            let slot = match lanes.incoming.iter().position(same_source) {
-                Some(i) => Some(i),
-                None if lanes.incoming.iter().filter(|q| same_address(q)).count()
-                    >= MAX_PER_ADDRESS =>
-                {
-                    lanes.incoming.iter().position(same_address)
-                }
-                None => None,
-            };
-            if let Some(i) = slot {
-                lanes.incoming[i] = Queued { job, arrived: now };
-                self.count_incoming(now);
-                return Pushed::Replaced;
+                |q: &Queued| matches!(q.job, Job::Initiation { src: s, .. } if s.ip() == ip);
+            let from_address = lanes.incoming.iter().filter(|q| same_address(q)).count();
+            if from_address >= MAX_PER_ADDRESS {
+                // One address filling its places is load: from now on it needs cookies, and a
+                // blind spoofer of it gets no further.
+                self.load_until.store(
+                    self.nanos(now) + UNDER_LOAD_HOLD.as_nanos() as u64,
+                    Ordering::Relaxed,
+                );
+                let unproven = lanes
+                    .incoming
+                    .iter()
+                    .position(|q| same_address(q) && !q.proven);
+                return match unproven {
+                    Some(i) if proven => {
+                        lanes.incoming.remove(i);
+                        lanes.incoming.push_back(Queued {
+                            job,
+                            arrived: now,
+                            proven,
+                        });
+                        drop(lanes);
+                        self.ready.notify_one();
+                        Pushed::DisplacedUnproven
+                    }
+                    _ => Pushed::AddressFull,
+                };
             }
         }
         if lanes.incoming.len() >= MAX_INCOMING {
             return Pushed::Full;
         }
-        self.count_incoming(now);
-        lanes.incoming.push_back(Queued { job, arrived: now });
+        lanes.incoming.push_back(Queued {
+            job,
+            arrived: now,
+            proven,
+        });
         self.depth.store(lanes.incoming.len(), Ordering::Relaxed);
         drop(lanes);
         self.ready.notify_one();
         Pushed::Queued
-    }
-
-    /// Count one queued incoming message in the current rate window (called
-    /// with the lanes locked, so windows are not restarted concurrently).
-    fn count_incoming(&self, now: Instant) {
-        let t = self.nanos(now);
-        if t.saturating_sub(self.window_start.load(Ordering::Relaxed))
-            >= RATE_WINDOW.as_nanos() as u64
-        {
-            self.window_start.store(t, Ordering::Relaxed);
-            self.window_count.store(0, Ordering::Relaxed);
-        }
-        self.window_count.fetch_add(1, Ordering::Relaxed);
     }
 
     fn nanos(&self, now: Instant) -> u64 {
@@ -219,19 +247,45 @@ impl JobQueue {
         self.depth.load(Ordering::Relaxed)
     }
 
+    /// The measured time of one chip operation.
+    pub(crate) fn chip_time(&self) -> Duration {
+        Duration::from_nanos(self.chip_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Handshake worker: one chip operation took `took` (a moving average of 1/4 weight, so one
+    /// slow operation, a reconnect, moves it without deciding it).
+    pub(crate) fn note_chip_time(&self, took: Duration) {
+        let sample = took.as_nanos().min(u128::from(u64::MAX / 4)) as u64;
+        let old = self.chip_nanos.load(Ordering::Relaxed);
+        self.chip_nanos
+            .store(old - old / 4 + sample / 4, Ordering::Relaxed);
+    }
+
+    /// Handshake worker: a chip operation was spent on a handshake message that did not
+    /// authenticate (or was a replay, or came from an unknown key): it answered nothing.
+    pub(crate) fn note_wasted(&self, now: Instant) {
+        let t = self.nanos(now);
+        let tat = self.waste_tat.load(Ordering::Relaxed).max(t);
+        self.waste_tat
+            .store(tat + WASTE_INTERVAL.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The expected chip time of what waits in the incoming lane.
+    pub(crate) fn backlog(&self) -> Duration {
+        self.chip_time() * self.incoming_depth().min(u32::MAX as usize) as u32
+    }
+
     /// Whether initiations must carry a valid mac2 before they are queued.
     pub(crate) fn under_load(&self, now: Instant) -> bool {
         let t = self.nanos(now);
-        let in_window = t.saturating_sub(self.window_start.load(Ordering::Relaxed))
-            < RATE_WINDOW.as_nanos() as u64;
-        if self.depth.load(Ordering::Relaxed) >= UNDER_LOAD_DEPTH
-            || (in_window && self.window_count.load(Ordering::Relaxed) >= INCOMING_PER_SECOND)
-        {
+        if self.backlog() >= UNDER_LOAD_BACKLOG {
             self.load_until
                 .store(t + UNDER_LOAD_HOLD.as_nanos() as u64, Ordering::Relaxed);
             return true;
         }
-        t < self.load_until.load(Ordering::Relaxed)
+        let waste_ahead = self.waste_tat.load(Ordering::Relaxed).saturating_sub(t);
+        waste_ahead > (WASTE_INTERVAL * (WASTE_BURST as u32 - 1)).as_nanos() as u64
+            || t < self.load_until.load(Ordering::Relaxed)
     }
 
     /// Block until there is something to take (false: `stopping` said stop).
@@ -257,10 +311,15 @@ impl JobQueue {
                 stale_dropped: 0,
             };
         }
+        // Answered now, the response leaves one chip operation later: it must leave before the
+        // initiator's retry (REKEY_TIMEOUT after it sent), or it answers nothing. A chip time
+        // measured once as very long (a hung token) may not make every initiation stale: then
+        // none would run, and the estimate would never come down again.
+        let answer_by = STALE_AFTER.saturating_sub(self.chip_time().min(STALE_AFTER / 2));
         let before = lanes.incoming.len();
         lanes.incoming.retain(|q| {
             !(matches!(q.job, Job::Initiation { .. })
-                && now.saturating_duration_since(q.arrived) > STALE_AFTER)
+                && now.saturating_duration_since(q.arrived) > answer_by)
         });
         let stale_dropped = (before - lanes.incoming.len()) as u64;
         let preferred = lanes.incoming.iter().position(|q| {
@@ -301,10 +360,6 @@ mod tests {
         }
     }
 
-    fn initiation() -> Job {
-        initiation_from("127.0.0.1:1", 0)
-    }
-
     fn none() -> HashSet<SocketAddr> {
         HashSet::new()
     }
@@ -328,46 +383,83 @@ mod tests {
         }
     }
 
-    /// A fast token keeps the queue short; the rate alone must still bring
-    /// cookies in, so a flood cannot spend token operations without bound.
+    /// One very slow chip operation (a token that hung until its lock timeout) must not make
+    /// every later initiation stale before it is taken: the estimate only comes down again
+    /// through operations.
     #[test]
-    fn a_high_rate_of_incoming_messages_is_load_even_with_a_short_queue() {
+    fn a_very_slow_operation_does_not_make_every_initiation_stale() {
         let queue = JobQueue::new();
-        let t0 = Instant::now();
-        for i in 0..INCOMING_PER_SECOND {
-            let now = t0 + Duration::from_millis(i * 10);
-            assert!(!queue.under_load(now), "under load after {i} messages");
-            assert_eq!(queue.push_incoming(initiation(), now), Pushed::Queued);
-            // The worker keeps up: the queue never grows past one.
-            queue.take(now, &none());
-        }
-        let now = t0 + Duration::from_millis(INCOMING_PER_SECOND * 10);
-        assert!(queue.under_load(now));
-        // Load is held for a second after it was last seen, then lifts.
-        assert!(queue.under_load(now + Duration::from_millis(900)));
-        assert!(!queue.under_load(now + RATE_WINDOW + UNDER_LOAD_HOLD));
-    }
-
-    #[test]
-    fn a_slow_rate_is_never_load() {
-        let queue = JobQueue::new();
-        let t0 = Instant::now();
-        for i in 0..100u64 {
-            let now = t0 + Duration::from_millis(i * 100);
-            assert!(!queue.under_load(now), "message {i}");
-            assert_eq!(queue.push_incoming(initiation(), now), Pushed::Queued);
-            queue.take(now, &none());
-        }
-    }
-
-    #[test]
-    fn a_deep_queue_is_load() {
-        let queue = JobQueue::new();
+        queue.note_chip_time(Duration::from_secs(60));
+        assert!(queue.chip_time() > STALE_AFTER);
         let t0 = Instant::now();
         queue.push_incoming(initiation_from("10.0.0.1:1", 1), t0);
-        assert!(!queue.under_load(t0));
-        queue.push_incoming(initiation_from("10.0.0.2:1", 1), t0);
+        let taken = queue.take(t0 + Duration::from_millis(500), &none());
+        assert_eq!(taken.stale_dropped, 0);
+        assert!(matches!(taken.next, Next::Job(_)));
+    }
+
+    /// The queue's depth counts in chip time: four waiting messages are a second of a 300 ms
+    /// chip's work, but 33 of a 30 ms chip's.
+    #[test]
+    fn the_backlog_in_chip_time_is_load() {
+        for (chip_ms, not_yet) in [(300u64, 3usize), (30, 33)] {
+            let queue = JobQueue::new();
+            for _ in 0..32 {
+                queue.note_chip_time(Duration::from_millis(chip_ms));
+            }
+            let t0 = Instant::now();
+            for i in 0..not_yet {
+                queue.push_incoming(
+                    initiation_from(&format!("10.0.{}.{}:1", i / 200, i % 200), 1),
+                    t0,
+                );
+            }
+            assert!(!queue.under_load(t0), "{chip_ms} ms: {not_yet} waiting");
+            queue.push_incoming(initiation_from("10.9.0.1:1", 1), t0);
+            assert!(queue.under_load(t0), "{chip_ms} ms: one more");
+            // Held for a second after the backlog was last seen, then lifted.
+            while !matches!(queue.take(t0, &none()).next, Next::Nothing) {}
+            assert!(queue.under_load(t0 + Duration::from_millis(900)));
+            assert!(!queue.under_load(t0 + UNDER_LOAD_HOLD));
+        }
+    }
+
+    /// A blind spoofer's initiations never authenticate: after a few, it gets cookies (which
+    /// it never sees), and its chip operations are bounded by the waste budget, however fast
+    /// the chip keeps the queue short.
+    #[test]
+    fn chip_operations_wasted_on_unauthenticated_messages_bring_load() {
+        let queue = JobQueue::new();
+        let t0 = Instant::now();
+        for i in 0..WASTE_BURST {
+            assert!(!queue.under_load(t0), "after {i} wasted");
+            queue.note_wasted(t0);
+        }
         assert!(queue.under_load(t0));
+        assert!(queue.under_load(t0 + WASTE_INTERVAL - Duration::from_millis(1)));
+        // One more comes free every interval; spending it brings the load back.
+        let t1 = t0 + WASTE_INTERVAL;
+        assert!(!queue.under_load(t1));
+        queue.note_wasted(t1);
+        assert!(queue.under_load(t1));
+        // A spoofer that sends whenever it is let in gets one operation per interval.
+        let mut wasted = 0;
+        let mut now = t1;
+        while now < t1 + Duration::from_secs(60) {
+            if !queue.under_load(now) {
+                queue.note_wasted(now);
+                wasted += 1;
+            }
+            now += Duration::from_millis(67);
+        }
+        let per_minute = 60 / WASTE_INTERVAL.as_secs();
+        assert!((per_minute - 1..=per_minute).contains(&wasted), "{wasted}");
+        // Without waste, the budget refills completely.
+        let later = now + WASTE_INTERVAL * WASTE_BURST as u32;
+        for _ in 0..WASTE_BURST - 1 {
+            queue.note_wasted(later);
+        }
+        assert!(!queue.under_load(later));
     }
 
     #[test]
@@ -379,13 +471,17 @@ mod tests {
             initiation_from("10.0.0.2:1", 2),
             t0 + Duration::from_secs(3),
         );
-        let t = t0 + STALE_AFTER + Duration::from_millis(1);
+        // The answer takes one chip operation (100 ms until one was measured): it must leave
+        // within REKEY_TIMEOUT of the initiation.
+        let answer_by = STALE_AFTER - INITIAL_CHIP_TIME;
+        let t = t0 + answer_by + Duration::from_millis(1);
         let taken = queue.take(t, &none());
         assert_eq!(taken.stale_dropped, 1);
         match taken.next {
             Next::Job(Queued {
                 job: Job::Initiation { msg, .. },
                 arrived,
+                ..
             }) => {
                 assert_eq!(msg[100], 2);
                 assert_eq!(
@@ -398,47 +494,31 @@ mod tests {
         }
         // Exactly at the limit it is still answered.
         queue.push_incoming(initiation_from("10.0.0.3:1", 3), t);
-        assert_eq!(queue.take(t + STALE_AFTER, &none()).stale_dropped, 0);
+        assert_eq!(queue.take(t + answer_by, &none()).stale_dropped, 0);
     }
 
+    /// Issue 20: anyone can make a valid mac1 and spoof a peer's address. A newer initiation
+    /// from the same source waits behind the queued one, it never takes its place: the queued
+    /// one may be the peer's real initiation and the newer one garbage.
     #[test]
-    fn a_newer_initiation_from_a_source_replaces_the_queued_one_in_its_place() {
+    fn a_newer_initiation_from_the_same_source_never_displaces_the_queued_one() {
         let queue = JobQueue::new();
         let t0 = Instant::now();
+        let peer = "10.0.0.1:1";
         assert_eq!(
-            queue.push_incoming(initiation_from("10.0.0.1:1", 1), t0),
+            queue.push_incoming(initiation_from(peer, 1), t0),
             Pushed::Queued
         );
+        let t1 = t0 + Duration::from_millis(100);
         assert_eq!(
-            queue.push_incoming(initiation_from("10.0.0.2:1", 2), t0),
+            queue.push_incoming(initiation_from(peer, 2), t1),
             Pushed::Queued
         );
-        let t1 = t0 + Duration::from_secs(5);
-        assert_eq!(
-            queue.push_incoming(initiation_from("10.0.0.1:1", 3), t1),
-            Pushed::Replaced
-        );
-        // Another port on the same address is another source (another peer behind a NAT).
-        assert_eq!(
-            queue.push_incoming(initiation_from("10.0.0.1:2", 4), t1),
-            Pushed::Queued
-        );
-        assert_eq!(queue.incoming_depth(), 3);
-        let t2 = t0 + Duration::from_secs(6);
-        // 10.0.0.1:1 kept its turn with its newest message; 10.0.0.2 went stale meanwhile.
-        let first = queue.take(t2, &none());
-        assert_eq!(first.stale_dropped, 1);
-        assert_eq!(
-            next_incoming(&queue, t2, &none()),
-            Some(("10.0.0.1:2".parse().unwrap(), 4))
-        );
-        match first.next {
-            Next::Job(Queued {
-                job: Job::Initiation { msg, src, .. },
-                ..
-            }) => assert_eq!((src, msg[100]), ("10.0.0.1:1".parse().unwrap(), 3)),
-            _ => panic!("expected the replaced initiation"),
-        }
+        assert_eq!(queue.incoming_depth(), 2);
+        let order: Vec<u8> = (0..2)
+            .map(|_| next_incoming(&queue, t1, &none()).unwrap().1)
+            .collect();
+        assert_eq!(order, [1, 2], "first in, first out");
     }
 
     #[test]
@@ -481,16 +561,50 @@ mod tests {
             queue.push_incoming(initiation_from("10.0.0.2:1", 50), t0),
             Pushed::Queued
         );
-        // A fifth port of the same address replaces that address's oldest entry.
+        // A fifth port of the same address is refused; what waits stays.
         assert_eq!(
             queue.push_incoming(initiation_from("10.0.0.1:99", 99), t0),
-            Pushed::Replaced
+            Pushed::AddressFull
         );
         assert_eq!(queue.incoming_depth(), MAX_PER_ADDRESS + 1);
         let order: Vec<u8> = (0..=MAX_PER_ADDRESS)
             .map(|_| next_incoming(&queue, t0, &none()).unwrap().1)
             .collect();
-        assert_eq!(order, [99, 2, 3, 4, 50]);
+        assert_eq!(order, [1, 2, 3, 4, 50]);
+    }
+
+    /// The places of a spoofed address filled with garbage before load set in do not lock its
+    /// real owner out: its retry carries the cookie's mac2 and takes an unproven one's place.
+    #[test]
+    fn a_proven_initiation_takes_an_unproven_ones_place_in_a_full_address() {
+        let queue = JobQueue::new();
+        let t0 = Instant::now();
+        for port in 1..=MAX_PER_ADDRESS as u8 {
+            queue.push_incoming(initiation_from("10.0.0.1:1", port), t0);
+        }
+        assert!(!queue.under_load(t0));
+        assert_eq!(
+            queue.push_incoming(initiation_from("10.0.0.1:1", 50), t0),
+            Pushed::AddressFull
+        );
+        assert!(queue.under_load(t0), "a full address is load");
+        assert_eq!(
+            queue.push_incoming_from(initiation_from("10.0.0.1:1", 99), t0, true),
+            Pushed::DisplacedUnproven
+        );
+        assert_eq!(queue.incoming_depth(), MAX_PER_ADDRESS);
+        let order: Vec<u8> = (0..MAX_PER_ADDRESS)
+            .map(|_| next_incoming(&queue, t0, &none()).unwrap().1)
+            .collect();
+        assert_eq!(order, [2, 3, 4, 99]);
+        // Proven ones are never displaced.
+        for tag in 1..=MAX_PER_ADDRESS as u8 {
+            queue.push_incoming_from(initiation_from("10.0.0.1:1", tag), t0, true);
+        }
+        assert_eq!(
+            queue.push_incoming_from(initiation_from("10.0.0.1:1", 9), t0, true),
+            Pushed::AddressFull
+        );
     }
 
     fn peer_state() -> Arc<PeerState> {
@@ -549,10 +663,10 @@ mod tests {
             queue.push_incoming(initiation_from("10.9.9.9:1", 0), t0),
             Pushed::Full
         );
-        // A retry of a queued source still takes its place.
+        // A retry of a queued source takes no one's place either.
         assert_eq!(
             queue.push_incoming(initiation_from("10.0.0.1:1", 0), t0),
-            Pushed::Replaced
+            Pushed::Full
         );
     }
 }

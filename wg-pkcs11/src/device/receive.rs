@@ -364,17 +364,21 @@ impl Receiver {
                 };
                 if !shared.cookies.check_mac1(buf) {
                     shared.counters.discard(DropReason::Mac1);
-                } else if let Err(reason) = self.admit(buf, src, now) {
-                    shared.counters.discard(reason);
                 } else {
-                    let local = self.local;
-                    match shared
-                        .jobs
-                        .push_incoming(Job::Initiation { msg, src, local }, now)
-                    {
-                        Pushed::Queued => {}
-                        Pushed::Replaced => shared.counters.discard(DropReason::Stale),
-                        Pushed::Full => shared.counters.discard(DropReason::QueueFull),
+                    match self.admit(buf, src, now) {
+                        Err(reason) => shared.counters.discard(reason),
+                        Ok(proven) => {
+                            let local = self.local;
+                            let job = Job::Initiation { msg, src, local };
+                            match shared.jobs.push_incoming_from(job, now, proven) {
+                                Pushed::Queued => {}
+                                // One message left the queue: this one, or (displaced) an
+                                // unproven one from its address.
+                                Pushed::DisplacedUnproven | Pushed::AddressFull | Pushed::Full => {
+                                    shared.counters.discard(DropReason::QueueFull)
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -390,18 +394,20 @@ impl Receiver {
                     .is_none()
                 {
                     shared.counters.discard(DropReason::UnknownIndex);
-                } else if let Err(reason) = self.admit(buf, src, now) {
-                    shared.counters.discard(reason);
-                } else if shared.jobs.push_incoming(
-                    Job::Response {
-                        msg,
-                        src,
-                        local: self.local,
-                    },
-                    now,
-                ) == Pushed::Full
-                {
-                    shared.counters.discard(DropReason::QueueFull);
+                } else {
+                    match self.admit(buf, src, now) {
+                        Err(reason) => shared.counters.discard(reason),
+                        Ok(proven) => {
+                            let job = Job::Response {
+                                msg,
+                                src,
+                                local: self.local,
+                            };
+                            if shared.jobs.push_incoming_from(job, now, proven) != Pushed::Queued {
+                                shared.counters.discard(DropReason::QueueFull);
+                            }
+                        }
+                    }
                 }
             }
             Some(MessageType::CookieReply) => {
@@ -420,13 +426,14 @@ impl Receiver {
     }
 
     /// Whether a handshake message (mac1 already valid) may enter the
-    /// worker's queue. Under load it needs a valid mac2 (else it gets a
+    /// worker's queue, and whether it carries a valid mac2 (its sender received
+    /// our cookie at `src`). Under load it needs that mac2 (else it gets a
     /// cookie reply and costs no token operation), and its source must stay
     /// under the per-address rate.
-    fn admit(&mut self, buf: &[u8], src: SocketAddr, now: Instant) -> Result<(), DropReason> {
+    fn admit(&mut self, buf: &[u8], src: SocketAddr, now: Instant) -> Result<bool, DropReason> {
         let shared = &*self.shared;
         if !shared.jobs.under_load(now) {
-            return Ok(());
+            return Ok(shared.cookies.check_mac2(buf, src, now));
         }
         if !shared.cookies.check_mac2(buf, src, now) {
             if let Some(reply) = shared.cookies.create_cookie_reply(buf, src, now) {
@@ -446,7 +453,7 @@ impl Receiver {
         if !self.limiter.allow(src.ip(), now) {
             return Err(DropReason::RateLimited);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// A transport message that authenticated (`n` plaintext bytes at buf[16..]) and whose

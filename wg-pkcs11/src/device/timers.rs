@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::counters::DropReason;
+use super::route_watch::RouteWatch;
 use super::{PeerState, Shared, TIMER_TICK};
 use crate::noise::TRANSPORT_OVERHEAD;
 
@@ -16,10 +17,25 @@ const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(shared: Arc<Shared>) {
     let mut last_summary = (Instant::now(), shared.counters.snapshot());
+    // Opened in this thread, which is in the device's network namespace.
+    let mut routes = RouteWatch::open()
+        .map_err(|e| {
+            log::warn!(
+                "{}: no route change notifications ({e}): sticky sources are kept across \
+                 route changes",
+                shared.tun.name()
+            )
+        })
+        .ok();
     loop {
         std::thread::park_timeout(TIMER_TICK);
         if shared.stopping() {
             return;
+        }
+        if let Some(watch) = routes.as_mut() {
+            if watch.changed() {
+                recheck_sticky_sources(&shared, watch);
+            }
         }
         if last_summary.0.elapsed() >= SUMMARY_INTERVAL {
             let now = shared.counters.snapshot();
@@ -40,13 +56,13 @@ pub(crate) fn run(shared: Arc<Shared>) {
         for state in states {
             let actions = state.peer.tick(&shared.index, now);
             if actions.send_initiation {
+                // (`tick` has forgotten the sticky source: perhaps it is the trouble.)
                 if actions.initiation_is_retry {
                     state.initiation_is_retry.store(true, Ordering::Release);
-                    // Unanswered: perhaps our source address is the trouble. Let the OS choose
-                    // (the kernel's wg_expired_retransmit_handshake does the same).
-                    state.peer.sticky_source().clear();
+                    shared.queue_initiation(&state);
+                } else {
+                    shared.request_initiation(&state);
                 }
-                shared.request_initiation(&state);
             }
             if actions.send_keepalive {
                 // Without a session a keepalive means a handshake (as the kernel does).
@@ -71,8 +87,36 @@ pub(crate) fn run(shared: Arc<Shared>) {
     }
 }
 
+/// The routes changed: a peer whose endpoint is now routed through another interface than the
+/// one its sticky source was learned on (or not at all) forgets it, and the OS chooses the
+/// source again, as the kernel's send4/send6 do when the route's device is not `src_if`.
+fn recheck_sticky_sources(shared: &Shared, watch: &mut RouteWatch) {
+    let states: Vec<Arc<PeerState>> = shared.peers.read().by_key.values().cloned().collect();
+    let fwmark = shared.udp.fwmark();
+    for state in states {
+        let sticky = state.peer.sticky_source();
+        let Some((remote, local)) = sticky.learned() else {
+            continue;
+        };
+        if local.ifindex == 0 {
+            continue;
+        }
+        match watch.route_interface(remote.ip(), fwmark) {
+            Ok(Some(oif)) if oif == local.ifindex => {}
+            Ok(_) => {
+                log::debug!(
+                    "the route to {remote} moved off interface {}: the OS chooses the source",
+                    local.ifindex
+                );
+                sticky.forget(remote, local);
+            }
+            Err(e) => log::debug!("route to {remote}: {e}"),
+        }
+    }
+}
+
 /// An empty transport packet on the current session, if there is one.
-pub(crate) fn send_keepalive(shared: &Shared, state: &PeerState, now: Instant) {
+pub(crate) fn send_keepalive(shared: &Shared, state: &Arc<PeerState>, now: Instant) {
     let (Some(keypair), Some(endpoint)) = (state.peer.current_keypair(now), state.peer.endpoint())
     else {
         return;
@@ -85,7 +129,10 @@ pub(crate) fn send_keepalive(shared: &Shared, state: &PeerState, now: Instant) {
                     .counters
                     .keepalives_sent
                     .fetch_add(1, Ordering::Relaxed);
-                state.peer.sent_transport(&keypair, n, true, now);
+                // A keepalive on an old initiator session starts the rekey, as data would.
+                if state.peer.sent_transport(&keypair, n, true, now) {
+                    shared.request_initiation(state);
+                }
             } else {
                 shared.counters.discard(DropReason::SendError);
             }
