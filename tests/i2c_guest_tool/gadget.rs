@@ -83,6 +83,7 @@ pub fn run(relay_address: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot open {EP0} (gadgetfs mounted, dummy_hcd loaded?): {e}"))?;
     ep0.write_all(&descriptors())
         .map_err(|e| format!("{EP0} refused the descriptors: {e}"))?;
+    run_first()?;
     eprintln!("gadget: i2c-tiny-usb {VENDOR_ID:04x}:{PRODUCT_ID:04x} on {EP0}");
     let mut status = STATUS_IDLE;
     let mut events = [0u8; EVENT_SIZE * 8];
@@ -115,6 +116,24 @@ pub fn run(relay_address: &str) -> Result<(), String> {
             }
         }
     }
+}
+
+/// gadgetfs completes the data stage of a control OUT request (an I2C write) before this
+/// program has read the data; the host driver then sends CMD_GET_STATUS at the controller's
+/// next tick, and if that SETUP arrives before the data was read, gadgetfs drops the data
+/// (EIDRM). Real-time priority makes this program read the data as soon as its SETUP event
+/// wakes it, well within that tick.
+fn run_first() -> Result<(), String> {
+    let param = libc::sched_param { sched_priority: 50 };
+    // SAFETY: sched_setscheduler(2) on this process with a valid, initialised sched_param.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if r != 0 {
+        return Err(format!(
+            "cannot run at real-time priority: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 fn handle(

@@ -138,6 +138,16 @@ impl I2cGuest {
         )
     }
 
+    /// Panics with `message`, the gadget's log and the guest kernel's last messages (USB and
+    /// i2c-tiny-usb errors land there), and the console.
+    pub fn fail(&self, message: &str) -> ! {
+        let diagnostics = self
+            .vm
+            .run("echo '--- the gadget:'; cat /tmp/gadget.log; echo '--- dmesg:'; dmesg | tail -40")
+            .output;
+        self.vm.fail(&format!("{message}\n{diagnostics}"))
+    }
+
     /// Empties the kernel's trace buffer (the i2c tracepoints stay enabled).
     pub fn clear_trace(&self) {
         self.vm.run_ok("echo > /sys/kernel/tracing/trace");
@@ -188,7 +198,15 @@ fn setup_script(relay_address: &str) -> String {
     format!(
         r#"set -u
 # Some dependencies may be loaded already (the VM's own modules): insmod's "File exists".
-while read -r m; do insmod "$m" 2>/dev/null || true; done < /i2c/modules.list
+# usbcore without autosuspend: an adapter idle for 2 s would otherwise be suspended, which
+# gadgetfs reports to its program as a disconnect.
+while read -r m; do
+    case "$m" in
+        */usbcore.ko) insmod "$m" autosuspend=-1 2>/dev/null || true ;;
+        *) insmod "$m" 2>/dev/null || true ;;
+    esac
+done < /i2c/modules.list
+[ "$(cat /sys/module/usbcore/parameters/autosuspend)" = -1 ] || {{ echo 'usbcore autosuspends'; exit 1; }}
 for n in {wanted}; do
     grep -q "^$n " /proc/modules || {{ echo "module $n did not load:"; insmod /i2c/modules/*/$n.ko; dmesg | tail -20; exit 1; }}
 done

@@ -4,7 +4,8 @@
 //! real bus where every message starts with the address byte the chip may NACK.
 //!
 //! Faults the chip itself does not make are made here, outside it: a chip that stops answering
-//! (every message NACKed).
+//! (every message NACKed), and reads cut short (the chip stops driving SDA halfway through a
+//! frame: the host still clocks every byte it asked for and reads the rest as 0xFF).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -30,8 +31,13 @@ pub struct RelayedChip {
     chip: Mutex<VirtualSe050>,
     faults: FaultHandle,
     silent: AtomicBool,
+    /// Frame bodies (reads longer than a header) still to cut short.
+    cut_reads: AtomicU64,
     pub counts: RelayCounts,
 }
+
+/// The T=1 frame header the host reads first (NAD, PCB, LEN); longer reads are frame bodies.
+const HEADER_LEN: usize = 3;
 
 impl RelayedChip {
     pub fn new(chip: VirtualSe050) -> Arc<RelayedChip> {
@@ -40,6 +46,7 @@ impl RelayedChip {
             chip: Mutex::new(chip),
             faults,
             silent: AtomicBool::new(false),
+            cut_reads: AtomicU64::new(0),
             counts: RelayCounts::default(),
         })
     }
@@ -52,6 +59,16 @@ impl RelayedChip {
     /// A chip that stops answering: every message NACKed until `set_silent(false)`.
     pub fn set_silent(&self, silent: bool) {
         self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// The next `n` frame bodies the host reads come with their second half lost (0xFF).
+    pub fn cut_next_reads(&self, n: u64) {
+        self.cut_reads.store(n, Ordering::SeqCst);
+    }
+
+    /// Frame bodies still to be cut short.
+    pub fn reads_left_to_cut(&self) -> u64 {
+        self.cut_reads.load(Ordering::SeqCst)
     }
 
     /// Address NACKs given so far (busy chip, storms, silence).
@@ -82,6 +99,14 @@ impl RelayedChip {
         };
         if !acked {
             buf.fill(0xff);
+        } else if buf.len() > HEADER_LEN
+            && self
+                .cut_reads
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            let half = buf.len() / 2;
+            buf[half..].fill(0xff);
         }
         self.count(acked)
     }
