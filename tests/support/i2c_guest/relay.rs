@@ -31,6 +31,8 @@ pub struct RelayedChip {
     chip: Mutex<VirtualSe050>,
     faults: FaultHandle,
     silent: AtomicBool,
+    /// Bytes whose write (a command carrying them) makes the chip go silent once ACKed.
+    silence_after: Mutex<Option<Vec<u8>>>,
     /// Frame bodies (reads longer than a header) still to cut short.
     cut_reads: AtomicU64,
     pub counts: RelayCounts,
@@ -46,6 +48,7 @@ impl RelayedChip {
             chip: Mutex::new(chip),
             faults,
             silent: AtomicBool::new(false),
+            silence_after: Mutex::new(None),
             cut_reads: AtomicU64::new(0),
             counts: RelayCounts::default(),
         })
@@ -58,7 +61,20 @@ impl RelayedChip {
 
     /// A chip that stops answering: every message NACKed until `set_silent(false)`.
     pub fn set_silent(&self, silent: bool) {
+        if !silent {
+            *self.silence_after.lock().unwrap() = None;
+        }
         self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// The chip stops answering right after it accepted a frame containing `marker` (the
+    /// command is on the chip, its answer never comes).
+    pub fn go_silent_after_write_of(&self, marker: &[u8]) {
+        *self.silence_after.lock().unwrap() = Some(marker.to_vec());
+    }
+
+    pub fn is_silent(&self) -> bool {
+        self.silent.load(Ordering::SeqCst)
     }
 
     /// The next `n` frame bodies the host reads come with their second half lost (0xFF).
@@ -88,6 +104,16 @@ impl RelayedChip {
                 chip.write(address, data).is_ok()
             }
         };
+        if acked {
+            let mut marker = self.silence_after.lock().unwrap();
+            if marker
+                .as_deref()
+                .is_some_and(|m| data.windows(m.len()).any(|w| w == m))
+            {
+                *marker = None;
+                self.silent.store(true, Ordering::SeqCst);
+            }
+        }
         self.count(acked)
     }
 
