@@ -119,10 +119,11 @@ pub fn run(relay_address: &str) -> Result<(), String> {
 }
 
 /// gadgetfs completes the data stage of a control OUT request (an I2C write) before this
-/// program has read the data; the host driver then sends CMD_GET_STATUS at the controller's
-/// next tick, and if that SETUP arrives before the data was read, gadgetfs drops the data
-/// (EIDRM). Real-time priority makes this program read the data as soon as its SETUP event
-/// wakes it, well within that tick.
+/// program has read the data, and the host driver then sends CMD_GET_STATUS; if that SETUP
+/// reaches gadgetfs before the data was read, gadgetfs drops the data (EIDRM) and its ep0 stays
+/// busy for good. At real-time priority on the guest's one CPU (qemu -smp 1) this program runs
+/// before the host driver's thread can submit the next request, and it blocks only after it
+/// has the data (waiting for the relay), so that order cannot happen.
 fn run_first() -> Result<(), String> {
     let param = libc::sched_param { sched_priority: 50 };
     // SAFETY: sched_setscheduler(2) on this process with a valid, initialised sched_param.
