@@ -1,12 +1,15 @@
-//! The device side of an i2c-tiny-usb adapter, as a gadgetfs program on the guest's dummy_hcd
-//! (an emulated USB host and device controller joined inside the guest's kernel). The guest's
-//! own i2c-tiny-usb driver binds to it and registers a real I2C adapter, so that `/dev/i2c-N`,
+//! The device side of a USB I2C adapter, as a gadgetfs program on the guest's dummy_hcd (an
+//! emulated USB host and device controller joined inside the guest's kernel). The guest's own
+//! driver for that adapter binds to it and registers a real I2C adapter, so that `/dev/i2c-N`,
 //! i2c-dev, the i2c core and its tracepoints are the kernel's own code; each I2C message the
 //! driver sends is relayed to the host, where the virtual SE050 answers it.
 //!
-//! The protocol is the one drivers/i2c/busses/i2c-tiny-usb.c speaks: vendor control requests on
-//! endpoint 0, wIndex the 7-bit address, wValue the message flags, one message per request,
-//! each followed by CMD_GET_STATUS (address ACKed or NAKed).
+//! Two adapters, both speaking vendor control requests on endpoint 0 (wIndex the 7-bit
+//! address, wValue the message flags, one message per request, then a status request):
+//! - `osif`: RobotFuzz OSIF (drivers/i2c/busses/i2c-robotfuzz-osif.c), whose driver reports an
+//!   address NACK as EREMOTEIO, as the Raspberry Pi's i2c-bcm2835 does;
+//! - `tiny-usb`: i2c-tiny-usb (drivers/i2c/busses/i2c-tiny-usb.c), which says ENXIO, as most
+//!   bus drivers do.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -18,20 +21,58 @@ use crate::relay_wire::{ACK, NAK, READ, WRITE};
 /// gadgetfs names ep0's file after the device controller.
 const EP0: &str = "/dev/gadget/dummy_udc";
 
-/// One of the IDs i2c-tiny-usb binds to (EZPrototypes' i2c-tiny-usb).
-const VENDOR_ID: u16 = 0x1c40;
-const PRODUCT_ID: u16 = 0x0534;
+/// Which adapter this program is.
+#[derive(Clone, Copy)]
+pub enum Adapter {
+    Osif,
+    TinyUsb,
+}
 
-const CMD_ECHO: u8 = 0;
-const CMD_GET_FUNC: u8 = 1;
-const CMD_SET_DELAY: u8 = 2;
-const CMD_GET_STATUS: u8 = 3;
-const CMD_I2C_IO: u8 = 4;
-const STATUS_IDLE: u8 = 0;
-const STATUS_ADDRESS_ACK: u8 = 1;
-const STATUS_ADDRESS_NAK: u8 = 2;
+impl Adapter {
+    pub fn parse(name: &str) -> Result<Adapter, String> {
+        match name {
+            "osif" => Ok(Adapter::Osif),
+            "tiny-usb" => Ok(Adapter::TinyUsb),
+            other => Err(format!("unknown adapter {other:?} (osif or tiny-usb)")),
+        }
+    }
+
+    /// The USB IDs its driver binds to.
+    fn ids(self) -> (u16, u16) {
+        match self {
+            Adapter::Osif => (0x1964, 0x0001),
+            // EZPrototypes' i2c-tiny-usb
+            Adapter::TinyUsb => (0x1c40, 0x0534),
+        }
+    }
+
+    /// The status byte for an address ACKed or NAKed.
+    fn status(self, acked: bool) -> u8 {
+        match (self, acked) {
+            (Adapter::Osif, true) => 0,
+            (Adapter::Osif, false) => 2,
+            (Adapter::TinyUsb, true) => 1,
+            (Adapter::TinyUsb, false) => 2,
+        }
+    }
+}
+
+// i2c-tiny-usb's requests
+const TINY_ECHO: u8 = 0;
+const TINY_GET_FUNC: u8 = 1;
+const TINY_SET_DELAY: u8 = 2;
+const TINY_GET_STATUS: u8 = 3;
+const TINY_I2C_IO: u8 = 4; // | BEGIN (1) | END (2)
+                           // RobotFuzz OSIF's requests
+const OSIF_READ: u8 = 20;
+const OSIF_WRITE: u8 = 21;
+const OSIF_STOP: u8 = 22;
+const OSIF_STATUS: u8 = 23;
+const OSIF_SET_BIT_RATE: u8 = 24;
+
 const I2C_M_RD: u16 = 0x0001;
-/// I2C_FUNC_I2C | I2C_FUNC_SMBUS_EMUL (include/uapi/linux/i2c.h).
+/// I2C_FUNC_I2C | I2C_FUNC_SMBUS_EMUL (include/uapi/linux/i2c.h), for i2c-tiny-usb's
+/// GET_FUNC (the OSIF driver says the same by itself).
 const FUNCTIONALITY: u32 = 0x0000_0001 | 0x0eff_0008;
 
 const USB_DIR_IN: u8 = 0x80;
@@ -48,15 +89,16 @@ const EVENT_SIZE: usize = 12;
 /// What ep0 is configured with: tag 0, the full-speed configuration (one vendor-specific
 /// interface, no endpoints: i2c-tiny-usb uses control transfers only), the device descriptor.
 /// The vendor-specific device class makes gadgetfs hand every vendor request to this program.
-fn descriptors() -> Vec<u8> {
+fn descriptors(adapter: Adapter) -> Vec<u8> {
     let mut out = vec![0, 0, 0, 0];
     // configuration: wTotalLength 18, 1 interface, value 1, self-powered, 100 mA
     out.extend_from_slice(&[9, 2, 18, 0, 1, 1, 0, 0xc0, 50]);
     // interface 0, alt 0, no endpoints, class 0xff
     out.extend_from_slice(&[9, 4, 0, 0, 0, 0xff, 0, 0, 0]);
     // device: USB 2.0, class 0xff, ep0 64 bytes, the IDs, release 1.00, no strings, 1 config
-    let [vl, vh] = VENDOR_ID.to_le_bytes();
-    let [pl, ph] = PRODUCT_ID.to_le_bytes();
+    let (vendor, product) = adapter.ids();
+    let [vl, vh] = vendor.to_le_bytes();
+    let [pl, ph] = product.to_le_bytes();
     out.extend_from_slice(&[
         18, 1, 0x00, 0x02, 0xff, 0, 0, 64, vl, vh, pl, ph, 0x00, 0x01, 0, 0, 0, 1,
     ]);
@@ -72,7 +114,7 @@ struct Setup {
 }
 
 /// Serves the adapter until the relay or ep0 fails.
-pub fn run(relay_address: &str) -> Result<(), String> {
+pub fn run(adapter: Adapter, relay_address: &str) -> Result<(), String> {
     let mut relay = TcpStream::connect(relay_address)
         .map_err(|e| format!("cannot reach the relay at {relay_address}: {e}"))?;
     relay.set_nodelay(true).ok();
@@ -81,11 +123,12 @@ pub fn run(relay_address: &str) -> Result<(), String> {
         .write(true)
         .open(EP0)
         .map_err(|e| format!("cannot open {EP0} (gadgetfs mounted, dummy_hcd loaded?): {e}"))?;
-    ep0.write_all(&descriptors())
+    ep0.write_all(&descriptors(adapter))
         .map_err(|e| format!("{EP0} refused the descriptors: {e}"))?;
     run_first()?;
-    eprintln!("gadget: i2c-tiny-usb {VENDOR_ID:04x}:{PRODUCT_ID:04x} on {EP0}");
-    let mut status = STATUS_IDLE;
+    let (vendor, product) = adapter.ids();
+    eprintln!("gadget: {vendor:04x}:{product:04x} on {EP0}");
+    let mut status = 0;
     let mut events = [0u8; EVENT_SIZE * 8];
     loop {
         let n = match ep0.read(&mut events) {
@@ -104,7 +147,7 @@ pub fn run(relay_address: &str) -> Result<(), String> {
                         index: u16::from_le_bytes([event[4], event[5]]),
                         length: u16::from_le_bytes([event[6], event[7]]),
                     };
-                    if let Err(e) = handle(&mut ep0, &mut relay, &setup, &mut status) {
+                    if let Err(e) = handle(adapter, &mut ep0, &mut relay, &setup, &mut status) {
                         // A failed control transfer is the host driver's to report (-EIO);
                         // the adapter itself goes on.
                         eprintln!("gadget: request {:#04x}: {e}", setup.request);
@@ -138,6 +181,7 @@ fn run_first() -> Result<(), String> {
 }
 
 fn handle(
+    adapter: Adapter,
     ep0: &mut File,
     relay: &mut TcpStream,
     setup: &Setup,
@@ -152,44 +196,54 @@ fn handle(
             ack(ep0)
         };
     }
-    match setup.request {
-        CMD_ECHO if device_to_host => answer(ep0, &setup.value.to_le_bytes(), setup.length),
-        CMD_GET_FUNC if device_to_host => answer(ep0, &FUNCTIONALITY.to_le_bytes(), setup.length),
-        CMD_SET_DELAY if !device_to_host => ack(ep0),
-        CMD_GET_STATUS if device_to_host => answer(ep0, &[*status], setup.length),
-        request if request & !3 == CMD_I2C_IO => {
-            let address = (setup.index & 0x7f) as u8;
-            let len = setup.length as usize;
-            if setup.value & I2C_M_RD != 0 {
-                let (acked, data) = relay_read(relay, address, len)?;
-                *status = if acked {
-                    STATUS_ADDRESS_ACK
-                } else {
-                    STATUS_ADDRESS_NAK
-                };
-                answer(ep0, &data, setup.length)
-            } else {
-                let data = if len > 0 {
-                    let mut buf = vec![0u8; len];
-                    let got = ep0
-                        .read(&mut buf)
-                        .map_err(|e| format!("reading the write's data: {e}"))?;
-                    buf.truncate(got);
-                    buf
-                } else {
-                    ack(ep0)?;
-                    Vec::new()
-                };
-                let acked = relay_write(relay, address, &data)?;
-                *status = if acked {
-                    STATUS_ADDRESS_ACK
-                } else {
-                    STATUS_ADDRESS_NAK
-                };
-                Ok(())
-            }
+    let message = match (adapter, setup.request) {
+        (Adapter::TinyUsb, request) if request & !3 == TINY_I2C_IO => true,
+        (Adapter::Osif, OSIF_READ | OSIF_WRITE) => true,
+        _ => false,
+    };
+    if message {
+        let acked = relay_message(ep0, relay, setup)?;
+        *status = adapter.status(acked);
+        return Ok(());
+    }
+    match (adapter, setup.request, device_to_host) {
+        (Adapter::TinyUsb, TINY_ECHO, true) => {
+            answer(ep0, &setup.value.to_le_bytes(), setup.length)
         }
+        (Adapter::TinyUsb, TINY_GET_FUNC, true) => {
+            answer(ep0, &FUNCTIONALITY.to_le_bytes(), setup.length)
+        }
+        (Adapter::TinyUsb, TINY_GET_STATUS, true) | (Adapter::Osif, OSIF_STATUS, true) => {
+            answer(ep0, &[*status], setup.length)
+        }
+        (Adapter::TinyUsb, TINY_SET_DELAY, false)
+        | (Adapter::Osif, OSIF_SET_BIT_RATE | OSIF_STOP, false) => ack(ep0),
         _ => stall(ep0, device_to_host),
+    }
+}
+
+/// One I2C message: a read answered with what the chip sent (0xFF after a NACK, as an idle bus
+/// reads), a write's data collected and handed on. Returns whether the address was ACKed.
+fn relay_message(ep0: &mut File, relay: &mut TcpStream, setup: &Setup) -> Result<bool, String> {
+    let address = (setup.index & 0x7f) as u8;
+    let len = setup.length as usize;
+    if setup.value & I2C_M_RD != 0 {
+        let (acked, data) = relay_read(relay, address, len)?;
+        answer(ep0, &data, setup.length)?;
+        Ok(acked)
+    } else {
+        let data = if len > 0 {
+            let mut buf = vec![0u8; len];
+            let got = ep0
+                .read(&mut buf)
+                .map_err(|e| format!("reading the write's data: {e}"))?;
+            buf.truncate(got);
+            buf
+        } else {
+            ack(ep0)?;
+            Vec::new()
+        };
+        relay_write(relay, address, &data)
     }
 }
 

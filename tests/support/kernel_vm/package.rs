@@ -33,8 +33,14 @@ pub const GUEST_MODULES: &[&str] = &[
 ];
 
 /// Modules kept in the cache entry besides `GUEST_MODULES`, loaded by tests that ask for them
-/// (tests/support/i2c_guest: a USB I2C adapter on an emulated USB bus, and i2c-dev).
-pub const EXTRA_CACHED_MODULES: &[&str] = &["dummy_hcd", "gadgetfs", "i2c_tiny_usb", "i2c_dev"];
+/// (tests/support/i2c_guest: USB I2C adapters on an emulated USB bus, and i2c-dev).
+pub const EXTRA_CACHED_MODULES: &[&str] = &[
+    "dummy_hcd",
+    "gadgetfs",
+    "i2c_robotfuzz_osif",
+    "i2c_tiny_usb",
+    "i2c_dev",
+];
 
 fn cached_modules() -> Vec<&'static str> {
     GUEST_MODULES
