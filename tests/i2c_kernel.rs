@@ -33,6 +33,7 @@ fn guest() -> MutexGuard<'static, &'static I2cGuest> {
     let guard = turn.lock().unwrap_or_else(|p| p.into_inner());
     guard.chip.faults().clear();
     guard.chip.set_silent(false);
+    guard.chip.cut_next_reads(0);
     guard
 }
 

@@ -263,6 +263,9 @@ fn setup_script() -> String {
     let wanted = EXTRA_CACHED_MODULES.join(" ");
     format!(
         r#"set -u
+# The gadget's real-time priority keeps gadgetfs from losing a write only on one CPU (see
+# tests/i2c_guest_tool/gadget.rs, run_first).
+[ "$(nproc)" = 1 ] || {{ echo "the guest has $(nproc) CPUs: the USB gadget needs exactly one"; exit 1; }}
 # Some dependencies may be loaded already (the VM's own modules): insmod's "File exists".
 # usbcore without autosuspend: an adapter idle for 2 s would otherwise be suspended, which
 # gadgetfs reports to its program as a disconnect.
