@@ -91,12 +91,7 @@ impl I2c for Se050Bus {
                 LinuxI2CError::Errno(n) => Some(*n),
                 LinuxI2CError::Io(io) => io.raw_os_error(),
             };
-            let kind = match errno {
-                Some(libc::ENXIO) | Some(libc::EREMOTEIO) => {
-                    ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
-                }
-                _ => e.kind(),
-            };
+            let kind = kind_of_errno(errno, e.kind());
             BusError {
                 kind,
                 message: format!("{} at address {address:#04x}: {e}", self.path.display()),
@@ -105,9 +100,35 @@ impl I2c for Se050Bus {
     }
 }
 
+/// What an I2C_RDWR failure means to the link: an address NACK ("busy, poll again") for the
+/// errnos bus drivers give it (ENXIO: most drivers, i2c-tiny-usb among them; EREMOTEIO: the
+/// Raspberry Pi's i2c-bcm2835), else `otherwise` (linux-embedded-hal's reading).
+fn kind_of_errno(errno: Option<i32>, otherwise: ErrorKind) -> ErrorKind {
+    match errno {
+        Some(libc::ENXIO) | Some(libc::EREMOTEIO) => {
+            ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
+        }
+        _ => otherwise,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_nacks_of_every_known_driver_read_as_busy() {
+        let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
+        // What the kernel route of tests/i2c_kernel.rs gives (i2c-tiny-usb), and the Pi's.
+        assert_eq!(kind_of_errno(Some(libc::ENXIO), ErrorKind::Other), nack);
+        assert_eq!(kind_of_errno(Some(libc::EREMOTEIO), ErrorKind::Other), nack);
+        // Anything else keeps its own meaning: a bus error is no reason to poll.
+        assert_eq!(
+            kind_of_errno(Some(libc::EIO), ErrorKind::Bus),
+            ErrorKind::Bus
+        );
+        assert_eq!(kind_of_errno(None, ErrorKind::Other), ErrorKind::Other);
+    }
 
     #[test]
     fn missing_bus_is_named_with_a_hint() {

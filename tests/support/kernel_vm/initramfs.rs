@@ -60,7 +60,7 @@ pub fn build(kernel: &KernelPackage, network: &GuestNetwork, path: &Path) {
         .unwrap_or_else(|e| panic!("cannot write the initramfs {}: {e}", path.display()));
 }
 
-fn read(path: &Path) -> Vec<u8> {
+pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| {
         panic!(
             "cannot read {} for the kernel VM's initramfs: {e} (scripts/install-deps installs \
@@ -72,7 +72,7 @@ fn read(path: &Path) -> Vec<u8> {
 
 /// Adds `program` at the same path, and every library `ldd` resolves for it (the dynamic loader
 /// included) at the path `ldd` names, so the guest's loader finds them where the host's does.
-fn add_with_libraries(cpio: &mut Cpio, program: &Path) {
+pub fn add_with_libraries(cpio: &mut Cpio, program: &Path) {
     let name = program.display().to_string();
     cpio.add_file(&name, read(program), 0o755);
     let out = Command::new("ldd")

@@ -32,6 +32,24 @@ pub const GUEST_MODULES: &[&str] = &[
     "wireguard",
 ];
 
+/// Modules kept in the cache entry besides `GUEST_MODULES`, loaded by tests that ask for them
+/// (tests/support/i2c_guest: USB I2C adapters on an emulated USB bus, and i2c-dev).
+pub const EXTRA_CACHED_MODULES: &[&str] = &[
+    "dummy_hcd",
+    "gadgetfs",
+    "i2c_robotfuzz_osif",
+    "i2c_tiny_usb",
+    "i2c_dev",
+];
+
+fn cached_modules() -> Vec<&'static str> {
+    GUEST_MODULES
+        .iter()
+        .chain(EXTRA_CACHED_MODULES)
+        .copied()
+        .collect()
+}
+
 /// An unpacked kernel: its image and modules.
 pub struct KernelPackage {
     /// `linux-image-6.1.0-57-amd64`
@@ -132,7 +150,7 @@ impl KernelPackage {
     fn is_complete(&self) -> bool {
         self.vmlinuz().is_file()
             && self.dir.join("modules.dep").is_file()
-            && load_order(&self.modules_dep(), GUEST_MODULES)
+            && load_order(&self.modules_dep(), &cached_modules())
                 .iter()
                 .all(|m| self.dir.join(m).is_file())
     }
@@ -178,7 +196,7 @@ impl KernelPackage {
         );
         copy(&modules.join("modules.dep"), &staged.join("modules.dep"));
         let dep = parse_modules_dep(&std::fs::read_to_string(staged.join("modules.dep")).unwrap());
-        for module in load_order(&dep, GUEST_MODULES) {
+        for module in load_order(&dep, &cached_modules()) {
             copy(&modules.join(&module), &staged.join(&module));
         }
         if self.dir.exists() && !self.is_complete() {

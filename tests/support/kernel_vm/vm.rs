@@ -86,6 +86,12 @@ impl KernelVm {
 
     /// Boots a VM of its own (tests that need a fresh kernel; most use `shared`).
     pub fn boot() -> KernelVm {
+        Self::boot_with_extra_initramfs(&|_| Vec::new())
+    }
+
+    /// Boots a VM of its own whose initramfs has, after the usual one, the cpio archive `extra`
+    /// makes from the kernel package (the kernel unpacks concatenated archives in turn).
+    pub fn boot_with_extra_initramfs(extra: &dyn Fn(&KernelPackage) -> Vec<u8>) -> KernelVm {
         crate::netns::require_root();
         let kernel = KernelPackage::get();
         let dir = tempfile::Builder::new()
@@ -100,6 +106,15 @@ impl KernelVm {
             },
             &initrd,
         );
+        let more = extra(&kernel);
+        if !more.is_empty() {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&initrd)
+                .and_then(|mut f| f.write_all(&more))
+                .unwrap_or_else(|e| panic!("cannot extend {}: {e}", initrd.display()));
+        }
 
         let switch = Netns::new("kvm");
         switch.run(["ip", "link", "add", "br0", "type", "bridge"]);
