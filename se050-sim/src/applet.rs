@@ -39,6 +39,17 @@ pub const VIRTUAL_VERSION: AppletVersion = AppletVersion {
     securebox_minor: 11,
 };
 
+/// An SE050E's applet as NXP's logged SELECT answers it (07 02 00 3F 9F FF FF): 7.2.0, the
+/// layouts of applet 7.2 (ReadObjectAttributes' TAG_3, the 7.x attested read).
+pub const VIRTUAL_VERSION_7_2: AppletVersion = AppletVersion {
+    major: 7,
+    minor: 2,
+    patch: 0,
+    config: 0x3F9F,
+    securebox_major: 0xFF,
+    securebox_minor: 0xFF,
+};
+
 /// Ids per ReadIDList answer.
 pub const LIST_PAGE: usize = 32;
 
@@ -73,11 +84,16 @@ fn tag1(value: &[u8]) -> Vec<u8> {
     out
 }
 
+mod attest;
+
 mod attributes;
 
 mod auth;
 
+mod ec;
+
 mod management;
+use management::timestamp_now;
 
 mod transient;
 
@@ -99,6 +115,8 @@ pub struct VirtualApplet {
     session: Option<[u8; 8]>,
     /// The current write creates a transient object.
     creating_transient: bool,
+    /// The applet version this chip answers, and whose layouts it follows.
+    version: AppletVersion,
 }
 
 impl VirtualApplet {
@@ -123,6 +141,7 @@ impl VirtualApplet {
             transient: Default::default(),
             session: None,
             creating_transient: false,
+            version: VIRTUAL_VERSION,
         })
     }
 
@@ -139,7 +158,28 @@ impl VirtualApplet {
             transient: Default::default(),
             session: None,
             creating_transient: false,
+            version: VIRTUAL_VERSION,
         }
+    }
+
+    /// Makes the chip answer (and follow the layouts of) applet `version`: [`VIRTUAL_VERSION`]
+    /// (3.1, the default) or [`VIRTUAL_VERSION_7_2`].
+    pub fn set_version(&mut self, version: AppletVersion) {
+        self.version = version;
+    }
+
+    pub fn version(&self) -> AppletVersion {
+        self.version
+    }
+
+    /// Whether this chip follows applet 7.2's layouts (NXP's `SSS_HAVE_SE05X_VER_GTE_07_02`).
+    fn is_7_2(&self) -> bool {
+        (self.version.major, self.version.minor) >= (7, 2)
+    }
+
+    /// The PEM certificate of the test root that issued this chip's attestation certificate.
+    pub fn attestation_root_pem(&self) -> Option<String> {
+        self.store.attestation_root_pem()
     }
 
     /// Sets the time keygen and ECDH keep the chip busy.
@@ -162,7 +202,11 @@ impl VirtualApplet {
         if apdu.data.len() > MAX_APDU_PAYLOAD {
             return Err(StatusWord::WRONG_LENGTH);
         }
-        if let Err(e) = self.store.refresh() {
+        if let Err(e) = self
+            .store
+            .refresh()
+            .and_then(|()| self.store.ensure_attestation())
+        {
             log::error!("virtual SE050: {e}");
             return Err(StatusWord::NO_PRECISE_DIAGNOSIS);
         }
@@ -193,7 +237,7 @@ impl VirtualApplet {
             return Err(StatusWord::NOT_FOUND);
         }
         self.selected = true;
-        Ok(Reply::data(VIRTUAL_VERSION.to_bytes().to_vec()))
+        Ok(Reply::data(self.version.to_bytes().to_vec()))
     }
 
     fn applet_command(&mut self, apdu: &CommandApdu) -> Answer {
@@ -220,15 +264,19 @@ impl VirtualApplet {
                 Err(StatusWord::CONDITIONS_NOT_SATISFIED)
             }
             (INS_READ, P1_DEFAULT, P2_DEFAULT) => self.read_object(&tlvs),
+            (ins, P1_DEFAULT, P2_DEFAULT) if ins == INS_READ | INS_FLAG_ATTEST => {
+                self.read_attested(apdu, &tlvs)
+            }
             (INS_READ, P1_DEFAULT, P2_SIZE) => self.read_size(&tlvs),
             (INS_READ, P1_DEFAULT, P2_LIST) => self.read_id_list(&tlvs),
             (INS_READ, P1_DEFAULT, P2_TYPE) => self.read_type(&tlvs),
             (INS_READ, P1_DEFAULT, P2_ATTRIBUTES) => self.read_attributes(&tlvs),
             (INS_READ, _, _) => Err(StatusWord::WRONG_P1P2),
             (INS_CRYPTO, P1_EC, P2_DH) => self.ecdh(&tlvs),
+            (INS_CRYPTO, P1_SIGNATURE, P2_SIGN) => self.sign(&tlvs),
             (INS_CRYPTO, _, _) => Err(StatusWord::WRONG_P1P2),
             (INS_MGMT, P1_DEFAULT, P2_VERSION) => {
-                Ok(Reply::data(tag1(&VIRTUAL_VERSION.to_bytes())))
+                Ok(Reply::data(tag1(&self.version.to_bytes())))
             }
             (INS_MGMT, P1_DEFAULT, P2_EXIST) => self.exists(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_DELETE_OBJECT) => self.delete(&tlvs),
@@ -271,8 +319,10 @@ impl VirtualApplet {
 
     fn write_ec_key(&mut self, p1: u8, tlvs: &Tlvs) -> Answer {
         let id = new_object_id(tlvs)?;
-        if tlvs.require(TAG_2).map_err(|_| StatusWord::WRONG_DATA)? != [CURVE_X25519] {
-            return Err(StatusWord::WRONG_DATA);
+        match tlvs.require(TAG_2).map_err(|_| StatusWord::WRONG_DATA)? {
+            [CURVE_X25519] => {}
+            [CURVE_NIST_P256] | [CURVE_ED25519] => return self.write_ec_key_signing(p1, id, tlvs),
+            _ => return Err(StatusWord::WRONG_DATA),
         }
         let policy = policy_of(tlvs)?;
         let private = tlvs.get(TAG_3);
@@ -315,7 +365,12 @@ impl VirtualApplet {
         } else {
             POLICY_ALLOW_WRITE
         };
-        self.put_object(id, data, policy, needed)?;
+        let origin = if counter == Counter::Keygen {
+            ORIGIN_INTERNAL
+        } else {
+            ORIGIN_EXTERNAL
+        };
+        self.put_object(id, data, policy, needed, origin)?;
         Ok(Reply {
             data: SecretBytes::default(),
             counter: Some(counter),
@@ -333,18 +388,21 @@ impl VirtualApplet {
         let data = ObjectData::AesKey {
             key: Zeroizing::new(key.to_vec()),
         };
-        self.put_object(id, data, policy, POLICY_ALLOW_WRITE)?;
+        self.put_object(id, data, policy, POLICY_ALLOW_WRITE, ORIGIN_EXTERNAL)?;
         Ok(Reply::data(Vec::new()).counted(Counter::Writes))
     }
 
     /// Creates the object, or replaces the contents of an existing one of the same kind
     /// (policies are set at creation only; `needed` is the access the old policy must grant).
+    /// `origin` is where the new contents come from; the creator is the session's
+    /// authentication object (0 outside a session), recorded at creation.
     fn put_object(
         &mut self,
         id: u32,
         data: ObjectData,
         policy: Option<Vec<u8>>,
         needed: u32,
+        origin: u8,
     ) -> Result<(), StatusWord> {
         let mut next = self.store.state().clone();
         match next.objects.get_mut(&id) {
@@ -358,13 +416,20 @@ impl VirtualApplet {
                     return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
                 }
                 existing.data = data;
+                existing.origin = origin;
             }
             None => {
                 let policy_len = policy.as_ref().map_or(0, Vec::len);
                 if !next.has_room_for(data.size(), policy_len) {
                     return Err(StatusWord::MEMORY_FULL);
                 }
-                next.objects.insert(id, SecureObject { data, policy });
+                let object = SecureObject {
+                    data,
+                    policy,
+                    origin,
+                    creator: self.auth,
+                };
+                next.objects.insert(id, object);
             }
         }
         self.commit(next)
@@ -421,6 +486,8 @@ impl VirtualApplet {
                     SecureObject {
                         data: ObjectData::BinaryFile { data },
                         policy,
+                        origin: ORIGIN_EXTERNAL,
+                        creator: self.auth,
                     },
                 );
             }
@@ -437,13 +504,8 @@ impl VirtualApplet {
         if !allows(self.auth, object, POLICY_ALLOW_READ) {
             return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
         }
-        let contents: &[u8] = match &object.data {
-            ObjectData::X25519Pair { public, .. } => public,
-            ObjectData::X25519Private { .. }
-            | ObjectData::AesKey { .. }
-            | ObjectData::UserId { .. } => return Err(StatusWord::CONDITIONS_NOT_SATISFIED),
-            ObjectData::BinaryFile { data } => data,
-        };
+        let contents =
+            attest::readable_contents(object).ok_or(StatusWord::CONDITIONS_NOT_SATISFIED)?;
         let start = offset.unwrap_or(0);
         let end = match length {
             Some(length) => start + length,
@@ -457,13 +519,7 @@ impl VirtualApplet {
 
     fn read_size(&mut self, tlvs: &Tlvs) -> Answer {
         let object = self.object(object_id(tlvs)?)?;
-        let size = match &object.data {
-            // For EC keys the applet answers the size of the curve (NXP's Se05x_API_ReadSize
-            // documentation): 32 bytes for X25519, not the bytes the key takes.
-            ObjectData::X25519Pair { .. } | ObjectData::X25519Private { .. } => 32,
-            data => data.size() as u16,
-        };
-        Ok(Reply::data(tag1(&size.to_be_bytes())))
+        Ok(Reply::data(tag1(&size_of(&object.data).to_be_bytes())))
     }
 
     fn read_id_list(&mut self, tlvs: &Tlvs) -> Answer {
@@ -519,6 +575,9 @@ impl VirtualApplet {
     fn ecdh(&mut self, tlvs: &Tlvs) -> Answer {
         let object = self.object(object_id(tlvs)?)?;
         let peer = tlvs.require(TAG_2).map_err(|_| StatusWord::WRONG_DATA)?;
+        if let ObjectData::P256Pair { .. } = object.data {
+            return self.ecdh_p256(object, peer);
+        }
         let private = match &object.data {
             ObjectData::X25519Pair { private, .. } | ObjectData::X25519Private { private } => {
                 private
@@ -658,10 +717,24 @@ fn allows(auth: u32, object: &SecureObject, access: u32) -> bool {
         .is_some_and(|entry| entry.access & access == access)
 }
 
+/// What ReadSize answers: for EC keys the size of the curve (NXP's Se05x_API_ReadSize
+/// documentation): 32 bytes for X25519, P-256 and Ed25519, not the bytes the key takes.
+fn size_of(data: &ObjectData) -> u16 {
+    match data {
+        ObjectData::X25519Pair { .. }
+        | ObjectData::X25519Private { .. }
+        | ObjectData::P256Pair { .. }
+        | ObjectData::Ed25519Pair { .. } => 32,
+        data => data.size() as u16,
+    }
+}
+
 /// The object's type code (`SE05x_SecObjTyp_t`).
 fn object_type(object: &SecureObject) -> u8 {
     match object.data {
-        ObjectData::X25519Pair { .. } => TYPE_EC_KEY_PAIR,
+        ObjectData::X25519Pair { .. }
+        | ObjectData::P256Pair { .. }
+        | ObjectData::Ed25519Pair { .. } => TYPE_EC_KEY_PAIR,
         ObjectData::X25519Private { .. } => TYPE_EC_PRIVATE_KEY,
         ObjectData::AesKey { .. } => TYPE_AES_KEY,
         ObjectData::BinaryFile { .. } => TYPE_BINARY_FILE,

@@ -26,8 +26,10 @@
 //! ```
 
 pub mod applet;
+pub mod attestation;
 pub mod atr;
 pub mod counters;
+pub mod ec;
 pub mod faults;
 mod link;
 pub mod power;

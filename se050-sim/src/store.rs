@@ -1,24 +1,34 @@
 //! The virtual chip's persistent state: one file, written atomically, reloaded when it changed.
 //!
-//! # File format (version 1)
+//! # File format (version 2; version 1 still loads)
 //!
 //! ```text
 //! magic       8 bytes  "VSE050ST"
-//! version     u16 LE   1
+//! version     u16 LE   2 (1: files of earlier builds, without origin and creator)
 //! count       u32 LE   number of objects
 //! objects     count x:
 //!   id        u32 BE
 //!   kind      u8       1 X25519 pair, 2 X25519 private key, 3 AES key, 4 binary file,
-//!                      5 UserID (authentication object)
+//!                      5 UserID (authentication object), 6 NIST P-256 pair, 7 Ed25519 pair
 //!   policy    u16 LE length, then the policy TLV value as received (0: no policy)
+//!   origin    u8       (version 2 only) 01 external, 02 internal, 03 NXP provisioned
+//!   creator   u32 BE   (version 2 only) the authentication object that created it (0: none)
 //!   payload   u32 LE length, then:
 //!               pair:    private key (32, chip order) || public key (32, chip order)
 //!               private: private key (32, chip order)
 //!               AES:     key bytes
 //!               file:    file bytes
 //!               UserID:  max attempts (u16 BE) || failed attempts (u16 BE) || value (4..=16)
+//!               P-256:   private scalar (32, BE) || public point 04 || X || Y (65)
+//!               Ed25519: private key (32, RFC 8032 order, as NXP writes it) ||
+//!                        public key (32, reversed: the chip's order, see ec.rs)
 //! crc         u32 LE   CRC-32/ISO-HDLC of everything before it
 //! ```
+//!
+//! A version-1 file is read with the origin the chip of that build answered (X25519 pairs
+//! internal, everything else external) and creator 0, and written back as version 2.
+//! The attestation key and its certificate are added to a state that has none (a version-1
+//! file) the first time the applet runs a command on it (see `attestation.rs`).
 //!
 //! The file holds private keys in clear: a fresh one is readable by its owner only (0600), and
 //! every rewrite keeps the mode the file had, so an administrator's chmod/chgrp for a group of
@@ -35,7 +45,10 @@
 //! be freed and handed to a newer version: mtime is coarse (a jiffy), and a reused inode of the
 //! same length would otherwise look unchanged.
 
-use crate::protocol::UNIQUE_ID;
+use crate::protocol::{
+    ATTESTATION_CERTIFICATE, ATTESTATION_KEY, ORIGIN_EXTERNAL, ORIGIN_INTERNAL,
+    ORIGIN_PROVISIONED, UNIQUE_ID, UNIQUE_ID_LEN,
+};
 use rand_core::{OsRng, RngCore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -46,7 +59,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 8] = b"VSE050ST";
-const FORMAT_VERSION: u16 = 1;
+const FORMAT_VERSION: u16 = 2;
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// The NVM a real SE050 offers for objects (about 50 KB).
@@ -56,8 +69,11 @@ pub const OBJECT_OVERHEAD: usize = 48;
 /// The most objects the chip holds, whatever their size.
 pub const MAX_OBJECTS: usize = 512;
 
-/// NXP-provisioned objects of a fresh virtual chip (besides the unique id).
-pub const PROVISIONED_CERTIFICATE: u32 = 0xF000_0012;
+/// NXP-provisioned objects of a fresh virtual chip (besides the unique id): the attestation
+/// key (0xF0000012, the id NXP's middleware uses: fsl_sss_se05x_apis.c
+/// `SSS_SE05X_RESID_ATTESTATION_KEY`), its certificate (0xF0000013, the id AN12436 gives the
+/// ECC attestation key's certificate), and a secret standing for NXP's other provisioned keys.
+pub const PROVISIONED_CERTIFICATE: u32 = crate::protocol::ATTESTATION_CERTIFICATE;
 pub const PROVISIONED_SECRET: u32 = 0xF000_0100;
 
 /// The contents of one secure object.
@@ -81,6 +97,18 @@ pub enum ObjectData {
         max_attempts: u16,
         failures: u16,
     },
+    /// A NIST P-256 key pair: the private scalar (big-endian) and the public point as the chip
+    /// answers it, uncompressed (04 || X || Y).
+    P256Pair {
+        private: Zeroizing<[u8; 32]>,
+        public: [u8; 65],
+    },
+    /// An Ed25519 key pair: the private key as RFC 8032 writes it (NXP's middleware sends it
+    /// unreversed) and the public key reversed, as the chip keeps and answers it (ec.rs).
+    Ed25519Pair {
+        private: Zeroizing<[u8; 32]>,
+        public: [u8; 32],
+    },
 }
 
 impl fmt::Debug for ObjectData {
@@ -96,6 +124,8 @@ impl fmt::Debug for ObjectData {
                 failures,
                 ..
             } => write!(f, "UserId({failures}/{max_attempts} failures)"),
+            ObjectData::P256Pair { .. } => f.write_str("P256Pair"),
+            ObjectData::Ed25519Pair { .. } => f.write_str("Ed25519Pair"),
         }
     }
 }
@@ -108,6 +138,8 @@ impl ObjectData {
             ObjectData::AesKey { .. } => 3,
             ObjectData::BinaryFile { .. } => 4,
             ObjectData::UserId { .. } => 5,
+            ObjectData::P256Pair { .. } => 6,
+            ObjectData::Ed25519Pair { .. } => 7,
         }
     }
 
@@ -129,6 +161,16 @@ impl ObjectData {
                 let mut out = max_attempts.to_be_bytes().to_vec();
                 out.extend_from_slice(&failures.to_be_bytes());
                 out.extend_from_slice(value);
+                out
+            }
+            ObjectData::P256Pair { private, public } => {
+                let mut out = private.to_vec();
+                out.extend_from_slice(public);
+                out
+            }
+            ObjectData::Ed25519Pair { private, public } => {
+                let mut out = private.to_vec();
+                out.extend_from_slice(public);
                 out
             }
         })
@@ -157,6 +199,14 @@ impl ObjectData {
                 failures: u16::from_be_bytes([payload[2], payload[3]]),
                 value: Zeroizing::new(payload[4..].to_vec()),
             }),
+            6 if payload.len() == 32 + 65 && payload[32] == 0x04 => Some(ObjectData::P256Pair {
+                private: key32(&payload[..32])?,
+                public: payload[32..].try_into().ok()?,
+            }),
+            7 if payload.len() == 64 => Some(ObjectData::Ed25519Pair {
+                private: key32(&payload[..32])?,
+                public: payload[32..].try_into().ok()?,
+            }),
             _ => None,
         }
     }
@@ -169,16 +219,44 @@ impl ObjectData {
             ObjectData::AesKey { key } => key.len(),
             ObjectData::BinaryFile { data } => data.len(),
             ObjectData::UserId { value, .. } => 4 + value.len(),
+            ObjectData::P256Pair { .. } => 32 + 65,
+            ObjectData::Ed25519Pair { .. } => 64,
+        }
+    }
+
+    /// The origin the chip of format version 1 answered for these contents.
+    fn version_1_origin(&self) -> u8 {
+        match self {
+            ObjectData::X25519Pair { .. } => ORIGIN_INTERNAL,
+            _ => ORIGIN_EXTERNAL,
         }
     }
 }
 
-/// One secure object: contents and the policy it was created with.
+/// One secure object: contents, the policy it was created with, where its contents came from
+/// and who created it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecureObject {
     pub data: ObjectData,
     /// The policy TLV value given at creation (validated then), if any.
     pub policy: Option<Vec<u8>>,
+    /// `ORIGIN_INTERNAL` (generated inside the chip), `ORIGIN_EXTERNAL` (written with its
+    /// contents from outside) or `ORIGIN_PROVISIONED` (NXP's, at manufacture).
+    pub origin: u8,
+    /// The authentication object of the session that created it (0: none).
+    pub creator: u32,
+}
+
+impl SecureObject {
+    /// An object written from outside without a session.
+    pub fn external(data: ObjectData, policy: Option<Vec<u8>>) -> Self {
+        SecureObject {
+            data,
+            policy,
+            origin: ORIGIN_EXTERNAL,
+            creator: 0,
+        }
+    }
 }
 
 /// Everything the chip keeps across resets.
@@ -188,16 +266,26 @@ pub struct ChipState {
 }
 
 impl ChipState {
-    /// A chip as it leaves NXP: a random 18-byte unique id and a few provisioned objects.
+    /// A chip as it leaves NXP: a random 18-byte unique id, the attestation key and its
+    /// certificate, and a provisioned secret. The root that issued the certificate is dropped
+    /// (see [`ChipState::fresh_with_root`]).
     pub fn fresh() -> Self {
-        let mut unique_id = [0u8; 18];
+        Self::fresh_with_root().0
+    }
+
+    /// A fresh chip and the PEM certificate of the test root of its attestation certificate.
+    pub fn fresh_with_root() -> (Self, String) {
+        let mut unique_id = [0u8; UNIQUE_ID_LEN];
         OsRng.fill_bytes(&mut unique_id);
-        let mut certificate = b"virtual SE050 device certificate placeholder for ".to_vec();
-        certificate.extend_from_slice(&unique_id);
         let mut secret = Zeroizing::new(vec![0u8; 16]);
         OsRng.fill_bytes(&mut secret);
         let mut objects = BTreeMap::new();
-        let plain = |data| SecureObject { data, policy: None };
+        let plain = |data| SecureObject {
+            data,
+            policy: None,
+            origin: ORIGIN_PROVISIONED,
+            creator: 0,
+        };
         objects.insert(
             UNIQUE_ID,
             plain(ObjectData::BinaryFile {
@@ -205,14 +293,38 @@ impl ChipState {
             }),
         );
         objects.insert(
-            PROVISIONED_CERTIFICATE,
-            plain(ObjectData::BinaryFile { data: certificate }),
-        );
-        objects.insert(
             PROVISIONED_SECRET,
             plain(ObjectData::AesKey { key: secret }),
         );
-        ChipState { objects }
+        let mut state = ChipState { objects };
+        let root_pem = state
+            .provision_attestation()
+            .expect("a fresh chip has no attestation key yet")
+            .unwrap_or_else(|e| panic!("provisioning a virtual chip: {e}"));
+        (state, root_pem)
+    }
+
+    /// Adds the attestation key and its certificate when the chip has none (a state of an
+    /// earlier build): the root's PEM certificate, or `None` when there was nothing to do.
+    pub fn provision_attestation(&mut self) -> Option<Result<String, String>> {
+        if self.objects.contains_key(&ATTESTATION_KEY) {
+            return None;
+        }
+        let unique_id = match self.objects.get(&UNIQUE_ID) {
+            Some(SecureObject {
+                data: ObjectData::BinaryFile { data },
+                ..
+            }) => data.clone(),
+            _ => vec![0; UNIQUE_ID_LEN],
+        };
+        Some(
+            crate::attestation::provision(&unique_id).map(|provisioned| {
+                self.objects.insert(ATTESTATION_KEY, provisioned.key);
+                self.objects
+                    .insert(ATTESTATION_CERTIFICATE, provisioned.certificate);
+                provisioned.root_pem
+            }),
+        )
     }
 
     /// NVM bytes in use.
@@ -241,6 +353,8 @@ impl ChipState {
             let policy = object.policy.as_deref().unwrap_or(&[]);
             out.extend_from_slice(&(policy.len() as u16).to_le_bytes());
             out.extend_from_slice(policy);
+            out.push(object.origin);
+            out.extend_from_slice(&object.creator.to_be_bytes());
             let payload = object.data.payload();
             out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             out.extend_from_slice(&payload);
@@ -268,9 +382,9 @@ impl ChipState {
         }
         let mut reader = Reader { bytes: body, at: 8 };
         let version = u16::from_le_bytes(reader.array()?);
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
+                "format version {version}, this build reads 1 to {FORMAT_VERSION}"
             ));
         }
         let count = u32::from_le_bytes(reader.array()?);
@@ -280,12 +394,31 @@ impl ChipState {
             let [kind] = reader.array()?;
             let policy_len = u16::from_le_bytes(reader.array()?);
             let policy = reader.take(policy_len as usize)?;
+            let origin_creator = if version >= 2 {
+                let [origin] = reader.array()?;
+                Some((origin, u32::from_be_bytes(reader.array()?)))
+            } else {
+                None
+            };
             let payload_len = u32::from_le_bytes(reader.array()?);
             let payload = reader.take(payload_len as usize)?;
             let data = ObjectData::from_parts(kind, payload)
                 .ok_or_else(|| format!("object {index} (0x{id:08X}): bad kind {kind} or size"))?;
             let policy = (!policy.is_empty()).then(|| policy.to_vec());
-            if objects.insert(id, SecureObject { data, policy }).is_some() {
+            let (origin, creator) = origin_creator.unwrap_or((data.version_1_origin(), 0));
+            if !matches!(
+                origin,
+                ORIGIN_EXTERNAL | ORIGIN_INTERNAL | ORIGIN_PROVISIONED
+            ) {
+                return Err(format!("object 0x{id:08X}: bad origin {origin}"));
+            }
+            let object = SecureObject {
+                data,
+                policy,
+                origin,
+                creator,
+            };
+            if objects.insert(id, object).is_some() {
                 return Err(format!("object 0x{id:08X} appears twice"));
             }
         }
@@ -397,17 +530,22 @@ pub struct Store {
     /// Transient objects: in `state` (this process's chip RAM) but never written to the file,
     /// and put back into `state` when it is reloaded from the file.
     volatile: BTreeSet<u32>,
+    /// The attestation root's certificate, when this process made it (in-memory chips; a
+    /// file-backed chip's is in `<state>.attestation-root.pem`).
+    root_pem: Option<String>,
 }
 
 impl Store {
     /// A store living only in this process.
     pub fn in_memory() -> Self {
+        let (state, root_pem) = ChipState::fresh_with_root();
         Store {
             path: None,
-            state: ChipState::fresh(),
+            state,
             loaded: None,
             _loaded_file: None,
             volatile: BTreeSet::new(),
+            root_pem: Some(root_pem),
         }
     }
 
@@ -419,6 +557,7 @@ impl Store {
             loaded: None,
             _loaded_file: None,
             volatile: BTreeSet::new(),
+            root_pem: None,
         };
         match fs::metadata(path) {
             Ok(_) => {}
@@ -450,6 +589,33 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(io_error(path, "read its metadata", source)),
         }
+    }
+
+    /// The PEM certificate of this chip's attestation root: from memory, else from the file
+    /// beside the state.
+    pub fn attestation_root_pem(&self) -> Option<String> {
+        if let Some(pem) = &self.root_pem {
+            return Some(pem.clone());
+        }
+        fs::read_to_string(attestation_root_path(self.path.as_ref()?)).ok()
+    }
+
+    /// Gives a state of an earlier build its attestation key and certificate (the caller holds
+    /// the chip's lock): the root's PEM is written beside the state first, then the state.
+    pub fn ensure_attestation(&mut self) -> Result<(), StoreError> {
+        let mut next = self.state.clone();
+        let Some(made) = next.provision_attestation() else {
+            return Ok(());
+        };
+        let root_pem = made.map_err(|reason| StoreError::Corrupt {
+            path: self.path.clone().unwrap_or_default(),
+            reason,
+        })?;
+        if let Some(path) = &self.path {
+            write_root_pem(path, &root_pem)?;
+        }
+        self.root_pem = Some(root_pem);
+        self.commit(next)
     }
 
     /// Keeps the object at `id` out of the file from now on (a transient object).
@@ -605,17 +771,38 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(FileStamp, File), Stor
 /// Creates the file of a fresh chip unless another process just did: the new file is linked
 /// into place, which fails when the name exists, so two processes opening a missing state file
 /// at once agree on one chip without holding the lock.
+///
+/// Only the process whose file was linked writes the attestation root's certificate beside it.
 fn create_fresh(path: &Path) -> Result<(), StoreError> {
     let temp = sibling(path, &format!(".new.{}", std::process::id()));
-    write_synced(&temp, &ChipState::fresh().serialize(), FRESH_MODE)
+    let (state, root_pem) = ChipState::fresh_with_root();
+    write_synced(&temp, &state.serialize(), FRESH_MODE)
         .map_err(|e| io_error(&temp, "write a fresh state", e))?;
     let linked = fs::hard_link(&temp, path);
     let _ = fs::remove_file(&temp);
     match linked {
-        Ok(()) => sync_dir(path),
+        Ok(()) => {
+            write_root_pem(path, &root_pem)?;
+            sync_dir(path)
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_error(path, "create a fresh state", e)),
     }
+}
+
+/// `<state>.attestation-root.pem`: the certificate of the test root that issued this chip's
+/// attestation certificate (public: mode 0644).
+pub fn attestation_root_path(state: &Path) -> PathBuf {
+    sibling(state, ".attestation-root.pem")
+}
+
+fn write_root_pem(state: &Path, pem: &str) -> Result<(), StoreError> {
+    let target = attestation_root_path(state);
+    let temp = sibling(&target, ".tmp");
+    write_synced(&temp, pem.as_bytes(), 0o644)
+        .map_err(|e| io_error(&temp, "write the attestation root", e))?;
+    fs::rename(&temp, &target)
+        .map_err(|e| io_error(&target, "rename the attestation root into place", e))
 }
 
 /// `<state>.lock`, the inter-process lock file of a state file.
