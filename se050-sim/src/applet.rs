@@ -744,3 +744,9 @@ fn object_type(object: &SecureObject) -> u8 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod outside;
+
+#[cfg(test)]
+mod ec_tests;
