@@ -750,3 +750,6 @@ mod outside;
 
 #[cfg(test)]
 mod ec_tests;
+
+#[cfg(test)]
+mod attest_tests;
