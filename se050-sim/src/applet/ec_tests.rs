@@ -297,3 +297,78 @@ fn origin_and_creator_are_recorded() {
     assert_eq!(origin(&mut chip, "F0000012"), (ORIGIN_PROVISIONED, 0));
     assert_eq!(origin(&mut chip, "7FFF0206"), (ORIGIN_PROVISIONED, 0));
 }
+
+/// A key generated inside a UserID session records that UserID as its creator (AN12413's
+/// attribute "authentication object identifier" of the object's owner).
+#[test]
+fn a_key_made_in_a_session_names_its_creator() {
+    let mut chip = selected();
+    // WriteUserID 0x7AFF0001, value "1234": 80 41 07 00.
+    let (_, sw) = send(&mut chip, "80 41 07 00 0C 41 04 7AFF0001 42 04 31323334", false);
+    assert_eq!(sw, 0x9000);
+    let (answer, sw) = send(&mut chip, "80 04 00 1B 06 41 04 7AFF0001 00", true);
+    assert_eq!(sw, 0x9000);
+    let session = hex(tlvs(&answer).require(TAG_1).unwrap());
+    // ProcessSessionCmd (80 05 00 00): 10 session id, 41 the inner command.
+    let wrapped = |inner: &str| {
+        let inner = hx(inner);
+        format!(
+            "80 05 00 00 {:02X} 10 08 {session} 41 {:02X} {}",
+            10 + 2 + inner.len(),
+            inner.len(),
+            hex(&inner)
+        )
+    };
+    let verify = wrapped("80 04 00 2C 06 41 04 31323334");
+    assert_eq!(send(&mut chip, &verify, false).1, 0x9000);
+    let generate = wrapped("80 01 61 00 09 41 04 00000060 42 01 40");
+    assert_eq!(send(&mut chip, &generate, false).1, 0x9000);
+    let (answer, _) = send(&mut chip, "80 02 00 3B 06 41 04 00000060", false);
+    let attributes = tlvs(&answer).require(TAG_2).unwrap().to_vec();
+    assert_eq!(&attributes[8..12], &hx("7AFF0001"), "the creator");
+    assert_eq!(*attributes.last().unwrap(), ORIGIN_INTERNAL);
+}
+
+/// A file-backed chip: the root's certificate beside the state, made with it; a state of an
+/// earlier build (format 1, no attestation key) is provisioned at its first command.
+#[test]
+fn the_attestation_root_lives_beside_the_state_and_old_states_are_provisioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("VIRTUAL_STATE");
+    let mut chip = VirtualApplet::open(&state, Duration::ZERO).unwrap();
+    let root_path = crate::store::attestation_root_path(&state);
+    let root = std::fs::read_to_string(&root_path).unwrap();
+    assert!(root.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(!root.contains("PRIVATE"), "the root's private key is not kept");
+    exchange(&mut chip, &select_bytes());
+    let (answer, _) = exchange(&mut chip, &hx("80 02 00 00 00 00 06 41 04 F0000013 00 00"));
+    let certificate = tlvs(&answer).require(TAG_1).unwrap().to_vec();
+    assert!(outside::chain_public_key(&root, &certificate).is_ok());
+    // Another process opening the same state sees the same chip and root.
+    let again = VirtualApplet::open(&state, Duration::ZERO).unwrap();
+    assert_eq!(again.attestation_root_pem().unwrap(), root);
+
+    // A version-1 state file written by hand: one binary file 0x7FFF0206 (18 bytes).
+    let old = dir.path().join("OLD_STATE");
+    let mut bytes = b"VSE050ST".to_vec();
+    bytes.extend_from_slice(&[0x01, 0x00, 0x01, 0x00, 0x00, 0x00]);
+    bytes.extend_from_slice(&hx("7FFF0206 04 0000 12000000"));
+    bytes.extend_from_slice(&[0xA5; 18]);
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(&old, &bytes).unwrap();
+    let mut chip = VirtualApplet::open(&old, Duration::ZERO).unwrap();
+    assert!(!chip.state().objects.contains_key(&ATTESTATION_KEY));
+    assert_eq!(exchange(&mut chip, &select_bytes()).1, 0x9000);
+    assert!(chip.state().objects.contains_key(&ATTESTATION_KEY));
+    let root = std::fs::read_to_string(crate::store::attestation_root_path(&old)).unwrap();
+    let (answer, _) = exchange(&mut chip, &hx("80 02 00 00 00 00 06 41 04 F0000013 00 00"));
+    let certificate = tlvs(&answer).require(TAG_1).unwrap().to_vec();
+    assert!(outside::chain_public_key(&root, &certificate).is_ok());
+    // Saved as format 2, the old object kept (its origin as the old chip answered it).
+    let saved = std::fs::read(&old).unwrap();
+    assert_eq!(&saved[8..10], &[0x02, 0x00]);
+    let reloaded = crate::store::ChipState::deserialize(&saved).unwrap();
+    assert_eq!(reloaded.objects[&UNIQUE_ID].origin, ORIGIN_EXTERNAL);
+    assert!(reloaded.objects.contains_key(&ATTESTATION_CERTIFICATE));
+}
