@@ -50,6 +50,19 @@ pub const VIRTUAL_VERSION_7_2: AppletVersion = AppletVersion {
     securebox_minor: 0xFF,
 };
 
+/// The applet version a file-backed chip answers: `SE050_SIM_APPLET_VERSION` = `3.1` (the
+/// default) or `7.2`; anything else is refused rather than quietly replaced.
+fn version_from_environment() -> std::io::Result<AppletVersion> {
+    match std::env::var("SE050_SIM_APPLET_VERSION").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("3.1") => Ok(VIRTUAL_VERSION),
+        Ok("7.2") => Ok(VIRTUAL_VERSION_7_2),
+        other => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("SE050_SIM_APPLET_VERSION {other:?}: this chip knows 3.1 and 7.2"),
+        )),
+    }
+}
+
 /// Ids per ReadIDList answer.
 pub const LIST_PAGE: usize = 32;
 
@@ -141,7 +154,11 @@ impl VirtualApplet {
             transient: Default::default(),
             session: None,
             creating_transient: false,
-            version: VIRTUAL_VERSION,
+            version: version_from_environment().map_err(|source| StoreError::Io {
+                path: state.to_path_buf(),
+                action: "choose the applet version (SE050_SIM_APPLET_VERSION)",
+                source,
+            })?,
         })
     }
 
@@ -275,9 +292,7 @@ impl VirtualApplet {
             (INS_CRYPTO, P1_EC, P2_DH) => self.ecdh(&tlvs),
             (INS_CRYPTO, P1_SIGNATURE, P2_SIGN) => self.sign(&tlvs),
             (INS_CRYPTO, _, _) => Err(StatusWord::WRONG_P1P2),
-            (INS_MGMT, P1_DEFAULT, P2_VERSION) => {
-                Ok(Reply::data(tag1(&self.version.to_bytes())))
-            }
+            (INS_MGMT, P1_DEFAULT, P2_VERSION) => Ok(Reply::data(tag1(&self.version.to_bytes()))),
             (INS_MGMT, P1_DEFAULT, P2_EXIST) => self.exists(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_DELETE_OBJECT) => self.delete(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_RANDOM) => self.random(&tlvs),

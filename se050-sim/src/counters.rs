@@ -232,7 +232,10 @@ mod tests {
         let mut store = CounterStore::open(&state).unwrap();
         store.count_apdu(Some(Counter::Signatures));
         let c = store.snapshot();
-        assert_eq!((c.apdus, c.writes, c.signatures, c.attested_reads), (2, 7, 1, 0));
+        assert_eq!(
+            (c.apdus, c.writes, c.signatures, c.attested_reads),
+            (2, 7, 1, 0)
+        );
     }
 
     #[test]

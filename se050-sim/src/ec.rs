@@ -38,7 +38,10 @@ pub fn p256_from_private(private: &[u8]) -> Option<(Zeroizing<[u8; 32]>, [u8; 65
 fn p256_pair_of(secret: &p256::SecretKey) -> (Zeroizing<[u8; 32]>, [u8; 65]) {
     let private = Zeroizing::new(<[u8; 32]>::from(secret.to_bytes()));
     let point = secret.public_key().to_encoded_point(false);
-    let public: [u8; 65] = point.as_bytes().try_into().expect("uncompressed P-256 point");
+    let public: [u8; 65] = point
+        .as_bytes()
+        .try_into()
+        .expect("uncompressed P-256 point");
     (private, public)
 }
 

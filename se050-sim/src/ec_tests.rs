@@ -76,12 +76,20 @@ fn p256_ecdh_cavp_vector() {
     let d = unhex("7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534");
     let (private, public) = p256_from_private(&d).unwrap();
     let mut qiut = vec![0x04];
-    qiut.extend(unhex("ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b230"));
-    qiut.extend(unhex("28af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141"));
+    qiut.extend(unhex(
+        "ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b230",
+    ));
+    qiut.extend(unhex(
+        "28af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141",
+    ));
     assert_eq!(public.to_vec(), qiut);
     let mut peer = vec![0x04];
-    peer.extend(unhex("700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287"));
-    peer.extend(unhex("db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac"));
+    peer.extend(unhex(
+        "700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287",
+    ));
+    peer.extend(unhex(
+        "db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac",
+    ));
     let shared = p256_ecdh(&private, &peer).unwrap();
     assert_eq!(
         shared.to_vec(),

@@ -26,8 +26,8 @@
 //! ```
 
 pub mod applet;
-pub mod attestation;
 pub mod atr;
+pub mod attestation;
 pub mod counters;
 pub mod ec;
 pub mod faults;

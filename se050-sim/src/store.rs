@@ -46,8 +46,8 @@
 //! same length would otherwise look unchanged.
 
 use crate::protocol::{
-    ATTESTATION_CERTIFICATE, ATTESTATION_KEY, ORIGIN_EXTERNAL, ORIGIN_INTERNAL,
-    ORIGIN_PROVISIONED, UNIQUE_ID, UNIQUE_ID_LEN,
+    ATTESTATION_CERTIFICATE, ATTESTATION_KEY, ORIGIN_EXTERNAL, ORIGIN_INTERNAL, ORIGIN_PROVISIONED,
+    UNIQUE_ID, UNIQUE_ID_LEN,
 };
 use rand_core::{OsRng, RngCore};
 use std::collections::{BTreeMap, BTreeSet};

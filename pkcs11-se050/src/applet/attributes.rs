@@ -172,7 +172,10 @@ mod tests {
         // A 7.x applet's attributes: the object version (4 bytes) after the origin.
         let mut with_version = bytes.clone();
         with_version.extend_from_slice(&[0, 0, 0, 1]);
-        assert_eq!(ObjectAttributes::parse(&with_version).unwrap().origin, ORIGIN_EXTERNAL);
+        assert_eq!(
+            ObjectAttributes::parse(&with_version).unwrap().origin,
+            ORIGIN_EXTERNAL
+        );
         with_version.push(0);
         assert_eq!(ObjectAttributes::parse(&with_version), None);
         let mut odd = bytes.clone();

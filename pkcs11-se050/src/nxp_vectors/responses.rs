@@ -141,7 +141,10 @@ fn error_status_word_alone() {
 #[test]
 fn read_object_attributes_answer_in_tag_2() {
     let attributes = "7AFF0001 0C 02 0003 00000000 000A 01";
-    let replies = ["03 01 00 6F FF 01 0B 90 00", &format!("42 0F {attributes} 90 00")];
+    let replies = [
+        "03 01 00 6F FF 01 0B 90 00",
+        &format!("42 0F {attributes} 90 00"),
+    ];
     let mut chip = Se050::select(Recorder::answering(&replies)).expect("select");
     let a = chip.read_attributes(id(0x7AFF_0001)).unwrap();
     assert_eq!((a.failures, a.max_attempts), (3, 10));

@@ -50,7 +50,8 @@ impl VirtualApplet {
         }
         let private = private.clone();
         let object = self.object(id)?;
-        let contents = readable_contents(object).filter(|_| allows(self.auth, object, POLICY_ALLOW_READ));
+        let contents =
+            readable_contents(object).filter(|_| allows(self.auth, object, POLICY_ALLOW_READ));
         let data = match contents {
             Some(contents) => {
                 let start = offset.unwrap_or(0);
@@ -79,7 +80,8 @@ impl VirtualApplet {
         if self.is_7_2() {
             let header = [CLA_IOT, apdu.ins, apdu.p1, apdu.p2];
             let message = attestation::message_7x(&parts, header, &apdu.data, object_size);
-            let signature = attestation::sign(&private, &message).ok_or(StatusWord::NO_PRECISE_DIAGNOSIS)?;
+            let signature =
+                attestation::sign(&private, &message).ok_or(StatusWord::NO_PRECISE_DIAGNOSIS)?;
             tlv::push(&mut out, TAG_2, &chip_id);
             tlv::push(&mut out, TAG_3, &attributes);
             tlv::push(&mut out, TAG_4, &object_size.to_be_bytes());
@@ -87,7 +89,8 @@ impl VirtualApplet {
             tlv::push(&mut out, TAG_SIGNATURE, &signature);
         } else {
             let message = attestation::message_3x(&parts, freshness);
-            let signature = attestation::sign(&private, &message).ok_or(StatusWord::NO_PRECISE_DIAGNOSIS)?;
+            let signature =
+                attestation::sign(&private, &message).ok_or(StatusWord::NO_PRECISE_DIAGNOSIS)?;
             tlv::push(&mut out, TAG_2, &attributes);
             tlv::push(&mut out, TAG_3, &timestamp);
             tlv::push(&mut out, TAG_4, freshness);
@@ -117,8 +120,8 @@ pub(super) fn readable_contents(object: &SecureObject) -> Option<&[u8]> {
         ObjectData::P256Pair { public, .. } => Some(public),
         ObjectData::Ed25519Pair { public, .. } => Some(public),
         ObjectData::BinaryFile { data } => Some(data),
-        ObjectData::X25519Private { .. } | ObjectData::AesKey { .. } | ObjectData::UserId { .. } => {
-            None
-        }
+        ObjectData::X25519Private { .. }
+        | ObjectData::AesKey { .. }
+        | ObjectData::UserId { .. } => None,
     }
 }

@@ -27,7 +27,10 @@ fn attestation_public_key(chip: &mut VirtualApplet) -> Vec<u8> {
     let root = chip.attestation_root_pem().expect("the chip's test root");
     assert!(root.contains("BEGIN CERTIFICATE") && !root.contains("PRIVATE"));
     let certified = outside::chain_public_key(&root, &certificate).expect("chain verifies");
-    assert_eq!(certified, public, "the certificate is the attestation key's");
+    assert_eq!(
+        certified, public,
+        "the certificate is the attestation key's"
+    );
     // Another chip's root does not verify this chip's certificate.
     let other = VirtualApplet::in_memory().attestation_root_pem().unwrap();
     assert!(outside::chain_public_key(&other, &certificate).is_err());
@@ -49,7 +52,11 @@ fn attested_read_3x_signs_data_attributes_timestamp_freshness_and_chip_id() {
     let freshness = t.require(TAG_4).unwrap();
     let chip_id = t.require(TAG_5).unwrap();
     let signature = t.require(TAG_6).unwrap();
-    assert_eq!((data.len(), data[0]), (65, 0x04), "the public key, as ReadObject");
+    assert_eq!(
+        (data.len(), data[0]),
+        (65, 0x04),
+        "the public key, as ReadObject"
+    );
     assert_eq!(&attributes[..4], &hx("00000050"));
     assert_eq!(*attributes.last().unwrap(), ORIGIN_INTERNAL);
     assert_eq!(timestamp.len(), TIMESTAMP_LEN);
@@ -148,9 +155,15 @@ fn attested_read_without_read_rights_omits_the_data_and_refusals_are_the_chips()
     let ok = format!("41 04 00000052 45 04 F0000012 46 01 21 47 10 {FRESHNESS}");
     assert_eq!(read(&mut chip, &ok), 0x9000);
     // Freshness of 15 bytes, or none: 6A80.
-    let short = format!("41 04 00000052 45 04 F0000012 46 01 21 47 0F {}", &FRESHNESS[2..]);
+    let short = format!(
+        "41 04 00000052 45 04 F0000012 46 01 21 47 0F {}",
+        &FRESHNESS[2..]
+    );
     assert_eq!(read(&mut chip, &short), 0x6A80);
-    assert_eq!(read(&mut chip, "41 04 00000052 45 04 F0000012 46 01 21"), 0x6A80);
+    assert_eq!(
+        read(&mut chip, "41 04 00000052 45 04 F0000012 46 01 21"),
+        0x6A80
+    );
     // No attestation key id, no algorithm: 6A80.
     let no_key = format!("41 04 00000052 46 01 21 47 10 {FRESHNESS}");
     assert_eq!(read(&mut chip, &no_key), 0x6A80);
@@ -176,7 +189,10 @@ fn attested_read_without_read_rights_omits_the_data_and_refusals_are_the_chips()
     let by_attesting = format!("41 04 00000052 45 04 00000053 46 01 21 47 10 {FRESHNESS}");
     assert_eq!(read(&mut chip, &by_attesting), 0x9000);
     // Nobody may sign with the provisioned attestation key itself.
-    let sign = format!("80 03 0C 09 2B 41 04 F0000012 42 01 21 43 20 {} 00", hex(&[7; 32]));
+    let sign = format!(
+        "80 03 0C 09 2B 41 04 F0000012 42 01 21 43 20 {} 00",
+        hex(&[7; 32])
+    );
     assert_eq!(send(&mut chip, &sign, true).1, 0x6986);
     assert_eq!(chip.counters().attested_reads, 4);
 }

@@ -74,7 +74,10 @@ fn p256_generate_read_and_ecdsa_sign_verified_outside() {
     assert_eq!(answer, hx("41 02 0020"));
     // ECDSASign, SHA-256 (0x21), on a hash the host made.
     let hash = hx("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08");
-    let command = format!("80 03 0C 09 2B 41 04 00000020 42 01 21 43 20 {} 00", hex(&hash));
+    let command = format!(
+        "80 03 0C 09 2B 41 04 00000020 42 01 21 43 20 {} 00",
+        hex(&hash)
+    );
     let (answer, sw) = send(&mut chip, &command, true);
     assert_eq!(sw, 0x9000);
     let signature = tlvs(&answer).require(TAG_1).unwrap().to_vec();
@@ -151,9 +154,17 @@ fn ed25519_known_key_signs_rfc8032_and_answers_in_the_chips_order() {
     assert_eq!(sw, 0x9000);
     let (answer, _) = send(&mut chip, "80 02 00 00 06 41 04 00000021 00", true);
     let public = tlvs(&answer).require(TAG_1).unwrap().to_vec();
-    assert_eq!(public, reversed(hx(ED_PUBLIC)), "the chip's order: reversed");
+    assert_eq!(
+        public,
+        reversed(hx(ED_PUBLIC)),
+        "the chip's order: reversed"
+    );
     // EdDSASign, ED25519PURE (A3), the whole message (0x72).
-    let (answer, sw) = send(&mut chip, "80 03 0C 09 0C 41 04 00000021 42 01 A3 43 01 72 00", true);
+    let (answer, sw) = send(
+        &mut chip,
+        "80 03 0C 09 0C 41 04 00000021 42 01 A3 43 01 72 00",
+        true,
+    );
     assert_eq!(sw, 0x9000);
     let answered = tlvs(&answer).require(TAG_1).unwrap().to_vec();
     let expected = hx(ED_SIGNATURE);
@@ -170,15 +181,22 @@ fn ed25519_known_key_signs_rfc8032_and_answers_in_the_chips_order() {
     let attributes = tlvs(&answer).require(TAG_2).unwrap().to_vec();
     assert_eq!(*attributes.last().unwrap(), ORIGIN_EXTERNAL);
     // A given public key that does not match the secret: 6A80.
-    let command = format!(
-        "80 01 61 00 4D 41 04 00000024 42 01 40 43 20 {ED_SECRET} 44 20 {ED_PUBLIC}"
+    let command =
+        format!("80 01 61 00 4D 41 04 00000024 42 01 40 43 20 {ED_SECRET} 44 20 {ED_PUBLIC}");
+    assert_eq!(
+        send(&mut chip, &command, false).1,
+        0x6A80,
+        "public key in RFC order"
     );
-    assert_eq!(send(&mut chip, &command, false).1, 0x6A80, "public key in RFC order");
     let command = format!(
         "80 01 61 00 4D 41 04 00000024 42 01 40 43 20 {ED_SECRET} 44 20 {}",
         hex(&reversed(hx(ED_PUBLIC)))
     );
-    assert_eq!(send(&mut chip, &command, false).1, 0x9000, "in the chip's order");
+    assert_eq!(
+        send(&mut chip, &command, false).1,
+        0x9000,
+        "in the chip's order"
+    );
 }
 
 #[test]
@@ -227,8 +245,10 @@ fn p256_ecdh_known_vector_and_refusals() {
     let (answer, _) = send(&mut chip, "80 02 00 00 06 41 04 00000026 00", true);
     assert_eq!(
         tlvs(&answer).require(TAG_1).unwrap(),
-        hx("04 ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b230 \
-               28af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141")
+        hx(
+            "04 ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b230 \
+               28af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141"
+        )
     );
     let peer = "04 700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287 \
                    db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac";
@@ -245,7 +265,10 @@ fn p256_ecdh_known_vector_and_refusals() {
     off[64] ^= 1;
     let command = format!("80 03 01 0F 49 41 04 00000026 42 41 {} 00", hex(&off));
     assert_eq!(send(&mut chip, &command, true).1, 0x6A80);
-    let command = format!("80 03 01 0F 29 41 04 00000026 42 21 02{} 00", &hex(&hx(peer))[2..66]);
+    let command = format!(
+        "80 03 01 0F 29 41 04 00000026 42 21 02{} 00",
+        &hex(&hx(peer))[2..66]
+    );
     assert_eq!(send(&mut chip, &command, true).1, 0x6A80);
     // A P-256 key without ALLOW_KA (sign only): 6986.
     let command = "80 01 61 00 14 11 09 08 00000000 10000000 41 04 00000027 42 01 03";
@@ -267,7 +290,10 @@ fn unique_id_and_timestamp_read_as_on_a_real_chip() {
     assert_eq!(tlvs(&answer).require(TAG_1).unwrap().len(), UNIQUE_ID_LEN);
     // GetTimestamp: 80 04 00 3D, 41 0C timestamp.
     let (first, sw) = exchange(&mut chip, &hx("80 04 00 3D 00"));
-    assert_eq!((sw, first.len(), &first[..2]), (0x9000, 14, &hx("41 0C")[..]));
+    assert_eq!(
+        (sw, first.len(), &first[..2]),
+        (0x9000, 14, &hx("41 0C")[..])
+    );
     let (second, _) = exchange(&mut chip, &hx("80 04 00 3D 00"));
     assert!(second[2..] >= first[2..], "never backwards");
 }
@@ -304,7 +330,11 @@ fn origin_and_creator_are_recorded() {
 fn a_key_made_in_a_session_names_its_creator() {
     let mut chip = selected();
     // WriteUserID 0x7AFF0001, value "1234": 80 41 07 00.
-    let (_, sw) = send(&mut chip, "80 41 07 00 0C 41 04 7AFF0001 42 04 31323334", false);
+    let (_, sw) = send(
+        &mut chip,
+        "80 41 07 00 0C 41 04 7AFF0001 42 04 31323334",
+        false,
+    );
     assert_eq!(sw, 0x9000);
     let (answer, sw) = send(&mut chip, "80 04 00 1B 06 41 04 7AFF0001 00", true);
     assert_eq!(sw, 0x9000);
@@ -339,7 +369,10 @@ fn the_attestation_root_lives_beside_the_state_and_old_states_are_provisioned() 
     let root_path = crate::store::attestation_root_path(&state);
     let root = std::fs::read_to_string(&root_path).unwrap();
     assert!(root.starts_with("-----BEGIN CERTIFICATE-----"));
-    assert!(!root.contains("PRIVATE"), "the root's private key is not kept");
+    assert!(
+        !root.contains("PRIVATE"),
+        "the root's private key is not kept"
+    );
     exchange(&mut chip, &select_bytes());
     let (answer, _) = exchange(&mut chip, &hx("80 02 00 00 00 00 06 41 04 F0000013 00 00"));
     let certificate = tlvs(&answer).require(TAG_1).unwrap().to_vec();
