@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::*;
 
 fn sample() -> ChipState {
     let mut state = ChipState::fresh();
