@@ -179,6 +179,13 @@ impl Store {
     /// Gives a state of an earlier build its attestation key and certificate (the caller holds
     /// the chip's lock): the root's PEM is written beside the state first, then the state.
     pub fn ensure_attestation(&mut self) -> Result<(), StoreError> {
+        if self
+            .state
+            .objects
+            .contains_key(&crate::protocol::ATTESTATION_KEY)
+        {
+            return Ok(());
+        }
         let mut next = self.state.clone();
         let Some(made) = next.provision_attestation() else {
             return Ok(());
