@@ -53,9 +53,18 @@ pub const VIRTUAL_VERSION_7_2: AppletVersion = AppletVersion {
 /// The applet version a file-backed chip answers: `SE050_SIM_APPLET_VERSION` = `3.1` (the
 /// default) or `7.2`; anything else is refused rather than quietly replaced.
 fn version_from_environment() -> std::io::Result<AppletVersion> {
-    match std::env::var("SE050_SIM_APPLET_VERSION").as_deref() {
-        Err(std::env::VarError::NotPresent) | Ok("3.1") => Ok(VIRTUAL_VERSION),
-        Ok("7.2") => Ok(VIRTUAL_VERSION_7_2),
+    match std::env::var("SE050_SIM_APPLET_VERSION") {
+        Err(std::env::VarError::NotPresent) => Ok(VIRTUAL_VERSION),
+        Ok(value) => version_named(&value),
+        Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+    }
+}
+
+/// The applet version `3.1` or `7.2`.
+fn version_named(name: &str) -> std::io::Result<AppletVersion> {
+    match name {
+        "3.1" => Ok(VIRTUAL_VERSION),
+        "7.2" => Ok(VIRTUAL_VERSION_7_2),
         other => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("SE050_SIM_APPLET_VERSION {other:?}: this chip knows 3.1 and 7.2"),

@@ -196,3 +196,18 @@ fn attested_read_without_read_rights_omits_the_data_and_refusals_are_the_chips()
     assert_eq!(send(&mut chip, &sign, true).1, 0x6986);
     assert_eq!(chip.counters().attested_reads, 4);
 }
+
+#[test]
+fn applet_versions_by_name() {
+    assert_eq!(version_named("3.1").unwrap(), VIRTUAL_VERSION);
+    assert_eq!(version_named("7.2").unwrap(), VIRTUAL_VERSION_7_2);
+    assert!(version_named("7").is_err() && version_named("").is_err());
+    let mut chip = selected();
+    chip.set_version(VIRTUAL_VERSION_7_2);
+    let (answer, _) = exchange(&mut chip, &hx("80 04 00 20 00"));
+    assert_eq!(
+        answer,
+        hx("41 07 07 02 00 3F 9F FF FF"),
+        "GetVersion of an SE050E"
+    );
+}
