@@ -72,6 +72,8 @@ pub fn provision(unique_id: &[u8]) -> Result<Provisioned, String> {
     leaf.distinguished_name = name(&format!("Virtual SE050 attestation key {id_hex}"));
     leaf.is_ca = rcgen::IsCa::ExplicitNoCa;
     leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    // `openssl verify -x509_strict` wants the issuer named by its key identifier.
+    leaf.use_authority_key_identifier_extension = true;
     let leaf_cert = leaf
         .signed_by(&subject_key, &root_cert, &root_key)
         .map_err(error)?;

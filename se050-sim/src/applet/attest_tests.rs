@@ -31,6 +31,10 @@ fn attestation_public_key(chip: &mut VirtualApplet) -> Vec<u8> {
         certified, public,
         "the certificate is the attestation key's"
     );
+    assert!(
+        outside::openssl_verifies(&root, &certificate),
+        "openssl verify -x509_strict"
+    );
     // Another chip's root does not verify this chip's certificate.
     let other = VirtualApplet::in_memory().attestation_root_pem().unwrap();
     assert!(outside::chain_public_key(&other, &certificate).is_err());
@@ -211,3 +215,5 @@ fn applet_versions_by_name() {
         "GetVersion of an SE050E"
     );
 }
+
+

@@ -95,3 +95,29 @@ pub fn chain_public_key(root_pem: &str, certificate: &[u8]) -> Result<Vec<u8>, S
         .map(|i| u8::from_str_radix(&point[i..i + 2], 16).unwrap())
         .collect())
 }
+
+/// Whether `openssl verify -x509_strict` accepts `certificate` (DER) under `root_pem`.
+pub fn openssl_verifies(root_pem: &str, certificate: &[u8]) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.pem");
+    let leaf = dir.path().join("leaf.der");
+    std::fs::write(&root, root_pem).unwrap();
+    std::fs::write(&leaf, certificate).unwrap();
+    let pem = dir.path().join("leaf.pem");
+    let converted = Command::new("openssl")
+        .args(["x509", "-inform", "der", "-in"])
+        .arg(&leaf)
+        .arg("-out")
+        .arg(&pem)
+        .status()
+        .expect("openssl must be installed");
+    assert!(converted.success());
+    Command::new("openssl")
+        .args(["verify", "-x509_strict", "-CAfile"])
+        .arg(&root)
+        .arg(&pem)
+        .output()
+        .expect("openssl must be installed")
+        .status
+        .success()
+}
