@@ -292,7 +292,7 @@ impl VirtualApplet {
                 Err(StatusWord::CONDITIONS_NOT_SATISFIED)
             }
             (INS_READ, P1_DEFAULT, P2_DEFAULT) => self.read_object(&tlvs),
-            (ins, P1_DEFAULT, P2_DEFAULT) if ins == INS_READ | INS_FLAG_ATTEST => {
+            (ins, P1_DEFAULT, P2_DEFAULT | P2_ATTRIBUTES) if ins == INS_READ | INS_FLAG_ATTEST => {
                 self.read_attested(apdu, &tlvs)
             }
             (INS_READ, P1_DEFAULT, P2_SIZE) => self.read_size(&tlvs),

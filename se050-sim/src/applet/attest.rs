@@ -1,5 +1,7 @@
 //! ReadObject with attestation (`80 22 00 00`: INS READ | ATTEST): an object's contents and
-//! attributes, signed by the chip's attestation key with the host's freshness value. Request
+//! attributes, signed by the chip's attestation key with the host's freshness value; and
+//! ReadObjectAttributes with attestation (`80 22 00 3B`: the same answer without TAG_1;
+//! impl04 `Se05x_API_ReadObjectAttributes_W_Attst` / `_V2`, Nitrokey's `read_attributes_attest`). Request
 //! and answer layouts per applet version, with their sources: FORMATS.md and `attestation.rs`.
 //!
 //! Fidelity notes:
@@ -50,8 +52,10 @@ impl VirtualApplet {
         }
         let private = private.clone();
         let object = self.object(id)?;
-        let contents =
-            readable_contents(object).filter(|_| allows(self.auth, object, POLICY_ALLOW_READ));
+        // ReadObjectAttributes with attestation (P2 ATTRIBUTES) answers no contents.
+        let contents = readable_contents(object)
+            .filter(|_| apdu.p2 == P2_DEFAULT)
+            .filter(|_| allows(self.auth, object, POLICY_ALLOW_READ));
         let data = match contents {
             Some(contents) => {
                 let start = offset.unwrap_or(0);

@@ -216,4 +216,36 @@ fn applet_versions_by_name() {
     );
 }
 
-
+/// ReadObjectAttributes with attestation (80 22 00 3B): attributes, timestamp, freshness, chip
+/// id and signature (3.x), no data; the signature as for ReadObject without TAG_1.
+#[test]
+fn attested_attributes_3x() {
+    let mut chip = selected();
+    let public = attestation_public_key(&mut chip);
+    // A UserID: its failure counter is what Nitrokey reads this way.
+    let (_, sw) = send(
+        &mut chip,
+        "80 41 07 00 0C 41 04 7AFF0001 42 04 31323334",
+        false,
+    );
+    assert_eq!(sw, 0x9000);
+    let apdu = hx(&format!(
+        "80 22 00 3B 00 00 21 41 04 7AFF0001 45 04 F0000012 46 01 21 47 10 {FRESHNESS} 00 00"
+    ));
+    let (answer, sw) = exchange(&mut chip, &apdu);
+    assert_eq!(sw, 0x9000);
+    let t = tlvs(&answer);
+    let tags: Vec<u8> = t.iter().map(|(tag, _)| tag).collect();
+    assert_eq!(tags, [0x42, 0x43, 0x44, 0x45, 0x46]);
+    let attributes = t.require(TAG_2).unwrap();
+    assert_eq!(&attributes[..6], &hx("7AFF0001 0C 02"));
+    let mut message = Vec::new();
+    for tag in [TAG_2, TAG_3, TAG_4, TAG_5] {
+        message.extend_from_slice(t.require(tag).unwrap());
+    }
+    assert!(outside::ecdsa_sha256_valid(
+        &public,
+        &message,
+        t.require(TAG_6).unwrap()
+    ));
+}
