@@ -248,4 +248,13 @@ fn attested_attributes_3x() {
         &message,
         t.require(TAG_6).unwrap()
     ));
+    // A readable file's attributes come without its contents too.
+    let command = "80 01 06 00 0F 41 04 00000054 43 02 0003 44 03 616263";
+    assert_eq!(send(&mut chip, command, false).1, 0x9000);
+    let apdu = hx(&format!(
+        "80 22 00 3B 00 00 21 41 04 00000054 45 04 F0000012 46 01 21 47 10 {FRESHNESS} 00 00"
+    ));
+    let (answer, sw) = exchange(&mut chip, &apdu);
+    assert_eq!(sw, 0x9000);
+    assert!(tlvs(&answer).get(TAG_1).is_none(), "no contents");
 }
