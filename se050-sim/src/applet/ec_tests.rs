@@ -89,7 +89,28 @@ fn p256_generate_read_and_ecdsa_sign_verified_outside() {
         !outside::ecdsa_prehash_valid(&public, &other, &signature),
         "the outside check tells signatures apart"
     );
-    assert_eq!(chip.counters().signatures, 1);
+    // Every ECDSA algorithm, each checked outside with its hash.
+    for (algo, name, len) in [
+        (0x11u8, "sha1", 20usize),
+        (0x25, "sha224", 28),
+        (0x22, "sha384", 48),
+        (0x26, "sha512", 64),
+    ] {
+        let hash: Vec<u8> = (0..len as u8).collect();
+        let command = format!(
+            "80 03 0C 09 {:02X} 41 04 00000020 42 01 {algo:02X} 43 {len:02X} {} 00",
+            11 + len,
+            hex(&hash)
+        );
+        let (answer, sw) = send(&mut chip, &command, true);
+        assert_eq!(sw, 0x9000, "{name}");
+        let signature = tlvs(&answer).require(TAG_1).unwrap().to_vec();
+        assert!(
+            outside::ecdsa_prehash_valid_with(name, &public, &hash, &signature),
+            "{name}"
+        );
+    }
+    assert_eq!(chip.counters().signatures, 5);
     assert_eq!(chip.counters().keygen, 1);
     // Generated inside: origin INTERNAL (02), last byte of the attributes (3.x: TAG_2).
     let (answer, sw) = send(&mut chip, "80 02 00 3B 06 41 04 00000020", false);

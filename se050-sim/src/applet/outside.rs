@@ -13,9 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 kind = sys.argv[1]
 a, b, c = (bytes.fromhex(x) for x in sys.stdin.read().split())
 try:
-    if kind == "ecdsa-prehash-sha256":
+    if kind.startswith("ecdsa-prehash-"):
+        algorithm = {"sha1": hashes.SHA1(), "sha224": hashes.SHA224(), "sha256": hashes.SHA256(),
+                     "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[kind[14:]]
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), a).verify(
-            c, b, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+            c, b, ec.ECDSA(utils.Prehashed(algorithm)))
     elif kind == "ecdsa-sha256":
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), a).verify(
             c, b, ec.ECDSA(hashes.SHA256()))
@@ -73,7 +75,23 @@ fn run(kind: &str, a: &[u8], b: &[u8], c: &[u8]) -> Result<String, String> {
 
 /// Whether `signature` (DER) is a valid ECDSA P-256 signature of the 32-byte `hash`.
 pub fn ecdsa_prehash_valid(public: &[u8], hash: &[u8], signature: &[u8]) -> bool {
-    run("ecdsa-prehash-sha256", public, hash, signature).is_ok()
+    ecdsa_prehash_valid_with("sha256", public, hash, signature)
+}
+
+/// The same for a hash of the algorithm `hash_name` (sha1, sha224, sha256, sha384, sha512).
+pub fn ecdsa_prehash_valid_with(
+    hash_name: &str,
+    public: &[u8],
+    hash: &[u8],
+    signature: &[u8],
+) -> bool {
+    run(
+        &format!("ecdsa-prehash-{hash_name}"),
+        public,
+        hash,
+        signature,
+    )
+    .is_ok()
 }
 
 /// Whether `signature` (DER) is a valid ECDSA P-256 / SHA-256 signature of `message`.
