@@ -39,6 +39,39 @@ pub const VIRTUAL_VERSION: AppletVersion = AppletVersion {
     securebox_minor: 11,
 };
 
+/// An SE050E's applet as NXP's logged SELECT answers it (07 02 00 3F 9F FF FF): 7.2.0, the
+/// layouts of applet 7.2 (ReadObjectAttributes' TAG_3, the 7.x attested read).
+pub const VIRTUAL_VERSION_7_2: AppletVersion = AppletVersion {
+    major: 7,
+    minor: 2,
+    patch: 0,
+    config: 0x3F9F,
+    securebox_major: 0xFF,
+    securebox_minor: 0xFF,
+};
+
+/// The applet version a file-backed chip answers: `SE050_SIM_APPLET_VERSION` = `3.1` (the
+/// default) or `7.2`; anything else is refused rather than quietly replaced.
+fn version_from_environment() -> std::io::Result<AppletVersion> {
+    match std::env::var("SE050_SIM_APPLET_VERSION") {
+        Err(std::env::VarError::NotPresent) => Ok(VIRTUAL_VERSION),
+        Ok(value) => version_named(&value),
+        Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+    }
+}
+
+/// The applet version `3.1` or `7.2`.
+fn version_named(name: &str) -> std::io::Result<AppletVersion> {
+    match name {
+        "3.1" => Ok(VIRTUAL_VERSION),
+        "7.2" => Ok(VIRTUAL_VERSION_7_2),
+        other => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("SE050_SIM_APPLET_VERSION {other:?}: this chip knows 3.1 and 7.2"),
+        )),
+    }
+}
+
 /// Ids per ReadIDList answer.
 pub const LIST_PAGE: usize = 32;
 
@@ -73,13 +106,20 @@ fn tag1(value: &[u8]) -> Vec<u8> {
     out
 }
 
+mod attest;
+
 mod attributes;
 
 mod auth;
 
+mod ec;
+
 mod management;
+use management::timestamp_now;
 
 mod transient;
+
+mod write;
 
 /// The IoT applet of a virtual SE050.
 pub struct VirtualApplet {
@@ -99,6 +139,8 @@ pub struct VirtualApplet {
     session: Option<[u8; 8]>,
     /// The current write creates a transient object.
     creating_transient: bool,
+    /// The applet version this chip answers, and whose layouts it follows.
+    version: AppletVersion,
 }
 
 impl VirtualApplet {
@@ -123,6 +165,11 @@ impl VirtualApplet {
             transient: Default::default(),
             session: None,
             creating_transient: false,
+            version: version_from_environment().map_err(|source| StoreError::Io {
+                path: state.to_path_buf(),
+                action: "choose the applet version (SE050_SIM_APPLET_VERSION)",
+                source,
+            })?,
         })
     }
 
@@ -139,7 +186,28 @@ impl VirtualApplet {
             transient: Default::default(),
             session: None,
             creating_transient: false,
+            version: VIRTUAL_VERSION,
         }
+    }
+
+    /// Makes the chip answer (and follow the layouts of) applet `version`: [`VIRTUAL_VERSION`]
+    /// (3.1, the default) or [`VIRTUAL_VERSION_7_2`].
+    pub fn set_version(&mut self, version: AppletVersion) {
+        self.version = version;
+    }
+
+    pub fn version(&self) -> AppletVersion {
+        self.version
+    }
+
+    /// Whether this chip follows applet 7.2's layouts (NXP's `SSS_HAVE_SE05X_VER_GTE_07_02`).
+    fn is_7_2(&self) -> bool {
+        (self.version.major, self.version.minor) >= (7, 2)
+    }
+
+    /// The PEM certificate of the test root that issued this chip's attestation certificate.
+    pub fn attestation_root_pem(&self) -> Option<String> {
+        self.store.attestation_root_pem()
     }
 
     /// Sets the time keygen and ECDH keep the chip busy.
@@ -162,7 +230,11 @@ impl VirtualApplet {
         if apdu.data.len() > MAX_APDU_PAYLOAD {
             return Err(StatusWord::WRONG_LENGTH);
         }
-        if let Err(e) = self.store.refresh() {
+        if let Err(e) = self
+            .store
+            .refresh()
+            .and_then(|()| self.store.ensure_attestation())
+        {
             log::error!("virtual SE050: {e}");
             return Err(StatusWord::NO_PRECISE_DIAGNOSIS);
         }
@@ -193,7 +265,7 @@ impl VirtualApplet {
             return Err(StatusWord::NOT_FOUND);
         }
         self.selected = true;
-        Ok(Reply::data(VIRTUAL_VERSION.to_bytes().to_vec()))
+        Ok(Reply::data(self.version.to_bytes().to_vec()))
     }
 
     fn applet_command(&mut self, apdu: &CommandApdu) -> Answer {
@@ -220,16 +292,18 @@ impl VirtualApplet {
                 Err(StatusWord::CONDITIONS_NOT_SATISFIED)
             }
             (INS_READ, P1_DEFAULT, P2_DEFAULT) => self.read_object(&tlvs),
+            (ins, P1_DEFAULT, P2_DEFAULT | P2_ATTRIBUTES) if ins == INS_READ | INS_FLAG_ATTEST => {
+                self.read_attested(apdu, &tlvs)
+            }
             (INS_READ, P1_DEFAULT, P2_SIZE) => self.read_size(&tlvs),
             (INS_READ, P1_DEFAULT, P2_LIST) => self.read_id_list(&tlvs),
             (INS_READ, P1_DEFAULT, P2_TYPE) => self.read_type(&tlvs),
             (INS_READ, P1_DEFAULT, P2_ATTRIBUTES) => self.read_attributes(&tlvs),
             (INS_READ, _, _) => Err(StatusWord::WRONG_P1P2),
             (INS_CRYPTO, P1_EC, P2_DH) => self.ecdh(&tlvs),
+            (INS_CRYPTO, P1_SIGNATURE, P2_SIGN) => self.sign(&tlvs),
             (INS_CRYPTO, _, _) => Err(StatusWord::WRONG_P1P2),
-            (INS_MGMT, P1_DEFAULT, P2_VERSION) => {
-                Ok(Reply::data(tag1(&VIRTUAL_VERSION.to_bytes())))
-            }
+            (INS_MGMT, P1_DEFAULT, P2_VERSION) => Ok(Reply::data(tag1(&self.version.to_bytes()))),
             (INS_MGMT, P1_DEFAULT, P2_EXIST) => self.exists(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_DELETE_OBJECT) => self.delete(&tlvs),
             (INS_MGMT, P1_DEFAULT, P2_RANDOM) => self.random(&tlvs),
@@ -269,166 +343,6 @@ impl VirtualApplet {
         })
     }
 
-    fn write_ec_key(&mut self, p1: u8, tlvs: &Tlvs) -> Answer {
-        let id = new_object_id(tlvs)?;
-        if tlvs.require(TAG_2).map_err(|_| StatusWord::WRONG_DATA)? != [CURVE_X25519] {
-            return Err(StatusWord::WRONG_DATA);
-        }
-        let policy = policy_of(tlvs)?;
-        let private = tlvs.get(TAG_3);
-        let (data, counter, busy) = match (p1 & !P1_EC, private) {
-            (P1_KEY_PAIR, None) => {
-                let secret = StaticSecret::random_from_rng(OsRng);
-                let (private, public) = chip_order_pair(&secret);
-                (
-                    ObjectData::X25519Pair { private, public },
-                    Counter::Keygen,
-                    self.latency,
-                )
-            }
-            (P1_KEY_PAIR, Some(private)) => {
-                let secret = StaticSecret::from(*rfc_order(private)?);
-                let (private, public) = chip_order_pair(&secret);
-                if tlvs.get(TAG_4).is_some_and(|given| given != public) {
-                    return Err(StatusWord::WRONG_DATA);
-                }
-                (
-                    ObjectData::X25519Pair { private, public },
-                    Counter::Writes,
-                    Duration::ZERO,
-                )
-            }
-            (P1_PRIVATE, Some(private)) => {
-                let private: [u8; 32] = private.try_into().map_err(|_| StatusWord::WRONG_DATA)?;
-                let private = Zeroizing::new(private);
-                (
-                    ObjectData::X25519Private { private },
-                    Counter::Writes,
-                    Duration::ZERO,
-                )
-            }
-            (P1_PRIVATE, None) => return Err(StatusWord::WRONG_DATA),
-            _ => return Err(StatusWord::WRONG_P1P2),
-        };
-        let needed = if counter == Counter::Keygen {
-            POLICY_ALLOW_GEN
-        } else {
-            POLICY_ALLOW_WRITE
-        };
-        self.put_object(id, data, policy, needed)?;
-        Ok(Reply {
-            data: SecretBytes::default(),
-            counter: Some(counter),
-            busy,
-        })
-    }
-
-    fn write_aes_key(&mut self, tlvs: &Tlvs) -> Answer {
-        let id = new_object_id(tlvs)?;
-        let policy = policy_of(tlvs)?;
-        let key = tlvs.require(TAG_3).map_err(|_| StatusWord::WRONG_DATA)?;
-        if !matches!(key.len(), 16 | 24 | 32) {
-            return Err(StatusWord::WRONG_DATA);
-        }
-        let data = ObjectData::AesKey {
-            key: Zeroizing::new(key.to_vec()),
-        };
-        self.put_object(id, data, policy, POLICY_ALLOW_WRITE)?;
-        Ok(Reply::data(Vec::new()).counted(Counter::Writes))
-    }
-
-    /// Creates the object, or replaces the contents of an existing one of the same kind
-    /// (policies are set at creation only; `needed` is the access the old policy must grant).
-    fn put_object(
-        &mut self,
-        id: u32,
-        data: ObjectData,
-        policy: Option<Vec<u8>>,
-        needed: u32,
-    ) -> Result<(), StatusWord> {
-        let mut next = self.store.state().clone();
-        match next.objects.get_mut(&id) {
-            Some(existing) => {
-                if std::mem::discriminant(&existing.data) != std::mem::discriminant(&data)
-                    || policy.is_some()
-                {
-                    return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
-                }
-                if !allows(self.auth, existing, needed) {
-                    return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
-                }
-                existing.data = data;
-            }
-            None => {
-                let policy_len = policy.as_ref().map_or(0, Vec::len);
-                if !next.has_room_for(data.size(), policy_len) {
-                    return Err(StatusWord::MEMORY_FULL);
-                }
-                next.objects.insert(id, SecureObject { data, policy });
-            }
-        }
-        self.commit(next)
-    }
-
-    fn write_binary(&mut self, tlvs: &Tlvs) -> Answer {
-        let id = new_object_id(tlvs)?;
-        let policy = policy_of(tlvs)?;
-        let offset = match tlvs.get(TAG_2) {
-            Some(_) => tlvs
-                .require_u16(TAG_2)
-                .map_err(|_| StatusWord::WRONG_DATA)? as usize,
-            None => 0,
-        };
-        let length = match tlvs.get(TAG_3) {
-            Some(_) => Some(
-                tlvs.require_u16(TAG_3)
-                    .map_err(|_| StatusWord::WRONG_DATA)? as usize,
-            ),
-            None => None,
-        };
-        let chunk = tlvs.get(TAG_4).unwrap_or(&[]);
-        let mut next = self.store.state().clone();
-        match next.objects.get_mut(&id) {
-            Some(existing) => {
-                if !allows(self.auth, existing, POLICY_ALLOW_WRITE) {
-                    return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
-                }
-                let ObjectData::BinaryFile { data } = &mut existing.data else {
-                    return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
-                };
-                // The size of a file is fixed when it is created.
-                if length.is_some() || policy.is_some() {
-                    return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
-                }
-                if offset + chunk.len() > data.len() {
-                    return Err(StatusWord::WRONG_DATA);
-                }
-                data[offset..offset + chunk.len()].copy_from_slice(chunk);
-            }
-            None => {
-                let length = length.ok_or(StatusWord::WRONG_DATA)?;
-                if length == 0 || length > 0x7FFF || offset + chunk.len() > length {
-                    return Err(StatusWord::WRONG_DATA);
-                }
-                let policy_len = policy.as_ref().map_or(0, Vec::len);
-                if !next.has_room_for(length, policy_len) {
-                    return Err(StatusWord::MEMORY_FULL);
-                }
-                let mut data = vec![0u8; length];
-                data[offset..offset + chunk.len()].copy_from_slice(chunk);
-                next.objects.insert(
-                    id,
-                    SecureObject {
-                        data: ObjectData::BinaryFile { data },
-                        policy,
-                    },
-                );
-            }
-        }
-        self.commit(next)?;
-        Ok(Reply::data(Vec::new()).counted(Counter::Writes))
-    }
-
     fn read_object(&mut self, tlvs: &Tlvs) -> Answer {
         let id = object_id(tlvs)?;
         let offset = optional_u16(tlvs, TAG_2)?;
@@ -437,13 +351,8 @@ impl VirtualApplet {
         if !allows(self.auth, object, POLICY_ALLOW_READ) {
             return Err(StatusWord::NOT_ALLOWED_BY_POLICY);
         }
-        let contents: &[u8] = match &object.data {
-            ObjectData::X25519Pair { public, .. } => public,
-            ObjectData::X25519Private { .. }
-            | ObjectData::AesKey { .. }
-            | ObjectData::UserId { .. } => return Err(StatusWord::CONDITIONS_NOT_SATISFIED),
-            ObjectData::BinaryFile { data } => data,
-        };
+        let contents =
+            attest::readable_contents(object).ok_or(StatusWord::CONDITIONS_NOT_SATISFIED)?;
         let start = offset.unwrap_or(0);
         let end = match length {
             Some(length) => start + length,
@@ -457,13 +366,7 @@ impl VirtualApplet {
 
     fn read_size(&mut self, tlvs: &Tlvs) -> Answer {
         let object = self.object(object_id(tlvs)?)?;
-        let size = match &object.data {
-            // For EC keys the applet answers the size of the curve (NXP's Se05x_API_ReadSize
-            // documentation): 32 bytes for X25519, not the bytes the key takes.
-            ObjectData::X25519Pair { .. } | ObjectData::X25519Private { .. } => 32,
-            data => data.size() as u16,
-        };
-        Ok(Reply::data(tag1(&size.to_be_bytes())))
+        Ok(Reply::data(tag1(&size_of(&object.data).to_be_bytes())))
     }
 
     fn read_id_list(&mut self, tlvs: &Tlvs) -> Answer {
@@ -519,6 +422,9 @@ impl VirtualApplet {
     fn ecdh(&mut self, tlvs: &Tlvs) -> Answer {
         let object = self.object(object_id(tlvs)?)?;
         let peer = tlvs.require(TAG_2).map_err(|_| StatusWord::WRONG_DATA)?;
+        if let ObjectData::P256Pair { .. } = object.data {
+            return self.ecdh_p256(object, peer);
+        }
         let private = match &object.data {
             ObjectData::X25519Pair { private, .. } | ObjectData::X25519Private { private } => {
                 private
@@ -658,10 +564,24 @@ fn allows(auth: u32, object: &SecureObject, access: u32) -> bool {
         .is_some_and(|entry| entry.access & access == access)
 }
 
+/// What ReadSize answers: for EC keys the size of the curve (NXP's Se05x_API_ReadSize
+/// documentation): 32 bytes for X25519, P-256 and Ed25519, not the bytes the key takes.
+fn size_of(data: &ObjectData) -> u16 {
+    match data {
+        ObjectData::X25519Pair { .. }
+        | ObjectData::X25519Private { .. }
+        | ObjectData::P256Pair { .. }
+        | ObjectData::Ed25519Pair { .. } => 32,
+        data => data.size() as u16,
+    }
+}
+
 /// The object's type code (`SE05x_SecObjTyp_t`).
 fn object_type(object: &SecureObject) -> u8 {
     match object.data {
-        ObjectData::X25519Pair { .. } => TYPE_EC_KEY_PAIR,
+        ObjectData::X25519Pair { .. }
+        | ObjectData::P256Pair { .. }
+        | ObjectData::Ed25519Pair { .. } => TYPE_EC_KEY_PAIR,
         ObjectData::X25519Private { .. } => TYPE_EC_PRIVATE_KEY,
         ObjectData::AesKey { .. } => TYPE_AES_KEY,
         ObjectData::BinaryFile { .. } => TYPE_BINARY_FILE,
@@ -671,3 +591,12 @@ fn object_type(object: &SecureObject) -> u8 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod outside;
+
+#[cfg(test)]
+mod ec_tests;
+
+#[cfg(test)]
+mod attest_tests;

@@ -14,8 +14,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"VSE050CT";
-const COUNTER_COUNT: usize = 7;
+const COUNTER_COUNT: usize = 9;
 const FILE_LEN: usize = 8 + 8 * COUNTER_COUNT;
+/// The sidecar of a build that kept 7 counters (before signatures and attested reads): read
+/// with the new counters at zero.
+const OLD_FILE_LEN: usize = 8 + 8 * 7;
 
 /// What is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,10 @@ pub enum Counter {
     Random = 5,
     /// Objects or file contents written (other than key generation).
     Writes = 6,
+    /// Signatures made with a user's key (ECDSASign, EdDSASign).
+    Signatures = 7,
+    /// ReadObject with attestation answered (each one a signature with the attestation key).
+    AttestedReads = 8,
 }
 
 /// A snapshot of all counters.
@@ -46,6 +53,8 @@ pub struct Counters {
     pub reads: u64,
     pub random: u64,
     pub writes: u64,
+    pub signatures: u64,
+    pub attested_reads: u64,
 }
 
 impl Counters {
@@ -58,6 +67,8 @@ impl Counters {
             reads: v[4],
             random: v[5],
             writes: v[6],
+            signatures: v[7],
+            attested_reads: v[8],
         }
     }
 
@@ -70,6 +81,8 @@ impl Counters {
             self.reads,
             self.random,
             self.writes,
+            self.signatures,
+            self.attested_reads,
         ]
     }
 
@@ -93,12 +106,13 @@ pub fn read_counters(state: &Path) -> Counters {
 fn read_block(file: &File) -> io::Result<Counters> {
     let mut block = [0u8; FILE_LEN];
     let n = read_up_to(file, &mut block)?;
-    if n < FILE_LEN || &block[..8] != MAGIC {
+    if n < OLD_FILE_LEN || &block[..8] != MAGIC {
         // Missing or half-written (a crash while creating): start from zero.
         return Ok(Counters::default());
     }
     let mut values = [0u64; COUNTER_COUNT];
-    for (i, value) in values.iter_mut().enumerate() {
+    let present = if n >= FILE_LEN { COUNTER_COUNT } else { 7 };
+    for (i, value) in values.iter_mut().enumerate().take(present) {
         let at = 8 + 8 * i;
         *value = u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"));
     }
@@ -207,6 +221,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sidecar_of_seven_counters_still_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("chip.state");
+        let mut block = MAGIC.to_vec();
+        for value in 1..=7u64 {
+            block.extend_from_slice(&value.to_le_bytes());
+        }
+        std::fs::write(counters_path(&state), &block).unwrap();
+        let mut store = CounterStore::open(&state).unwrap();
+        store.count_apdu(Some(Counter::Signatures));
+        let c = store.snapshot();
+        assert_eq!(
+            (c.apdus, c.writes, c.signatures, c.attested_reads),
+            (2, 7, 1, 0)
+        );
+    }
+
+    #[test]
     fn counts_accumulate_across_handles_of_one_state() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("chip.state");
@@ -227,7 +259,9 @@ mod tests {
                 deletes: 1,
                 reads: 0,
                 random: 0,
-                writes: 0
+                writes: 0,
+                signatures: 0,
+                attested_reads: 0,
             }
         );
         assert_eq!(a.snapshot(), c);

@@ -27,7 +27,9 @@
 
 pub mod applet;
 pub mod atr;
+pub mod attestation;
 pub mod counters;
+pub mod ec;
 pub mod faults;
 mod link;
 pub mod power;

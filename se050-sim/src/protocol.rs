@@ -29,11 +29,15 @@ pub const INS_PROCESS: u8 = 0x05;
 pub const INS_FLAG_TRANSIENT: u8 = 0x80;
 /// `kSE05x_INS_AUTH_OBJECT`: OR-ed into WRITE.
 pub const INS_FLAG_AUTH_OBJECT: u8 = 0x40;
+/// `kSE05x_INS_ATTEST`: OR-ed into READ (`kSE05x_INS_READ_With_Attestation`, 0x22).
+pub const INS_FLAG_ATTEST: u8 = 0x20;
 
 pub const P1_DEFAULT: u8 = 0x00;
 pub const P1_EC: u8 = 0x01;
 pub const P1_AES: u8 = 0x03;
 pub const P1_BINARY: u8 = 0x06;
+/// `kSE05x_P1_SIGNATURE`: ECDSASign / EdDSASign (with P2_SIGN).
+pub const P1_SIGNATURE: u8 = 0x0C;
 /// `kSE05x_P1_UserID`.
 pub const P1_USERID: u8 = 0x07;
 /// `kSE05x_P1_MASK_KEY_TYPE` and its values.
@@ -43,6 +47,8 @@ pub const P1_PRIVATE: u8 = 0x40;
 
 pub const P2_DEFAULT: u8 = 0x00;
 pub const P2_SIZE: u8 = 0x07;
+/// `kSE05x_P2_SIGN`.
+pub const P2_SIGN: u8 = 0x09;
 pub const P2_DH: u8 = 0x0F;
 pub const P2_SESSION_CREATE: u8 = 0x1B;
 pub const P2_SESSION_CLOSE: u8 = 0x1C;
@@ -66,9 +72,54 @@ pub const TAG_1: u8 = 0x41;
 pub const TAG_2: u8 = 0x42;
 pub const TAG_3: u8 = 0x43;
 pub const TAG_4: u8 = 0x44;
+pub const TAG_5: u8 = 0x45;
+pub const TAG_6: u8 = 0x46;
+pub const TAG_7: u8 = 0x47;
+/// `kSE05x_TAG_TIMESTAMP`, `kSE05x_TAG_SIGNATURE`: the 7.x attested read's answer.
+pub const TAG_TIMESTAMP: u8 = 0x4F;
+pub const TAG_SIGNATURE: u8 = 0x52;
 
 /// `kSE05x_ECCurve_ECC_MONT_DH_25519`.
 pub const CURVE_X25519: u8 = 0x41;
+/// `kSE05x_ECCurve_NIST_P256`.
+pub const CURVE_NIST_P256: u8 = 0x03;
+/// `kSE05x_ECCurve_ECC_ED_25519`.
+pub const CURVE_ED25519: u8 = 0x40;
+
+/// `SE05x_ECSignatureAlgo_t`: ECDSA over a hash the host computed (`_SHA` is SHA-1).
+pub const ECDSA_SHA_1: u8 = 0x11;
+pub const ECDSA_SHA_224: u8 = 0x25;
+pub const ECDSA_SHA_256: u8 = 0x21;
+pub const ECDSA_SHA_384: u8 = 0x22;
+pub const ECDSA_SHA_512: u8 = 0x26;
+/// `kSE05x_EDSignatureAlgo_ED25519PURE_SHA_512`: PureEdDSA, the whole message sent.
+pub const EDDSA_ED25519_PURE: u8 = 0xA3;
+/// `kSE05x_AttestationAlgo_EC_SHA_256` (= ECDSA_SHA_256): the attestation signature.
+pub const ATTESTATION_ALGO_EC_SHA_256: u8 = ECDSA_SHA_256;
+
+/// The hash length an ECDSA signature algorithm expects, `None` for an unknown algorithm.
+pub fn ecdsa_hash_len(algorithm: u8) -> Option<usize> {
+    match algorithm {
+        ECDSA_SHA_1 => Some(20),
+        ECDSA_SHA_224 => Some(28),
+        ECDSA_SHA_256 => Some(32),
+        ECDSA_SHA_384 => Some(48),
+        ECDSA_SHA_512 => Some(64),
+        _ => None,
+    }
+}
+
+/// The pre-provisioned ECC (NIST P-256) attestation key (fsl_sss_se05x_apis.c
+/// `SSS_SE05X_RESID_ATTESTATION_KEY`; the se05x_ReadWithAttestation demo's `ATTESTATION_KEY_ID`
+/// for SE050 A/C and every 7.x applet).
+pub const ATTESTATION_KEY: u32 = 0xF000_0012;
+/// Its certificate, a binary file (AN12436's id for the ECC attestation certificate; the
+/// middleware does not name it).
+pub const ATTESTATION_CERTIFICATE: u32 = 0xF000_0013;
+/// The attested read's freshness value (the demo's `freshness[16]`).
+pub const FRESHNESS_LEN: usize = 16;
+/// The chip's unique id (object 0x7FFF0206, `SE050_MODULE_UNIQUE_ID_LEN`).
+pub const UNIQUE_ID_LEN: usize = 18;
 
 /// `kSE05x_Result_SUCCESS` / `_FAILURE` (CheckObjectExists).
 pub const RESULT_SUCCESS: u8 = 0x01;
@@ -106,7 +157,10 @@ pub fn is_reserved(id: u32) -> bool {
 pub const CONFIG_DH_MONT: u16 = 0x0008;
 
 /// Policy access rules (`POLICY_OBJ_ALLOW_*`, fsl_sss_policy.h), big-endian on the wire.
+pub const POLICY_ALLOW_SIGN: u32 = 0x1000_0000;
 pub const POLICY_ALLOW_KA: u32 = 0x0400_0000;
+/// `POLICY_OBJ_ALLOW_ATTESTATION` (se05x_const.h).
+pub const POLICY_ALLOW_ATTESTATION: u32 = 0x0000_8000;
 pub const POLICY_ALLOW_READ: u32 = 0x0020_0000;
 pub const POLICY_ALLOW_WRITE: u32 = 0x0010_0000;
 pub const POLICY_ALLOW_GEN: u32 = 0x0008_0000;
@@ -124,9 +178,11 @@ pub const TYPE_USERID: u8 = 0x0C;
 pub const PERSISTENT: u8 = 0x01;
 pub const TRANSIENT: u8 = 0x02;
 
-/// Object attribute origin codes (AN12413 "Object attributes": 01 external, 02 internal).
+/// Object attribute origin codes (AN12413 "Object attributes"; NXP middleware
+/// `SE05x_Origin_t`: kSE05x_Origin_EXTERNAL 01, _INTERNAL 02, _PROVISIONED 03).
 pub const ORIGIN_EXTERNAL: u8 = 0x01;
 pub const ORIGIN_INTERNAL: u8 = 0x02;
+pub const ORIGIN_PROVISIONED: u8 = 0x03;
 
 /// One entry of an object policy: `len(1) auth object id(4) access rules(4) [extension]`
 /// (AN12413 "Policies"; NXP middleware `sss_se05x_create_object_policy_buffer`).

@@ -1,24 +1,6 @@
 //! The virtual chip's persistent state: one file, written atomically, reloaded when it changed.
 //!
-//! # File format (version 1)
-//!
-//! ```text
-//! magic       8 bytes  "VSE050ST"
-//! version     u16 LE   1
-//! count       u32 LE   number of objects
-//! objects     count x:
-//!   id        u32 BE
-//!   kind      u8       1 X25519 pair, 2 X25519 private key, 3 AES key, 4 binary file,
-//!                      5 UserID (authentication object)
-//!   policy    u16 LE length, then the policy TLV value as received (0: no policy)
-//!   payload   u32 LE length, then:
-//!               pair:    private key (32, chip order) || public key (32, chip order)
-//!               private: private key (32, chip order)
-//!               AES:     key bytes
-//!               file:    file bytes
-//!               UserID:  max attempts (u16 BE) || failed attempts (u16 BE) || value (4..=16)
-//! crc         u32 LE   CRC-32/ISO-HDLC of everything before it
-//! ```
+//! The objects and the file format: `state.rs`.
 //!
 //! The file holds private keys in clear: a fresh one is readable by its owner only (0600), and
 //! every rewrite keeps the mode the file had, so an administrator's chmod/chgrp for a group of
@@ -35,9 +17,7 @@
 //! be freed and handed to a newer version: mtime is coarse (a jiffy), and a reused inode of the
 //! same length would otherwise look unchanged.
 
-use crate::protocol::UNIQUE_ID;
-use rand_core::{OsRng, RngCore};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -45,279 +25,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-const MAGIC: &[u8; 8] = b"VSE050ST";
-const FORMAT_VERSION: u16 = 1;
-const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-
-/// The NVM a real SE050 offers for objects (about 50 KB).
-pub const NVM_CAPACITY: usize = 50 * 1024;
-/// Bookkeeping each object costs in NVM besides its contents.
-pub const OBJECT_OVERHEAD: usize = 48;
-/// The most objects the chip holds, whatever their size.
-pub const MAX_OBJECTS: usize = 512;
-
-/// NXP-provisioned objects of a fresh virtual chip (besides the unique id).
-pub const PROVISIONED_CERTIFICATE: u32 = 0xF000_0012;
-pub const PROVISIONED_SECRET: u32 = 0xF000_0100;
-
-/// The contents of one secure object.
-#[derive(Clone, PartialEq, Eq)]
-pub enum ObjectData {
-    /// An X25519 key pair; both halves in the chip's (big-endian) order.
-    X25519Pair {
-        private: Zeroizing<[u8; 32]>,
-        public: [u8; 32],
-    },
-    /// An X25519 private key without its public half (imported).
-    X25519Private { private: Zeroizing<[u8; 32]> },
-    /// A symmetric AES key.
-    AesKey { key: Zeroizing<Vec<u8>> },
-    /// A binary file; its size is fixed at creation.
-    BinaryFile { data: Vec<u8> },
-    /// A UserID authentication object (a PIN): its value, the attempts allowed, and the failed
-    /// attempts since the last success (persistent, as on the chip: a reset does not clear it).
-    UserId {
-        value: Zeroizing<Vec<u8>>,
-        max_attempts: u16,
-        failures: u16,
-    },
-}
-
-impl fmt::Debug for ObjectData {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print key material.
-        match self {
-            ObjectData::X25519Pair { .. } => f.write_str("X25519Pair"),
-            ObjectData::X25519Private { .. } => f.write_str("X25519Private"),
-            ObjectData::AesKey { key } => write!(f, "AesKey({} bytes)", key.len()),
-            ObjectData::BinaryFile { data } => write!(f, "BinaryFile({} bytes)", data.len()),
-            ObjectData::UserId {
-                max_attempts,
-                failures,
-                ..
-            } => write!(f, "UserId({failures}/{max_attempts} failures)"),
-        }
-    }
-}
-
-impl ObjectData {
-    fn kind(&self) -> u8 {
-        match self {
-            ObjectData::X25519Pair { .. } => 1,
-            ObjectData::X25519Private { .. } => 2,
-            ObjectData::AesKey { .. } => 3,
-            ObjectData::BinaryFile { .. } => 4,
-            ObjectData::UserId { .. } => 5,
-        }
-    }
-
-    fn payload(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(match self {
-            ObjectData::X25519Pair { private, public } => {
-                let mut out = private.to_vec();
-                out.extend_from_slice(public);
-                out
-            }
-            ObjectData::X25519Private { private } => private.to_vec(),
-            ObjectData::AesKey { key } => key.to_vec(),
-            ObjectData::BinaryFile { data } => data.clone(),
-            ObjectData::UserId {
-                value,
-                max_attempts,
-                failures,
-            } => {
-                let mut out = max_attempts.to_be_bytes().to_vec();
-                out.extend_from_slice(&failures.to_be_bytes());
-                out.extend_from_slice(value);
-                out
-            }
-        })
-    }
-
-    fn from_parts(kind: u8, payload: &[u8]) -> Option<Self> {
-        let key32 = |bytes: &[u8]| -> Option<Zeroizing<[u8; 32]>> {
-            Some(Zeroizing::new(bytes.try_into().ok()?))
-        };
-        match kind {
-            1 if payload.len() == 64 => Some(ObjectData::X25519Pair {
-                private: key32(&payload[..32])?,
-                public: payload[32..].try_into().ok()?,
-            }),
-            2 => Some(ObjectData::X25519Private {
-                private: key32(payload)?,
-            }),
-            3 if matches!(payload.len(), 16 | 24 | 32) => Some(ObjectData::AesKey {
-                key: Zeroizing::new(payload.to_vec()),
-            }),
-            4 if !payload.is_empty() => Some(ObjectData::BinaryFile {
-                data: payload.to_vec(),
-            }),
-            5 if (4 + 4..=4 + 16).contains(&payload.len()) => Some(ObjectData::UserId {
-                max_attempts: u16::from_be_bytes([payload[0], payload[1]]),
-                failures: u16::from_be_bytes([payload[2], payload[3]]),
-                value: Zeroizing::new(payload[4..].to_vec()),
-            }),
-            _ => None,
-        }
-    }
-
-    /// Bytes of contents, for the NVM bound.
-    pub fn size(&self) -> usize {
-        match self {
-            ObjectData::X25519Pair { .. } => 64,
-            ObjectData::X25519Private { .. } => 32,
-            ObjectData::AesKey { key } => key.len(),
-            ObjectData::BinaryFile { data } => data.len(),
-            ObjectData::UserId { value, .. } => 4 + value.len(),
-        }
-    }
-}
-
-/// One secure object: contents and the policy it was created with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecureObject {
-    pub data: ObjectData,
-    /// The policy TLV value given at creation (validated then), if any.
-    pub policy: Option<Vec<u8>>,
-}
-
-/// Everything the chip keeps across resets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChipState {
-    pub objects: BTreeMap<u32, SecureObject>,
-}
-
-impl ChipState {
-    /// A chip as it leaves NXP: a random 18-byte unique id and a few provisioned objects.
-    pub fn fresh() -> Self {
-        let mut unique_id = [0u8; 18];
-        OsRng.fill_bytes(&mut unique_id);
-        let mut certificate = b"virtual SE050 device certificate placeholder for ".to_vec();
-        certificate.extend_from_slice(&unique_id);
-        let mut secret = Zeroizing::new(vec![0u8; 16]);
-        OsRng.fill_bytes(&mut secret);
-        let mut objects = BTreeMap::new();
-        let plain = |data| SecureObject { data, policy: None };
-        objects.insert(
-            UNIQUE_ID,
-            plain(ObjectData::BinaryFile {
-                data: unique_id.to_vec(),
-            }),
-        );
-        objects.insert(
-            PROVISIONED_CERTIFICATE,
-            plain(ObjectData::BinaryFile { data: certificate }),
-        );
-        objects.insert(
-            PROVISIONED_SECRET,
-            plain(ObjectData::AesKey { key: secret }),
-        );
-        ChipState { objects }
-    }
-
-    /// NVM bytes in use.
-    pub fn nvm_used(&self) -> usize {
-        self.objects
-            .values()
-            .map(|o| OBJECT_OVERHEAD + o.data.size() + o.policy.as_ref().map_or(0, Vec::len))
-            .sum()
-    }
-
-    /// Whether an object of `size` content bytes (with `policy_len` policy bytes) still fits.
-    pub fn has_room_for(&self, size: usize, policy_len: usize) -> bool {
-        self.objects.len() < MAX_OBJECTS
-            && self.nvm_used() + OBJECT_OVERHEAD + size + policy_len <= NVM_CAPACITY
-    }
-
-    /// The file format above.
-    pub fn serialize(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(64 + self.nvm_used()));
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(self.objects.len() as u32).to_le_bytes());
-        for (id, object) in &self.objects {
-            out.extend_from_slice(&id.to_be_bytes());
-            out.push(object.data.kind());
-            let policy = object.policy.as_deref().unwrap_or(&[]);
-            out.extend_from_slice(&(policy.len() as u16).to_le_bytes());
-            out.extend_from_slice(policy);
-            let payload = object.data.payload();
-            out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            out.extend_from_slice(&payload);
-        }
-        let crc = CRC32.checksum(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    /// Reads the file format; the error says what is wrong.
-    pub fn deserialize(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < MAGIC.len() + 2 + 4 + 4 {
-            return Err(format!(
-                "{} bytes is too short for a state file",
-                bytes.len()
-            ));
-        }
-        if &bytes[..8] != MAGIC {
-            return Err("not a virtual SE050 state file (bad magic)".into());
-        }
-        let (body, crc) = bytes.split_at(bytes.len() - 4);
-        let stored = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
-        if CRC32.checksum(body) != stored {
-            return Err("checksum mismatch (truncated or corrupted)".into());
-        }
-        let mut reader = Reader { bytes: body, at: 8 };
-        let version = u16::from_le_bytes(reader.array()?);
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
-            ));
-        }
-        let count = u32::from_le_bytes(reader.array()?);
-        let mut objects = BTreeMap::new();
-        for index in 0..count {
-            let id = u32::from_be_bytes(reader.array()?);
-            let [kind] = reader.array()?;
-            let policy_len = u16::from_le_bytes(reader.array()?);
-            let policy = reader.take(policy_len as usize)?;
-            let payload_len = u32::from_le_bytes(reader.array()?);
-            let payload = reader.take(payload_len as usize)?;
-            let data = ObjectData::from_parts(kind, payload)
-                .ok_or_else(|| format!("object {index} (0x{id:08X}): bad kind {kind} or size"))?;
-            let policy = (!policy.is_empty()).then(|| policy.to_vec());
-            if objects.insert(id, SecureObject { data, policy }).is_some() {
-                return Err(format!("object 0x{id:08X} appears twice"));
-            }
-        }
-        if reader.at != body.len() {
-            return Err(format!(
-                "{} stray bytes after the objects",
-                body.len() - reader.at
-            ));
-        }
-        Ok(ChipState { objects })
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| format!("truncated at byte {}", self.at))?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-
-    /// The next `N` bytes, for a number or a one-byte field.
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
-    }
-}
+mod state;
+pub use state::*;
 
 /// Why the state file could not be used.
 #[derive(Debug)]
@@ -397,17 +106,22 @@ pub struct Store {
     /// Transient objects: in `state` (this process's chip RAM) but never written to the file,
     /// and put back into `state` when it is reloaded from the file.
     volatile: BTreeSet<u32>,
+    /// The attestation root's certificate, when this process made it (in-memory chips; a
+    /// file-backed chip's is in `<state>.attestation-root.pem`).
+    root_pem: Option<String>,
 }
 
 impl Store {
     /// A store living only in this process.
     pub fn in_memory() -> Self {
+        let (state, root_pem) = ChipState::fresh_with_root();
         Store {
             path: None,
-            state: ChipState::fresh(),
+            state,
             loaded: None,
             _loaded_file: None,
             volatile: BTreeSet::new(),
+            root_pem: Some(root_pem),
         }
     }
 
@@ -419,6 +133,7 @@ impl Store {
             loaded: None,
             _loaded_file: None,
             volatile: BTreeSet::new(),
+            root_pem: None,
         };
         match fs::metadata(path) {
             Ok(_) => {}
@@ -450,6 +165,40 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(io_error(path, "read its metadata", source)),
         }
+    }
+
+    /// The PEM certificate of this chip's attestation root: from memory, else from the file
+    /// beside the state.
+    pub fn attestation_root_pem(&self) -> Option<String> {
+        if let Some(pem) = &self.root_pem {
+            return Some(pem.clone());
+        }
+        fs::read_to_string(attestation_root_path(self.path.as_ref()?)).ok()
+    }
+
+    /// Gives a state of an earlier build its attestation key and certificate (the caller holds
+    /// the chip's lock): the root's PEM is written beside the state first, then the state.
+    pub fn ensure_attestation(&mut self) -> Result<(), StoreError> {
+        if self
+            .state
+            .objects
+            .contains_key(&crate::protocol::ATTESTATION_KEY)
+        {
+            return Ok(());
+        }
+        let mut next = self.state.clone();
+        let Some(made) = next.provision_attestation() else {
+            return Ok(());
+        };
+        let root_pem = made.map_err(|reason| StoreError::Corrupt {
+            path: self.path.clone().unwrap_or_default(),
+            reason,
+        })?;
+        if let Some(path) = &self.path {
+            write_root_pem(path, &root_pem)?;
+        }
+        self.root_pem = Some(root_pem);
+        self.commit(next)
     }
 
     /// Keeps the object at `id` out of the file from now on (a transient object).
@@ -605,17 +354,38 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(FileStamp, File), Stor
 /// Creates the file of a fresh chip unless another process just did: the new file is linked
 /// into place, which fails when the name exists, so two processes opening a missing state file
 /// at once agree on one chip without holding the lock.
+///
+/// Only the process whose file was linked writes the attestation root's certificate beside it.
 fn create_fresh(path: &Path) -> Result<(), StoreError> {
     let temp = sibling(path, &format!(".new.{}", std::process::id()));
-    write_synced(&temp, &ChipState::fresh().serialize(), FRESH_MODE)
+    let (state, root_pem) = ChipState::fresh_with_root();
+    write_synced(&temp, &state.serialize(), FRESH_MODE)
         .map_err(|e| io_error(&temp, "write a fresh state", e))?;
     let linked = fs::hard_link(&temp, path);
     let _ = fs::remove_file(&temp);
     match linked {
-        Ok(()) => sync_dir(path),
+        Ok(()) => {
+            write_root_pem(path, &root_pem)?;
+            sync_dir(path)
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_error(path, "create a fresh state", e)),
     }
+}
+
+/// `<state>.attestation-root.pem`: the certificate of the test root that issued this chip's
+/// attestation certificate (public: mode 0644).
+pub fn attestation_root_path(state: &Path) -> PathBuf {
+    sibling(state, ".attestation-root.pem")
+}
+
+fn write_root_pem(state: &Path, pem: &str) -> Result<(), StoreError> {
+    let target = attestation_root_path(state);
+    let temp = sibling(&target, ".tmp");
+    write_synced(&temp, pem.as_bytes(), 0o644)
+        .map_err(|e| io_error(&temp, "write the attestation root", e))?;
+    fs::rename(&temp, &target)
+        .map_err(|e| io_error(&target, "rename the attestation root into place", e))
 }
 
 /// `<state>.lock`, the inter-process lock file of a state file.

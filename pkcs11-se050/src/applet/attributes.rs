@@ -1,7 +1,13 @@
 //! ReadObjectAttributes (`80 02 00 3B`, `41 object id`): what the chip says about an object,
 //! among it the failure counter of an authentication object.
 //!
-//! Layout of the answer's TAG_1 value (AN12413 "Secure Object attributes"; the same field order
+//! The answer carries the attributes in TAG_2 (0x42) on applets before 7.2 and in TAG_3 (0x43)
+//! from 7.2 on: NXP's middleware `Se05x_API_ReadObjectAttributes` (se05x_04_xx_APDU_impl.h,
+//! `#if !SSS_HAVE_SE05X_VER_GTE_07_02 ... tlvGet_u8buf(TAG_2)` else `TAG_3`), and Nitrokey's
+//! se05x commands.toml (`[read_attributes.response] TAG_2 = attributes`) for 3.x. The tag is
+//! chosen from the version the applet answered at SELECT ([`attributes_tag`]).
+//!
+//! Layout of the attributes value (AN12413 "Secure Object attributes"; the same field order
 //! in NXP's middleware `Se05x_API_ReadObjectAttributes`, in Nitrokey's `se05x` crate
 //! `ObjectAttributes`, and in Worldcoin's orb firmware, which all parse it):
 //! object id (4) | object class (1) | authentication indicator (1: 01 not set, 02 set) |
@@ -61,6 +67,11 @@ impl ObjectAttributes {
         out
     }
 
+    /// Parses the attributes of an SE050 (applet 3.x: ... policy | origin) or of a 7.x applet,
+    /// which appends the object's version (4 bytes) after the origin (NXP's demo
+    /// se05x_ReadWithAttestation: `KEYOBJ_VERSION_LENGTH`, "Data is retrieved for Se051"). The
+    /// policy set is walked entry by entry (each starts with its length, at least 4), as that
+    /// demo does, so the origin is found whatever follows it.
     pub fn parse(bytes: &[u8]) -> Option<ObjectAttributes> {
         if bytes.len() < HEADER_LEN + 1 {
             return None;
@@ -72,6 +83,14 @@ impl ObjectAttributes {
             0x02 => true,
             _ => return None,
         };
+        let mut at = HEADER_LEN;
+        while *bytes.get(at)? >= 4 {
+            at += 1 + usize::from(bytes[at]);
+        }
+        let origin = *bytes.get(at)?;
+        if !matches!(bytes.len() - at - 1, 0 | 4) {
+            return None;
+        }
         Some(ObjectAttributes {
             id: u32_at(0),
             class: ObjectType::from_code(bytes[4]),
@@ -79,9 +98,18 @@ impl ObjectAttributes {
             failures: u16_at(6),
             owner: u32_at(8),
             max_attempts: u16_at(12),
-            policy: bytes[HEADER_LEN..bytes.len() - 1].to_vec(),
-            origin: bytes[bytes.len() - 1],
+            policy: bytes[HEADER_LEN..at].to_vec(),
+            origin,
         })
+    }
+}
+
+/// The tag of the attributes in ReadObjectAttributes' answer for applet `version`.
+pub fn attributes_tag(version: AppletVersion) -> u8 {
+    if (version.major, version.minor) >= (7, 2) {
+        TAG_3
+    } else {
+        TAG_2
     }
 }
 
@@ -93,7 +121,10 @@ impl<T: ApduTransport> Se050<T> {
         let name = || format!("ReadObjectAttributes {id}");
         let response =
             self.exchange(&name, INS_READ, P1_DEFAULT, P2_ATTRIBUTES, data, Some(256))?;
-        let value = tag1(&name, &response)?;
+        let tlvs = Tlvs::parse(&response).map_err(|e| bad(&name, e.to_string()))?;
+        let value = tlvs
+            .require(attributes_tag(self.version))
+            .map_err(|e| bad(&name, e.to_string()))?;
         let attributes = ObjectAttributes::parse(value)
             .ok_or_else(|| bad(&name, format!("{} bytes of attributes", value.len())))?;
         if attributes.id != id.value() {
@@ -138,8 +169,33 @@ mod tests {
         }
         .blocked());
         assert_eq!(ObjectAttributes::parse(&bytes[..14]), None);
+        // A 7.x applet's attributes: the object version (4 bytes) after the origin.
+        let mut with_version = bytes.clone();
+        with_version.extend_from_slice(&[0, 0, 0, 1]);
+        assert_eq!(
+            ObjectAttributes::parse(&with_version).unwrap().origin,
+            ORIGIN_EXTERNAL
+        );
+        with_version.push(0);
+        assert_eq!(ObjectAttributes::parse(&with_version), None);
         let mut odd = bytes.clone();
         odd[5] = 7;
         assert_eq!(ObjectAttributes::parse(&odd), None);
+    }
+
+    #[test]
+    fn attributes_tag_follows_the_applet_version() {
+        let v = |major, minor| AppletVersion {
+            major,
+            minor,
+            patch: 0,
+            config: 0,
+            securebox_major: 0,
+            securebox_minor: 0,
+        };
+        assert_eq!(attributes_tag(v(3, 1)), TAG_2);
+        assert_eq!(attributes_tag(v(7, 0)), TAG_2);
+        assert_eq!(attributes_tag(v(7, 2)), TAG_3);
+        assert_eq!(attributes_tag(v(8, 0)), TAG_3);
     }
 }

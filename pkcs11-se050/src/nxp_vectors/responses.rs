@@ -137,14 +137,26 @@ fn error_status_word_alone() {
 /// TAG_3 (0x43) on 7.2 and later; Nitrokey's `se05x` (src/se05x/commands.toml,
 /// `[read_attributes.response] TAG_2 = attributes`) agrees for 3.x. The attributes are those of
 /// AN12413: id, class, auth indicator, counter, auth id, max attempts, policy, origin.
-///
-/// The host reads TAG_1 (applet/attributes.rs), so it refuses this answer: a finding, reported
-/// to the coordinator, not fixed here (host code is not this change's). Ignored until then.
+/// Here a 3.1 applet (SELECT answer as `get_version_answer`'s) answers in TAG_2.
 #[test]
-#[ignore = "host reads TAG_1 where NXP and Nitrokey read TAG_2 (finding, see SOURCES.md)"]
 fn read_object_attributes_answer_in_tag_2() {
     let attributes = "7AFF0001 0C 02 0003 00000000 000A 01";
-    let mut chip = chip(&[&format!("42 0F {attributes} 90 00")]);
+    let replies = [
+        "03 01 00 6F FF 01 0B 90 00",
+        &format!("42 0F {attributes} 90 00"),
+    ];
+    let mut chip = Se050::select(Recorder::answering(&replies)).expect("select");
     let a = chip.read_attributes(id(0x7AFF_0001)).unwrap();
     assert_eq!((a.failures, a.max_attempts), (3, 10));
+}
+
+/// The same on the logged SE050E (applet 7.2): the attributes in TAG_3, and TAG_2 refused.
+#[test]
+fn read_object_attributes_answer_in_tag_3_from_7_2() {
+    let attributes = "7AFF0001 0C 02 0003 00000000 000A 01";
+    let mut chip = chip(&[&format!("43 0F {attributes} 90 00")]);
+    let a = chip.read_attributes(id(0x7AFF_0001)).unwrap();
+    assert_eq!((a.failures, a.max_attempts), (3, 10));
+    let mut chip = super::responses::chip(&[&format!("42 0F {attributes} 90 00")]);
+    assert!(chip.read_attributes(id(0x7AFF_0001)).is_err());
 }

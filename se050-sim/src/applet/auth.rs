@@ -79,7 +79,7 @@ impl VirtualApplet {
             max_attempts: max_attempts.or(previous_max).unwrap_or(0),
             failures: 0,
         };
-        self.put_object(id, data, policy, POLICY_ALLOW_WRITE)?;
+        self.put_object(id, data, policy, POLICY_ALLOW_WRITE, ORIGIN_EXTERNAL)?;
         Ok(Reply::data(Vec::new()))
     }
 

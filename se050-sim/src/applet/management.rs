@@ -16,6 +16,17 @@ use super::*;
 /// What the transient memory kinds report as free (bytes).
 pub const TRANSIENT_FREE: u16 = 0x0800;
 
+/// The chip's timestamp as GetTimestamp and the attested read answer it (12 bytes).
+pub(super) fn timestamp_now() -> [u8; TIMESTAMP_LEN] {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut stamp = [0u8; TIMESTAMP_LEN];
+    stamp[4..].copy_from_slice(&millis.to_be_bytes());
+    stamp
+}
+
 impl VirtualApplet {
     pub(super) fn free_memory(&mut self, tlvs: &Tlvs) -> Answer {
         let kind = tlvs.require(TAG_1).map_err(|_| StatusWord::WRONG_DATA)?;
@@ -31,14 +42,8 @@ impl VirtualApplet {
     }
 
     pub(super) fn timestamp(&mut self) -> Answer {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let mut stamp = [0u8; TIMESTAMP_LEN];
-        stamp[4..].copy_from_slice(&millis.to_be_bytes());
         let mut out = Vec::new();
-        tlv::push(&mut out, TAG_1, &stamp);
+        tlv::push(&mut out, TAG_1, &timestamp_now());
         Ok(Reply::data(out))
     }
 

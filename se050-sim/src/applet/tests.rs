@@ -139,12 +139,12 @@ fn ecdh_refuses_wrong_peer_length_and_non_key_objects() {
     assert_eq!(sw(&applet.process(&ecdh(0x10, &[9; 32]))), 0x9000);
     assert_eq!(sw(&applet.process(&ecdh(UNIQUE_ID, &[9; 32]))), 0x6985);
     assert_eq!(sw(&applet.process(&ecdh(0x11, &[9; 32]))), 0x6A80);
-    // Another curve id is wrong data for this chip.
+    // A curve this chip does not model (NIST P-224, 0x02) is wrong data.
     let mut data = Vec::new();
     tlv::push(&mut data, TAG_1, &0x12u32.to_be_bytes());
-    tlv::push(&mut data, TAG_2, &[0x40]);
-    let ed25519 = CommandApdu::new(CLA_IOT, INS_WRITE, 0x61, 0, data, None).encode();
-    assert_eq!(sw(&applet.process(&ed25519)), 0x6A80);
+    tlv::push(&mut data, TAG_2, &[0x02]);
+    let p224 = CommandApdu::new(CLA_IOT, INS_WRITE, 0x61, 0, data, None).encode();
+    assert_eq!(sw(&applet.process(&p224)), 0x6A80);
     let c = applet.counters();
     assert_eq!((c.keygen, c.ecdh), (1, 1));
     assert_eq!(c.apdus, 7, "every APDU counted, SELECT included");

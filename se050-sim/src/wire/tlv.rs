@@ -70,6 +70,11 @@ impl<'a> Tlvs<'a> {
         self.items.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v)
     }
 
+    /// Every TLV, in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, &'a [u8])> + '_ {
+        self.items.iter().copied()
+    }
+
     pub fn require(&self, tag: u8) -> Result<&'a [u8], BadTlv> {
         self.get(tag).ok_or(BadTlv)
     }
