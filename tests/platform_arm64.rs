@@ -16,25 +16,14 @@
 
 use std::time::Instant;
 
-use e2e_tests::guests::arm64;
-use e2e_tests::guests::Machine;
-use pkcs11_se050::virtual_se050::counters::{read_counters, Counters};
+use e2e_tests::guests::{self, arm64, Machine};
+use pkcs11_se050::virtual_se050::counters::Counters;
 
 const STATE_DIR: &str = "/var/lib/pkcs11-se050";
 const MODULE_CONF: &str = "/etc/pkcs11-se050/pkcs11-se050.toml";
 
-/// The chip's counters as the guest's module left them: the state directory's files copied out
-/// of the guest and read by the same code the other tests use.
 fn chip_counters(vm: &Machine) -> Counters {
-    let host = tempfile::tempdir().unwrap();
-    let listing = vm.run_ok(&format!(
-        "cd {STATE_DIR} && for f in *; do [ -f \"$f\" ] && echo \"$f\"; done"
-    ));
-    for name in listing.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let bytes = vm.read_bytes(&format!("{STATE_DIR}/{name}"));
-        std::fs::write(host.path().join(name), bytes).unwrap();
-    }
-    read_counters(&host.path().join("se050.state"))
+    guests::chip_counters(vm, &format!("{STATE_DIR}/se050.state"))
 }
 
 #[test]

@@ -125,6 +125,7 @@ pub fn boot() -> Machine {
         command,
         dir: dir.clone(),
         boot_timeout: BOOT_TIMEOUT,
+        first_output: None,
     });
     match machine {
         Ok(m) => {

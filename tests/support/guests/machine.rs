@@ -24,8 +24,11 @@ pub struct Launch {
     pub name: &'static str,
     pub command: Command,
     pub dir: PathBuf,
-    /// `-serial` for x86's 16550 and for virt's PL011 alike.
+    /// From qemu's start to the agent's `@@READY`.
     pub boot_timeout: Duration,
+    /// How long the guest may take to print its first byte on the console (KVM: /dev/kvm exists
+    /// on machines where it runs nothing, and then the console stays empty).
+    pub first_output: Option<Duration>,
 }
 
 pub struct Machine {
@@ -53,6 +56,7 @@ impl Machine {
             mut command,
             dir,
             boot_timeout,
+            first_output,
         } = launch;
         let console_path = dir.join(format!("{name}-console.log"));
         let socket_path = dir.join(format!("{name}-channel.sock"));
@@ -102,6 +106,18 @@ impl Machine {
             ));
         };
         let mut channel = Channel::new(stream);
+        if let Some(deadline) = first_output {
+            let printed = poll_until(deadline, || {
+                std::fs::metadata(&console_path).is_ok_and(|m| m.len() > 0)
+                    || !matches!(child.try_wait(), Ok(None))
+            });
+            if !printed || std::fs::metadata(&console_path).map_or(0, |m| m.len()) == 0 {
+                return Err(fail(
+                    &mut child,
+                    format!("no console output within {deadline:?}"),
+                ));
+            }
+        }
         let ready = channel.wait_for_line("@@READY", started_at + boot_timeout, || {
             matches!(child.try_wait(), Ok(None))
         });

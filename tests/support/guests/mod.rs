@@ -24,3 +24,19 @@ pub fn depmod() -> std::path::PathBuf {
         .find(|p| p.exists())
         .unwrap_or_else(|| std::path::PathBuf::from("depmod"))
 }
+
+/// The virtual SE050's operation counters as a guest's module left them: the files of its state
+/// directory copied out of the guest and read by the code the other tests use. `state` is the
+/// guest's `virtual_state` path.
+pub fn chip_counters(vm: &Machine, state: &str) -> pkcs11_se050::virtual_se050::counters::Counters {
+    let (dir, file) = state.rsplit_once('/').expect("an absolute state path");
+    let host = tempfile::tempdir().expect("cannot create a temporary directory");
+    let listing = vm.run_ok(&format!(
+        "cd '{dir}' && for f in *; do [ -f \"$f\" ] && echo \"$f\"; done; true"
+    ));
+    for name in listing.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let bytes = vm.read_bytes(&format!("{dir}/{name}"));
+        std::fs::write(host.path().join(name), bytes).expect("cannot write a copy");
+    }
+    pkcs11_se050::virtual_se050::counters::read_counters(&host.path().join(file))
+}

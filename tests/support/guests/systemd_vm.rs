@@ -44,6 +44,7 @@ const MODULES: &[&str] = &[
     "virtio_blk",
     "virtio_console",
     "virtio_rng",
+    "crc32c_generic",
     "ext4",
     "tun",
     "veth",
@@ -62,6 +63,8 @@ const ROOTFS_SETUP: &str = "agent-unit-v1";
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const KVM_BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+/// A working KVM prints within a second; a broken one prints nothing.
+const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(10);
 
 /// The root image, from the cache or made into it.
 pub fn root_image() -> PathBuf {
@@ -162,7 +165,7 @@ pub fn boot(data: &Path) -> Machine {
         .arg(&data_image));
 
     let mut failures: Vec<(String, BootFailure)> = Vec::new();
-    for accel in accelerators() {
+    for accel in accelerators(&kernel) {
         let mut command = Command::new("qemu-system-x86_64");
         command
             .args(["-accel", accel, "-m", "1024M", "-smp", "2"])
@@ -205,6 +208,7 @@ pub fn boot(data: &Path) -> Machine {
             command,
             dir: dir.clone(),
             boot_timeout: timeout,
+            first_output: (accel == "kvm").then_some(KVM_FIRST_OUTPUT),
         }) {
             Ok(m) => {
                 eprintln!(
@@ -218,6 +222,9 @@ pub fn boot(data: &Path) -> Machine {
             }
             Err(f) => {
                 eprintln!("systemd guest: no boot under {accel}: {}", f.reason);
+                if accel == "kvm" {
+                    remember_kvm_fails(&kernel);
+                }
                 failures.push((accel.to_string(), f));
             }
         }
@@ -231,12 +238,21 @@ pub fn boot(data: &Path) -> Machine {
 
 /// KVM when /dev/kvm opens (and TCG after it, should KVM not boot the guest), as the kernel VM;
 /// `WG_PKCS11_TEST_VM_ACCEL` forces one.
-fn accelerators() -> Vec<&'static str> {
+fn accelerators(kernel: &Kernel) -> Vec<&'static str> {
     match std::env::var("WG_PKCS11_TEST_VM_ACCEL").ok().as_deref() {
         Some("tcg") => return vec!["tcg"],
         Some("kvm") => return vec!["kvm"],
         Some(other) => panic!("WG_PKCS11_TEST_VM_ACCEL={other}: expected kvm or tcg"),
         None => {}
+    }
+    let marker = kvm_failure_marker(kernel);
+    if marker.exists() {
+        eprintln!(
+            "systemd guest: not trying KVM: it did not boot this kernel earlier since this \
+             machine started ({} says so; delete it to try again)",
+            marker.display()
+        );
+        return vec!["tcg"];
     }
     let kvm = std::fs::OpenOptions::new()
         .read(true)
@@ -248,6 +264,21 @@ fn accelerators() -> Vec<&'static str> {
     } else {
         vec!["tcg"]
     }
+}
+
+/// Where a failed KVM boot is remembered until the machine reboots (/run is a tmpfs), as the
+/// kernel VM does, so later runs go straight to TCG.
+fn kvm_failure_marker(kernel: &Kernel) -> PathBuf {
+    PathBuf::from(format!(
+        "/run/wg-pkcs11-tests/kvm-does-not-boot-systemd-guest-{}",
+        kernel.release
+    ))
+}
+
+fn remember_kvm_fails(kernel: &Kernel) {
+    let marker = kvm_failure_marker(kernel);
+    let _ = std::fs::create_dir_all(marker.parent().unwrap());
+    let _ = std::fs::write(&marker, "qemu -accel kvm did not boot this kernel\n");
 }
 
 fn build_initramfs(kernel: &Kernel, path: &Path) {
