@@ -95,7 +95,7 @@ fn build_artefact(name: &str) -> Vec<u8> {
 /// Boots the arm64 machine.
 pub fn boot() -> Machine {
     crate::netns::require_root();
-    let kernel = Kernel::get("arm64");
+    let kernel = Kernel::get("arm64", MODULES);
     let userland = debian::tree("arm64", "extract", PACKAGES, "", |_| {});
     let dir = tempfile::Builder::new()
         .prefix("e2e-arm64-")

@@ -37,6 +37,9 @@ pub struct Machine {
     _keeper: mpsc::Sender<()>,
     channel: Mutex<Channel>,
     console_path: PathBuf,
+    /// The guest's files (initramfs, images, console), removed with the machine unless
+    /// `E2E_KEEP` is set.
+    dir: PathBuf,
     pub boot_time: Duration,
     /// The guest's answer after `@@READY` (its kernel release).
     pub ready_line: String,
@@ -128,6 +131,7 @@ impl Machine {
                 _keeper: keeper,
                 channel: Mutex::new(channel),
                 console_path,
+                dir: dir.clone(),
                 boot_time: started_at.elapsed(),
                 ready_line: line.trim_start_matches("@@READY").trim().to_string(),
             }),
@@ -234,6 +238,15 @@ impl Drop for Machine {
         let mut qemu = self.qemu.lock().unwrap_or_else(|p| p.into_inner());
         let _ = qemu.kill();
         let _ = qemu.wait();
+        if std::env::var_os("E2E_KEEP").is_some() {
+            eprintln!(
+                "E2E_KEEP: the {} guest's files kept in {}",
+                self.name,
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

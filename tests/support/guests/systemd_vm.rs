@@ -146,7 +146,7 @@ fn prepare_root(root: &Path) {
 /// Boots the guest; `data` is the directory the guest sees read-only at /mnt/test.
 pub fn boot(data: &Path) -> Machine {
     crate::netns::require_root();
-    let kernel = Kernel::get("amd64");
+    let kernel = Kernel::get("amd64", MODULES);
     let image = root_image();
     let dir = tempfile::Builder::new()
         .prefix("e2e-systemd-")
