@@ -82,6 +82,35 @@ fn wg0_conf(kernel_public: &str, extra: &str) -> String {
     )
 }
 
+/// How long each step took, for the log (where the time goes under emulation).
+struct Steps {
+    last: std::time::Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        Steps {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((name, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+
+    fn summary(&self) -> String {
+        self.done
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 #[test]
 fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_pin() {
     let started = std::time::Instant::now();
@@ -89,11 +118,12 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
     let data = tempfile::tempdir().unwrap();
     std::fs::copy(&deb, data.path().join("wg-pkcs11.deb"))
         .unwrap_or_else(|e| panic!("cannot copy {}: {e}", deb.display()));
+    let mut steps = Steps::new();
     let vm = systemd_vm::boot(data.path());
-    let booted = started.elapsed();
     let pid1 = vm.run_ok("cat /proc/1/comm");
     assert_eq!(pid1.trim(), "systemd", "PID 1 is not systemd");
 
+    steps.done("booted");
     // The package, a virtual SE050 with a user PIN, and a key made with that PIN.
     vm.run_ok("set -e; mkdir -p /mnt/test; mount -o ro /dev/vdb /mnt/test; dpkg -i /mnt/test/wg-pkcs11.deb");
     vm.write_file(
@@ -115,6 +145,7 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
     let public = genkey.lines().last().unwrap_or_default().trim().to_string();
     assert_eq!(public.len(), 44, "genkey printed no public key: {genkey}");
 
+    steps.done("dpkg -i, token, key");
     // The peer: the guest kernel's WireGuard in namespace `peer`, over a veth pair.
     let kernel_public = vm.run_ok(&format!(
         "set -e
@@ -136,6 +167,7 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
     ));
     let kernel_public = kernel_public.trim().to_string();
 
+    steps.done("kernel peer");
     // The unit as shipped, plus the PIN as a credential (the URI names none) and a start
     // timeout short enough that a missing READY=1 fails the test quickly.
     vm.write_file("/etc/wireguard/wg0.conf", &wg0_conf(&kernel_public, ""));
@@ -171,6 +203,7 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
     assert_eq!(show(&vm, "SubState"), "running");
     let main_pid = show(&vm, "MainPID");
 
+    steps.done("systemctl start");
     // The handshake (the PIN came from the credential: the key needs it), pings both ways.
     let before = guests::chip_counters(&vm, STATE);
     let ping = vm.run(
@@ -193,6 +226,7 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
         after_handshake.ecdh - before.ecdh
     );
 
+    steps.done("handshake, pings");
     // The journal shows the handshake (the daemon's watcher logs it within a second or so).
     let logged = vm.run(&format!(
         "for i in $(seq 1 50); do journalctl -u {UNIT} -o cat --no-pager | \
@@ -204,6 +238,7 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
         journal(&vm)
     );
 
+    steps.done("journal");
     // Reload: the peer gets a persistent keepalive; same process, the session kept (no new
     // handshake, no chip operation).
     vm.write_file(
@@ -239,6 +274,7 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
         "the reload cost chip operations"
     );
 
+    steps.done("reload");
     // Stop: the interface goes.
     vm.run_ok(&format!("systemctl stop {UNIT}"));
     assert_eq!(show(&vm, "ActiveState"), "inactive");
@@ -249,6 +285,7 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
         gone.output
     );
 
+    steps.done("stop");
     // A wrong PIN: exit status 77 and no restart. systemd decides at the exit: a restart to come
     // shows as SubState=auto-restart, none as failed.
     vm.write_file("/etc/wireguard/wg0.pin", &format!("{WRONG_PIN}\n"));
@@ -277,9 +314,10 @@ fn the_unit_under_systemd_pin_credential_notify_reload_journal_stop_and_a_wrong_
         !vm.run("ip link show wg0").success(),
         "a refused start left the interface"
     );
+    steps.done("wrong PIN");
     eprintln!(
-        "systemd guest: booted in {:.1} s, the whole test took {:.1} s",
-        booted.as_secs_f64(),
-        started.elapsed().as_secs_f64()
+        "systemd guest: the whole test took {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        steps.summary()
     );
 }
