@@ -7,7 +7,8 @@
 //! ```text
 //!   /var/cache/wg-pkcs11-tests/debian-arm64-extract-<hash>/      busybox, wg, ip (+ libraries)
 //!   /var/cache/wg-pkcs11-tests/debian-arm64-extract-<hash>/      linux-image-arm64's kernel
-//!   /var/cache/wg-pkcs11-tests/debian-amd64-minbase-<hash>.ext4  the systemd guest's root
+//!   /var/cache/wg-pkcs11-tests/debian-amd64-minbase-<hash>.ext4  the systemd guest's root (the
+//!                                                          tree it was made from is removed)
 //! ```
 //! A cache entry is named after what it was made from (architecture, variant, package list):
 //! a changed list makes a new entry. Entries are moved into place whole (a run that is

@@ -66,15 +66,16 @@ const KVM_BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 /// A working KVM prints within a second; a broken one prints nothing.
 const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(10);
 
-/// The root image, from the cache or made into it.
+/// The root image, from the cache or made into it (from a tree made by mmdebstrap, which goes
+/// once the image holds it).
 pub fn root_image() -> PathBuf {
-    let tree = debian::tree("amd64", "minbase", PACKAGES, ROOTFS_SETUP, prepare_root);
-    let image = tree.with_extension("ext4");
+    let name = debian::entry_name("amd64", "minbase", PACKAGES, ROOTFS_SETUP);
+    let image = debian::cache_dir().join(format!("{name}.ext4"));
     if image.is_file() {
         return image;
     }
-    let partial = tree.with_extension("ext4.partial");
-    let _ = std::fs::remove_file(&partial);
+    let tree = debian::tree("amd64", "minbase", PACKAGES, ROOTFS_SETUP, prepare_root);
+    let partial = tree.with_extension(format!("ext4.partial-{}", std::process::id()));
     run(Command::new("truncate")
         .args(["-s", IMAGE_SIZE])
         .arg(&partial));
@@ -84,6 +85,7 @@ pub fn root_image() -> PathBuf {
         .arg(&partial));
     std::fs::rename(&partial, &image)
         .unwrap_or_else(|e| panic!("cannot move {} into place: {e}", image.display()));
+    let _ = std::fs::remove_dir_all(&tree);
     image
 }
 
