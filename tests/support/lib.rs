@@ -13,6 +13,7 @@
 //! ```
 
 pub mod artifacts;
+pub mod guests;
 pub mod i2c_guest;
 pub mod interop;
 pub mod kernel_vm;
