@@ -128,6 +128,22 @@ impl<T: ApduTransport> Se050<T> {
         }
     }
 
+    /// The curve id of the EC key at `id` (GetECCurveId `80 02 0B 36`, NXP
+    /// `Se05x_API_GetECCurveId`: 41 id -> 41 curve id, one byte).
+    pub fn ec_curve_id(&mut self, id: ObjectId) -> Result<u8, Se050Error> {
+        let mut data = Vec::new();
+        tlv::push(&mut data, TAG_1, &id.to_be_bytes());
+        let name = || format!("GetECCurveId {id}");
+        let response = self.exchange(&name, INS_READ, P1_CURVE, P2_CURVE_ID, data, Some(256))?;
+        match tag1(&name, &response)? {
+            [curve] => Ok(*curve),
+            other => Err(bad(
+                &name,
+                format!("curve id of {} bytes, expected 1", other.len()),
+            )),
+        }
+    }
+
     /// Creates P-256 on the chip (CreateECCurve and its five parameters), as NXP's middleware
     /// does before the first P-256 key. Only called when [`Se050::curve_present`] said no.
     fn create_p256(&mut self) -> Result<(), Se050Error> {

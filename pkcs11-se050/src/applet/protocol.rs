@@ -126,6 +126,8 @@ pub const P1_SIGNATURE: u8 = 0x0C;
 pub const P2_CREATE: u8 = 0x04;
 pub const P2_PARAM: u8 = 0x40;
 pub const P2_SIGN: u8 = 0x09;
+/// GetECCurveId (`kSE05x_P2_ID`).
+pub const P2_CURVE_ID: u8 = 0x36;
 /// `SE05x_ECCurveParam_t`.
 pub const CURVE_PARAM_A: u8 = 0x01;
 pub const CURVE_PARAM_B: u8 = 0x02;

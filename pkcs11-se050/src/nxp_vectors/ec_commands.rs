@@ -233,7 +233,7 @@ fn eddsa_message_too_long_is_refused_before_the_chip() {
 /// Montgomery keys); the host sends it short with Le `00`. The answer is the x coordinate.
 #[test]
 fn p256_ecdh_is_nxp_ecdh_without_reversal() {
-    let x = "00".repeat(1) + &"AB".repeat(31);
+    let x = "00".to_string() + &"AB".repeat(31);
     let mut chip = chip(&[&format!("41 20 {x} 9000")]);
     let secret = chip.ecdh_p256(id(KEY), &hex(P256_PUBLIC)).unwrap();
     assert_eq!(to_hex(&*secret), x);
@@ -242,5 +242,19 @@ fn p256_ecdh_is_nxp_ecdh_without_reversal() {
         &sent(&mut chip)[0],
         &format!("80 03 01 0F 49 41 04 70000010 42 41 {P256_PUBLIC} 00"),
         &format!("80 03 01 0F 000049 41 04 70000010 42 41 {P256_PUBLIC} 0000"),
+    );
+}
+
+/// GetECCurveId: NXP `Se05x_API_GetECCurveId` (`80 02 0B 36`, `kSE05x_P2_ID`; 41 id; Case4,
+/// no Le): answered by `tlvGet_U8(TAG_1)`.
+#[test]
+fn get_ec_curve_id_is_nxp_get_ec_curve_id() {
+    let mut chip = chip(&["41 01 40 9000"]);
+    assert_eq!(chip.ec_curve_id(id(KEY)).unwrap(), CURVE_ED25519);
+    nxp_but_le(
+        "GetECCurveId",
+        &sent(&mut chip)[0],
+        "80 02 0B 36 06 41 04 70000010 00",
+        "80 02 0B 36 06 41 04 70000010",
     );
 }

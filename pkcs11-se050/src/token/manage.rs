@@ -264,7 +264,8 @@ impl Token {
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
         let other_half_lives = match half {
-            Half::Private => pair.has_public,
+            // A P-256 or Ed25519 public key is kept only with its pair (ec_keys.rs).
+            Half::Private => pair.has_public && pair.ec.is_none(),
             Half::Public => pair.has_private,
         };
         if half == Half::Private {

@@ -12,7 +12,7 @@
 //! for where a public key whose private half was destroyed is kept (its metadata record).
 
 use super::attributes::{bool_value, ulong_value, AttrValue};
-use super::chip::{Chip, ChipErrorKind, ObjectKind};
+use super::chip::{Chip, ChipErrorKind, EcCurve, ObjectKind};
 use super::ec;
 use super::error::{refuse, Result};
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE, META_END};
@@ -86,6 +86,11 @@ pub struct KeyPair {
     pub has_private: bool,
     /// The public half exists (not destroyed on its own).
     pub has_public: bool,
+    /// None: an X25519 pair; else a P-256 or Ed25519 pair (token/ec_keys.rs), whose `public`
+    /// is the Ed25519 key or P-256's x coordinate (what a handle is bound to) and `point`
+    /// P-256's whole uncompressed point.
+    pub ec: Option<EcCurve>,
+    pub point: Vec<u8>,
 }
 
 impl KeyPair {
@@ -101,6 +106,8 @@ impl KeyPair {
             meta_v2: false,
             has_private: true,
             has_public: true,
+            ec: None,
+            point: Vec::new(),
         }
     }
 
@@ -132,6 +139,11 @@ impl KeyPair {
         ec_point: EcPointFormat,
     ) -> AttrValue {
         use AttrValue::*;
+        if let Some(curve) = self.ec {
+            if let Some(value) = super::ec_keys::attribute(self, curve, half, t) {
+                return value;
+            }
+        }
         let private = half == Half::Private;
         let v = match t {
             CKA_CLASS => ulong_value(if private {
@@ -315,6 +327,13 @@ impl ObjectCache {
                         self.pairs.insert(id, KeyPair::on_chip(id, public));
                     }
                 }
+                ObjectKind::EcPair(curve) => {
+                    if let Some(pair) = super::ec_keys::read_pair(chip, id, curve)? {
+                        if self.pairs.get(&id).map(|p| p.public) != Some(pair.public) {
+                            self.pairs.insert(id, pair);
+                        }
+                    }
+                }
                 ObjectKind::BinaryFile if (META_BASE..=META_END).contains(&id) => {
                     match chip.read_binary(id) {
                         Ok(bytes) => {
@@ -367,7 +386,12 @@ impl ObjectCache {
         // Only pairs on the chip came from the listing; public-only ones come from records.
         self.pairs.retain(|_, pair| pair.has_private);
         for pair in self.pairs.values_mut() {
-            *pair = KeyPair::on_chip(pair.key_id, pair.public);
+            let (ec, point) = (pair.ec, std::mem::take(&mut pair.point));
+            *pair = KeyPair {
+                ec,
+                point,
+                ..KeyPair::on_chip(pair.key_id, pair.public)
+            };
         }
         // Lowest file id wins if two records name one key (should not happen).
         let mut files: Vec<_> = self.records.iter().collect();
@@ -431,7 +455,11 @@ impl ObjectCache {
 
     pub fn insert_pair(&mut self, pair: KeyPair) {
         if pair.has_private {
-            self.kinds.insert(pair.key_id, ObjectKind::X25519Pair);
+            let kind = match pair.ec {
+                Some(curve) => ObjectKind::EcPair(curve),
+                None => ObjectKind::X25519Pair,
+            };
+            self.kinds.insert(pair.key_id, kind);
         } else {
             self.kinds.remove(&pair.key_id);
         }
