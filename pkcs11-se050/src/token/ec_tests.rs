@@ -520,3 +520,76 @@ fn keys_made_under_the_user_pin_get_the_users_policy_with_sign_and_attestation()
         CKR_USER_NOT_LOGGED_IN
     );
 }
+
+/// A self-signed P-256 certificate made with `openssl req -x509` for this test
+/// (subject and issuer CN=device-7, O=fleet; serial 0B31272765EED810C97F9E9E3AE83E23687A76F8).
+const CERTIFICATE: &str = "3082019b30820141a00302010202140b31272765eed810c97f9e9e3ae83e23687a76f8300a06082a8648ce3d04030230233111300f06035504030c086465766963652d37310e300c060355040a0c05666c656574301e170d3236313230373139333830375a170d3336313230343139333830375a30233111300f06035504030c086465766963652d37310e300c060355040a0c05666c6565743059301306072a8648ce3d020106082a8648ce3d030107034200045425bfafc3773d80a28c41f939fa6ed5789c28c457ec895383fe6b5c50547dd122a2e9f8f73a6a57e72a5e63d87a7bdfb6f26a8fceadadb691558b7eb97ea603a3533051301d0603551d0e041604140dff8540239b47ae0c483aba4f0e95ab647de751301f0603551d230418301680140dff8540239b47ae0c483aba4f0e95ab647de751300f0603551d130101ff040530030101ff300a06082a8648ce3d0403020348003045022100a6d1da0ea69490a97c5a588063806bea926832d020ff730f5a6643c3dbebccc402204275de3612e83f60dc082ad87e25a52d1f8b9aedc96190f067504adfc56359cd";
+
+#[test]
+fn certificates_are_stored_found_by_id_read_back_and_destroyed() {
+    let chip = chip();
+    let t = token_on(&chip);
+    let s = t.open_session(0, RW).unwrap();
+    let der = crate::nxp_vectors::hex(CERTIFICATE);
+    let cert = t
+        .create_object(
+            s,
+            &Template::new(vec![
+                (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
+                (CKA_CERTIFICATE_TYPE, ulong_value(CKC_X_509)),
+                (CKA_TOKEN, vec![1]),
+                (CKA_ID, vec![0x42]),
+                (CKA_LABEL, b"device-7".to_vec()),
+                (CKA_VALUE, der.clone()),
+            ]),
+        )
+        .unwrap();
+    // Another process finds it by class and CKA_ID, as clients look up a key's certificate.
+    let other = token_on(&chip);
+    let so = other.open_session(0, RW).unwrap();
+    other
+        .find_init(
+            so,
+            &Template::new(vec![
+                (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
+                (CKA_ID, vec![0x42]),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(other.find_next(so, 10).unwrap(), vec![cert]);
+    other.find_final(so).unwrap();
+    assert_eq!(value(&other, so, cert, CKA_VALUE), der);
+    assert_eq!(value(&other, so, cert, CKA_LABEL), b"device-7");
+    let serial = value(&other, so, cert, CKA_SERIAL_NUMBER);
+    assert_eq!(&serial[..2], &[0x02, 0x14]);
+    assert_eq!(&serial[2..4], &[0x0B, 0x31]);
+    let subject = value(&other, so, cert, CKA_SUBJECT);
+    assert_eq!(subject, value(&other, so, cert, CKA_ISSUER), "self-signed");
+    assert!(subject.windows(8).any(|w| w == b"device-7"));
+    // Not a certificate: refused before the chip.
+    let bad = t.create_object(
+        s,
+        &Template::new(vec![
+            (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
+            (CKA_VALUE, vec![0x30, 0x00]),
+        ]),
+    );
+    assert_eq!(rv(bad), CKR_ATTRIBUTE_VALUE_INVALID);
+    other.destroy(so, cert).unwrap();
+    assert_eq!(
+        rv(t.attributes(s, cert, &[CKA_VALUE]).and_then(|_| {
+            t.find_init(
+                s,
+                &Template::new(vec![(CKA_CLASS, ulong_value(CKO_CERTIFICATE))]),
+            )?;
+            let found = t.find_next(s, 10)?;
+            t.find_final(s)?;
+            if found.is_empty() {
+                Err(super::error::Error(CKR_OBJECT_HANDLE_INVALID))
+            } else {
+                Ok(())
+            }
+        })),
+        CKR_OBJECT_HANDLE_INVALID
+    );
+}

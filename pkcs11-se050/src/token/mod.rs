@@ -9,6 +9,7 @@
 //! look the key up, then `link` alone for the one ECDH APDU.
 
 pub mod attributes;
+pub mod certificate;
 pub mod chip;
 mod derive;
 pub mod ec;

@@ -12,6 +12,7 @@
 //! for where a public key whose private half was destroyed is kept (its metadata record).
 
 use super::attributes::{bool_value, ulong_value, AttrValue};
+use super::certificate::{Certificate, CERT_BASE, CERT_END};
 use super::chip::{Chip, ChipErrorKind, EcCurve, ObjectKind};
 use super::ec;
 use super::error::{refuse, Result};
@@ -225,6 +226,8 @@ pub struct ObjectCache {
     bound: HashMap<Binding, CK_OBJECT_HANDLE>,
     /// How many keys this process has given handles at each (object id, half).
     generations: HashMap<(u32, Half), u64>,
+    /// X.509 certificates on the chip, by file id (certificate.rs).
+    pub certs: BTreeMap<u32, Certificate>,
 }
 
 impl ObjectCache {
@@ -279,6 +282,7 @@ impl ObjectCache {
         let ids = chip.list_ids().map_err(|e| e.to_ckr("listing objects"))?;
         self.kinds.retain(|id, _| ids.contains(id));
         self.pairs.retain(|id, _| ids.contains(id));
+        self.certs.retain(|id, _| ids.contains(id));
         self.records.clear();
         // Pairs whose policy keeps their public key from us (outside the user's session).
         let mut protected = Vec::new();
@@ -332,6 +336,29 @@ impl ObjectCache {
                         if self.pairs.get(&id).map(|p| p.public) != Some(pair.public) {
                             self.pairs.insert(id, pair);
                         }
+                    }
+                }
+                ObjectKind::BinaryFile
+                    if (CERT_BASE..=CERT_END).contains(&id) && !self.certs.contains_key(&id) =>
+                {
+                    // A certificate never changes in place (CKA_MODIFIABLE false): read once.
+                    match chip.read_binary(id) {
+                        Ok(bytes) => {
+                            if let Some(cert) = Certificate::decode(id, &bytes) {
+                                self.certs.insert(id, cert);
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind,
+                                ChipErrorKind::NotFound
+                                    | ChipErrorKind::Refused
+                                    | ChipErrorKind::Denied
+                            ) =>
+                        {
+                            log::debug!("binary file {id:#010x} not read: {e}");
+                        }
+                        Err(e) => return Err(e.to_ckr(&format!("reading certificate {id:#010x}"))),
                     }
                 }
                 ObjectKind::BinaryFile if (META_BASE..=META_END).contains(&id) => {
@@ -472,6 +499,11 @@ impl ObjectCache {
             self.records.insert(file, record);
         }
         self.pairs.insert(pair.key_id, pair);
+    }
+
+    pub fn insert_certificate(&mut self, cert: Certificate) {
+        self.kinds.insert(cert.file, ObjectKind::BinaryFile);
+        self.certs.insert(cert.file, cert);
     }
 
     pub fn remove_pair(&mut self, key_id: u32) {
