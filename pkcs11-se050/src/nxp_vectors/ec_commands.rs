@@ -258,3 +258,28 @@ fn get_ec_curve_id_is_nxp_get_ec_curve_id() {
         "80 02 0B 36 06 41 04 70000010",
     );
 }
+
+/// A chip without the curve commands (ReadECCurveList answered 6D00): the WriteECKey goes
+/// ahead and the chip decides; any other refusal of the list stops before it.
+#[test]
+fn p256_generation_on_a_chip_without_curve_commands() {
+    let mut chip = chip(&["6D00", "9000"]);
+    chip.generate_ec_with_policy(id(KEY), EcCurve::NistP256, &[])
+        .unwrap();
+    let sent = sent(&mut chip);
+    assert_eq!(sent.len(), 2);
+    same_as_nxp(
+        "WriteECKey",
+        &sent[1],
+        "80 01 61 00 09 41 04 70000010 42 01 03",
+    );
+    let mut chip = super::applet_commands::chip(&["6982"]);
+    assert!(chip
+        .generate_ec_with_policy(id(KEY), EcCurve::NistP256, &[])
+        .is_err());
+    assert_eq!(sent_count(&mut chip), 1);
+}
+
+fn sent_count(chip: &mut crate::applet::Se050<super::Recorder>) -> usize {
+    sent(chip).len()
+}

@@ -119,9 +119,18 @@ impl AppletChip {
                 log::debug!("object {id:#010x}: EC pair on curve {other:#04x}, not shown");
                 Ok(ObjectKind::Other)
             }
+            // A chip that does not answer GetECCurveId: a 65-byte public key is a P-256 point,
+            // anything else is taken for X25519 as before (its length is checked when read).
             Err(e @ Se050Error::Refused(_)) if e.refusal() != Some(Refusal::NotAllowedByPolicy) => {
-                log::debug!("object {id:#010x}: curve not readable ({e}): taken as X25519");
-                Ok(ObjectKind::X25519Pair)
+                log::debug!(
+                    "object {id:#010x}: curve not readable ({e}): judged by its public key"
+                );
+                match self.se050.read_object(object(id)?) {
+                    Ok(public) if public.len() == 65 && public[0] == 0x04 => {
+                        Ok(ObjectKind::EcPair(EcCurve::NistP256))
+                    }
+                    _ => Ok(ObjectKind::X25519Pair),
+                }
             }
             Err(e) => Err(self.fail(e)),
         }
