@@ -1,0 +1,453 @@
+//! P-256, Ed25519 and certificates (issue 22) through the built module on the virtual SE050:
+//! cryptoki 0.12 (a Rust application), OpenSC 0.23's pkcs11-tool and ssh-keygen (OpenSSH 9.2),
+//! every signature checked by OpenSSL (an outside implementation) and by RustCrypto / dalek,
+//! every P-256 shared secret compared with RustCrypto's. Each test has its own chip.
+//!
+//! Needs a virtual chip with P-256 and Ed25519 (se050-sim, issue 22's chip side).
+
+#[path = "pkcs11_harness.rs"]
+mod harness;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error, RvError};
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use harness::{isolated, module_path, TestChip};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const OID_P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
+
+fn init() -> Pkcs11 {
+    let pkcs11 = Pkcs11::new(module_path()).expect("load the module");
+    pkcs11
+        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    pkcs11
+}
+
+fn rw_session(pkcs11: &Pkcs11) -> Session {
+    let slot = pkcs11.get_slots_with_token().unwrap()[0];
+    pkcs11.open_rw_session(slot).unwrap()
+}
+
+fn rv<T>(r: Result<T, Error>) -> RvError {
+    match r {
+        Err(Error::Pkcs11(rv, _)) => rv,
+        Err(other) => panic!("not a PKCS#11 error: {other}"),
+        Ok(_) => panic!("succeeded"),
+    }
+}
+
+fn generate(
+    session: &Session,
+    mechanism: Mechanism,
+    params: &[u8],
+    id: u8,
+) -> (ObjectHandle, ObjectHandle) {
+    session
+        .generate_key_pair(
+            &mechanism,
+            &[
+                Attribute::Token(true),
+                Attribute::EcParams(params.to_vec()),
+                Attribute::Verify(true),
+                Attribute::Id(vec![id]),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Sign(true),
+                Attribute::Sensitive(true),
+                Attribute::Id(vec![id]),
+            ],
+        )
+        .expect("generate")
+}
+
+fn attribute(session: &Session, object: ObjectHandle, t: AttributeType) -> Vec<u8> {
+    match session.get_attributes(object, &[t]).unwrap().remove(0) {
+        Attribute::EcPoint(v)
+        | Attribute::PublicKeyInfo(v)
+        | Attribute::Value(v)
+        | Attribute::EcParams(v) => v,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    let out = command.output().expect("run a tool");
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The public key as a PEM file OpenSSL reads, from CKA_PUBLIC_KEY_INFO.
+fn openssl_public(dir: &Path, spki: &[u8], name: &str) -> std::path::PathBuf {
+    let der = dir.join(format!("{name}.der"));
+    std::fs::write(&der, spki).unwrap();
+    let pem = dir.join(format!("{name}.pem"));
+    run(Command::new("openssl")
+        .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+        .arg(&der)
+        .arg("-out")
+        .arg(&pem));
+    pem
+}
+
+#[test]
+fn p256_signatures_verify_with_openssl_and_rustcrypto() {
+    isolated(
+        "p256_signatures_verify_with_openssl_and_rustcrypto",
+        "",
+        |conf, _| {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            let (public, private) = generate(&session, Mechanism::EccKeyPairGen, OID_P256, 1);
+            let point = attribute(&session, public, AttributeType::EcPoint);
+            assert_eq!(
+                &point[..3],
+                &[0x04, 0x41, 0x04],
+                "DER OCTET STRING of an uncompressed point"
+            );
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point[2..]).unwrap();
+            let dir = conf.parent().unwrap();
+            let pem = openssl_public(
+                dir,
+                &attribute(&session, public, AttributeType::PublicKeyInfo),
+                "p256",
+            );
+            for (i, message) in [&b"a log line"[..], &[0u8; 1000][..], b""]
+                .iter()
+                .enumerate()
+            {
+                let raw = session
+                    .sign(&Mechanism::EcdsaSha256, private, message)
+                    .unwrap();
+                assert_eq!(raw.len(), 64);
+                let signature = p256::ecdsa::Signature::from_slice(&raw).unwrap();
+                use p256::ecdsa::signature::Verifier;
+                key.verify(message, &signature)
+                    .expect("RustCrypto verifies");
+                let (msg, sig) = (dir.join(format!("m{i}")), dir.join(format!("s{i}")));
+                std::fs::write(&msg, message).unwrap();
+                std::fs::write(
+                    &sig,
+                    pkcs11_se050::applet::sign::raw_signature_to_der(&raw.try_into().unwrap()),
+                )
+                .unwrap();
+                run(Command::new("openssl")
+                    .args(["dgst", "-sha256", "-verify"])
+                    .arg(&pem)
+                    .arg("-signature")
+                    .arg(&sig)
+                    .arg(&msg));
+            }
+            // CKM_ECDSA: NIST's hash of "abc" signed as given.
+            let digest: [u8; 32] = {
+                use sha2::Digest;
+                sha2::Sha256::digest(b"abc").into()
+            };
+            let raw = session.sign(&Mechanism::Ecdsa, private, &digest).unwrap();
+            use p256::ecdsa::signature::hazmat::PrehashVerifier;
+            key.verify_prehash(&digest, &p256::ecdsa::Signature::from_slice(&raw).unwrap())
+                .unwrap();
+        },
+    );
+}
+
+#[test]
+fn ed25519_signatures_verify_with_openssl_and_dalek() {
+    isolated(
+        "ed25519_signatures_verify_with_openssl_and_dalek",
+        "",
+        |conf, _| {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            let (public, private) =
+                generate(&session, Mechanism::EccEdwardsKeyPairGen, OID_ED25519, 2);
+            let point = attribute(&session, public, AttributeType::EcPoint);
+            assert_eq!(&point[..2], &[0x04, 0x20]);
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(&point[2..].try_into().unwrap()).unwrap();
+            let dir = conf.parent().unwrap();
+            let pem = openssl_public(
+                dir,
+                &attribute(&session, public, AttributeType::PublicKeyInfo),
+                "ed",
+            );
+            let message = b"RFC 8032 PureEdDSA through the chip";
+            let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+            let signature = session.sign(&mechanism, private, message).unwrap();
+            key.verify_strict(
+                message,
+                &ed25519_dalek::Signature::from_slice(&signature).unwrap(),
+            )
+            .expect("dalek verifies");
+            let (msg, sig) = (dir.join("m"), dir.join("s"));
+            std::fs::write(&msg, message).unwrap();
+            std::fs::write(&sig, &signature).unwrap();
+            run(Command::new("openssl")
+                .args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"])
+                .arg(&pem)
+                .arg("-in")
+                .arg(&msg)
+                .arg("-sigfile")
+                .arg(&sig));
+            // Too long for one APDU: refused by the module, before the chip.
+            let long = vec![0u8; 877];
+            assert_eq!(
+                rv(session.sign(&mechanism, private, &long)),
+                RvError::DataLenRange
+            );
+        },
+    );
+}
+
+#[test]
+fn p256_ecdh_equals_rustcrypto_and_wrong_keys_are_refused() {
+    isolated(
+        "p256_ecdh_equals_rustcrypto_and_wrong_keys_are_refused",
+        "",
+        |_, _| {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            let (public, private) = generate(&session, Mechanism::EccKeyPairGen, OID_P256, 3);
+            let (_, ed_private) =
+                generate(&session, Mechanism::EccEdwardsKeyPairGen, OID_ED25519, 4);
+            let ours = p256::PublicKey::from_sec1_bytes(
+                &attribute(&session, public, AttributeType::EcPoint)[2..],
+            )
+            .unwrap();
+            let peer = p256::SecretKey::random(&mut rand_core::OsRng);
+            let peer_point = peer.public_key().to_encoded_point(false);
+            let template = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(cryptoki::object::KeyType::GENERIC_SECRET),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+            ];
+            let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point.as_bytes());
+            let secret = session
+                .derive_key(&Mechanism::Ecdh1Derive(params), private, &template)
+                .unwrap();
+            let theirs = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), ours.as_affine());
+            assert_eq!(
+                attribute(&session, secret, AttributeType::Value),
+                theirs.raw_secret_bytes().to_vec()
+            );
+            let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point.as_bytes());
+            assert_eq!(
+                rv(session.derive_key(&Mechanism::Ecdh1Derive(params), ed_private, &template)),
+                RvError::KeyTypeInconsistent
+            );
+            assert_eq!(
+                rv(session.sign(&Mechanism::Ecdsa, private, &[0; 65])),
+                RvError::DataLenRange
+            );
+            assert_eq!(
+                rv(session.sign(&Mechanism::Ecdsa, ed_private, &[0; 32])),
+                RvError::KeyTypeInconsistent
+            );
+            let p384 = [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22];
+            assert_eq!(
+                rv(session.generate_key_pair(
+                    &Mechanism::EccKeyPairGen,
+                    &[Attribute::EcParams(p384.to_vec())],
+                    &[]
+                )),
+                RvError::CurveNotSupported
+            );
+        },
+    );
+}
+
+/// OpenSC 0.23's pkcs11-tool: key generation by curve name, signing, its own test suites,
+/// certificates written and read back; ssh-keygen -D lists the keys.
+#[test]
+fn pkcs11_tool_and_ssh_keygen_use_the_ec_keys() {
+    let chip = TestChip::new("");
+    let tool = |args: &[&str]| -> String {
+        let out = run(Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(module_path())
+            .args(args)
+            .env("PKCS11_SE050_CONF", &chip.conf));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dir = chip.dir.path();
+    tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--id",
+        "10",
+        "--label",
+        "tls",
+    ]);
+    tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:edwards25519",
+        "--id",
+        "11",
+        "--label",
+        "log",
+    ]);
+    let objects = tool(&["-O"]);
+    assert!(objects.contains("EC_POINT 256 bits"), "{objects}");
+    // A signature from pkcs11-tool, verified by OpenSSL.
+    let msg = dir.join("msg");
+    std::fs::write(&msg, b"signed by pkcs11-tool").unwrap();
+    let sig = dir.join("sig");
+    run(Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module_path())
+        .args([
+            "--sign",
+            "--id",
+            "10",
+            "-m",
+            "ECDSA-SHA256",
+            "--signature-format",
+            "openssl",
+            "-i",
+        ])
+        .arg(&msg)
+        .arg("-o")
+        .arg(&sig)
+        .env("PKCS11_SE050_CONF", &chip.conf));
+    let pubkey = dir.join("pub.der");
+    run(Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module_path())
+        .args(["--read-object", "--type", "pubkey", "--id", "10", "-o"])
+        .arg(&pubkey)
+        .env("PKCS11_SE050_CONF", &chip.conf));
+    run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-keyform", "DER", "-verify"])
+        .arg(&pubkey)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&msg));
+    // A certificate linked to the key by CKA_ID, written and read back byte for byte.
+    let key = dir.join("k.pem");
+    let cert = dir.join("c.der");
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=device",
+            "-days",
+            "30",
+            "-outform",
+            "DER",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    tool(&[
+        "--write-object",
+        cert.to_str().unwrap(),
+        "--type",
+        "cert",
+        "--id",
+        "10",
+        "--label",
+        "tls",
+    ]);
+    let back = dir.join("back.der");
+    tool(&[
+        "--read-object",
+        "--type",
+        "cert",
+        "--id",
+        "10",
+        "-o",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&cert).unwrap());
+    // pkcs11-tool's own tests.
+    let test = tool(&["--test"]);
+    assert!(!test.contains("failed"), "{test}");
+    let test_ec = tool(&["--test-ec", "--id", "20", "--key-type", "EC:prime256v1"]);
+    assert!(
+        !test_ec.contains("failed") && !test_ec.contains("ERR"),
+        "{test_ec}"
+    );
+    // OpenSSH 9.2 lists the P-256 key (ssh-pkcs11 in 9.2 takes RSA and ECDSA keys only).
+    let keys = run(Command::new("ssh-keygen")
+        .arg("-D")
+        .arg(module_path())
+        .env("PKCS11_SE050_CONF", &chip.conf));
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    assert!(keys.contains("ecdsa-sha2-nistp256 "), "{keys}");
+}
+
+#[test]
+fn certificates_through_cryptoki() {
+    isolated("certificates_through_cryptoki", "", |conf, _| {
+        let dir = conf.parent().unwrap();
+        let (key, cert) = (dir.join("k.pem"), dir.join("c.der"));
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=device",
+                "-days",
+                "30",
+                "-outform",
+                "DER",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert));
+        let der = std::fs::read(&cert).unwrap();
+        let pkcs11 = init();
+        let session = rw_session(&pkcs11);
+        let handle = session
+            .create_object(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::CertificateType(CertificateType::X_509),
+                Attribute::Token(true),
+                Attribute::Id(vec![7]),
+                Attribute::Value(der.clone()),
+            ])
+            .unwrap();
+        let found = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::Id(vec![7]),
+            ])
+            .unwrap();
+        assert_eq!(found, vec![handle]);
+        assert_eq!(attribute(&session, handle, AttributeType::Value), der);
+        session.destroy_object(handle).unwrap();
+        assert!(session
+            .find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)])
+            .unwrap()
+            .is_empty());
+    });
+}
