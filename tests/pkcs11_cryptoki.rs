@@ -134,6 +134,7 @@ fn info_slot_token_and_mechanisms() {
                 // P-256 and Ed25519 (issue 22; tests/pkcs11_ec.rs)
                 MechanismType::ECC_KEY_PAIR_GEN,
                 MechanismType::ECDSA,
+                MechanismType::ECDSA_SHA1,
                 MechanismType::ECDSA_SHA256,
                 MechanismType::ECC_EDWARDS_KEY_PAIR_GEN,
                 MechanismType::EDDSA,

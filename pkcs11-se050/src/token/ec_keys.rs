@@ -124,7 +124,14 @@ pub fn ec_key_policy(curve: EcCurve) -> [PolicyEntry; 3] {
 }
 
 /// The pair at `id` as read from the chip; None when it is gone or not readable.
+/// Keys from 0x7FFF0000 up are the applet's and NXP's (the attestation key F0000012 among them):
+/// not the user's to sign with, so not shown.
+pub const FIRST_RESERVED_ID: u32 = 0x7FFF_0000;
+
 pub fn read_pair(chip: &mut dyn Chip, id: u32, curve: EcCurve) -> Result<Option<KeyPair>> {
+    if id >= FIRST_RESERVED_ID {
+        return Ok(None);
+    }
     match chip.read_ec_public(id, curve) {
         Ok(public) => Ok(Some(pair_from_public(id, curve, public))),
         Err(e) if e.kind == ChipErrorKind::NotFound => Ok(None),
@@ -137,6 +144,25 @@ pub fn read_pair(chip: &mut dyn Chip, id: u32, curve: EcCurve) -> Result<Option<
         }
         Err(e) => Err(e.to_ckr(&format!("reading public key {id:#010x}"))),
     }
+}
+
+/// The private half of an EC pair was destroyed (its chip key deleted): its record goes too,
+/// and the public half stays in this process's cache until it is destroyed as well.
+pub fn keep_public_only(cache: &mut ObjectCache, chip: &mut dyn Chip, pair: KeyPair) -> Result<()> {
+    if let Some(file) = pair.meta_file {
+        match chip.delete(file) {
+            Ok(()) => {}
+            Err(e) if e.kind == ChipErrorKind::NotFound => {}
+            Err(e) => log::warn!("could not delete metadata file {file:#010x}: {e}"),
+        }
+        cache.forget(file);
+    }
+    cache.insert_pair(KeyPair {
+        has_private: false,
+        meta_file: None,
+        ..pair
+    });
+    Ok(())
 }
 
 /// A pair on `curve` with its public key as the applet layer gives it.
@@ -203,7 +229,12 @@ pub fn attribute(
             (true, true) => CKM_EC_KEY_PAIR_GEN,
             (true, false) => CKM_EC_EDWARDS_KEY_PAIR_GEN,
         }),
-        CKA_ALLOWED_MECHANISMS if p256 => ulongs(&[CKM_ECDSA, CKM_ECDSA_SHA256, CKM_ECDH1_DERIVE]),
+        CKA_ALLOWED_MECHANISMS if p256 => ulongs(&[
+            CKM_ECDSA,
+            CKM_ECDSA_SHA1,
+            CKM_ECDSA_SHA256,
+            CKM_ECDH1_DERIVE,
+        ]),
         CKA_ALLOWED_MECHANISMS => ulongs(&[CKM_EDDSA]),
         CKA_DERIVE => bool_value(p256),
         CKA_SIGN if private => bool_value(true),
@@ -305,7 +336,7 @@ impl Token {
         if curve == EcCurve::Ed25519 && private.get_bool(CKA_DERIVE)? == Some(true) {
             return Err(refuse(
                 CKR_ATTRIBUTE_VALUE_INVALID,
-                "CKA_DERIVE = true refused: Ed25519 keys only sign",
+                "CKA_DERIVE = true refused: Ed25519 keys only sign. With pkcs11-tool use --usage-sign",
             ));
         }
         let label = shared(public, private, CKA_LABEL)?;

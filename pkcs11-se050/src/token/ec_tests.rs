@@ -593,3 +593,42 @@ fn certificates_are_stored_found_by_id_read_back_and_destroyed() {
         CKR_OBJECT_HANDLE_INVALID
     );
 }
+
+/// A certificate (longer than 256 bytes) read back in a logged-in process: the read goes
+/// wrapped in the user's chip session, whose outer Le must cover the inner one.
+#[test]
+fn a_certificate_is_read_inside_the_users_session() {
+    let chip = chip();
+    let t = token_on(&chip);
+    provision(&t);
+    let s = t.open_session(0, RW).unwrap();
+    t.login(s, CKU_USER, USER).unwrap();
+    let der = crate::nxp_vectors::hex(CERTIFICATE);
+    assert!(der.len() > 256);
+    t.create_object(
+        s,
+        &Template::new(vec![
+            (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
+            (CKA_ID, vec![9]),
+            (CKA_VALUE, der.clone()),
+        ]),
+    )
+    .unwrap();
+    let other = token_on(&chip);
+    let so = other.open_session(0, RW).unwrap();
+    other.login(so, CKU_USER, USER).unwrap();
+    other
+        .find_init(
+            so,
+            &Template::new(vec![(CKA_CLASS, ulong_value(CKO_CERTIFICATE))]),
+        )
+        .unwrap();
+    let found = other.find_next(so, 10).unwrap();
+    other.find_final(so).unwrap();
+    assert_eq!(
+        found.len(),
+        1,
+        "the certificate is found in the user's session"
+    );
+    assert_eq!(value(&other, so, found[0], CKA_VALUE), der);
+}

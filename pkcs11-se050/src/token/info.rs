@@ -87,6 +87,14 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
         },
     ),
     (
+        CKM_ECDSA_SHA1,
+        MechanismInfo {
+            min_key_size: 256,
+            max_key_size: 256,
+            flags: CKF_SIGN | CKF_HW | P256_FLAGS,
+        },
+    ),
+    (
         CKM_ECDSA_SHA256,
         MechanismInfo {
             min_key_size: 256,

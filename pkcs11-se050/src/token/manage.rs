@@ -285,8 +285,7 @@ impl Token {
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
         let other_half_lives = match half {
-            // A P-256 or Ed25519 public key is kept only with its pair (ec_keys.rs).
-            Half::Private => pair.has_public && pair.ec.is_none(),
+            Half::Private => pair.has_public,
             Half::Public => pair.has_private,
         };
         if half == Half::Private {
@@ -296,6 +295,11 @@ impl Token {
                 Err(e) => return Err(e.to_ckr(&format!("deleting key {key_id:#010x}"))),
             }
             log::info!("deleted X25519 key pair {key_id:#010x} (its private half destroyed)");
+        }
+        if other_half_lives && half == Half::Private && pair.ec.is_some() {
+            // A P-256 or Ed25519 public key has no record of its own on the chip (ec_keys.rs):
+            // it lives on in this process until destroyed; the chip keeps nothing.
+            return super::ec_keys::keep_public_only(&mut cache, chip, pair);
         }
         if other_half_lives {
             // Keep the other half: its data goes into a version 2 record (with the public key).

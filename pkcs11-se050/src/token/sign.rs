@@ -39,6 +39,8 @@ pub struct SignOperation {
 
 enum Input {
     Hashing(Sha256),
+    /// CKM_ECDSA_SHA1 (OpenSC 0.23's `pkcs11-tool --test-ec` signs with it).
+    HashingSha1(sha1::Sha1),
     Collected(Vec<u8>),
 }
 
@@ -57,6 +59,7 @@ fn mechanism_name(mechanism: CK_MECHANISM_TYPE) -> &'static str {
     match mechanism {
         CKM_ECDSA => "CKM_ECDSA",
         CKM_ECDSA_SHA256 => "CKM_ECDSA_SHA256",
+        CKM_ECDSA_SHA1 => "CKM_ECDSA_SHA1",
         CKM_EDDSA => "CKM_EDDSA",
         _ => "this mechanism",
     }
@@ -79,14 +82,14 @@ impl Token {
             ));
         }
         let wanted = match mechanism {
-            CKM_ECDSA | CKM_ECDSA_SHA256 => EcCurve::NistP256,
+            CKM_ECDSA | CKM_ECDSA_SHA1 | CKM_ECDSA_SHA256 => EcCurve::NistP256,
             CKM_EDDSA => EcCurve::Ed25519,
             other => {
                 return Err(refuse(
                     CKR_MECHANISM_INVALID,
                     format_args!(
-                        "signing with mechanism {other:#x}; only CKM_ECDSA, CKM_ECDSA_SHA256 \
-                         (P-256) and CKM_EDDSA (Ed25519)"
+                        "signing with mechanism {other:#x}; only CKM_ECDSA, CKM_ECDSA_SHA1, \
+                         CKM_ECDSA_SHA256 (P-256) and CKM_EDDSA (Ed25519)"
                     ),
                 ))
             }
@@ -140,6 +143,7 @@ impl Token {
             public: super::ec_keys::public_key(pair),
             input: match mechanism {
                 CKM_ECDSA_SHA256 => Input::Hashing(Sha256::new()),
+                CKM_ECDSA_SHA1 => Input::HashingSha1(sha1::Sha1::new()),
                 _ => Input::Collected(Vec::new()),
             },
             multi_part: false,
@@ -209,8 +213,8 @@ impl Token {
     fn finish(&self, operation: SignOperation) -> Result<Vec<u8>> {
         let key_id = operation.key_id;
         let signature = match (&operation.input, operation.curve) {
-            (Input::Hashing(hash), _) => {
-                let digest: [u8; 32] = hash.clone().finalize().into();
+            (Input::Hashing(_) | Input::HashingSha1(_), _) => {
+                let digest = host_digest(&operation.input)?;
                 self.chip_sign(key_id, |chip| chip.ecdsa_sign(key_id, &digest))?
             }
             (Input::Collected(hash), EcCurve::NistP256) => {
@@ -248,6 +252,7 @@ fn not_initialized() -> super::error::Error {
 fn add_input(operation: &mut SignOperation, data: &[u8]) -> Result<()> {
     match &mut operation.input {
         Input::Hashing(hash) => hash.update(data),
+        Input::HashingSha1(hash) => hash.update(data),
         Input::Collected(collected) => {
             let limit = match operation.mechanism {
                 CKM_ECDSA => MAX_ECDSA_HASH,
@@ -273,6 +278,15 @@ fn add_input(operation: &mut SignOperation, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The 32 bytes the chip signs for a hash made on the host (SHA-1's 20 as an integer).
+fn host_digest(input: &Input) -> Result<[u8; 32]> {
+    match input {
+        Input::Hashing(hash) => Ok(hash.clone().finalize().into()),
+        Input::HashingSha1(hash) => ecdsa_digest(&hash.clone().finalize()),
+        Input::Collected(hash) => ecdsa_digest(hash),
+    }
+}
+
 /// The 32 bytes the chip signs for a CKM_ECDSA input: its leftmost 256 bits, as an integer.
 pub fn ecdsa_digest(hash: &[u8]) -> Result<[u8; 32]> {
     if hash.is_empty() || hash.len() > MAX_ECDSA_HASH {
@@ -293,10 +307,11 @@ pub fn ecdsa_digest(hash: &[u8]) -> Result<[u8; 32]> {
 /// The chip's signature must verify with the key the operation was bound to.
 fn check_signature(operation: &SignOperation, signature: &[u8; 64]) -> Result<()> {
     let ok = match (&operation.input, operation.curve) {
-        (Input::Hashing(hash), _) => {
-            let digest: [u8; 32] = hash.clone().finalize().into();
-            verify_p256(&operation.public, &digest, signature)
-        }
+        (Input::Hashing(_) | Input::HashingSha1(_), _) => verify_p256(
+            &operation.public,
+            &host_digest(&operation.input)?,
+            signature,
+        ),
         (Input::Collected(hash), EcCurve::NistP256) => {
             verify_p256(&operation.public, &ecdsa_digest(hash)?, signature)
         }
