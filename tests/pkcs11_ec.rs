@@ -484,3 +484,73 @@ fn certificates_through_cryptoki() {
             .is_empty());
     });
 }
+
+/// OpenSSH 9.2 logs in with the chip's P-256 key: `ssh -I` against an sshd on the loopback of
+/// a network namespace of its own (unshare -n), the key's public half from `ssh-keygen -D` in
+/// authorized_keys. Needs root and openssh-server (scripts/install-deps).
+#[test]
+fn ssh_logs_in_with_the_p256_key_on_the_chip() {
+    let chip = TestChip::new("");
+    let dir = chip.dir.path();
+    run(Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module_path())
+        .args([
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--id",
+            "30",
+            "--label",
+            "ssh",
+        ])
+        .env("PKCS11_SE050_CONF", &chip.conf));
+    let keys = run(Command::new("ssh-keygen")
+        .arg("-D")
+        .arg(module_path())
+        .env("PKCS11_SE050_CONF", &chip.conf));
+    let authorized = dir.join("authorized_keys");
+    std::fs::write(&authorized, &keys.stdout).unwrap();
+    let host_key = dir.join("host_ed25519");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key));
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "ListenAddress 127.0.0.1:2222\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\n\
+             UsePAM no\nPubkeyAcceptedAlgorithms ecdsa-sha2-nistp256\n",
+            host_key.display(),
+            authorized.display(),
+            dir.join("sshd.pid").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    // In a namespace of its own: lo up, sshd (it forks and is ready once it returns), one login.
+    let script = format!(
+        "ip link set lo up && /usr/sbin/sshd -f {config} -E {log} && \
+         ssh -F /dev/null -p 2222 -I {module} -o BatchMode=yes -o IdentitiesOnly=yes \
+         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1 \
+         echo logged-in-with-the-chip; status=$?; kill $(cat {pid}); exit $status",
+        config = config.display(),
+        log = dir.join("sshd.log").display(),
+        module = module_path().display(),
+        pid = dir.join("sshd.pid").display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .env("PKCS11_SE050_CONF", &chip.conf)
+        .output()
+        .expect("unshare (needs root)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("logged-in-with-the-chip"),
+        "ssh -I failed ({}):\n{stdout}\n{}\nsshd log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+    );
+}
