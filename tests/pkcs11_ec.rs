@@ -532,7 +532,7 @@ fn ssh_logs_in_with_the_p256_key_on_the_chip() {
     // In a namespace of its own: lo up, sshd (it forks and is ready once it returns), one login.
     let script = format!(
         "ip link set lo up && /usr/sbin/sshd -f {config} -E {log} && \
-         ssh -F /dev/null -p 2222 -I {module} -o BatchMode=yes -o IdentitiesOnly=yes \
+         ssh -F /dev/null -p 2222 -I {module} -o BatchMode=yes \
          -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1 \
          echo logged-in-with-the-chip; status=$?; kill $(cat {pid}); exit $status",
         config = config.display(),
