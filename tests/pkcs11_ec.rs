@@ -554,3 +554,140 @@ fn ssh_logs_in_with_the_p256_key_on_the_chip() {
         std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
     );
 }
+
+/// TLS with a client certificate whose key is on the chip: GnuTLS's gnutls-cli (Debian 12's
+/// 3.7.9, `pkcs11:` URIs, `--provider` the module) against `openssl s_server` that requires a
+/// client certificate from its CA, in a network namespace of its own. The certificate is a CA's
+/// for the chip's P-256 public key (`openssl x509 -req -force_pubkey`), stored on the chip
+/// with the key's CKA_ID. Needs root, gnutls-bin and openssl.
+#[test]
+fn tls_client_certificate_with_the_key_on_the_chip() {
+    let chip = TestChip::new("");
+    let dir = chip.dir.path();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let pkcs11_tool = |args: &[&str]| {
+        run(Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(module_path())
+            .args(args)
+            .env("PKCS11_SE050_CONF", &chip.conf));
+    };
+    pkcs11_tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--id",
+        "40",
+        "--label",
+        "mqtt",
+    ]);
+    pkcs11_tool(&[
+        "--read-object",
+        "--type",
+        "pubkey",
+        "--id",
+        "40",
+        "-o",
+        &path("chip.der"),
+    ]);
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for (name, subject) in [("ca", "/CN=test CA"), ("server", "/CN=127.0.0.1")] {
+        let mut args = vec!["req"];
+        if name == "ca" {
+            args.push("-x509");
+        }
+        args.extend_from_slice(&ec);
+        let (key, out) = (path(&format!("{name}.key")), path(&format!("{name}.pem")));
+        args.extend_from_slice(&[
+            "-subj", subject, "-days", "2", "-keyout", &key, "-out", &out,
+        ]);
+        run(Command::new("openssl").args(&args));
+    }
+    run(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &path("server.pem"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-days",
+        "2",
+        "-out",
+        &path("server.crt"),
+    ]));
+    // The client's certificate: any request, with the chip's public key forced in.
+    run(Command::new("openssl").args([
+        "pkey",
+        "-pubin",
+        "-inform",
+        "DER",
+        "-in",
+        &path("chip.der"),
+        "-out",
+        &path("chip.pem"),
+    ]));
+    run(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &path("server.pem"),
+        "-force_pubkey",
+        &path("chip.pem"),
+        "-subj",
+        "/CN=device-40",
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-days",
+        "2",
+        "-outform",
+        "DER",
+        "-out",
+        &path("client.der"),
+    ]));
+    pkcs11_tool(&[
+        "--write-object",
+        &path("client.der"),
+        "--type",
+        "cert",
+        "--id",
+        "40",
+    ]);
+    let script = format!(
+        "ip link set lo up; \
+         openssl s_server -accept 127.0.0.1:4433 -cert {server} -key {server_key} -CAfile {ca} \
+           -Verify 1 -verify_return_error -naccept 1 -rev > {log} 2>&1 & \
+         for i in $(seq 100); do ss -ltn | grep -q 4433 && break; sleep 0.05; done; \
+         echo chip-signed-handshake | gnutls-cli --provider {module} --port 4433 \
+           --x509cafile {ca} --x509certfile 'pkcs11:type=cert;id=%40' \
+           --x509keyfile 'pkcs11:type=private;id=%40' 127.0.0.1; status=$?; wait; exit $status",
+        server = path("server.crt"),
+        server_key = path("server.key"),
+        ca = path("ca.pem"),
+        log = path("s_server.log"),
+        module = module_path().display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .env("PKCS11_SE050_CONF", &chip.conf)
+        .output()
+        .expect("unshare (needs root)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let server = std::fs::read_to_string(path("s_server.log")).unwrap_or_default();
+    // s_server -rev answers each line reversed: the handshake with the chip's key went through.
+    assert!(
+        stdout.contains("ekahsdnah-dengis-pihc"),
+        "TLS with the chip's key failed ({}):\n{stdout}\n{}\ns_server:\n{server}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
