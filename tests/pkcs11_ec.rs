@@ -597,7 +597,7 @@ fn tls_client_certificate_with_the_key_on_the_chip() {
         "ec_paramgen_curve:P-256",
         "-nodes",
     ];
-    for (name, subject) in [("ca", "/CN=test CA"), ("server", "/CN=127.0.0.1")] {
+    for (name, subject) in [("ca", "/CN=test CA"), ("server", "/CN=localhost")] {
         let mut args = vec!["req"];
         if name == "ca" {
             args.push("-x509");
@@ -668,7 +668,7 @@ fn tls_client_certificate_with_the_key_on_the_chip() {
            -Verify 1 -verify_return_error -naccept 1 -rev > {log} 2>&1 & \
          for i in $(seq 100); do ss -ltn | grep -q 4433 && break; sleep 0.05; done; \
          echo chip-signed-handshake | gnutls-cli --provider {module} --port 4433 \
-           --x509cafile {ca} --x509certfile 'pkcs11:type=cert;id=%40' \
+           --x509cafile {ca} --verify-hostname localhost --x509certfile 'pkcs11:type=cert;id=%40' \
            --x509keyfile 'pkcs11:type=private;id=%40' 127.0.0.1; status=$?; wait; exit $status",
         server = path("server.crt"),
         server_key = path("server.key"),
