@@ -247,7 +247,29 @@ def derive_section(results):
                          f"{row['chip_ecdh_per_derive']:.2f}.")
     lines.append("")
     lines += scp03_section(results)
+    lines += sign_section(results)
     return lines
+
+
+def sign_section(results):
+    """Issue 22: C_Sign through the module against a bare software signature."""
+    row = results.get("sign")
+    if row is None:
+        return []
+    lines = ["### Signatures through the module", "",
+             "`wg-bench sign-rate`: C_Sign (CKM_ECDSA_SHA256 on a P-256 key, CKM_EDDSA on an "
+             "Ed25519 key; each signature verified on the host by the module) on the virtual "
+             "SE050 at 0 ms latency, against RustCrypto p256 / ed25519-dalek in the same process.",
+             ""]
+    if row.get("not_measured"):
+        return lines + [f"Not measured: {row['not_measured']}", ""]
+    return lines + ["| | per second |", "|---|---:|",
+                    f"| C_Sign ECDSA P-256 through the module | {fmt(row['ecdsa_sign_per_s'])} |",
+                    f"| bare p256 ECDSA | {fmt(row['bare_ecdsa_per_s'])} |",
+                    f"| C_Sign Ed25519 through the module | {fmt(row['eddsa_sign_per_s'])} |",
+                    f"| bare ed25519-dalek | {fmt(row['bare_eddsa_per_s'])} |",
+                    "", f"Overhead ratios: ECDSA **{row['ecdsa_overhead_ratio']:.2f}**, "
+                        f"Ed25519 **{row['eddsa_overhead_ratio']:.2f}**", ""]
 
 
 def i2c_ms(bytes_, transfers, hz):

@@ -130,7 +130,14 @@ fn info_slot_token_and_mechanisms() {
             mechanisms,
             vec![
                 MechanismType::ECC_MONTGOMERY_KEY_PAIR_GEN,
-                MechanismType::ECDH1_DERIVE
+                MechanismType::ECDH1_DERIVE,
+                // P-256 and Ed25519 (issue 22; tests/pkcs11_ec.rs)
+                MechanismType::ECC_KEY_PAIR_GEN,
+                MechanismType::ECDSA,
+                MechanismType::ECDSA_SHA1,
+                MechanismType::ECDSA_SHA256,
+                MechanismType::ECC_EDWARDS_KEY_PAIR_GEN,
+                MechanismType::EDDSA,
             ]
         );
         let gen = pkcs11
@@ -367,9 +374,14 @@ fn derive_refusals() {
         assert_eq!(rv(in_ro), RvError::SessionReadOnly);
         // But derivation works in a read-only session.
         derive(&ro, private, peer.as_bytes(), None).unwrap();
+        // Signing exists (P-256, Ed25519) but not with a digest mechanism, nor with X25519.
         assert_eq!(
             rv(ro.sign(&Mechanism::Sha256, private, b"x")),
-            RvError::FunctionNotSupported
+            RvError::MechanismInvalid
+        );
+        assert_eq!(
+            rv(ro.sign(&Mechanism::Ecdsa, private, &[0; 32])),
+            RvError::KeyTypeInconsistent
         );
     });
 }

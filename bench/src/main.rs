@@ -8,6 +8,7 @@ mod flood;
 mod keys;
 mod rekey;
 mod scp03_cost;
+mod sign_rate;
 mod stream;
 
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ commands:
                [--interval-us 1000] [--settle-ms 1000]
   flood        --to IP:PORT --responder-public B64 --rate PPS --seconds S
   derive-rate  --module PATH [--label NAME] [--pin PIN] [--seconds S]
+  sign-rate    --module PATH [--pin PIN] [--seconds S]
   scp03-cost   [--seconds S]
   keys         --count N
   aead-rate    [--size 1420] [--seconds 2]";
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         "rekey-peer" => rekey::run(&options),
         "flood" => flood::run(&options),
         "derive-rate" => derive_rate::run(&options),
+        "sign-rate" => sign_rate::run(&options),
         "scp03-cost" => scp03_cost::run(&options),
         "keys" => keys::run(&options),
         "aead-rate" => aead_rate::run(&options),

@@ -21,6 +21,7 @@ mod key;
 mod object;
 mod random;
 mod session;
+mod sign;
 mod slot;
 mod unsupported;
 
@@ -29,6 +30,7 @@ pub use key::*;
 pub use object::*;
 pub use random::*;
 pub use session::*;
+pub use sign::*;
 pub use slot::*;
 pub use unsupported::*;
 

@@ -7,6 +7,27 @@ use crate::token::attributes::AttrValue;
 use crate::token::{self, error::Error};
 use pkcs11_sys::*;
 
+/// C_CreateObject: X.509 certificates, stored on the chip (token/certificate.rs).
+#[no_mangle]
+pub unsafe extern "C" fn C_CreateObject(
+    hSession: CK_SESSION_HANDLE,
+    pTemplate: CK_ATTRIBUTE_PTR,
+    ulCount: CK_ULONG,
+    phObject: CK_OBJECT_HANDLE_PTR,
+) -> CK_RV {
+    guard("C_CreateObject", || {
+        let token = token::current()?;
+        if phObject.is_null() {
+            return Err(bad("C_CreateObject: phObject is NULL"));
+        }
+        // SAFETY: template_in checks NULL and bounds; the caller promises the count.
+        let template = unsafe { template_in(pTemplate, ulCount) }?;
+        let handle = token.create_object(hSession, &template)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(phObject, handle, "phObject") }
+    })
+}
+
 /// No object of this token is copyable (CKA_COPYABLE false): a valid object gets
 /// CKR_ACTION_PROHIBITED, as PKCS#11 3.0 section 4.4 says.
 #[no_mangle]

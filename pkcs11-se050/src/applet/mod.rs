@@ -4,6 +4,7 @@
 //! them byte-reversed (big-endian); the reversal happens here and nowhere else.
 
 pub mod attributes;
+pub mod ec_keys;
 pub mod error;
 pub mod object_id;
 pub mod object_type;
@@ -11,9 +12,11 @@ pub mod policy;
 pub mod protocol;
 pub mod resend;
 pub mod session;
+pub mod sign;
 pub mod version;
 
 pub use attributes::ObjectAttributes;
+pub use ec_keys::EcCurve;
 pub use error::Se050Error;
 pub use object_id::{ObjectId, ObjectIdError};
 pub use object_type::{ObjectType, Persistence};

@@ -110,3 +110,39 @@ pub const POLICY_ALLOW_READ: u32 = 0x0020_0000;
 pub const POLICY_ALLOW_WRITE: u32 = 0x0010_0000;
 pub const POLICY_ALLOW_GEN: u32 = 0x0008_0000;
 pub const POLICY_ALLOW_DELETE: u32 = 0x0004_0000;
+
+// ----- EC keys on other curves, signatures (issue 22) -----
+// NXP/plug-and-trust @ 9721d640, hostlib/hostLib/inc/se05x_enums.h.
+
+/// Curve id of NIST P-256 (`kSE05x_ECCurve_NIST_P256`).
+pub const CURVE_NIST_P256: u8 = 0x03;
+/// Curve id of Ed25519 (`kSE05x_ECCurve_ECC_ED_25519`).
+pub const CURVE_ED25519: u8 = 0x40;
+/// P1 of the curve commands (`kSE05x_P1_CURVE`) and of the signatures (`kSE05x_P1_SIGNATURE`).
+pub const P1_CURVE: u8 = 0x0B;
+pub const P1_SIGNATURE: u8 = 0x0C;
+/// CreateECCurve, SetECCurveParam, ReadECCurveList, ECDSASign/EdDSASign (`kSE05x_P2_CREATE`,
+/// `_PARAM`, `_LIST`, `_SIGN`).
+pub const P2_CREATE: u8 = 0x04;
+pub const P2_PARAM: u8 = 0x40;
+pub const P2_SIGN: u8 = 0x09;
+/// GetECCurveId (`kSE05x_P2_ID`).
+pub const P2_CURVE_ID: u8 = 0x36;
+/// `SE05x_ECCurveParam_t`.
+pub const CURVE_PARAM_A: u8 = 0x01;
+pub const CURVE_PARAM_B: u8 = 0x02;
+pub const CURVE_PARAM_G: u8 = 0x04;
+pub const CURVE_PARAM_N: u8 = 0x08;
+pub const CURVE_PARAM_PRIME: u8 = 0x10;
+/// ReadECCurveList entries (`SE05x_SetIndicator_t`).
+pub const CURVE_NOT_SET: u8 = 0x01;
+pub const CURVE_SET: u8 = 0x02;
+/// ECDSASign's algorithm for a 32-byte digest (`kSE05x_ECSignatureAlgo_SHA_256`: the chip signs
+/// the digest it is given, it does not hash).
+pub const ECDSA_SHA_256: u8 = 0x21;
+/// EdDSASign's only algorithm (`kSE05x_EDSignatureAlgo_ED25519PURE_SHA_512`).
+pub const EDDSA_ED25519_PURE: u8 = 0xA3;
+/// Access rules for signing keys and for attestation (`POLICY_OBJ_ALLOW_SIGN`,
+/// `POLICY_OBJ_ALLOW_ATTESTATION`, sss/inc/fsl_sss_policy.h / se05x_const.h).
+pub const POLICY_ALLOW_SIGN: u32 = 0x1000_0000;
+pub const POLICY_ALLOW_ATTESTATION: u32 = 0x0000_8000;

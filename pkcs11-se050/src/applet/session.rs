@@ -26,6 +26,9 @@ pub const USER_ID_LEN: std::ops::RangeInclusive<usize> = 4..=16;
 /// The inner command may carry a PIN: its encoding and the outer data are built in buffers of
 /// their exact size, wiped when dropped, and the outer command wipes its data in turn.
 pub fn wrap(session: &[u8; 8], inner: &CommandApdu) -> CommandApdu {
+    // The outer Le covers the inner one: a chip answers no more than Le asks (a certificate
+    // read in 889-byte chunks inside a session needs the extended form).
+    let le = inner.le.map_or(256, |le| le.max(256));
     let inner = inner.wire();
     let mut data = crate::wipe::with_capacity(10 + tlv::encoded_len(inner.len()));
     tlv::push(&mut data, TAG_SESSION_ID, session);
@@ -33,14 +36,7 @@ pub fn wrap(session: &[u8; 8], inner: &CommandApdu) -> CommandApdu {
     // The allocation moves into the command (no copy); the command wipes it when dropped.
     let data = std::mem::take(&mut *data);
     // The inner answer may be as long as any answer: ask for all of it.
-    CommandApdu::new(
-        CLA_IOT,
-        INS_PROCESS,
-        P1_DEFAULT,
-        P2_DEFAULT,
-        data,
-        Some(256),
-    )
+    CommandApdu::new(CLA_IOT, INS_PROCESS, P1_DEFAULT, P2_DEFAULT, data, Some(le))
 }
 
 impl<T: ApduTransport> Se050<T> {

@@ -29,7 +29,7 @@ const USER: u32 = 0x7AFF_0001;
 const FILE: u32 = 0x7AFF_0003;
 const SESSION: &str = "0102030405060708";
 
-fn id(value: u32) -> ObjectId {
+pub(super) fn id(value: u32) -> ObjectId {
     ObjectId::new(value).unwrap()
 }
 
@@ -41,14 +41,14 @@ fn reversed(bytes: [u8; 32]) -> String {
 
 /// The host's command is exactly NXP's.
 #[track_caller]
-fn same_as_nxp(what: &str, host: &[u8], nxp: &str) {
+pub(super) fn same_as_nxp(what: &str, host: &[u8], nxp: &str) {
     assert_bytes(&format!("{what} (NXP's bytes)"), host, &hex(nxp));
 }
 
 /// The host's command is exactly `host_expected`; it has NXP's header and data, and only the
 /// Lc/Le form differs (see the module documentation).
 #[track_caller]
-fn nxp_but_le(what: &str, host: &[u8], host_expected: &str, nxp: &str) {
+pub(super) fn nxp_but_le(what: &str, host: &[u8], host_expected: &str, nxp: &str) {
     assert_bytes(
         &format!("{what} (host's pinned bytes)"),
         host,
@@ -66,14 +66,14 @@ fn nxp_but_le(what: &str, host: &[u8], host_expected: &str, nxp: &str) {
 
 /// The applet selected on a recorder that answers `replies` after the SELECT; the SELECT is
 /// already taken off the record (its own test checks it).
-fn chip(replies: &[&str]) -> Se050<Recorder> {
+pub(super) fn chip(replies: &[&str]) -> Se050<Recorder> {
     let mut chip = Se050::select(Recorder::selected(replies)).expect("select");
     chip.transport_mut().sent.clear();
     chip
 }
 
 /// The commands sent since the last call.
-fn sent(chip: &mut Se050<Recorder>) -> Vec<Vec<u8>> {
+pub(super) fn sent(chip: &mut Se050<Recorder>) -> Vec<Vec<u8>> {
     std::mem::take(&mut chip.transport_mut().sent)
 }
 

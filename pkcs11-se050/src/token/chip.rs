@@ -5,7 +5,7 @@
 //! top of `applet::Se050` and keeps it usable across forks.
 
 use super::error::{refuse, Error};
-pub use crate::applet::PolicyEntry;
+pub use crate::applet::{EcCurve, PolicyEntry};
 use pkcs11_sys::*;
 use std::fmt;
 use zeroize::Zeroizing;
@@ -15,6 +15,8 @@ use zeroize::Zeroizing;
 pub enum ObjectKind {
     /// An X25519 key pair (private key inside, public key readable).
     X25519Pair,
+    /// A NIST P-256 or Ed25519 key pair (issue 22; token/ec_keys.rs).
+    EcPair(EcCurve),
     /// A binary file object (may hold one of our metadata records).
     BinaryFile,
     /// Anything else (other curves, AES keys, PINs, counters...): not shown.
@@ -123,6 +125,19 @@ pub trait Chip: Send {
     /// `policy` (empty: none), one rewritten in place keeps its own.
     fn write_binary(&mut self, id: u32, data: &[u8], policy: &[PolicyEntry]) -> ChipResult<()>;
     fn read_binary(&mut self, id: u32) -> ChipResult<Vec<u8>>;
+
+    // ----- P-256 and Ed25519 keys (token/ec_keys.rs, token/sign.rs) -----
+
+    /// Generates a pair on `curve` (creating the curve on the chip first if needed).
+    fn generate_ec(&mut self, id: u32, curve: EcCurve, policy: &[PolicyEntry]) -> ChipResult<()>;
+    /// P-256: `04 || X || Y`; Ed25519: RFC 8032's 32 bytes.
+    fn read_ec_public(&mut self, id: u32, curve: EcCurve) -> ChipResult<Vec<u8>>;
+    /// ECDSA of a 32-byte digest: `r || s`.
+    fn ecdsa_sign(&mut self, id: u32, digest: &[u8; 32]) -> ChipResult<[u8; 64]>;
+    /// Ed25519 of a whole message: `R || S`.
+    fn eddsa_sign(&mut self, id: u32, message: &[u8]) -> ChipResult<[u8; 64]>;
+    /// P-256 ECDH with an uncompressed peer point: the x coordinate.
+    fn ecdh_p256(&mut self, id: u32, peer: &[u8]) -> ChipResult<Zeroizing<[u8; 32]>>;
 
     // ----- authentication (PINs are UserID objects; see token/pin.rs) -----
 

@@ -63,6 +63,10 @@ impl Token {
                 "shared data is not allowed with CKD_NULL",
             ));
         }
+        // A P-256 base key takes the P-256 path (ecdh_p256.rs); an Ed25519 one is refused there.
+        if let Some(curve) = self.ec_curve_of(base)? {
+            return self.derive_ec(session, curve, params, base, template);
+        }
         let peer = decode_point(&params.public_data).ok_or_else(|| {
             refuse(
                 CKR_MECHANISM_PARAM_INVALID,
@@ -173,17 +177,17 @@ impl Token {
 }
 
 /// The derived key's template, checked.
-struct SecretTemplate {
-    len: usize,
-    label: Vec<u8>,
-    id: Vec<u8>,
-    sensitive: bool,
-    extractable: bool,
-    usage: Vec<(CK_ATTRIBUTE_TYPE, bool)>,
+pub(super) struct SecretTemplate {
+    pub(super) len: usize,
+    pub(super) label: Vec<u8>,
+    pub(super) id: Vec<u8>,
+    pub(super) sensitive: bool,
+    pub(super) extractable: bool,
+    pub(super) usage: Vec<(CK_ATTRIBUTE_TYPE, bool)>,
 }
 
 impl SecretTemplate {
-    fn parse(t: &Template) -> Result<SecretTemplate> {
+    pub(super) fn parse(t: &Template) -> Result<SecretTemplate> {
         t.only(
             &[KEY_TEMPLATE_COMMON, SECRET_ONLY, SECRET_USAGE_ATTRIBUTES],
             "derived key",

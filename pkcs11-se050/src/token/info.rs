@@ -9,7 +9,7 @@ use pkcs11_sys::*;
 pub const SLOT_ID: CK_SLOT_ID = 0;
 
 pub const LIBRARY_MANUFACTURER: &str = "pkcs11-se050";
-pub const LIBRARY_DESCRIPTION: &str = "SE050 X25519 PKCS#11 module";
+pub const LIBRARY_DESCRIPTION: &str = "SE050 X25519 P-256 Ed25519 PKCS#11";
 pub const CRYPTOKI_VERSION: (u8, u8) = (3, 0);
 /// What the virtual chip calls itself wherever a program or a person looks (token manufacturer
 /// and model, slot manufacturer): its keys are in a file, not in hardware.
@@ -65,11 +65,63 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
         CKM_ECDH1_DERIVE,
         MechanismInfo {
             min_key_size: 255,
+            max_key_size: 256,
+            flags: CKF_DERIVE | CKF_HW | P256_FLAGS,
+        },
+    ),
+    // P-256 and Ed25519 (issue 22: token/ec_keys.rs, token/sign.rs, token/ecdh_p256.rs).
+    (
+        CKM_EC_KEY_PAIR_GEN,
+        MechanismInfo {
+            min_key_size: 256,
+            max_key_size: 256,
+            flags: CKF_GENERATE_KEY_PAIR | CKF_HW | P256_FLAGS,
+        },
+    ),
+    (
+        CKM_ECDSA,
+        MechanismInfo {
+            min_key_size: 256,
+            max_key_size: 256,
+            flags: CKF_SIGN | CKF_HW | P256_FLAGS,
+        },
+    ),
+    (
+        CKM_ECDSA_SHA1,
+        MechanismInfo {
+            min_key_size: 256,
+            max_key_size: 256,
+            flags: CKF_SIGN | CKF_HW | P256_FLAGS,
+        },
+    ),
+    (
+        CKM_ECDSA_SHA256,
+        MechanismInfo {
+            min_key_size: 256,
+            max_key_size: 256,
+            flags: CKF_SIGN | CKF_HW | P256_FLAGS,
+        },
+    ),
+    (
+        CKM_EC_EDWARDS_KEY_PAIR_GEN,
+        MechanismInfo {
+            min_key_size: 255,
             max_key_size: 255,
-            flags: CKF_DERIVE | CKF_HW,
+            flags: CKF_GENERATE_KEY_PAIR | CKF_HW,
+        },
+    ),
+    (
+        CKM_EDDSA,
+        MechanismInfo {
+            min_key_size: 255,
+            max_key_size: 255,
+            flags: CKF_SIGN | CKF_HW,
         },
     ),
 ];
+
+/// Prime-field curves, named by OID, points uncompressed (PKCS#11 2.40 2.3.3).
+const P256_FLAGS: CK_FLAGS = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
 
 impl Token {
     pub fn slot_info(&self, slot: CK_SLOT_ID) -> Result<SlotInfo> {

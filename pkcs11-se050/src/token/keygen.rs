@@ -24,15 +24,16 @@ pub const CUSTOMER_FIRST: u32 = 0x0000_0001;
 pub const CUSTOMER_LAST: u32 = META_BASE - 1;
 
 /// What both halves' templates may name besides KEY_TEMPLATE_COMMON.
-const PAIR_COMMON: &[CK_ATTRIBUTE_TYPE] = &[CKA_EC_PARAMS, CKA_SUBJECT, CKA_ALLOWED_MECHANISMS];
-const PUBLIC_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
+pub(super) const PAIR_COMMON: &[CK_ATTRIBUTE_TYPE] =
+    &[CKA_EC_PARAMS, CKA_SUBJECT, CKA_ALLOWED_MECHANISMS];
+pub(super) const PUBLIC_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_VERIFY,
     CKA_VERIFY_RECOVER,
     CKA_ENCRYPT,
     CKA_WRAP,
     CKA_TRUSTED,
 ];
-const PRIVATE_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
+pub(super) const PRIVATE_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_SIGN,
     CKA_SIGN_RECOVER,
     CKA_DECRYPT,
@@ -55,10 +56,13 @@ impl Token {
         private: &Template,
     ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
         self.check_session(session, true)?;
+        if matches!(mechanism, CKM_EC_KEY_PAIR_GEN | CKM_EC_EDWARDS_KEY_PAIR_GEN) {
+            return self.generate_ec_pair(mechanism, public, private);
+        }
         if mechanism != CKM_EC_MONTGOMERY_KEY_PAIR_GEN {
             return Err(refuse(
                 CKR_MECHANISM_INVALID,
-                format_args!("key pair generation with mechanism {mechanism:#x}; only CKM_EC_MONTGOMERY_KEY_PAIR_GEN"),
+                format_args!("key pair generation with mechanism {mechanism:#x}; only CKM_EC_MONTGOMERY_KEY_PAIR_GEN, CKM_EC_KEY_PAIR_GEN (P-256) and CKM_EC_EDWARDS_KEY_PAIR_GEN (Ed25519)"),
             ));
         }
         public.only(
@@ -255,7 +259,11 @@ impl Token {
 }
 
 /// A label or id given in one or both templates; both must agree (a pair has one of each).
-fn shared(public: &Template, private: &Template, t: CK_ATTRIBUTE_TYPE) -> Result<Option<Vec<u8>>> {
+pub(super) fn shared(
+    public: &Template,
+    private: &Template,
+    t: CK_ATTRIBUTE_TYPE,
+) -> Result<Option<Vec<u8>>> {
     match (public.get(t), private.get(t)) {
         (Some(a), Some(b)) if a != b => Err(refuse(
             CKR_TEMPLATE_INCONSISTENT,
@@ -269,7 +277,7 @@ fn shared(public: &Template, private: &Template, t: CK_ATTRIBUTE_TYPE) -> Result
 }
 
 /// A 4-byte CKA_ID in the customer range names the object id the pair should get.
-fn requested_object_id(id: &[u8]) -> Option<u32> {
+pub(super) fn requested_object_id(id: &[u8]) -> Option<u32> {
     let id = u32::from_be_bytes(id.try_into().ok()?);
     (CUSTOMER_FIRST..=CUSTOMER_LAST).contains(&id).then_some(id)
 }

@@ -1,6 +1,7 @@
 //! Object management: search, attribute reads and writes, destruction.
 
 use super::attributes::{attr_name, matches, AttrValue, Template};
+use super::certificate::is_cert_handle;
 use super::chip::ChipErrorKind;
 use super::ec::{decode_point, encode_point};
 use super::error::{answer, refuse, Result};
@@ -35,6 +36,13 @@ impl Token {
                 found
                     .into_iter()
                     .filter_map(|(key_id, half)| cache.handle(key_id, half)),
+            );
+            handles.extend(
+                cache
+                    .certs
+                    .values()
+                    .filter(|c| matches(template, |t| c.attribute(t)))
+                    .map(|c| c.handle()),
             );
         }
         {
@@ -115,6 +123,10 @@ impl Token {
         types: &[CK_ATTRIBUTE_TYPE],
     ) -> Result<Vec<AttrValue>> {
         self.check_session(session, false)?;
+        if is_cert_handle(object) {
+            let cert = self.certificate(object)?;
+            return Ok(types.iter().map(|&t| cert.attribute(t)).collect());
+        }
         if split_handle(object).is_some() {
             let cache = self.loaded_cache()?;
             let (pair, half) = cache.resolve(object).ok_or_else(|| no_object(object))?;
@@ -155,6 +167,12 @@ impl Token {
         object: CK_OBJECT_HANDLE,
         template: &Template,
     ) -> Result<()> {
+        if is_cert_handle(object) {
+            self.check_session(session, true)?;
+            self.certificate(object)?;
+            let first = template.entries.first().map_or(CKA_VALUE, |(t, _)| *t);
+            return Err(super::certificate::read_only(first));
+        }
         if split_handle(object).is_none() {
             self.check_session(session, false)?;
             return match self.secrets.lock().objects.contains_key(&object) {
@@ -250,6 +268,9 @@ impl Token {
     /// public key in the pair's metadata record while the public half lives on; destroying the
     /// public half only marks it destroyed in that record. When both are gone, so is the record.
     pub fn destroy(&self, session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<()> {
+        if is_cert_handle(object) {
+            return self.destroy_certificate(session, object);
+        }
         if split_handle(object).is_none() {
             self.check_session(session, false)?;
             return match self.secrets.lock().objects.remove(&object) {
@@ -274,6 +295,11 @@ impl Token {
                 Err(e) => return Err(e.to_ckr(&format!("deleting key {key_id:#010x}"))),
             }
             log::info!("deleted X25519 key pair {key_id:#010x} (its private half destroyed)");
+        }
+        if other_half_lives && half == Half::Private && pair.ec.is_some() {
+            // A P-256 or Ed25519 public key has no record of its own on the chip (ec_keys.rs):
+            // it lives on in this process until destroyed; the chip keeps nothing.
+            return super::ec_keys::keep_public_only(&mut cache, chip, pair);
         }
         if other_half_lives {
             // Keep the other half: its data goes into a version 2 record (with the public key).

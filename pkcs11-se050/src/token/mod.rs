@@ -9,9 +9,14 @@
 //! look the key up, then `link` alone for the one ECDH APDU.
 
 pub mod attributes;
+pub mod certificate;
 pub mod chip;
 mod derive;
 pub mod ec;
+pub mod ec_keys;
+#[cfg(test)]
+mod ec_tests;
+mod ecdh_p256;
 pub mod error;
 pub mod info;
 mod keygen;
@@ -28,6 +33,7 @@ mod pin_tests;
 mod se050;
 pub mod secret;
 pub mod session;
+pub mod sign;
 #[cfg(test)]
 mod tests;
 pub use se050::{applet_chip, open_chip};

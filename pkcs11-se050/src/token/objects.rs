@@ -12,7 +12,8 @@
 //! for where a public key whose private half was destroyed is kept (its metadata record).
 
 use super::attributes::{bool_value, ulong_value, AttrValue};
-use super::chip::{Chip, ChipErrorKind, ObjectKind};
+use super::certificate::{Certificate, CERT_BASE, CERT_END};
+use super::chip::{Chip, ChipErrorKind, EcCurve, ObjectKind};
 use super::ec;
 use super::error::{refuse, Result};
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE, META_END};
@@ -86,6 +87,11 @@ pub struct KeyPair {
     pub has_private: bool,
     /// The public half exists (not destroyed on its own).
     pub has_public: bool,
+    /// None: an X25519 pair; else a P-256 or Ed25519 pair (token/ec_keys.rs), whose `public`
+    /// is the Ed25519 key or P-256's x coordinate (what a handle is bound to) and `point`
+    /// P-256's whole uncompressed point.
+    pub ec: Option<EcCurve>,
+    pub point: Vec<u8>,
 }
 
 impl KeyPair {
@@ -101,6 +107,8 @@ impl KeyPair {
             meta_v2: false,
             has_private: true,
             has_public: true,
+            ec: None,
+            point: Vec::new(),
         }
     }
 
@@ -132,6 +140,11 @@ impl KeyPair {
         ec_point: EcPointFormat,
     ) -> AttrValue {
         use AttrValue::*;
+        if let Some(curve) = self.ec {
+            if let Some(value) = super::ec_keys::attribute(self, curve, half, t) {
+                return value;
+            }
+        }
         let private = half == Half::Private;
         let v = match t {
             CKA_CLASS => ulong_value(if private {
@@ -213,6 +226,8 @@ pub struct ObjectCache {
     bound: HashMap<Binding, CK_OBJECT_HANDLE>,
     /// How many keys this process has given handles at each (object id, half).
     generations: HashMap<(u32, Half), u64>,
+    /// X.509 certificates on the chip, by file id (certificate.rs).
+    pub certs: BTreeMap<u32, Certificate>,
 }
 
 impl ObjectCache {
@@ -267,6 +282,7 @@ impl ObjectCache {
         let ids = chip.list_ids().map_err(|e| e.to_ckr("listing objects"))?;
         self.kinds.retain(|id, _| ids.contains(id));
         self.pairs.retain(|id, _| ids.contains(id));
+        self.certs.retain(|id, _| ids.contains(id));
         self.records.clear();
         // Pairs whose policy keeps their public key from us (outside the user's session).
         let mut protected = Vec::new();
@@ -313,6 +329,36 @@ impl ObjectCache {
                     // A pair regenerated at this id is a new object: old handles stay unbound.
                     if self.pairs.get(&id).map(|p| p.public) != Some(public) {
                         self.pairs.insert(id, KeyPair::on_chip(id, public));
+                    }
+                }
+                ObjectKind::EcPair(curve) => {
+                    if let Some(pair) = super::ec_keys::read_pair(chip, id, curve)? {
+                        if self.pairs.get(&id).map(|p| p.public) != Some(pair.public) {
+                            self.pairs.insert(id, pair);
+                        }
+                    }
+                }
+                ObjectKind::BinaryFile
+                    if (CERT_BASE..=CERT_END).contains(&id) && !self.certs.contains_key(&id) =>
+                {
+                    // A certificate never changes in place (CKA_MODIFIABLE false): read once.
+                    match chip.read_binary(id) {
+                        Ok(bytes) => {
+                            if let Some(cert) = Certificate::decode(id, &bytes) {
+                                self.certs.insert(id, cert);
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind,
+                                ChipErrorKind::NotFound
+                                    | ChipErrorKind::Refused
+                                    | ChipErrorKind::Denied
+                            ) =>
+                        {
+                            log::debug!("binary file {id:#010x} not read: {e}");
+                        }
+                        Err(e) => return Err(e.to_ckr(&format!("reading certificate {id:#010x}"))),
                     }
                 }
                 ObjectKind::BinaryFile if (META_BASE..=META_END).contains(&id) => {
@@ -367,7 +413,12 @@ impl ObjectCache {
         // Only pairs on the chip came from the listing; public-only ones come from records.
         self.pairs.retain(|_, pair| pair.has_private);
         for pair in self.pairs.values_mut() {
-            *pair = KeyPair::on_chip(pair.key_id, pair.public);
+            let (ec, point) = (pair.ec, std::mem::take(&mut pair.point));
+            *pair = KeyPair {
+                ec,
+                point,
+                ..KeyPair::on_chip(pair.key_id, pair.public)
+            };
         }
         // Lowest file id wins if two records name one key (should not happen).
         let mut files: Vec<_> = self.records.iter().collect();
@@ -431,7 +482,11 @@ impl ObjectCache {
 
     pub fn insert_pair(&mut self, pair: KeyPair) {
         if pair.has_private {
-            self.kinds.insert(pair.key_id, ObjectKind::X25519Pair);
+            let kind = match pair.ec {
+                Some(curve) => ObjectKind::EcPair(curve),
+                None => ObjectKind::X25519Pair,
+            };
+            self.kinds.insert(pair.key_id, kind);
         } else {
             self.kinds.remove(&pair.key_id);
         }
@@ -444,6 +499,11 @@ impl ObjectCache {
             self.records.insert(file, record);
         }
         self.pairs.insert(pair.key_id, pair);
+    }
+
+    pub fn insert_certificate(&mut self, cert: Certificate) {
+        self.kinds.insert(cert.file, ObjectKind::BinaryFile);
+        self.certs.insert(cert.file, cert);
     }
 
     pub fn remove_pair(&mut self, key_id: u32) {

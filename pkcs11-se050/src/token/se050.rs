@@ -104,7 +104,75 @@ fn chip_error_kind(e: &Se050Error) -> ChipErrorKind {
     }
 }
 
+impl AppletChip {
+    /// Which curve an EC pair is on (GetECCurveId). A chip that does not answer the question
+    /// (an applet or virtual chip without the command) is taken to hold X25519 pairs, as
+    /// before P-256 and Ed25519 existed here: reading its public key checks the length.
+    fn ec_pair_kind(&mut self, id: u32) -> ChipResult<ObjectKind> {
+        use crate::applet::protocol::{CURVE_ED25519, CURVE_NIST_P256, CURVE_X25519};
+        use crate::applet::EcCurve;
+        match self.se050.ec_curve_id(object(id)?) {
+            Ok(CURVE_X25519) => Ok(ObjectKind::X25519Pair),
+            Ok(CURVE_NIST_P256) => Ok(ObjectKind::EcPair(EcCurve::NistP256)),
+            Ok(CURVE_ED25519) => Ok(ObjectKind::EcPair(EcCurve::Ed25519)),
+            Ok(other) => {
+                log::debug!("object {id:#010x}: EC pair on curve {other:#04x}, not shown");
+                Ok(ObjectKind::Other)
+            }
+            // A chip that does not answer GetECCurveId: a 65-byte public key is a P-256 point,
+            // anything else is taken for X25519 as before (its length is checked when read).
+            Err(e @ Se050Error::Refused(_)) if e.refusal() != Some(Refusal::NotAllowedByPolicy) => {
+                log::debug!(
+                    "object {id:#010x}: curve not readable ({e}): judged by its public key"
+                );
+                match self.se050.read_object(object(id)?) {
+                    Ok(public) if public.len() == 65 && public[0] == 0x04 => {
+                        Ok(ObjectKind::EcPair(EcCurve::NistP256))
+                    }
+                    _ => Ok(ObjectKind::X25519Pair),
+                }
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+}
+
 impl Chip for AppletChip {
+    fn generate_ec(
+        &mut self,
+        id: u32,
+        curve: crate::applet::EcCurve,
+        policy: &[PolicyEntry],
+    ) -> ChipResult<()> {
+        self.se050
+            .generate_ec_with_policy(object(id)?, curve, policy)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn read_ec_public(&mut self, id: u32, curve: crate::applet::EcCurve) -> ChipResult<Vec<u8>> {
+        self.se050
+            .read_ec_public(object(id)?, curve)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn ecdsa_sign(&mut self, id: u32, digest: &[u8; 32]) -> ChipResult<[u8; 64]> {
+        self.se050
+            .ecdsa_sign_digest(object(id)?, digest)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn eddsa_sign(&mut self, id: u32, message: &[u8]) -> ChipResult<[u8; 64]> {
+        self.se050
+            .eddsa_sign(object(id)?, message)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn ecdh_p256(&mut self, id: u32, peer: &[u8]) -> ChipResult<Zeroizing<[u8; 32]>> {
+        self.se050
+            .ecdh_p256(object(id)?, peer)
+            .map_err(|e| self.fail(e))
+    }
+
     fn identity(&mut self) -> ChipResult<ChipIdentity> {
         let v = self.se050.version();
         let unique_id = self.se050.unique_id().map_err(|e| self.fail(e))?;
@@ -156,8 +224,7 @@ impl Chip for AppletChip {
             .read_type(object(id)?)
             .map_err(|e| self.fail(e))?;
         Ok(match kind {
-            // Which curve is checked when the public key is read (32 bytes for X25519).
-            ObjectType::EcKeyPair => ObjectKind::X25519Pair,
+            ObjectType::EcKeyPair => self.ec_pair_kind(id)?,
             ObjectType::BinaryFile => ObjectKind::BinaryFile,
             _ => ObjectKind::Other,
         })

@@ -15,6 +15,8 @@ pub struct Search {
 pub struct Session {
     pub read_write: bool,
     pub search: Option<Search>,
+    /// An active C_SignInit .. C_Sign/C_SignFinal (token/sign.rs).
+    pub sign: Option<super::sign::SignOperation>,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,7 @@ impl Sessions {
             Session {
                 read_write,
                 search: None,
+                sign: None,
             },
         );
         Ok(handle)
