@@ -292,21 +292,23 @@ pub fn verify_chain(
             .find(|c| c.der != current.der && current.issued(c))
         else {
             let issuer = format!("\"{}\"", current.cert.tbs_certificate.issuer);
-            return Err(
-                if candidates.iter().any(|c| c.subject() == issuer)
-                    || roots.iter().any(|c| c.subject() == issuer)
-                {
-                    Refusal::ChainInvalid(format!(
-                        "{}: its signature does not verify with the key of {issuer}",
-                        current.subject()
-                    ))
-                } else {
-                    Refusal::UnknownRoot(format!(
-                        "{} was issued by {issuer}, which leads to no configured root",
-                        current.subject()
-                    ))
-                },
-            );
+            return Err(if roots.iter().any(|c| c.subject() == issuer) {
+                Refusal::UnknownRoot(format!(
+                    "{} names the configured root {issuer} as issuer, but that root's key \
+                     did not sign it",
+                    current.subject()
+                ))
+            } else if candidates.iter().any(|c| c.subject() == issuer) {
+                Refusal::ChainInvalid(format!(
+                    "{}: its signature does not verify with the key of {issuer}",
+                    current.subject()
+                ))
+            } else {
+                Refusal::UnknownRoot(format!(
+                    "{} was issued by {issuer}, which leads to no configured root",
+                    current.subject()
+                ))
+            });
         };
         issuer.check_extensions(true)?;
         issuer.check_validity(now_unix)?;

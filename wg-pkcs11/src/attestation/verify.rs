@@ -15,7 +15,7 @@
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::Signature;
 
-use super::chain::{verify_chain, Cert};
+use super::chain::{verify_chain, Cert, VerifiedChain};
 use super::chip_response::{AttestedRead, AttestedReadCommand};
 use super::evidence::{hex, Evidence};
 use super::object_attributes::{KeyAgreement, SignedAttributes, CLASS_EC_KEY_PAIR};
@@ -62,7 +62,15 @@ impl Verified {
     }
 }
 
-pub fn verify(evidence: &Evidence, options: &VerifyOptions) -> Result<Verified, Refusal> {
+/// What [`authenticate`] established: the chip's answer is genuine and fresh.
+pub struct Authentic {
+    pub command: AttestedReadCommand,
+    pub read: AttestedRead,
+    pub chain: VerifiedChain,
+}
+
+/// Checks 1-4: the command, the chain, the chip's signature, the freshness value.
+pub fn authenticate(evidence: &Evidence, options: &VerifyOptions) -> Result<Authentic, Refusal> {
     let command = AttestedReadCommand::parse(&evidence.command)?;
     let read = AttestedRead::parse(evidence.layout, &evidence.response, &command)?;
     let chain = verify_chain(
@@ -92,6 +100,20 @@ pub fn verify(evidence: &Evidence, options: &VerifyOptions) -> Result<Verified, 
             )));
         }
     }
+    Ok(Authentic {
+        command,
+        read,
+        chain,
+    })
+}
+
+/// All checks; the admitted key and what was verified, or the first refusal.
+pub fn verify(evidence: &Evidence, options: &VerifyOptions) -> Result<Verified, Refusal> {
+    let Authentic {
+        command,
+        read,
+        chain,
+    } = authenticate(evidence, options)?;
     let attributes = SignedAttributes::parse(&read.attributes)?;
     if attributes.object_id != command.object_id {
         return Err(Refusal::KeyMismatch(format!(
