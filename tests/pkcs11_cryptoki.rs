@@ -130,7 +130,9 @@ fn info_slot_token_and_mechanisms() {
             mechanisms,
             vec![
                 MechanismType::ECC_MONTGOMERY_KEY_PAIR_GEN,
-                MechanismType::ECDH1_DERIVE
+                MechanismType::ECDH1_DERIVE,
+                // CKM_SE050_ATTEST, the vendor attestation mechanism (README "Attestation")
+                MechanismType::new_vendor_defined(0x8000_0000 | 0x5E05_0A77).unwrap(),
             ]
         );
         let gen = pkcs11

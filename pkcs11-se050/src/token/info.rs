@@ -69,6 +69,15 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
             flags: CKF_DERIVE | CKF_HW,
         },
     ),
+    // The vendor attestation mechanism (token/attest.rs).
+    (
+        super::attest::CKM_SE050_ATTEST,
+        MechanismInfo {
+            min_key_size: 255,
+            max_key_size: 255,
+            flags: CKF_DERIVE | CKF_HW,
+        },
+    ),
 ];
 
 impl Token {

@@ -21,6 +21,7 @@ pub mod nonce_store;
 pub mod object_attributes;
 pub mod refusal;
 pub mod roots;
+pub mod token_blob;
 pub mod verify;
 
 #[cfg(test)]
