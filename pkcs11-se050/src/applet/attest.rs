@@ -24,6 +24,9 @@ pub const ATTESTATION_CERTIFICATE: u32 = 0xF000_0013;
 /// kSE05x_AttestationAlgo_EC_SHA_256.
 pub const ATTESTATION_ALGO_EC_SHA_256: u8 = 0x21;
 
+/// A chunk whose answer (`41 82 HH LL` + data) fits 256 bytes.
+const SESSION_READ_CHUNK: usize = 252;
+
 /// One attested read, as exchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestedRead {
@@ -74,10 +77,24 @@ impl<T: ApduTransport> Se050<T> {
         })
     }
 
-    /// The attestation key's certificate chain as the chip holds it (its certificate).
+    /// The attestation key's certificate chain as the chip holds it (its certificate). Read
+    /// in chunks whose answer fits a short Le, because inside a UserID session every answer
+    /// comes back through ProcessSessionCmd, which the host sends with Le 256 (session.rs).
     pub fn attestation_certificates(&mut self) -> Result<Vec<Vec<u8>>, Se050Error> {
         let id = ObjectId::new(ATTESTATION_CERTIFICATE).expect("not 0");
-        Ok(vec![self.read_binary(id)?])
+        let size = self.read_size(id)?;
+        let mut out = Vec::with_capacity(size);
+        while out.len() < size {
+            let offset = out.len();
+            let chunk = (size - offset).min(SESSION_READ_CHUNK);
+            let mut data = Vec::new();
+            tlv::push(&mut data, TAG_1, &id.to_be_bytes());
+            tlv::push(&mut data, TAG_2, &(offset as u16).to_be_bytes());
+            tlv::push(&mut data, TAG_3, &(chunk as u16).to_be_bytes());
+            let name = || format!("ReadObject {id} at offset {offset}");
+            self.read_chunk(&name, INS_READ, P2_DEFAULT, data, chunk, &mut out)?;
+        }
+        Ok(vec![out])
     }
 }
 
