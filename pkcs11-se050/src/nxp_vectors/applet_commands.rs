@@ -48,7 +48,7 @@ fn same_as_nxp(what: &str, host: &[u8], nxp: &str) {
 /// The host's command is exactly `host_expected`; it has NXP's header and data, and only the
 /// Lc/Le form differs (see the module documentation).
 #[track_caller]
-fn nxp_but_le(what: &str, host: &[u8], host_expected: &str, nxp: &str) {
+pub(super) fn nxp_but_le(what: &str, host: &[u8], host_expected: &str, nxp: &str) {
     assert_bytes(
         &format!("{what} (host's pinned bytes)"),
         host,
@@ -66,14 +66,14 @@ fn nxp_but_le(what: &str, host: &[u8], host_expected: &str, nxp: &str) {
 
 /// The applet selected on a recorder that answers `replies` after the SELECT; the SELECT is
 /// already taken off the record (its own test checks it).
-fn chip(replies: &[&str]) -> Se050<Recorder> {
+pub(super) fn chip(replies: &[&str]) -> Se050<Recorder> {
     let mut chip = Se050::select(Recorder::selected(replies)).expect("select");
     chip.transport_mut().sent.clear();
     chip
 }
 
 /// The commands sent since the last call.
-fn sent(chip: &mut Se050<Recorder>) -> Vec<Vec<u8>> {
+pub(super) fn sent(chip: &mut Se050<Recorder>) -> Vec<Vec<u8>> {
     std::mem::take(&mut chip.transport_mut().sent)
 }
 
