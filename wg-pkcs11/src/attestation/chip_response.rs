@@ -208,8 +208,8 @@ impl AttestedRead {
         let signed_message = match layout {
             Layout::Applet3 => {
                 let mut m = Vec::new();
-                for i in 0..5 {
-                    m.extend_from_slice(values[i].unwrap_or_default());
+                for value in &values[..5] {
+                    m.extend_from_slice(value.unwrap_or_default());
                 }
                 m
             }

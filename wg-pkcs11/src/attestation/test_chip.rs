@@ -29,6 +29,8 @@ pub struct TestPki {
     pub intermediate_der: Vec<u8>,
     pub leaf_der: Vec<u8>,
     pub attestation_key: SigningKey,
+    inter: (rcgen::Certificate, KeyPair),
+    leaf: (rcgen::Certificate, KeyPair),
 }
 
 fn ca_params(name: &str, from: i32, to: i32) -> CertificateParams {
@@ -61,6 +63,9 @@ impl TestPki {
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, "Attest-test-chip");
+        // rcgen writes extensions (key usage among them) only when something else asks for
+        // them: ExplicitNoCa (basicConstraints CA:FALSE) does.
+        leaf_params.is_ca = IsCa::ExplicitNoCa;
         leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf_params.not_before = rcgen::date_time_ymd(from, 1, 1);
         leaf_params.not_after = rcgen::date_time_ymd(to, 1, 1);
@@ -72,7 +77,29 @@ impl TestPki {
             intermediate_der: inter.der().to_vec(),
             leaf_der: leaf.der().to_vec(),
             attestation_key: SigningKey::from_pkcs8_der(&leaf_key.serialize_der()).unwrap(),
+            inter: (inter, inter_key),
+            leaf: (leaf, leaf_key),
         }
+    }
+
+    /// A certificate for a new key, issued by the attestation certificate (not a CA) when
+    /// `by_leaf`, else by the intermediate with `usages`; its DER and its key.
+    pub fn issue(&self, by_leaf: bool, usages: Vec<KeyUsagePurpose>) -> (Vec<u8>, SigningKey) {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Attest-forged");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = usages;
+        params.not_before = rcgen::date_time_ymd(2021, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let (issuer, issuer_key) = if by_leaf { &self.leaf } else { &self.inter };
+        let cert = params.signed_by(&key, issuer, issuer_key).unwrap();
+        (
+            cert.der().to_vec(),
+            SigningKey::from_pkcs8_der(&key.serialize_der()).unwrap(),
+        )
     }
 
     pub fn roots(&self) -> Vec<Cert> {

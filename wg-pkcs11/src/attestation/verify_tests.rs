@@ -329,3 +329,26 @@ fn a_real_se050_attestation_verifies_against_nxp_root() {
     };
     assert_eq!(kind(&authenticate(&e, &options).err().unwrap()), "root");
 }
+
+#[test]
+fn a_certificate_issued_by_a_non_ca_or_without_signature_usage_is_refused() {
+    let pki = TestPki::new("Test root");
+    let key = TestKey::pin_protected();
+    // Another chip's attestation certificate (not a CA) cannot vouch for a key.
+    let (forged, forged_key) = pki.issue(true, vec![rcgen::KeyUsagePurpose::DigitalSignature]);
+    let mut e = evidence(Layout::Applet3, &pki, &key, NONCE);
+    e.response = answer(Layout::Applet3, &e.command, &key, &forged_key, NONCE);
+    e.certificates = vec![forged, pki.leaf_der.clone(), pki.intermediate_der.clone()];
+    let refusal = check(&e, &pki).unwrap_err();
+    assert!(refusal.to_string().contains("is not a CA"), "{refusal}");
+    // A certificate whose key usage does not allow signatures.
+    let (no_sign, no_sign_key) = pki.issue(false, vec![rcgen::KeyUsagePurpose::KeyAgreement]);
+    let mut e = evidence(Layout::Applet3, &pki, &key, NONCE);
+    e.response = answer(Layout::Applet3, &e.command, &key, &no_sign_key, NONCE);
+    e.certificates = vec![no_sign, pki.intermediate_der.clone()];
+    let refusal = check(&e, &pki).unwrap_err();
+    assert!(
+        refusal.to_string().contains("does not allow signatures"),
+        "{refusal}"
+    );
+}
