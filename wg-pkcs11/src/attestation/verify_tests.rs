@@ -352,3 +352,25 @@ fn a_certificate_issued_by_a_non_ca_or_without_signature_usage_is_refused() {
         "{refusal}"
     );
 }
+
+/// Applet 3.x does not sign the command: an old answer (signed over an old nonce) under a new
+/// command carrying the current nonce is a replay, caught by the freshness value the chip
+/// signed.
+#[test]
+fn an_old_answer_under_a_new_command_is_refused() {
+    let pki = TestPki::new("Test root");
+    let key = TestKey::pin_protected();
+    let mut e = evidence(Layout::Applet3, &pki, &key, NONCE);
+    e.response = answer(
+        Layout::Applet3,
+        &e.command,
+        &key,
+        &pki.attestation_key,
+        [0x01; 16],
+    );
+    let refusal = check(&e, &pki).unwrap_err();
+    assert!(
+        refusal.to_string().contains("the chip signed freshness"),
+        "{refusal}"
+    );
+}
