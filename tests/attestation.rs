@@ -265,3 +265,37 @@ impl Drop for RegisteredModule {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[test]
+fn attestation_under_platform_scp03() {
+    use std::os::unix::fs::PermissionsExt;
+    let token = VirtualToken::new(0);
+    let server = Server::new();
+    // A chip that requires Platform SCP03 with NXP's SE050C2 development keys, and the
+    // module's key file with the same keys (as tests/pkcs11_scp03.rs).
+    let keys = pkcs11_se050::scp03::StaticKeys::published("SE050C2").unwrap();
+    let key_file = token.dir().join("scp.keys");
+    std::fs::write(&key_file, keys.to_file_text().as_bytes()).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut conf = std::fs::read_to_string(token.conf_path()).unwrap();
+    conf.push_str("virtual_scp03_required = true\nscp03_keys = \"scp.keys\"\n");
+    std::fs::write(token.conf_path(), conf).unwrap();
+
+    let public = wg_pkcs11_genkey(&token, "wg-scp");
+    let nonce = server.nonce(&token);
+    let evidence = attest(&token, &token.key_uri("wg-scp"), &nonce, token.dir());
+    let verified = ok(
+        &token,
+        &[
+            "verify-attestation",
+            evidence.to_str().unwrap(),
+            "--nonce",
+            &nonce,
+            "--root",
+            chip_root(&token).to_str().unwrap(),
+            "--nonce-dir",
+            server.dir(),
+        ],
+    );
+    assert!(verified.starts_with(&public), "{verified}");
+}
