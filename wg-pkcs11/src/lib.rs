@@ -21,6 +21,7 @@
 //! ```
 
 pub mod allowedips;
+pub mod attestation;
 pub mod config;
 pub mod cookie;
 pub mod device;

@@ -9,6 +9,7 @@
 //! wg-pkcs11 show [--json] [IFNAME] what `wg show` says, plus the public key and key health
 //! wg-pkcs11 list [URI]           the token's X25519 keys, each with its pkcs11: URI
 //! wg-pkcs11 set IFNAME private-key-uri URI | rotate IFNAME   key rotation
+//! wg-pkcs11 attest URI --nonce HEX | verify-attestation | admit | nonce   attestation
 //! ```
 
 mod cli;
@@ -48,6 +49,15 @@ Commands:
                     switch and handshake, verify, rewrite FILE's PrivateKey (or its IFNAME.pkcs11
                     key file) atomically, and only then delete the old key. Rolls back to the
                     old key on failure.
+  attest URI --nonce HEX
+                    Write the chip's attestation of the token key URI names (evidence, JSON)
+                    to stdout, answering the server's nonce.
+  nonce [--ttl S]   (server) Issue a single-use nonce for a device's attestation.
+  verify-attestation EVIDENCE --nonce HEX [--root PEM]...
+                    (server) Verify evidence: print the admitted WireGuard key, the chip id
+                    and each check; or fail with the reason. NXP's root unless --root.
+  admit IFNAME EVIDENCE --nonce HEX --allowed-ips IPS [--endpoint E]
+                    (server) Verify, then `wg set IFNAME peer KEY allowed-ips IPS`.
   list [URI]        List the X25519 keys of the token(s) URI names (default: every token of
                     p11-kit's proxy): label, id, public key and the pkcs11: URI that opens it.
   show [--json] [IFNAME]
@@ -118,6 +128,31 @@ fn command_help(command: &str) -> Option<&'static str> {
                      [--check CMD] [--timeout S]\n\n\
                      Rotate the interface's token key without downtime (see the README)."
         }
+        "attest" => {
+            "Usage: wg-pkcs11 attest URI --nonce HEX\n\n\
+                 Write the chip's attestation of the token key URI names to stdout (evidence,\n\
+                 JSON: the WireGuard key, the attested read as exchanged, the chip's\n\
+                 certificates), answering the server's nonce (`wg-pkcs11 nonce`)."
+        }
+        "verify-attestation" => {
+            "Usage: wg-pkcs11 verify-attestation EVIDENCE --nonce HEX [--root PEM]...\n\
+                 [--nonce-dir DIR]\n\n\
+                 Verify a device's attestation evidence (server side, no token needed). The\n\
+                 nonce must come from `wg-pkcs11 nonce` and is used up. Without --root, NXP's\n\
+                 shipped root is trusted; with --root, only the roots given. Prints the\n\
+                 admitted WireGuard public key, then the chip id and what was verified."
+        }
+        "admit" => {
+            "Usage: wg-pkcs11 admit INTERFACE EVIDENCE --nonce HEX --allowed-ips IPS\n\
+                 [--endpoint HOST:PORT] [--persistent-keepalive N] [--root PEM]...\n\n\
+                 Verify the evidence as verify-attestation does, then add the device as a\n\
+                 peer with `wg set` (works on a kernel WireGuard server)."
+        }
+        "nonce" => {
+            "Usage: wg-pkcs11 nonce [--ttl SECONDS] [--nonce-dir DIR]\n\n\
+                 Issue a single-use attestation nonce (hex), remembered in\n\
+                 /var/lib/wg-pkcs11/nonces (or $WG_PKCS11_NONCE_DIR) until used or expired."
+        }
         _ => return None,
     })
 }
@@ -185,6 +220,10 @@ fn main() -> ExitCode {
             Ok(options) => cli::rotate::rotate(&options),
             Err(e) => return usage_error(&e),
         },
+        ["attest", rest @ ..] => cli::attest::run(rest),
+        ["verify-attestation", rest @ ..] => cli::verify_attestation::run(rest),
+        ["admit", rest @ ..] => cli::admit::run(rest),
+        ["nonce", rest @ ..] => cli::nonce::run(rest),
         ["list"] => cli::list::run(None),
         ["list", uri] => cli::list::run(Some(uri)),
         ["list", ..] => return usage_error("`list` takes at most one argument: a pkcs11: URI"),

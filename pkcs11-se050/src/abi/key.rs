@@ -57,6 +57,23 @@ pub unsafe extern "C" fn C_DeriveKey(
         let params = if mechanism.mechanism == CKM_ECDH1_DERIVE {
             // SAFETY: the mechanism's parameter block is the caller's, checked inside.
             Some(unsafe { ecdh_params(&mechanism) }?)
+        } else if mechanism.mechanism == crate::token::CKM_SE050_ATTEST {
+            // The vendor attestation mechanism's parameter is the nonce (token/attest.rs),
+            // carried in `public_data`.
+            // SAFETY: the caller promises pParameter covers ulParameterLen bytes.
+            let nonce = unsafe {
+                bytes_in(
+                    mechanism.pParameter as CK_BYTE_PTR,
+                    mechanism.ulParameterLen,
+                    "CKM_SE050_ATTEST needs the nonce as its parameter",
+                )
+            }
+            .map_err(|_| Error(CKR_MECHANISM_PARAM_INVALID))?;
+            Some(DeriveParams {
+                kdf: CKD_NULL,
+                shared_data: Vec::new(),
+                public_data: nonce,
+            })
         } else {
             None
         };

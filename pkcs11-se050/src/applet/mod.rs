@@ -3,6 +3,7 @@
 //! X25519 values cross this API in RFC 7748 (little-endian) order. The chip stores and answers
 //! them byte-reversed (big-endian); the reversal happens here and nowhere else.
 
+pub mod attest;
 pub mod attributes;
 pub mod ec_keys;
 pub mod error;
@@ -439,12 +440,21 @@ impl<T: ApduTransport> Se050<T> {
         le: Option<usize>,
     ) -> Result<SecretBytes, Se050Error> {
         let apdu = CommandApdu::new(CLA_IOT, ins, p1, p2, data, le);
+        self.send(name, &apdu)
+    }
+
+    /// Sends a built command (wrapped in the UserID session when one is open).
+    fn send(
+        &mut self,
+        name: &dyn Fn() -> String,
+        apdu: &CommandApdu,
+    ) -> Result<SecretBytes, Se050Error> {
         match self.session {
             Some(session) => {
-                let wrapped = session::wrap(&session, &apdu);
+                let wrapped = session::wrap(&session, apdu);
                 transceive(&mut self.transport, name, &wrapped)
             }
-            None => transceive(&mut self.transport, name, &apdu),
+            None => transceive(&mut self.transport, name, apdu),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! difference is listed in `SOURCES.md` ("Where the host differs from NXP").
 
 mod applet_commands;
+mod attest;
 mod ec_commands;
 mod responses;
 mod scp03;

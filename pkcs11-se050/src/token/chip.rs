@@ -125,6 +125,13 @@ pub trait Chip: Send {
     /// `policy` (empty: none), one rewritten in place keeps its own.
     fn write_binary(&mut self, id: u32, data: &[u8], policy: &[PolicyEntry]) -> ChipResult<()>;
     fn read_binary(&mut self, id: u32) -> ChipResult<Vec<u8>>;
+    /// The attested read of `id` with `freshness`, and the attestation certificate(s) the chip
+    /// holds (token/attest.rs).
+    fn attest(
+        &mut self,
+        id: u32,
+        freshness: &[u8; 16],
+    ) -> ChipResult<(crate::applet::attest::AttestedRead, Vec<Vec<u8>>)>;
 
     // ----- P-256 and Ed25519 keys (token/ec_keys.rs, token/sign.rs) -----
 

@@ -36,6 +36,10 @@ impl Token {
         template: &Template,
     ) -> Result<CK_OBJECT_HANDLE> {
         self.check_session(session, false)?;
+        if mechanism == super::attest::CKM_SE050_ATTEST {
+            let nonce = params.map(|p| p.public_data.as_slice()).unwrap_or_default();
+            return self.derive_attestation(session, nonce, base, template);
+        }
         if mechanism != CKM_ECDH1_DERIVE {
             return Err(refuse(
                 CKR_MECHANISM_INVALID,

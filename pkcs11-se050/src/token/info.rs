@@ -118,6 +118,15 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
             flags: CKF_SIGN | CKF_HW,
         },
     ),
+    // The vendor attestation mechanism (token/attest.rs).
+    (
+        super::attest::CKM_SE050_ATTEST,
+        MechanismInfo {
+            min_key_size: 255,
+            max_key_size: 255,
+            flags: CKF_DERIVE | CKF_HW,
+        },
+    ),
 ];
 
 /// Prime-field curves, named by OID, points uncompressed (PKCS#11 2.40 2.3.3).

@@ -162,7 +162,15 @@ impl Token {
                 "logged out meanwhile",
             ));
         }
-        let policy: &[PolicyEntry] = if protected { &key_policy() } else { &[] };
+        // Without a PIN the key still gets an explicit policy, so that its attestation shows
+        // what it allows (token/attest.rs): no policy would mean the chip's default, which a
+        // verifier cannot tell from "everything".
+        let unprotected = super::attest::unprotected_key_policy();
+        let policy: &[PolicyEntry] = if protected {
+            &key_policy()
+        } else {
+            &unprotected
+        };
         let key_id = match id.as_deref().and_then(requested_object_id) {
             Some(wanted) => {
                 if cache.is_used(wanted) {

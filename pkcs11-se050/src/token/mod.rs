@@ -8,6 +8,7 @@
 //! `sessions` -> `cache` -> `link` ; `secrets` on its own. The derive path takes `cache` only to
 //! look the key up, then `link` alone for the one ECDH APDU.
 
+mod attest;
 pub mod attributes;
 pub mod certificate;
 pub mod chip;
@@ -38,6 +39,7 @@ pub mod sign;
 mod tests;
 pub use se050::{applet_chip, open_chip};
 
+pub use attest::CKM_SE050_ATTEST;
 pub use derive::DeriveParams;
 pub use info::{MechanismInfo, SlotInfo, TokenInfo, MECHANISMS, SLOT_ID};
 

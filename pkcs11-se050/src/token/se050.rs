@@ -246,6 +246,22 @@ impl Chip for AppletChip {
             .map_err(|e| self.fail(e))
     }
 
+    fn attest(
+        &mut self,
+        id: u32,
+        freshness: &[u8; 16],
+    ) -> ChipResult<(crate::applet::attest::AttestedRead, Vec<Vec<u8>>)> {
+        let read = self
+            .se050
+            .read_with_attestation(object(id)?, freshness)
+            .map_err(|e| self.fail(e))?;
+        let certificates = self
+            .se050
+            .attestation_certificates()
+            .map_err(|e| self.fail(e))?;
+        Ok((read, certificates))
+    }
+
     fn generate_x25519_with_policy(&mut self, id: u32, policy: &[PolicyEntry]) -> ChipResult<()> {
         self.se050
             .generate_x25519_with_policy(object(id)?, policy)

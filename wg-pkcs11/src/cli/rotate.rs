@@ -395,7 +395,7 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
     step(&format!("new key `{label}` generated in the chip"));
     // 2. For the server.
     println!("{}", b64(&new_public));
-    let env = [
+    let mut env = vec![
         ("WG_ROTATE_IFNAME", ifname.to_string()),
         ("WG_ROTATE_OLD_PUBLIC_KEY", b64(&old_public)),
         ("WG_ROTATE_NEW_PUBLIC_KEY", b64(&new_public)),
@@ -407,6 +407,10 @@ pub fn rotate(options: &RotateOptions) -> Result<(), String> {
             Err(e) => format!("{why}; the new key `{label}` could not be deleted ({e})"),
         }
     };
+    // The new key's attestation for the hook, when WG_ROTATE_ATTEST_NONCE_CMD is set
+    // (cli/attest.rs): WG_ROTATE_EVIDENCE, WG_ROTATE_NONCE.
+    let _evidence = super::attest::add_rotation_evidence(&new_uri, &mut env)
+        .map_err(|e| discard_new(format!("attestation of the new key: {e}")))?;
     // 3. The server learns the new key.
     match &options.hook {
         Some(hook) => {

@@ -479,6 +479,19 @@ impl TokenKey {
         &self.description
     }
 
+    /// Runs `f` on the key's open session with its private key handle (key/attest.rs).
+    pub(crate) fn with_session<R>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Session, ObjectHandle) -> Result<R, CkError>,
+    ) -> Result<R, TokenError> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let live = live
+            .as_ref()
+            .ok_or_else(|| TokenError(format!("{what}: the token session is closed")))?;
+        f(&live.session, live.private_key).map_err(|e| ck(what, e))
+    }
+
     pub fn module(&self) -> &Path {
         &self.module
     }
