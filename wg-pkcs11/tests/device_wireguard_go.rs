@@ -125,13 +125,8 @@ fn wireguard_go_initiates_to_us() {
 fn bulk_tcp_to_and_from_wireguard_go() {
     let t = interop(true, true);
     assert!(ping_until(&t.pair.a, "10.11.0.2", 10));
-    let up = iperf3_tcp(&t.pair.b, &t.pair.a, "10.11.0.2", 2);
-    let down = iperf3_tcp(&t.pair.a, &t.pair.b, "10.11.0.1", 2);
-    println!("to wireguard-go {up:.0} Mbit/s, from wireguard-go {down:.0} Mbit/s");
-    assert!(
-        up > 10.0 && down > 10.0,
-        "TCP through the tunnel: {up} / {down} Mbit/s"
-    );
+    // Every byte arrives, both ways (how fast is bench/run's business).
+    tcp_both_ways(&t.pair.a, "10.11.0.1", &t.pair.b, "10.11.0.2", 16 << 20);
     let c = t.ours.counters();
     assert_eq!(
         c.dropped_total(),
