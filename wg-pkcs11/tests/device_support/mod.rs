@@ -573,7 +573,7 @@ pub fn tcp_transfer(server: &Netns, client: &Netns, server_addr: &str, bytes: u6
     sender.set_write_timeout(Some(STALL)).unwrap();
     receiver.set_read_timeout(Some(STALL)).unwrap();
     std::thread::scope(|scope| {
-        scope.spawn(move || {
+        let sending = scope.spawn(move || -> std::io::Result<()> {
             let mut buf = vec![0u8; 1 << 16];
             let mut at = 0u64;
             while at < bytes {
@@ -581,33 +581,39 @@ pub fn tcp_transfer(server: &Netns, client: &Netns, server_addr: &str, bytes: u6
                 for (k, b) in buf[..n].iter_mut().enumerate() {
                     *b = pattern_byte(at + k as u64);
                 }
-                sender
-                    .write_all(&buf[..n])
-                    .expect("send through the tunnel");
+                sender.write_all(&buf[..n])?;
                 at += n as u64;
             }
-            sender.shutdown(std::net::Shutdown::Write).unwrap();
+            sender.shutdown(std::net::Shutdown::Write)
         });
-        let mut buf = vec![0u8; 1 << 16];
-        let mut at = 0u64;
-        loop {
-            let n = receiver
-                .read(&mut buf)
-                .unwrap_or_else(|e| panic!("after {at} of {bytes} bytes to {to}: {e}"));
-            if n == 0 {
-                break;
+        let received = (|| -> Result<u64, String> {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut at = 0u64;
+            loop {
+                let n = receiver
+                    .read(&mut buf)
+                    .map_err(|e| format!("after {at} of {bytes} bytes to {to}: {e}"))?;
+                if n == 0 {
+                    return Ok(at);
+                }
+                for (k, b) in buf[..n].iter().enumerate() {
+                    let i = at + k as u64;
+                    if *b != pattern_byte(i) {
+                        return Err(format!("byte {i} of the stream to {to} is wrong"));
+                    }
+                }
+                at += n as u64;
             }
-            for (k, b) in buf[..n].iter().enumerate() {
-                let i = at + k as u64;
-                assert_eq!(
-                    *b,
-                    pattern_byte(i),
-                    "byte {i} of the stream to {to} is wrong"
-                );
-            }
-            at += n as u64;
-        }
-        assert_eq!(at, bytes, "bytes that arrived at {to} before the close");
+        })();
+        // Closed before the sender is awaited, so a failed receive ends the send at once.
+        drop(receiver);
+        let sent = sending.join().unwrap();
+        let received = received.unwrap_or_else(|e| panic!("{e}"));
+        sent.unwrap_or_else(|e| panic!("sending to {to} through the tunnel: {e}"));
+        assert_eq!(
+            received, bytes,
+            "bytes that arrived at {to} before the close"
+        );
     });
 }
 
