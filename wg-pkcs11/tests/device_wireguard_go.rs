@@ -226,3 +226,62 @@ fn wireguard_go_removed_at_run_time_gets_no_traffic_and_can_come_back() {
     );
     assert!(t.ours.counters().handshakes_completed > handshakes);
 }
+
+/// Roaming against wireguard-go (the two-device test in device_tunnel.rs checks the peer that
+/// moves with ours on both sides): here our device moves. Once its address is gone it sends from
+/// the new one (its sticky source is forgotten, not reused), and wireguard-go follows it there.
+/// (wireguard-go as the one that moves cannot be tested: this version keeps sending from its
+/// deleted source address and never reaches us again.)
+#[test]
+fn we_move_and_wireguard_go_follows_us_to_our_new_address() {
+    let t = interop(true, true);
+    assert!(ping_until(&t.pair.a, "10.11.0.2", 10));
+    let endpoint_at_go = |t: &Interop| {
+        let dump = t.go.dump();
+        dump.lines()
+            .nth(1)
+            .and_then(|l| l.split('\t').nth(2))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(endpoint_at_go(&t).starts_with(&format!("{}:", t.pair.a_addr)));
+    // A moves: a new address on its veth becomes the source of its packets.
+    let prefix = &t.pair.a_addr[..t.pair.a_addr.len() - 1]; // "192.168.X."
+    let moved = format!("{prefix}3");
+    let dev = t.pair.a.ip(&["-o", "link", "show", "type", "veth"]);
+    let va = dev
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    t.pair
+        .a
+        .ip(&["addr", "add", &format!("{moved}/24"), "dev", &va]);
+    t.pair.a.exec(
+        "sysctl",
+        &["-qw", &format!("net.ipv4.conf.{va}.promote_secondaries=1")],
+    );
+    let subnet = format!("{prefix}0/24");
+    t.pair
+        .a
+        .ip(&["route", "replace", &subnet, "dev", &va, "src", &moved]);
+    t.pair
+        .a
+        .ip(&["addr", "del", &format!("{}/24", t.pair.a_addr), "dev", &va]);
+    assert!(
+        ping_until(&t.pair.a, "10.11.0.2", 10),
+        "we reach wireguard-go from our new address: {:?}",
+        t.ours.counters()
+    );
+    assert!(
+        endpoint_at_go(&t).starts_with(&format!("{moved}:")),
+        "wireguard-go follows us: {}",
+        t.go.dump()
+    );
+    // And wireguard-go's own traffic reaches us there.
+    assert!(ping(&t.pair.b, "10.11.0.1", 2));
+}
