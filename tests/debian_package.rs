@@ -1,7 +1,9 @@
 //! The Debian package as an admin gets it: `scripts/package` builds it, `dpkg -i` installs it,
 //! a tunnel comes up using only what it installed (/usr/bin/wg-pkcs11, the module in p11-kit's
 //! module directory found by `module-name=` through its p11-kit registration), the unit passes
-//! `systemd-analyze verify`, and `dpkg --purge` removes every file it installed. Needs root.
+//! `systemd-analyze verify`, and `dpkg --purge` removes every file it installed. Needs root, and
+//! a machine where the package is not installed: it installs and purges it on the host, and
+//! fails (never skips the purge) where it finds an installation it did not make.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -78,13 +80,19 @@ fn build_install_run_a_tunnel_and_purge() {
     assert!(deb.is_file(), "{} missing", deb.display());
     assert!(deb.starts_with(workspace.join("target/debian")));
 
-    // An installation that was there before the test is the admin's: it is upgraded to this
-    // build and left installed (purging it would take away their setup).
-    let was_installed = installed();
+    // The test installs and purges the package on this machine. An installation that was there
+    // before is the admin's (purging it would take away their setup), or one a killed run left
+    // behind: either way the purge could not be checked, so the test refuses to run rather than
+    // pass without it.
+    assert!(
+        !installed(),
+        "{PACKAGE} is installed on this machine already (by its admin, or left by a killed run of \
+         this test): this test installs and purges it, and cannot check the purge over an \
+         installation it did not make. Remove it (dpkg --purge {PACKAGE}) or run the test on a \
+         throwaway machine."
+    );
+    let mut purge = Purge { armed: true };
     must("dpkg", &["-i", deb.to_str().unwrap()]);
-    let mut purge = Purge {
-        armed: !was_installed,
-    };
     let files: Vec<PathBuf> = must("dpkg", &["-L", PACKAGE])
         .lines()
         .map(PathBuf::from)
@@ -207,10 +215,6 @@ fn build_install_run_a_tunnel_and_purge() {
     );
     assert!(!uapi_socket(&ifname).exists());
 
-    if was_installed {
-        eprintln!("{PACKAGE} was installed before this test: left installed, purge not exercised");
-        return;
-    }
     // What the daemon writes at run time after a refused PIN (key/refusals.rs): purge removes
     // it too. Made here if no daemon of this machine has made it yet.
     let pin_memory = Path::new("/var/lib/wg-pkcs11");

@@ -1,8 +1,9 @@
 //! Several processes on one virtual SE050 state file, and processes killed mid-write.
 //!
 //! Every process uses the whole host stack (`device::open`: flock per exchange, T=1 over the
-//! virtual I2C bus). The children are this test binary re-executed with `SE050_CHILD` set:
-//! the `child` test then plays the role named there instead of returning at once.
+//! virtual I2C bus). The children are this test binary re-executed with `SE050_CHILD` set, running
+//! only the ignored `child` test, which plays the role named there (run without it, it fails: it
+//! is no test of its own). The parents check how each child ended: killed by them, or exited 0.
 
 use pkcs11_se050::applet::{ObjectId, Se050};
 use pkcs11_se050::device::{self, Transport};
@@ -11,6 +12,7 @@ use pkcs11_se050::virtual_se050::applet::{InProcessTransport, VirtualApplet};
 use pkcs11_se050::virtual_se050::counters::read_counters;
 use rand_core::{OsRng, RngCore};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,21 +49,28 @@ const SHARED_KEYS: u32 = 15;
 
 fn spawn_child(role: &str, state: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1", "-q"])
+        .args([
+            "--exact",
+            "child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
         .env("SE050_CHILD", role)
         .env("SE050_STATE", state)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn child")
 }
 
 /// Not a test of its own: the body of a child process.
 #[test]
+#[ignore = "the body of the child processes the other tests spawn (SE050_CHILD names its role)"]
 fn child() {
-    let Ok(role) = std::env::var("SE050_CHILD") else {
-        return;
-    };
+    let role = std::env::var("SE050_CHILD")
+        .expect("the body of a child process, run by the tests that spawn it with SE050_CHILD");
     let state = PathBuf::from(std::env::var("SE050_STATE").unwrap());
     let mut chip = chip(&state);
     match role.as_str() {
@@ -121,8 +130,16 @@ fn kill_9_during_key_generation_never_breaks_the_state_file() {
         );
         std::thread::sleep(Duration::from_micros(u64::from(OsRng.next_u32() % 80_000)));
         child.kill().expect("SIGKILL");
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
         drop(lines);
+        // Killed by us while it worked, not ended by itself, and it never panicked (a panic
+        // killed in its backtrace still shows on its stderr).
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            status.signal() == Some(libc::SIGKILL) && !stderr.contains("panicked"),
+            "iteration {iteration}: the child failed by itself: {status}\n{stderr}"
+        );
         // The state file must load, and still be the same chip.
         let mut reopened = Se050::select(InProcessTransport::new(
             VirtualApplet::open(&state, Duration::ZERO)
@@ -168,7 +185,22 @@ fn two_processes_share_one_chip() {
     let user = spawn_child("user", &state);
     let generated = generator.wait_with_output().unwrap();
     let used = user.wait_with_output().unwrap();
-    assert!(generated.status.success() && used.status.success());
+    assert!(
+        generated.status.success() && used.status.success(),
+        "generator {}: {}\nuser {}: {}",
+        generated.status,
+        String::from_utf8_lossy(&generated.stderr),
+        used.status,
+        String::from_utf8_lossy(&used.stderr)
+    );
+    // Each child ran its role (a filter that matched no test would exit 0 having done nothing).
+    for (name, output) in [("generator", &generated), ("user", &used)] {
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains("1 passed"),
+            "the {name} child ran no test: {text}"
+        );
+    }
     let parse = |output: &[u8], kind: &str| -> Vec<[u8; 32]> {
         String::from_utf8_lossy(output)
             .lines()

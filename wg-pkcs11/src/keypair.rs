@@ -13,7 +13,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use crate::noise::handshake::SessionKeys;
 use crate::noise::{MESSAGE_TRANSPORT, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use crate::replay::ReplayWindow;
-use crate::secret_mem::Locked;
+use crate::secret_mem::{after_keyed_call, Locked};
 use crate::timers::{
     KEEPALIVE_TIMEOUT, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
     REKEY_AFTER_TIME, REKEY_TIMEOUT,
@@ -204,10 +204,11 @@ impl Keypair {
         buf[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
         buf[8..16].copy_from_slice(&counter.to_le_bytes());
         let body = &mut buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + padded];
-        let tag: Tag = self
-            .send_key
-            .seal_in_place_separate_tag(nonce(counter), Aad::empty(), body)
-            .map_err(|_| TransportError::BufferTooSmall)?;
+        let tag: Tag = after_keyed_call(|| {
+            self.send_key
+                .seal_in_place_separate_tag(nonce(counter), Aad::empty(), body)
+        })
+        .map_err(|_| TransportError::BufferTooSmall)?;
         let end = TRANSPORT_HEADER_LEN + padded;
         buf[end..end + TAG_LEN].copy_from_slice(tag.as_ref());
         Ok(end + TAG_LEN)
@@ -244,13 +245,16 @@ impl Keypair {
             return Err(TransportError::Replayed);
         }
         let n = buf.len() - TRANSPORT_OVERHEAD;
-        self.receive_key
-            .open_in_place(
-                nonce(counter),
-                Aad::empty(),
-                &mut buf[TRANSPORT_HEADER_LEN..],
-            )
-            .map_err(|_| TransportError::Decrypt)?;
+        after_keyed_call(|| {
+            self.receive_key
+                .open_in_place(
+                    nonce(counter),
+                    Aad::empty(),
+                    &mut buf[TRANSPORT_HEADER_LEN..],
+                )
+                .map(|_| ())
+        })
+        .map_err(|_| TransportError::Decrypt)?;
         Ok((n, counter))
     }
 
@@ -617,3 +621,7 @@ pub(crate) mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "keypair_stack_tests.rs"]
+mod stack_tests;

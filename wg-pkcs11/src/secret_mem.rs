@@ -106,6 +106,38 @@ pub fn scrub_stack() {
     std::hint::black_box(&below);
 }
 
+/// How far below its caller's frame `after_keyed_call` scrubs: deeper than ring's ChaCha20-
+/// Poly1305 seal/open ever go (the unit test `a_sealed_and_opened_key_leaves_no_copy_below`
+/// checks it in the profile it runs in; a debug build's frames are much larger).
+const KEYED_CALL_DEPTH: usize = if cfg!(debug_assertions) {
+    12 * 1024
+} else {
+    4 * 1024
+};
+
+/// Run `call`, which uses a long-lived key, then overwrite the stack it used. ring's
+/// ChaCha20-Poly1305 copies the key into a struct on the stack for its assembly on every seal
+/// and open, and leaves it there: on a daemon's long-lived thread the last session's transport
+/// keys outlived the session (and its removed peer) until some later call went as deep.
+#[inline(never)]
+pub fn after_keyed_call<R>(call: impl FnOnce() -> R) -> R {
+    let result = run_uninlined(call);
+    scrub_below_keyed_call();
+    result
+}
+
+#[inline(never)]
+fn run_uninlined<R>(call: impl FnOnce() -> R) -> R {
+    call()
+}
+
+#[inline(never)]
+fn scrub_below_keyed_call() {
+    let mut below = [0u8; KEYED_CALL_DEPTH];
+    below.zeroize();
+    std::hint::black_box(&below);
+}
+
 /// A value holding secrets (ring's `LessSafeKey`, whose key types do not zeroize on drop) in
 /// locked, non-dumpable memory: dropped in place, then its bytes overwritten with zeros.
 ///

@@ -8,6 +8,11 @@
 mod boringtun_support;
 mod virtual_se050_module;
 
+/// The latency of this binary's virtual chip (`virtual_se050_module` configures it before main).
+fn virtual_se050_latency_ms() -> u64 {
+    TOKEN_LATENCY_MS
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -109,40 +109,10 @@ fn handshake(
         if std::env::var_os("WIPE_SCAN_DEBUG").is_some() {
             eprintln!("handshake thread stack near {:p}", &marker);
         }
-        let needles = {
-            let ss = peer_key.diffie_hellman(&device_pub).unwrap();
-            let mut msg = [0u8; INITIATION_LEN];
-            let pending = create_initiation(
-                &peer_key.public_key(),
-                &device_pub,
-                &ss,
-                0x1234_5678,
-                Timestamp::now(),
-                &mut msg,
-            )
-            .unwrap();
-            CookieState::new(&device_pub).add_macs(&mut msg, Instant::now());
-            socket.send_to(&msg, to).unwrap();
-            let mut buf = [0u8; 2048];
-            let n = loop {
-                let (n, _) = socket.recv_from(&mut buf).expect("the device answers");
-                if n == 92 && buf[0] == 2 {
-                    break n;
-                }
-            };
-            let id = Identity::new(peer_key.clone());
-            let keys = consume_response(&id, &pending, &psk, &buf[..n]).unwrap();
-            let needles = SessionNeedles {
-                send: masked(&keys.send),
-                receive: masked(&keys.receive),
-            };
-            // Confirm the session (the device is the responder) with a keepalive.
-            let keypair = Keypair::new(&keys, Instant::now());
-            let mut ka = [0u8; 32];
-            let len = keypair.encrypt(&mut ka, 0, Instant::now()).unwrap();
-            socket.send_to(&ka[..len], to).unwrap();
-            needles
-        };
+        let needles = play_the_peer(&peer_key, device_pub, &psk, &socket, to);
+        // Every unmasked copy of the keys the peer's side made is in the frames below this one
+        // (a debug build moves them through its return slots without wiping them), none in
+        // this frame: glibc keeps a finished thread's stack for the next thread, unwiped.
         wg_pkcs11::secret_mem::scrub_stack();
         needles
     })
@@ -231,6 +201,49 @@ fn transport_keys_are_wiped_when_retired_and_when_the_peer_is_removed() {
         "the removed peer's current session is wiped"
     );
     device.stop();
+}
+
+/// The peer's side of one handshake (see `handshake`), on the calling thread.
+#[inline(never)]
+fn play_the_peer(
+    peer_key: &Arc<SoftKey>,
+    device_pub: [u8; 32],
+    psk: &zeroize::Zeroizing<[u8; 32]>,
+    socket: &UdpSocket,
+    to: SocketAddr,
+) -> SessionNeedles {
+    let ss = peer_key.diffie_hellman(&device_pub).unwrap();
+    let mut msg = [0u8; INITIATION_LEN];
+    let pending = create_initiation(
+        &peer_key.public_key(),
+        &device_pub,
+        &ss,
+        0x1234_5678,
+        Timestamp::now(),
+        &mut msg,
+    )
+    .unwrap();
+    CookieState::new(&device_pub).add_macs(&mut msg, Instant::now());
+    socket.send_to(&msg, to).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("the device answers");
+        if n == 92 && buf[0] == 2 {
+            break n;
+        }
+    };
+    let id = Identity::new(peer_key.clone());
+    let keys = consume_response(&id, &pending, psk, &buf[..n]).unwrap();
+    let needles = SessionNeedles {
+        send: masked(&keys.send),
+        receive: masked(&keys.receive),
+    };
+    // Confirm the session (the device is the responder) with a keepalive.
+    let keypair = Keypair::new(&keys, Instant::now());
+    let mut ka = [0u8; 32];
+    let len = keypair.encrypt(&mut ka, 0, Instant::now()).unwrap();
+    socket.send_to(&ka[..len], to).unwrap();
+    needles
 }
 
 fn rand_bytes() -> [u8; 32] {

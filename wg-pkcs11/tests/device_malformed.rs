@@ -388,14 +388,10 @@ fn ipv4_udp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
 
 /// A device whose key takes 50 ms per operation, with the tunnel up and settled.
 fn setup_with_slow_token() -> (Setup, Arc<SlowKey>) {
-    let slow: Arc<SlowKey> = Arc::new(SlowKey {
-        inner: SoftKey::generate(),
-        delay: Duration::from_millis(50),
-        calls: Default::default(),
-    });
+    let slow: Arc<SlowKey> = Arc::new(SlowKey::new(Duration::from_millis(50)));
     let s = setup(slow.clone());
     assert!(ping_until(&s.pair.b, "10.9.0.1", 10));
-    std::thread::sleep(Duration::from_millis(200));
+    settled(20, &[&s.a], &[&slow]);
     (s, slow)
 }
 
@@ -450,10 +446,9 @@ fn initiation_flood_gets_cookies_and_bounded_token_use() {
         ping.wait().unwrap().success(),
         "the legitimate tunnel keeps working during the flood"
     );
-    // Let the queue drain.
-    std::thread::sleep(Duration::from_millis(3500));
-    let after = s.a.counters();
-    let calls = slow.calls.load(std::sync::atomic::Ordering::Relaxed) - calls_before;
+    // Let the queue drain: nothing more happens.
+    let (after, calls) = settled(60, &[&s.a], &[&slow]);
+    let (after, calls) = (after[0].clone(), calls[0] - calls_before);
     // Each flood message got a cookie reply, or was replaced in the queue by the next one from
     // the same source (Stale: it never reached the token), or reached the worker.
     let stale = after.dropped(DropReason::Stale) - before.dropped(DropReason::Stale);
@@ -519,10 +514,9 @@ fn cookie_holding_flooder_is_rate_limited() {
         std::thread::sleep(Duration::from_micros(500));
     }
     let elapsed = start.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(3500));
-    let after = s.a.counters();
+    let (after, calls) = settled(60, &[&s.a], &[&slow]);
+    let (after, calls) = (after[0].clone(), calls[0] - calls0);
     let limited = after.dropped(DropReason::RateLimited) - before.dropped(DropReason::RateLimited);
-    let calls = slow.calls.load(Relaxed) - calls0;
     assert!(limited >= 300, "rate-limited: {limited} ({after:?})");
     // Burst of 5 plus 20 per second (plus what was already queued).
     let bound = 5 + (20.0 * elapsed).ceil() as u64 + 3;

@@ -71,7 +71,7 @@ fn listen_port_moves_under_a_running_tcp_stream_without_a_new_handshake() {
         t.b.counters().handshakes_completed,
     );
     let moves = std::thread::scope(|s| {
-        let stream = s.spawn(|| iperf3_tcp(&t.pair.b, &t.pair.a, "10.9.0.2", 4));
+        let stream = s.spawn(|| iperf3_stream(&t.pair.b, &t.pair.a, "10.9.0.2", 4));
         let mut ports = Vec::new();
         for ask in [t.a_port + 10, 0, t.a_port + 11] {
             std::thread::sleep(std::time::Duration::from_millis(900));
@@ -80,10 +80,12 @@ fn listen_port_moves_under_a_running_tcp_stream_without_a_new_handshake() {
             assert_eq!(t.a.listen_port(), got);
             ports.push(got);
         }
-        let mbps = stream.join().expect("iperf3");
+        // The moves came at 0.9, 1.8 and 2.7 s: the stream still carries data in its last
+        // second, after the last one (alive, however fast: speed is bench/run's business).
+        let stream = stream.join().expect("iperf3");
         assert!(
-            mbps > 1.0,
-            "the stream collapsed across the moves: {mbps} Mbit/s"
+            stream.per_interval.len() >= 4 && stream.per_interval.last() > Some(&0),
+            "the stream stopped across the moves: {stream:?}"
         );
         ports
     });

@@ -11,6 +11,11 @@
 mod device_support;
 mod virtual_se050_module;
 
+/// The latency of this binary's virtual chip (`virtual_se050_module` configures it before main).
+fn virtual_se050_latency_ms() -> u64 {
+    env_or("STORM_LATENCY_MS", 300)
+}
+
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -14,6 +14,10 @@ use wg_pkcs11::device::{Device, DeviceConfig, DropReason};
 use wg_pkcs11::key::soft::SoftKey;
 use wg_pkcs11::key::StaticKey;
 
+/// What the bulk tests push each way: enough for TSO super-packets and GRO batches on both
+/// sides, a few seconds even for a debug build on a loaded machine.
+const BULK_BYTES: u64 = 16 << 20;
+
 struct Tunnel {
     pair: Pair,
     a: Device,
@@ -245,21 +249,14 @@ fn peer_removed_at_run_time_gets_no_traffic_and_can_come_back() {
 /// token operation per handshake on each side (ss is computed once per peer).
 #[test]
 fn one_token_operation_per_handshake_on_each_side() {
-    use std::sync::atomic::Ordering::Relaxed;
-    let slow = |d| -> Arc<SlowKey> {
-        Arc::new(SlowKey {
-            inner: SoftKey::generate(),
-            delay: Duration::from_millis(d),
-            calls: Default::default(),
-        })
-    };
+    let slow = |d| -> Arc<SlowKey> { Arc::new(SlowKey::new(Duration::from_millis(d))) };
     let (ka, kb) = (slow(50), slow(50));
     let t = tunnel(ka.clone(), kb.clone(), true);
     assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
     // Let any handshake in flight finish before counting.
-    std::thread::sleep(Duration::from_millis(500));
-    let (a0, b0) = (t.a.counters(), t.b.counters());
-    let ops0 = (ka.calls.load(Relaxed), kb.calls.load(Relaxed));
+    let (counts, ops) = settled(20, &[&t.a, &t.b], &[&ka, &kb]);
+    let (a0, b0) = (counts[0].clone(), counts[1].clone());
+    let ops0 = (ops[0], ops[1]);
     // The core keeps REKEY_TIMEOUT (5 s) between two initiations to one peer.
     for i in 1..=3 {
         std::thread::sleep(Duration::from_millis(5200));
@@ -267,12 +264,9 @@ fn one_token_operation_per_handshake_on_each_side() {
         assert!(wait_for(5, || t.a.counters().handshakes_completed
             >= a0.handshakes_completed + i));
     }
-    std::thread::sleep(Duration::from_millis(500));
-    let (a1, b1) = (t.a.counters(), t.b.counters());
-    let ops = (
-        ka.calls.load(Relaxed) - ops0.0,
-        kb.calls.load(Relaxed) - ops0.1,
-    );
+    let (counts, ops) = settled(20, &[&t.a, &t.b], &[&ka, &kb]);
+    let (a1, b1) = (counts[0].clone(), counts[1].clone());
+    let ops = (ops[0] - ops0.0, ops[1] - ops0.1);
     let hs = a1.handshakes_completed - a0.handshakes_completed;
     assert_eq!(hs, 3, "forced handshakes completed");
     // The initiator's se per completed handshake; the responder's es per response.
@@ -298,13 +292,7 @@ fn one_token_operation_per_handshake_on_each_side() {
 #[test]
 fn slow_key_ping_stream_has_no_loss_and_no_long_gap() {
     const TOKEN_TIME: Duration = Duration::from_millis(1000);
-    let slow = || -> Arc<dyn StaticKey> {
-        Arc::new(SlowKey {
-            inner: SoftKey::generate(),
-            delay: TOKEN_TIME,
-            calls: Default::default(),
-        })
-    };
+    let slow = || -> Arc<dyn StaticKey> { Arc::new(SlowKey::new(TOKEN_TIME)) };
     let _quiet = heavy_lock();
     let t = tunnel(slow(), slow(), true);
     assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
@@ -399,10 +387,9 @@ fn a_device_without_tun_offload_interoperates_with_one_using_it() {
     let t = tunnel_with(soft(), soft(), true, |c| c.offload = false);
     assert!(t.a.offload() && !t.b.offload());
     assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
-    // Bulk TCP both ways: TSO super-packets split on A, plain packets on B.
-    let up = iperf3_tcp(&t.pair.b, &t.pair.a, "10.9.0.2", 2);
-    let down = iperf3_tcp(&t.pair.a, &t.pair.b, "10.9.0.1", 2);
-    assert!(up > 10.0 && down > 10.0, "{up} / {down} Mbit/s");
+    // Bulk TCP both ways: TSO super-packets split on A, plain packets on B. Every byte
+    // arrives (how fast is bench/run's business).
+    tcp_both_ways(&t.pair.a, "10.9.0.1", &t.pair.b, "10.9.0.2", BULK_BYTES);
     for d in [&t.a, &t.b] {
         let c = d.counters();
         assert_eq!(c.dropped_total(), c.dropped(DropReason::NoRoute), "{c:?}");
@@ -487,10 +474,7 @@ fn bulk_tcp_over_ipv6_inside_through_tso_and_coalescing() {
     let _quiet = heavy_lock();
     let t = tunnel(soft(), soft(), true);
     assert!(ping_until(&t.pair.a, "fd09::2", 10));
-    let up = iperf3_tcp(&t.pair.b, &t.pair.a, "fd09::2", 2);
-    let down = iperf3_tcp(&t.pair.a, &t.pair.b, "fd09::1", 2);
-    println!("IPv6 inside: {up:.0} / {down:.0} Mbit/s");
-    assert!(up > 50.0 && down > 50.0, "{up} / {down} Mbit/s");
+    tcp_both_ways(&t.pair.a, "fd09::1", &t.pair.b, "fd09::2", BULK_BYTES);
     for d in [&t.a, &t.b] {
         let c = d.counters();
         assert_eq!(c.dropped_total(), c.dropped(DropReason::NoRoute), "{c:?}");

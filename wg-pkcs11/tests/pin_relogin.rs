@@ -22,6 +22,32 @@ const SO_PIN: &str = "87654321";
 const USER_PIN: &str = "24681357";
 const NEW_PIN: &str = "11223344";
 
+/// The directory of this binary's virtual chip and the daemon's state.
+static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Runs before main, while the process has its one thread: the environment set later, while
+/// the harness's other threads run, races with their reads of it (setenv against getenv is a
+/// data race in glibc). The module reads its configuration once per process.
+#[used]
+#[link_section = ".init_array"]
+static CONFIGURE_BEFORE_MAIN: extern "C" fn() = configure_before_main;
+
+extern "C" fn configure_before_main() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let conf = dir.join("se050.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "transport = \"virtual\"\nvirtual_state = \"{}\"\npin_max_attempts = 3\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    std::env::set_var("PKCS11_SE050_CONF", &conf);
+    std::env::set_var("WG_PKCS11_STATE_DIR", dir.join("wg-state"));
+    DIR.set(dir).unwrap();
+}
+
 fn module() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let module = exe
@@ -50,19 +76,7 @@ fn dh_agrees(key: &TokenKey) -> Result<(), String> {
 
 #[test]
 fn logs_in_again_once_after_losing_the_login_and_stops_when_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("se050.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "transport = \"virtual\"\nvirtual_state = \"{}\"\npin_max_attempts = 3\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    // One test in this binary: the module reads its configuration once per process.
-    std::env::set_var("PKCS11_SE050_CONF", &conf);
-    std::env::set_var("WG_PKCS11_STATE_DIR", dir.path().join("wg-state"));
+    let dir = DIR.get().expect("configured before main");
     let module = module();
     let context = module_context(&module).unwrap();
     let slot = context.get_slots_with_token().unwrap()[0];
@@ -129,11 +143,12 @@ fn logs_in_again_once_after_losing_the_login_and_stops_when_refused() {
     assert_eq!(flags(), (true, false, false));
     // The key itself never asks again, even without the memory of refused PINs (which would
     // also stop a new process from trying): it is gone here.
-    std::fs::remove_dir_all(dir.path().join("wg-state")).unwrap();
+    std::fs::remove_dir_all(dir.join("wg-state")).unwrap();
     for _ in 0..3 {
         let again = dh_agrees(&key).unwrap_err();
         assert!(again.contains("PIN:"), "{again}");
     }
     assert_eq!(flags(), (true, false, false), "the key tried the PIN again");
     assert_eq!(reconnects(), 2);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -308,10 +308,9 @@ fn an_exchange_costs_no_sleep() {
     let per_ecdh = started.elapsed() / n;
     eprintln!("full stack ECDH with zero chip latency: {per_ecdh:?} each");
     let stats = se.transport_mut().inner().bus().stats();
+    // No NACK means the host never polled (MPOT polling starts only after one), and no WTX means
+    // the chip never asked for time: nothing on the way waited. How fast that is belongs to
+    // bench/run, not to a test on a loaded machine.
     assert_eq!(stats.nacks, 0, "{stats:?}");
-    // Generous even for an unoptimised build on a loaded machine.
-    assert!(
-        per_ecdh < Duration::from_millis(50),
-        "{per_ecdh:?} per ECDH"
-    );
+    assert_eq!(stats.wtx_requests, 0, "{stats:?}");
 }

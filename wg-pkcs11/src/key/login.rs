@@ -44,6 +44,8 @@ static PIN_FAILED: AtomicBool = AtomicBool::new(false);
 /// Note that this process fails because of its PIN (a PIN source that cannot be read).
 pub fn mark_pin_failure() {
     PIN_FAILED.store(true, Ordering::Relaxed);
+    #[cfg(test)]
+    tests::MARKED_ON_THIS_THREAD.with(|m| m.set(true));
 }
 
 /// Whether this process failed because of its PIN (for the exit status).
@@ -286,12 +288,25 @@ mod tests {
             .contains("no failed attempt"));
     }
 
+    thread_local! {
+        /// Whether `mark_pin_failure` ran on this test's thread: the process-wide flag may have
+        /// been set by any other test of the binary, so it cannot show that this one set it.
+        pub(super) static MARKED_ON_THIS_THREAD: std::cell::Cell<bool> =
+            const { std::cell::Cell::new(false) };
+    }
+
     #[test]
     fn a_pin_error_marks_the_process() {
+        MARKED_ON_THIS_THREAD.with(|m| m.set(false));
         let other = LoginError::Other("C_Login: device error".into());
         assert_eq!(other.message(), "C_Login: device error");
+        assert!(
+            !MARKED_ON_THIS_THREAD.with(|m| m.get()),
+            "another error marks nothing"
+        );
         let e = LoginError::pin("PIN: wrong".into());
         assert!(matches!(e, LoginError::Pin(_)));
+        assert!(MARKED_ON_THIS_THREAD.with(|m| m.get()), "a PIN error marks");
         assert!(pin_failed());
     }
 }

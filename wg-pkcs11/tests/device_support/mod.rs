@@ -17,14 +17,33 @@ pub fn require_root() {
     );
 }
 
-/// A name unique to this process and call, short enough for an interface.
+/// A name unique to this process and call, short enough for an interface: the prefix, the
+/// whole pid in base 36 (at most 5 characters for any pid Linux hands out), a `-` that no digit
+/// can be, and the call's number. (Digits run together, pid 1234 call 56 and pid 12345 call 6
+/// were one name, so two test processes could pick the same namespace.)
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}{}",
-        std::process::id() % 100000,
-        N.fetch_add(1, Ordering::Relaxed)
+    unique_for(
+        prefix,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
     )
+}
+
+pub fn unique_for(prefix: &str, pid: u32, call: u32) -> String {
+    format!("{prefix}{}-{call}", base36(pid))
+}
+
+fn base36(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).expect("a base-36 digit"));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> Output {
@@ -235,11 +254,71 @@ pub fn start_device(
     dev
 }
 
-/// A static key that takes as long as a secure element (and counts its calls).
+/// A static key that takes as long as a secure element (and counts its calls: `started` when
+/// one begins, `calls` when it has finished).
 pub struct SlowKey {
     pub inner: wg_pkcs11::key::soft::SoftKey,
     pub delay: std::time::Duration,
+    pub started: std::sync::atomic::AtomicU64,
     pub calls: std::sync::atomic::AtomicU64,
+}
+
+impl SlowKey {
+    pub fn new(delay: std::time::Duration) -> SlowKey {
+        SlowKey {
+            inner: wg_pkcs11::key::soft::SoftKey::generate(),
+            delay,
+            started: Default::default(),
+            calls: Default::default(),
+        }
+    }
+
+    /// No operation in progress.
+    pub fn idle(&self) -> bool {
+        self.started.load(Ordering::SeqCst) == self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// Wait (at most `secs`) until `devices` and `keys` are quiet: no key operation in progress and
+/// nothing counted, on the devices or the keys, for a whole poll interval (a key operation
+/// takes the key's delay, so a job still queued shows as one in progress; the interval is
+/// longer than every key's delay). Returns the quiet counts; panics if they never settle.
+pub fn settled(
+    secs: u64,
+    devices: &[&wg_pkcs11::device::Device],
+    keys: &[&SlowKey],
+) -> (Vec<wg_pkcs11::device::CounterSnapshot>, Vec<u64>) {
+    let interval = keys
+        .iter()
+        .map(|k| k.delay)
+        .max()
+        .unwrap_or_default()
+        .max(std::time::Duration::from_millis(50))
+        * 2;
+    let look = || {
+        let ops: Vec<u64> = keys
+            .iter()
+            .map(|k| k.calls.load(Ordering::SeqCst))
+            .collect();
+        let counts: Vec<_> = devices.iter().map(|d| d.counters()).collect();
+        let idle = keys.iter().all(|k| k.idle());
+        (counts, ops, idle)
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut before = look();
+    loop {
+        std::thread::sleep(interval);
+        let now = look();
+        if now.2 && before.2 && now.0 == before.0 && now.1 == before.1 {
+            return (now.0, now.1);
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the devices never settled: {:?}",
+            now.0
+        );
+        before = now;
+    }
 }
 
 impl wg_pkcs11::key::StaticKey for SlowKey {
@@ -251,8 +330,9 @@ impl wg_pkcs11::key::StaticKey for SlowKey {
         &self,
         peer_public: &[u8; 32],
     ) -> Result<zeroize::Zeroizing<[u8; 32]>, wg_pkcs11::key::KeyError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(self.delay);
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.diffie_hellman(peer_public)
     }
 }
@@ -404,6 +484,143 @@ pub fn iperf3_tcp(server: &Netns, client: &Netns, server_addr: &str, secs: u32) 
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
         .collect();
     v.parse::<f64>().unwrap() / 1e6
+}
+
+/// What one iperf3 TCP stream through a tunnel carried (the client's report).
+#[derive(Debug)]
+pub struct TcpStream {
+    /// Bytes the client wrote in each one-second interval, in order.
+    pub per_interval: Vec<u64>,
+}
+
+/// Run one iperf3 TCP stream from `client` to `server_addr` in `server` for `secs` seconds.
+/// Waits for the server's port instead of a fixed time, and bounds the whole run (a wait, not
+/// a speed: the tests assert that data moved, never how fast).
+pub fn iperf3_stream(server: &Netns, client: &Netns, server_addr: &str, secs: u32) -> TcpStream {
+    let port = (5201 + std::process::id() % 1000).to_string();
+    let mut srv = server
+        .command("timeout")
+        .args(["150", "iperf3", "-s", "-1", "-p", &port])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 is installed");
+    let listening = wait_for(10, || {
+        let out = server.exec("ss", &["-Htln", "sport", "=", &format!(":{port}")]);
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    });
+    assert!(listening, "the iperf3 server never listened on {port}");
+    let t = secs.to_string();
+    let out = client.exec(
+        "timeout",
+        &[
+            "120",
+            "iperf3",
+            "-c",
+            server_addr,
+            "-p",
+            &port,
+            "-J",
+            "-i",
+            "1",
+            "-t",
+            &t,
+        ],
+    );
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert!(out.status.success(), "iperf3 failed: {}", output_text(&out));
+    let json = String::from_utf8_lossy(&out.stdout);
+    // Each interval's "sum" (the one stream's total for that second): before the end section.
+    let end = json.find("\"sum_sent\"").expect("iperf3 JSON has sum_sent");
+    let per_interval = json[..end]
+        .match_indices("\"sum\"")
+        .map(|(i, _)| json_number_after(&json[i..], "\"bytes\"") as u64)
+        .collect();
+    TcpStream { per_interval }
+}
+
+/// The first number after `key` in `json`.
+fn json_number_after(json: &str, key: &str) -> f64 {
+    let at = json
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in {json}"));
+    let v: String = json[at + key.len()..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
+        .collect();
+    v.parse().unwrap()
+}
+
+/// Byte `i` of the stream `tcp_transfer` sends: not periodic within a segment or a batch, so
+/// a reordered, repeated or lost piece shows at its offset.
+fn pattern_byte(i: u64) -> u8 {
+    (i ^ (i >> 8) ^ (i >> 16).wrapping_mul(31)) as u8
+}
+
+/// Send `bytes` over TCP from `client` to `server_addr` in `server`, and require that exactly
+/// those bytes arrive, in order, before the sender's close. Each side gives up after a minute
+/// without progress (a bound on the wait, not a speed: how fast is bench/run's business).
+pub fn tcp_transfer(server: &Netns, client: &Netns, server_addr: &str, bytes: u64) {
+    use std::io::{Read, Write};
+    const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+    let ip: std::net::IpAddr = server_addr.parse().expect("an address");
+    let listener = server.enter(move || std::net::TcpListener::bind((ip, 0)).expect("bind"));
+    let to = listener.local_addr().unwrap();
+    let sender = client.enter(move || std::net::TcpStream::connect_timeout(&to, STALL));
+    let mut sender = sender.unwrap_or_else(|e| panic!("connect to {to} through the tunnel: {e}"));
+    let (mut receiver, _) = listener.accept().unwrap();
+    sender.set_write_timeout(Some(STALL)).unwrap();
+    receiver.set_read_timeout(Some(STALL)).unwrap();
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(move || -> std::io::Result<()> {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut at = 0u64;
+            while at < bytes {
+                let n = (bytes - at).min(buf.len() as u64) as usize;
+                for (k, b) in buf[..n].iter_mut().enumerate() {
+                    *b = pattern_byte(at + k as u64);
+                }
+                sender.write_all(&buf[..n])?;
+                at += n as u64;
+            }
+            sender.shutdown(std::net::Shutdown::Write)
+        });
+        let received = (|| -> Result<u64, String> {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut at = 0u64;
+            loop {
+                let n = receiver
+                    .read(&mut buf)
+                    .map_err(|e| format!("after {at} of {bytes} bytes to {to}: {e}"))?;
+                if n == 0 {
+                    return Ok(at);
+                }
+                for (k, b) in buf[..n].iter().enumerate() {
+                    let i = at + k as u64;
+                    if *b != pattern_byte(i) {
+                        return Err(format!("byte {i} of the stream to {to} is wrong"));
+                    }
+                }
+                at += n as u64;
+            }
+        })();
+        // Closed before the sender is awaited, so a failed receive ends the send at once.
+        drop(receiver);
+        let sent = sending.join().unwrap();
+        let received = received.unwrap_or_else(|e| panic!("{e}"));
+        sent.unwrap_or_else(|e| panic!("sending to {to} through the tunnel: {e}"));
+        assert_eq!(
+            received, bytes,
+            "bytes that arrived at {to} before the close"
+        );
+    });
+}
+
+/// `tcp_transfer` of `bytes` from A to B, then from B to A.
+pub fn tcp_both_ways(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str, bytes: u64) {
+    tcp_transfer(b, a, b_addr, bytes);
+    tcp_transfer(a, b, a_addr, bytes);
 }
 
 /// Tests that load the CPU (bulk transfers) and tests that measure latency
