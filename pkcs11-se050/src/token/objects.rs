@@ -1,12 +1,12 @@
 //! The token objects: X25519 key pairs on the chip, each seen as a private and a public key.
 //!
 //! A handle is bound to the chip object it was made for: to its object id *and* its public key
-//! (which names the private key). The low 32 bits are the object id, bits 32-33 say private or
-//! public, the bits above count the keys this process has seen at that id: the first key at an
-//! id gets the same handle in every process and across C_Finalize; if another process deletes a
-//! pair and generates a new one at the same id, the new key gets a new handle and the old handles
-//! name a key that no longer exists (CKR_OBJECT_HANDLE_INVALID / CKR_KEY_HANDLE_INVALID), never
-//! the new key. Handles are never reused in a process.
+//! (which names the private key). Handles are numbered per process and never reused in it, not
+//! even across C_Finalize: a CK_OBJECT_HANDLE is a CK_ULONG, 32 bits on armhf, too narrow to carry
+//! a 32-bit object id and more, so the handle is a serial number and the binding lives in the
+//! cache. If another process deletes a pair and generates a new one at the same id, the new key
+//! gets a new handle and the old handles name a key that no longer exists
+//! (CKR_OBJECT_HANDLE_INVALID / CKR_KEY_HANDLE_INVALID), never the new key.
 //!
 //! Each half of a pair is its own PKCS#11 object and can be destroyed alone: see `metadata.rs`
 //! for where a public key whose private half was destroyed is kept (its metadata record).
@@ -20,10 +20,9 @@ use crate::config::EcPointFormat;
 use pkcs11_sys::*;
 use std::collections::{BTreeMap, HashMap};
 
-const PRIVATE_TAG: CK_OBJECT_HANDLE = 1 << 32;
-const PUBLIC_TAG: CK_OBJECT_HANDLE = 2 << 32;
-/// Session objects (derived secrets) get handles from here upwards.
-pub const SESSION_HANDLE_BASE: CK_OBJECT_HANDLE = 3 << 32;
+/// Session objects (derived secrets) get handles from here upwards: the top bit of a CK_ULONG,
+/// whatever its width. Token objects get the handles below it.
+pub const SESSION_HANDLE_BASE: CK_OBJECT_HANDLE = 1 << (CK_OBJECT_HANDLE::BITS - 1);
 
 /// Which half of a pair a handle names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,17 +31,26 @@ pub enum Half {
     Public,
 }
 
-/// Bits above the half tag: which of the keys seen at one object id.
-const GENERATION_SHIFT: u32 = 34;
-/// Generations that fit in a 64-bit CK_OBJECT_HANDLE above the tag.
-const MAX_GENERATION: u64 = (1 << (64 - GENERATION_SHIFT)) - 1;
+/// The serial number of the next token-object handle in this process (shared by every
+/// ObjectCache, so that a handle from before C_Finalize never names another key after it).
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-fn tagged(key_id: u32, half: Half, generation: u64) -> CK_OBJECT_HANDLE {
-    let tag = match half {
-        Half::Private => PRIVATE_TAG,
-        Half::Public => PUBLIC_TAG,
+/// A new token-object handle: serial << 1 | half (the lowest bit says public). None once the
+/// serial numbers below SESSION_HANDLE_BASE are spent (2^30 handles on a 32-bit CK_ULONG):
+/// never a handle that was given out before.
+fn new_handle(half: Half) -> Option<CK_OBJECT_HANDLE> {
+    let serial = NEXT_SERIAL
+        .fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |serial| (serial < SESSION_HANDLE_BASE as u64 >> 1).then_some(serial + 1),
+        )
+        .ok()?;
+    let half_bit = match half {
+        Half::Private => 0,
+        Half::Public => 1,
     };
-    (generation << GENERATION_SHIFT) as CK_OBJECT_HANDLE | tag | key_id as CK_OBJECT_HANDLE
+    Some((serial as CK_OBJECT_HANDLE) << 1 | half_bit)
 }
 
 /// What a token-object handle was made for.
@@ -53,17 +61,15 @@ struct Binding {
     public: [u8; 32],
 }
 
-/// Splits a token-object handle into its number and half; None for anything else (session
-/// objects, garbage). Which object it names is [`ObjectCache::resolve`]'s business.
-pub fn split_handle(handle: CK_OBJECT_HANDLE) -> Option<(u32, Half)> {
-    let id = (handle & 0xFFFF_FFFF) as u32;
-    if (SESSION_HANDLE_BASE..(1 << GENERATION_SHIFT)).contains(&handle) {
-        return None; // session objects (derived secrets) count up from SESSION_HANDLE_BASE
+/// Which half a token-object handle names; None for anything else (session objects, 0). Which
+/// object it names is [`ObjectCache::resolve`]'s business.
+pub fn split_handle(handle: CK_OBJECT_HANDLE) -> Option<Half> {
+    if handle >> 1 == 0 || handle >= SESSION_HANDLE_BASE {
+        return None;
     }
-    match handle & (3 << 32) {
-        PRIVATE_TAG => Some((id, Half::Private)),
-        PUBLIC_TAG => Some((id, Half::Public)),
-        _ => None,
+    match handle & 1 {
+        0 => Some(Half::Private),
+        _ => Some(Half::Public),
     }
 }
 
@@ -211,8 +217,6 @@ pub struct ObjectCache {
     /// Handles given out in this process, and what each was made for.
     handles: HashMap<CK_OBJECT_HANDLE, Binding>,
     bound: HashMap<Binding, CK_OBJECT_HANDLE>,
-    /// How many keys this process has given handles at each (object id, half).
-    generations: HashMap<(u32, Half), u64>,
 }
 
 impl ObjectCache {
@@ -241,12 +245,7 @@ impl ObjectCache {
         if let Some(handle) = self.bound.get(&binding) {
             return Some(*handle);
         }
-        let generation = self.generations.entry((key_id, half)).or_insert(0);
-        if *generation > MAX_GENERATION {
-            return None;
-        }
-        let handle = tagged(key_id, half, *generation);
-        *generation += 1;
+        let handle = new_handle(half)?;
         self.handles.insert(handle, binding);
         self.bound.insert(binding, handle);
         Some(handle)
@@ -499,13 +498,10 @@ mod tests {
         let public = cache.handle(0x5000_0001, Half::Public).unwrap();
         assert_ne!(private, public);
         assert_eq!(cache.handle(0x5000_0001, Half::Private), Some(private));
-        assert_eq!(split_handle(private), Some((0x5000_0001, Half::Private)));
-        assert_eq!(
-            private,
-            PRIVATE_TAG | 0x5000_0001,
-            "the first key at an id: a stable handle"
-        );
+        assert_eq!(split_handle(private), Some(Half::Private));
+        assert_eq!(split_handle(public), Some(Half::Public));
         assert_eq!(split_handle(0), None);
+        assert_eq!(split_handle(1), None);
         assert_eq!(split_handle(SESSION_HANDLE_BASE + 1), None);
         assert_eq!(cache.resolve(private).map(|(_, h)| h), Some(Half::Private));
         // Another key at the same object id: the old handles name nothing.
