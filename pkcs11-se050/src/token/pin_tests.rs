@@ -52,7 +52,10 @@ fn failures(dir: &tempfile::TempDir, id: u32) -> u16 {
     }
 }
 
-fn generate(t: &Token, s: CK_SESSION_HANDLE) -> super::error::Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+fn generate(
+    t: &Token,
+    s: CK_SESSION_HANDLE,
+) -> super::error::Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
     t.generate_key_pair(
         s,
         CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
@@ -75,7 +78,11 @@ fn find_private(t: &Token, s: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_HANDLE> {
     found
 }
 
-fn derive(t: &Token, s: CK_SESSION_HANDLE, private: CK_OBJECT_HANDLE) -> super::error::Result<CK_OBJECT_HANDLE> {
+fn derive(
+    t: &Token,
+    s: CK_SESSION_HANDLE,
+    private: CK_OBJECT_HANDLE,
+) -> super::error::Result<CK_OBJECT_HANDLE> {
     let peer = StaticSecret::random_from_rng(rand_core::OsRng);
     let params = DeriveParams {
         kdf: CKD_NULL,
