@@ -24,6 +24,8 @@ pub mod allowedips;
 pub mod config;
 pub mod cookie;
 pub mod device;
+#[cfg(test)]
+mod emulation;
 pub mod endpoint;
 pub mod key;
 pub mod keypair;

@@ -308,10 +308,7 @@ fn an_exchange_costs_no_sleep() {
     let per_ecdh = started.elapsed() / n;
     eprintln!("full stack ECDH with zero chip latency: {per_ecdh:?} each");
     let stats = se.transport_mut().inner().bus().stats();
+    // No NACK, so no MPOT poll and no sleep: a count, not a time (under qemu-user, or on a
+    // loaded machine, an unoptimised ECDH alone may take longer than any bound chosen here).
     assert_eq!(stats.nacks, 0, "{stats:?}");
-    // Generous even for an unoptimised build on a loaded machine.
-    assert!(
-        per_ecdh < Duration::from_millis(50),
-        "{per_ecdh:?} per ECDH"
-    );
 }
