@@ -1,12 +1,14 @@
 //! The token objects: X25519 key pairs on the chip, each seen as a private and a public key.
 //!
 //! A handle is bound to the chip object it was made for: to its object id *and* its public key
-//! (which names the private key). Handles are numbered per process and never reused in it, not
-//! even across C_Finalize: a CK_OBJECT_HANDLE is a CK_ULONG, 32 bits on armhf, too narrow to carry
-//! a 32-bit object id and more, so the handle is a serial number and the binding lives in the
-//! cache. If another process deletes a pair and generates a new one at the same id, the new key
-//! gets a new handle and the old handles name a key that no longer exists
-//! (CKR_OBJECT_HANDLE_INVALID / CKR_KEY_HANDLE_INVALID), never the new key.
+//! (which names the private key). A CK_OBJECT_HANDLE is a CK_ULONG, 32 bits on armhf: too narrow
+//! to carry a 32-bit object id and more. So the handle is a hash of the object id and the public
+//! key (the lowest bit says public), and a table of the process ([`HANDLES`]) holds what each
+//! handle was made for: the same key gets the same handle in every process and across C_Finalize
+//! (unless two keys' hashes collide: the second then takes the next free number), and a handle is
+//! never given to another key in a process. If another process deletes a pair and generates a new
+//! one at the same id, the new key gets another handle and the old handles name a key that no
+//! longer exists (CKR_OBJECT_HANDLE_INVALID / CKR_KEY_HANDLE_INVALID), never the new key.
 //!
 //! Each half of a pair is its own PKCS#11 object and can be destroyed alone: see `metadata.rs`
 //! for where a public key whose private half was destroyed is kept (its metadata record).
@@ -31,26 +33,66 @@ pub enum Half {
     Public,
 }
 
-/// The serial number of the next token-object handle in this process (shared by every
-/// ObjectCache, so that a handle from before C_Finalize never names another key after it).
-static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+/// Every token-object handle given out in this process and what it was made for. One table for
+/// the process, not one per ObjectCache: a C_Finalize / C_Initialize makes a new cache, and a
+/// handle must keep naming its key, and no other, across it.
+static HANDLES: parking_lot::Mutex<HandleTable> =
+    parking_lot::Mutex::new(HandleTable { by_handle: None });
 
-/// A new token-object handle: serial << 1 | half (the lowest bit says public). None once the
-/// serial numbers below SESSION_HANDLE_BASE are spent (2^30 handles on a 32-bit CK_ULONG):
-/// never a handle that was given out before.
-fn new_handle(half: Half) -> Option<CK_OBJECT_HANDLE> {
-    let serial = NEXT_SERIAL
-        .fetch_update(
-            std::sync::atomic::Ordering::Relaxed,
-            std::sync::atomic::Ordering::Relaxed,
-            |serial| (serial < SESSION_HANDLE_BASE as u64 >> 1).then_some(serial + 1),
-        )
-        .ok()?;
-    let half_bit = match half {
-        Half::Private => 0,
-        Half::Public => 1,
-    };
-    Some((serial as CK_OBJECT_HANDLE) << 1 | half_bit)
+struct HandleTable {
+    /// handle -> binding and binding -> handle (None until the first handle).
+    by_handle: Option<(
+        HashMap<CK_OBJECT_HANDLE, Binding>,
+        HashMap<Binding, CK_OBJECT_HANDLE>,
+    )>,
+}
+
+/// Token-object handles are `number << 1 | half` with number in 1..NUMBERS: below the top bit
+/// of a CK_ULONG, where the session objects' handles start.
+const NUMBERS: u64 = (SESSION_HANDLE_BASE >> 1) as u64;
+/// How far past its hash a key's handle may move when other keys hold the numbers there.
+const MAX_PROBES: u64 = 1 << 16;
+
+/// FNV-1a (64 bits) of the object id and the public key: the same number in every process and
+/// every build of this module, so a key's handle survives a C_Finalize, even a dlclose.
+fn key_hash(key_id: u32, public: &[u8; 32]) -> u64 {
+    key_id
+        .to_be_bytes()
+        .iter()
+        .chain(public)
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+impl HandleTable {
+    /// The handle of `binding`, made on first use. None when every number near its hash is
+    /// taken by other keys: never a handle that names another key.
+    fn handle(&mut self, binding: Binding) -> Option<CK_OBJECT_HANDLE> {
+        let (handles, bound) = self.by_handle.get_or_insert_with(Default::default);
+        if let Some(handle) = bound.get(&binding) {
+            return Some(*handle);
+        }
+        let half_bit = match binding.half {
+            Half::Private => 0,
+            Half::Public => 1,
+        };
+        let first = key_hash(binding.key_id, &binding.public) % (NUMBERS - 1) + 1;
+        for probe in 0..MAX_PROBES {
+            let number = (first - 1 + probe) % (NUMBERS - 1) + 1;
+            let handle = (number as CK_OBJECT_HANDLE) << 1 | half_bit;
+            if !handles.contains_key(&handle) {
+                handles.insert(handle, binding);
+                bound.insert(binding, handle);
+                return Some(handle);
+            }
+        }
+        None
+    }
+
+    fn binding(&self, handle: CK_OBJECT_HANDLE) -> Option<Binding> {
+        self.by_handle.as_ref()?.0.get(&handle).copied()
+    }
 }
 
 /// What a token-object handle was made for.
@@ -214,9 +256,6 @@ pub struct ObjectCache {
     /// Metadata records found, by file id.
     records: HashMap<u32, KeyMetadata>,
     loaded: bool,
-    /// Handles given out in this process, and what each was made for.
-    handles: HashMap<CK_OBJECT_HANDLE, Binding>,
-    bound: HashMap<Binding, CK_OBJECT_HANDLE>,
 }
 
 impl ObjectCache {
@@ -242,19 +281,13 @@ impl ObjectCache {
             half,
             public: pair.public,
         };
-        if let Some(handle) = self.bound.get(&binding) {
-            return Some(*handle);
-        }
-        let handle = new_handle(half)?;
-        self.handles.insert(handle, binding);
-        self.bound.insert(binding, handle);
-        Some(handle)
+        HANDLES.lock().handle(binding)
     }
 
     /// The pair and half a handle names, if that very object still exists: same object id,
     /// same public key, that half not destroyed.
     pub fn resolve(&self, handle: CK_OBJECT_HANDLE) -> Option<(&KeyPair, Half)> {
-        let binding = self.handles.get(&handle)?;
+        let binding = HANDLES.lock().binding(handle)?;
         let pair = self.pairs.get(&binding.key_id)?;
         (pair.public == binding.public && pair.has(binding.half)).then_some((pair, binding.half))
     }
@@ -511,6 +544,38 @@ mod tests {
         assert_ne!(new_private, private);
         assert!(cache.resolve(new_private).is_some());
         assert!(cache.resolve(0x1234).is_none());
+    }
+
+    #[test]
+    fn handles_fit_a_ulong_survive_a_new_table_and_never_change_key() {
+        let a = Binding {
+            key_id: 0x5000_0001,
+            half: Half::Private,
+            public: [1; 32],
+        };
+        let b = Binding {
+            key_id: 0x5000_0002,
+            public: [2; 32],
+            ..a
+        };
+        let mut table = HandleTable { by_handle: None };
+        let handle_a = table.handle(a).unwrap();
+        // The same key, the same handle: in another table (a new process, after a dlclose).
+        assert_eq!(HandleTable { by_handle: None }.handle(a), Some(handle_a));
+        assert!(handle_a > 1 && handle_a < SESSION_HANDLE_BASE);
+        assert_eq!(split_handle(handle_a), Some(Half::Private));
+        // b's own number already names another key (a collision): b moves on, a is untouched.
+        let natural_b =
+            ((key_hash(b.key_id, &b.public) % (NUMBERS - 1) + 1) as CK_OBJECT_HANDLE) << 1;
+        let mut table = HandleTable { by_handle: None };
+        let (handles, bound) = table.by_handle.get_or_insert_with(Default::default);
+        handles.insert(natural_b, a);
+        bound.insert(a, natural_b);
+        let handle_b = table.handle(b).unwrap();
+        assert_ne!(handle_b, natural_b);
+        assert_eq!(table.binding(natural_b), Some(a));
+        assert_eq!(table.binding(handle_b), Some(b));
+        assert_eq!(table.handle(b), Some(handle_b));
     }
 
     #[test]
