@@ -49,7 +49,7 @@ struct HandleTable {
 
 /// Token-object handles are `number << 1 | half` with number in 1..NUMBERS: below the top bit
 /// of a CK_ULONG, where the session objects' handles start.
-const NUMBERS: u64 = (SESSION_HANDLE_BASE >> 1) as u64;
+const NUMBERS: u64 = 1 << (CK_OBJECT_HANDLE::BITS - 2);
 /// How far past its hash a key's handle may move when other keys hold the numbers there.
 const MAX_PROBES: u64 = 1 << 16;
 
@@ -81,8 +81,8 @@ impl HandleTable {
         for probe in 0..MAX_PROBES {
             let number = (first - 1 + probe) % (NUMBERS - 1) + 1;
             let handle = (number as CK_OBJECT_HANDLE) << 1 | half_bit;
-            if !handles.contains_key(&handle) {
-                handles.insert(handle, binding);
+            if let std::collections::hash_map::Entry::Vacant(free) = handles.entry(handle) {
+                free.insert(binding);
                 bound.insert(binding, handle);
                 return Some(handle);
             }
