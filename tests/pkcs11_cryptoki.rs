@@ -77,7 +77,7 @@ fn derive(
     session: &Session,
     private: ObjectHandle,
     peer: &[u8],
-    len: Option<u64>,
+    len: Option<u32>,
 ) -> Result<Vec<u8>, Error> {
     let mut template = vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
@@ -86,7 +86,8 @@ fn derive(
         Attribute::Extractable(true),
     ];
     if let Some(len) = len {
-        template.push(Attribute::ValueLen(len.into()));
+        // CKA_VALUE_LEN is a CK_ULONG: 32 bits on armhf, so the test asks for what fits both.
+        template.push(Attribute::ValueLen(pkcs11_sys::CK_ULONG::from(len).into()));
     }
     let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer));
     let secret = session.derive_key(&mechanism, private, &template)?;

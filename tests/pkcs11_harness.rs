@@ -88,9 +88,22 @@ pub fn run_role(name: &str, role: &str, chip: &TestChip, env: &[(&str, &str)]) {
     check_child(name, output);
 }
 
+/// Set by scripts/test-platforms to cargo's runner for another architecture's build (e.g.
+/// `qemu-arm -L /`): the child runs under the same emulator as its parent (no binfmt_misc).
+const RUNNER_ENV: &str = "PKCS11_E2E_RUNNER";
+
 pub fn role_command(name: &str, role: &str, chip: &TestChip, env: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().expect("test executable path");
-    let mut cmd = Command::new(exe);
+    let runner = std::env::var(RUNNER_ENV).unwrap_or_default();
+    let mut runner = runner.split_whitespace();
+    let mut cmd = match runner.next() {
+        Some(emulator) => {
+            let mut cmd = Command::new(emulator);
+            cmd.args(runner).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, name)
         .env(ROLE_ENV, role)

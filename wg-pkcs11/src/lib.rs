@@ -25,6 +25,8 @@ pub mod attestation;
 pub mod config;
 pub mod cookie;
 pub mod device;
+#[cfg(test)]
+mod emulation;
 pub mod endpoint;
 pub mod key;
 pub mod keypair;

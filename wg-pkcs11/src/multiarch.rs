@@ -126,21 +126,28 @@ mod tests {
 
     #[test]
     fn this_build_matches_the_system_p11_kit() {
-        // On the build machine, p11-kit's own pkg-config file says where its proxy and module
-        // directory are; ours must agree.
-        let Ok(out) = std::process::Command::new("pkg-config")
-            .args(["p11-kit-1", "--variable", "p11_module_path"])
-            .output()
-        else {
-            panic!("pkg-config is not installed (scripts/install-deps)");
+        // p11-kit's own pkg-config file of this build's architecture (libp11-kit-dev:ARCH) says
+        // where its proxy and module directory are; ours must agree. Its directory is asked
+        // for by name: the pkg-config that runs is the machine's, which under qemu-user is
+        // another architecture's and would answer for its own.
+        let triple = this_multiarch().expect("a Debian architecture");
+        let libdir = format!("/usr/lib/{triple}/pkgconfig:/usr/share/pkgconfig");
+        let variable = |name: &str| {
+            let Ok(out) = std::process::Command::new("pkg-config")
+                .env("PKG_CONFIG_LIBDIR", &libdir)
+                .args(["p11-kit-1", "--variable", name])
+                .output()
+            else {
+                panic!("pkg-config is not installed (scripts/install-deps)");
+            };
+            assert!(
+                out.status.success(),
+                "pkg-config p11-kit-1 in {libdir} (libp11-kit-dev of this architecture, \
+                 scripts/install-deps): {out:?}"
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
-        assert!(out.status.success(), "pkg-config p11-kit-1: {out:?}");
-        let module_path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert_eq!(pkcs11_module_dir(), module_path);
-        let out = std::process::Command::new("pkg-config")
-            .args(["p11-kit-1", "--variable", "proxy_module"])
-            .output()
-            .unwrap();
-        assert_eq!(p11_kit_proxy(), String::from_utf8_lossy(&out.stdout).trim());
+        assert_eq!(pkcs11_module_dir(), variable("p11_module_path"));
+        assert_eq!(p11_kit_proxy(), variable("proxy_module"));
     }
 }

@@ -311,6 +311,7 @@ mod tests {
 
     #[test]
     fn a_secret_lives_in_a_locked_page_left_out_of_core_dumps() {
+        crate::emulation::require_native_kernel("VmFlags of madvise(MADV_DONTDUMP) in smaps");
         let s = Secret32::new(&[7; 32]);
         assert_eq!(s.expose(), &[7; 32]);
         let flags = vm_flags(s.expose().as_ptr() as usize);
@@ -335,6 +336,7 @@ mod tests {
             }
         }
         static DROPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        crate::emulation::require_native_kernel("VmFlags of madvise(MADV_DONTDUMP) in smaps");
         let v = Locked::new(|| Noisy(&DROPPED, [0x3c; 600]));
         assert_eq!(v.1, [0x3c; 600]);
         assert!(v.is_locked());

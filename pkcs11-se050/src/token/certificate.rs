@@ -10,8 +10,9 @@
 //! certificate is public (CKA_PRIVATE false): under a user PIN its file gets the records'
 //! policy (the user writes and deletes, the SO deletes, everyone reads).
 //!
-//! Handles: `CERT_HANDLE_TAG | file id`, tag bits 32-33 zero (no key or session handle has
-//! that shape).
+//! Handles come from the keys' handle table (token/objects.rs), bound to the file id and the
+//! SHA-256 of the certificate: a handle never names a key, nor a certificate that replaced the
+//! one it was made for, and it fits a 32-bit CK_ULONG.
 
 use super::attributes::{attr_name, bool_value, ulong_value, AttrValue, Template};
 use super::chip::ChipErrorKind;
@@ -21,7 +22,6 @@ use pkcs11_sys::*;
 
 pub const CERT_BASE: u32 = 0x7A00_0000;
 pub const CERT_END: u32 = 0x7A0F_FFFF;
-pub const CERT_HANDLE_TAG: CK_OBJECT_HANDLE = 1 << 34;
 const MAGIC: &[u8; 8] = b"P11CERT1";
 /// What a certificate's file keeps, in this order.
 const STORED: [CK_ATTRIBUTE_TYPE; 6] = [
@@ -58,12 +58,13 @@ pub struct Certificate {
 }
 
 pub fn is_cert_handle(handle: CK_OBJECT_HANDLE) -> bool {
-    handle & !0xFFFF_FFFF == CERT_HANDLE_TAG
+    super::objects::certificate_binding(handle).is_some()
 }
 
 impl Certificate {
-    pub fn handle(&self) -> CK_OBJECT_HANDLE {
-        CERT_HANDLE_TAG | self.file as CK_OBJECT_HANDLE
+    /// Its handle, from the table the keys' handles come from (token/objects.rs).
+    pub fn handle(&self) -> Option<CK_OBJECT_HANDLE> {
+        super::objects::certificate_handle(self.file, self.get(CKA_VALUE))
     }
 
     fn get(&self, t: CK_ATTRIBUTE_TYPE) -> &[u8] {
@@ -272,17 +273,28 @@ impl Token {
             cert.file,
             String::from_utf8_lossy(cert.get(CKA_LABEL))
         );
-        let handle = cert.handle();
+        let handle = cert.handle().ok_or_else(|| {
+            answer(
+                CKR_GENERAL_ERROR,
+                format_args!("no free object handle for certificate {:#010x}", cert.file),
+            )
+        })?;
         cache.insert_certificate(cert);
         Ok(handle)
     }
 
     /// The certificate a handle names, if it exists.
     pub(super) fn certificate(&self, handle: CK_OBJECT_HANDLE) -> Result<Certificate> {
-        let file = (handle & 0xFFFF_FFFF) as u32;
+        use sha2::Digest;
+        let named = super::objects::certificate_binding(handle);
         self.loaded_cache()?
             .certs
-            .get(&file)
+            .get(&named.map_or(0, |(file, _)| file))
+            .filter(|cert| {
+                named.is_some_and(|(_, digest)| {
+                    <[u8; 32]>::from(sha2::Sha256::digest(cert.get(CKA_VALUE))) == digest
+                })
+            })
             .cloned()
             .ok_or_else(|| {
                 answer(
@@ -344,8 +356,10 @@ mod tests {
             None
         );
         assert_eq!(Certificate::decode(CERT_BASE, b"P11CERT1"), None);
-        assert!(is_cert_handle(cert.handle()));
-        assert!(!is_cert_handle(1 << 32 | 5));
-        assert!(!is_cert_handle(3 << 32 | 5));
+        let handle = cert.handle().unwrap();
+        assert!(is_cert_handle(handle));
+        assert!(handle < super::super::objects::SESSION_HANDLE_BASE);
+        assert!(!is_cert_handle(handle ^ 1));
+        assert!(!is_cert_handle(5));
     }
 }

@@ -502,7 +502,7 @@ fn keys_made_under_the_user_pin_get_the_users_policy_with_sign_and_attestation()
     );
     t.login(s, CKU_USER, USER).unwrap();
     let (_, private) = generate(&t, s, CKM_EC_EDWARDS_KEY_PAIR_GEN, ED25519_OID).unwrap();
-    let key_id = super::objects::split_handle(private).unwrap().0;
+    let key_id = t.cache.lock().resolve(private).unwrap().0.key_id;
     let policy = chip.0.lock().ec.policies[&key_id].clone();
     let expected = crate::applet::policy::encode(&super::ec_keys::ec_key_policy(
         crate::applet::EcCurve::Ed25519,

@@ -42,7 +42,7 @@ impl Token {
                     .certs
                     .values()
                     .filter(|c| matches(template, |t| c.attribute(t)))
-                    .map(|c| c.handle()),
+                    .filter_map(|c| c.handle()),
             );
         }
         {

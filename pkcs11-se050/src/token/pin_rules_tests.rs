@@ -115,7 +115,7 @@ fn without_the_pin_the_chip_refuses_to_relabel_keys_or_the_token() {
     let s = t.open_session(0, RW).unwrap();
     t.login(s, CKU_USER, USER).unwrap();
     let (_, private) = generate(&t, s).unwrap();
-    let key_id = super::objects::split_handle(private).unwrap().0;
+    let key_id = t.cache.lock().resolve(private).unwrap().0.key_id;
     let state = chip_state(&dir);
     let (record, length) = state
         .state()

@@ -52,7 +52,10 @@ pub(super) fn failures(dir: &tempfile::TempDir, id: u32) -> u16 {
     }
 }
 
-pub(super) fn generate(t: &Token, s: CK_SESSION_HANDLE) -> super::error::Result<(u64, u64)> {
+pub(super) fn generate(
+    t: &Token,
+    s: CK_SESSION_HANDLE,
+) -> super::error::Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
     t.generate_key_pair(
         s,
         CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
@@ -61,7 +64,7 @@ pub(super) fn generate(t: &Token, s: CK_SESSION_HANDLE) -> super::error::Result<
     )
 }
 
-pub(super) fn find_private(t: &Token, s: CK_SESSION_HANDLE) -> Vec<u64> {
+pub(super) fn find_private(t: &Token, s: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_HANDLE> {
     t.find_init(
         s,
         &Template::new(vec![(
@@ -75,7 +78,11 @@ pub(super) fn find_private(t: &Token, s: CK_SESSION_HANDLE) -> Vec<u64> {
     found
 }
 
-pub(super) fn derive(t: &Token, s: CK_SESSION_HANDLE, private: u64) -> super::error::Result<u64> {
+pub(super) fn derive(
+    t: &Token,
+    s: CK_SESSION_HANDLE,
+    private: CK_OBJECT_HANDLE,
+) -> super::error::Result<CK_OBJECT_HANDLE> {
     let peer = StaticSecret::random_from_rng(rand_core::OsRng);
     let params = DeriveParams {
         kdf: CKD_NULL,
@@ -149,7 +156,7 @@ fn init_token_removes_only_what_this_module_made() {
     let s = t.open_session(0, RW).unwrap();
     t.login(s, CKU_USER, USER).unwrap();
     let (_, ours) = generate(&t, s).unwrap();
-    let ours = super::objects::split_handle(ours).unwrap().0;
+    let ours = t.cache.lock().resolve(ours).unwrap().0.key_id;
     t.close_session(s).unwrap();
     // A key of another tool (no metadata record of ours), written straight to the chip.
     let foreign = 0x1234_5678;
@@ -204,7 +211,7 @@ fn keys_made_under_a_pin_are_the_users_on_the_chip_itself() {
     derive(&t, s, old_private).unwrap();
     let (_, private) = generate(&t, s).unwrap();
     derive(&t, s, private).unwrap();
-    let key_id = super::objects::split_handle(private).unwrap().0;
+    let key_id = t.cache.lock().resolve(private).unwrap().0.key_id;
     let policy = chip_state(&dir).state().objects[&key_id].policy.clone();
     let entries = crate::applet::policy::decode(&policy.expect("a policy")).unwrap();
     assert_eq!(

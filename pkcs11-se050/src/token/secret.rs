@@ -110,7 +110,12 @@ impl Default for SecretStore {
 
 impl SecretStore {
     pub fn insert(&mut self, key: SecretKey) -> CK_OBJECT_HANDLE {
-        self.next += 1;
+        // Past the top of CK_ULONG (2^31 derives on a 32-bit target) the handles would wrap into
+        // the token objects' range: stop there (the C ABI's guard makes it CKR_GENERAL_ERROR).
+        self.next = self
+            .next
+            .checked_add(1)
+            .expect("session-object handles exhausted");
         self.objects.insert(self.next, key);
         self.next
     }

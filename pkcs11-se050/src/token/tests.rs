@@ -76,7 +76,7 @@ fn two_views_of_one_chip_share_keys_labels_and_deletions() {
         vec![(CKA_DERIVE, vec![1]), (CKA_LABEL, b"wg0".to_vec())],
     )
     .unwrap();
-    assert_eq!(split_handle(private).map(|(_, h)| h), Some(Half::Private));
+    assert_eq!(split_handle(private), Some(Half::Private));
     let point = value(&a, sa, public, CKA_EC_POINT);
     let token_public = PublicKey::from(<[u8; 32]>::try_from(&point[2..]).unwrap());
 
@@ -92,7 +92,7 @@ fn two_views_of_one_chip_share_keys_labels_and_deletions() {
     // Handles are numbered per process: b has its own for the same key.
     assert_eq!(found.len(), 1);
     let b_private = found[0];
-    assert_eq!(split_handle(b_private).map(|(_, h)| h), Some(Half::Private));
+    assert_eq!(split_handle(b_private), Some(Half::Private));
     let peer = StaticSecret::random_from_rng(rand_core::OsRng);
     let derive = DeriveParams {
         kdf: CKD_NULL,
@@ -299,7 +299,7 @@ fn handles_stay_bound_to_the_key_they_were_made_for() {
     );
     let new_private = found
         .into_iter()
-        .find(|h| split_handle(*h).map(|(_, half)| half) == Some(Half::Private))
+        .find(|h| split_handle(*h) == Some(Half::Private))
         .unwrap();
     let secret = attempt(&a, sa, new_private).unwrap();
     let new_key = PublicKey::from(<[u8; 32]>::try_from(&new_point[2..]).unwrap());

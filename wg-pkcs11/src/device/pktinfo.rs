@@ -29,9 +29,24 @@ use std::os::fd::RawFd;
 
 use crate::sticky::{LocalAddr, StickySource};
 
-/// Control-message space of the larger of the two (IPV6_PKTINFO: 16-byte header, 20 bytes of
-/// data padded to 24). Checked against CMSG_SPACE in the tests.
-pub(crate) const PKTINFO_SPACE: usize = 40;
+/// CMSG_SPACE(len) of the target: the header and the alignment are those of its ABI (a 16-byte
+/// header and 8-byte alignment on 64-bit targets, 12 and 4 on armhf), never the build host's.
+pub(crate) const fn cmsg_space(len: usize) -> usize {
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    unsafe { libc::CMSG_SPACE(len as u32) as usize }
+}
+
+/// Control-message space of the larger of the two (IPV6_PKTINFO: 40 bytes on 64-bit targets,
+/// 32 on armhf).
+pub(crate) const PKTINFO_SPACE: usize = {
+    let v4 = cmsg_space(size_of::<libc::in_pktinfo>());
+    let v6 = cmsg_space(size_of::<libc::in6_pktinfo>());
+    if v4 > v6 {
+        v4
+    } else {
+        v6
+    }
+};
 
 /// Ask the kernel for the local address of every datagram received on `fd`.
 pub(crate) fn enable(fd: RawFd, v6_socket: bool) -> io::Result<()> {
@@ -86,7 +101,7 @@ pub(crate) unsafe fn parse(c: *const libc::cmsghdr) -> Option<LocalAddr> {
 /// space it took (0 when the families differ: then the OS chooses).
 ///
 /// # Safety
-/// `c` points at an 8-byte aligned, zeroed control buffer with at least [`PKTINFO_SPACE`]
+/// `c` points at a cmsghdr-aligned, zeroed control buffer with at least [`PKTINFO_SPACE`]
 /// writable bytes, inside the buffer a msghdr's msg_control describes.
 pub(crate) unsafe fn write(c: *mut libc::cmsghdr, local: LocalAddr, to: SocketAddr) -> usize {
     match (local.ip, to) {

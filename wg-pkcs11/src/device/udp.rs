@@ -371,10 +371,12 @@ impl UdpSocket {
                 (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
                 std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment as u16);
             }
-            used += SEGMENT_SPACE;
+            // The next message starts where CMSG_NXTHDR looks for it: the target's alignment.
+            used += pktinfo::cmsg_space(size_of::<u16>());
         }
         if let Some(local) = from {
-            // SAFETY: `used` is a multiple of 8 and PKTINFO_SPACE zeroed bytes follow it.
+            // SAFETY: `used` is a CMSG_SPACE, so aligned for a cmsghdr, and PKTINFO_SPACE zeroed
+            // bytes follow it.
             used += unsafe { pktinfo::write(cbuf.0.as_mut_ptr().add(used).cast(), local, to) };
         }
         if used == 0 {
@@ -397,11 +399,12 @@ impl AsRawFd for UdpSocket {
     }
 }
 
-/// Control space of one UDP_SEGMENT (u16) or UDP_GRO (int) message: CMSG_SPACE of either.
-const SEGMENT_SPACE: usize = 24;
+/// Control space of one UDP_SEGMENT (u16) or UDP_GRO (int) message: CMSG_SPACE of the larger,
+/// for the target's ABI (24 bytes on 64-bit targets, 16 on armhf).
+const SEGMENT_SPACE: usize = pktinfo::cmsg_space(size_of::<libc::c_int>());
 
 /// Per receive slot: UDP_GRO and one pktinfo message, with room to spare.
-type Control = [u64; (2 * SEGMENT_SPACE + pktinfo::PKTINFO_SPACE) / 8];
+type Control = [u64; (2 * SEGMENT_SPACE + pktinfo::PKTINFO_SPACE).div_ceil(8)];
 
 /// Preallocated receive slots for recvmmsg: buffers, addresses, control
 /// space and the kernel's header arrays, built once and reused forever.
@@ -548,5 +551,38 @@ impl RecvBatch {
         }
         self.count = n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GSO send from a chosen source carries two control messages; the second must start
+    /// where the target's CMSG_NXTHDR finds it (offset 16 on armhf, 24 on 64-bit targets), or the
+    /// kernel refuses the send (EINVAL, which then reads as a refused source).
+    #[test]
+    fn a_gso_send_from_a_chosen_source_arrives() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let to = receiver.local_addr().unwrap();
+        let sender = UdpSocket::bind(0, 0).unwrap();
+        let from = LocalAddr {
+            ip: "127.0.0.1".parse().unwrap(),
+            ifindex: 0,
+        };
+        let payload: Vec<u8> = (0..300u16).map(|i| i as u8).collect();
+        // The GSO path itself, not its one-by-one fallback.
+        sender
+            .send_msg(&payload, to, Some(100), Some(from))
+            .expect("sendmsg with UDP_SEGMENT and IP_PKTINFO");
+        let mut buf = [0u8; 512];
+        for chunk in payload.chunks(100) {
+            let (n, src) = receiver.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], chunk);
+            assert_eq!(src.ip(), from.ip);
+        }
     }
 }

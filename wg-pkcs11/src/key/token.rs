@@ -1090,7 +1090,16 @@ mod tests {
     /// A module that loads but has no tokens: p11-kit's proxy with OpenSC and no readers.
     #[test]
     fn no_token_lists_what_is_there() {
-        let uri = Pkcs11Uri::parse("pkcs11:token=NoSuchToken;object=k?module-path=/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so").unwrap();
+        // OpenSC of this build's architecture (opensc-pkcs11:ARCH; scripts/install-deps).
+        let opensc = format!("{}/opensc-pkcs11.so", crate::multiarch::pkcs11_module_dir());
+        assert!(
+            std::path::Path::new(&opensc).is_file(),
+            "{opensc} is missing: scripts/install-deps installs OpenSC for this architecture"
+        );
+        let uri = Pkcs11Uri::parse(&format!(
+            "pkcs11:token=NoSuchToken;object=k?module-path={opensc}"
+        ))
+        .unwrap();
         let e = TokenKey::open(&uri).unwrap_err();
         assert!(e.0.contains("no token matches"), "{e}");
         assert!(e.0.contains("NoSuchToken"), "{e}");
