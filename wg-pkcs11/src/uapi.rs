@@ -834,6 +834,24 @@ pub mod client {
         Ok(reply)
     }
 
+    /// The interfaces with a UAPI socket (every userspace WireGuard's), sorted by name.
+    pub fn interface_names() -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(SOCKET_DIR)
+            .map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".sock")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     pub fn get(path: &Path) -> Result<DeviceInfo, UapiError> {
         let reply = exchange(path, "get=1\n\n")?;
         if !reply.contains("errno=") {

@@ -27,6 +27,7 @@ use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
+use super::sockopt::setsockopt_int;
 use crate::sticky::{LocalAddr, StickySource};
 
 /// Control-message space of the larger of the two (IPV6_PKTINFO: 16-byte header, 20 bytes of
@@ -36,9 +37,9 @@ pub(crate) const PKTINFO_SPACE: usize = 40;
 /// Ask the kernel for the local address of every datagram received on `fd`.
 pub(crate) fn enable(fd: RawFd, v6_socket: bool) -> io::Result<()> {
     if v6_socket {
-        super::udp::setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
     } else {
-        super::udp::setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
     }
 }
 

@@ -4,6 +4,7 @@
 //! time. A software key (`soft::SoftKey`) answers in microseconds; a token key (`token::TokenKey`)
 //! in tens of milliseconds, which is why only the handshake worker ever calls `diffie_hellman`.
 
+mod ck_error;
 pub mod health;
 pub mod inventory;
 pub mod login;

@@ -25,6 +25,7 @@ use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::ck_error::describe;
 use super::health::{self, HealthRecorder, KeyHealth, TokenFacts};
 use super::login::{log_in, LoginError, LoginTarget};
 use super::pin::{read_pin, Pin};
@@ -49,14 +50,6 @@ impl std::error::Error for TokenError {}
 
 pub(crate) fn ck(what: &str, e: CkError) -> TokenError {
     TokenError(format!("{what}: {}", describe(&e)))
-}
-
-/// cryptoki's Display of a CK_RV is a paragraph; a log line wants the name.
-pub(crate) fn describe(e: &CkError) -> String {
-    match e {
-        CkError::Pkcs11(rv, function) => format!("{function:?} returned {rv:?}"),
-        other => other.to_string(),
-    }
 }
 
 /// Each module is loaded and initialised once per process: a second `C_Initialize` on the same
