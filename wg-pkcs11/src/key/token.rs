@@ -9,14 +9,13 @@
 //! are not `Sync`, and a token does one operation at a time anyway. If the session dies (token
 //! reset, module restarted its link), the next DH reopens it once and finds the key again.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 #[cfg(test)]
 use std::sync::Arc;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
@@ -27,7 +26,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::ck_error::describe;
 use super::health::{self, HealthRecorder, KeyHealth, TokenFacts};
-use super::login::{log_in, LoginError, LoginTarget};
+use super::login::LoginError;
 use super::pin::{read_pin, Pin};
 use super::refusals::RefusalMemory;
 use super::{KeyError, StaticKey};
@@ -36,7 +35,7 @@ use crate::uri::{ObjectType, Pkcs11Uri};
 mod genkey;
 mod lookup;
 pub use genkey::{genkey, pubkey};
-use lookup::*;
+use lookup::{find_key, open_logged_in, warn_not_in_hardware};
 pub(crate) use lookup::{
     key_template, matching_tokens, one_token_for_a_pin, open_session, read_attribute, MatchedToken,
 };

@@ -1,6 +1,15 @@
 //! `genkey` and `pubkey`: a new X25519 key pair made in the token, and the public key of one.
 
-use super::*;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass};
+
+use super::super::pin::read_pin;
+use super::super::StaticKey;
+use super::lookup::{
+    ec_point_of, key_template, matching_tokens, module_context, open_session, warn_not_in_hardware,
+};
+use super::{ck, object_name, pin_source_error, TokenError, TokenKey};
+use crate::uri::Pkcs11Uri;
 
 /// RFC 8410 id-X25519 (1.3.101.110) as a DER OBJECT IDENTIFIER: the curve of a new key pair.
 const X25519_OID_DER: [u8; 5] = [0x06, 0x03, 0x2B, 0x65, 0x6E];

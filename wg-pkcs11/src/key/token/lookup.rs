@@ -1,7 +1,22 @@
 //! Finding what a URI names: the module (loaded once per process), the tokens that match, a
 //! session (logged in when a PIN is given), and the key pair's objects in it.
 
-use super::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use cryptoki::slot::Slot;
+
+use super::super::ck_error::describe;
+use super::super::login::{log_in, LoginError, LoginTarget};
+use super::super::pin::Pin;
+use super::super::refusals::RefusalMemory;
+use super::{ck, TokenError};
+use crate::uri::Pkcs11Uri;
 
 /// Each module is loaded and initialised once per process: a second `C_Initialize` on the same
 /// library fails, and finalizing one context would pull the module from under another.

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// The real libpkcs11_se050.so of this build on a virtual SE050 without added latency, shared
