@@ -47,7 +47,7 @@ struct Input {
 
 struct Side {
     id: Identity,
-    table: IndexTable,
+    table: IndexTable<Peer>,
     peer: Arc<Peer>,
     addr: SocketAddr,
 }
@@ -57,7 +57,7 @@ fn side(
     peer_public: [u8; 32],
     addr: &str,
     now: Instant,
-) -> (Identity, IndexTable, Arc<Peer>, SocketAddr) {
+) -> (Identity, IndexTable<Peer>, Arc<Peer>, SocketAddr) {
     let id = Identity::new(Arc::new(SoftKey::from_bytes([secret; 32])));
     let addr: SocketAddr = addr.parse().unwrap();
     (

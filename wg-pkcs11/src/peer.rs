@@ -30,7 +30,7 @@ const MIN_INITIATION_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A session leaves its peer: nothing may use it any more (a thread may still hold an Arc to
 /// it, e.g. a receive-path cache), and its index is free again.
-fn retire(table: &IndexTable, keypair: &Keypair) {
+fn retire(table: &IndexTable<Peer>, keypair: &Keypair) {
     keypair.invalidate();
     table.free(keypair.local_index());
 }
@@ -216,7 +216,7 @@ impl Peer {
         Ok(ss)
     }
 
-    fn free_retired(&self, table: &IndexTable) {
+    fn free_retired(&self, table: &IndexTable<Peer>) {
         for index in self.retired_indices.lock().drain(..) {
             table.free(index);
         }
@@ -236,7 +236,7 @@ impl Peer {
     pub fn create_initiation(
         self: &Arc<Self>,
         id: &Identity,
-        table: &IndexTable,
+        table: &IndexTable<Peer>,
         is_retry: bool,
         now: Instant,
     ) -> Result<[u8; INITIATION_LEN], HandshakeError> {
@@ -297,7 +297,7 @@ impl Peer {
     pub fn accept_initiation(
         self: &Arc<Self>,
         id: &Identity,
-        table: &IndexTable,
+        table: &IndexTable<Peer>,
         received: ReceivedInitiation,
         src: SocketAddr,
         now: Instant,
@@ -373,7 +373,7 @@ impl Peer {
     pub fn consume_response(
         self: &Arc<Self>,
         id: &Identity,
-        table: &IndexTable,
+        table: &IndexTable<Peer>,
         msg: &[u8],
         src: SocketAddr,
         now: Instant,
@@ -618,7 +618,7 @@ impl Peer {
     /// an answer) forgets the sticky source, in case it is the trouble; a keepalive sent on an
     /// initiator's session older than REKEY_AFTER_TIME starts a rekey, as any sent message does
     /// (keep_key_fresh after a keepalive too).
-    pub fn tick(&self, table: &IndexTable, now: Instant) -> TimerActions {
+    pub fn tick(&self, table: &IndexTable<Peer>, now: Instant) -> TimerActions {
         let mut actions = self.timers.lock().tick(now);
         if actions.zero_keys {
             self.zero_keys(table);
@@ -644,7 +644,7 @@ impl Peer {
     }
 
     /// Drop every session and the pending handshake, freeing their indices.
-    pub fn zero_keys(&self, table: &IndexTable) {
+    pub fn zero_keys(&self, table: &IndexTable<Peer>) {
         self.free_retired(table);
         let (a, b, c) = {
             let mut kp = self.keypairs.write();
@@ -664,7 +664,7 @@ impl Peer {
     /// initiation at once: the REKEY_TIMEOUT spacing was between the old key's handshakes.
     /// The sessions stay and carry traffic until the new key's handshake replaces them; each
     /// records the static key that made it (`current_session_static_key`).
-    pub fn static_key_replaced(&self, table: &IndexTable) {
+    pub fn static_key_replaced(&self, table: &IndexTable<Peer>) {
         *self.static_static.lock() = None;
         let mut hs = self.handshake.lock();
         if let Some(pending) = hs.pending.take() {
@@ -676,7 +676,7 @@ impl Peer {
     /// Before a removed peer is dropped: zero its keys, free its indices, stop its timers, wipe
     /// its cached static-static secret. From now on no session is installed: a handshake the
     /// worker finishes after this is refused (`PeerRemoved`) and its keys wiped.
-    pub fn clear(&self, table: &IndexTable) {
+    pub fn clear(&self, table: &IndexTable<Peer>) {
         {
             let _kp = self.keypairs.write();
             self.closed.store(true, Ordering::Release);

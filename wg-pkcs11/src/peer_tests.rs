@@ -116,7 +116,7 @@ fn a_failing_token_keeps_the_current_session_and_later_handshakes_succeed() {
 struct Side {
     key: Arc<CountingKey>,
     id: Identity,
-    table: IndexTable,
+    table: IndexTable<Peer>,
     peer: Option<Arc<Peer>>,
     addr: SocketAddr,
 }

@@ -239,7 +239,7 @@ fn uapi_request_and_reply_parse_never_panic() {
 /// Two parties with software keys, each knowing the other as a peer.
 struct Party {
     id: Identity,
-    table: IndexTable,
+    table: IndexTable<Peer>,
     peer: Arc<Peer>,
 }
 

@@ -17,26 +17,8 @@ pub fn show(ifname: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The interfaces with a UAPI socket (every userspace WireGuard's), sorted by name.
-pub fn interface_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(uapi::SOCKET_DIR)
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".sock")
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 pub fn show_all() -> Result<(), String> {
-    let names = interface_names();
+    let names = uapi::client::interface_names();
     let mut first = true;
     for name in names {
         match uapi::client::get(&uapi::socket_path(&name)) {

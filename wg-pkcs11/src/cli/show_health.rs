@@ -216,7 +216,7 @@ pub fn show_json(ifname: &str) -> Result<(), String> {
 
 /// `show --json`: an array of every interface that answers.
 pub fn show_all_json() -> Result<(), String> {
-    let names = super::show::interface_names();
+    let names = uapi::client::interface_names();
     let mut objects = Vec::new();
     for name in names {
         match uapi::client::get(&uapi::socket_path(&name)) {

@@ -77,8 +77,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
                         respond(&shared, &mut consumed, &msg, src, local, arrived)
                     }
                     Job::Response { msg, src, local } => complete(&shared, &msg, src, local),
-                    Job::ReplaceKey(replacement) => {
-                        super::key_switch::apply(&shared, replacement);
+                    Job::ReplaceKey { key, done } => {
+                        super::key_switch::apply(&shared, key, done);
                         true
                     }
                 };

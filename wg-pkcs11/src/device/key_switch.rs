@@ -35,12 +35,6 @@ use crate::key::StaticKey;
 /// operations, each bounded by the module's own timeouts).
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A new static key on its way to the handshake worker, and who waits for it to be in use.
-pub(crate) struct Replacement {
-    key: Arc<dyn StaticKey>,
-    done: mpsc::Sender<()>,
-}
-
 impl Device {
     /// The static key's health, if it is a key that reports one (a token key).
     pub fn key_health(&self) -> Option<KeyHealth> {
@@ -69,7 +63,7 @@ impl Device {
         });
         let (done, applied) = mpsc::channel();
         self.shared.jobs.push_own(
-            Job::ReplaceKey(Replacement { key: counted, done }),
+            Job::ReplaceKey { key: counted, done },
             std::time::Instant::now(),
         );
         applied.recv_timeout(APPLY_TIMEOUT).map_err(|_| {
@@ -78,9 +72,9 @@ impl Device {
     }
 }
 
-/// On the handshake worker: steps 1-4 of the module comment.
-pub(crate) fn apply(shared: &Shared, replacement: Replacement) {
-    let Replacement { key, done } = replacement;
+/// On the handshake worker: steps 1-4 of the module comment; then `done` hears that the new
+/// key is in use.
+pub(crate) fn apply(shared: &Shared, key: Arc<dyn StaticKey>, done: mpsc::Sender<()>) {
     let public = key.public_key();
     shared.identity.replace(key);
     shared.cookies.set_public_key(&public);

@@ -41,11 +41,13 @@ mod receive;
 mod route_watch;
 mod send;
 mod socket_slot;
+mod sockopt;
 pub mod stats;
 mod timers;
 pub mod tun;
 pub mod udp;
 pub mod udp_offload;
+mod vnet;
 mod waker;
 
 pub use crypto_pool::MAX_HELPERS as MAX_CRYPTO_HELPERS;
@@ -192,7 +194,7 @@ pub(crate) struct Shared {
     pub(crate) mtu: AtomicUsize,
     /// The current UDP socket; `wg set IF listen-port` replaces it.
     pub(crate) udp: SocketSlot,
-    pub(crate) index: IndexTable,
+    pub(crate) index: IndexTable<Peer>,
     pub(crate) peers: RwLock<Peers>,
     pub(crate) cookies: CookieChecker,
     pub(crate) counters: Arc<Counters>,

@@ -27,6 +27,7 @@ use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
+use super::sockopt::setsockopt_int;
 use crate::sticky::{LocalAddr, StickySource};
 
 /// CMSG_SPACE(len) of the target: the header and the alignment are those of its ABI (a 16-byte
@@ -51,9 +52,9 @@ pub(crate) const PKTINFO_SPACE: usize = {
 /// Ask the kernel for the local address of every datagram received on `fd`.
 pub(crate) fn enable(fd: RawFd, v6_socket: bool) -> io::Result<()> {
     if v6_socket {
-        super::udp::setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
     } else {
-        super::udp::setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
     }
 }
 

@@ -31,12 +31,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::PeerState;
+use crate::key::StaticKey;
 use crate::noise::{INITIATION_LEN, RESPONSE_LEN};
 use crate::sticky::LocalAddr;
 use crate::timers::REKEY_TIMEOUT;
@@ -82,8 +83,11 @@ pub(crate) enum Job {
         src: SocketAddr,
         local: Option<LocalAddr>,
     },
-    /// Key rotation: use this static key from now on (see key_switch.rs).
-    ReplaceKey(super::key_switch::Replacement),
+    /// Key rotation: use this static key from now on (see key_switch.rs), then say so on `done`.
+    ReplaceKey {
+        key: Arc<dyn StaticKey>,
+        done: mpsc::Sender<()>,
+    },
 }
 
 /// A job and the time it was queued.
@@ -150,7 +154,7 @@ pub(crate) struct JobQueue {
 fn source(job: &Job) -> Option<SocketAddr> {
     match job {
         Job::Initiation { src, .. } | Job::Response { src, .. } => Some(*src),
-        Job::Initiate(_) | Job::ReplaceKey(_) => None,
+        Job::Initiate(_) | Job::ReplaceKey { .. } => None,
     }
 }
 

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::pktinfo;
+use super::sockopt::setsockopt_int;
 use crate::sticky::LocalAddr;
 
 // Not exported by libc for glibc targets (include/uapi/linux/udp.h).
@@ -27,29 +28,6 @@ pub struct UdpSocket {
     gso: std::sync::atomic::AtomicBool,
     gro: bool,
     port: u16,
-}
-
-pub(super) fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    val: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the option value is a c_int living across the call, its size given.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            (&val as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as u32,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// A socket address in the kernel's layout.

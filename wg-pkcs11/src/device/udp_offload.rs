@@ -14,11 +14,11 @@
 //! verified: the AEAD has authenticated every byte (the kernel's WireGuard marks decrypted packets
 //! CHECKSUM_UNNECESSARY for the same reason), and the kernel writes fresh ones when it splits.
 
-use super::offload::{
+use super::tun::VNET_HDR_LEN;
+use super::vnet::{
     checksum_add, checksum_fold, ipv4_header_checksum, pseudo_header_sum, Offer, VnetHdr,
     F_NEEDS_CSUM,
 };
-use super::tun::VNET_HDR_LEN;
 
 /// IANA protocol number of UDP (IPv4 protocol, IPv6 next header, the pseudo-header).
 const IPPROTO_UDP: u8 = 17;

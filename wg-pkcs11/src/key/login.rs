@@ -114,7 +114,7 @@ impl PinCounter {
     pub fn read(context: &Pkcs11, slot: Slot) -> Result<PinCounter, String> {
         let info = context
             .get_token_info(slot)
-            .map_err(|e| format!("C_GetTokenInfo: {}", super::token::describe(&e)))?;
+            .map_err(|e| format!("C_GetTokenInfo: {}", super::ck_error::describe(&e)))?;
         Ok(PinCounter {
             login_required: info.login_required(),
             locked: info.user_pin_locked(),
@@ -257,7 +257,7 @@ pub fn log_in(
         ))),
         Err(e) => Err(LoginError::Other(format!(
             "C_Login to {name}: {}",
-            super::token::describe(&e)
+            super::ck_error::describe(&e)
         ))),
     }
 }

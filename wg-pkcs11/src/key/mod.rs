@@ -5,6 +5,7 @@
 //! in tens of milliseconds, which is why only the handshake worker ever calls `diffie_hellman`.
 
 pub mod attest;
+mod ck_error;
 pub mod health;
 pub mod inventory;
 pub mod login;

@@ -1,5 +1,8 @@
 //! Receiver indices: the random 32-bit numbers that tell a received response, cookie reply or
 //! transport message which peer (and which of its sessions) it belongs to.
+//!
+//! The table holds `Arc<P>` for any `P`: the device's is `IndexTable<Peer>`. It knows nothing of
+//! peers, so it sits below them (as the kernel's peerlookup.c holds opaque `wg_peer` pointers).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -7,8 +10,6 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use rand_core::{OsRng, RngCore};
-
-use crate::peer::Peer;
 
 /// Indices are drawn from the OS's generator, so nobody can choose keys that collide in the
 /// table: a multiplicative spread of the index is hash enough, and much cheaper than SipHash on
@@ -31,20 +32,27 @@ impl Hasher for IndexHasher {
     }
 }
 
-/// Receiver index -> peer. Shared by the device's threads; read on every received packet
+/// Receiver index -> peer (`P`). Shared by the device's threads; read on every received packet
 /// (a read lock, never held across anything slow), written once per handshake.
-#[derive(Default)]
-pub struct IndexTable {
-    map: RwLock<HashMap<u32, Arc<Peer>, BuildHasherDefault<IndexHasher>>>,
+pub struct IndexTable<P> {
+    map: RwLock<HashMap<u32, Arc<P>, BuildHasherDefault<IndexHasher>>>,
 }
 
-impl IndexTable {
-    pub fn new() -> IndexTable {
+impl<P> Default for IndexTable<P> {
+    fn default() -> Self {
+        IndexTable {
+            map: RwLock::default(),
+        }
+    }
+}
+
+impl<P> IndexTable<P> {
+    pub fn new() -> IndexTable<P> {
         IndexTable::default()
     }
 
     /// A fresh random index, not zero and not in use, now mapped to `peer`.
-    pub(crate) fn allocate(&self, peer: &Arc<Peer>) -> u32 {
+    pub(crate) fn allocate(&self, peer: &Arc<P>) -> u32 {
         let mut map = self.map.write();
         loop {
             let index = OsRng.next_u32();
@@ -61,7 +69,7 @@ impl IndexTable {
     }
 
     /// The peer that owns `index`, if any.
-    pub fn get(&self, index: u32) -> Option<Arc<Peer>> {
+    pub fn get(&self, index: u32) -> Option<Arc<P>> {
         self.map.read().get(&index).cloned()
     }
 
@@ -79,12 +87,14 @@ impl IndexTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+
+    /// Stands for a peer: the table only keeps and returns it.
+    struct Owner;
 
     #[test]
     fn allocate_get_free() {
         let table = IndexTable::new();
-        let peer = Peer::new([1; 32], None, None, 0, Instant::now());
+        let peer = Arc::new(Owner);
         let indices: Vec<u32> = (0..1000).map(|_| table.allocate(&peer)).collect();
         assert_eq!(table.len(), 1000, "all distinct");
         assert!(indices.iter().all(|&i| i != 0));

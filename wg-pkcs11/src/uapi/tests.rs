@@ -2,8 +2,10 @@
 
 use super::*;
 use parking_lot::Mutex;
-use std::io::Cursor;
+use std::io::{self, Cursor, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::sync::Arc;
 
 const K1: &str = "e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba52027a";
 const K2: &str = "58402e695ba1772b1cc9309755f043251ea77fdcf10fbe63989ceae086a7c8b2";

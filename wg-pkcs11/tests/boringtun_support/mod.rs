@@ -55,7 +55,7 @@ pub enum Outcome {
 pub struct Ours {
     pub key: Arc<CountingKey>,
     pub id: Identity,
-    pub table: IndexTable,
+    pub table: IndexTable<Peer>,
     pub checker: CookieChecker,
     pub allowed: AllowedIps<Arc<Peer>>,
     pub peer: Arc<Peer>,
