@@ -189,10 +189,13 @@ fn the_kernel_admits_a_device_only_with_verified_evidence() {
     if out.status.success() {
         t.fail("`attest` produced evidence for a software key");
     }
-    eprintln!(
-        "software key: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let why = String::from_utf8_lossy(&out.stderr);
+    if !why.contains("a software key") {
+        t.fail(&format!(
+            "`attest` refused a software key without saying so: {why}"
+        ));
+    }
+    eprintln!("software key: {}", why.trim());
     if !server.wg_calls.borrow().is_empty() || !guest_peers(&t).is_empty() {
         t.fail(&format!(
             "refused evidence changed the kernel's peers ({:?})",
