@@ -299,3 +299,61 @@ fn attestation_under_platform_scp03() {
     );
     assert!(verified.starts_with(&public), "{verified}");
 }
+
+/// Keys that cannot prove they live in the configured chip, each refused with its own reason:
+/// a software key (a config's base64 PrivateKey) gets no evidence at all, and a key of another
+/// chip, whose attestation chain ends at that chip's root, not the configured one, is refused
+/// as an untrusted chain naming that chip's attestation certificate. (SoftHSM, the other token
+/// at hand, cannot hold an X25519 key, so "a token without CKM_SE050_ATTEST" has no key to try.)
+#[test]
+fn keys_that_cannot_prove_where_they_live_are_refused_with_their_reason() {
+    let token = VirtualToken::new(0);
+    let other = VirtualToken::new(0);
+    let server = Server::new();
+    wg_pkcs11_genkey(&other, "wg-elsewhere");
+    wg_pkcs11_genkey(&token, "wg-here"); // the configured chip, with its test root
+
+    let nonce = server.nonce(&token);
+    let (software_private, _) = wg_genkey();
+    let software = refused(&token, &["attest", &software_private, "--nonce", &nonce]);
+    assert!(
+        software.contains("a software key") && software.contains("cannot be attested"),
+        "{software}"
+    );
+
+    let evidence = attest(&other, &other.key_uri("wg-elsewhere"), &nonce, other.dir());
+    let foreign = refused(
+        &token,
+        &[
+            "verify-attestation",
+            evidence.to_str().unwrap(),
+            "--nonce",
+            &nonce,
+            "--root",
+            chip_root(&token).to_str().unwrap(),
+            "--nonce-dir",
+            server.dir(),
+        ],
+    );
+    assert!(
+        foreign.contains("refused: untrusted chain")
+            && foreign.contains("leads to no configured root"),
+        "{foreign}"
+    );
+    // The same evidence is sound under its own chip's root: what failed is only where it leads.
+    let nonce = server.nonce(&token);
+    let evidence = attest(&other, &other.key_uri("wg-elsewhere"), &nonce, other.dir());
+    ok(
+        &token,
+        &[
+            "verify-attestation",
+            evidence.to_str().unwrap(),
+            "--nonce",
+            &nonce,
+            "--root",
+            chip_root(&other).to_str().unwrap(),
+            "--nonce-dir",
+            server.dir(),
+        ],
+    );
+}

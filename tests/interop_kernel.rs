@@ -9,12 +9,17 @@
 //! - roaming: wg-pkcs11's address and then its port change, and the kernel follows;
 //! - a rekey after REKEY_AFTER_TIME (120 s), started by the kernel and by wg-pkcs11: the test
 //!   waits for it while the other tests run;
-//! - key rotation without downtime with the kernel as the server (interop_kernel/rotation.rs).
+//! - key rotation without downtime with the kernel as the server (interop_kernel/rotation.rs);
+//! - attested admission: the kernel adds a device only after `wg-pkcs11 admit` verified its
+//!   evidence (interop_kernel/admission.rs).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[path = "interop_kernel/rotation.rs"]
 mod rotation;
+
+#[path = "interop_kernel/admission.rs"]
+mod admission;
 
 use std::process::Command;
 

@@ -6,6 +6,9 @@
 
 use std::process::Command;
 
+#[path = "rotation/attested.rs"]
+mod attested;
+
 use e2e_tests::interop::{HANDSHAKE_TIMEOUT, TOKEN_LATENCY_MS};
 use e2e_tests::topology::*;
 use e2e_tests::*;

@@ -12,6 +12,14 @@ pub fn run(args: &[&str]) -> Result<(), String> {
         _ => return Err("usage: wg-pkcs11 attest URI --nonce HEX".into()),
     };
     let nonce = parse_nonce(nonce)?;
+    if !uri.starts_with("pkcs11:") {
+        // Most likely a config's base64 PrivateKey: say so rather than only "not a URI".
+        return Err(
+            "a software key (not a pkcs11: URI) cannot be attested: only a key generated \
+                    in the chip can prove where it lives"
+                .into(),
+        );
+    }
     let uri = Pkcs11Uri::parse(uri).map_err(|e| format!("`{uri}`: {e}"))?;
     let evidence = attest(&uri, &nonce).map_err(|e| e.to_string())?;
     print!("{}", evidence.to_json());
