@@ -138,3 +138,32 @@ fn p256_parameters_computed_from_rustcrypto_are_sec2s() {
         );
     }
 }
+
+/// DeleteAll "Delete[s] all Secure Objects, delete[s] all curves and Crypto Objects" (NXP
+/// se05x_APDU_apis.h, `Se05x_API_DeleteAll`), from a session of the factory-reset UserID.
+#[test]
+fn delete_all_deletes_the_curves() {
+    let mut chip = selected();
+    create_p256(&mut chip);
+    // WriteUserID 7FFF0205 (RESERVED_ID_FACTORY_RESET), value "1234".
+    let write = "80 41 07 00 0C 41 04 7FFF0205 42 04 31323334";
+    assert_eq!(send(&mut chip, write, false).1, 0x9000);
+    let (answer, sw) = send(&mut chip, "80 04 00 1B 06 41 04 7FFF0205 00", true);
+    assert_eq!(sw, 0x9000);
+    let session = super::ec_tests::hex(tlvs(&answer).require(TAG_1).unwrap());
+    // ProcessSessionCmd (80 05 00 00): 10 session id, 41 the inner command.
+    let wrapped = |inner: &str| {
+        let inner = hx(inner);
+        format!(
+            "80 05 00 00 {:02X} 10 08 {session} 41 {:02X} {}",
+            10 + 2 + inner.len(),
+            inner.len(),
+            super::ec_tests::hex(&inner)
+        )
+    };
+    let verify = wrapped("80 04 00 2C 06 41 04 31323334");
+    assert_eq!(send(&mut chip, &verify, false).1, 0x9000);
+    // DeleteAll `80 04 00 2A`, Case 1.
+    assert_eq!(send(&mut chip, &wrapped("80 04 00 2A"), false).1, 0x9000);
+    assert_eq!(curve_list(&mut chip), [0x01; 17]);
+}
