@@ -13,7 +13,9 @@ use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
+};
 use cryptoki::session::Session;
 use harness::{isolated, module_path, TestChip};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -690,4 +692,55 @@ fn tls_client_certificate_with_the_key_on_the_chip() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A key's curve comes from the chip (GetECCurveId), not from what the process that made it
+/// remembers: an Ed25519 and a P-256 pair made in one process are listed in a second with
+/// their key type and CKA_EC_PARAMS (with a chip that did not answer the curve, the module
+/// once took the 32-byte Ed25519 key for X25519 there).
+#[test]
+fn ec_keys_made_in_one_process_keep_their_curve_in_another() {
+    const NAME: &str = "ec_keys_made_in_one_process_keep_their_curve_in_another";
+    match harness::role(NAME).as_deref() {
+        Some("make") => {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            generate(&session, Mechanism::EccEdwardsKeyPairGen, OID_ED25519, 7);
+            generate(&session, Mechanism::EccKeyPairGen, OID_P256, 8);
+        }
+        Some(_) => {
+            let pkcs11 = init();
+            let session = rw_session(&pkcs11);
+            for (id, key_type, params) in [
+                (7u8, KeyType::EC_EDWARDS, OID_ED25519),
+                (8, KeyType::EC, OID_P256),
+            ] {
+                for class in [ObjectClass::PUBLIC_KEY, ObjectClass::PRIVATE_KEY] {
+                    let found = session
+                        .find_objects(&[Attribute::Id(vec![id]), Attribute::Class(class)])
+                        .expect("C_FindObjects");
+                    assert_eq!(found.len(), 1, "{class:?} with id {id}");
+                    let attributes = session
+                        .get_attributes(
+                            found[0],
+                            &[AttributeType::KeyType, AttributeType::EcParams],
+                        )
+                        .unwrap();
+                    assert!(
+                        attributes.contains(&Attribute::KeyType(key_type)),
+                        "{class:?} {id}: {attributes:?}"
+                    );
+                    assert!(
+                        attributes.contains(&Attribute::EcParams(params.to_vec())),
+                        "{class:?} {id}: {attributes:?}"
+                    );
+                }
+            }
+        }
+        None => {
+            let chip = TestChip::new("");
+            harness::run_role(NAME, "make", &chip, &[]);
+            harness::run_role(NAME, "list", &chip, &[]);
+        }
+    }
 }

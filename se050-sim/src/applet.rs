@@ -112,6 +112,8 @@ mod attributes;
 
 mod auth;
 
+/// ReadECCurveList, CreateECCurve, SetECCurveParam, GetECCurveId.
+mod curves;
 mod ec;
 
 mod management;
@@ -279,6 +281,8 @@ impl VirtualApplet {
             }
             (INS_WRITE, P1_AES, P2_DEFAULT) => self.write_aes_key(&tlvs),
             (INS_WRITE, P1_BINARY, P2_DEFAULT) => self.write_binary(&tlvs),
+            (INS_WRITE, P1_CURVE, P2_CREATE) => self.create_curve(&tlvs),
+            (INS_WRITE, P1_CURVE, P2_PARAM) => self.set_curve_param(&tlvs),
             (INS_WRITE, _, _) => Err(StatusWord::WRONG_P1P2),
             (ins, P1_USERID, P2_DEFAULT) if ins == INS_WRITE | INS_FLAG_AUTH_OBJECT => {
                 self.write_user_id(&tlvs)
@@ -299,6 +303,8 @@ impl VirtualApplet {
             (INS_READ, P1_DEFAULT, P2_LIST) => self.read_id_list(&tlvs),
             (INS_READ, P1_DEFAULT, P2_TYPE) => self.read_type(&tlvs),
             (INS_READ, P1_DEFAULT, P2_ATTRIBUTES) => self.read_attributes(&tlvs),
+            (INS_READ, P1_CURVE, P2_LIST) => self.read_curve_list(),
+            (INS_READ, P1_CURVE, P2_ID) => self.curve_id(&tlvs),
             (INS_READ, _, _) => Err(StatusWord::WRONG_P1P2),
             (INS_CRYPTO, P1_EC, P2_DH) => self.ecdh(&tlvs),
             (INS_CRYPTO, P1_SIGNATURE, P2_SIGN) => self.sign(&tlvs),
@@ -600,3 +606,5 @@ mod ec_tests;
 
 #[cfg(test)]
 mod attest_tests;
+#[cfg(test)]
+mod curves_tests;

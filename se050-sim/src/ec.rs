@@ -94,3 +94,34 @@ pub fn ed25519_sign_chip_order(private: &[u8; 32], message: &[u8]) -> [u8; 64] {
 #[cfg(test)]
 #[path = "ec_tests.rs"]
 mod tests;
+
+/// P-256's domain parameter `param` (`kSE05x_ECCurveParam_*`: 01 a, 02 b, 04 G, 08 n, 10 the
+/// prime) as SetECCurveParam carries it (big-endian; G as `04 || x || y`), computed from
+/// RustCrypto's curve so that no hand-typed constant can be wrong; `None` for another value.
+pub fn p256_parameter(param: u8) -> Option<Vec<u8>> {
+    use p256::elliptic_curve::bigint::ArrayEncoding;
+    use p256::elliptic_curve::Curve;
+    use p256::FieldElement;
+    let bytes = |f: FieldElement| f.to_bytes().to_vec();
+    let generator = p256::AffinePoint::GENERATOR.to_encoded_point(false);
+    match param {
+        0x01 => Some(bytes(-FieldElement::from_u64(3))),
+        0x02 => {
+            // y^2 = x^3 + a x + b at the generator.
+            let x = FieldElement::from_bytes(generator.x()?).into_option()?;
+            let y = FieldElement::from_bytes(generator.y()?).into_option()?;
+            Some(bytes(
+                y.square() - x.square() * x + FieldElement::from_u64(3) * x,
+            ))
+        }
+        0x04 => Some(generator.as_bytes().to_vec()),
+        0x08 => Some(p256::NistP256::ORDER.to_be_byte_array().to_vec()),
+        0x10 => {
+            // p - 1 ends in ...FE: adding one carries nowhere.
+            let mut prime = bytes(-FieldElement::ONE);
+            prime[31] += 1;
+            Some(prime)
+        }
+        _ => None,
+    }
+}

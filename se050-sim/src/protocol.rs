@@ -40,6 +40,8 @@ pub const P1_BINARY: u8 = 0x06;
 pub const P1_SIGNATURE: u8 = 0x0C;
 /// `kSE05x_P1_UserID`.
 pub const P1_USERID: u8 = 0x07;
+/// `kSE05x_P1_CURVE`: the curve-management commands.
+pub const P1_CURVE: u8 = 0x0B;
 /// `kSE05x_P1_MASK_KEY_TYPE` and its values.
 pub const P1_KEY_TYPE_MASK: u8 = 0x60;
 pub const P1_KEY_PAIR: u8 = 0x60;
@@ -64,6 +66,11 @@ pub const P2_SESSION_USERID: u8 = 0x2C;
 pub const P2_ATTRIBUTES: u8 = 0x3B;
 pub const P2_TIME: u8 = 0x3D;
 pub const P2_RANDOM: u8 = 0x49;
+/// `kSE05x_P2_CREATE`, `kSE05x_P2_PARAM`, `kSE05x_P2_ID` (CreateECCurve, SetECCurveParam,
+/// GetECCurveId; ReadECCurveList is P2_LIST).
+pub const P2_CREATE: u8 = 0x04;
+pub const P2_PARAM: u8 = 0x40;
+pub const P2_ID: u8 = 0x36;
 
 pub const TAG_SESSION_ID: u8 = 0x10;
 pub const TAG_POLICY: u8 = 0x11;

@@ -231,6 +231,7 @@ impl Store {
                     .filter(|(id, _)| !self.volatile.contains(id))
                     .map(|(id, o)| (*id, o.clone()))
                     .collect(),
+                curves: state.curves.clone(),
             };
             let (stamp, file) = write_atomically(path, &persistent.serialize())?;
             self.loaded = Some(stamp);

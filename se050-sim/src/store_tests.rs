@@ -39,6 +39,9 @@ fn sample() -> ChipState {
             creator: 0,
         },
     );
+    // P-256 created with all its parameters, another curve created with one.
+    state.curves.insert(0x03, 0x1F);
+    state.curves.insert(0x04, 0x01);
     state
 }
 
@@ -221,9 +224,9 @@ fn a_version_1_file_written_by_hand_loads() {
     }
     // Earlier builds answered X25519 pairs as generated inside: that is the origin it loads with.
     assert_eq!((object.origin, object.creator), (ORIGIN_INTERNAL, 0));
-    // Written back as version 2, which loads to the same state.
+    // Written back as version 3, which loads to the same state.
     let written = state.serialize();
-    assert_eq!(&written[8..10], &[0x02, 0x00]);
+    assert_eq!(&written[8..10], &[0x03, 0x00]);
     assert_eq!(ChipState::deserialize(&written).unwrap(), state);
     // The version-2 bytes of that object: origin 02 and creator 0 after the policy.
     let at = 8 + 2 + 4 + 4 + 1 + 2 + 9;

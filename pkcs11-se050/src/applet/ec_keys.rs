@@ -17,7 +17,7 @@
 
 use super::protocol::*;
 use super::{bad, policy, tag1, ObjectId, PolicyEntry, Se050, Se050Error};
-use crate::apdu::{tlv, Refusal};
+use crate::apdu::tlv;
 use crate::t1::ApduTransport;
 use zeroize::Zeroizing;
 
@@ -180,20 +180,11 @@ impl<T: ApduTransport> Se050<T> {
         policy: &[PolicyEntry],
     ) -> Result<(), Se050Error> {
         id.check_user_writable()?;
-        match self.curve_present(curve) {
-            Ok(true) => {}
-            Ok(false) => self.create_p256()?,
-            // A chip without the curve commands (answering 6D00 / 6A86 to ReadECCurveList)
-            // decides with the WriteECKey itself: it refuses a curve it lacks, changing nothing.
-            Err(e)
-                if matches!(
-                    e.refusal(),
-                    Some(Refusal::InsNotSupported | Refusal::WrongP1P2)
-                ) =>
-            {
-                log::debug!("{e}: generating without a curve check");
-            }
-            Err(e) => return Err(e),
+        // A chip that refuses ReadECCurveList stops the generation here: NXP's middleware
+        // (`sss_se05x_create_curve_if_needed`) returns the refusal too, and no key is made on a
+        // guess about the chip's curves.
+        if !self.curve_present(curve)? {
+            self.create_p256()?;
         }
         let mut data = Vec::new();
         if !policy.is_empty() {

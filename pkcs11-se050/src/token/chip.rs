@@ -52,6 +52,9 @@ pub enum ChipErrorKind {
     PinIncorrect,
     /// The authentication object is blocked (6983): no attempts left.
     PinLocked,
+    /// The chip lacks a command the module needs to know what an object is (6D00 / 6A86 to
+    /// GetECCurveId): the module stops rather than guess.
+    Unsupported,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +83,7 @@ impl ChipError {
             ChipErrorKind::NotFound => CKR_OBJECT_HANDLE_INVALID,
             ChipErrorKind::Full => CKR_DEVICE_MEMORY,
             ChipErrorKind::Refused => CKR_FUNCTION_FAILED,
-            ChipErrorKind::Link => CKR_DEVICE_ERROR,
+            ChipErrorKind::Link | ChipErrorKind::Unsupported => CKR_DEVICE_ERROR,
             ChipErrorKind::Denied | ChipErrorKind::SessionLost => CKR_USER_NOT_LOGGED_IN,
             ChipErrorKind::PinIncorrect => CKR_PIN_INCORRECT,
             ChipErrorKind::PinLocked => CKR_PIN_LOCKED,

@@ -12,6 +12,8 @@ mod attest;
 pub mod attributes;
 pub mod certificate;
 pub mod chip;
+#[cfg(test)]
+mod curve_refusal_tests;
 mod derive;
 pub mod ec;
 pub mod ec_keys;

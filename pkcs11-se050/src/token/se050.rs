@@ -105,9 +105,9 @@ fn chip_error_kind(e: &Se050Error) -> ChipErrorKind {
 }
 
 impl AppletChip {
-    /// Which curve an EC pair is on (GetECCurveId). A chip that does not answer the question
-    /// (an applet or virtual chip without the command) is taken to hold X25519 pairs, as
-    /// before P-256 and Ed25519 existed here: reading its public key checks the length.
+    /// Which curve an EC pair is on (GetECCurveId). A chip that does not answer (refuses the
+    /// command, or answers a curve of no shape) gives an error: the kind of a key is never
+    /// guessed from its public key, where a 32-byte Ed25519 key would pass for X25519.
     fn ec_pair_kind(&mut self, id: u32) -> ChipResult<ObjectKind> {
         use crate::applet::protocol::{CURVE_ED25519, CURVE_NIST_P256, CURVE_X25519};
         use crate::applet::EcCurve;
@@ -119,18 +119,18 @@ impl AppletChip {
                 log::debug!("object {id:#010x}: EC pair on curve {other:#04x}, not shown");
                 Ok(ObjectKind::Other)
             }
-            // A chip that does not answer GetECCurveId: a 65-byte public key is a P-256 point,
-            // anything else is taken for X25519 as before (its length is checked when read).
-            Err(e @ Se050Error::Refused(_)) if e.refusal() != Some(Refusal::NotAllowedByPolicy) => {
-                log::debug!(
-                    "object {id:#010x}: curve not readable ({e}): judged by its public key"
-                );
-                match self.se050.read_object(object(id)?) {
-                    Ok(public) if public.len() == 65 && public[0] == 0x04 => {
-                        Ok(ObjectKind::EcPair(EcCurve::NistP256))
-                    }
-                    _ => Ok(ObjectKind::X25519Pair),
-                }
+            // Not a refusal about this object: the chip does not have the command. Hiding the
+            // key (as for an object the chip will not describe) would be a quiet guess too.
+            Err(e)
+                if matches!(
+                    e.refusal(),
+                    Some(Refusal::InsNotSupported | Refusal::WrongP1P2)
+                ) =>
+            {
+                Err(ChipError::new(
+                    ChipErrorKind::Unsupported,
+                    format!("object {id:#010x}: the chip does not tell the curve of its EC keys ({e}): GetECCurveId is needed"),
+                ))
             }
             Err(e) => Err(self.fail(e)),
         }

@@ -25,6 +25,10 @@ impl VirtualApplet {
         if p1 & !P1_EC != P1_KEY_PAIR {
             return Err(StatusWord::WRONG_P1P2);
         }
+        // A Weierstrass curve exists only once CreateECCurve and its parameters made it.
+        if !self.curve_is_set(curve) {
+            return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
+        }
         let given_public = tlvs.get(TAG_4);
         let (data, counter, busy, origin) = match tlvs.get(TAG_3) {
             None => {

@@ -62,6 +62,7 @@ fn reversed(mut bytes: Vec<u8>) -> Vec<u8> {
 #[test]
 fn p256_generate_read_and_ecdsa_sign_verified_outside() {
     let mut chip = selected();
+    super::curves_tests::create_p256(&mut chip);
     // WriteECKey, key pair generated inside: 80 01 61 00, 41 id, 42 curve NIST_P256.
     let (_, sw) = send(&mut chip, "80 01 61 00 09 41 04 00000020 42 01 03", false);
     assert_eq!(sw, 0x9000);
@@ -123,6 +124,7 @@ fn p256_generate_read_and_ecdsa_sign_verified_outside() {
 #[test]
 fn ecdsa_refusals_answer_the_chips_status_words() {
     let mut chip = selected();
+    super::curves_tests::create_p256(&mut chip);
     send(&mut chip, "80 01 61 00 09 41 04 00000020 42 01 03", false);
     let hash = [0x11u8; 32];
     let sign = |chip: &mut VirtualApplet, id: &str, algo: &str, input: &[u8]| {
@@ -260,6 +262,7 @@ fn ed25519_generated_key_signs_up_to_the_apdu_limit() {
 #[test]
 fn p256_ecdh_known_vector_and_refusals() {
     let mut chip = selected();
+    super::curves_tests::create_p256(&mut chip);
     let command = "80 01 61 00 2B 41 04 00000026 42 01 03 43 20 \
                    7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534";
     assert_eq!(send(&mut chip, command, false).1, 0x9000);
@@ -419,9 +422,9 @@ fn the_attestation_root_lives_beside_the_state_and_old_states_are_provisioned() 
     let (answer, _) = exchange(&mut chip, &hx("80 02 00 00 00 00 06 41 04 F0000013 00 00"));
     let certificate = tlvs(&answer).require(TAG_1).unwrap().to_vec();
     assert!(outside::chain_public_key(&root, &certificate).is_ok());
-    // Saved as format 2, the old object kept (its origin as the old chip answered it).
+    // Saved as format 3, the old object kept (its origin as the old chip answered it).
     let saved = std::fs::read(&old).unwrap();
-    assert_eq!(&saved[8..10], &[0x02, 0x00]);
+    assert_eq!(&saved[8..10], &[0x03, 0x00]);
     let reloaded = crate::store::ChipState::deserialize(&saved).unwrap();
     assert_eq!(reloaded.objects[&UNIQUE_ID].origin, ORIGIN_EXTERNAL);
     assert!(reloaded.objects.contains_key(&ATTESTATION_CERTIFICATE));

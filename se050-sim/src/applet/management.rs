@@ -9,7 +9,8 @@
 //!   big-endian), so it never goes backwards within a run of the host;
 //! - DeleteAll runs only in a session authenticated as the factory-reset credential
 //!   ([`FACTORY_RESET_ID`]), else 6982; it deletes every object but the applet-reserved and
-//!   NXP-provisioned ones (the credential itself, the unique id, the NXP certificate stay).
+//!   NXP-provisioned ones (the credential itself, the unique id, the NXP certificate stay),
+//!   and every curve made with CreateECCurve.
 
 use super::*;
 
@@ -53,6 +54,8 @@ impl VirtualApplet {
         }
         let mut next = self.store.state().clone();
         next.objects.retain(|&id, _| is_reserved(id));
+        // "delete all curves" too (NXP `Se05x_API_DeleteAll`).
+        next.curves.clear();
         self.commit(next)?;
         Ok(Reply::data(Vec::new()).counted(Counter::Deletes))
     }

@@ -1,11 +1,11 @@
 //! The virtual chip's state in memory (objects, their policies, origins and creators) and its
 //! file format.
 //!
-//! # File format (version 2; version 1 still loads)
+//! # File format (version 3; versions 1 and 2 still load)
 //!
 //! ```text
 //! magic       8 bytes  "VSE050ST"
-//! version     u16 LE   2 (1: files of earlier builds, without origin and creator)
+//! version     u16 LE   3 (1: without origin and creator; 2: without curves)
 //! count       u32 LE   number of objects
 //! objects     count x:
 //!   id        u32 BE
@@ -23,11 +23,14 @@
 //!               P-256:   private scalar (32, BE) || public point 04 || X || Y (65)
 //!               Ed25519: private key (32, RFC 8032 order, as NXP writes it) ||
 //!                        public key (32, reversed: the chip's order, see ec.rs)
+//! curves      (version 3 only) u8 count, then count x: curve id u8 || parameters set u8
+//!                      (CreateECCurve / SetECCurveParam, see applet/curves.rs)
 //! crc         u32 LE   CRC-32/ISO-HDLC of everything before it
 //! ```
 //!
 //! A version-1 file is read with the origin the chip of that build answered (X25519 pairs
-//! internal, everything else external) and creator 0, and written back as version 2.
+//! internal, everything else external) and creator 0; a version-1 or 2 file has no curves
+//! created; both are written back as version 3.
 //! The attestation key and its certificate are added to a state that has none (a version-1
 //! file) the first time the applet runs a command on it (see `attestation.rs`).
 //!
@@ -42,7 +45,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 pub(crate) const MAGIC: &[u8; 8] = b"VSE050ST";
-pub(crate) const FORMAT_VERSION: u16 = 2;
+pub(crate) const FORMAT_VERSION: u16 = 3;
 pub(crate) const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// The NVM a real SE050 offers for objects (about 50 KB).
@@ -246,6 +249,9 @@ impl SecureObject {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChipState {
     pub objects: BTreeMap<u32, SecureObject>,
+    /// Weierstrass curves made with CreateECCurve: curve id -> the SetECCurveParam parameters
+    /// given so far (a mask of `kSE05x_ECCurveParam_*`; all five: the curve is SET).
+    pub curves: BTreeMap<u8, u8>,
 }
 
 impl ChipState {
@@ -279,7 +285,10 @@ impl ChipState {
             PROVISIONED_SECRET,
             plain(ObjectData::AesKey { key: secret }),
         );
-        let mut state = ChipState { objects };
+        let mut state = ChipState {
+            objects,
+            curves: BTreeMap::new(),
+        };
         let root_pem = state
             .provision_attestation()
             .expect("a fresh chip has no attestation key yet")
@@ -341,6 +350,10 @@ impl ChipState {
             let payload = object.data.payload();
             out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             out.extend_from_slice(&payload);
+        }
+        out.push(self.curves.len() as u8);
+        for (curve, params) in &self.curves {
+            out.extend_from_slice(&[*curve, *params]);
         }
         let crc = CRC32.checksum(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -405,13 +418,23 @@ impl ChipState {
                 return Err(format!("object 0x{id:08X} appears twice"));
             }
         }
+        let mut curves = BTreeMap::new();
+        if version >= 3 {
+            let [count] = reader.array()?;
+            for _ in 0..count {
+                let [curve, params] = reader.array()?;
+                if curves.insert(curve, params).is_some() {
+                    return Err(format!("curve 0x{curve:02X} appears twice"));
+                }
+            }
+        }
         if reader.at != body.len() {
             return Err(format!(
                 "{} stray bytes after the objects",
                 body.len() - reader.at
             ));
         }
-        Ok(ChipState { objects })
+        Ok(ChipState { objects, curves })
     }
 }
 
