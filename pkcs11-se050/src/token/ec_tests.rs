@@ -240,10 +240,10 @@ const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
 
 fn generate(
     t: &Token,
-    s: u64,
+    s: CK_SESSION_HANDLE,
     mechanism: CK_MECHANISM_TYPE,
     params: &[u8],
-) -> super::error::Result<(u64, u64)> {
+) -> super::error::Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
     t.generate_key_pair(
         s,
         mechanism,
@@ -256,7 +256,7 @@ fn generate(
     )
 }
 
-fn value(t: &Token, s: u64, h: u64, a: CK_ATTRIBUTE_TYPE) -> Vec<u8> {
+fn value(t: &Token, s: CK_SESSION_HANDLE, h: CK_OBJECT_HANDLE, a: CK_ATTRIBUTE_TYPE) -> Vec<u8> {
     t.attributes(s, h, &[a])
         .unwrap()
         .remove(0)
@@ -267,9 +267,9 @@ fn value(t: &Token, s: u64, h: u64, a: CK_ATTRIBUTE_TYPE) -> Vec<u8> {
 
 fn sign(
     t: &Token,
-    s: u64,
+    s: CK_SESSION_HANDLE,
     mechanism: CK_MECHANISM_TYPE,
-    key: u64,
+    key: CK_OBJECT_HANDLE,
     data: &[u8],
 ) -> super::error::Result<Vec<u8>> {
     t.sign_init(s, mechanism, key)?;
@@ -277,7 +277,7 @@ fn sign(
 }
 
 /// The public key from CKA_EC_POINT (a DER OCTET STRING).
-fn point(t: &Token, s: u64, public: u64) -> Vec<u8> {
+fn point(t: &Token, s: CK_SESSION_HANDLE, public: CK_OBJECT_HANDLE) -> Vec<u8> {
     let der = value(t, s, public, CKA_EC_POINT);
     assert_eq!(der[0], 0x04);
     assert_eq!(der[1] as usize, der.len() - 2);

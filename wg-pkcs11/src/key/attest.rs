@@ -6,7 +6,7 @@
 //! CKR_MECHANISM_INVALID, reported as "this token cannot attest".
 
 use cryptoki::error::Error as CkError;
-use cryptoki::mechanism::vendor_defined::{VendorDefinedMechanism, CKM_VENDOR_DEFINED};
+use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 
@@ -15,8 +15,9 @@ use crate::attestation::token_blob;
 use crate::attestation::Evidence;
 use crate::uri::Pkcs11Uri;
 
-/// CKM_VENDOR_DEFINED | 0x5E050A77, as pkcs11-se050 defines it.
-pub const CKM_SE050_ATTEST: u64 = CKM_VENDOR_DEFINED | 0x5E05_0A77;
+/// CKM_VENDOR_DEFINED (0x80000000) | 0x5E050A77, as pkcs11-se050 defines it (a u64 here on every
+/// target: cryptoki takes it as a CK_ULONG, 32 bits on armhf, where it fits).
+pub const CKM_SE050_ATTEST: u64 = 0x8000_0000 | 0x5E05_0A77;
 
 /// The evidence for the key `uri` names, answering `nonce`.
 pub fn attest(uri: &Pkcs11Uri, nonce: &[u8; 16]) -> Result<Evidence, TokenError> {
