@@ -1,8 +1,9 @@
 //! Edge cases of `peer.rs` that mutation testing (scripts/mutants) found unchecked: exact
 //! counters, the boundaries of the rate limits, what a key rotation and a removal leave behind.
-//! Uses the two in-process peers of `peer_tests.rs`.
+//! Uses the two in-process peers of `tests.rs`.
 
 use super::*;
+use crate::timers::{KEEPALIVE_TIMEOUT, REJECT_AFTER_TIME};
 
 #[test]
 fn handshake_messages_are_counted_exactly() {
