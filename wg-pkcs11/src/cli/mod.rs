@@ -1,6 +1,7 @@
 //! The commands of the `wg-pkcs11` binary, one file each, and what they share.
 
 pub mod admit;
+pub mod args;
 pub mod attest;
 pub mod detach;
 pub mod device;
