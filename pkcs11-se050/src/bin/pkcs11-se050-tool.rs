@@ -17,17 +17,39 @@
 //! neither opens, both files stay and the message names them; the next run settles that first.
 //! Exit status 0 on success, 1 with a message on stderr otherwise: scriptable.
 
+use clap::{Parser, Subcommand, ValueHint};
 use pkcs11_se050::config::{Config, TransportConfig};
 use pkcs11_se050::device::{secure, Transport};
 use pkcs11_se050::scp03::{rotation, StaticKeys};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-fn usage() -> String {
-    "usage: pkcs11-se050-tool scp03-rotate [NEWKEYFILE]\n\
-     Replaces the SE050's PlatformSCP03 keys with those of NEWKEYFILE (or random ones) and \
-     then writes them to the configured scp03_keys file."
-        .into()
+/// The command line, defined once: parsing, `--help` and conf/completions/ come from it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pkcs11-se050-tool",
+    version,
+    about = "Maintenance of the SE050 behind the PKCS#11 module",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replace the SE050's PlatformSCP03 keys
+    #[command(
+        long_about = "Replaces the SE050's PlatformSCP03 keys with those of NEWKEYFILE \
+                            (or random ones) and then writes them to the configured \
+                            scp03_keys file."
+    )]
+    Scp03Rotate {
+        /// The new keys, in NXP's format (private); default: random keys
+        #[arg(value_name = "NEWKEYFILE", value_hint = ValueHint::FilePath)]
+        new_key_file: Option<PathBuf>,
+    },
 }
 
 fn transport(config: &Config) -> Transport {
@@ -69,15 +91,20 @@ fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
 
 fn main() -> ExitCode {
     pkcs11_se050::abi::init_logging();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["scp03-rotate"] => rotate_keys(None),
-        ["scp03-rotate", file] => rotate_keys(Some(Path::new(file))),
-        ["-h" | "--help"] => {
-            println!("{}", usage());
-            return ExitCode::SUCCESS;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // Exit status 1 for every failure (scriptable, as documented above), not clap's 2.
+            return if error.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
         }
-        _ => Err(usage()),
+    };
+    let result = match cli.command {
+        Command::Scp03Rotate { new_key_file } => rotate_keys(new_key_file.as_deref()),
     };
     match result {
         Ok(message) => {
