@@ -117,3 +117,75 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// conf/completions/ holds this tool's completions, generated from [`Cli`] by clap_complete and
+/// checked in for the package; the test fails when they differ from the definition. To
+/// regenerate: `REGENERATE_COMPLETIONS=1 cargo test -p pkcs11-se050 --bin pkcs11-se050-tool`.
+#[cfg(test)]
+mod completions {
+    use super::Cli;
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+
+    const NAME: &str = "pkcs11-se050-tool";
+
+    fn generated(shell: Shell) -> String {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), NAME, &mut out);
+        let text = String::from_utf8(out).expect("clap_complete writes UTF-8");
+        // clap_complete 4.6 spells a hyphenated binary's bash state two ways, so nothing after
+        // a command completes (clap-rs/clap#6421): one spelling.
+        match shell {
+            Shell::Bash => {
+                text.replace("pkcs11__subcmd__se050__subcmd__tool", "pkcs11__se050__tool")
+            }
+            _ => text,
+        }
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn checked_in_completions_are_generated_from_the_definition() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/completions");
+        let regenerate = std::env::var_os("REGENERATE_COMPLETIONS").is_some();
+        let mut stale = Vec::new();
+        for (shell, file) in [
+            (Shell::Bash, format!("{NAME}.bash")),
+            (Shell::Zsh, format!("_{NAME}")),
+            (Shell::Fish, format!("{NAME}.fish")),
+        ] {
+            let fresh = generated(shell);
+            if regenerate {
+                std::fs::write(dir.join(&file), &fresh).unwrap();
+            } else if std::fs::read_to_string(dir.join(&file)).ok().as_deref() != Some(&fresh) {
+                stale.push(format!("conf/completions/{file}"));
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "{} not what clap_complete generates from {NAME}'s definition; regenerate with \
+             `REGENERATE_COMPLETIONS=1 cargo test -p pkcs11-se050 --bin {NAME}`",
+            stale.join(", ")
+        );
+    }
+
+    #[test]
+    fn bash_completes_the_command() {
+        let script = format!(
+            "source {}/../conf/completions/{NAME}.bash; COMP_WORDS=({NAME} scp03-rotate --); \
+             COMP_CWORD=2; _pkcs11__se050__tool {NAME} -- scp03-rotate; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .expect("bash runs");
+        let words = String::from_utf8_lossy(&out.stdout);
+        assert!(words.lines().any(|w| w == "--help"), "{words}");
+    }
+}

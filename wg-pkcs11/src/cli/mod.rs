@@ -3,6 +3,7 @@
 pub mod admit;
 pub mod args;
 pub mod attest;
+mod completions;
 pub mod detach;
 pub mod device;
 pub mod keyfile;
