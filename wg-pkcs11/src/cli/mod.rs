@@ -10,6 +10,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod list;
 pub mod logging;
+mod man_page;
 pub mod nonce;
 pub mod notify;
 pub mod quick;
