@@ -33,6 +33,7 @@ fn usage_exit(error: clap::Error) -> ExitCode {
 /// Parses the command line (cli/args.rs), or says why it cannot.
 fn parse(args: Vec<String>) -> Result<Cli, clap::Error> {
     let mut command = cli::args::command();
+    let args = cli::args::help_word_as_flag(args);
     let matches =
         command.try_get_matches_from_mut(std::iter::once("wg-pkcs11".into()).chain(args))?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;

@@ -292,6 +292,21 @@ pub fn command() -> clap::Command {
     Cli::command().mut_subcommands(|sub| sub.help_template(COMMAND_HELP_TEMPLATE))
 }
 
+/// `COMMAND ... help` has always shown COMMAND's help, as `COMMAND --help` does (a config or an
+/// interface named `help` never could be named after a command): the word becomes the flag.
+pub fn help_word_as_flag(mut args: Vec<String>) -> Vec<String> {
+    let is_command = |name: &str| Cli::command().find_subcommand(name).is_some();
+    if args
+        .first()
+        .is_some_and(|first| first != "help" && is_command(first))
+    {
+        for arg in args.iter_mut().skip(1).filter(|a| *a == "help") {
+            *arg = "--help".into();
+        }
+    }
+    args
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +376,22 @@ mod tests {
             "{zero}"
         );
         assert!(parse(&["rotate", "wg0", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn help_after_a_command_is_its_help() {
+        let words = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            help_word_as_flag(words(&["up", "help"])),
+            words(&["up", "--help"])
+        );
+        assert_eq!(
+            help_word_as_flag(words(&["help", "up"])),
+            words(&["help", "up"])
+        );
+        assert_eq!(help_word_as_flag(words(&["help"])), words(&["help"]));
+        let help = parse(&["down", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 
     #[test]
