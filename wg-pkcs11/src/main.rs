@@ -1,16 +1,7 @@
 //! `wg-pkcs11`: a WireGuard interface whose static key may live in a PKCS#11 token.
 //!
-//! ```text
-//! wg-pkcs11 up [-f] IFNAME|CONF    bring up the interface (detach once up; -f: stay in front)
-//! wg-pkcs11 down|save|strip IFNAME|CONF   as wg-quick
-//! wg-pkcs11 [-f] IFNAME           as `wireguard-go IFNAME`, for stock wg-quick
-//! wg-pkcs11 genkey URI            create an X25519 key pair in the token, print its public key
-//! wg-pkcs11 pubkey [URI]          print the public key of a token key (or of a base64 key)
-//! wg-pkcs11 show [--json] [IFNAME] what `wg show` says, plus the public key and key health
-//! wg-pkcs11 list [URI]           the token's X25519 keys, each with its pkcs11: URI
-//! wg-pkcs11 set IFNAME private-key-uri URI | rotate IFNAME   key rotation
-//! wg-pkcs11 attest URI --nonce HEX | verify-attestation | admit | nonce   attestation
-//! ```
+//! The command line is defined once, in cli/args.rs (clap): `wg-pkcs11 --help`, the man page
+//! check and conf/completions/ all follow from it. This file parses and dispatches.
 
 mod cli;
 
