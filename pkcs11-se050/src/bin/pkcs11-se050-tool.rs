@@ -17,17 +17,39 @@
 //! neither opens, both files stay and the message names them; the next run settles that first.
 //! Exit status 0 on success, 1 with a message on stderr otherwise: scriptable.
 
+use clap::{Parser, Subcommand, ValueHint};
 use pkcs11_se050::config::{Config, TransportConfig};
 use pkcs11_se050::device::{secure, Transport};
 use pkcs11_se050::scp03::{rotation, StaticKeys};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-fn usage() -> String {
-    "usage: pkcs11-se050-tool scp03-rotate [NEWKEYFILE]\n\
-     Replaces the SE050's PlatformSCP03 keys with those of NEWKEYFILE (or random ones) and \
-     then writes them to the configured scp03_keys file."
-        .into()
+/// The command line, defined once: parsing, `--help` and conf/completions/ come from it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pkcs11-se050-tool",
+    version,
+    about = "Maintenance of the SE050 behind the PKCS#11 module",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replace the SE050's PlatformSCP03 keys
+    #[command(
+        long_about = "Replaces the SE050's PlatformSCP03 keys with those of NEWKEYFILE \
+                            (or random ones) and then writes them to the configured \
+                            scp03_keys file."
+    )]
+    Scp03Rotate {
+        /// The new keys, in NXP's format (private); default: random keys
+        #[arg(value_name = "NEWKEYFILE", value_hint = ValueHint::FilePath)]
+        new_key_file: Option<PathBuf>,
+    },
 }
 
 fn transport(config: &Config) -> Transport {
@@ -69,15 +91,20 @@ fn rotate_keys(new_key_file: Option<&Path>) -> Result<String, String> {
 
 fn main() -> ExitCode {
     pkcs11_se050::abi::init_logging();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["scp03-rotate"] => rotate_keys(None),
-        ["scp03-rotate", file] => rotate_keys(Some(Path::new(file))),
-        ["-h" | "--help"] => {
-            println!("{}", usage());
-            return ExitCode::SUCCESS;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // Exit status 1 for every failure (scriptable, as documented above), not clap's 2.
+            return if error.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
         }
-        _ => Err(usage()),
+    };
+    let result = match cli.command {
+        Command::Scp03Rotate { new_key_file } => rotate_keys(new_key_file.as_deref()),
     };
     match result {
         Ok(message) => {
@@ -88,5 +115,77 @@ fn main() -> ExitCode {
             eprintln!("pkcs11-se050-tool: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// conf/completions/ holds this tool's completions, generated from [`Cli`] by clap_complete and
+/// checked in for the package; the test fails when they differ from the definition. To
+/// regenerate: `REGENERATE_COMPLETIONS=1 cargo test -p pkcs11-se050 --bin pkcs11-se050-tool`.
+#[cfg(test)]
+mod completions {
+    use super::Cli;
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+
+    const NAME: &str = "pkcs11-se050-tool";
+
+    fn generated(shell: Shell) -> String {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), NAME, &mut out);
+        let text = String::from_utf8(out).expect("clap_complete writes UTF-8");
+        // clap_complete 4.6 spells a hyphenated binary's bash state two ways, so nothing after
+        // a command completes (clap-rs/clap#6421): one spelling.
+        match shell {
+            Shell::Bash => {
+                text.replace("pkcs11__subcmd__se050__subcmd__tool", "pkcs11__se050__tool")
+            }
+            _ => text,
+        }
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn checked_in_completions_are_generated_from_the_definition() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/completions");
+        let regenerate = std::env::var_os("REGENERATE_COMPLETIONS").is_some();
+        let mut stale = Vec::new();
+        for (shell, file) in [
+            (Shell::Bash, format!("{NAME}.bash")),
+            (Shell::Zsh, format!("_{NAME}")),
+            (Shell::Fish, format!("{NAME}.fish")),
+        ] {
+            let fresh = generated(shell);
+            if regenerate {
+                std::fs::write(dir.join(&file), &fresh).unwrap();
+            } else if std::fs::read_to_string(dir.join(&file)).ok().as_deref() != Some(&fresh) {
+                stale.push(format!("conf/completions/{file}"));
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "{} not what clap_complete generates from {NAME}'s definition; regenerate with \
+             `REGENERATE_COMPLETIONS=1 cargo test -p pkcs11-se050 --bin {NAME}`",
+            stale.join(", ")
+        );
+    }
+
+    #[test]
+    fn bash_completes_the_command() {
+        let script = format!(
+            "source {}/../conf/completions/{NAME}.bash; COMP_WORDS=({NAME} scp03-rotate --); \
+             COMP_CWORD=2; _pkcs11__se050__tool {NAME} -- scp03-rotate; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .expect("bash runs");
+        let words = String::from_utf8_lossy(&out.stdout);
+        assert!(words.lines().any(|w| w == "--help"), "{words}");
     }
 }

@@ -7,42 +7,21 @@ use std::process::Command;
 
 use base64::Engine;
 
-use super::verify_attestation::{check, take_verify_options, VerifyArgs};
+use super::args::AdmitArgs;
+use super::verify_attestation::check;
 
-pub fn run(args: &[&str]) -> Result<(), String> {
-    let mut verify_args = VerifyArgs::default();
-    let rest = take_verify_options(args, &mut verify_args)?;
-    let mut positional = Vec::new();
-    let mut allowed_ips = None;
-    let mut endpoint = None;
-    let mut keepalive = None;
-    let mut it = rest.into_iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg {
-            "--allowed-ips" => allowed_ips = Some(value("--allowed-ips")?),
-            "--endpoint" => endpoint = Some(value("--endpoint")?),
-            "--persistent-keepalive" => keepalive = Some(value("--persistent-keepalive")?),
-            other if other.starts_with("--") => {
-                return Err(format!("`admit`: unknown option `{other}`"))
-            }
-            other => positional.push(other),
-        }
-    }
-    let [ifname, evidence] = positional.as_slice() else {
-        return Err("`admit` takes IFNAME and EVIDENCE".into());
-    };
-    let allowed_ips = allowed_ips.ok_or("`admit` needs --allowed-ips")?;
-    verify_args.evidence = evidence.to_string();
-    let verified = check(&verify_args)?;
+pub fn run(args: AdmitArgs) -> Result<(), String> {
+    let ifname = args.ifname.as_str();
+    let allowed_ips = args.allowed_ips.as_str();
+    let verified = check(&args.verify)?;
     let key = base64::engine::general_purpose::STANDARD.encode(verified.wireguard_public_key);
     let wg = std::env::var("WG_PKCS11_WG").unwrap_or_else(|_| "wg".into());
     let mut command = Command::new(&wg);
     command.args(["set", ifname, "peer", &key, "allowed-ips", allowed_ips]);
-    if let Some(endpoint) = endpoint {
+    if let Some(endpoint) = &args.endpoint {
         command.args(["endpoint", endpoint]);
     }
-    if let Some(keepalive) = keepalive {
+    if let Some(keepalive) = &args.persistent_keepalive {
         command.args(["persistent-keepalive", keepalive]);
     }
     let status = command

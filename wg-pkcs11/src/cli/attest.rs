@@ -2,16 +2,14 @@
 //! the WireGuard public key, the chip's attested read of the key exactly as exchanged, and the
 //! chip's certificate chain, answering the server's nonce (`wg-pkcs11 nonce` on the server).
 
+use super::args::AttestArgs;
 use wg_pkcs11::attestation::nonce_store::parse_nonce;
 use wg_pkcs11::key::attest::attest;
 use wg_pkcs11::uri::Pkcs11Uri;
 
-pub fn run(args: &[&str]) -> Result<(), String> {
-    let (uri, nonce) = match args {
-        [uri, "--nonce", nonce] | ["--nonce", nonce, uri] => (*uri, *nonce),
-        _ => return Err("usage: wg-pkcs11 attest URI --nonce HEX".into()),
-    };
-    let nonce = parse_nonce(nonce)?;
+pub fn run(args: &AttestArgs) -> Result<(), String> {
+    let uri = args.uri.as_str();
+    let nonce = parse_nonce(&args.nonce)?;
     if !uri.starts_with("pkcs11:") {
         // Most likely a config's base64 PrivateKey: say so rather than only "not a URI".
         return Err(

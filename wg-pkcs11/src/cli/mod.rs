@@ -1,13 +1,16 @@
 //! The commands of the `wg-pkcs11` binary, one file each, and what they share.
 
 pub mod admit;
+pub mod args;
 pub mod attest;
+mod completions;
 pub mod detach;
 pub mod device;
 pub mod keyfile;
 pub mod keys;
 pub mod list;
 pub mod logging;
+mod man_page;
 pub mod nonce;
 pub mod notify;
 pub mod quick;

@@ -68,60 +68,7 @@ fn send_switch(ifname: &str, uri: &Pkcs11Uri) -> Result<(), String> {
     })
 }
 
-/// What `rotate` is told on its command line.
-#[derive(Debug, Default)]
-pub struct RotateOptions {
-    pub ifname: String,
-    /// The interface's config (default /etc/wireguard/IFNAME.conf): its PrivateKey URI names the
-    /// old key, and it is rewritten to the new one.
-    pub config: Option<String>,
-    /// Label of the new key (default: the old label with the date and time).
-    pub label: Option<String>,
-    /// Registers the new key with the server (`sh -c`); without it, wait for Enter on stdin.
-    pub hook: Option<String>,
-    /// Must succeed through the tunnel with the new key before the old key is deleted.
-    pub check: Option<String>,
-    /// Seconds to wait for the handshakes and the check.
-    pub timeout_secs: u64,
-}
-
-const DEFAULT_TIMEOUT_SECS: u64 = 30;
-
-pub fn parse_rotate_args(args: &[&str]) -> Result<RotateOptions, String> {
-    let mut options = RotateOptions {
-        timeout_secs: DEFAULT_TIMEOUT_SECS,
-        ..Default::default()
-    };
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let mut value = |name: &str| {
-            rest.next()
-                .map(|v| v.to_string())
-                .ok_or_else(|| format!("`{name}` needs a value"))
-        };
-        match *arg {
-            "--config" => options.config = Some(value("--config")?),
-            "--label" => options.label = Some(value("--label")?),
-            "--hook" => options.hook = Some(value("--hook")?),
-            "--check" => options.check = Some(value("--check")?),
-            "--timeout" => {
-                let v = value("--timeout")?;
-                options.timeout_secs = v
-                    .parse()
-                    .ok()
-                    .filter(|&s| s > 0)
-                    .ok_or_else(|| format!("--timeout `{v}` is not a number of seconds"))?;
-            }
-            flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
-            name if options.ifname.is_empty() => options.ifname = name.to_string(),
-            extra => return Err(format!("unexpected argument `{extra}`")),
-        }
-    }
-    if options.ifname.is_empty() {
-        return Err("`rotate` needs the interface name".into());
-    }
-    Ok(options)
-}
+use super::args::RotateArgs;
 
 /// The `PrivateKey = ...` line of the [Interface] section: (line index, value).
 fn private_key_line(text: &str) -> Option<(usize, String)> {
@@ -358,7 +305,7 @@ fn every_peer_on(device: &uapi::DeviceInfo, since: std::time::Duration, key: &[u
 ///    otherwise the interface goes back to the old key, which was never deleted;
 /// 6. the config's PrivateKey is rewritten atomically;
 /// 7. only then the old key is deleted from the chip.
-pub fn rotate(options: &RotateOptions) -> Result<(), String> {
+pub fn rotate(options: &RotateArgs) -> Result<(), String> {
     use std::time::{Duration, Instant, SystemTime};
     let ifname = options.ifname.as_str();
     // Default: /etc/wireguard/IFNAME.conf (or $WG_PKCS11_CONFIG_DIR/IFNAME.conf).
@@ -610,18 +557,6 @@ mod tests {
         );
         assert!(with_key_file_uri("# nothing\n", "u").is_err());
         assert!(with_key_file_uri("pkcs11:object=a\npkcs11:object=c\n", "u").is_err());
-    }
-
-    #[test]
-    fn options() {
-        let o = parse_rotate_args(&["wg0", "--hook", "x", "--timeout", "5"]).unwrap();
-        assert_eq!(
-            (o.ifname.as_str(), o.hook.as_deref(), o.timeout_secs),
-            ("wg0", Some("x"), 5)
-        );
-        assert!(parse_rotate_args(&[]).is_err());
-        assert!(parse_rotate_args(&["wg0", "--timeout", "0"]).is_err());
-        assert!(parse_rotate_args(&["wg0", "--bogus"]).is_err());
     }
 }
 

@@ -6,7 +6,7 @@
 //! outcome). Without `--root`, NXP's shipped root is the only trusted one; with `--root`, only
 //! the roots given (a virtual chip's test root is trusted only this way).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -14,48 +14,7 @@ use wg_pkcs11::attestation::evidence::MAX_EVIDENCE_BYTES;
 use wg_pkcs11::attestation::nonce_store::{parse_nonce, NonceStore};
 use wg_pkcs11::attestation::{roots, verify, Evidence, Verified, VerifyOptions};
 
-#[derive(Debug, Default)]
-pub struct VerifyArgs {
-    pub evidence: String,
-    pub nonce: Option<String>,
-    pub roots: Vec<PathBuf>,
-    pub nonce_dir: Option<PathBuf>,
-}
-
-/// Takes `--nonce`, `--root`, `--nonce-dir` from `args`; returns the rest.
-pub fn take_verify_options<'a>(
-    args: &[&'a str],
-    into: &mut VerifyArgs,
-) -> Result<Vec<&'a str>, String> {
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(&arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .copied()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match arg {
-            "--nonce" => into.nonce = Some(value("--nonce")?.to_string()),
-            "--root" => into.roots.push(PathBuf::from(value("--root")?)),
-            "--nonce-dir" => into.nonce_dir = Some(PathBuf::from(value("--nonce-dir")?)),
-            other => rest.push(other),
-        }
-    }
-    Ok(rest)
-}
-
-pub fn parse_args(args: &[&str]) -> Result<VerifyArgs, String> {
-    let mut parsed = VerifyArgs::default();
-    let rest = take_verify_options(args, &mut parsed)?;
-    match rest.as_slice() {
-        [evidence] if !evidence.starts_with("--") || *evidence == "-" => {
-            parsed.evidence = evidence.to_string()
-        }
-        _ => return Err("`verify-attestation` takes one EVIDENCE file (or -)".into()),
-    }
-    Ok(parsed)
-}
+pub use super::args::VerifyArgs;
 
 fn read_evidence(path: &str) -> Result<Vec<u8>, String> {
     use std::io::Read;
@@ -107,9 +66,8 @@ pub fn check(args: &VerifyArgs) -> Result<Verified, String> {
     .map_err(|e| format!("refused: {e}"))
 }
 
-pub fn run(args: &[&str]) -> Result<(), String> {
-    let args = parse_args(args)?;
-    let verified = check(&args)?;
+pub fn run(args: &VerifyArgs) -> Result<(), String> {
+    let verified = check(args)?;
     println!(
         "{}",
         base64::engine::general_purpose::STANDARD.encode(verified.wireguard_public_key)
