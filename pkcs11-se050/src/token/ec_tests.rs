@@ -490,6 +490,54 @@ fn p256_ecdh_equals_rustcrypto() {
     );
 }
 
+/// As for X25519 (tests.rs): a P-256 key deleted by another process is a bad base key
+/// (CKR_KEY_HANDLE_INVALID, not a chip failure), and this process forgets it.
+#[test]
+fn p256_ecdh_with_a_key_another_process_deleted_is_a_bad_key_handle() {
+    let chip = chip();
+    let t = token_on(&chip);
+    let s = t.open_session(0, RW).unwrap();
+    let (public, private) = generate(&t, s, CKM_EC_KEY_PAIR_GEN, P256_OID).unwrap();
+    let other = token_on(&chip);
+    let so = other.open_session(0, RW).unwrap();
+    let found = {
+        other
+            .find_init(
+                so,
+                &Template::new(vec![(CKA_CLASS, ulong_value(CKO_PRIVATE_KEY))]),
+            )
+            .unwrap();
+        let found = other.find_next(so, 10).unwrap();
+        other.find_final(so).unwrap();
+        found
+    };
+    assert_eq!(found.len(), 1);
+    let key_id = other.cache.lock().resolve(found[0]).unwrap().0.key_id;
+    t.destroy(s, private).unwrap();
+    t.destroy(s, public).unwrap();
+    let peer = p256::SecretKey::from_slice(&[5; 32]).unwrap();
+    let params = DeriveParams {
+        kdf: CKD_NULL,
+        shared_data: vec![],
+        public_data: peer
+            .public_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec(),
+    };
+    assert_eq!(
+        rv(other.derive(
+            so,
+            CKM_ECDH1_DERIVE,
+            Some(&params),
+            found[0],
+            &Template::default()
+        )),
+        CKR_KEY_HANDLE_INVALID
+    );
+    assert!(!other.cache.lock().pairs.contains_key(&key_id));
+}
+
 #[test]
 fn keys_made_under_the_user_pin_get_the_users_policy_with_sign_and_attestation() {
     let chip = chip();
