@@ -11,7 +11,7 @@ use super::ec::{decode_point, hex};
 use super::ec_keys::public_key;
 use super::ecdh_p256::p256_peer;
 use super::error::{answer, refuse, Result};
-use super::objects::{split_handle, Half};
+use super::handles::{split_handle, Half};
 use super::secret::{SecretKey, SECRET_USAGE_ATTRIBUTES};
 use super::Token;
 use pkcs11_sys::*;

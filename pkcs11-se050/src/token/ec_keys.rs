@@ -13,7 +13,8 @@ use super::attributes::{bool_value, ulong_value, AttrValue};
 use super::chip::{Chip, ChipErrorKind, EcCurve, PolicyEntry};
 use super::ec::hex;
 use super::error::{refuse, Result};
-use super::objects::{Half, KeyPair, ObjectCache};
+use super::handles::Half;
+use super::objects::{KeyPair, ObjectCache};
 use super::pin::{SO_PIN_ID, USER_PIN_ID};
 use crate::applet::protocol::{
     POLICY_ALLOW_ATTESTATION, POLICY_ALLOW_DELETE, POLICY_ALLOW_KA, POLICY_ALLOW_READ,

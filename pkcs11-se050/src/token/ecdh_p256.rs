@@ -7,7 +7,7 @@
 
 use super::chip::EcCurve;
 use super::error::{refuse, Result};
-use super::objects::split_handle;
+use super::handles::split_handle;
 use super::Token;
 use pkcs11_sys::*;
 
