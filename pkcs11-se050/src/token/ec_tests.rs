@@ -276,6 +276,18 @@ fn sign(
     t.sign(s, data)
 }
 
+/// The objects `t` finds in session `s` with the attributes `wanted`.
+fn find(
+    t: &Token,
+    s: CK_SESSION_HANDLE,
+    wanted: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
+) -> Vec<CK_OBJECT_HANDLE> {
+    t.find_init(s, &Template::new(wanted)).unwrap();
+    let found = t.find_next(s, 10).unwrap();
+    t.find_final(s).unwrap();
+    found
+}
+
 /// The public key from CKA_EC_POINT (a DER OCTET STRING).
 fn point(t: &Token, s: CK_SESSION_HANDLE, public: CK_OBJECT_HANDLE) -> Vec<u8> {
     let der = value(t, s, public, CKA_EC_POINT);
@@ -327,14 +339,10 @@ fn p256_keys_are_made_listed_and_sign_in_both_ecdsa_mechanisms() {
     // Another process sees the key (listing by curve: GetECCurveId).
     let other = token_on(&chip);
     let so = other.open_session(0, RW).unwrap();
-    other
-        .find_init(
-            so,
-            &Template::new(vec![(CKA_KEY_TYPE, ulong_value(CKK_EC))]),
-        )
-        .unwrap();
-    assert_eq!(other.find_next(so, 10).unwrap().len(), 2);
-    other.find_final(so).unwrap();
+    assert_eq!(
+        find(&other, so, vec![(CKA_KEY_TYPE, ulong_value(CKK_EC))]).len(),
+        2
+    );
     assert_eq!(value(&other, so, public, CKA_LABEL), b"k");
     assert_eq!(value(&other, so, private, CKA_ID), vec![0x42]);
 }
@@ -500,17 +508,7 @@ fn p256_ecdh_with_a_key_another_process_deleted_is_a_bad_key_handle() {
     let (public, private) = generate(&t, s, CKM_EC_KEY_PAIR_GEN, P256_OID).unwrap();
     let other = token_on(&chip);
     let so = other.open_session(0, RW).unwrap();
-    let found = {
-        other
-            .find_init(
-                so,
-                &Template::new(vec![(CKA_CLASS, ulong_value(CKO_PRIVATE_KEY))]),
-            )
-            .unwrap();
-        let found = other.find_next(so, 10).unwrap();
-        other.find_final(so).unwrap();
-        found
-    };
+    let found = find(&other, so, vec![(CKA_CLASS, ulong_value(CKO_PRIVATE_KEY))]);
     assert_eq!(found.len(), 1);
     let key_id = other.cache.lock().resolve(found[0]).unwrap().0.key_id;
     t.destroy(s, private).unwrap();
@@ -595,17 +593,11 @@ fn certificates_are_stored_found_by_id_read_back_and_destroyed() {
     // Another process finds it by class and CKA_ID, as clients look up a key's certificate.
     let other = token_on(&chip);
     let so = other.open_session(0, RW).unwrap();
-    other
-        .find_init(
-            so,
-            &Template::new(vec![
-                (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
-                (CKA_ID, vec![0x42]),
-            ]),
-        )
-        .unwrap();
-    assert_eq!(other.find_next(so, 10).unwrap(), vec![cert]);
-    other.find_final(so).unwrap();
+    let wanted = vec![
+        (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
+        (CKA_ID, vec![0x42]),
+    ];
+    assert_eq!(find(&other, so, wanted), vec![cert]);
     assert_eq!(value(&other, so, cert, CKA_VALUE), der);
     assert_eq!(value(&other, so, cert, CKA_LABEL), b"device-7");
     let serial = value(&other, so, cert, CKA_SERIAL_NUMBER);
@@ -665,14 +657,7 @@ fn a_certificate_is_read_inside_the_users_session() {
     let other = token_on(&chip);
     let so = other.open_session(0, RW).unwrap();
     other.login(so, CKU_USER, USER).unwrap();
-    other
-        .find_init(
-            so,
-            &Template::new(vec![(CKA_CLASS, ulong_value(CKO_CERTIFICATE))]),
-        )
-        .unwrap();
-    let found = other.find_next(so, 10).unwrap();
-    other.find_final(so).unwrap();
+    let found = find(&other, so, vec![(CKA_CLASS, ulong_value(CKO_CERTIFICATE))]);
     assert_eq!(
         found.len(),
         1,
