@@ -288,6 +288,29 @@ fn find(
     found
 }
 
+/// CKM_ECDH1_DERIVE's parameters with `peer`'s uncompressed point.
+fn p256_params(peer: &p256::SecretKey) -> DeriveParams {
+    DeriveParams {
+        kdf: CKD_NULL,
+        shared_data: vec![],
+        public_data: peer
+            .public_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec(),
+    }
+}
+
+/// C_DeriveKey with CKM_ECDH1_DERIVE and an empty template.
+fn ecdh(
+    t: &Token,
+    s: CK_SESSION_HANDLE,
+    params: &DeriveParams,
+    key: CK_OBJECT_HANDLE,
+) -> super::error::Result<CK_OBJECT_HANDLE> {
+    t.derive(s, CKM_ECDH1_DERIVE, Some(params), key, &Template::default())
+}
+
 /// The public key from CKA_EC_POINT (a DER OCTET STRING).
 fn point(t: &Token, s: CK_SESSION_HANDLE, public: CK_OBJECT_HANDLE) -> Vec<u8> {
     let der = value(t, s, public, CKA_EC_POINT);
@@ -438,23 +461,11 @@ fn bad_input_gets_the_specified_code_and_never_reaches_the_chip() {
         public_data: vec![0x04; 65],
     };
     assert_eq!(
-        rv(t.derive(
-            s,
-            CKM_ECDH1_DERIVE,
-            Some(&params),
-            ed_private,
-            &Template::default()
-        )),
+        rv(ecdh(&t, s, &params, ed_private)),
         CKR_KEY_TYPE_INCONSISTENT
     );
     assert_eq!(
-        rv(t.derive(
-            s,
-            CKM_ECDH1_DERIVE,
-            Some(&params),
-            p256_private,
-            &Template::default()
-        )),
+        rv(ecdh(&t, s, &params, p256_private)),
         CKR_MECHANISM_PARAM_INVALID,
         "a point off the curve"
     );
@@ -472,24 +483,7 @@ fn p256_ecdh_equals_rustcrypto() {
     let s = t.open_session(0, RW).unwrap();
     let (public, private) = generate(&t, s, CKM_EC_KEY_PAIR_GEN, P256_OID).unwrap();
     let peer = p256::SecretKey::random(&mut rand_core::OsRng);
-    let params = DeriveParams {
-        kdf: CKD_NULL,
-        shared_data: vec![],
-        public_data: peer
-            .public_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec(),
-    };
-    let secret = t
-        .derive(
-            s,
-            CKM_ECDH1_DERIVE,
-            Some(&params),
-            private,
-            &Template::default(),
-        )
-        .unwrap();
+    let secret = ecdh(&t, s, &p256_params(&peer), private).unwrap();
     let ours = p256::PublicKey::from_sec1_bytes(&point(&t, s, public)).unwrap();
     let theirs = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), ours.as_affine());
     assert_eq!(
@@ -514,23 +508,8 @@ fn p256_ecdh_with_a_key_another_process_deleted_is_a_bad_key_handle() {
     t.destroy(s, private).unwrap();
     t.destroy(s, public).unwrap();
     let peer = p256::SecretKey::from_slice(&[5; 32]).unwrap();
-    let params = DeriveParams {
-        kdf: CKD_NULL,
-        shared_data: vec![],
-        public_data: peer
-            .public_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec(),
-    };
     assert_eq!(
-        rv(other.derive(
-            so,
-            CKM_ECDH1_DERIVE,
-            Some(&params),
-            found[0],
-            &Template::default()
-        )),
+        rv(ecdh(&other, so, &p256_params(&peer), found[0])),
         CKR_KEY_HANDLE_INVALID
     );
     assert!(!other.cache.lock().pairs.contains_key(&key_id));
