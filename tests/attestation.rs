@@ -61,6 +61,26 @@ impl Server {
             .trim()
             .to_string()
     }
+    /// `wg-pkcs11 verify-attestation`'s arguments for `evidence` answered to `nonce`, against
+    /// this server's nonces, trusting `root` (None: NXP's roots only).
+    fn verify_args<'a>(
+        &'a self,
+        evidence: &'a Path,
+        nonce: &'a str,
+        root: Option<&'a Path>,
+    ) -> Vec<&'a str> {
+        let mut args = vec![
+            "verify-attestation",
+            evidence.to_str().unwrap(),
+            "--nonce",
+            nonce,
+        ];
+        if let Some(root) = root {
+            args.extend(["--root", root.to_str().unwrap()]);
+        }
+        args.extend(["--nonce-dir", self.dir()]);
+        args
+    }
 }
 
 fn attest(token: &VirtualToken, uri: &str, nonce: &str, dir: &Path) -> PathBuf {
@@ -80,73 +100,25 @@ fn a_generated_key_is_attested_verified_once_and_only_under_its_root() {
 
     let nonce = server.nonce(&token);
     let evidence = attest(&token, &uri, &nonce, token.dir());
-    let evidence_arg = evidence.to_str().unwrap();
-    let root_arg = root.to_str().unwrap();
-    let verified = ok(
-        &token,
-        &[
-            "verify-attestation",
-            evidence_arg,
-            "--nonce",
-            &nonce,
-            "--root",
-            root_arg,
-            "--nonce-dir",
-            server.dir(),
-        ],
-    );
+    let verified = ok(&token, &server.verify_args(&evidence, &nonce, Some(&root)));
     let mut lines = verified.lines();
     assert_eq!(lines.next(), Some(public.as_str()), "{verified}");
     assert!(verified.contains("chip-id "), "{verified}");
     assert!(verified.contains("origin ok"), "{verified}");
 
     // The same nonce again: used up.
-    let again = refused(
-        &token,
-        &[
-            "verify-attestation",
-            evidence_arg,
-            "--nonce",
-            &nonce,
-            "--root",
-            root_arg,
-            "--nonce-dir",
-            server.dir(),
-        ],
-    );
+    let again = refused(&token, &server.verify_args(&evidence, &nonce, Some(&root)));
     assert!(again.contains("already used"), "{again}");
 
     // Another issued nonce than the one the chip answered.
     let other = server.nonce(&token);
-    let wrong = refused(
-        &token,
-        &[
-            "verify-attestation",
-            evidence_arg,
-            "--nonce",
-            &other,
-            "--root",
-            root_arg,
-            "--nonce-dir",
-            server.dir(),
-        ],
-    );
+    let wrong = refused(&token, &server.verify_args(&evidence, &other, Some(&root)));
     assert!(wrong.contains("freshness"), "{wrong}");
 
     // Without --root only NXP's root is trusted: the virtual chip's is not.
     let nonce = server.nonce(&token);
     let evidence = attest(&token, &uri, &nonce, token.dir());
-    let nxp = refused(
-        &token,
-        &[
-            "verify-attestation",
-            evidence.to_str().unwrap(),
-            "--nonce",
-            &nonce,
-            "--nonce-dir",
-            server.dir(),
-        ],
-    );
+    let nxp = refused(&token, &server.verify_args(&evidence, &nonce, None));
     assert!(nxp.contains("untrusted chain"), "{nxp}");
 }
 
@@ -172,19 +144,7 @@ fn a_pin_protected_key_is_attested_with_key_agreement_only_in_the_pin_session() 
     let nonce = server.nonce(&token);
     let evidence = attest(&token, &uri, &nonce, token.dir());
     let root = chip_root(&token);
-    let verified = ok(
-        &token,
-        &[
-            "verify-attestation",
-            evidence.to_str().unwrap(),
-            "--nonce",
-            &nonce,
-            "--root",
-            root.to_str().unwrap(),
-            "--nonce-dir",
-            server.dir(),
-        ],
-    );
+    let verified = ok(&token, &server.verify_args(&evidence, &nonce, Some(&root)));
     assert!(verified.starts_with(&public), "{verified}");
     assert!(
         verified.contains("key agreement only in the session of 7AFF0001"),
@@ -286,16 +246,7 @@ fn attestation_under_platform_scp03() {
     let evidence = attest(&token, &token.key_uri("wg-scp"), &nonce, token.dir());
     let verified = ok(
         &token,
-        &[
-            "verify-attestation",
-            evidence.to_str().unwrap(),
-            "--nonce",
-            &nonce,
-            "--root",
-            chip_root(&token).to_str().unwrap(),
-            "--nonce-dir",
-            server.dir(),
-        ],
+        &server.verify_args(&evidence, &nonce, Some(&chip_root(&token))),
     );
     assert!(verified.starts_with(&public), "{verified}");
 }
@@ -324,16 +275,7 @@ fn keys_that_cannot_prove_where_they_live_are_refused_with_their_reason() {
     let evidence = attest(&other, &other.key_uri("wg-elsewhere"), &nonce, other.dir());
     let foreign = refused(
         &token,
-        &[
-            "verify-attestation",
-            evidence.to_str().unwrap(),
-            "--nonce",
-            &nonce,
-            "--root",
-            chip_root(&token).to_str().unwrap(),
-            "--nonce-dir",
-            server.dir(),
-        ],
+        &server.verify_args(&evidence, &nonce, Some(&chip_root(&token))),
     );
     assert!(
         foreign.contains("refused: untrusted chain")
@@ -345,15 +287,6 @@ fn keys_that_cannot_prove_where_they_live_are_refused_with_their_reason() {
     let evidence = attest(&other, &other.key_uri("wg-elsewhere"), &nonce, other.dir());
     ok(
         &token,
-        &[
-            "verify-attestation",
-            evidence.to_str().unwrap(),
-            "--nonce",
-            &nonce,
-            "--root",
-            chip_root(&other).to_str().unwrap(),
-            "--nonce-dir",
-            server.dir(),
-        ],
+        &server.verify_args(&evidence, &nonce, Some(&chip_root(&other))),
     );
 }

@@ -19,21 +19,18 @@ use cryptoki::object::{
 use cryptoki::session::Session;
 use harness::{isolated, module_path, TestChip};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
 
-fn init() -> Pkcs11 {
+/// The module initialised in this (test's own) process, and a read-write session on its token.
+fn rw_session() -> Session {
     let pkcs11 = Pkcs11::new(module_path()).expect("load the module");
     pkcs11
         .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .expect("C_Initialize");
-    pkcs11
-}
-
-fn rw_session(pkcs11: &Pkcs11) -> Session {
     let slot = pkcs11.get_slots_with_token().unwrap()[0];
     pkcs11.open_rw_session(slot).unwrap()
 }
@@ -93,16 +90,64 @@ fn run(command: &mut Command) -> Output {
 }
 
 /// The public key as a PEM file OpenSSL reads, from CKA_PUBLIC_KEY_INFO.
-fn openssl_public(dir: &Path, spki: &[u8], name: &str) -> std::path::PathBuf {
+fn openssl_public(dir: &Path, spki: &[u8], name: &str) -> PathBuf {
     let der = dir.join(format!("{name}.der"));
     std::fs::write(&der, spki).unwrap();
     let pem = dir.join(format!("{name}.pem"));
+    der_public_key_to_pem(&der, &pem);
+    pem
+}
+
+/// A DER SubjectPublicKeyInfo file as PEM, by OpenSSL.
+fn der_public_key_to_pem(der: &Path, pem: &Path) {
     run(Command::new("openssl")
         .args(["pkey", "-pubin", "-inform", "DER", "-in"])
-        .arg(&der)
+        .arg(der)
         .arg("-out")
-        .arg(&pem));
-    pem
+        .arg(pem));
+}
+
+/// OpenSC's pkcs11-tool with the built module on the chip `conf` configures; must succeed.
+fn pkcs11_tool(conf: &Path, args: &[&str]) -> Output {
+    run(Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module_path())
+        .args(args)
+        .env("PKCS11_SE050_CONF", conf))
+}
+
+/// `ssh-keygen -D`: the public keys OpenSSH finds through the module, as authorized_keys lines.
+fn ssh_keygen_list(conf: &Path) -> Output {
+    run(Command::new("ssh-keygen")
+        .arg("-D")
+        .arg(module_path())
+        .env("PKCS11_SE050_CONF", conf))
+}
+
+/// A self-signed P-256 certificate (CN=device) made by OpenSSL in `dir`: its DER file.
+fn self_signed_certificate(dir: &Path) -> PathBuf {
+    let (key, cert) = (dir.join("k.pem"), dir.join("c.der"));
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=device",
+            "-days",
+            "30",
+            "-outform",
+            "DER",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    cert
 }
 
 #[test]
@@ -111,8 +156,7 @@ fn p256_signatures_verify_with_openssl_and_rustcrypto() {
         "p256_signatures_verify_with_openssl_and_rustcrypto",
         "",
         |conf, _| {
-            let pkcs11 = init();
-            let session = rw_session(&pkcs11);
+            let session = rw_session();
             let (public, private) = generate(&session, Mechanism::EccKeyPairGen, OID_P256, 1);
             let point = attribute(&session, public, AttributeType::EcPoint);
             assert_eq!(
@@ -172,8 +216,7 @@ fn ed25519_signatures_verify_with_openssl_and_dalek() {
         "ed25519_signatures_verify_with_openssl_and_dalek",
         "",
         |conf, _| {
-            let pkcs11 = init();
-            let session = rw_session(&pkcs11);
+            let session = rw_session();
             let (public, private) =
                 generate(&session, Mechanism::EccEdwardsKeyPairGen, OID_ED25519, 2);
             let point = attribute(&session, public, AttributeType::EcPoint);
@@ -220,8 +263,7 @@ fn p256_ecdh_equals_rustcrypto_and_wrong_keys_are_refused() {
         "p256_ecdh_equals_rustcrypto_and_wrong_keys_are_refused",
         "",
         |_, _| {
-            let pkcs11 = init();
-            let session = rw_session(&pkcs11);
+            let session = rw_session();
             let (public, private) = generate(&session, Mechanism::EccKeyPairGen, OID_P256, 3);
             let (_, ed_private) =
                 generate(&session, Mechanism::EccEdwardsKeyPairGen, OID_ED25519, 4);
@@ -278,38 +320,30 @@ fn p256_ecdh_equals_rustcrypto_and_wrong_keys_are_refused() {
 #[test]
 fn pkcs11_tool_and_ssh_keygen_use_the_ec_keys() {
     let chip = TestChip::new("");
-    let pkcs11_tool = |args: &[&str]| -> Command {
-        let mut command = Command::new("pkcs11-tool");
-        command
-            .arg("--module")
-            .arg(module_path())
-            .args(args)
-            .env("PKCS11_SE050_CONF", &chip.conf);
-        command
-    };
     let tool = |args: &[&str]| -> String {
-        let out = run(&mut pkcs11_tool(
+        let out = pkcs11_tool(
+            &chip.conf,
             &[&["--login", "--pin", "123456"], args].concat(),
-        ));
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    run(&mut pkcs11_tool(&[
-        "--init-token",
-        "--so-pin",
-        "87654321",
-        "--label",
-        "e2e",
-    ]));
-    run(&mut pkcs11_tool(&[
-        "--init-pin",
-        "--login",
-        "--login-type",
-        "so",
-        "--so-pin",
-        "87654321",
-        "--pin",
-        "123456",
-    ]));
+    pkcs11_tool(
+        &chip.conf,
+        &["--init-token", "--so-pin", "87654321", "--label", "e2e"],
+    );
+    pkcs11_tool(
+        &chip.conf,
+        &[
+            "--init-pin",
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            "87654321",
+            "--pin",
+            "123456",
+        ],
+    );
     let dir = chip.dir.path();
     let p256 = [
         "--keypairgen",
@@ -369,29 +403,7 @@ fn pkcs11_tool_and_ssh_keygen_use_the_ec_keys() {
         .arg(&sig)
         .arg(&msg));
     // A certificate linked to the key by CKA_ID, written and read back byte for byte.
-    let (key, cert, back) = (dir.join("k.pem"), dir.join("c.der"), dir.join("back.der"));
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-subj",
-            "/CN=device",
-            "-days",
-            "30",
-            "-outform",
-            "DER",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
+    let (cert, back) = (self_signed_certificate(dir), dir.join("back.der"));
     let c = cert.to_str().unwrap();
     tool(&[
         "--write-object",
@@ -426,10 +438,7 @@ fn pkcs11_tool_and_ssh_keygen_use_the_ec_keys() {
     ]);
     assert!(!test_ec.contains("ERR"), "{test_ec}");
     // OpenSSH 9.2 lists the P-256 key (its ssh-pkcs11 takes RSA and ECDSA keys, not Ed25519).
-    let keys = run(Command::new("ssh-keygen")
-        .arg("-D")
-        .arg(module_path())
-        .env("PKCS11_SE050_CONF", &chip.conf));
+    let keys = ssh_keygen_list(&chip.conf);
     let keys = String::from_utf8_lossy(&keys.stdout);
     assert!(keys.contains("ecdsa-sha2-nistp256 "), "{keys}");
 }
@@ -437,31 +446,8 @@ fn pkcs11_tool_and_ssh_keygen_use_the_ec_keys() {
 #[test]
 fn certificates_through_cryptoki() {
     isolated("certificates_through_cryptoki", "", |conf, _| {
-        let dir = conf.parent().unwrap();
-        let (key, cert) = (dir.join("k.pem"), dir.join("c.der"));
-        run(Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=device",
-                "-days",
-                "30",
-                "-outform",
-                "DER",
-                "-keyout",
-            ])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert));
-        let der = std::fs::read(&cert).unwrap();
-        let pkcs11 = init();
-        let session = rw_session(&pkcs11);
+        let der = std::fs::read(self_signed_certificate(conf.parent().unwrap())).unwrap();
+        let session = rw_session();
         let handle = session
             .create_object(&[
                 Attribute::Class(ObjectClass::CERTIFICATE),
@@ -494,10 +480,9 @@ fn certificates_through_cryptoki() {
 fn ssh_logs_in_with_the_p256_key_on_the_chip() {
     let chip = TestChip::new("");
     let dir = chip.dir.path();
-    run(Command::new("pkcs11-tool")
-        .arg("--module")
-        .arg(module_path())
-        .args([
+    pkcs11_tool(
+        &chip.conf,
+        &[
             "--keypairgen",
             "--key-type",
             "EC:prime256v1",
@@ -505,12 +490,9 @@ fn ssh_logs_in_with_the_p256_key_on_the_chip() {
             "30",
             "--label",
             "ssh",
-        ])
-        .env("PKCS11_SE050_CONF", &chip.conf));
-    let keys = run(Command::new("ssh-keygen")
-        .arg("-D")
-        .arg(module_path())
-        .env("PKCS11_SE050_CONF", &chip.conf));
+        ],
+    );
+    let keys = ssh_keygen_list(&chip.conf);
     let authorized = dir.join("authorized_keys");
     std::fs::write(&authorized, &keys.stdout).unwrap();
     let host_key = dir.join("host_ed25519");
@@ -567,13 +549,7 @@ fn tls_client_certificate_with_the_key_on_the_chip() {
     let chip = TestChip::new("");
     let dir = chip.dir.path();
     let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
-    let pkcs11_tool = |args: &[&str]| {
-        run(Command::new("pkcs11-tool")
-            .arg("--module")
-            .arg(module_path())
-            .args(args)
-            .env("PKCS11_SE050_CONF", &chip.conf));
-    };
+    let pkcs11_tool = |args: &[&str]| pkcs11_tool(&chip.conf, args);
     pkcs11_tool(&[
         "--keypairgen",
         "--key-type",
@@ -626,16 +602,7 @@ fn tls_client_certificate_with_the_key_on_the_chip() {
         &path("server.crt"),
     ]));
     // The client's certificate: any request, with the chip's public key forced in.
-    run(Command::new("openssl").args([
-        "pkey",
-        "-pubin",
-        "-inform",
-        "DER",
-        "-in",
-        &path("chip.der"),
-        "-out",
-        &path("chip.pem"),
-    ]));
+    der_public_key_to_pem(&dir.join("chip.der"), &dir.join("chip.pem"));
     run(Command::new("openssl").args([
         "x509",
         "-req",
@@ -703,14 +670,12 @@ fn ec_keys_made_in_one_process_keep_their_curve_in_another() {
     const NAME: &str = "ec_keys_made_in_one_process_keep_their_curve_in_another";
     match harness::role(NAME).as_deref() {
         Some("make") => {
-            let pkcs11 = init();
-            let session = rw_session(&pkcs11);
+            let session = rw_session();
             generate(&session, Mechanism::EccEdwardsKeyPairGen, OID_ED25519, 7);
             generate(&session, Mechanism::EccKeyPairGen, OID_P256, 8);
         }
         Some(_) => {
-            let pkcs11 = init();
-            let session = rw_session(&pkcs11);
+            let session = rw_session();
             for (id, key_type, params) in [
                 (7u8, KeyType::EC_EDWARDS, OID_ED25519),
                 (8, KeyType::EC, OID_P256),

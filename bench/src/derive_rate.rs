@@ -4,17 +4,13 @@
 //! CKA_VALUE, destroy it.
 
 use crate::args::Options;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use crate::token::{count_for, find_or_generate, open_session, SLICES};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
-use cryptoki::types::AuthPin;
-use std::time::{Duration, Instant};
+use cryptoki::session::Session;
+use std::time::Duration;
 use x25519_dalek::{PublicKey, StaticSecret};
-
-/// Turns each side takes.
-const SLICES: u32 = 10;
 
 /// CKA_EC_PARAMS as a PrintableString curve name (PKCS#11 3.0 for Montgomery keys).
 const CURVE25519_PRINTABLE: &[u8] = b"\x13\x0acurve25519";
@@ -25,31 +21,25 @@ pub fn run(options: &Options) -> Result<(), String> {
     let pin: String = options.optional("pin", String::new())?;
     let seconds = Duration::from_secs_f64(options.optional("seconds", 3.0)?);
 
-    let pkcs11 = Pkcs11::new(&module).map_err(|e| format!("load {module}: {e}"))?;
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(|e| format!("C_Initialize: {e}"))?;
-    let slot = *pkcs11
-        .get_slots_with_token()
-        .map_err(|e| format!("C_GetSlotList: {e}"))?
-        .first()
-        .ok_or("the module shows no slot with a token")?;
-    let session = pkcs11
-        .open_rw_session(slot)
-        .map_err(|e| format!("C_OpenSession: {e}"))?;
-    if !pin.is_empty() {
-        session
-            .login(UserType::User, Some(&AuthPin::new(pin.into())))
-            .map_err(|e| format!("C_Login: {e}"))?;
-    }
-    let private_key = find_or_generate(&session, &label)?;
+    let session = open_session(&module, &pin)?;
+    let private_key = find_or_generate(
+        &session,
+        &label,
+        Mechanism::EccMontgomeryKeyPairGen,
+        &[
+            Attribute::KeyType(KeyType::EC_MONTGOMERY),
+            Attribute::EcParams(CURVE25519_PRINTABLE.to_vec()),
+        ],
+        &[
+            Attribute::KeyType(KeyType::EC_MONTGOMERY),
+            Attribute::Derive(true),
+        ],
+    )?;
 
     let peer_public = PublicKey::from(&StaticSecret::random_from_rng(rand_core::OsRng));
     let secret = StaticSecret::random_from_rng(rand_core::OsRng);
     let mut shared = Vec::new();
     let mut sink = 0u8;
-    // The machine is shared and noisy: the two take turns in short slices, so a change of load
-    // hits both alike.
     let slice = seconds / SLICES;
     let (mut derives, mut bare) = (0u64, 0u64);
     for _ in 0..SLICES {
@@ -79,49 +69,6 @@ pub fn run(options: &Options) -> Result<(), String> {
     println!("bare_dh_us={:.2}", 1e6 / bare_per_s);
     println!("overhead_ratio={:.3}", bare_per_s / derive_per_s);
     Ok(())
-}
-
-fn count_for(
-    duration: Duration,
-    mut operation: impl FnMut() -> Result<(), String>,
-) -> Result<u64, String> {
-    let end = Instant::now() + duration;
-    let mut count = 0u64;
-    while Instant::now() < end {
-        operation()?;
-        count += 1;
-    }
-    Ok(count)
-}
-
-fn find_or_generate(session: &Session, label: &str) -> Result<ObjectHandle, String> {
-    let found = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])
-        .map_err(|e| format!("C_FindObjects: {e}"))?;
-    if let Some(&key) = found.first() {
-        return Ok(key);
-    }
-    let (_public, private) = session
-        .generate_key_pair(
-            &Mechanism::EccMontgomeryKeyPairGen,
-            &[
-                Attribute::Token(true),
-                Attribute::KeyType(KeyType::EC_MONTGOMERY),
-                Attribute::EcParams(CURVE25519_PRINTABLE.to_vec()),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ],
-            &[
-                Attribute::Token(true),
-                Attribute::KeyType(KeyType::EC_MONTGOMERY),
-                Attribute::Derive(true),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ],
-        )
-        .map_err(|e| format!("C_GenerateKeyPair: {e}"))?;
-    Ok(private)
 }
 
 fn derive(session: &Session, key: ObjectHandle, peer: &[u8; 32]) -> Result<Vec<u8>, String> {

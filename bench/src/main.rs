@@ -10,6 +10,7 @@ mod rekey;
 mod scp03_cost;
 mod sign_rate;
 mod stream;
+mod token;
 
 use std::process::ExitCode;
 

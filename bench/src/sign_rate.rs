@@ -5,16 +5,13 @@
 //! module itself (token/sign.rs), which is part of what is measured.
 
 use crate::args::Options;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use crate::token::{count_for, find_or_generate, open_session, SLICES};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
-use cryptoki::types::AuthPin;
+use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::session::Session;
 use ed25519_dalek::Signer;
-use std::time::{Duration, Instant};
-
-const SLICES: u32 = 10;
+use std::time::Duration;
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
 const MESSAGE: &[u8] = b"a 64-byte log line that a device signs with its SE050 key ......";
@@ -23,25 +20,10 @@ pub fn run(options: &Options) -> Result<(), String> {
     let module: String = options.required("module")?;
     let pin: String = options.optional("pin", String::new())?;
     let seconds = Duration::from_secs_f64(options.optional("seconds", 3.0)?);
-    let pkcs11 = Pkcs11::new(&module).map_err(|e| format!("load {module}: {e}"))?;
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(|e| format!("C_Initialize: {e}"))?;
-    let slot = *pkcs11
-        .get_slots_with_token()
-        .map_err(|e| format!("C_GetSlotList: {e}"))?
-        .first()
-        .ok_or("the module shows no slot with a token")?;
-    let session = pkcs11
-        .open_rw_session(slot)
-        .map_err(|e| format!("C_OpenSession: {e}"))?;
-    if !pin.is_empty() {
-        session
-            .login(UserType::User, Some(&AuthPin::new(pin.into())))
-            .map_err(|e| format!("C_Login: {e}"))?;
-    }
-    let ecdsa_key = find_or_generate(&session, "bench-p256", Mechanism::EccKeyPairGen, OID_P256)?;
-    let eddsa_key = find_or_generate(
+    let session = open_session(&module, &pin)?;
+    let ecdsa_key =
+        find_or_generate_signer(&session, "bench-p256", Mechanism::EccKeyPairGen, OID_P256)?;
+    let eddsa_key = find_or_generate_signer(
         &session,
         "bench-ed25519",
         Mechanism::EccEdwardsKeyPairGen,
@@ -96,48 +78,18 @@ fn sign(session: &Session, mechanism: &Mechanism, key: ObjectHandle) -> Result<(
     Ok(())
 }
 
-fn count_for(
-    duration: Duration,
-    mut operation: impl FnMut() -> Result<(), String>,
-) -> Result<u64, String> {
-    let end = Instant::now() + duration;
-    let mut count = 0u64;
-    while Instant::now() < end {
-        operation()?;
-        count += 1;
-    }
-    Ok(count)
-}
-
-fn find_or_generate(
+/// A signing pair on the curve `params` names.
+fn find_or_generate_signer(
     session: &Session,
     label: &str,
     mechanism: Mechanism,
     params: &[u8],
 ) -> Result<ObjectHandle, String> {
-    let found = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])
-        .map_err(|e| format!("C_FindObjects: {e}"))?;
-    if let Some(&key) = found.first() {
-        return Ok(key);
-    }
-    let (_, private) = session
-        .generate_key_pair(
-            &mechanism,
-            &[
-                Attribute::Token(true),
-                Attribute::EcParams(params.to_vec()),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ],
-            &[
-                Attribute::Token(true),
-                Attribute::Sign(true),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ],
-        )
-        .map_err(|e| format!("C_GenerateKeyPair: {e}"))?;
-    Ok(private)
+    find_or_generate(
+        session,
+        label,
+        mechanism,
+        &[Attribute::EcParams(params.to_vec())],
+        &[Attribute::Sign(true)],
+    )
 }

@@ -5,6 +5,7 @@
 //! frame.rs  Frame { nad, pcb, inf }: encode/decode, PCB kinds I/R/S
 //! atr.rs    the chip's ATR: BWT, IFSC, MPOT, max clock, historical bytes
 //! link.rs   T1Link: I-blocks, chaining, R-block recovery, WTX, NACK polling
+//!   link/supervisory.rs  S-blocks: RESYNCH, GET ATR, soft/chip reset, IFS; the ATR applied
 //! ```
 //!
 //! The APDU layer above sees only [`ApduTransport`].

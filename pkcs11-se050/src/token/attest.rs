@@ -16,7 +16,7 @@
 
 use super::attributes::{Template, KEY_TEMPLATE_COMMON};
 use super::error::{answer, refuse, Result};
-use super::objects::{split_handle, Half};
+use super::handles::{split_handle, Half};
 use super::secret::SecretKey;
 use super::Token;
 use pkcs11_sys::*;

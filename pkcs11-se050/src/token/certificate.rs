@@ -58,13 +58,13 @@ pub struct Certificate {
 }
 
 pub fn is_cert_handle(handle: CK_OBJECT_HANDLE) -> bool {
-    super::objects::certificate_binding(handle).is_some()
+    super::handles::certificate_binding(handle).is_some()
 }
 
 impl Certificate {
     /// Its handle, from the table the keys' handles come from (token/objects.rs).
     pub fn handle(&self) -> Option<CK_OBJECT_HANDLE> {
-        super::objects::certificate_handle(self.file, self.get(CKA_VALUE))
+        super::handles::certificate_handle(self.file, self.get(CKA_VALUE))
     }
 
     fn get(&self, t: CK_ATTRIBUTE_TYPE) -> &[u8] {
@@ -286,7 +286,7 @@ impl Token {
     /// The certificate a handle names, if it exists.
     pub(super) fn certificate(&self, handle: CK_OBJECT_HANDLE) -> Result<Certificate> {
         use sha2::Digest;
-        let named = super::objects::certificate_binding(handle);
+        let named = super::handles::certificate_binding(handle);
         self.loaded_cache()?
             .certs
             .get(&named.map_or(0, |(file, _)| file))
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(Certificate::decode(CERT_BASE, b"P11CERT1"), None);
         let handle = cert.handle().unwrap();
         assert!(is_cert_handle(handle));
-        assert!(handle < super::super::objects::SESSION_HANDLE_BASE);
+        assert!(handle < super::super::handles::SESSION_HANDLE_BASE);
         assert!(!is_cert_handle(handle ^ 1));
         assert!(!is_cert_handle(5));
     }

@@ -1,14 +1,17 @@
-//! C_DeriveKey with CKM_ECDH1_DERIVE: one X25519 on the chip, the result a session secret.
+//! C_DeriveKey with CKM_ECDH1_DERIVE: one X25519 (or P-256, ecdh_p256.rs) ECDH on the chip, the
+//! result a session secret.
 //!
 //! This is the hot path of a WireGuard handshake, so it costs exactly one APDU: the key is
 //! looked up in the cache (no listing, no metadata read), the chip does one ECDH, and the
 //! result never touches the chip again.
 
 use super::attributes::{attr_name, Template, KEY_TEMPLATE_COMMON};
-use super::chip::ChipErrorKind;
+use super::chip::{Chip, ChipErrorKind, ChipResult, EcCurve};
 use super::ec::{decode_point, hex};
+use super::ec_keys::public_key;
+use super::ecdh_p256::p256_peer;
 use super::error::{answer, refuse, Result};
-use super::objects::{split_handle, Half};
+use super::handles::{split_handle, Half};
 use super::secret::{SecretKey, SECRET_USAGE_ATTRIBUTES};
 use super::Token;
 use pkcs11_sys::*;
@@ -67,19 +70,9 @@ impl Token {
                 "shared data is not allowed with CKD_NULL",
             ));
         }
-        // A P-256 base key takes the P-256 path (ecdh_p256.rs); an Ed25519 one is refused there.
-        if let Some(curve) = self.ec_curve_of(base)? {
-            return self.derive_ec(session, curve, params, base, template);
-        }
-        let peer = decode_point(&params.public_data).ok_or_else(|| {
-            refuse(
-                CKR_MECHANISM_PARAM_INVALID,
-                format_args!(
-                    "peer public key must be 32 raw bytes or a DER OCTET STRING 04 20 ..., got {} bytes",
-                    params.public_data.len()
-                ),
-            )
-        })?;
+        // The base key's curve decides how the peer's key is read and which ECDH the chip
+        // runs (Peer); everything else is the same for X25519 and P-256.
+        let peer = Peer::decode(self.ec_curve_of(base)?, &params.public_data)?;
         let secret = SecretTemplate::parse(template)?;
         self.require_user_for_keys()?;
         let logged_in = self.sessions.lock().user.is_some();
@@ -98,7 +91,7 @@ impl Token {
         }
         let (key_id, bound_public) =
             match self.loaded_cache()?.resolve(base) {
-                Some((pair, Half::Private)) => (pair.key_id, pair.public),
+                Some((pair, Half::Private)) => (pair.key_id, public_key(pair)),
                 Some((_, Half::Public)) => return Err(refuse(
                     CKR_KEY_TYPE_INCONSISTENT,
                     "the base key of CKM_ECDH1_DERIVE must be the private key, not the public one",
@@ -119,8 +112,8 @@ impl Token {
             // The handle is bound to the key it was made for: another process may have deleted
             // it and made a new pair at the same id. Reading the public key costs no NVM write
             // (the ECDH does) and keeps the old handle from deriving with someone else's key.
-            match chip.read_x25519_public(key_id) {
-                Ok(public) if public == bound_public => chip.ecdh_x25519(key_id, &peer),
+            match peer.read_public(chip, key_id) {
+                Ok(public) if public == bound_public => peer.agree(chip, key_id),
                 Ok(_) => Err(super::chip::ChipError::new(
                     ChipErrorKind::NotFound,
                     "replaced by another key at the same object id",
@@ -136,7 +129,7 @@ impl Token {
                 if cache
                     .pairs
                     .get(&key_id)
-                    .is_some_and(|p| p.public == bound_public)
+                    .is_some_and(|p| public_key(p) == bound_public)
                 {
                     cache.remove_pair(key_id);
                 }
@@ -145,17 +138,11 @@ impl Token {
                     format_args!("key {key_id:#010x} is gone from the chip: {e}"),
                 ));
             }
-            Err(e) => return Err(e.to_ckr(&format!("ECDH with key {key_id:#010x}"))),
+            Err(e) => {
+                return Err(e.to_ckr(&format!("{}ECDH with key {key_id:#010x}", peer.prefix())))
+            }
         };
-        if shared.iter().all(|&b| b == 0) {
-            return Err(refuse(
-                CKR_FUNCTION_FAILED,
-                format_args!(
-                    "X25519 with peer key {} gave all zeros (a low-order point): refused",
-                    hex(&peer)
-                ),
-            ));
-        }
+        peer.check_shared(&shared)?;
         let value: Zeroizing<Vec<u8>> = Zeroizing::new(shared[..secret.len].to_vec());
         // Under the sessions lock, so that a C_Logout either ran before (and the secret is not
         // stored) or runs after (and destroys it).
@@ -177,6 +164,71 @@ impl Token {
             usage: secret.usage,
         });
         Ok(handle)
+    }
+}
+
+/// The peer's public key, decoded for the base key's curve: the one place where ECDH with an
+/// X25519 key and with a P-256 key (ecdh_p256.rs) differ.
+enum Peer {
+    X25519([u8; 32]),
+    /// The uncompressed point.
+    P256(Vec<u8>),
+}
+
+impl Peer {
+    /// `curve`: the base key's, None for an X25519 key (or no key: the base is checked later).
+    fn decode(curve: Option<EcCurve>, data: &[u8]) -> Result<Peer> {
+        if let Some(curve) = curve {
+            return p256_peer(curve, data).map(Peer::P256);
+        }
+        let peer = decode_point(data).ok_or_else(|| {
+            refuse(
+                CKR_MECHANISM_PARAM_INVALID,
+                format_args!(
+                    "peer public key must be 32 raw bytes or a DER OCTET STRING 04 20 ..., got {} bytes",
+                    data.len()
+                ),
+            )
+        })?;
+        Ok(Peer::X25519(peer))
+    }
+
+    /// What error messages name the ECDH by.
+    fn prefix(&self) -> &'static str {
+        match self {
+            Peer::X25519(_) => "",
+            Peer::P256(_) => "P-256 ",
+        }
+    }
+
+    /// The base key's public key as the chip has it now (as `ec_keys::public_key` gives it).
+    fn read_public(&self, chip: &mut dyn Chip, key_id: u32) -> ChipResult<Vec<u8>> {
+        match self {
+            Peer::X25519(_) => chip.read_x25519_public(key_id).map(|p| p.to_vec()),
+            Peer::P256(_) => chip.read_ec_public(key_id, EcCurve::NistP256),
+        }
+    }
+
+    fn agree(&self, chip: &mut dyn Chip, key_id: u32) -> ChipResult<Zeroizing<[u8; 32]>> {
+        match self {
+            Peer::X25519(peer) => chip.ecdh_x25519(key_id, peer),
+            Peer::P256(peer) => chip.ecdh_p256(key_id, peer),
+        }
+    }
+
+    /// X25519 with a low-order point gives all zeros (RFC 7748 section 6.1): refused. A P-256
+    /// peer point was checked to lie on the curve before it was sent.
+    fn check_shared(&self, shared: &[u8; 32]) -> Result<()> {
+        match self {
+            Peer::X25519(peer) if shared.iter().all(|&b| b == 0) => Err(refuse(
+                CKR_FUNCTION_FAILED,
+                format_args!(
+                    "X25519 with peer key {} gave all zeros (a low-order point): refused",
+                    hex(peer)
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

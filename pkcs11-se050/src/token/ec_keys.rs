@@ -1,5 +1,5 @@
-//! NIST P-256 and Ed25519 key pairs (issue 22): CKA_EC_PARAMS, their attributes, how they are
-//! read from the chip, and C_GenerateKeyPair with CKM_EC_KEY_PAIR_GEN / CKM_EC_EDWARDS_KEY_PAIR_GEN.
+//! NIST P-256 and Ed25519 key pairs (issue 22): CKA_EC_PARAMS, their policy and attributes, and
+//! how they are read from the chip. C_GenerateKeyPair makes them in keygen.rs, as X25519 pairs.
 //!
 //! They live beside the X25519 pairs in the same cache and under the same rules (a user PIN
 //! makes them the user's, the same metadata records carry label and id). What differs:
@@ -9,19 +9,13 @@
 //!   in the record; sign, key agreement, delete and attestation stay the user's;
 //! - destroying the private half deletes the public half with it.
 
-use super::attributes::{
-    attr_name, bool_value, ulong_value, AttrValue, Template, KEY_TEMPLATE_COMMON,
-};
+use super::attributes::{bool_value, ulong_value, AttrValue};
 use super::chip::{Chip, ChipErrorKind, EcCurve, PolicyEntry};
 use super::ec::hex;
-use super::error::{answer, refuse, Result};
-use super::keygen::{
-    requested_object_id, shared, CUSTOMER_LAST, KEY_BASE, PAIR_COMMON, PRIVATE_ONLY, PUBLIC_ONLY,
-};
-use super::metadata::{default_id, default_label, KeyMetadata};
-use super::objects::{Half, KeyPair, ObjectCache};
+use super::error::{refuse, Result};
+use super::handles::Half;
+use super::objects::{KeyPair, ObjectCache};
 use super::pin::{SO_PIN_ID, USER_PIN_ID};
-use super::Token;
 use crate::applet::protocol::{
     POLICY_ALLOW_ATTESTATION, POLICY_ALLOW_DELETE, POLICY_ALLOW_KA, POLICY_ALLOW_READ,
     POLICY_ALLOW_SIGN,
@@ -247,216 +241,6 @@ pub fn attribute(
         _ => return None,
     };
     Some(AttrValue::Value(v))
-}
-
-/// Usage attributes a template may set true on these keys (the rest of the X25519 list stays
-/// refused: no encryption, no wrapping).
-const MAY_BE_TRUE: &[CK_ATTRIBUTE_TYPE] = &[CKA_SIGN, CKA_VERIFY];
-
-impl Token {
-    pub(super) fn generate_ec_pair(
-        &self,
-        mechanism: CK_MECHANISM_TYPE,
-        public: &Template,
-        private: &Template,
-    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
-        let (key_type, name) = match mechanism {
-            CKM_EC_KEY_PAIR_GEN => (CKK_EC, "CKM_EC_KEY_PAIR_GEN"),
-            _ => (CKK_EC_EDWARDS, "CKM_EC_EDWARDS_KEY_PAIR_GEN"),
-        };
-        public.only(
-            &[KEY_TEMPLATE_COMMON, PAIR_COMMON, PUBLIC_ONLY],
-            "public key",
-        )?;
-        private.only(
-            &[KEY_TEMPLATE_COMMON, PAIR_COMMON, PRIVATE_ONLY],
-            "private key",
-        )?;
-        public.expect_ulong(CKA_CLASS, CKO_PUBLIC_KEY, "public key")?;
-        private.expect_ulong(CKA_CLASS, CKO_PRIVATE_KEY, "private key")?;
-        for t in [public, private] {
-            if let Some(kt) = t.get_ulong(CKA_KEY_TYPE)? {
-                if kt != key_type {
-                    return Err(refuse(
-                        CKR_TEMPLATE_INCONSISTENT,
-                        format_args!("CKA_KEY_TYPE {kt:#x}; {name} makes key type {key_type:#x}"),
-                    ));
-                }
-            }
-            t.expect_bool(
-                CKA_TOKEN,
-                true,
-                "every key lives on the chip (CKA_TOKEN must be true)",
-            )?;
-            t.expect_bool(CKA_COPYABLE, false, "chip keys cannot be copied")?;
-            t.expect_bool(CKA_DESTROYABLE, true, "chip keys can always be destroyed")?;
-        }
-        for (t, which) in [(public, PUBLIC_ONLY), (private, PRIVATE_ONLY)] {
-            for &usage in which {
-                if matches!(usage, CKA_SENSITIVE | CKA_EXTRACTABLE) || MAY_BE_TRUE.contains(&usage)
-                {
-                    continue;
-                }
-                if t.get_bool(usage)? == Some(true) {
-                    return Err(refuse(
-                        CKR_ATTRIBUTE_VALUE_INVALID,
-                        format_args!(
-                            "{} = true refused: chip EC keys sign (and P-256 keys derive); they \
-                             do not encrypt, wrap or recover",
-                            attr_name(usage)
-                        ),
-                    ));
-                }
-            }
-        }
-        private.expect_bool(CKA_SENSITIVE, true, "the private key never leaves the chip")?;
-        private.expect_bool(
-            CKA_EXTRACTABLE,
-            false,
-            "the private key never leaves the chip",
-        )?;
-        let params = public
-            .get(CKA_EC_PARAMS)
-            .or(private.get(CKA_EC_PARAMS))
-            .ok_or_else(|| {
-                refuse(
-                    CKR_TEMPLATE_INCOMPLETE,
-                    "CKA_EC_PARAMS missing from the public key template",
-                )
-            })?;
-        let curve = curve_from_params(params, mechanism)?;
-        if let (Some(a), Some(b)) = (public.get(CKA_EC_PARAMS), private.get(CKA_EC_PARAMS)) {
-            if curve_from_params(b, mechanism)? != curve_from_params(a, mechanism)? {
-                return Err(refuse(
-                    CKR_TEMPLATE_INCONSISTENT,
-                    "the templates name two curves",
-                ));
-            }
-        }
-        if curve == EcCurve::Ed25519 && private.get_bool(CKA_DERIVE)? == Some(true) {
-            return Err(refuse(
-                CKR_ATTRIBUTE_VALUE_INVALID,
-                "CKA_DERIVE = true refused: Ed25519 keys only sign. With pkcs11-tool use --usage-sign",
-            ));
-        }
-        let label = shared(public, private, CKA_LABEL)?;
-        let id = shared(public, private, CKA_ID)?;
-        KeyMetadata::new(
-            0,
-            true,
-            label.clone().unwrap_or_default(),
-            id.clone().unwrap_or_default(),
-        )?;
-
-        let user_ok = self.require_user(true).is_ok();
-        let mut cache = self.cache.lock();
-        self.refresh(&mut cache)?;
-        let protected = cache.ids().any(|id| id == USER_PIN_ID);
-        if protected && !user_ok {
-            drop(cache);
-            self.require_user(true)?;
-            return Err(answer(CKR_USER_NOT_LOGGED_IN, "logged out meanwhile"));
-        }
-        let policy: Vec<PolicyEntry> = if protected {
-            ec_key_policy(curve).to_vec()
-        } else {
-            Vec::new()
-        };
-        let key_id = choose_object_id(&cache, id.as_deref())?;
-        let meta_file = match cache.record_file_for(key_id) {
-            Some(stale) => stale,
-            None => cache.free_record_file(key_id)?,
-        };
-        let label = label.unwrap_or_else(|| default_label(key_id));
-        let id = id.unwrap_or_else(|| default_id(key_id));
-        let record = KeyMetadata::new(key_id, true, label.clone(), id.clone())?;
-
-        let mut link = self.link.lock();
-        let chip = link
-            .chip(&self.config)
-            .map_err(|e| e.to_ckr("opening the chip"))?;
-        chip.generate_ec(key_id, curve, &policy).map_err(|e| {
-            e.to_ckr(&format!(
-                "generating a {} key pair at {key_id:#010x}",
-                curve.name()
-            ))
-        })?;
-        let finish = (|| -> super::chip::ChipResult<KeyPair> {
-            let pair = pair_from_public(key_id, curve, chip.read_ec_public(key_id, curve)?);
-            if cache.is_used(meta_file) {
-                match chip.delete(meta_file) {
-                    Ok(()) => {}
-                    Err(e) if e.kind == ChipErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let record_policy: &[PolicyEntry] = if protected {
-                &super::pin::record_policy()
-            } else {
-                &[]
-            };
-            chip.write_binary(
-                meta_file,
-                &record.clone().with_public(pair.public).encode(),
-                record_policy,
-            )?;
-            Ok(pair)
-        })();
-        let pair = match finish {
-            Ok(pair) => pair,
-            Err(e) => {
-                if let Err(undo) = chip.delete(key_id) {
-                    if undo.kind != ChipErrorKind::NotFound {
-                        log::error!("could not remove half-made key {key_id:#010x}: {undo}");
-                    }
-                }
-                cache.forget(key_id);
-                return Err(e.to_ckr(&format!("storing key {key_id:#010x} and its metadata")));
-            }
-        };
-        drop(link);
-        log::info!(
-            "generated {} key pair {key_id:#010x} ({})",
-            curve.name(),
-            String::from_utf8_lossy(&label)
-        );
-        cache.forget(meta_file);
-        cache.insert_pair(KeyPair {
-            label,
-            id,
-            generated: true,
-            meta_file: Some(meta_file),
-            meta_v2: true,
-            ..pair
-        });
-        let mut handle = |half| {
-            cache
-                .handle(key_id, half)
-                .ok_or_else(|| refuse(CKR_GENERAL_ERROR, "no object handle left in this process"))
-        };
-        Ok((handle(Half::Public)?, handle(Half::Private)?))
-    }
-}
-
-/// The object id a new pair gets: the one a 4-byte CKA_ID names, else the first free one.
-fn choose_object_id(cache: &ObjectCache, id: Option<&[u8]>) -> Result<u32> {
-    match id.and_then(requested_object_id) {
-        Some(wanted) if cache.is_used(wanted) => Err(refuse(
-            CKR_ATTRIBUTE_VALUE_INVALID,
-            format_args!(
-                "CKA_ID asks for object id {wanted:#010x}, which is already used on the chip"
-            ),
-        )),
-        Some(wanted) => Ok(wanted),
-        None => (KEY_BASE..CUSTOMER_LAST)
-            .find(|i| !cache.is_used(*i))
-            .ok_or_else(|| {
-                refuse(
-                    CKR_DEVICE_MEMORY,
-                    "no free object id left in the customer range",
-                )
-            }),
-    }
 }
 
 #[cfg(test)]

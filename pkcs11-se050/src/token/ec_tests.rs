@@ -276,6 +276,41 @@ fn sign(
     t.sign(s, data)
 }
 
+/// The objects `t` finds in session `s` with the attributes `wanted`.
+fn find(
+    t: &Token,
+    s: CK_SESSION_HANDLE,
+    wanted: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
+) -> Vec<CK_OBJECT_HANDLE> {
+    t.find_init(s, &Template::new(wanted)).unwrap();
+    let found = t.find_next(s, 10).unwrap();
+    t.find_final(s).unwrap();
+    found
+}
+
+/// CKM_ECDH1_DERIVE's parameters with `peer`'s uncompressed point.
+fn p256_params(peer: &p256::SecretKey) -> DeriveParams {
+    DeriveParams {
+        kdf: CKD_NULL,
+        shared_data: vec![],
+        public_data: peer
+            .public_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec(),
+    }
+}
+
+/// C_DeriveKey with CKM_ECDH1_DERIVE and an empty template.
+fn ecdh(
+    t: &Token,
+    s: CK_SESSION_HANDLE,
+    params: &DeriveParams,
+    key: CK_OBJECT_HANDLE,
+) -> super::error::Result<CK_OBJECT_HANDLE> {
+    t.derive(s, CKM_ECDH1_DERIVE, Some(params), key, &Template::default())
+}
+
 /// The public key from CKA_EC_POINT (a DER OCTET STRING).
 fn point(t: &Token, s: CK_SESSION_HANDLE, public: CK_OBJECT_HANDLE) -> Vec<u8> {
     let der = value(t, s, public, CKA_EC_POINT);
@@ -327,14 +362,10 @@ fn p256_keys_are_made_listed_and_sign_in_both_ecdsa_mechanisms() {
     // Another process sees the key (listing by curve: GetECCurveId).
     let other = token_on(&chip);
     let so = other.open_session(0, RW).unwrap();
-    other
-        .find_init(
-            so,
-            &Template::new(vec![(CKA_KEY_TYPE, ulong_value(CKK_EC))]),
-        )
-        .unwrap();
-    assert_eq!(other.find_next(so, 10).unwrap().len(), 2);
-    other.find_final(so).unwrap();
+    assert_eq!(
+        find(&other, so, vec![(CKA_KEY_TYPE, ulong_value(CKK_EC))]).len(),
+        2
+    );
     assert_eq!(value(&other, so, public, CKA_LABEL), b"k");
     assert_eq!(value(&other, so, private, CKA_ID), vec![0x42]);
 }
@@ -430,23 +461,11 @@ fn bad_input_gets_the_specified_code_and_never_reaches_the_chip() {
         public_data: vec![0x04; 65],
     };
     assert_eq!(
-        rv(t.derive(
-            s,
-            CKM_ECDH1_DERIVE,
-            Some(&params),
-            ed_private,
-            &Template::default()
-        )),
+        rv(ecdh(&t, s, &params, ed_private)),
         CKR_KEY_TYPE_INCONSISTENT
     );
     assert_eq!(
-        rv(t.derive(
-            s,
-            CKM_ECDH1_DERIVE,
-            Some(&params),
-            p256_private,
-            &Template::default()
-        )),
+        rv(ecdh(&t, s, &params, p256_private)),
         CKR_MECHANISM_PARAM_INVALID,
         "a point off the curve"
     );
@@ -464,30 +483,36 @@ fn p256_ecdh_equals_rustcrypto() {
     let s = t.open_session(0, RW).unwrap();
     let (public, private) = generate(&t, s, CKM_EC_KEY_PAIR_GEN, P256_OID).unwrap();
     let peer = p256::SecretKey::random(&mut rand_core::OsRng);
-    let params = DeriveParams {
-        kdf: CKD_NULL,
-        shared_data: vec![],
-        public_data: peer
-            .public_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec(),
-    };
-    let secret = t
-        .derive(
-            s,
-            CKM_ECDH1_DERIVE,
-            Some(&params),
-            private,
-            &Template::default(),
-        )
-        .unwrap();
+    let secret = ecdh(&t, s, &p256_params(&peer), private).unwrap();
     let ours = p256::PublicKey::from_sec1_bytes(&point(&t, s, public)).unwrap();
     let theirs = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), ours.as_affine());
     assert_eq!(
         value(&t, s, secret, CKA_VALUE),
         theirs.raw_secret_bytes().to_vec()
     );
+}
+
+/// As for X25519 (tests.rs): a P-256 key deleted by another process is a bad base key
+/// (CKR_KEY_HANDLE_INVALID, not a chip failure), and this process forgets it.
+#[test]
+fn p256_ecdh_with_a_key_another_process_deleted_is_a_bad_key_handle() {
+    let chip = chip();
+    let t = token_on(&chip);
+    let s = t.open_session(0, RW).unwrap();
+    let (public, private) = generate(&t, s, CKM_EC_KEY_PAIR_GEN, P256_OID).unwrap();
+    let other = token_on(&chip);
+    let so = other.open_session(0, RW).unwrap();
+    let found = find(&other, so, vec![(CKA_CLASS, ulong_value(CKO_PRIVATE_KEY))]);
+    assert_eq!(found.len(), 1);
+    let key_id = other.cache.lock().resolve(found[0]).unwrap().0.key_id;
+    t.destroy(s, private).unwrap();
+    t.destroy(s, public).unwrap();
+    let peer = p256::SecretKey::from_slice(&[5; 32]).unwrap();
+    assert_eq!(
+        rv(ecdh(&other, so, &p256_params(&peer), found[0])),
+        CKR_KEY_HANDLE_INVALID
+    );
+    assert!(!other.cache.lock().pairs.contains_key(&key_id));
 }
 
 #[test]
@@ -547,17 +572,11 @@ fn certificates_are_stored_found_by_id_read_back_and_destroyed() {
     // Another process finds it by class and CKA_ID, as clients look up a key's certificate.
     let other = token_on(&chip);
     let so = other.open_session(0, RW).unwrap();
-    other
-        .find_init(
-            so,
-            &Template::new(vec![
-                (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
-                (CKA_ID, vec![0x42]),
-            ]),
-        )
-        .unwrap();
-    assert_eq!(other.find_next(so, 10).unwrap(), vec![cert]);
-    other.find_final(so).unwrap();
+    let wanted = vec![
+        (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
+        (CKA_ID, vec![0x42]),
+    ];
+    assert_eq!(find(&other, so, wanted), vec![cert]);
     assert_eq!(value(&other, so, cert, CKA_VALUE), der);
     assert_eq!(value(&other, so, cert, CKA_LABEL), b"device-7");
     let serial = value(&other, so, cert, CKA_SERIAL_NUMBER);
@@ -617,14 +636,7 @@ fn a_certificate_is_read_inside_the_users_session() {
     let other = token_on(&chip);
     let so = other.open_session(0, RW).unwrap();
     other.login(so, CKU_USER, USER).unwrap();
-    other
-        .find_init(
-            so,
-            &Template::new(vec![(CKA_CLASS, ulong_value(CKO_CERTIFICATE))]),
-        )
-        .unwrap();
-    let found = other.find_next(so, 10).unwrap();
-    other.find_final(so).unwrap();
+    let found = find(&other, so, vec![(CKA_CLASS, ulong_value(CKO_CERTIFICATE))]);
     assert_eq!(
         found.len(),
         1,

@@ -1,18 +1,21 @@
-//! C_GenerateKeyPair with CKM_EC_MONTGOMERY_KEY_PAIR_GEN: an X25519 pair made inside the chip.
+//! C_GenerateKeyPair: an X25519 (CKM_EC_MONTGOMERY_KEY_PAIR_GEN), P-256 (CKM_EC_KEY_PAIR_GEN)
+//! or Ed25519 (CKM_EC_EDWARDS_KEY_PAIR_GEN) pair made inside the chip, by one routine;
+//! [`PairCurve`] holds what differs by curve.
 //!
 //! Templates are checked strictly, because whatever they promise must be true of a key that
-//! lives on the chip: it always derives, never signs, never leaves, and is always a token
-//! object. CKA_SIGN / CKA_VERIFY (which Debian 12's pkcs11-tool puts in its templates unless
+//! lives on the chip: an X25519 key always derives and never signs, no private key ever
+//! leaves, and every key is a token object. CKA_SIGN / CKA_VERIFY (which Debian 12's pkcs11-tool puts in its templates unless
 //! given `--usage-derive`) are refused with a message saying so, rather than accepted and then
 //! silently reported false.
 
 use super::attributes::{attr_name, Template, KEY_TEMPLATE_COMMON};
-use super::chip::ChipErrorKind;
-use super::chip::PolicyEntry;
+use super::chip::{Chip, ChipErrorKind, ChipResult, EcCurve, PolicyEntry};
 use super::ec::check_ec_params;
-use super::error::{refuse, Result};
+use super::ec_keys::{curve_from_params, ec_key_policy, pair_from_public};
+use super::error::{answer, refuse, Error, Result};
+use super::handles::Half;
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE};
-use super::objects::{Half, KeyPair};
+use super::objects::{KeyPair, ObjectCache};
 use super::pin::{key_policy, USER_PIN_ID};
 use super::Token;
 use pkcs11_sys::*;
@@ -24,16 +27,15 @@ pub const CUSTOMER_FIRST: u32 = 0x0000_0001;
 pub const CUSTOMER_LAST: u32 = META_BASE - 1;
 
 /// What both halves' templates may name besides KEY_TEMPLATE_COMMON.
-pub(super) const PAIR_COMMON: &[CK_ATTRIBUTE_TYPE] =
-    &[CKA_EC_PARAMS, CKA_SUBJECT, CKA_ALLOWED_MECHANISMS];
-pub(super) const PUBLIC_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
+const PAIR_COMMON: &[CK_ATTRIBUTE_TYPE] = &[CKA_EC_PARAMS, CKA_SUBJECT, CKA_ALLOWED_MECHANISMS];
+const PUBLIC_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_VERIFY,
     CKA_VERIFY_RECOVER,
     CKA_ENCRYPT,
     CKA_WRAP,
     CKA_TRUSTED,
 ];
-pub(super) const PRIVATE_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
+const PRIVATE_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_SIGN,
     CKA_SIGN_RECOVER,
     CKA_DECRYPT,
@@ -44,8 +46,153 @@ pub(super) const PRIVATE_ONLY: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_WRAP_WITH_TRUSTED,
 ];
 
-const CANNOT: &str = "X25519 keys only do key agreement (CKA_DERIVE); they cannot sign, verify, \
-                      encrypt or wrap. With pkcs11-tool use --usage-derive";
+/// The kind of pair C_GenerateKeyPair makes, named by its mechanism: everything in which the
+/// generation of an X25519, a P-256 and an Ed25519 pair differs is here; the steps they share
+/// (template rules, PIN, object id, metadata record, undo) are in `generate_key_pair`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PairCurve {
+    X25519,
+    Ec(EcCurve),
+}
+
+const X25519_CANNOT: &str = "X25519 keys only do key agreement (CKA_DERIVE); they cannot sign, \
+                             verify, encrypt or wrap. With pkcs11-tool use --usage-derive";
+const EC_CANNOT: &str = "chip EC keys sign (and P-256 keys derive); they do not encrypt, wrap \
+                         or recover";
+
+impl PairCurve {
+    fn from_mechanism(mechanism: CK_MECHANISM_TYPE) -> Result<PairCurve> {
+        match mechanism {
+            CKM_EC_MONTGOMERY_KEY_PAIR_GEN => Ok(PairCurve::X25519),
+            CKM_EC_KEY_PAIR_GEN => Ok(PairCurve::Ec(EcCurve::NistP256)),
+            CKM_EC_EDWARDS_KEY_PAIR_GEN => Ok(PairCurve::Ec(EcCurve::Ed25519)),
+            _ => Err(refuse(
+                CKR_MECHANISM_INVALID,
+                format_args!("key pair generation with mechanism {mechanism:#x}; only CKM_EC_MONTGOMERY_KEY_PAIR_GEN, CKM_EC_KEY_PAIR_GEN (P-256) and CKM_EC_EDWARDS_KEY_PAIR_GEN (Ed25519)"),
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PairCurve::X25519 => "X25519",
+            PairCurve::Ec(curve) => curve.name(),
+        }
+    }
+
+    fn key_type(self) -> CK_KEY_TYPE {
+        match self {
+            PairCurve::X25519 => CKK_EC_MONTGOMERY,
+            PairCurve::Ec(EcCurve::NistP256) => CKK_EC,
+            PairCurve::Ec(EcCurve::Ed25519) => CKK_EC_EDWARDS,
+        }
+    }
+
+    /// The key type a template named that this mechanism does not make.
+    fn wrong_key_type(self, named: CK_KEY_TYPE) -> Error {
+        let message = match self {
+            PairCurve::X25519 => {
+                format!("CKA_KEY_TYPE {named:#x}; this mechanism makes CKK_EC_MONTGOMERY keys")
+            }
+            PairCurve::Ec(curve) => {
+                let mechanism = match curve {
+                    EcCurve::NistP256 => "CKM_EC_KEY_PAIR_GEN",
+                    EcCurve::Ed25519 => "CKM_EC_EDWARDS_KEY_PAIR_GEN",
+                };
+                format!(
+                    "CKA_KEY_TYPE {named:#x}; {mechanism} makes key type {:#x}",
+                    self.key_type()
+                )
+            }
+        };
+        refuse(CKR_TEMPLATE_INCONSISTENT, message)
+    }
+
+    /// Usage attributes (of PUBLIC_ONLY / PRIVATE_ONLY) a template may set true, and why the
+    /// others are refused.
+    fn usages(self) -> (&'static [CK_ATTRIBUTE_TYPE], &'static str) {
+        match self {
+            PairCurve::X25519 => (&[], X25519_CANNOT),
+            PairCurve::Ec(_) => (&[CKA_SIGN, CKA_VERIFY], EC_CANNOT),
+        }
+    }
+
+    /// Whether a template may not ask for CKA_MODIFIABLE false. Only the X25519 path ever
+    /// checked it; the P-256 / Ed25519 path accepted it (and reports true): kept as it was.
+    fn refuses_unmodifiable(self) -> bool {
+        self == PairCurve::X25519
+    }
+
+    /// The rule for the private half's CKA_DERIVE.
+    fn check_derive(self, private: &Template) -> Result<()> {
+        match self {
+            PairCurve::X25519 => private.expect_bool(
+                CKA_DERIVE,
+                true,
+                "the private key of an X25519 pair always derives",
+            ),
+            PairCurve::Ec(EcCurve::Ed25519) if private.get_bool(CKA_DERIVE)? == Some(true) => {
+                Err(refuse(
+                    CKR_ATTRIBUTE_VALUE_INVALID,
+                    "CKA_DERIVE = true refused: Ed25519 keys only sign. With pkcs11-tool use --usage-sign",
+                ))
+            }
+            PairCurve::Ec(_) => Ok(()),
+        }
+    }
+
+    /// Checks that one template's CKA_EC_PARAMS names this curve.
+    fn check_params(self, params: &[u8], mechanism: CK_MECHANISM_TYPE) -> Result<()> {
+        match self {
+            PairCurve::X25519 => check_ec_params(params),
+            PairCurve::Ec(_) => curve_from_params(params, mechanism).map(drop),
+        }
+    }
+
+    fn missing_params(self) -> Error {
+        refuse(
+            CKR_TEMPLATE_INCOMPLETE,
+            match self {
+                PairCurve::X25519 => {
+                    "CKA_EC_PARAMS missing from the public key template (use curve25519)"
+                }
+                PairCurve::Ec(_) => "CKA_EC_PARAMS missing from the public key template",
+            },
+        )
+    }
+
+    /// The chip policy of a new key: the user's (and the SO's) under a user PIN. Without a PIN
+    /// an X25519 key still gets an explicit policy, so that its attestation shows what it
+    /// allows (token/attest.rs): no policy would mean the chip's default, which a verifier
+    /// cannot tell from "everything". P-256 and Ed25519 keys get none there.
+    fn policy(self, protected: bool) -> Vec<PolicyEntry> {
+        match (self, protected) {
+            (PairCurve::X25519, true) => key_policy().to_vec(),
+            (PairCurve::X25519, false) => super::attest::unprotected_key_policy().to_vec(),
+            (PairCurve::Ec(curve), true) => ec_key_policy(curve).to_vec(),
+            (PairCurve::Ec(_), false) => Vec::new(),
+        }
+    }
+
+    fn generate(self, chip: &mut dyn Chip, key_id: u32, policy: &[PolicyEntry]) -> ChipResult<()> {
+        match self {
+            PairCurve::X25519 => chip.generate_x25519_with_policy(key_id, policy),
+            PairCurve::Ec(curve) => chip.generate_ec(key_id, curve, policy),
+        }
+    }
+
+    /// The new pair as the chip shows it (its public key read back).
+    fn read_back(self, chip: &mut dyn Chip, key_id: u32) -> ChipResult<KeyPair> {
+        match self {
+            PairCurve::X25519 => Ok(KeyPair::on_chip(key_id, chip.read_x25519_public(key_id)?)),
+            PairCurve::Ec(curve) => Ok(pair_from_public(
+                key_id,
+                curve,
+                chip.read_ec_public(key_id, curve)?,
+            )),
+        }
+    }
+}
 
 impl Token {
     pub fn generate_key_pair(
@@ -56,15 +203,7 @@ impl Token {
         private: &Template,
     ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
         self.check_session(session, true)?;
-        if matches!(mechanism, CKM_EC_KEY_PAIR_GEN | CKM_EC_EDWARDS_KEY_PAIR_GEN) {
-            return self.generate_ec_pair(mechanism, public, private);
-        }
-        if mechanism != CKM_EC_MONTGOMERY_KEY_PAIR_GEN {
-            return Err(refuse(
-                CKR_MECHANISM_INVALID,
-                format_args!("key pair generation with mechanism {mechanism:#x}; only CKM_EC_MONTGOMERY_KEY_PAIR_GEN, CKM_EC_KEY_PAIR_GEN (P-256) and CKM_EC_EDWARDS_KEY_PAIR_GEN (Ed25519)"),
-            ));
-        }
+        let curve = PairCurve::from_mechanism(mechanism)?;
         public.only(
             &[KEY_TEMPLATE_COMMON, PAIR_COMMON, PUBLIC_ONLY],
             "public key",
@@ -77,13 +216,8 @@ impl Token {
         private.expect_ulong(CKA_CLASS, CKO_PRIVATE_KEY, "private key")?;
         for t in [public, private] {
             if let Some(kt) = t.get_ulong(CKA_KEY_TYPE)? {
-                if kt != CKK_EC_MONTGOMERY {
-                    return Err(refuse(
-                        CKR_TEMPLATE_INCONSISTENT,
-                        format_args!(
-                            "CKA_KEY_TYPE {kt:#x}; this mechanism makes CKK_EC_MONTGOMERY keys"
-                        ),
-                    ));
+                if kt != curve.key_type() {
+                    return Err(curve.wrong_key_type(kt));
                 }
             }
             t.expect_bool(
@@ -93,49 +227,42 @@ impl Token {
             )?;
             t.expect_bool(CKA_COPYABLE, false, "chip keys cannot be copied")?;
             t.expect_bool(CKA_DESTROYABLE, true, "chip keys can always be destroyed")?;
-            t.expect_bool(
-                CKA_MODIFIABLE,
-                true,
-                "label and id of chip keys stay modifiable",
-            )?;
+            if curve.refuses_unmodifiable() {
+                t.expect_bool(
+                    CKA_MODIFIABLE,
+                    true,
+                    "label and id of chip keys stay modifiable",
+                )?;
+            }
         }
+        let (may_be_true, cannot) = curve.usages();
         for (t, which) in [(public, PUBLIC_ONLY), (private, PRIVATE_ONLY)] {
             for &usage in which {
-                if matches!(usage, CKA_SENSITIVE | CKA_EXTRACTABLE) {
+                if matches!(usage, CKA_SENSITIVE | CKA_EXTRACTABLE) || may_be_true.contains(&usage)
+                {
                     continue;
                 }
                 if t.get_bool(usage)? == Some(true) {
                     return Err(refuse(
                         CKR_ATTRIBUTE_VALUE_INVALID,
-                        format_args!("{} = true refused: {CANNOT}", attr_name(usage)),
+                        format_args!("{} = true refused: {cannot}", attr_name(usage)),
                     ));
                 }
             }
         }
-        private.expect_bool(
-            CKA_DERIVE,
-            true,
-            "the private key of an X25519 pair always derives",
-        )?;
+        curve.check_derive(private)?;
         private.expect_bool(CKA_SENSITIVE, true, "the private key never leaves the chip")?;
         private.expect_bool(
             CKA_EXTRACTABLE,
             false,
             "the private key never leaves the chip",
         )?;
-
-        match (public.get(CKA_EC_PARAMS), private.get(CKA_EC_PARAMS)) {
-            (None, None) => {
-                return Err(refuse(
-                    CKR_TEMPLATE_INCOMPLETE,
-                    "CKA_EC_PARAMS missing from the public key template (use curve25519)",
-                ))
-            }
-            (a, b) => {
-                for params in [a, b].into_iter().flatten() {
-                    check_ec_params(params)?;
-                }
-            }
+        let params = [public.get(CKA_EC_PARAMS), private.get(CKA_EC_PARAMS)];
+        if params.iter().all(Option::is_none) {
+            return Err(curve.missing_params());
+        }
+        for params in params.into_iter().flatten() {
+            curve.check_params(params, mechanism)?;
         }
         let label = shared(public, private, CKA_LABEL)?;
         let id = shared(public, private, CKA_ID)?;
@@ -157,39 +284,10 @@ impl Token {
         if protected && !user_ok {
             drop(cache);
             self.require_user(true)?;
-            return Err(super::error::answer(
-                CKR_USER_NOT_LOGGED_IN,
-                "logged out meanwhile",
-            ));
+            return Err(answer(CKR_USER_NOT_LOGGED_IN, "logged out meanwhile"));
         }
-        // Without a PIN the key still gets an explicit policy, so that its attestation shows
-        // what it allows (token/attest.rs): no policy would mean the chip's default, which a
-        // verifier cannot tell from "everything".
-        let unprotected = super::attest::unprotected_key_policy();
-        let policy: &[PolicyEntry] = if protected {
-            &key_policy()
-        } else {
-            &unprotected
-        };
-        let key_id = match id.as_deref().and_then(requested_object_id) {
-            Some(wanted) => {
-                if cache.is_used(wanted) {
-                    return Err(refuse(
-                        CKR_ATTRIBUTE_VALUE_INVALID,
-                        format_args!("CKA_ID asks for object id {wanted:#010x}, which is already used on the chip"),
-                    ));
-                }
-                wanted
-            }
-            None => (KEY_BASE..CUSTOMER_LAST)
-                .find(|i| !cache.is_used(*i))
-                .ok_or_else(|| {
-                    refuse(
-                        CKR_DEVICE_MEMORY,
-                        "no free object id left in the customer range",
-                    )
-                })?,
-        };
+        let policy = curve.policy(protected);
+        let key_id = choose_object_id(&cache, id.as_deref())?;
         let meta_file = match cache.record_file_for(key_id) {
             Some(stale) => stale,
             None => cache.free_record_file(key_id)?,
@@ -202,10 +300,19 @@ impl Token {
         let chip = link
             .chip(&self.config)
             .map_err(|e| e.to_ckr("opening the chip"))?;
-        chip.generate_x25519_with_policy(key_id, policy)
-            .map_err(|e| e.to_ckr(&format!("generating an X25519 key pair at {key_id:#010x}")))?;
-        let finish = (|| -> super::chip::ChipResult<[u8; 32]> {
-            let public = chip.read_x25519_public(key_id)?;
+        curve.generate(chip, key_id, &policy).map_err(|e| {
+            e.to_ckr(&format!(
+                "generating {} {} key pair at {key_id:#010x}",
+                if curve == PairCurve::X25519 {
+                    "an"
+                } else {
+                    "a"
+                },
+                curve.name()
+            ))
+        })?;
+        let finish = (|| -> ChipResult<KeyPair> {
+            let pair = curve.read_back(chip, key_id)?;
             // A version 2 record: it carries the public key (see metadata.rs). A stale version 1
             // file at this id has another length: it goes first.
             if cache.is_used(meta_file) {
@@ -222,13 +329,13 @@ impl Token {
             };
             chip.write_binary(
                 meta_file,
-                &record.clone().with_public(public).encode(),
+                &record.clone().with_public(pair.public).encode(),
                 record_policy,
             )?;
-            Ok(public)
+            Ok(pair)
         })();
-        let public_key = match finish {
-            Ok(public) => public,
+        let pair = match finish {
+            Ok(pair) => pair,
             Err(e) => {
                 // Leave no half-made key behind: it would show up with the wrong label.
                 if let Err(undo) = chip.delete(key_id) {
@@ -242,7 +349,8 @@ impl Token {
         };
         drop(link);
         log::info!(
-            "generated X25519 key pair {key_id:#010x} ({})",
+            "generated {} key pair {key_id:#010x} ({})",
+            curve.name(),
             String::from_utf8_lossy(&label)
         );
         cache.forget(meta_file);
@@ -252,26 +360,40 @@ impl Token {
             generated: true,
             meta_file: Some(meta_file),
             meta_v2: true,
-            ..KeyPair::on_chip(key_id, public_key)
+            ..pair
         });
-        let handle = |cache: &mut super::objects::ObjectCache, half| {
+        let mut handle = |half| {
             cache
                 .handle(key_id, half)
                 .ok_or_else(|| refuse(CKR_GENERAL_ERROR, "no object handle left in this process"))
         };
-        Ok((
-            handle(&mut cache, Half::Public)?,
-            handle(&mut cache, Half::Private)?,
-        ))
+        Ok((handle(Half::Public)?, handle(Half::Private)?))
+    }
+}
+
+/// The object id a new pair gets: the one a 4-byte CKA_ID names, else the first free one.
+fn choose_object_id(cache: &ObjectCache, id: Option<&[u8]>) -> Result<u32> {
+    match id.and_then(requested_object_id) {
+        Some(wanted) if cache.is_used(wanted) => Err(refuse(
+            CKR_ATTRIBUTE_VALUE_INVALID,
+            format_args!(
+                "CKA_ID asks for object id {wanted:#010x}, which is already used on the chip"
+            ),
+        )),
+        Some(wanted) => Ok(wanted),
+        None => (KEY_BASE..CUSTOMER_LAST)
+            .find(|i| !cache.is_used(*i))
+            .ok_or_else(|| {
+                refuse(
+                    CKR_DEVICE_MEMORY,
+                    "no free object id left in the customer range",
+                )
+            }),
     }
 }
 
 /// A label or id given in one or both templates; both must agree (a pair has one of each).
-pub(super) fn shared(
-    public: &Template,
-    private: &Template,
-    t: CK_ATTRIBUTE_TYPE,
-) -> Result<Option<Vec<u8>>> {
+fn shared(public: &Template, private: &Template, t: CK_ATTRIBUTE_TYPE) -> Result<Option<Vec<u8>>> {
     match (public.get(t), private.get(t)) {
         (Some(a), Some(b)) if a != b => Err(refuse(
             CKR_TEMPLATE_INCONSISTENT,
@@ -285,7 +407,7 @@ pub(super) fn shared(
 }
 
 /// A 4-byte CKA_ID in the customer range names the object id the pair should get.
-pub(super) fn requested_object_id(id: &[u8]) -> Option<u32> {
+fn requested_object_id(id: &[u8]) -> Option<u32> {
     let id = u32::from_be_bytes(id.try_into().ok()?);
     (CUSTOMER_FIRST..=CUSTOMER_LAST).contains(&id).then_some(id)
 }
@@ -306,6 +428,52 @@ mod tests {
         );
         assert_eq!(requested_object_id(&[1, 2, 3]), None);
         assert_eq!(requested_object_id(b"wg0-key"), None);
+    }
+
+    #[test]
+    fn each_curve_keeps_its_own_rules() {
+        let x = PairCurve::from_mechanism(CKM_EC_MONTGOMERY_KEY_PAIR_GEN).unwrap();
+        let p = PairCurve::from_mechanism(CKM_EC_KEY_PAIR_GEN).unwrap();
+        let e = PairCurve::from_mechanism(CKM_EC_EDWARDS_KEY_PAIR_GEN).unwrap();
+        assert_eq!(
+            PairCurve::from_mechanism(CKM_RSA_PKCS_KEY_PAIR_GEN)
+                .unwrap_err()
+                .rv(),
+            CKR_MECHANISM_INVALID
+        );
+        assert_eq!(
+            [x.key_type(), p.key_type(), e.key_type()],
+            [CKK_EC_MONTGOMERY, CKK_EC, CKK_EC_EDWARDS]
+        );
+        let derives = Template::new(vec![(CKA_DERIVE, vec![1])]);
+        let no_derive = Template::new(vec![(CKA_DERIVE, vec![0])]);
+        assert!(x.check_derive(&derives).is_ok() && p.check_derive(&derives).is_ok());
+        assert_eq!(
+            x.check_derive(&no_derive).unwrap_err().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        assert_eq!(
+            e.check_derive(&derives).unwrap_err().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        assert!(x.usages().0.is_empty() && p.usages().0.contains(&CKA_SIGN));
+        assert!(x.refuses_unmodifiable() && !p.refuses_unmodifiable());
+        let p256_oid = super::super::ec_keys::OID_P256;
+        let x25519_oid = super::super::ec::OID_X25519;
+        assert!(p.check_params(p256_oid, CKM_EC_KEY_PAIR_GEN).is_ok());
+        assert!(x
+            .check_params(x25519_oid, CKM_EC_MONTGOMERY_KEY_PAIR_GEN)
+            .is_ok());
+        assert!(x
+            .check_params(p256_oid, CKM_EC_MONTGOMERY_KEY_PAIR_GEN)
+            .is_err());
+        assert!(e
+            .check_params(p256_oid, CKM_EC_EDWARDS_KEY_PAIR_GEN)
+            .is_err());
+        // Unprotected: an X25519 key still gets an explicit policy, the EC keys none.
+        assert_eq!(x.policy(false).len(), 1);
+        assert!(p.policy(false).is_empty());
+        assert_eq!(p.policy(true).len(), 3);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod ec_keys;
 mod ec_tests;
 mod ecdh_p256;
 pub mod error;
+pub mod handles;
 pub mod info;
 mod keygen;
 pub mod link;

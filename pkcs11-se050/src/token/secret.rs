@@ -103,7 +103,7 @@ impl Default for SecretStore {
     fn default() -> Self {
         SecretStore {
             objects: HashMap::new(),
-            next: super::objects::SESSION_HANDLE_BASE,
+            next: super::handles::SESSION_HANDLE_BASE,
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use super::chip::EcCurve;
 use super::error::{answer, refuse, Result};
-use super::objects::{split_handle, Half};
+use super::handles::{split_handle, Half};
 use super::Token;
 use crate::applet::sign::MAX_EDDSA_MESSAGE;
 use pkcs11_sys::*;

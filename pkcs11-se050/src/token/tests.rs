@@ -1,7 +1,7 @@
 //! The token layer on the real virtual SE050 (a temporary state file), without the C ABI.
 
 use super::attributes::{ulong_value, Template};
-use super::objects::{split_handle, Half};
+use super::handles::{split_handle, Half};
 use super::{DeriveParams, Token};
 use crate::config::Config;
 use pkcs11_sys::*;

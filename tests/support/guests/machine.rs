@@ -3,14 +3,14 @@
 //! file. Whatever the guest is (a busybox initramfs, or systemd from a Debian root), it answers
 //! `@@READY` once its agent listens, then `@@CMD` lines.
 
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{mpsc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::kernel_vm::channel::{Channel, ChannelError, GuestOutput};
+use crate::kernel_vm::channel::{Channel, GuestOutput};
+pub use crate::kernel_vm::qemu::BootFailure;
+use crate::kernel_vm::qemu::{self, describe, tail, BootLimits, QemuFiles};
 use crate::wait::poll_until;
 
 /// The virtio-serial port's name, as the kernel VM's (the guest agents look for it).
@@ -19,7 +19,8 @@ pub const CHANNEL_PORT_NAME: &str = crate::kernel_vm::initramfs::CHANNEL_PORT_NA
 const CONSOLE_TAIL_LINES: usize = 150;
 
 /// What a guest was started with: the qemu command (without the console and channel, which
-/// `boot` adds) and where its files go.
+/// `boot` adds) and where its files go. The boot itself is kernel_vm/qemu.rs's, as the kernel
+/// VM's.
 pub struct Launch {
     pub name: &'static str,
     pub command: Command,
@@ -45,12 +46,6 @@ pub struct Machine {
     pub ready_line: String,
 }
 
-/// Why a boot failed: the reason and the console's last lines.
-pub struct BootFailure {
-    pub reason: String,
-    pub console: String,
-}
-
 impl Machine {
     /// Starts qemu and waits for the guest's `@@READY`.
     pub fn boot(launch: Launch) -> Result<Machine, BootFailure> {
@@ -61,88 +56,30 @@ impl Machine {
             boot_timeout,
             first_output,
         } = launch;
-        let console_path = dir.join(format!("{name}-console.log"));
-        let socket_path = dir.join(format!("{name}-channel.sock"));
-        let log_path = dir.join(format!("{name}-qemu.log"));
-        command
-            .arg("-chardev")
-            .arg(format!("file,id=console,path={}", console_path.display()))
-            .args(["-serial", "chardev:console"])
-            .arg("-chardev")
-            .arg(format!(
-                "socket,id=channel,path={},server=on,wait=on",
-                socket_path.display()
-            ))
-            .args(["-device", "virtio-serial-pci"])
-            .arg("-device")
-            .arg(format!(
-                "virtserialport,chardev=channel,name={CHANNEL_PORT_NAME}"
-            ));
-        let log = std::fs::File::create(&log_path).expect("cannot create qemu's log");
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("cannot duplicate a file handle"))
-            .stderr(log);
-        let started_at = Instant::now();
-        let (mut child, keeper) = spawn_qemu(command);
-        let fail = |child: &mut Child, reason: String| {
-            let _ = child.kill();
-            let _ = child.wait();
-            let qemu_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            BootFailure {
-                reason: format!("{reason}; qemu said: {}", qemu_log.trim()),
-                console: tail(
-                    &std::fs::read_to_string(&console_path).unwrap_or_default(),
-                    CONSOLE_TAIL_LINES,
-                ),
-            }
+        let files = QemuFiles {
+            console: dir.join(format!("{name}-console.log")),
+            socket: dir.join(format!("{name}-channel.sock")),
+            log: dir.join(format!("{name}-qemu.log")),
         };
-        let mut stream = None;
-        poll_until(Duration::from_secs(20), || {
-            stream = UnixStream::connect(&socket_path).ok();
-            stream.is_some() || !matches!(child.try_wait(), Ok(None))
-        });
-        let Some(stream) = stream else {
-            return Err(fail(
-                &mut child,
-                "qemu never opened the channel socket".into(),
-            ));
+        files.add_console_chardev(&mut command);
+        command.args(["-serial", "chardev:console"]);
+        files.add_channel(&mut command);
+        let limits = BootLimits {
+            boot_timeout,
+            first_output,
+            console_tail_lines: CONSOLE_TAIL_LINES,
         };
-        let mut channel = Channel::new(stream);
-        if let Some(deadline) = first_output {
-            let printed = poll_until(deadline, || {
-                std::fs::metadata(&console_path).is_ok_and(|m| m.len() > 0)
-                    || !matches!(child.try_wait(), Ok(None))
-            });
-            if !printed || std::fs::metadata(&console_path).map_or(0, |m| m.len()) == 0 {
-                return Err(fail(
-                    &mut child,
-                    format!("no console output within {deadline:?}"),
-                ));
-            }
-        }
-        let ready = channel.wait_for_line("@@READY", started_at + boot_timeout, || {
-            matches!(child.try_wait(), Ok(None))
-        });
-        match ready {
-            Ok(line) => Ok(Machine {
-                name,
-                qemu: Mutex::new(child),
-                _keeper: keeper,
-                channel: Mutex::new(channel),
-                console_path,
-                dir: dir.clone(),
-                boot_time: started_at.elapsed(),
-                ready_line: line.trim_start_matches("@@READY").trim().to_string(),
-            }),
-            Err(e) => Err(fail(
-                &mut child,
-                format!(
-                    "the guest's agent never got ready within {boot_timeout:?}: {}",
-                    describe(&e)
-                ),
-            )),
-        }
+        let booted = qemu::boot(command, &files, &limits)?;
+        Ok(Machine {
+            name,
+            qemu: Mutex::new(booted.child),
+            _keeper: booted.keeper,
+            channel: Mutex::new(booted.channel),
+            console_path: files.console,
+            dir,
+            boot_time: booted.boot_time,
+            ready_line: booted.ready_line,
+        })
     }
 
     /// Runs `script` with the guest's shell; its status and output whatever they are. Panics
@@ -248,51 +185,4 @@ impl Drop for Machine {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// Spawns qemu from a thread that lives as long as the machine, with PR_SET_PDEATHSIG, so that
-/// qemu dies with the test binary however it ends (as kernel_vm/vm.rs does).
-fn spawn_qemu(mut command: Command) -> (Child, mpsc::Sender<()>) {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let (child_tx, child_rx) = mpsc::channel();
-    let (keep_tx, keep_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
-        // parent; it runs in the child between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let spawned = command.spawn();
-        let failed = spawned.is_err();
-        let _ = child_tx.send(spawned);
-        if !failed {
-            let _ = keep_rx.recv();
-        }
-    });
-    let child = child_rx
-        .recv()
-        .expect("the thread that starts qemu vanished")
-        .unwrap_or_else(|e| {
-            panic!("cannot start {program} (scripts/install-deps installs qemu-system-x86 and qemu-system-arm): {e}")
-        });
-    (child, keep_tx)
-}
-
-fn describe(e: &ChannelError) -> String {
-    match e {
-        ChannelError::Timeout => "timed out".into(),
-        ChannelError::Closed => "qemu exited or closed the channel".into(),
-        ChannelError::Io(e) => format!("channel I/O error: {e}"),
-        ChannelError::Garbled(line) => format!("garbled answer: {line}"),
-    }
-}
-
-pub fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -17,6 +17,7 @@ pub mod cpio;
 pub mod guest_wg;
 pub mod initramfs;
 pub mod package;
+pub mod qemu;
 pub mod tunnel;
 pub mod vm;
 

@@ -16,19 +16,18 @@
 //! first console output and TCG (pure emulation, no KVM needed) is used otherwise.
 //! `WG_PKCS11_TEST_VM_ACCEL=tcg` skips the attempt.
 
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::channel::{Channel, ChannelError, GuestOutput};
-use super::initramfs::{self, GuestNetwork, CHANNEL_PORT_NAME};
+use super::channel::{Channel, GuestOutput};
+use super::initramfs::{self, GuestNetwork};
 use super::package::KernelPackage;
+use super::qemu::{self, describe, tail, BootFailure, BootLimits, Booted, QemuFiles};
 use crate::netns::{add_address, Netns};
 use crate::wait::poll_until;
 
@@ -125,13 +124,13 @@ impl KernelVm {
         let mut failures = Vec::new();
         for accel in accelerators(&kernel) {
             match start(&switch, &kernel, &initrd, dir.path(), accel) {
-                Ok(started) => {
+                Ok((started, console_path)) => {
                     eprintln!(
                         "kernel VM: {} {} booted under {accel} in {:.1} s (console: {})",
                         kernel.name,
                         kernel.version,
                         started.boot_time.as_secs_f64(),
-                        started.console_path.display()
+                        console_path.display()
                     );
                     let vm = KernelVm {
                         switch,
@@ -139,9 +138,9 @@ impl KernelVm {
                         qemu: Mutex::new(started.child),
                         _keeper: started.keeper,
                         channel: Mutex::new(started.channel),
-                        console_path: started.console_path,
+                        console_path,
                         accel,
-                        kernel_release: started.release,
+                        kernel_release: started.ready_line,
                         next_host: AtomicU32::new(10),
                         next_index: AtomicU32::new(1),
                         dir,
@@ -402,15 +401,6 @@ fn accelerators(kernel: &KernelPackage) -> Vec<&'static str> {
     }
 }
 
-struct Started {
-    child: Child,
-    keeper: mpsc::Sender<()>,
-    channel: Channel,
-    console_path: PathBuf,
-    boot_time: Duration,
-    release: String,
-}
-
 struct Failure {
     accel: &'static str,
     reason: String,
@@ -424,10 +414,12 @@ fn start(
     initrd: &Path,
     dir: &Path,
     accel: &'static str,
-) -> Result<Started, Failure> {
-    let console_path = dir.join(format!("console-{accel}.log"));
-    let socket_path = dir.join(format!("channel-{accel}.sock"));
-    let log_path = dir.join(format!("qemu-{accel}.log"));
+) -> Result<(Booted, PathBuf), Failure> {
+    let files = QemuFiles {
+        console: dir.join(format!("console-{accel}.log")),
+        socket: dir.join(format!("channel-{accel}.sock")),
+        log: dir.join(format!("qemu-{accel}.log")),
+    };
     let mut command = switch.command("qemu-system-x86_64");
     command
         .args(["-accel", accel, "-m", "384M", "-smp", "1"])
@@ -448,151 +440,34 @@ fn start(
             // loglevel=8: wireguard's debug messages (enabled when /init loads it) reach the
             // console. cryptomgr.notests: the crypto self-tests cost seconds under TCG.
             "console=ttyS0 panic=-1 loglevel=8 cryptomgr.notests rdinit=/init",
-        ])
-        .arg("-chardev")
-        .arg(format!("file,id=console,path={}", console_path.display()))
-        .args(["-device", "isa-serial,chardev=console"])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=channel,path={},server=on,wait=on",
-            socket_path.display()
-        ))
-        // The command channel on virtio-serial rather than a second UART: virtio queues have
-        // flow control end to end, where an emulated 16550's receive FIFO could leave the end
-        // of a command line unread.
-        .args(["-device", "virtio-serial-pci"])
-        .arg("-device")
-        .arg(format!(
-            "virtserialport,chardev=channel,name={CHANNEL_PORT_NAME}"
-        ))
-        .args([
-            "-netdev",
-            "tap,id=net0,ifname=tap0,script=no,downscript=no",
-            "-device",
-            "virtio-net-pci,netdev=net0,mac=52:54:00:77:00:02",
-            "-device",
-            "virtio-rng-pci",
         ]);
+    files.add_console_chardev(&mut command);
+    command.args(["-device", "isa-serial,chardev=console"]);
+    files.add_channel(&mut command);
+    command.args([
+        "-netdev",
+        "tap,id=net0,ifname=tap0,script=no,downscript=no",
+        "-device",
+        "virtio-net-pci,netdev=net0,mac=52:54:00:77:00:02",
+        "-device",
+        "virtio-rng-pci",
+    ]);
     if accel == "tcg" {
         // All of the emulated CPU's features: the kernel's SIMD ChaCha20 and Poly1305 need SSSE3
         // and AVX, which the default qemu64 model lacks.
         command.args(["-cpu", "max"]);
     }
-    let log = std::fs::File::create(&log_path).expect("cannot create qemu's log");
-    command
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("cannot duplicate a file handle"))
-        .stderr(log);
-    let started_at = Instant::now();
-    let (mut child, keeper) = spawn_qemu(command);
-    let fail = |child: &mut Child, reason: String| {
-        let _ = child.kill();
-        let _ = child.wait();
-        let qemu_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        Failure {
+    let limits = BootLimits {
+        boot_timeout: BOOT_TIMEOUT,
+        first_output: (accel == "kvm").then_some(KVM_FIRST_OUTPUT),
+        console_tail_lines: CONSOLE_TAIL_LINES,
+    };
+    match qemu::boot(command, &files, &limits) {
+        Ok(booted) => Ok((booted, files.console)),
+        Err(BootFailure { reason, console }) => Err(Failure {
             accel,
-            reason: format!("{reason}; qemu said: {}", qemu_log.trim()),
-            console: tail(
-                &std::fs::read_to_string(&console_path).unwrap_or_default(),
-                CONSOLE_TAIL_LINES,
-            ),
-        }
-    };
-
-    // qemu waits (wait=on) until the channel is connected before it starts the guest.
-    let mut stream = None;
-    poll_until(Duration::from_secs(20), || {
-        stream = UnixStream::connect(&socket_path).ok();
-        stream.is_some() || !matches!(child.try_wait(), Ok(None))
-    });
-    let Some(stream) = stream else {
-        return Err(fail(
-            &mut child,
-            "qemu never opened the channel socket".into(),
-        ));
-    };
-    let mut channel = Channel::new(stream);
-
-    if accel == "kvm" {
-        let printed = poll_until(KVM_FIRST_OUTPUT, || {
-            std::fs::metadata(&console_path).is_ok_and(|m| m.len() > 0)
-                || !matches!(child.try_wait(), Ok(None))
-        });
-        let size = std::fs::metadata(&console_path).map_or(0, |m| m.len());
-        if !printed || size == 0 {
-            return Err(fail(
-                &mut child,
-                format!(
-                    "no console output within {KVM_FIRST_OUTPUT:?} (this machine's KVM does not \
-                     run the kernel)"
-                ),
-            ));
-        }
-    }
-    let ready = channel.wait_for_line("@@READY", started_at + BOOT_TIMEOUT, || {
-        matches!(child.try_wait(), Ok(None))
-    });
-    match ready {
-        Ok(line) => Ok(Started {
-            child,
-            keeper,
-            channel,
-            console_path,
-            boot_time: started_at.elapsed(),
-            release: line.trim_start_matches("@@READY").trim().to_string(),
+            reason,
+            console,
         }),
-        Err(e) => Err(fail(
-            &mut child,
-            format!("the guest's init never got ready: {}", describe(&e)),
-        )),
     }
-}
-
-/// Spawns qemu from a thread that lives as long as the VM, with PR_SET_PDEATHSIG: if the test
-/// binary dies (even by SIGKILL), qemu dies with it. The death signal fires when the *thread*
-/// that spawned the child ends, so that cannot be a test's thread; this one ends only when the
-/// returned sender is dropped (the VM dropped) or the process exits.
-fn spawn_qemu(mut command: Command) -> (Child, mpsc::Sender<()>) {
-    let (child_tx, child_rx) = mpsc::channel();
-    let (keep_tx, keep_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
-        // parent; it runs in the child between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let spawned = command.spawn();
-        let failed = spawned.is_err();
-        let _ = child_tx.send(spawned);
-        if !failed {
-            // Blocks until the VM drops its sender (Err) or the process exits.
-            let _ = keep_rx.recv();
-        }
-    });
-    let child = child_rx
-        .recv()
-        .expect("the thread that starts qemu vanished")
-        .unwrap_or_else(|e| {
-            panic!("cannot start qemu-system-x86_64 (scripts/install-deps installs qemu-system-x86): {e}")
-        });
-    (child, keep_tx)
-}
-
-fn describe(e: &ChannelError) -> String {
-    match e {
-        ChannelError::Timeout => "timed out".into(),
-        ChannelError::Closed => "qemu exited or closed the channel".into(),
-        ChannelError::Io(e) => format!("channel I/O error: {e}"),
-        ChannelError::Garbled(line) => format!("garbled answer: {line}"),
-    }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
