@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 plt.rcParams.update({
     "svg.hashsalt": "wg-bench",  # stable element ids: a rerun with the same figures is no diff
@@ -227,6 +228,10 @@ def soak_chart(results, path):
         ax.set_ylim(0, top * 1.15)
         legend(ax)
     axes[-1].set_xlabel("minute of the soak")
+    if len(minutes) <= 20:
+        axes[-1].set_xticks(minutes)
+    else:
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title(f"wg-pkcs11 soak: {a['peers']} peers, chip {a['latency_ms']} ms, a rekey "
                       f"every {a['rekey_ms']} ms per peer\n{subtitle(results)}", fontsize=9)
     save(fig, path)
