@@ -93,7 +93,7 @@ def throughput_targets_section(results):
     if rows is None:
         return []
     lines = ["## Targets of issue 13 (throughput)", "",
-             f"Load average (1 min) during the wg-pkcs11 TCP tests: "
+             "Load average (1 min) during the wg-pkcs11 TCP tests: "
              + (", ".join(f"{x:.1f}" for x in (find(rows, "wg-pkcs11") or {}).get("loadavg_tcp", []))
                 or "-") + ". On a shared machine the absolute figures move with the load; the "
              "ratios to the bare veth are taken in the same round, the CPU per GB less so.", "",
@@ -123,7 +123,7 @@ def throughput_targets_section(results):
     lines.append(f"| TCP in the mixed pairs, both directions | reported | "
                  f"{mixed_text or 'not measured'} | - | {'met' if mixed_ok else '**not met**'} |")
     costed = [r for r in rows if r.get("cpu_s_per_gb")]
-    lines.append(f"| CPU cost per GB at each end, every implementation | reported | "
+    lines.append("| CPU cost per GB at each end, every implementation | reported | "
                  + ("; ".join(f"{r['name']}: " + " / ".join(fmt(c, 2) for c in r["cpu_s_per_gb"])
                               for r in costed) or "not measured")
                  + f" CPU s | - | {'met' if costed else '**not met**'} |")
