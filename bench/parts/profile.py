@@ -20,6 +20,11 @@ import shutil
 import subprocess
 import time
 
+from common import INNER_B, NotMeasured
+from impls import Tunnel, WgPkcs11
+from netns import PROCS
+from parts.throughput import delivered_bytes, iperf
+
 # Tracepoints of the system calls the data path makes (device/send.rs, receive.rs, udp.rs,
 # tun.rs, waker.rs), and the uprobes for the allocator (Rust's System allocator is libc's).
 SYSCALLS = ("read", "write", "sendmsg", "sendto", "recvmmsg", "poll", "futex")
@@ -66,30 +71,30 @@ def parse_per_thread(path):
     return threads
 
 
-def count_phase(m, tunnel, seconds, workdir):
+def count_phase(tunnel, seconds, workdir):
     """Syscalls and allocations per thread at A and B over one iperf3 TCP test."""
     probes = add_probes()
     events = [f"syscalls:sys_enter_{s}" for s in SYSCALLS] + probes
     outs, procs = [], []
     a, b = tunnel.sides
     try:
-        before = m.delivered_bytes(b)
+        before = delivered_bytes(b)
         for end, impl in (("a", tunnel.left), ("b", tunnel.right)):
             out = os.path.join(workdir, f"stat-{end}.csv")
             outs.append(out)
-            procs.append(m.PROCS.start(["perf", "stat", "--per-thread", "-x", ",", "-e",
-                                        ",".join(events), "-o", out, "-p",
-                                        str(impl.process.pid)]))
+            procs.append(PROCS.start(["perf", "stat", "--per-thread", "-x", ",", "-e",
+                                      ",".join(events), "-o", out, "-p",
+                                      str(impl.process.pid)]))
         time.sleep(0.5)
-        tcp = m.iperf(m.INNER_B, False, seconds)
+        tcp = iperf(INNER_B, False, seconds)
         for p in procs:
             p.send_signal(2)
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 pass
-            m.PROCS.stop(p)
-        moved = m.delivered_bytes(b) - before
+            PROCS.stop(p)
+        moved = delivered_bytes(b) - before
     finally:
         remove_probes(probes)
     counts = [parse_per_thread(o) for o in outs]
@@ -146,7 +151,7 @@ def clean_symbol(text):
     return re.sub(r"(\s+-)+\s*$", "", text.strip())[:120]
 
 
-def sample_phase(m, tunnel, seconds, workdir, out_dir):
+def sample_phase(tunnel, seconds, workdir, out_dir):
     """perf record of both daemons under iperf3; flamegraphs and per-thread summaries."""
     collapse, flame = shutil.which("inferno-collapse-perf"), shutil.which("inferno-flamegraph")
     for name in ("inferno-collapse-perf", "inferno-flamegraph"):
@@ -159,17 +164,17 @@ def sample_phase(m, tunnel, seconds, workdir, out_dir):
     for end, impl in (("a", tunnel.left), ("b", tunnel.right)):
         data = os.path.join(workdir, f"perf-{end}.data")
         records.append((end, data))
-        procs.append(m.PROCS.start(["perf", "record", "-F", "199", "--call-graph", "dwarf,16384",
-                                    "-o", data, "-p", str(impl.process.pid)]))
+        procs.append(PROCS.start(["perf", "record", "-F", "199", "--call-graph", "dwarf,16384",
+                                  "-o", data, "-p", str(impl.process.pid)]))
     time.sleep(0.5)
-    tcp = m.iperf(m.INNER_B, False, seconds)
+    tcp = iperf(INNER_B, False, seconds)
     for p in procs:
         p.send_signal(2)
         try:
             p.wait(timeout=60)
         except subprocess.TimeoutExpired:
             pass
-        m.PROCS.stop(p)
+        PROCS.stop(p)
     summary = dict(tcp_mbps=tcp["mbps"])
     for end, data in records:
         report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio",
@@ -209,34 +214,33 @@ def sample_phase(m, tunnel, seconds, workdir, out_dir):
     return summary
 
 
-def part_profile(m, args, workdir, results):
-    """`m` is bench/run itself (its helpers: Tunnel, WgPkcs11, iperf, PROCS, ...)."""
+def part_profile(args, workdir, results):
     if not shutil.which("perf"):
         results["profile"] = dict(not_measured="perf is not installed (Debian: linux-perf)")
         return
     os.makedirs(args.out, exist_ok=True)
     entry = dict(load_at_start=os.getloadavg())
-    tunnel = m.Tunnel(m.WgPkcs11(workdir), m.WgPkcs11(workdir))
+    tunnel = Tunnel(WgPkcs11(workdir), WgPkcs11(workdir))
     try:
         tunnel.setup()
         tunnel.up()
         log("counting system calls and allocations per thread")
-        counts = count_phase(m, tunnel, args.seconds, workdir)
+        counts = count_phase(tunnel, args.seconds, workdir)
         entry["counts"] = counts
         entry["derived"] = derived(counts)
         log(f"  {json.dumps(entry['derived'], default=str)[:600]}")
         log("sampling (perf record --call-graph dwarf)")
-        entry["samples"] = sample_phase(m, tunnel, args.seconds, workdir, args.out)
+        entry["samples"] = sample_phase(tunnel, args.seconds, workdir, args.out)
         entry["load_at_end"] = os.getloadavg()
-    except m.NotMeasured as e:
+    except NotMeasured as e:
         entry["not_measured"] = str(e)
     finally:
         if tunnel.sides:
             try:
                 tunnel.down()
-            except (RuntimeError, m.NotMeasured) as e:
+            except (RuntimeError, NotMeasured) as e:
                 log(f"  teardown: {e}")
-        m.PROCS.stop_all()
+        PROCS.stop_all()
     results["profile"] = entry
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "profile.json"), "w") as f:

@@ -1,9 +1,5 @@
-"""The soak test's figures: summary against issue 14's targets, an SVG of the minutes, and a
-Markdown report (no plotting package needed)."""
-
-from xml.sax.saxutils import escape
-
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, PANEL, GAP = 820, 0, 70, 30, 60, 150, 40
+"""The soak test's figures: summary against issue 14's targets, and a Markdown report (its
+chart, soak.svg, is drawn by plots.soak_chart)."""
 
 
 def growth(rows, key):
@@ -29,68 +25,6 @@ def summary(rows):
                threads_last=rows[-1]["threads"],
                failures=sum(len(r["failures"]) for r in rows))
     return out
-
-
-def panel(out, index, title, rows, series, unit):
-    """One panel: minutes on x, one line per (key, colour, label)."""
-    top = TOP + index * (PANEL + GAP)
-    width = WIDTH - LEFT - RIGHT
-    values = [r[k] for r in rows for k, _, _ in series]
-    high = max(values + [1]) * 1.15
-    out.append(f'<text x="{LEFT}" y="{top - 8}" font-size="13">{escape(title)}</text>')
-    out.append(f'<rect x="{LEFT}" y="{top}" width="{width}" height="{PANEL}" fill="none" '
-               f'stroke="#bbb"/>')
-    for i in range(5):
-        v = high * i / 4
-        y = top + PANEL - PANEL * i / 4
-        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#555">'
-                   f'{v:,.0f}</text>')
-    n = max(1, len(rows) - 1)
-    for j, r in enumerate(rows):
-        x = LEFT + width * j / n if len(rows) > 1 else LEFT + width / 2
-        out.append(f'<text x="{x:.1f}" y="{top + PANEL + 14}" text-anchor="middle" fill="#555">'
-                   f'{r["minute"]}</text>')
-    for s, (key, colour, label) in enumerate(series):
-        points = []
-        for j, r in enumerate(rows):
-            x = LEFT + width * j / n if len(rows) > 1 else LEFT + width / 2
-            y = top + PANEL - PANEL * r[key] / high
-            points.append(f"{x:.1f},{y:.1f}")
-            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>')
-        out.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" '
-                   f'stroke-width="1.5"/>')
-        out.append(f'<text x="{LEFT + 10 + 220 * s}" y="{top + 16}" fill="{colour}">'
-                   f'{escape(label)} ({unit})</text>')
-
-
-def svg(results):
-    rows = results["rows"]
-    height = TOP + 4 * (PANEL + GAP) + 10
-    m = results["machine"]
-    a = results["args"]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-           f'font-family="sans-serif" font-size="12">',
-           f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
-           f'<text x="{WIDTH / 2}" y="20" text-anchor="middle" font-size="15">wg-pkcs11 soak: '
-           f'{a["peers"]} peers, chip {a["latency_ms"]} ms, a rekey every {a["rekey_ms"]} ms per '
-           f'peer; per minute</text>',
-           f'<text x="{WIDTH / 2}" y="38" text-anchor="middle" fill="#555">'
-           f'{escape(m["cpu"])}, {m["nproc"]} CPUs, Linux {escape(m["kernel"])}, '
-           f'{escape(results["started"])}</text>']
-    if rows:
-        for r in rows:
-            r["rss_mb"] = r["rss_kb"] / 1024
-        panel(out, 0, "Resident memory", rows, [("rss_mb", "#3b6fb6", "RSS")], "MiB")
-        panel(out, 1, "Open file descriptors and threads", rows,
-              [("fds", "#3b6fb6", "fds"), ("threads", "#e0913a", "threads")], "count")
-        panel(out, 2, "Chip operations and handshakes completed", rows,
-              [("chip_ops", "#3b6fb6", "chip ECDH"), ("handshakes", "#e0913a", "handshakes")],
-              "per minute")
-        panel(out, 3, "Packets lost (both directions, all peers)", rows,
-              [("lost_into_daemon", "#3b6fb6", "into the daemon"),
-               ("lost_from_daemon", "#e0913a", "from the daemon")], "per minute")
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
 
 
 def markdown(results):
