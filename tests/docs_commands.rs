@@ -97,6 +97,8 @@ fn every_run_block_runs_in_a_sandbox() {
             continue;
         }
         let outcome = run_in_sandbox(&guide_script(&run), &repo, &binaries);
+        // Shown with --nocapture (cargo keeps a passing test's output to itself).
+        eprintln!("{}", outcome.output);
         eprintln!(
             "{}: {} run blocks in {:.1} s: {}",
             file.display(),

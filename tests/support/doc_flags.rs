@@ -109,13 +109,14 @@ pub fn invocations(text: &str, binaries: &[&str]) -> Vec<Invocation> {
             let text = match argument {
                 Word::Operator => break,
                 Word::Quoted(_) => continue,
-                Word::Plain(text) => text,
+                // A synopsis's optional parts: `[-f]`, `[--hook CMD]`.
+                Word::Plain(text) => text.trim_start_matches('[').trim_end_matches(']'),
             };
             if text.starts_with('-') && text.len() > 1 {
                 let flag = text.split('=').next().unwrap_or(text);
                 invocation.flags.push(flag.to_string());
             } else if position == 0 {
-                invocation.command = Some(text.clone());
+                invocation.command = Some(text.to_string());
             }
         }
         found.push(invocation);

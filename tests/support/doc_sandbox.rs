@@ -4,7 +4,7 @@
 //! - new mount, network and PID namespaces (`unshare`): only a loopback interface, and every
 //!   process the guide starts (a detached daemon too) dies with the script;
 //! - `/etc`, `/usr` and `/var` are overlays whose writes land in a temporary directory, `/run`
-//!   is a fresh tmpfs, the repository is read-only and `HOME` is a temporary directory;
+//!   is a fresh tmpfs, the repository is an overlay too (a guide may write files in it) and `HOME` is a temporary directory;
 //! - the freshly built `libpkcs11_se050.so` installed where the Debian package puts it and
 //!   registered with p11-kit as `pkcs11-se050` (and no other module registered), its
 //!   configuration `/etc/pkcs11-se050/pkcs11-se050.toml` the virtual SE050 (30 ms per operation,
@@ -37,8 +37,8 @@ for dir in etc usr var; do
 done
 mount -t tmpfs docs-sandbox-run /run
 mkdir -p /run/lock
-mount --bind "$repo" "$repo"
-mount -o remount,bind,ro "$repo"
+mkdir -p "$work/layers/repo/upper" "$work/layers/repo/work"
+mount -t overlay docs-sandbox -o "lowerdir=$repo,upperdir=$work/layers/repo/upper,workdir=$work/layers/repo/work" "$repo"
 ip link set lo up
 
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
