@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e_tests::doc_blocks::{command_blocks, documentation_files, CommandBlock, Marker};
+use e2e_tests::doc_blocks::{
+    command_blocks, documentation_files, inline_code_mentioning, CommandBlock, Marker,
+};
 use e2e_tests::doc_flags::{invocations, HelpTexts};
 use e2e_tests::doc_sandbox::{guide_script, run_in_sandbox};
 use e2e_tests::{require_root, target_profile_dir};
@@ -61,12 +63,22 @@ fn every_documented_command_and_flag_is_in_the_binaries_help() {
     }
     let mut problems = Vec::new();
     let mut checked = 0;
-    for (_, blocks) in all_blocks() {
-        for block in &blocks {
-            for invocation in invocations(&block.commands(), CHECKED_BINARIES) {
+    for (file, blocks) in all_blocks() {
+        let mut commands: Vec<(String, String)> = blocks
+            .iter()
+            .map(|block| (block.place(), block.commands()))
+            .collect();
+        let text = std::fs::read_to_string(repo().join(&file)).expect("cannot read a document");
+        commands.extend(
+            inline_code_mentioning(&text, CHECKED_BINARIES)
+                .into_iter()
+                .map(|(line, code)| (format!("{}:{line}", file.display()), code)),
+        );
+        for (place, command) in commands {
+            for invocation in invocations(&command, CHECKED_BINARIES) {
                 checked += 1;
                 for problem in help.check(&invocation) {
-                    problems.push(format!("{}: {problem}", block.place()));
+                    problems.push(format!("{place}: {problem}"));
                 }
             }
         }
@@ -115,4 +127,16 @@ fn every_run_block_runs_in_a_sandbox() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The README stays one screen of what, why, the two commands and links (issue 25: at most about
+/// 250 lines); the manual belongs in docs/.
+#[test]
+fn the_readme_stays_short() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("cannot read README.md");
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines: move reference material into a guide in docs/"
+    );
 }

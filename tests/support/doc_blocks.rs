@@ -196,6 +196,33 @@ fn parse_marker(line: &str) -> Result<Marker, String> {
     }
 }
 
+/// The inline code spans (`` `...` ``) outside fenced blocks that mention one of `words`, each
+/// with its 1-based line: prose such as "run `wg-pkcs11 show --json`" is checked like a block.
+pub fn inline_code_mentioning(text: &str, words: &[&str]) -> Vec<(usize, String)> {
+    let mut spans = Vec::new();
+    let mut in_fence = false;
+    for (index, line) in text.lines().enumerate() {
+        if fence_language(line).is_some() {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence {
+            continue;
+        }
+        let mut parts = line.split('`');
+        parts.next(); // the text before the first backtick
+        while let (Some(code), Some(_after)) = (parts.next(), parts.next()) {
+            if words
+                .iter()
+                .any(|word| code.split_whitespace().any(|w| w == *word))
+            {
+                spans.push((index + 1, code.to_string()));
+            }
+        }
+    }
+    spans
+}
+
 /// README.md and every docs/*.md of the repository, sorted.
 pub fn documentation_files(repo: &Path) -> Vec<PathBuf> {
     let mut files = vec![repo.join("README.md")];
@@ -240,6 +267,15 @@ mod tests {
             Marker::NeedsHardware("a real SE050".into())
         );
         assert_eq!(found[1].commands(), "a \\\n  b\n");
+    }
+
+    #[test]
+    fn inline_code_outside_fences_is_found() {
+        let text = "run `wg-pkcs11 show --json` or `wg show`\n```sh\nwg-pkcs11 x\n```\n";
+        assert_eq!(
+            inline_code_mentioning(text, &["wg-pkcs11"]),
+            vec![(1, "wg-pkcs11 show --json".to_string())]
+        );
     }
 
     #[test]
