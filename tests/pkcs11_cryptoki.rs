@@ -126,7 +126,7 @@ fn info_slot_token_and_mechanisms() {
             serial.len() == 16 && serial.chars().all(|c| c.is_ascii_hexdigit()),
             "{serial}"
         );
-        // cryptoki leaves vendor-defined mechanisms (CKM_SE050_ATTEST, README "Attestation")
+        // cryptoki leaves vendor-defined mechanisms (CKM_SE050_ATTEST, docs/fleet.md)
         // out of this list; tests/attestation.rs uses that one.
         let mechanisms = pkcs11.get_mechanism_list(slots[0]).unwrap();
         assert_eq!(

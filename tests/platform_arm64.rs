@@ -12,7 +12,7 @@
 //!   key generation, 1-2 ECDHs for the handshake, none for the pings after it.
 //!
 //! Needs root, qemu-system-aarch64 (qemu-system-arm) and mmdebstrap; fails when any is missing.
-//! Cost: see the README's "Platform tests" section.
+//! Cost: see docs/testing.md, "Platform tests".
 
 use std::time::Instant;
 

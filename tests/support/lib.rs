@@ -13,6 +13,9 @@
 //! ```
 
 pub mod artifacts;
+pub mod doc_blocks;
+pub mod doc_flags;
+pub mod doc_sandbox;
 pub mod guests;
 pub mod i2c_guest;
 pub mod interop;
