@@ -100,6 +100,13 @@ pub fn invocations(text: &str, binaries: &[&str]) -> Vec<Invocation> {
         if !binaries.contains(&name.as_str()) {
             continue;
         }
+        // The value of another program's flag (`cargo test -p wg-pkcs11`) names a package, not
+        // a run of the binary.
+        if let Some(Word::Plain(previous)) = index.checked_sub(1).map(|i| &words[i]) {
+            if previous.starts_with('-') {
+                continue;
+            }
+        }
         let mut invocation = Invocation {
             binary: name.clone(),
             command: None,
@@ -253,7 +260,7 @@ mod tests {
     fn invocations_find_the_command_and_flags() {
         let found = invocations(
             "install target/release/wg-pkcs11 /usr/bin/\nsudo wg-pkcs11 up -f \\\n  wg0 && \
-             wg-pkcs11 nonce --ttl=60 > n",
+             wg-pkcs11 nonce --ttl=60 > n\ncargo test -p wg-pkcs11 --bin wg-pkcs11 man_page",
             &["wg-pkcs11"],
         );
         assert_eq!(

@@ -16,7 +16,7 @@
 //! a resync after another process used the chip, the channel is dropped and opened again before
 //! the next command; nothing is ever sent in plain but SELECT and INITIALIZE UPDATE.
 //!
-//! The retry rule (applet/resend.rs, README "The module's retry rule"): a bare 6982 / 6D00 to
+//! The retry rule (applet/resend.rs, docs/pins-and-scp03.md, "The module's retry rule"): a bare 6982 / 6D00 to
 //! a wrapped command carries no R-MAC. It may mean the chip lost the channel (a reset: nothing
 //! was run), that the chip refused the command itself (a wrong PIN), or that someone on the bus
 //! forged it after the chip ran the command. The channel is dropped either way; only a command

@@ -1,5 +1,5 @@
 //! The device side of attestation: the token's attestation of its key, through the vendor
-//! mechanism `CKM_SE050_ATTEST` (pkcs11-se050's token/attest.rs; README "Attestation"): a
+//! mechanism `CKM_SE050_ATTEST` (pkcs11-se050's token/attest.rs; docs/fleet.md, "Attestation"): a
 //! C_DeriveKey on the private key with the verifier's nonce as parameter, whose result's
 //! CKA_VALUE is the chip's attested read and certificate chain. Any module that implements the
 //! mechanism works, through p11-kit's proxy as well; a token without it answers

@@ -139,8 +139,8 @@ impl PinCounter {
 
 /// How the SO unlocks or resets the user PIN (in messages).
 const SO_RESET_HINT: &str = "the token's SO resets it with `pkcs11-tool --module MODULE \
-     --init-pin --login --so-pin SO_PIN --pin NEW_PIN` (see the README, \"Setting a PIN for a \
-     fleet\")";
+     --init-pin --login --so-pin SO_PIN --pin NEW_PIN` (see docs/pins-and-scp03.md, \"Setting a PIN \
+     for a fleet\")";
 
 /// Log in to the token as the user, at most one `C_Login`, or say why not (see the module
 /// comment). `pin` is `None` when the URI names none.
