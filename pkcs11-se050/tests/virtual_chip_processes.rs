@@ -51,7 +51,7 @@ fn spawn_child(role: &str, state: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child",
+            "harness_child_process_body",
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -65,10 +65,10 @@ fn spawn_child(role: &str, state: &Path) -> Child {
         .expect("spawn child")
 }
 
-/// Not a test of its own: the body of a child process.
+/// Not a test of its own: the body of a child process (a `harness_` name: counted apart).
 #[test]
 #[ignore = "the body of the child processes the other tests spawn (SE050_CHILD names its role)"]
-fn child() {
+fn harness_child_process_body() {
     let role = std::env::var("SE050_CHILD")
         .expect("the body of a child process, run by the tests that spawn it with SE050_CHILD");
     let state = PathBuf::from(std::env::var("SE050_STATE").unwrap());

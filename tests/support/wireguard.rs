@@ -359,7 +359,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_a_wg_show_dump() {
+    fn harness_parses_a_wg_show_dump() {
         let text = "priv\tpubA\t51820\toff\n\
                     pubB\t(none)\t10.0.0.2:51820\t10.10.0.2/32,fd00:10::2/128\t1700000000\t1234\t5678\toff\n\
                     pubC\t(none)\t(none)\t(none)\t0\t0\t0\t25\n";

@@ -54,86 +54,172 @@ struct StormResult {
     peers: Vec<(Tunn, UdpSocket)>,
     /// When each peer had its session (from the start of the storm).
     established: Vec<Option<Duration>>,
+    tally: Tally,
+}
+
+/// Messages the peers sent and received, as the storm's figures report them.
+#[derive(Default)]
+struct Tally {
     initiations_sent: u64,
     cookie_replies_received: u64,
 }
 
-/// Drive every `Tunn` from one thread (boringtun's clock here is mock_instant's, per thread:
-/// advanced with the real time) until all have a session or `deadline` passes.
+/// boringtun's clock in these tests is mock_instant's, per thread: advanced with the real time
+/// by the thread that drives the `Tunn`s.
+struct PeerClock {
+    last: Instant,
+}
+
+impl PeerClock {
+    fn start() -> PeerClock {
+        PeerClock {
+            last: Instant::now(),
+        }
+    }
+
+    fn advance(&mut self) {
+        let now = Instant::now();
+        MockClock::advance(now - self.last);
+        self.last = now;
+    }
+}
+
+/// Send `pkt` to the device, counting it if it is an initiation.
+fn send(sock: &UdpSocket, pkt: &[u8], device: SocketAddr, tally: &mut Tally) {
+    if pkt.first() == Some(&1) {
+        tally.initiations_sent += 1;
+    }
+    sock.send_to(pkt, device).unwrap();
+}
+
+/// Every peer sends an initiation at once (`force`: even if it has a session).
+fn initiate_all(
+    peers: &mut [(Tunn, UdpSocket)],
+    device: SocketAddr,
+    force: bool,
+    tally: &mut Tally,
+) {
+    let mut out = vec![0u8; 2048];
+    for (tunn, sock) in peers.iter_mut() {
+        if let TunnResult::WriteToNetwork(p) = tunn.format_handshake_initiation(&mut out, force) {
+            send(sock, p, device, tally);
+        }
+    }
+}
+
+/// One round for one peer: what the device sent it goes through its `Tunn`, the answers go
+/// back, then its timers run (a retry or a rekey).
+fn serve(tunn: &mut Tunn, sock: &UdpSocket, device: SocketAddr, tally: &mut Tally) {
+    let (mut buf, mut out) = (vec![0u8; 2048], vec![0u8; 2048]);
+    while let Ok((n, from)) = sock.recv_from(&mut buf) {
+        if buf[0] == 3 {
+            tally.cookie_replies_received += 1;
+        }
+        let mut r = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
+        while let TunnResult::WriteToNetwork(p) = r {
+            send(sock, p, device, tally);
+            r = tunn.decapsulate(None, &[], &mut out);
+        }
+    }
+    if let TunnResult::WriteToNetwork(p) = tunn.update_timers(&mut out) {
+        send(sock, p, device, tally);
+    }
+}
+
+/// Drive every `Tunn` from one thread until all have a session or `deadline` passes.
 fn run_storm(
     mut peers: Vec<(Tunn, UdpSocket)>,
     device: SocketAddr,
     deadline: Duration,
 ) -> StormResult {
     let start = Instant::now();
-    let mut last = start;
-    let mut buf = vec![0u8; 2048];
-    let mut out = vec![0u8; 2048];
-    let mut result = StormResult {
-        peers: Vec::new(),
-        established: vec![None; peers.len()],
-        initiations_sent: 0,
-        cookie_replies_received: 0,
-    };
-    let send = |sock: &UdpSocket, pkt: &[u8], sent: &mut u64| {
-        if pkt.first() == Some(&1) {
-            *sent += 1;
-        }
-        sock.send_to(pkt, device).unwrap();
-    };
-    for (tunn, sock) in peers.iter_mut() {
-        if let TunnResult::WriteToNetwork(p) = tunn.format_handshake_initiation(&mut out, false) {
-            send(sock, p, &mut result.initiations_sent);
-        }
-    }
-    while start.elapsed() < deadline {
-        let now = Instant::now();
-        MockClock::advance(now - last);
-        last = now;
+    let mut clock = PeerClock::start();
+    let mut tally = Tally::default();
+    let mut established = vec![None; peers.len()];
+    initiate_all(&mut peers, device, false, &mut tally);
+    while start.elapsed() < deadline && established.iter().any(Option::is_none) {
+        clock.advance();
         for (i, (tunn, sock)) in peers.iter_mut().enumerate() {
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                if buf[0] == 3 {
-                    result.cookie_replies_received += 1;
-                }
-                let mut r = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
-                while let TunnResult::WriteToNetwork(p) = r {
-                    send(sock, p, &mut result.initiations_sent);
-                    r = tunn.decapsulate(None, &[], &mut out);
-                }
+            serve(tunn, sock, device, &mut tally);
+            if established[i].is_none() && tunn.time_since_last_handshake().is_some() {
+                established[i] = Some(start.elapsed());
             }
-            if let TunnResult::WriteToNetwork(p) = tunn.update_timers(&mut out) {
-                send(sock, p, &mut result.initiations_sent);
-            }
-            if result.established[i].is_none() && tunn.time_since_last_handshake().is_some() {
-                result.established[i] = Some(start.elapsed());
-            }
-        }
-        if result.established.iter().all(Option::is_some) {
-            break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    result.peers = peers;
-    result
+    StormResult {
+        peers,
+        established,
+        tally,
+    }
 }
 
-/// A device in its own namespace with `n` peers, their boringtun secrets, and `n + extra`
-/// source addresses added to the other namespace's veth (the last `extra` for flooders).
+/// The peers whose `established` is still `None`.
+fn without_session(established: &[Option<Duration>]) -> Vec<usize> {
+    (0..established.len())
+        .filter(|&i| established[i].is_none())
+        .collect()
+}
+
+/// The peers' side of a storm: their boringtun secrets, their source addresses (one each, then
+/// the flooders'), and where they find the device. Moved into the thread that drives them.
+struct Peers {
+    secrets: Vec<x25519::StaticSecret>,
+    sources: Vec<IpAddr>,
+    a_pub: [u8; 32],
+    device: SocketAddr,
+}
+
+impl Peers {
+    /// A `Tunn` and a socket on its own source address for each peer (in the calling thread's
+    /// namespace).
+    fn tunnels(self) -> Vec<(Tunn, UdpSocket)> {
+        let a_pub = self.a_pub;
+        self.secrets
+            .into_iter()
+            .zip(self.sources)
+            .enumerate()
+            .map(|(i, (secret, src))| {
+                let sock = UdpSocket::bind((src, 0)).unwrap();
+                sock.set_nonblocking(true).unwrap();
+                let tunn = Tunn::new(
+                    secret,
+                    x25519::PublicKey::from(a_pub),
+                    None,
+                    None,
+                    i as u32 + 1,
+                    None,
+                );
+                (tunn, sock)
+            })
+            .collect()
+    }
+}
+
+/// A device in its own namespace with `n` peers, and `n + extra` source addresses added to the
+/// other namespace's veth (the last `extra` for flooders).
 struct Setup {
     _chip: std::sync::MutexGuard<'static, ()>,
     pair: Pair,
     a: wg_pkcs11::device::Device,
-    a_pub: [u8; 32],
-    device: SocketAddr,
-    secrets: Vec<x25519::StaticSecret>,
-    sources: Vec<IpAddr>,
-    chip: Duration,
+    peers: Peers,
+    n: usize,
+    latency_ms: u64,
 }
 
-fn setup(label: &str, n: usize, extra: usize, latency_ms: u64) -> Setup {
+impl Setup {
+    /// How long the peers get: `base_secs`, plus six chip operations per peer.
+    fn deadline(&self, base_secs: u64) -> Duration {
+        Duration::from_secs(base_secs)
+            + Duration::from_millis(self.latency_ms) * (self.n as u32) * 6
+    }
+}
+
+fn setup(label: &str, n: usize, extra: usize) -> Setup {
     // The tests share one virtual chip, which serves one operation at a time: one test at once.
     static CHIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let guard = CHIP.lock().unwrap_or_else(|e| e.into_inner());
+    let latency_ms = virtual_se050_latency_ms();
     let module = virtual_se050_module(latency_ms);
     let uri = Pkcs11Uri::parse(&format!(
         "pkcs11:token=SE050;object={label}?module-path={}",
@@ -177,8 +263,7 @@ fn setup(label: &str, n: usize, extra: usize, latency_ms: u64) -> Setup {
     let device: SocketAddr = format!("{}:{port}", pair.a_addr).parse().unwrap();
     // The per-peer static-static DHs run while the worker is idle (one each); the storm
     // starts after them, as against a daemon that has been up for a moment.
-    let chip = Duration::from_millis(latency_ms);
-    let precompute = (chip * n as u32) * 3 + Duration::from_secs(30);
+    let precompute = (Duration::from_millis(latency_ms) * n as u32) * 3 + Duration::from_secs(30);
     assert!(
         wait_for(precompute.as_secs(), || a.counters().token_operations
             >= n as u64),
@@ -189,60 +274,30 @@ fn setup(label: &str, n: usize, extra: usize, latency_ms: u64) -> Setup {
         _chip: guard,
         pair,
         a,
-        a_pub,
-        device,
-        secrets,
-        sources,
-        chip,
+        peers: Peers {
+            secrets,
+            sources,
+            a_pub,
+            device,
+        },
+        n,
+        latency_ms,
     }
-}
-
-fn tunnels(
-    secrets: Vec<x25519::StaticSecret>,
-    sources: &[IpAddr],
-    a_pub: [u8; 32],
-) -> Vec<(Tunn, UdpSocket)> {
-    secrets
-        .into_iter()
-        .zip(sources)
-        .enumerate()
-        .map(|(i, (secret, src))| {
-            let sock = UdpSocket::bind((*src, 0)).unwrap();
-            sock.set_nonblocking(true).unwrap();
-            let tunn = Tunn::new(
-                secret,
-                x25519::PublicKey::from(a_pub),
-                None,
-                None,
-                i as u32 + 1,
-                None,
-            );
-            (tunn, sock)
-        })
-        .collect()
 }
 
 #[test]
 fn every_peer_of_a_storm_on_distinct_addresses_gets_a_session_with_a_slow_chip() {
     let n = env_or("STORM_PEERS", 30) as usize;
-    let latency_ms = env_or("STORM_LATENCY_MS", 300);
     assert!((1..=200).contains(&n), "STORM_PEERS 1..=200");
-    let Setup {
-        _chip,
-        pair,
-        a,
-        a_pub,
-        device,
-        secrets,
-        sources,
-        chip,
-    } = setup("wg-storm", n, 0, latency_ms);
+    let s = setup("wg-storm", n, 0);
+    let deadline = s.deadline(30);
+    let (a, latency_ms, peers) = (&s.a, s.latency_ms, s.peers);
     let before = a.counters();
-
-    let deadline = Duration::from_secs(30) + chip * (n as u32) * 6;
-    let result = pair
+    let device = peers.device;
+    let result = s
+        .pair
         .b
-        .enter(move || run_storm(tunnels(secrets, &sources, a_pub), device, deadline));
+        .enter(move || run_storm(peers.tunnels(), device, deadline));
     // The device's side: every session confirmed by the peer's first message.
     let confirmed = wait_for(10, || {
         a.counters().sessions_confirmed - before.sessions_confirmed >= n as u64
@@ -259,8 +314,8 @@ fn every_peer_of_a_storm_on_distinct_addresses_gets_a_session_with_a_slow_chip()
          cookie_replies={} stale_dropped={} replayed_dropped={} responses_sent={}",
         up.len(),
         all_up.as_secs_f64(),
-        result.initiations_sent,
-        result.cookie_replies_received,
+        result.tally.initiations_sent,
+        result.tally.cookie_replies_received,
         after.dropped(DropReason::Stale) - before.dropped(DropReason::Stale),
         after.dropped(DropReason::Replayed) - before.dropped(DropReason::Replayed),
         after.responses_sent - before.responses_sent,
@@ -269,13 +324,7 @@ fn every_peer_of_a_storm_on_distinct_addresses_gets_a_session_with_a_slow_chip()
         up.len(),
         n,
         "peers without a session after {deadline:?}: {:?}",
-        result
-            .established
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.is_none())
-            .map(|(i, _)| i)
-            .collect::<Vec<_>>()
+        without_session(&result.established)
     );
     assert!(
         confirmed,
@@ -304,6 +353,18 @@ fn every_peer_of_a_storm_on_distinct_addresses_gets_a_session_with_a_slow_chip()
     assert_eq!(after.loop_restarts, 0);
 }
 
+/// An initiation (type 1) whose sender index, ephemeral, static and timestamp are garbage from
+/// the xorshift state `x`; its macs are the caller's.
+fn garbage_initiation(init: &mut [u8], x: &mut u64) {
+    init[0] = 1;
+    for b in init[4..116].iter_mut() {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *b = *x as u8;
+    }
+}
+
 /// A flooder that owns its address: initiations with a valid mac1 and garbage inside from
 /// several ports of one address, at the per-address limit (20 a second), answering every
 /// cookie reply so that its mac2 is valid under load, as a real attacker's peer would.
@@ -328,13 +389,7 @@ fn flood(src: IpAddr, a_pub: [u8; 32], device: SocketAddr, stop: &AtomicBool) ->
             }
         }
         let mut init = [0u8; 148];
-        for b in init[4..116].iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-        init[0] = 1;
+        garbage_initiation(&mut init, &mut x);
         cookies[i].add_macs(&mut init, Instant::now());
         let _ = socks[i].send_to(&init, device);
         sent += 1;
@@ -349,29 +404,19 @@ fn flood(src: IpAddr, a_pub: [u8; 32], device: SocketAddr, stop: &AtomicBool) ->
 #[test]
 fn legitimate_rekeys_complete_under_a_cookie_answering_flood() {
     let n = env_or("FLOOD_PEERS", 10) as usize;
-    let latency_ms = env_or("STORM_LATENCY_MS", 300);
-    let Setup {
-        _chip,
-        pair,
-        a,
-        a_pub,
-        device,
-        secrets,
-        sources,
-        chip,
-    } = setup("wg-flood", n, 2, latency_ms);
-    let flooders = [sources[n], sources[n + 1]];
-    let deadline = Duration::from_secs(60) + chip * (n as u32) * 6;
+    let s = setup("wg-flood", n, 2);
+    let deadline = s.deadline(60);
+    let (a, latency_ms, peers) = (&s.a, s.latency_ms, s.peers);
+    let flooders = [peers.sources[n], peers.sources[n + 1]];
     let before = a.counters();
-    let (rekeys, floods) = pair.b.enter(move || {
-        let mut peers = tunnels(secrets, &sources[..n], a_pub);
+    let (rekeys, floods) = s.pair.b.enter(move || {
+        let (a_pub, device) = (peers.a_pub, peers.device);
         // Sessions first, without the flood.
-        let up = run_storm(std::mem::take(&mut peers), device, deadline);
+        let up = run_storm(peers.tunnels(), device, deadline);
         assert!(
             up.established.iter().all(Option::is_some),
             "initial sessions"
         );
-        peers = up.peers;
         let stop = Arc::new(AtomicBool::new(false));
         let flood_threads: Vec<_> = flooders
             .into_iter()
@@ -382,7 +427,7 @@ fn legitimate_rekeys_complete_under_a_cookie_answering_flood() {
             .collect();
         // (Flooder threads are spawned from this thread: they are in this namespace too.)
         std::thread::sleep(Duration::from_secs(2));
-        let rekeys = rekey_all(peers, device, deadline);
+        let rekeys = rekey_all(up.peers, device, deadline);
         stop.store(true, Ordering::Relaxed);
         let floods: Vec<u64> = flood_threads
             .into_iter()
@@ -414,31 +459,15 @@ fn rekey_all(
     device: SocketAddr,
     deadline: Duration,
 ) -> Vec<Option<Duration>> {
-    let mut out = vec![0u8; 2048];
-    let mut buf = vec![0u8; 2048];
     let start = Instant::now();
-    let mut last = start;
-    for (tunn, sock) in peers.iter_mut() {
-        if let TunnResult::WriteToNetwork(p) = tunn.format_handshake_initiation(&mut out, true) {
-            sock.send_to(p, device).unwrap();
-        }
-    }
+    let mut clock = PeerClock::start();
+    let mut tally = Tally::default();
+    initiate_all(&mut peers, device, true, &mut tally);
     let mut done = vec![None; peers.len()];
     while start.elapsed() < deadline && done.iter().any(Option::is_none) {
-        let now = Instant::now();
-        MockClock::advance(now - last);
-        last = now;
+        clock.advance();
         for (i, (tunn, sock)) in peers.iter_mut().enumerate() {
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                let mut r = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
-                while let TunnResult::WriteToNetwork(p) = r {
-                    sock.send_to(p, device).unwrap();
-                    r = tunn.decapsulate(None, &[], &mut out);
-                }
-            }
-            if let TunnResult::WriteToNetwork(p) = tunn.update_timers(&mut out) {
-                sock.send_to(p, device).unwrap();
-            }
+            serve(tunn, sock, device, &mut tally);
             if done[i].is_none()
                 && tunn
                     .time_since_last_handshake()
@@ -485,13 +514,7 @@ fn spoof(from: SocketAddr, to: SocketAddr, a_pub: [u8; 32], per_second: u64, sto
         datagram[2..4].copy_from_slice(&to.port().to_be_bytes());
         datagram[4..6].copy_from_slice(&(8u16 + 148).to_be_bytes());
         let init = &mut datagram[8..];
-        init[0] = 1;
-        for b in init[4..116].iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        garbage_initiation(init, &mut x);
         cookie.add_macs(init, Instant::now());
         // SAFETY: buffer and address live across the call, their sizes given.
         let n = unsafe {
@@ -517,22 +540,14 @@ fn spoof(from: SocketAddr, to: SocketAddr, a_pub: [u8; 32], per_second: u64, sto
 #[test]
 fn every_peer_of_a_storm_gets_a_session_while_a_blind_spoofer_impersonates_one() {
     let n = env_or("STORM_PEERS", 10) as usize;
-    let latency_ms = env_or("STORM_LATENCY_MS", 300);
-    let Setup {
-        _chip,
-        pair,
-        a,
-        a_pub,
-        device,
-        secrets,
-        sources,
-        chip,
-    } = setup("wg-spoofed-storm", n, 0, latency_ms);
+    let s = setup("wg-spoofed-storm", n, 0);
+    let deadline = s.deadline(30);
+    let (a, latency_ms, peers) = (&s.a, s.latency_ms, s.peers);
     let before = a.counters();
-    let deadline = Duration::from_secs(30) + chip * (n as u32) * 6;
     let started = Instant::now();
-    let result = pair.b.enter(move || {
-        let peers = tunnels(secrets, &sources, a_pub);
+    let result = s.pair.b.enter(move || {
+        let (a_pub, device) = (peers.a_pub, peers.device);
+        let peers = peers.tunnels();
         let victim = peers[0].1.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let spoofer = {

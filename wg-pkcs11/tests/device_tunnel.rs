@@ -1,7 +1,11 @@
 //! Two wg-pkcs11 devices (software keys) in two network namespaces joined by
-//! a veth pair: handshakes in both directions, transport over IPv4 and IPv6,
-//! roaming, AllowedIPs filtering, and a slow static key that must not stall
-//! a running ping stream. Needs root.
+//! a veth pair: handshakes in both directions with both sides' counters (one
+//! token operation per handshake on each side), transport over IPv4 and IPv6,
+//! our device following a peer of ours that moves, a slow static key on both
+//! sides that must not stall a running ping stream, fwmark, and a device
+//! without TUN offloads against one with them. AllowedIPs, keepalive, peer
+//! removal and roaming with us as the one that moves run against wireguard-go
+//! in device_wireguard_go.rs. Needs root.
 
 mod device_support;
 
@@ -142,6 +146,10 @@ fn b_initiates_over_ipv6_outer_addresses() {
     assert!(ping(&pair.a, "10.9.0.2", 2));
 }
 
+/// Roaming with the peer that moves on our side: ours against ours on purpose. The other way
+/// round (we follow wireguard-go) cannot be tested: wireguard-go 0.0.20220316 keeps sending from
+/// its deleted source address and never reaches us again. device_wireguard_go.rs has the case
+/// where we move and wireguard-go follows.
 #[test]
 fn endpoint_follows_authenticated_packets() {
     let t = tunnel(soft(), soft(), true);
@@ -186,63 +194,6 @@ fn endpoint_follows_authenticated_packets() {
     );
     // And A's own traffic goes to the new address.
     assert!(ping(&t.pair.a, "10.9.0.2", 2));
-}
-
-#[test]
-fn packets_from_outside_the_peers_allowed_ips_are_dropped() {
-    let t = tunnel(soft(), soft(), true);
-    assert!(ping_until(&t.pair.b, "10.9.0.1", 10));
-    // B claims another source inside the tunnel; A allows B only 10.9.0.2/32.
-    let ifb = t.b.name().to_string();
-    t.pair.b.ip(&["addr", "add", "10.9.0.77/24", "dev", &ifb]);
-    let before = t.a.counters().dropped(DropReason::AllowedIps);
-    let out = t.pair.b.exec(
-        "ping",
-        &[
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            "-I",
-            "10.9.0.77",
-            "10.9.0.1",
-        ],
-    );
-    assert!(
-        !out.status.success(),
-        "A must not answer a spoofed inner source"
-    );
-    assert!(t.a.counters().dropped(DropReason::AllowedIps) >= before + 3);
-    // Allowing it at run time makes it pass.
-    t.a.replace_allowed_ips(
-        &t.b_key,
-        &[
-            ("10.9.0.2".parse().unwrap(), 32),
-            ("10.9.0.77".parse().unwrap(), 32),
-        ],
-    );
-    let out = t.pair.b.exec(
-        "ping",
-        &["-c", "2", "-W", "2", "-I", "10.9.0.77", "10.9.0.1"],
-    );
-    assert!(out.status.success());
-}
-
-#[test]
-fn peer_removed_at_run_time_gets_no_traffic_and_can_come_back() {
-    let t = tunnel(soft(), soft(), true);
-    assert!(ping_until(&t.pair.a, "10.9.0.2", 10));
-    assert!(t.a.remove_peer(&t.b_key));
-    assert!(!ping(&t.pair.a, "10.9.0.2", 1));
-    assert!(t.a.counters().dropped(DropReason::NoRoute) >= 1);
-    let b_ep = SocketAddr::new(t.pair.b_addr.parse().unwrap(), t.b.listen_port());
-    t.a.set_peer(&peer(t.b_key, Some(b_ep), &[("10.9.0.2", 32)]));
-    assert!(
-        ping_until(&t.pair.a, "10.9.0.2", 10),
-        "a fresh handshake after re-adding"
-    );
 }
 
 /// A 50 ms static key on both sides while handshakes are forced: exactly one
@@ -394,79 +345,6 @@ fn a_device_without_tun_offload_interoperates_with_one_using_it() {
         let c = d.counters();
         assert_eq!(c.dropped_total(), c.dropped(DropReason::NoRoute), "{c:?}");
     }
-}
-
-#[test]
-fn persistent_keepalive_keeps_sending_empty_packets() {
-    let t = tunnel_with(soft(), soft(), true, |c| {
-        c.peers[0].persistent_keepalive = 1
-    });
-    // With a keepalive interval B starts a handshake by itself and then keeps the path warm.
-    assert!(
-        wait_for(10, || t.b.counters().keepalives_sent >= 3),
-        "{:?}",
-        t.b.counters()
-    );
-    assert!(t.a.peer_info(&t.b_key).unwrap().last_handshake.is_some());
-    assert!(t.a.counters().handshakes_completed == 0 && t.a.counters().responses_sent >= 1);
-}
-
-#[test]
-fn one_device_routes_to_two_peers_by_allowed_ips() {
-    // A in one namespace; B and C both in the other, on different ports.
-    let pair = Pair::new();
-    let (ka, kb, kc) = (soft(), soft(), soft());
-    let (pa, pb, pc) = (ka.public_key(), kb.public_key(), kc.public_key());
-    let port = 45000 + (std::process::id() % 10000) as u16;
-    let a_ep: SocketAddr = format!("{}:{port}", pair.a_addr).parse().unwrap();
-    let b_ep: SocketAddr = format!("{}:{}", pair.b_addr, port + 1).parse().unwrap();
-    let c_ep: SocketAddr = format!("{}:{}", pair.b_addr, port + 2).parse().unwrap();
-    let mut ca = DeviceConfig::new(&unique("wga"), ka);
-    ca.listen_port = port;
-    ca.peers.push(peer(pb, Some(b_ep), &[("10.9.1.0", 24)]));
-    ca.peers
-        .push(peer(pc, Some(c_ep), &[("10.9.2.0", 24), ("fd09:2::", 64)]));
-    let mut cb = DeviceConfig::new(&unique("wgb"), kb);
-    cb.listen_port = port + 1;
-    cb.peers.push(peer(pa, Some(a_ep), &[("10.9.0.1", 32)]));
-    let mut cc = DeviceConfig::new(&unique("wgc"), kc);
-    cc.listen_port = port + 2;
-    cc.peers
-        .push(peer(pa, Some(a_ep), &[("10.9.0.1", 32), ("fd09::1", 128)]));
-    let a = start_device(&pair.a, ca, "10.9.0.1/16", "fd09::1/16");
-    let _b = start_device(&pair.b, cb, "10.9.1.2/24", "fd09:1::2/64");
-    let _c = start_device(&pair.b, cc, "10.9.2.2/24", "fd09:2::2/64");
-    // Replies in B's namespace go back to A through the device that owns their source.
-    for (table, dev, src4, src6) in [
-        ("201", _b.name(), "10.9.1.2", "fd09:1::2"),
-        ("202", _c.name(), "10.9.2.2", "fd09:2::2"),
-    ] {
-        pair.b.ip(&["rule", "add", "from", src4, "table", table]);
-        pair.b
-            .ip(&["route", "add", "10.9.0.1/32", "dev", dev, "table", table]);
-        pair.b
-            .ip(&["-6", "rule", "add", "from", src6, "table", table]);
-        pair.b.ip(&[
-            "-6",
-            "route",
-            "add",
-            "fd09::1/128",
-            "dev",
-            dev,
-            "table",
-            table,
-        ]);
-    }
-    assert!(ping_until(&pair.a, "10.9.1.2", 10), "A reaches B");
-    assert!(ping_until(&pair.a, "10.9.2.2", 10), "A reaches C");
-    assert!(
-        ping_until(&pair.a, "fd09:2::2", 10),
-        "A reaches C over IPv6"
-    );
-    let (ib, ic) = (a.peer_info(&pb).unwrap(), a.peer_info(&pc).unwrap());
-    assert!(ib.rx_bytes > 0 && ic.rx_bytes > 0);
-    assert_ne!(ib.endpoint, ic.endpoint);
-    assert_eq!(a.counters().dropped(DropReason::AllowedIps), 0);
 }
 
 #[test]

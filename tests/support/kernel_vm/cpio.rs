@@ -150,7 +150,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn newc_members_are_aligned_and_parents_come_first() {
+    fn harness_newc_members_are_aligned_and_parents_come_first() {
         let mut cpio = Cpio::new();
         cpio.add_file("/bin/x", b"abc".to_vec(), 0o755);
         cpio.add_char_device("/dev/console", 5, 1, 0o600);
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "added twice")]
-    fn a_path_cannot_be_added_twice() {
+    fn harness_a_path_cannot_be_added_twice() {
         let mut cpio = Cpio::new();
         cpio.add_file("/init", Vec::new(), 0o755);
         cpio.add_symlink("/init", "/bin/sh");

@@ -176,7 +176,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ldd_paths_are_found_and_the_vdso_is_skipped() {
+    fn harness_ldd_paths_are_found_and_the_vdso_is_skipped() {
         let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
                     \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f5c)\n\
                     \t/lib64/ld-linux-x86-64.so.2 (0x00007f5c)\n";

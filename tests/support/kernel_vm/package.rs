@@ -343,7 +343,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dependencies_load_first() {
+    fn harness_dependencies_load_first() {
         let dep = parse_modules_dep(
             "kernel/drivers/net/wireguard/wireguard.ko: kernel/lib/crypto/libchacha20poly1305.ko kernel/net/ipv4/udp_tunnel.ko\n\
              kernel/lib/crypto/libchacha20poly1305.ko: kernel/lib/crypto/libchacha.ko\n\
@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "no module nosuch")]
-    fn a_missing_module_is_named() {
+    fn harness_a_missing_module_is_named() {
         load_order(&parse_modules_dep("kernel/a.ko:\n"), &["nosuch"]);
     }
 }
