@@ -10,7 +10,7 @@
 #[path = "debian_package/private_root.rs"]
 mod private_root;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -174,18 +174,43 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
+const DEB_ENV: &str = "WG_PKCS11_TEST_DEB";
+
 #[test]
 fn build_install_run_a_tunnel_and_purge() {
     require_root();
-    let deb = package().to_path_buf();
+    if private_root::inside() {
+        // The copy run_inside started: the package's file name is in its environment.
+        let deb = PathBuf::from(std::env::var_os(DEB_ENV).expect("WG_PKCS11_TEST_DEB unset"));
+        private_root::enter(&workspace().join("target/debian/private-root"));
+        install_run_a_tunnel_and_purge(&deb);
+        return;
+    }
+    let deb = package();
     let before = host_state();
-    private_root::run_in_private_root(&workspace().join("target/debian/private-root"), move || {
-        install_run_a_tunnel_and_purge(&deb)
-    });
+    std::fs::create_dir_all(workspace().join("target/debian/private-root")).unwrap();
+    let inside =
+        private_root::run_inside("build_install_run_a_tunnel_and_purge", &[(DEB_ENV, deb)]);
+    println!(
+        "--- in the private root:\n{}{}",
+        String::from_utf8_lossy(&inside.stdout),
+        String::from_utf8_lossy(&inside.stderr)
+    );
+    assert!(
+        inside.status.success(),
+        "installing, running and purging in the private root failed ({}): its output is above",
+        inside.status
+    );
+    // The copy reports through libtest: a filter that matched nothing would pass silently.
+    assert!(
+        String::from_utf8_lossy(&inside.stdout)
+            .contains("test build_install_run_a_tunnel_and_purge ... ok"),
+        "the private root's copy did not run the test"
+    );
     let after = host_state();
-    let changed: Vec<String> = before
-        .keys()
-        .chain(after.keys())
+    let paths: BTreeSet<&PathBuf> = before.keys().chain(after.keys()).collect();
+    let changed: Vec<String> = paths
+        .into_iter()
         .filter(|path| before.get(*path) != after.get(*path))
         .map(|path| {
             format!(

@@ -1,64 +1,84 @@
 //! A private root for tests that install packages: the host's `/` seen through an overlayfs whose
-//! upper layer is a tmpfs, in a mount namespace of one thread, chrooted into. `dpkg -i` and
-//! `dpkg --purge` there change only the tmpfs; when the thread and the processes it started end,
-//! the namespace and everything written in it are gone, on success, on a panic, or when the test
-//! process is killed (processes such a run left behind are stopped by the next run).
+//! upper layer is a tmpfs, chrooted into, in new mount and PID namespaces. `dpkg -i` and
+//! `dpkg --purge` there change only the tmpfs.
 //!
-//! The namespace belongs to one thread, not the process: unshare(CLONE_NEWNS) gives the calling
-//! thread its own mount namespace and file-system context (root, working directory), which the
-//! threads and child processes it starts inherit, while the test harness's other threads stay on
-//! the host. That is what lets the test compare the host before and after from its own thread.
+//! The test runs itself again (`run_inside`) under `unshare --mount --pid --fork --kill-child`:
+//! the copy is the new PID namespace's init, makes the private root (`enter`) and runs the part
+//! of the test that installs. Nothing outlives it: `unshare` gets SIGKILL when the test's thread
+//! ends (PR_SET_PDEATHSIG), then kills the copy (--kill-child), and the kernel kills every other
+//! process of the PID namespace (a daemon, wireguard-go) with its init; the mount namespace, its
+//! tmpfs and every network namespace bound in its /run go with the last of them. So a killed run
+//! leaves nothing behind, and the host can be compared before and after by the outer test.
 //!
 //! Where overlayfs (or any other step) is missing, this panics: a test that needs isolation
 //! fails, it never falls back to the host.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-/// The file written into the private root's upper layer; its content is the test process's pid.
-/// Found at `/` only inside a private root, and the sign by which a later run finds processes a
-/// killed run left in one.
+/// Set in the copy of the test that runs inside the namespaces.
+const INSIDE_ENV: &str = "WG_PKCS11_TEST_PRIVATE_ROOT";
+
+/// The file written into the private root's upper layer: found at `/` only inside one.
 pub const MARKER: &str = "/.wg-pkcs11-private-root";
 
-/// Runs `body` in a new thread inside a fresh private root and returns its result; a panic in
-/// `body` is re-raised here. `staging` is an existing host directory the private namespace mounts
-/// its tmpfs on (the host sees it stay empty).
-pub fn run_in_private_root<T: Send + 'static>(
-    staging: &Path,
-    body: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    stop_processes_left_by_killed_runs();
+/// Whether this process is the copy of the test that runs inside the namespaces.
+pub fn inside() -> bool {
+    std::env::var_os(INSIDE_ENV).is_some()
+}
+
+/// Runs this test executable's test `test_name` again, alone, in new mount and PID namespaces,
+/// with `env` added to its environment; returns its output once it and every process it
+/// started have ended.
+pub fn run_inside(test_name: &str, env: &[(&str, &Path)]) -> Output {
     assert!(
         !Path::new(MARKER).exists(),
         "{MARKER} exists on the host: it must appear only inside a private root"
     );
-    std::fs::create_dir_all(staging)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", staging.display()));
-    let staging = staging.to_path_buf();
-    let thread = std::thread::Builder::new()
-        .name("private-root".into())
-        .spawn(move || {
-            enter(&staging);
-            body()
-        })
-        .expect("cannot start the private root's thread");
-    match thread.join() {
-        Ok(value) => value,
-        Err(panic) => std::panic::resume_unwind(panic),
+    let exe = std::env::current_exe().expect("cannot find this test executable");
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--pid",
+            "--kill-child",
+        ])
+        .args(["--mount-proc", "--"])
+        .arg(exe)
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(INSIDE_ENV, "1");
+    for (name, value) in env {
+        command.env(name, value);
     }
+    // SAFETY: between fork and exec the closure makes one async-signal-safe call (prctl) and
+    // allocates nothing. No race with the thread's end: output() returns only after the exec
+    // and the child's end.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run unshare (util-linux): {e}"))
 }
 
-/// Makes this thread's private namespace and root; returns inside it, with `/` the overlay.
-fn enter(staging: &Path) {
-    // SAFETY: unshare(2) with CLONE_NEWNS takes no pointers; it gives only the calling thread a
-    // copy of the mount namespace and of its file-system context (CLONE_FS is implied).
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        panic!(
-            "unshare(CLONE_NEWNS) failed: {} (this test needs root and mount namespaces)",
-            std::io::Error::last_os_error()
-        );
-    }
-    // From here on every mount is this namespace's: none propagates back to the host.
+/// In the copy `run_inside` started: mounts the private root on `staging` (an existing host
+/// directory, which the host sees stay empty) and chroots into it.
+pub fn enter(staging: &Path) {
+    // Fail closed: only the init of a new PID namespace, which unshare made with a new mount
+    // namespace, may mount and install.
+    assert!(
+        std::process::id() == 1,
+        "{INSIDE_ENV} is set, but this process is not the init of a new PID namespace: not \
+         making a private root"
+    );
     mount(&["--make-rprivate", "/"]);
     let staging_str = staging.to_str().expect("the staging path is not UTF-8");
     mount(&[
@@ -66,14 +86,19 @@ fn enter(staging: &Path) {
         "tmpfs",
         "-o",
         "mode=0755",
-        "wg-pkcs11-private-root",
+        "private-root",
         staging_str,
     ]);
     let root = staging.join("root");
     for dir in ["root", "upper", "work"] {
         std::fs::create_dir(staging.join(dir)).unwrap();
     }
-    overlay("/", &staging.join("upper"), &staging.join("work"), &root);
+    overlay(
+        Path::new("/"),
+        &staging.join("upper"),
+        &staging.join("work"),
+        &root,
+    );
     // Other file systems that hold what dpkg writes or what the test runs (an overlay does not
     // reach into the mounts below its lower directory): each gets its own overlay.
     let needed = ["/etc", "/usr", "/var", env!("CARGO_MANIFEST_DIR")];
@@ -85,39 +110,23 @@ fn enter(staging: &Path) {
             std::fs::create_dir(&upper).unwrap();
             std::fs::create_dir(&work).unwrap();
             let inside = root.join(mount_point.strip_prefix("/").unwrap());
-            overlay(mount_point.to_str().unwrap(), &upper, &work, &inside);
+            overlay(mount_point, &upper, &work, &inside);
         }
     }
-    // The kernel's file systems are the host's (the tunnel needs /dev/net/tun, `ip netns` needs
-    // /proc and /sys); /run and /tmp are empty: no socket of a host daemon (systemd's, for one)
-    // is reachable from the maintainer scripts, and no run-time file of the host is touched.
-    for dir in ["dev", "proc", "sys"] {
-        mount(&[
-            "--rbind",
-            &format!("/{dir}"),
-            root.join(dir).to_str().unwrap(),
-        ]);
-    }
-    mount(&[
-        "-t",
-        "tmpfs",
-        "-o",
-        "mode=0755",
-        "run",
-        root.join("run").to_str().unwrap(),
-    ]);
-    mount(&[
-        "-t",
-        "tmpfs",
-        "-o",
-        "mode=1777",
-        "tmp",
-        root.join("tmp").to_str().unwrap(),
-    ]);
+    // /dev and /sys are the host's (the tunnel needs /dev/net/tun, `ip netns` needs /sys), /proc
+    // is this PID namespace's; /run and /tmp are empty: no socket of a host daemon (systemd's,
+    // for one) is reachable from the maintainer scripts, and no run-time file of the host is
+    // touched.
+    let at = |dir: &str| root.join(dir).to_str().unwrap().to_string();
+    mount(&["--rbind", "/dev", &at("dev")]);
+    mount(&["--rbind", "/sys", &at("sys")]);
+    mount(&["-t", "proc", "proc", &at("proc")]);
+    mount(&["-t", "tmpfs", "-o", "mode=0755", "run", &at("run")]);
+    mount(&["-t", "tmpfs", "-o", "mode=1777", "tmp", &at("tmp")]);
     let lock = root.join("run/lock");
     std::fs::create_dir(&lock).unwrap();
     std::fs::set_permissions(&lock, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
-    std::fs::write(root.join(&MARKER[1..]), std::process::id().to_string()).unwrap();
+    std::fs::write(root.join(&MARKER[1..]), "").unwrap();
 
     std::os::unix::fs::chroot(&root).unwrap_or_else(|e| panic!("chroot {}: {e}", root.display()));
     std::env::set_current_dir("/").unwrap();
@@ -134,9 +143,10 @@ fn enter(staging: &Path) {
     );
 }
 
-fn overlay(lower: &str, upper: &Path, work: &Path, target: &Path) {
+fn overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) {
     let options = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
         upper.display(),
         work.display()
     );
@@ -147,8 +157,9 @@ fn overlay(lower: &str, upper: &Path, work: &Path, target: &Path) {
         .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
     assert!(
         out.status.success(),
-        "cannot mount an overlay of {lower} on {} (is overlayfs available? `modprobe overlay`): \
-         this test installs the package only in a private root, never on the host: {}",
+        "cannot mount an overlay of {} on {} (is overlayfs available? `modprobe overlay`): this \
+         test installs the package only in a private root, never on the host: {}",
+        lower.display(),
         target.display(),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -166,38 +177,12 @@ fn mount(args: &[&str]) {
     );
 }
 
-/// The mount points of this thread's mount namespace.
+/// The mount points of this mount namespace (/proc/self/mountinfo's fifth field).
 fn mount_points() -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")
-        .expect("cannot read /proc/thread-self/mountinfo");
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").expect("cannot read /proc/self/mountinfo");
     info.lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(|field| PathBuf::from(field.replace("\\040", " ")))
         .collect()
-}
-
-/// Processes still running inside a private root whose test process is gone (a killed run):
-/// they hold its namespace, and its network namespaces, alive. Stopped here, as the network
-/// namespace helpers stop what a killed test left in theirs.
-fn stop_processes_left_by_killed_runs() {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let marker = format!("/proc/{pid}/root{MARKER}");
-        let Ok(owner) = std::fs::read_to_string(&marker) else {
-            continue;
-        };
-        let owner_alive = owner
-            .trim()
-            .parse::<u32>()
-            .is_ok_and(|owner| Path::new(&format!("/proc/{owner}")).exists());
-        if !owner_alive {
-            // SAFETY: kill(2) takes no pointers; pid is a process found in /proc just now.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
 }
