@@ -1,13 +1,20 @@
-//! The Debian package as an admin gets it: `scripts/package` builds it, `dpkg -i` installs it,
-//! a tunnel comes up using only what it installed (/usr/bin/wg-pkcs11, the module in p11-kit's
-//! module directory found by `module-name=` through its p11-kit registration), the unit passes
-//! `systemd-analyze verify`, and `dpkg --purge` removes every file it installed. Needs root, and
-//! a machine where the package is not installed: it installs and purges it on the host, and
-//! fails (never skips the purge) where it finds an installation it did not make.
+//! The Debian package as an admin gets it: `scripts/package` builds it, lintian finds no error
+//! or warning in it, `dpkg -i` installs it, a tunnel comes up using only what it installed
+//! (/usr/bin/wg-pkcs11, the module in p11-kit's module directory found by `module-name=` through
+//! its p11-kit registration), the unit passes `systemd-analyze verify`, and `dpkg --purge`
+//! removes every file it installed. Needs root. Installing and purging happen in a private root
+//! (private_root.rs: an overlay of the host's `/` on a tmpfs, in a mount namespace of its own,
+//! chrooted into), so the host is never changed: the test checks that its dpkg database and the
+//! package's directories are the same after as before, and a killed run leaves nothing behind.
 
-use std::os::unix::fs::PermissionsExt;
+#[path = "debian_package/private_root.rs"]
+mod private_root;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use e2e_tests::topology::{A_TUNNEL, B_TUNNEL, LISTEN_PORT_A, LISTEN_PORT_B};
@@ -44,54 +51,194 @@ fn installed() -> bool {
         .starts_with(b"install ok installed")
 }
 
-/// Purges the package if the test dies half-way.
-struct Purge {
-    armed: bool,
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-impl Drop for Purge {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = run("dpkg", &["--purge", PACKAGE]);
+/// The .deb, built once by `scripts/package` for every test of this file.
+fn package() -> &'static Path {
+    static DEB: OnceLock<PathBuf> = OnceLock::new();
+    DEB.get_or_init(|| {
+        let out = Command::new(workspace().join("scripts/package"))
+            .current_dir(workspace())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/package failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deb = workspace().join(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .expect("scripts/package printed no file name")
+                .trim(),
+        );
+        assert!(deb.is_file(), "{} missing", deb.display());
+        assert!(deb.starts_with(workspace().join("target/debian")));
+        deb
+    })
+}
+
+/// lintian, as the arm64/armhf parts of scripts/test-platforms run it (deb-lintian): any error
+/// or warning fails, by lintian's exit status and by an `E:` or `W:` line; info and pedantic
+/// tags are printed, not counted.
+#[test]
+fn lintian_finds_no_error_or_warning() {
+    let deb = package();
+    let out = Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--display-info", "--pedantic"])
+        .args(["--tag-display-limit", "0"])
+        .arg(deb)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run lintian (scripts/install-deps installs it): {e}"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("lintian {}:\n{report}", deb.display());
+    let failing: Vec<&str> = report
+        .lines()
+        .filter(|line| line.starts_with("E: ") || line.starts_with("W: "))
+        .collect();
+    assert!(
+        out.status.success() && failing.is_empty(),
+        "lintian {} ({}): {failing:#?}\n{}",
+        deb.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What the package could change on the host, one entry per file (type, mode, owner, size,
+/// modification time): the dpkg database, the package's directories, the groups its postinst
+/// may add. /run/wireguard is left out: other tests' daemons put their sockets there meanwhile.
+fn host_state() -> BTreeMap<PathBuf, String> {
+    let multiarch = must("dpkg-architecture", &["-qDEB_HOST_MULTIARCH"])
+        .trim()
+        .to_string();
+    let mut state = BTreeMap::new();
+    for path in [
+        "/var/lib/dpkg/status",
+        "/var/lib/dpkg/info",
+        "/etc/group",
+        "/etc/gshadow",
+        "/etc/wireguard",
+        "/etc/pkcs11-se050",
+        "/usr/bin/wg-pkcs11",
+        &format!("/usr/lib/{multiarch}/pkcs11"),
+        "/usr/share/p11-kit/modules",
+        "/lib/systemd/system",
+        "/usr/lib/tmpfiles.d",
+        "/usr/share/doc/wg-pkcs11",
+        "/usr/share/man/man8",
+        "/usr/share/bash-completion/completions",
+        "/var/lib/wg-pkcs11",
+        "/run/lock/pkcs11-se050-i2c-1-0x48.lock",
+        private_root::MARKER,
+    ] {
+        record(Path::new(path), &mut state);
+    }
+    let status = std::fs::read("/var/lib/dpkg/status").unwrap();
+    state.insert(
+        PathBuf::from("/var/lib/dpkg/status (content)"),
+        format!("{:x?}", sha256(&status)),
+    );
+    state
+}
+
+fn record(path: &Path, state: &mut BTreeMap<PathBuf, String>) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        state.insert(path.to_path_buf(), "absent".into());
+        return;
+    };
+    state.insert(
+        path.to_path_buf(),
+        format!(
+            "{:o} {}:{} {} bytes, modified {}.{:09}",
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        ),
+    );
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap().flatten() {
+            record(&entry.path(), state);
         }
     }
 }
 
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+const DEB_ENV: &str = "WG_PKCS11_TEST_DEB";
+
 #[test]
 fn build_install_run_a_tunnel_and_purge() {
     require_root();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(workspace.join("scripts/package"))
-        .current_dir(workspace)
-        .output()
-        .unwrap();
+    if private_root::inside() {
+        // The copy run_inside started: the package's file name is in its environment.
+        let deb = PathBuf::from(std::env::var_os(DEB_ENV).expect("WG_PKCS11_TEST_DEB unset"));
+        private_root::enter(&workspace().join("target/debian/private-root"));
+        install_run_a_tunnel_and_purge(&deb);
+        return;
+    }
+    let deb = package();
+    let before = host_state();
+    std::fs::create_dir_all(workspace().join("target/debian/private-root")).unwrap();
+    let inside =
+        private_root::run_inside("build_install_run_a_tunnel_and_purge", &[(DEB_ENV, deb)]);
+    println!(
+        "--- in the private root:\n{}{}",
+        String::from_utf8_lossy(&inside.stdout),
+        String::from_utf8_lossy(&inside.stderr)
+    );
     assert!(
-        out.status.success(),
-        "scripts/package failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        inside.status.success(),
+        "installing, running and purging in the private root failed ({}): its output is above",
+        inside.status
     );
-    let deb = workspace.join(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("scripts/package printed no file name")
-            .trim(),
+    // The copy reports through libtest: a filter that matched nothing would pass silently.
+    assert!(
+        String::from_utf8_lossy(&inside.stdout)
+            .contains("test build_install_run_a_tunnel_and_purge ... ok"),
+        "the private root's copy did not run the test"
     );
-    assert!(deb.is_file(), "{} missing", deb.display());
-    assert!(deb.starts_with(workspace.join("target/debian")));
+    let after = host_state();
+    let paths: BTreeSet<&PathBuf> = before.keys().chain(after.keys()).collect();
+    let changed: Vec<String> = paths
+        .into_iter()
+        .filter(|path| before.get(*path) != after.get(*path))
+        .map(|path| {
+            format!(
+                "{}: {} -> {}",
+                path.display(),
+                before.get(path).map_or("absent", |s| s),
+                after.get(path).map_or("absent", |s| s)
+            )
+        })
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "installing and purging in the private root changed the host: {changed:#?}"
+    );
+}
 
-    // The test installs and purges the package on this machine. An installation that was there
-    // before is the admin's (purging it would take away their setup), or one a killed run left
-    // behind: either way the purge could not be checked, so the test refuses to run rather than
-    // pass without it.
+/// Runs inside the private root: `/` is an overlay of the host's, so what dpkg does here stays
+/// here.
+fn install_run_a_tunnel_and_purge(deb: &Path) {
+    // The private root starts as a copy of the host. An installation there is the admin's (a
+    // killed run of this test leaves none): the purge could not be checked over an installation
+    // the test did not make, so the test refuses to run rather than pass without it.
     assert!(
         !installed(),
-        "{PACKAGE} is installed on this machine already (by its admin, or left by a killed run of \
-         this test): this test installs and purges it, and cannot check the purge over an \
-         installation it did not make. Remove it (dpkg --purge {PACKAGE}) or run the test on a \
-         throwaway machine."
+        "{PACKAGE} is installed on this machine (by its admin): this test installs and purges it \
+         in a copy of this machine's root, and cannot check the purge over an installation it \
+         did not make. Remove it (dpkg --purge {PACKAGE}) or run the test on another machine."
     );
-    let mut purge = Purge { armed: true };
     must("dpkg", &["-i", deb.to_str().unwrap()]);
     let files: Vec<PathBuf> = must("dpkg", &["-L", PACKAGE])
         .lines()
@@ -216,13 +363,12 @@ fn build_install_run_a_tunnel_and_purge() {
     assert!(!uapi_socket(&ifname).exists());
 
     // What the daemon writes at run time after a refused PIN (key/refusals.rs): purge removes
-    // it too. Made here if no daemon of this machine has made it yet.
+    // it too. Made here (in the private root) if no daemon of this machine has made it yet.
     let pin_memory = Path::new("/var/lib/wg-pkcs11");
     if !pin_memory.exists() {
         std::fs::create_dir_all(pin_memory).unwrap();
         std::fs::write(pin_memory.join("refused-pins"), b"").unwrap();
     }
-    purge.armed = false;
     must("dpkg", &["--purge", PACKAGE]);
     assert!(!installed());
     assert!(
