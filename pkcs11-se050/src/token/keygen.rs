@@ -11,11 +11,11 @@
 use super::attributes::{attr_name, Template, KEY_TEMPLATE_COMMON};
 use super::chip::{Chip, ChipErrorKind, ChipResult, EcCurve, PolicyEntry};
 use super::ec::check_ec_params;
-use super::ec_keys::{curve_from_params, ec_key_policy, pair_from_public};
+use super::ec_keys::{curve_from_params, ec_key_policy};
 use super::error::{answer, refuse, Error, Result};
 use super::handles::Half;
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE};
-use super::objects::{KeyPair, ObjectCache};
+use super::objects::{pair_from_public, KeyPair, ObjectCache};
 use super::pin::{key_policy, USER_PIN_ID};
 use super::Token;
 use pkcs11_sys::*;
