@@ -118,6 +118,17 @@ pub fn ec_key_policy(curve: EcCurve) -> [PolicyEntry; 3] {
     ]
 }
 
+/// The policy of a P-256 or Ed25519 key made while no user PIN exists: everyone may do with it
+/// what the user may under a PIN (sign, P-256's key agreement, read, delete, attestation), and
+/// nothing more: nobody overwrites or regenerates it in place, as with the chip's default.
+/// X25519's counterpart: attest.rs's `unprotected_key_policy`.
+pub fn unprotected_ec_key_policy(curve: EcCurve) -> [PolicyEntry; 1] {
+    [PolicyEntry {
+        auth_object: 0,
+        access: ec_key_policy(curve)[0].access,
+    }]
+}
+
 /// The private half of an EC pair was destroyed (its chip key deleted): its record goes too,
 /// and the public half stays in this process's cache until it is destroyed as well.
 pub fn keep_public_only(cache: &mut ObjectCache, chip: &mut dyn Chip, pair: KeyPair) -> Result<()> {

@@ -26,6 +26,8 @@ pub mod handles;
 pub mod info;
 mod key_attributes;
 mod keygen;
+#[cfg(test)]
+mod keygen_tests;
 pub mod link;
 mod login;
 mod manage;
