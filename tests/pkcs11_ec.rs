@@ -709,3 +709,65 @@ fn ec_keys_made_in_one_process_keep_their_curve_in_another() {
         }
     }
 }
+
+/// Issue 25: what the template asked and the token accepted is what the key reports
+/// (CKA_MODIFIABLE false is refused, as for X25519), and a key made without a PIN carries an
+/// explicit policy on the chip: everyone gets the user's rights, never the chip's default.
+#[test]
+fn ec_keys_refuse_cka_modifiable_false_and_pin_less_ones_carry_an_explicit_policy() {
+    isolated(
+        "ec_keys_refuse_cka_modifiable_false_and_pin_less_ones_carry_an_explicit_policy",
+        "",
+        |_, state| {
+            use pkcs11_se050::virtual_se050::applet::VirtualApplet;
+            use pkcs11_se050::virtual_se050::store::ObjectData;
+            let session = rw_session();
+            for (mechanism, params) in [
+                (Mechanism::EccKeyPairGen, OID_P256),
+                (Mechanism::EccEdwardsKeyPairGen, OID_ED25519),
+            ] {
+                let refused = session.generate_key_pair(
+                    &mechanism,
+                    &[
+                        Attribute::EcParams(params.to_vec()),
+                        Attribute::Verify(true),
+                    ],
+                    &[Attribute::Sign(true), Attribute::Modifiable(false)],
+                );
+                assert_eq!(rv(refused), RvError::AttributeValueInvalid, "{mechanism:?}");
+            }
+            let (_, p256) = generate(&session, Mechanism::EccKeyPairGen, OID_P256, 1);
+            let (_, ed25519) = generate(&session, Mechanism::EccEdwardsKeyPairGen, OID_ED25519, 2);
+            for private in [p256, ed25519] {
+                let modifiable = session
+                    .get_attributes(private, &[AttributeType::Modifiable])
+                    .unwrap();
+                assert_eq!(modifiable, [Attribute::Modifiable(true)]);
+            }
+            // The policies as the chip holds them: one entry (8 bytes), auth object 0, access
+            // sign 10000000 | read 00200000 | delete 00040000 | attestation 00008000, and P-256's
+            // key agreement 04000000 (AN12413; NXP's se05x_const.h).
+            let chip = VirtualApplet::open(state, std::time::Duration::ZERO).unwrap();
+            let mut policies: Vec<_> = chip
+                .state()
+                .objects
+                .iter()
+                // The chip's own keys (the attestation key F0000012) are not ours.
+                .filter(|(id, _)| **id < 0x7FFF_0000)
+                .filter_map(|(_, object)| match object.data {
+                    ObjectData::P256Pair { .. } => Some(("P-256", object.policy.clone())),
+                    ObjectData::Ed25519Pair { .. } => Some(("Ed25519", object.policy.clone())),
+                    _ => None,
+                })
+                .collect();
+            policies.sort();
+            assert_eq!(
+                policies,
+                [
+                    ("Ed25519", Some(vec![8, 0, 0, 0, 0, 0x10, 0x24, 0x80, 0x00])),
+                    ("P-256", Some(vec![8, 0, 0, 0, 0, 0x14, 0x24, 0x80, 0x00])),
+                ]
+            );
+        },
+    );
+}

@@ -535,3 +535,5 @@ mod ec_tests;
 mod attest_tests;
 #[cfg(test)]
 mod curves_tests;
+#[cfg(test)]
+mod test_support;

@@ -3,35 +3,18 @@
 //! deletes it. CKA_ID links a certificate to its key (`pkcs11-tool --write-object cert.der
 //! --type cert --id 01` next to a key with CKA_ID 01), as clients look it up.
 //!
-//! One file per certificate in `CERT_BASE..=CERT_END`: `P11CERT1`, then entries
-//! `type (4, BE) | length (2, BE) | value` for CKA_LABEL, CKA_ID, CKA_SUBJECT, CKA_ISSUER,
-//! CKA_SERIAL_NUMBER and CKA_VALUE (the DER certificate). Subject, issuer and serial number
-//! come from the template or, when it leaves them out, from the certificate itself. A
-//! certificate is public (CKA_PRIVATE false): under a user PIN its file gets the records'
-//! policy (the user writes and deletes, the SO deletes, everyone reads).
-//!
-//! Handles come from the keys' handle table (token/objects.rs), bound to the file id and the
-//! SHA-256 of the certificate: a handle never names a key, nor a certificate that replaced the
-//! one it was made for, and it fits a 32-bit CK_ULONG.
+//! How a certificate is stored, the attributes it reports and its handle: certificate_file.rs.
+//! Subject, issuer and serial number come from the template or, when it leaves them out, from
+//! the certificate itself. A certificate is public (CKA_PRIVATE false): under a user PIN its
+//! file gets the records' policy (the user writes and deletes, the SO deletes, everyone reads).
 
-use super::attributes::{attr_name, bool_value, ulong_value, AttrValue, Template};
+use super::attributes::{attr_name, Template};
+use super::certificate_file::{Certificate, CERT_BASE, CERT_END, STORED};
 use super::chip::ChipErrorKind;
 use super::error::{answer, refuse, Result};
 use super::Token;
 use pkcs11_sys::*;
 
-pub const CERT_BASE: u32 = 0x7A00_0000;
-pub const CERT_END: u32 = 0x7A0F_FFFF;
-const MAGIC: &[u8; 8] = b"P11CERT1";
-/// What a certificate's file keeps, in this order.
-const STORED: [CK_ATTRIBUTE_TYPE; 6] = [
-    CKA_LABEL,
-    CKA_ID,
-    CKA_SUBJECT,
-    CKA_ISSUER,
-    CKA_SERIAL_NUMBER,
-    CKA_VALUE,
-];
 /// What a template may name.
 const ALLOWED: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_CLASS,
@@ -48,77 +31,6 @@ const ALLOWED: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_TRUSTED,
     CKA_CERTIFICATE_CATEGORY,
 ];
-
-/// One certificate on the chip.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Certificate {
-    pub file: u32,
-    /// (type, value) in STORED's order.
-    pub values: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
-}
-
-pub fn is_cert_handle(handle: CK_OBJECT_HANDLE) -> bool {
-    super::handles::certificate_binding(handle).is_some()
-}
-
-impl Certificate {
-    /// Its handle, from the table the keys' handles come from (token/objects.rs).
-    pub fn handle(&self) -> Option<CK_OBJECT_HANDLE> {
-        super::handles::certificate_handle(self.file, self.get(CKA_VALUE))
-    }
-
-    fn get(&self, t: CK_ATTRIBUTE_TYPE) -> &[u8] {
-        self.values
-            .iter()
-            .find(|(ty, _)| *ty == t)
-            .map(|(_, v)| v.as_slice())
-            .unwrap_or_default()
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        for (t, value) in &self.values {
-            out.extend_from_slice(&(*t as u32).to_be_bytes());
-            out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-            out.extend_from_slice(value);
-        }
-        out
-    }
-
-    /// None for anything that is not exactly such a file.
-    pub fn decode(file: u32, bytes: &[u8]) -> Option<Certificate> {
-        let mut rest = bytes.strip_prefix(MAGIC)?;
-        let mut values = Vec::new();
-        while !rest.is_empty() {
-            let t = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as CK_ATTRIBUTE_TYPE;
-            let len = u16::from_be_bytes(rest.get(4..6)?.try_into().ok()?) as usize;
-            values.push((t, rest.get(6..6 + len)?.to_vec()));
-            rest = &rest[6 + len..];
-        }
-        let order: Vec<_> = values.iter().map(|(t, _)| *t).collect();
-        (order == STORED).then_some(Certificate { file, values })
-    }
-
-    pub fn attribute(&self, t: CK_ATTRIBUTE_TYPE) -> AttrValue {
-        let v = match t {
-            CKA_CLASS => ulong_value(CKO_CERTIFICATE),
-            CKA_CERTIFICATE_TYPE => ulong_value(CKC_X_509),
-            CKA_TOKEN => bool_value(true),
-            CKA_PRIVATE | CKA_TRUSTED | CKA_COPYABLE => bool_value(false),
-            CKA_MODIFIABLE => bool_value(false),
-            CKA_DESTROYABLE => bool_value(true),
-            CKA_CERTIFICATE_CATEGORY | CKA_JAVA_MIDP_SECURITY_DOMAIN => ulong_value(0),
-            CKA_START_DATE
-            | CKA_END_DATE
-            | CKA_URL
-            | CKA_HASH_OF_SUBJECT_PUBLIC_KEY
-            | CKA_HASH_OF_ISSUER_PUBLIC_KEY => Vec::new(),
-            t if STORED.contains(&t) => self.get(t).to_vec(),
-            _ => return AttrValue::Invalid,
-        };
-        AttrValue::Value(v)
-    }
-}
 
 /// A DER element at the start of some bytes: (tag, whole element, contents, rest).
 type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
@@ -337,29 +249,4 @@ pub fn read_only(t: CK_ATTRIBUTE_TYPE) -> super::error::Error {
             attr_name(t)
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_round_trip_and_anything_else_is_not_one() {
-        let cert = Certificate {
-            file: CERT_BASE,
-            values: STORED.iter().map(|&t| (t, vec![t as u8; 3])).collect(),
-        };
-        let bytes = cert.encode();
-        assert_eq!(Certificate::decode(CERT_BASE, &bytes), Some(cert.clone()));
-        assert_eq!(
-            Certificate::decode(CERT_BASE, &bytes[..bytes.len() - 1]),
-            None
-        );
-        assert_eq!(Certificate::decode(CERT_BASE, b"P11CERT1"), None);
-        let handle = cert.handle().unwrap();
-        assert!(is_cert_handle(handle));
-        assert!(handle < super::super::handles::SESSION_HANDLE_BASE);
-        assert!(!is_cert_handle(handle ^ 1));
-        assert!(!is_cert_handle(5));
-    }
 }

@@ -1,5 +1,6 @@
-//! NIST P-256 and Ed25519 key pairs (issue 22): CKA_EC_PARAMS, their policy and attributes, and
-//! how they are read from the chip. C_GenerateKeyPair makes them in keygen.rs, as X25519 pairs.
+//! NIST P-256 and Ed25519 key pairs (issue 22): CKA_EC_PARAMS, their policy and attributes.
+//! C_GenerateKeyPair makes them in keygen.rs, as X25519 pairs; the object cache (objects.rs)
+//! reads them from the chip.
 //!
 //! They live beside the X25519 pairs in the same cache and under the same rules (a user PIN
 //! makes them the user's, the same metadata records carry label and id). What differs:
@@ -117,27 +118,15 @@ pub fn ec_key_policy(curve: EcCurve) -> [PolicyEntry; 3] {
     ]
 }
 
-/// The pair at `id` as read from the chip; None when it is gone or not readable.
-/// Keys from 0x7FFF0000 up are the applet's and NXP's (the attestation key F0000012 among them):
-/// not the user's to sign with, so not shown.
-pub const FIRST_RESERVED_ID: u32 = 0x7FFF_0000;
-
-pub fn read_pair(chip: &mut dyn Chip, id: u32, curve: EcCurve) -> Result<Option<KeyPair>> {
-    if id >= FIRST_RESERVED_ID {
-        return Ok(None);
-    }
-    match chip.read_ec_public(id, curve) {
-        Ok(public) => Ok(Some(pair_from_public(id, curve, public))),
-        Err(e) if e.kind == ChipErrorKind::NotFound => Ok(None),
-        Err(e) if matches!(e.kind, ChipErrorKind::Denied | ChipErrorKind::Refused) => {
-            log::debug!(
-                "{} pair {id:#010x}: public key not readable: {e}",
-                curve.name()
-            );
-            Ok(None)
-        }
-        Err(e) => Err(e.to_ckr(&format!("reading public key {id:#010x}"))),
-    }
+/// The policy of a P-256 or Ed25519 key made while no user PIN exists: everyone may do with it
+/// what the user may under a PIN (sign, P-256's key agreement, read, delete, attestation), and
+/// nothing more: nobody overwrites or regenerates it in place, as with the chip's default.
+/// X25519's counterpart: attest.rs's `unprotected_key_policy`.
+pub fn unprotected_ec_key_policy(curve: EcCurve) -> [PolicyEntry; 1] {
+    [PolicyEntry {
+        auth_object: 0,
+        access: ec_key_policy(curve)[0].access,
+    }]
 }
 
 /// The private half of an EC pair was destroyed (its chip key deleted): its record goes too,
@@ -157,19 +146,6 @@ pub fn keep_public_only(cache: &mut ObjectCache, chip: &mut dyn Chip, pair: KeyP
         ..pair
     });
     Ok(())
-}
-
-/// A pair on `curve` with its public key as the applet layer gives it.
-pub fn pair_from_public(id: u32, curve: EcCurve, public: Vec<u8>) -> KeyPair {
-    let binding: [u8; 32] = match curve {
-        EcCurve::NistP256 => public[1..33].try_into().expect("a 65-byte point"),
-        EcCurve::Ed25519 => public[..].try_into().expect("a 32-byte key"),
-    };
-    KeyPair {
-        ec: Some(curve),
-        point: public,
-        ..KeyPair::on_chip(id, binding)
-    }
 }
 
 /// The whole public key: P-256's point, or the Ed25519 key.
@@ -246,6 +222,7 @@ pub fn attribute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::objects::pair_from_public;
 
     #[test]
     fn curves_are_named_by_oid_or_name_and_must_fit_the_mechanism() {

@@ -11,11 +11,11 @@
 use super::attributes::{attr_name, Template, KEY_TEMPLATE_COMMON};
 use super::chip::{Chip, ChipErrorKind, ChipResult, EcCurve, PolicyEntry};
 use super::ec::check_ec_params;
-use super::ec_keys::{curve_from_params, ec_key_policy, pair_from_public};
+use super::ec_keys::{curve_from_params, ec_key_policy, unprotected_ec_key_policy};
 use super::error::{answer, refuse, Error, Result};
 use super::handles::Half;
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE};
-use super::objects::{KeyPair, ObjectCache};
+use super::objects::{pair_from_public, KeyPair, ObjectCache};
 use super::pin::{key_policy, USER_PIN_ID};
 use super::Token;
 use pkcs11_sys::*;
@@ -117,12 +117,6 @@ impl PairCurve {
         }
     }
 
-    /// Whether a template may not ask for CKA_MODIFIABLE false. Only the X25519 path ever
-    /// checked it; the P-256 / Ed25519 path accepted it (and reports true): kept as it was.
-    fn refuses_unmodifiable(self) -> bool {
-        self == PairCurve::X25519
-    }
-
     /// The rule for the private half's CKA_DERIVE.
     fn check_derive(self, private: &Template) -> Result<()> {
         match self {
@@ -162,15 +156,16 @@ impl PairCurve {
     }
 
     /// The chip policy of a new key: the user's (and the SO's) under a user PIN. Without a PIN
-    /// an X25519 key still gets an explicit policy, so that its attestation shows what it
-    /// allows (token/attest.rs): no policy would mean the chip's default, which a verifier
-    /// cannot tell from "everything". P-256 and Ed25519 keys get none there.
+    /// every key still gets an explicit policy, so that its attestation shows what it allows
+    /// (token/attest.rs), and so that nobody may do with it what the user could not: no
+    /// policy would mean the chip's default, which allows everything (overwriting the key,
+    /// regenerating it in place) and which a verifier cannot tell from "everything".
     fn policy(self, protected: bool) -> Vec<PolicyEntry> {
         match (self, protected) {
             (PairCurve::X25519, true) => key_policy().to_vec(),
             (PairCurve::X25519, false) => super::attest::unprotected_key_policy().to_vec(),
             (PairCurve::Ec(curve), true) => ec_key_policy(curve).to_vec(),
-            (PairCurve::Ec(_), false) => Vec::new(),
+            (PairCurve::Ec(curve), false) => unprotected_ec_key_policy(curve).to_vec(),
         }
     }
 
@@ -227,13 +222,13 @@ impl Token {
             )?;
             t.expect_bool(CKA_COPYABLE, false, "chip keys cannot be copied")?;
             t.expect_bool(CKA_DESTROYABLE, true, "chip keys can always be destroyed")?;
-            if curve.refuses_unmodifiable() {
-                t.expect_bool(
-                    CKA_MODIFIABLE,
-                    true,
-                    "label and id of chip keys stay modifiable",
-                )?;
-            }
+            // Every pair reports CKA_MODIFIABLE true (C_SetAttributeValue relabels it): a
+            // template asking for false is refused, never accepted and then reported true.
+            t.expect_bool(
+                CKA_MODIFIABLE,
+                true,
+                "label and id of chip keys stay modifiable",
+            )?;
         }
         let (may_be_true, cannot) = curve.usages();
         for (t, which) in [(public, PUBLIC_ONLY), (private, PRIVATE_ONLY)] {
@@ -457,7 +452,6 @@ mod tests {
             CKR_ATTRIBUTE_VALUE_INVALID
         );
         assert!(x.usages().0.is_empty() && p.usages().0.contains(&CKA_SIGN));
-        assert!(x.refuses_unmodifiable() && !p.refuses_unmodifiable());
         let p256_oid = super::super::ec_keys::OID_P256;
         let x25519_oid = super::super::ec::OID_X25519;
         assert!(p.check_params(p256_oid, CKM_EC_KEY_PAIR_GEN).is_ok());
@@ -470,9 +464,14 @@ mod tests {
         assert!(e
             .check_params(p256_oid, CKM_EC_EDWARDS_KEY_PAIR_GEN)
             .is_err());
-        // Unprotected: an X25519 key still gets an explicit policy, the EC keys none.
-        assert_eq!(x.policy(false).len(), 1);
-        assert!(p.policy(false).is_empty());
+        // Unprotected: every key still gets an explicit policy, for everyone (auth object 0)
+        // what the user gets under a PIN.
+        for curve in [x, p, e] {
+            let (unprotected, user) = (curve.policy(false), curve.policy(true)[0]);
+            assert_eq!(unprotected.len(), 1, "{curve:?}");
+            assert_eq!(unprotected[0].auth_object, 0);
+            assert_eq!(unprotected[0].access, user.access, "{curve:?}");
+        }
         assert_eq!(p.policy(true).len(), 3);
     }
 

@@ -1,7 +1,7 @@
 //! Object management: search, attribute reads and writes, destruction.
 
 use super::attributes::{attr_name, matches, AttrValue, Template};
-use super::certificate::is_cert_handle;
+use super::certificate_file::is_cert_handle;
 use super::chip::ChipErrorKind;
 use super::ec::{decode_point, encode_point};
 use super::error::{answer, refuse, Result};

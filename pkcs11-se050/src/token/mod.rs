@@ -11,6 +11,7 @@
 mod attest;
 pub mod attributes;
 pub mod certificate;
+pub mod certificate_file;
 pub mod chip;
 #[cfg(test)]
 mod curve_refusal_tests;
@@ -23,7 +24,10 @@ mod ecdh_p256;
 pub mod error;
 pub mod handles;
 pub mod info;
+mod key_attributes;
 mod keygen;
+#[cfg(test)]
+mod keygen_tests;
 pub mod link;
 mod login;
 mod manage;

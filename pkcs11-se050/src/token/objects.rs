@@ -1,17 +1,16 @@
-//! The token objects: X25519 key pairs on the chip, each seen as a private and a public key,
-//! and the cache of what the token knows of the chip's objects. Their handles: handles.rs.
+//! The object store: the key pairs on the chip (X25519, P-256, Ed25519), each seen as a private
+//! and a public key, and the cache of what the token knows of the chip's objects, read from the
+//! chip. Their handles: handles.rs. Below the kinds of object (key_attributes.rs, ec_keys.rs,
+//! certificate.rs, pin.rs): it imports none of them.
 //!
 //! Each half of a pair is its own PKCS#11 object and can be destroyed alone: see `metadata.rs`
 //! for where a public key whose private half was destroyed is kept (its metadata record).
 
-use super::attributes::{bool_value, ulong_value, AttrValue};
-use super::certificate::{Certificate, CERT_BASE, CERT_END};
+use super::certificate_file::{Certificate, CERT_BASE, CERT_END};
 use super::chip::{Chip, ChipErrorKind, EcCurve, ObjectKind};
-use super::ec;
 use super::error::{refuse, Result};
 use super::handles::{key_binding, key_handle, Half};
 use super::metadata::{default_id, default_label, KeyMetadata, META_BASE, META_END};
-use crate::config::EcPointFormat;
 use pkcs11_sys::*;
 use std::collections::{BTreeMap, HashMap};
 
@@ -78,83 +77,42 @@ impl KeyPair {
             private_destroyed: !self.has_private,
         }
     }
+}
 
-    /// The value of one attribute of either half.
-    pub fn attribute(
-        &self,
-        half: Half,
-        t: CK_ATTRIBUTE_TYPE,
-        ec_point: EcPointFormat,
-    ) -> AttrValue {
-        use AttrValue::*;
-        if let Some(curve) = self.ec {
-            if let Some(value) = super::ec_keys::attribute(self, curve, half, t) {
-                return value;
-            }
-        }
-        let private = half == Half::Private;
-        let v = match t {
-            CKA_CLASS => ulong_value(if private {
-                CKO_PRIVATE_KEY
-            } else {
-                CKO_PUBLIC_KEY
-            }),
-            CKA_KEY_TYPE => ulong_value(CKK_EC_MONTGOMERY),
-            CKA_TOKEN => bool_value(true),
-            CKA_PRIVATE => bool_value(private),
-            CKA_MODIFIABLE => bool_value(true),
-            CKA_COPYABLE => bool_value(false),
-            CKA_DESTROYABLE => bool_value(true),
-            CKA_LABEL => self.label.clone(),
-            CKA_ID => self.id.clone(),
-            CKA_UNIQUE_ID => {
-                format!("{:08X}{}", self.key_id, if private { 'S' } else { 'P' }).into_bytes()
-            }
-            CKA_LOCAL => bool_value(self.generated),
-            CKA_KEY_GEN_MECHANISM => ulong_value(if self.generated {
-                CKM_EC_MONTGOMERY_KEY_PAIR_GEN
-            } else {
-                CK_UNAVAILABLE_INFORMATION
-            }),
-            CKA_ALLOWED_MECHANISMS => ulong_value(CKM_ECDH1_DERIVE),
-            CKA_START_DATE | CKA_END_DATE | CKA_SUBJECT => Vec::new(),
-            CKA_DERIVE => bool_value(true),
-            CKA_EC_PARAMS => ec::EC_PARAMS_CURVE25519.to_vec(),
-            CKA_PUBLIC_KEY_INFO => spki(&self.public),
-            // Private-key attributes.
-            CKA_SIGN
-            | CKA_SIGN_RECOVER
-            | CKA_DECRYPT
-            | CKA_UNWRAP
-            | CKA_ALWAYS_AUTHENTICATE
-            | CKA_WRAP_WITH_TRUSTED
-                if private =>
-            {
-                bool_value(false)
-            }
-            CKA_SENSITIVE | CKA_ALWAYS_SENSITIVE | CKA_NEVER_EXTRACTABLE if private => {
-                bool_value(true)
-            }
-            CKA_EXTRACTABLE if private => bool_value(false),
-            CKA_VALUE if private => return Sensitive,
-            // Public-key attributes.
-            CKA_VERIFY | CKA_VERIFY_RECOVER | CKA_ENCRYPT | CKA_WRAP | CKA_TRUSTED if !private => {
-                bool_value(false)
-            }
-            CKA_EC_POINT if !private => ec::encode_point(&self.public, ec_point),
-            _ => return Invalid,
-        };
-        Value(v)
+/// A pair on `curve` with its public key as the applet layer gives it.
+pub fn pair_from_public(id: u32, curve: EcCurve, public: Vec<u8>) -> KeyPair {
+    let binding: [u8; 32] = match curve {
+        EcCurve::NistP256 => public[1..33].try_into().expect("a 65-byte point"),
+        EcCurve::Ed25519 => public[..].try_into().expect("a 32-byte key"),
+    };
+    KeyPair {
+        ec: Some(curve),
+        point: public,
+        ..KeyPair::on_chip(id, binding)
     }
 }
 
-/// DER SubjectPublicKeyInfo of an X25519 public key (RFC 8410).
-fn spki(public: &[u8; 32]) -> Vec<u8> {
-    let mut v = vec![
-        0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x6E, 0x03, 0x21, 0x00,
-    ];
-    v.extend_from_slice(public);
-    v
+/// The pair at `id` as read from the chip; None when it is gone or not readable.
+/// Keys from 0x7FFF0000 up are the applet's and NXP's (the attestation key F0000012 among them):
+/// not the user's to sign with, so not shown.
+pub const FIRST_RESERVED_ID: u32 = 0x7FFF_0000;
+
+pub fn read_pair(chip: &mut dyn Chip, id: u32, curve: EcCurve) -> Result<Option<KeyPair>> {
+    if id >= FIRST_RESERVED_ID {
+        return Ok(None);
+    }
+    match chip.read_ec_public(id, curve) {
+        Ok(public) => Ok(Some(pair_from_public(id, curve, public))),
+        Err(e) if e.kind == ChipErrorKind::NotFound => Ok(None),
+        Err(e) if matches!(e.kind, ChipErrorKind::Denied | ChipErrorKind::Refused) => {
+            log::debug!(
+                "{} pair {id:#010x}: public key not readable: {e}",
+                curve.name()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.to_ckr(&format!("reading public key {id:#010x}"))),
+    }
 }
 
 /// What the token knows of the chip's objects. Refreshed from the chip when a caller searches
@@ -258,7 +216,7 @@ impl ObjectCache {
                     }
                 }
                 ObjectKind::EcPair(curve) => {
-                    if let Some(pair) = super::ec_keys::read_pair(chip, id, curve)? {
+                    if let Some(pair) = read_pair(chip, id, curve)? {
                         if self.pairs.get(&id).map(|p| p.public) != Some(pair.public) {
                             self.pairs.insert(id, pair);
                         }
@@ -499,39 +457,5 @@ mod tests {
         assert_ne!(new_private, private);
         assert!(cache.resolve(new_private).is_some());
         assert!(cache.resolve(0x1234).is_none());
-    }
-
-    #[test]
-    fn private_value_is_sensitive_and_public_has_its_point() {
-        let p = pair();
-        assert_eq!(
-            p.attribute(Half::Private, CKA_VALUE, EcPointFormat::Der),
-            AttrValue::Sensitive
-        );
-        assert_eq!(
-            p.attribute(Half::Private, CKA_EC_POINT, EcPointFormat::Der),
-            AttrValue::Invalid
-        );
-        let AttrValue::Value(point) = p.attribute(Half::Public, CKA_EC_POINT, EcPointFormat::Der)
-        else {
-            panic!("no point")
-        };
-        assert_eq!(point.len(), 34);
-        assert_eq!(
-            p.attribute(Half::Public, CKA_EC_POINT, EcPointFormat::Raw),
-            AttrValue::Value(vec![9; 32])
-        );
-        assert_eq!(
-            p.attribute(Half::Private, CKA_SENSITIVE, EcPointFormat::Der),
-            AttrValue::Value(vec![1])
-        );
-        assert_eq!(
-            p.attribute(Half::Public, CKA_SENSITIVE, EcPointFormat::Der),
-            AttrValue::Invalid
-        );
-        assert_eq!(
-            p.attribute(Half::Public, 0x8000_1234, EcPointFormat::Der),
-            AttrValue::Invalid
-        );
     }
 }

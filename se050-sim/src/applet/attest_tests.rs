@@ -2,8 +2,8 @@
 //! from NXP's `Se05x_API_ReadObject_W_Attst` / `_V2` (se05x_APDU_impl.h: extended Lc, Le 00 00),
 //! signatures and the certificate chain checked by an outside implementation.
 
-use super::ec_tests::{exchange, hex, hx, selected, send, tlvs};
 use super::outside;
+use super::test_support::{create_p256, exchange, hex, hx, selected, send, tlvs};
 use super::*;
 use sha2::Digest;
 
@@ -44,7 +44,7 @@ fn attestation_public_key(chip: &mut VirtualApplet) -> Vec<u8> {
 #[test]
 fn attested_read_3x_signs_data_attributes_timestamp_freshness_and_chip_id() {
     let mut chip = selected();
-    super::curves_tests::create_p256(&mut chip);
+    create_p256(&mut chip);
     assert_eq!(chip.version().major, 3);
     let public = attestation_public_key(&mut chip);
     send(&mut chip, "80 01 61 00 09 41 04 00000050 42 01 03", false);
@@ -137,7 +137,7 @@ fn attested_read_7_2_signs_the_command_hash_and_tlvs() {
 #[test]
 fn attested_read_without_read_rights_omits_the_data_and_refusals_are_the_chips() {
     let mut chip = selected();
-    super::curves_tests::create_p256(&mut chip);
+    create_p256(&mut chip);
     // A P-256 key whose policy lets everyone sign only: attested, without its public key.
     let command = "80 01 61 00 14 11 09 08 00000000 10000000 41 04 00000052 42 01 03";
     assert_eq!(send(&mut chip, command, false).1, 0x9000);

@@ -1,49 +1,18 @@
 //! The curve commands at the APDU level, bytes written by hand from NXP's builders
 //! (se05x_APDU_impl.h: `Se05x_API_ReadECCurveList`, `Se05x_API_CreateECCurve`,
-//! `Se05x_API_SetECCurveParam`, `Se05x_API_GetECCurveId`) and P-256's parameters as SEC 2
-//! (and NXP's `se05x_ecc_curves_values.h`) print them, in the order of NXP's
-//! `PROCESS_ECC_CURVE`: a, b, G, n, prime.
+//! `Se05x_API_SetECCurveParam`, `Se05x_API_GetECCurveId`); P-256's parameters and NXP's curve
+//! creation are in test_support.rs (the EC and attestation tests need them too).
 
-use super::ec_tests::{exchange, hx, selected, send, tlvs};
+use super::test_support::{
+    create_p256, exchange, hex, hx, selected, send, set_param, tlvs, A, B, G, N, PRIME,
+};
 use super::*;
-
-const A: &str = "FFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFC";
-const B: &str = "5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B";
-const G: &str = "04 6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296\
-                 4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5";
-const N: &str = "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551";
-const PRIME: &str = "FFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF";
 
 /// ReadECCurveList `80 02 0B 25`, Case 4 without data (Le 00): the 17 SetIndicators.
 fn curve_list(chip: &mut VirtualApplet) -> Vec<u8> {
     let (answer, sw) = exchange(chip, &hx("80 02 0B 25 00"));
     assert_eq!(sw, 0x9000);
     tlvs(&answer).require(TAG_1).unwrap().to_vec()
-}
-
-/// SetECCurveParam `80 01 0B 40`: 41 01 curve, 42 01 parameter, 43 LL value (Case 3).
-fn set_param(chip: &mut VirtualApplet, curve: &str, param: &str, value: &str) -> u16 {
-    let value = hx(value);
-    let lc = 3 + 3 + 2 + value.len();
-    let command = format!(
-        "80 01 0B 40 {lc:02X} 41 01 {curve} 42 01 {param} 43 {:02X} {}",
-        value.len(),
-        super::ec_tests::hex(&value)
-    );
-    send(chip, &command, false).1
-}
-
-/// What NXP's `Se05x_API_CreateCurve_prime256v1` sends: CreateECCurve `80 01 0B 04` 41 01 03,
-/// then the five parameters.
-pub(super) fn create_p256(chip: &mut VirtualApplet) {
-    assert_eq!(send(chip, "80 01 0B 04 03 41 01 03", false).1, 0x9000);
-    for (param, value) in [("01", A), ("02", B), ("04", G), ("08", N), ("10", PRIME)] {
-        assert_eq!(
-            set_param(chip, "03", param, value),
-            0x9000,
-            "parameter {param}"
-        );
-    }
 }
 
 #[test]
@@ -150,7 +119,7 @@ fn delete_all_deletes_the_curves() {
     assert_eq!(send(&mut chip, write, false).1, 0x9000);
     let (answer, sw) = send(&mut chip, "80 04 00 1B 06 41 04 7FFF0205 00", true);
     assert_eq!(sw, 0x9000);
-    let session = super::ec_tests::hex(tlvs(&answer).require(TAG_1).unwrap());
+    let session = hex(tlvs(&answer).require(TAG_1).unwrap());
     // ProcessSessionCmd (80 05 00 00): 10 session id, 41 the inner command.
     let wrapped = |inner: &str| {
         let inner = hx(inner);
@@ -158,7 +127,7 @@ fn delete_all_deletes_the_curves() {
             "80 05 00 00 {:02X} 10 08 {session} 41 {:02X} {}",
             10 + 2 + inner.len(),
             inner.len(),
-            super::ec_tests::hex(&inner)
+            hex(&inner)
         )
     };
     let verify = wrapped("80 04 00 2C 06 41 04 31323334");

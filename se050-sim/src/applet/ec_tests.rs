@@ -4,50 +4,8 @@
 //! `Se05x_API_ReadObjectAttributes`), every signature checked by an outside implementation.
 
 use super::outside;
+use super::test_support::{create_p256, exchange, hex, hx, selected, send, tlvs};
 use super::*;
-
-/// Bytes from hex with spaces; for a command, Lc (short form, 5th byte) is checked against the
-/// data that follows, so that a slip in a hand-written command shows.
-pub(super) fn hx(text: &str) -> Vec<u8> {
-    let s: String = text.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// Sends a short case-3/4 APDU written by hand (Lc checked; `le`: whether a trailing 00 is Le).
-pub(super) fn send(applet: &mut VirtualApplet, text: &str, le: bool) -> (Vec<u8>, u16) {
-    let bytes = hx(text);
-    let lc = bytes[4] as usize;
-    assert_eq!(
-        bytes.len(),
-        5 + lc + usize::from(le),
-        "hand-written Lc of {text}"
-    );
-    exchange(applet, &bytes)
-}
-
-pub(super) fn exchange(applet: &mut VirtualApplet, bytes: &[u8]) -> (Vec<u8>, u16) {
-    let r = applet.process(bytes).response;
-    let sw = u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]]);
-    (r[..r.len() - 2].to_vec(), sw)
-}
-
-pub(super) fn selected() -> VirtualApplet {
-    let mut applet = VirtualApplet::in_memory();
-    let (_, sw) = exchange(&mut applet, &select_bytes());
-    assert_eq!(sw, 0x9000);
-    applet
-}
-
-pub(super) fn tlvs(bytes: &[u8]) -> Tlvs<'_> {
-    Tlvs::parse(bytes).unwrap()
-}
 
 /// RFC 8032 7.1 TEST 2.
 const ED_SECRET: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
@@ -62,7 +20,7 @@ fn reversed(mut bytes: Vec<u8>) -> Vec<u8> {
 #[test]
 fn p256_generate_read_and_ecdsa_sign_verified_outside() {
     let mut chip = selected();
-    super::curves_tests::create_p256(&mut chip);
+    create_p256(&mut chip);
     // WriteECKey, key pair generated inside: 80 01 61 00, 41 id, 42 curve NIST_P256.
     let (_, sw) = send(&mut chip, "80 01 61 00 09 41 04 00000020 42 01 03", false);
     assert_eq!(sw, 0x9000);
@@ -124,7 +82,7 @@ fn p256_generate_read_and_ecdsa_sign_verified_outside() {
 #[test]
 fn ecdsa_refusals_answer_the_chips_status_words() {
     let mut chip = selected();
-    super::curves_tests::create_p256(&mut chip);
+    create_p256(&mut chip);
     send(&mut chip, "80 01 61 00 09 41 04 00000020 42 01 03", false);
     let hash = [0x11u8; 32];
     let sign = |chip: &mut VirtualApplet, id: &str, algo: &str, input: &[u8]| {
@@ -262,7 +220,7 @@ fn ed25519_generated_key_signs_up_to_the_apdu_limit() {
 #[test]
 fn p256_ecdh_known_vector_and_refusals() {
     let mut chip = selected();
-    super::curves_tests::create_p256(&mut chip);
+    create_p256(&mut chip);
     let command = "80 01 61 00 2B 41 04 00000026 42 01 03 43 20 \
                    7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534";
     assert_eq!(send(&mut chip, command, false).1, 0x9000);
