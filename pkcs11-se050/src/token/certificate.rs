@@ -131,6 +131,13 @@ impl Token {
             false,
             "this token marks no certificate trusted",
         )?;
+        // The stored certificate reports CKA_MODIFIABLE false and C_SetAttributeValue refuses
+        // it: a template asking for a modifiable one must not be accepted and then contradicted.
+        template.expect_bool(
+            CKA_MODIFIABLE,
+            false,
+            "certificates on this token never change in place (CKA_MODIFIABLE false)",
+        )?;
         let value = template.get(CKA_VALUE).ok_or_else(|| {
             refuse(
                 CKR_TEMPLATE_INCOMPLETE,

@@ -594,6 +594,24 @@ fn certificates_are_stored_found_by_id_read_back_and_destroyed() {
         ]),
     );
     assert_eq!(rv(bad), CKR_ATTRIBUTE_VALUE_INVALID);
+    // A modifiable certificate is refused (the token would report it unmodifiable); asking for
+    // the unmodifiable one it makes is accepted.
+    let with_modifiable = |modifiable: u8| {
+        Template::new(vec![
+            (CKA_CLASS, ulong_value(CKO_CERTIFICATE)),
+            (CKA_CERTIFICATE_TYPE, ulong_value(CKC_X_509)),
+            (CKA_MODIFIABLE, vec![modifiable]),
+            (CKA_ID, vec![0x43]),
+            (CKA_VALUE, der.clone()),
+        ])
+    };
+    assert_eq!(
+        rv(t.create_object(s, &with_modifiable(1))),
+        CKR_ATTRIBUTE_VALUE_INVALID
+    );
+    let unmodifiable = t.create_object(s, &with_modifiable(0)).unwrap();
+    assert_eq!(value(&t, s, unmodifiable, CKA_MODIFIABLE), vec![0]);
+    t.destroy(s, unmodifiable).unwrap();
     other.destroy(so, cert).unwrap();
     assert_eq!(
         rv(t.attributes(s, cert, &[CKA_VALUE]).and_then(|_| {
