@@ -4,6 +4,14 @@
 //! superseded initiations, half of 40 such peers never got a session: the daemon answered
 //! initiations their senders had already replaced. Every peer must get a session, on both sides.
 //!
+//! Getting every session is not enough to show the queue at work: boringtun accepts a response
+//! to its previous initiation, and its retries every REKEY_TIMEOUT bring every peer in at last
+//! even through a one-place queue or without cookies. So the first test also checks, from the
+//! peers' side and the device's counters, the three things the queue does in a storm: it answers
+//! (almost) no initiation its sender had already replaced (stale ones dropped), it refuses no
+//! initiation for want of room, and once the chip's backlog passes the load threshold it demands
+//! cookies from the rest.
+//!
 //! Asserts protocol outcomes under generous deadlines, not speed; it prints the figures the
 //! benchmark (`bench/run storm`) records. STORM_PEERS and STORM_LATENCY_MS change the size and
 //! the chip's latency. Needs root and the module built (`cargo build -p pkcs11-se050`).
@@ -58,10 +66,40 @@ struct StormResult {
 }
 
 /// Messages the peers sent and received, as the storm's figures report them.
-#[derive(Default)]
 struct Tally {
     initiations_sent: u64,
     cookie_replies_received: u64,
+    /// Each peer's newest initiation's sender index: a response names it as its receiver.
+    newest_initiation: Vec<Option<[u8; 4]>>,
+    /// Responses whose receiver index is not their peer's newest initiation: they answer one
+    /// its sender had already replaced (boringtun still takes the one before, so this shows
+    /// only here, not as a failed handshake).
+    responses_to_replaced: u64,
+}
+
+impl Tally {
+    fn new(peers: usize) -> Tally {
+        Tally {
+            initiations_sent: 0,
+            cookie_replies_received: 0,
+            newest_initiation: vec![None; peers],
+            responses_to_replaced: 0,
+        }
+    }
+
+    /// What peer `peer` received from the device, before its `Tunn` sees it.
+    fn received(&mut self, peer: usize, pkt: &[u8]) {
+        match pkt.first() {
+            Some(3) => self.cookie_replies_received += 1,
+            Some(2)
+                if pkt.len() >= 12
+                    && self.newest_initiation[peer] != Some(pkt[8..12].try_into().unwrap()) =>
+            {
+                self.responses_to_replaced += 1;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// boringtun's clock in these tests is mock_instant's, per thread: advanced with the real time
@@ -84,10 +122,11 @@ impl PeerClock {
     }
 }
 
-/// Send `pkt` to the device, counting it if it is an initiation.
-fn send(sock: &UdpSocket, pkt: &[u8], device: SocketAddr, tally: &mut Tally) {
-    if pkt.first() == Some(&1) {
+/// Send `pkt` from peer `peer` to the device, noting it if it is an initiation.
+fn send(peer: usize, sock: &UdpSocket, pkt: &[u8], device: SocketAddr, tally: &mut Tally) {
+    if pkt.first() == Some(&1) && pkt.len() >= 8 {
         tally.initiations_sent += 1;
+        tally.newest_initiation[peer] = Some(pkt[4..8].try_into().unwrap());
     }
     sock.send_to(pkt, device).unwrap();
 }
@@ -100,29 +139,27 @@ fn initiate_all(
     tally: &mut Tally,
 ) {
     let mut out = vec![0u8; 2048];
-    for (tunn, sock) in peers.iter_mut() {
+    for (i, (tunn, sock)) in peers.iter_mut().enumerate() {
         if let TunnResult::WriteToNetwork(p) = tunn.format_handshake_initiation(&mut out, force) {
-            send(sock, p, device, tally);
+            send(i, sock, p, device, tally);
         }
     }
 }
 
-/// One round for one peer: what the device sent it goes through its `Tunn`, the answers go
+/// One round for peer `peer`: what the device sent it goes through its `Tunn`, the answers go
 /// back, then its timers run (a retry or a rekey).
-fn serve(tunn: &mut Tunn, sock: &UdpSocket, device: SocketAddr, tally: &mut Tally) {
+fn serve(peer: usize, tunn: &mut Tunn, sock: &UdpSocket, device: SocketAddr, tally: &mut Tally) {
     let (mut buf, mut out) = (vec![0u8; 2048], vec![0u8; 2048]);
     while let Ok((n, from)) = sock.recv_from(&mut buf) {
-        if buf[0] == 3 {
-            tally.cookie_replies_received += 1;
-        }
+        tally.received(peer, &buf[..n]);
         let mut r = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
         while let TunnResult::WriteToNetwork(p) = r {
-            send(sock, p, device, tally);
+            send(peer, sock, p, device, tally);
             r = tunn.decapsulate(None, &[], &mut out);
         }
     }
     if let TunnResult::WriteToNetwork(p) = tunn.update_timers(&mut out) {
-        send(sock, p, device, tally);
+        send(peer, sock, p, device, tally);
     }
 }
 
@@ -134,13 +171,13 @@ fn run_storm(
 ) -> StormResult {
     let start = Instant::now();
     let mut clock = PeerClock::start();
-    let mut tally = Tally::default();
+    let mut tally = Tally::new(peers.len());
     let mut established = vec![None; peers.len()];
     initiate_all(&mut peers, device, false, &mut tally);
     while start.elapsed() < deadline && established.iter().any(Option::is_none) {
         clock.advance();
         for (i, (tunn, sock)) in peers.iter_mut().enumerate() {
-            serve(tunn, sock, device, &mut tally);
+            serve(i, tunn, sock, device, &mut tally);
             if established[i].is_none() && tunn.time_since_last_handshake().is_some() {
                 established[i] = Some(start.elapsed());
             }
@@ -308,14 +345,17 @@ fn every_peer_of_a_storm_on_distinct_addresses_gets_a_session_with_a_slow_chip()
     let chip_ops = after.token_operations - before.token_operations;
     let handshakes = after.handshakes() - before.handshakes();
     let per_handshake = chip_ops as f64 / handshakes.max(1) as f64;
+    let cookies = result.tally.cookie_replies_received;
+    let late = result.tally.responses_to_replaced;
+    let queue_full = after.dropped(DropReason::QueueFull) - before.dropped(DropReason::QueueFull);
     println!(
         "STORM peers={n} latency_ms={latency_ms} up={}/{n} all_up_s={:.2} chip_ops={chip_ops} \
          handshakes={handshakes} chip_ops_per_handshake={per_handshake:.2} initiations_sent={} \
-         cookie_replies={} stale_dropped={} replayed_dropped={} responses_sent={}",
+         cookie_replies={cookies} stale_dropped={} replayed_dropped={} responses_sent={} \
+         responses_to_replaced={late} queue_full={queue_full}",
         up.len(),
         all_up.as_secs_f64(),
         result.tally.initiations_sent,
-        result.tally.cookie_replies_received,
         after.dropped(DropReason::Stale) - before.dropped(DropReason::Stale),
         after.dropped(DropReason::Replayed) - before.dropped(DropReason::Replayed),
         after.responses_sent - before.responses_sent,
@@ -331,15 +371,27 @@ fn every_peer_of_a_storm_on_distinct_addresses_gets_a_session_with_a_slow_chip()
         "the device confirmed {} of {n} sessions: {after:?}",
         after.sessions_confirmed - before.sessions_confirmed
     );
-    // Responses answer initiations their senders still wait for: almost every one completes a
-    // handshake. (Answering superseded initiations, as a FIFO queue did, wasted 22 of 85 here,
-    // and 167 of 187 against wireguard-go peers in the issue.) The slack covers a peer that
-    // retries while its answer is being computed.
-    let responses = after.responses_sent - before.responses_sent;
-    let completed = after.sessions_confirmed - before.sessions_confirmed;
+    // Responses answer initiations their senders still wait for: an initiation that waited so
+    // long that its sender retried is dropped unanswered. (Answering them, as a FIFO queue did,
+    // sent 12 of 41 responses to replaced initiations here, 167 of 187 against wireguard-go
+    // peers in the issue.) The slack covers a chip operation slower than the queue's estimate
+    // on a loaded machine.
     assert!(
-        responses <= completed + 2 + n as u64 / 10,
-        "{responses} responses for {completed} completed handshakes"
+        late <= 1 + n as u64 / 15,
+        "{late} responses answered initiations their sender had already replaced"
+    );
+    // The lane holds a whole storm: no initiation is refused for want of room (a queue cut
+    // short refuses most, and the peers get in only through their retries).
+    assert_eq!(queue_full, 0, "initiations refused by a full queue");
+    // All initiate at once: once the waiting ones are a second of chip work (the load
+    // threshold, about 1000 / latency_ms of them), the rest get a cookie reply instead of a
+    // place. Half the expected count: messages the worker took while the storm arrived, and a
+    // chip time measured longer on a loaded machine, admit a few more.
+    let admitted_before_load = 1000u64.div_ceil(latency_ms.max(1)) + 1;
+    let expected_cookies = (n as u64).saturating_sub(admitted_before_load) / 2;
+    assert!(
+        cookies >= expected_cookies,
+        "{cookies} cookie replies for {n} simultaneous initiations (at least {expected_cookies})"
     );
     // Every completed handshake cost the responder's one ECDH; none was spent on a replay.
     assert!(
@@ -461,13 +513,13 @@ fn rekey_all(
 ) -> Vec<Option<Duration>> {
     let start = Instant::now();
     let mut clock = PeerClock::start();
-    let mut tally = Tally::default();
+    let mut tally = Tally::new(peers.len());
     initiate_all(&mut peers, device, true, &mut tally);
     let mut done = vec![None; peers.len()];
     while start.elapsed() < deadline && done.iter().any(Option::is_none) {
         clock.advance();
         for (i, (tunn, sock)) in peers.iter_mut().enumerate() {
-            serve(tunn, sock, device, &mut tally);
+            serve(i, tunn, sock, device, &mut tally);
             if done[i].is_none()
                 && tunn
                     .time_since_last_handshake()
