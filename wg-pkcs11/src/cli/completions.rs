@@ -161,6 +161,47 @@ complete -c wg-pkcs11 -n "__fish_wg_pkcs11_using_subcommand show set rotate" -f 
         assert!(!down.iter().any(|w| w == "notes"), "{down:?}");
     }
 
+    /// Runs `shell` (fish or zsh, installed by scripts/install-deps) with `args`; a missing
+    /// shell fails the test, it does not skip it.
+    fn shell_output(shell: &str, config_dir: Option<&std::path::Path>, args: &[&str]) -> String {
+        let mut command = std::process::Command::new(shell);
+        if let Some(dir) = config_dir {
+            command.env("WG_PKCS11_CONFIG_DIR", dir);
+        }
+        let out = command
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{shell} (scripts/install-deps installs it): {e}"));
+        assert!(out.status.success(), "{shell} {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn fish_completes_options_and_interface_names() {
+        let dir = std::env::temp_dir().join(format!("wg-pkcs11-fish-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("wg-office.conf"), "").unwrap();
+        let file = completions_dir().join("wg-pkcs11.fish");
+        let complete = |line: &str| {
+            let script = format!("source {}; complete -C '{line}'", file.display());
+            shell_output("fish", Some(&dir), &["--no-config", "-c", &script])
+        };
+        let up = complete("wg-pkcs11 up ");
+        let rotate = complete("wg-pkcs11 rotate wg0 --");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(up.lines().any(|l| l.starts_with("wg-office")), "{up}");
+        assert!(
+            rotate.lines().any(|l| l.starts_with("--timeout")),
+            "{rotate}"
+        );
+    }
+
+    #[test]
+    fn zsh_reads_the_completion() {
+        let file = completions_dir().join("_wg-pkcs11");
+        shell_output("zsh", None, &["-n", &file.display().to_string()]);
+    }
+
     #[test]
     fn the_completions_know_every_command_and_flag() {
         let bash = generated(Shell::Bash, super::super::args::command());
