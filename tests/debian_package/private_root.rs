@@ -123,6 +123,19 @@ pub fn enter(staging: &Path) {
     mount(&["-t", "proc", "proc", &at("proc")]);
     mount(&["-t", "tmpfs", "-o", "mode=0755", "run", &at("run")]);
     mount(&["-t", "tmpfs", "-o", "mode=1777", "tmp", &at("tmp")]);
+    // A workspace under /tmp or /run (a CI's fresh clone in /tmp) is hidden by the empty tmpfs
+    // just mounted there: it comes back through an overlay of its own, so that what the test
+    // writes there stays in the private root too.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if ["/tmp", "/run"].iter().any(|dir| workspace.starts_with(dir)) {
+        let inside = root.join(workspace.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        let upper = staging.join("upper-workspace");
+        let work = staging.join("work-workspace");
+        std::fs::create_dir(&upper).unwrap();
+        std::fs::create_dir(&work).unwrap();
+        overlay(workspace, &upper, &work, &inside);
+    }
     let lock = root.join("run/lock");
     std::fs::create_dir(&lock).unwrap();
     std::fs::set_permissions(&lock, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
