@@ -127,7 +127,10 @@ pub fn enter(staging: &Path) {
     // just mounted there: it comes back through an overlay of its own, so that what the test
     // writes there stays in the private root too.
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if ["/tmp", "/run"].iter().any(|dir| workspace.starts_with(dir)) {
+    if ["/tmp", "/run"]
+        .iter()
+        .any(|dir| workspace.starts_with(dir))
+    {
         let inside = root.join(workspace.strip_prefix("/").unwrap());
         std::fs::create_dir_all(&inside).unwrap();
         let upper = staging.join("upper-workspace");

@@ -16,6 +16,7 @@ pub mod artifacts;
 pub mod doc_blocks;
 pub mod doc_flags;
 pub mod doc_sandbox;
+pub mod exit_cleanup;
 pub mod guests;
 pub mod i2c_guest;
 pub mod interop;

@@ -96,6 +96,7 @@ impl I2cGuest {
             .prefix("e2e-i2c-guest-")
             .tempdir()
             .expect("cannot create a temporary directory");
+        crate::exit_cleanup::remove_at_exit(state_dir.path());
         let state = state_dir.path().join("se050.state");
         let applet = VirtualApplet::open(&state, latency)
             .unwrap_or_else(|e| panic!("cannot create the virtual SE050's state: {e:?}"));

@@ -97,6 +97,7 @@ impl KernelVm {
             .prefix("e2e-kernel-vm-")
             .tempdir()
             .expect("cannot create a temporary directory");
+        crate::exit_cleanup::remove_at_exit(dir.path());
         let initrd = dir.path().join("initramfs.cpio");
         initramfs::build(
             &kernel,
