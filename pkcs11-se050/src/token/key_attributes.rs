@@ -93,12 +93,7 @@ mod tests {
     use super::*;
 
     fn pair() -> KeyPair {
-        KeyPair {
-            label: b"wg0".to_vec(),
-            id: vec![1],
-            generated: true,
-            ..KeyPair::on_chip(0x5000_0001, [9; 32])
-        }
+        KeyPair::generated_for_tests()
     }
 
     #[test]
