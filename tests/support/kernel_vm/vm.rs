@@ -326,14 +326,8 @@ extern "C" fn stop_shared_vm() {
         let _ = Command::new("ip")
             .args(["netns", "delete", vm.switch.name()])
             .status();
-        if std::env::var_os("E2E_KEEP").is_some() {
-            eprintln!(
-                "E2E_KEEP: the kernel VM's files kept in {}",
-                vm.dir().display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(vm.dir());
-        }
+        // Its directory goes with every VM's, by exit_cleanup (registered at boot, so its
+        // handler runs after this one: qemu is gone first).
     }
 }
 
