@@ -63,13 +63,7 @@ fn tunnel() -> Tunnel {
 
 /// wireguard-go's view of us: the port of its endpoint for us, and its latest handshake (s).
 fn go_sees(t: &Tunnel) -> (u16, u64) {
-    let dump = t.go.dump();
-    let fields: Vec<&str> = dump
-        .lines()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no peer in wireguard-go's dump: {dump}"))
-        .split('\t')
-        .collect();
+    let (fields, dump) = t.go.first_peer();
     let port = fields[2]
         .rsplit(':')
         .next()

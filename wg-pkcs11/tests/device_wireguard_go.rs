@@ -98,13 +98,7 @@ fn interop_with(
 
 /// wireguard-go's view of its one peer (us): latest handshake (seconds) and bytes received.
 fn go_sees(t: &Interop) -> (u64, u64) {
-    let dump = t.go.dump();
-    let fields: Vec<&str> = dump
-        .lines()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no peer in wireguard-go's dump: {dump}"))
-        .split('\t')
-        .collect();
+    let (fields, _) = t.go.first_peer();
     (fields[4].parse().unwrap(), fields[5].parse().unwrap())
 }
 

@@ -428,6 +428,21 @@ impl WireguardGo {
         wg
     }
 
+    /// The tab-separated fields of the first peer's line of `dump` (public key, preshared key,
+    /// endpoint, allowed ips, latest handshake, rx, tx, keepalive), with the whole dump for
+    /// messages.
+    pub fn first_peer(&self) -> (Vec<String>, String) {
+        let dump = self.dump();
+        let fields = dump
+            .lines()
+            .nth(1)
+            .unwrap_or_else(|| panic!("no peer in wireguard-go's dump: {dump}"))
+            .split('\t')
+            .map(String::from)
+            .collect();
+        (fields, dump)
+    }
+
     /// `wg show IF dump` lines.
     pub fn dump(&self) -> String {
         must(
